@@ -1,0 +1,759 @@
+//! The automerge-repo WebSocket protocol, version "1": one CBOR map per
+//! binary frame. This module turns frames into [`Message`]s and back; it
+//! does no IO.
+//!
+//! Decoding is tolerant the way the JavaScript peers need it to be:
+//! unknown fields are skipped, integers sent as floats are accepted and
+//! `undefined` or `null` count as absent. It is also bounded: a frame over
+//! the configured limit is refused before it is parsed.
+
+use minicbor::data::Type;
+use minicbor::{Decoder, Encoder};
+
+use crate::document_id::DocumentId;
+
+/// The only protocol version automerge-repo speaks today.
+pub const PROTOCOL_VERSION: &str = "1";
+
+/// The largest frame a peer accepts unless configured otherwise: 16 MiB.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// A peer's id on the wire. automerge-repo peers pick these at random.
+pub type PeerId = String;
+
+/// What a peer says about itself in `join` and `peer`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerMetadata {
+    /// Identifies the peer's storage, so the other side may keep the sync
+    /// state it shares with it across connections.
+    pub storage_id: Option<String>,
+    /// An ephemeral peer keeps nothing, so nothing is kept about it.
+    pub is_ephemeral: bool,
+}
+
+/// One protocol message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Join {
+        sender_id: PeerId,
+        supported_protocol_versions: Vec<String>,
+        metadata: PeerMetadata,
+    },
+    Peer {
+        sender_id: PeerId,
+        target_id: PeerId,
+        selected_protocol_version: String,
+        metadata: PeerMetadata,
+    },
+    Leave {
+        sender_id: PeerId,
+    },
+    Error {
+        sender_id: Option<PeerId>,
+        target_id: Option<PeerId>,
+        message: String,
+    },
+    /// A sync message from a peer that does not have the document yet.
+    Request(SyncFrame),
+    Sync(SyncFrame),
+    DocUnavailable {
+        sender_id: PeerId,
+        target_id: PeerId,
+        document_id: DocumentId,
+    },
+    Ephemeral {
+        sender_id: PeerId,
+        target_id: PeerId,
+        document_id: DocumentId,
+        session_id: String,
+        count: u64,
+        data: Vec<u8>,
+    },
+    /// Remote-heads gossip (`remote-heads-changed`,
+    /// `remote-subscription-change`): part of the protocol, which this
+    /// implementation reads and ignores.
+    Gossip {
+        sender_id: PeerId,
+        kind: String,
+    },
+}
+
+/// The fields `request` and `sync` share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncFrame {
+    pub sender_id: PeerId,
+    pub target_id: PeerId,
+    pub document_id: DocumentId,
+    /// An encoded `automerge::sync::Message`.
+    pub data: Vec<u8>,
+}
+
+/// Why a frame could not be read. Each says what was wrong in a sentence
+/// that is sent back to the peer in an `error` message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the message is {size} bytes, over this relay's limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("the message is not valid CBOR: {0}")]
+    Cbor(String),
+    #[error("the message is not a CBOR map")]
+    NotAMap,
+    #[error("the message has no “type” field")]
+    MissingType,
+    #[error("the message type “{0}” is not part of the automerge-repo protocol")]
+    UnknownType(String),
+    #[error("the “{kind}” message has no “{field}” field")]
+    MissingField {
+        kind: &'static str,
+        field: &'static str,
+    },
+    #[error("the “{field}” field has the wrong type: expected {expected}")]
+    WrongType {
+        field: String,
+        expected: &'static str,
+    },
+    #[error("the document id is not valid: {0}")]
+    DocumentId(#[from] crate::document_id::DocumentIdError),
+}
+
+impl From<minicbor::decode::Error> for DecodeError {
+    fn from(error: minicbor::decode::Error) -> Self {
+        DecodeError::Cbor(error.to_string())
+    }
+}
+
+impl Message {
+    /// The message's `type` field.
+    pub fn kind(&self) -> &str {
+        match self {
+            Message::Join { .. } => "join",
+            Message::Peer { .. } => "peer",
+            Message::Leave { .. } => "leave",
+            Message::Error { .. } => "error",
+            Message::Request(_) => "request",
+            Message::Sync(_) => "sync",
+            Message::DocUnavailable { .. } => "doc-unavailable",
+            Message::Ephemeral { .. } => "ephemeral",
+            Message::Gossip { kind, .. } => kind,
+        }
+    }
+
+    /// The peer that says it sent this message.
+    pub fn sender_id(&self) -> Option<&str> {
+        match self {
+            Message::Join { sender_id, .. }
+            | Message::Peer { sender_id, .. }
+            | Message::Leave { sender_id }
+            | Message::DocUnavailable { sender_id, .. }
+            | Message::Ephemeral { sender_id, .. }
+            | Message::Gossip { sender_id, .. } => Some(sender_id),
+            Message::Request(frame) | Message::Sync(frame) => Some(&frame.sender_id),
+            Message::Error { sender_id, .. } => sender_id.as_deref(),
+        }
+    }
+
+    /// The document this message is about, if any.
+    pub fn document_id(&self) -> Option<DocumentId> {
+        match self {
+            Message::Request(frame) | Message::Sync(frame) => Some(frame.document_id),
+            Message::DocUnavailable { document_id, .. }
+            | Message::Ephemeral { document_id, .. } => Some(*document_id),
+            _ => None,
+        }
+    }
+
+    /// Reads one frame, refusing frames over `max_bytes`.
+    pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Message, DecodeError> {
+        if bytes.len() > max_bytes {
+            return Err(DecodeError::TooLarge {
+                size: bytes.len(),
+                limit: max_bytes,
+            });
+        }
+        let fields = Fields::read(bytes)?;
+        let kind = fields.kind.clone().ok_or(DecodeError::MissingType)?;
+        let message = match kind.as_str() {
+            "join" => Message::Join {
+                sender_id: fields.required("join", "senderId", &fields.sender_id)?,
+                supported_protocol_versions: fields.supported_protocol_versions.clone(),
+                metadata: fields.metadata.clone(),
+            },
+            "peer" => Message::Peer {
+                sender_id: fields.required("peer", "senderId", &fields.sender_id)?,
+                target_id: fields.required("peer", "targetId", &fields.target_id)?,
+                selected_protocol_version: fields
+                    .selected_protocol_version
+                    .clone()
+                    .unwrap_or_else(|| PROTOCOL_VERSION.to_string()),
+                metadata: fields.metadata.clone(),
+            },
+            "leave" => Message::Leave {
+                sender_id: fields.required("leave", "senderId", &fields.sender_id)?,
+            },
+            "error" => Message::Error {
+                sender_id: fields.sender_id.clone(),
+                target_id: fields.target_id.clone(),
+                message: fields.message.clone().unwrap_or_default(),
+            },
+            "request" | "sync" => {
+                let kind_name = if kind == "request" { "request" } else { "sync" };
+                let frame = SyncFrame {
+                    sender_id: fields.required(kind_name, "senderId", &fields.sender_id)?,
+                    target_id: fields.required(kind_name, "targetId", &fields.target_id)?,
+                    document_id: fields.document_id(kind_name)?,
+                    data: fields.required(kind_name, "data", &fields.data)?,
+                };
+                if kind == "request" {
+                    Message::Request(frame)
+                } else {
+                    Message::Sync(frame)
+                }
+            }
+            "doc-unavailable" => Message::DocUnavailable {
+                sender_id: fields.required("doc-unavailable", "senderId", &fields.sender_id)?,
+                target_id: fields.required("doc-unavailable", "targetId", &fields.target_id)?,
+                document_id: fields.document_id("doc-unavailable")?,
+            },
+            "ephemeral" => Message::Ephemeral {
+                sender_id: fields.required("ephemeral", "senderId", &fields.sender_id)?,
+                target_id: fields.required("ephemeral", "targetId", &fields.target_id)?,
+                document_id: fields.document_id("ephemeral")?,
+                session_id: fields.required("ephemeral", "sessionId", &fields.session_id)?,
+                count: fields.required("ephemeral", "count", &fields.count)?,
+                data: fields.required("ephemeral", "data", &fields.data)?,
+            },
+            "remote-heads-changed" | "remote-subscription-change" => Message::Gossip {
+                sender_id: fields.required("gossip", "senderId", &fields.sender_id)?,
+                kind,
+            },
+            _ => return Err(DecodeError::UnknownType(shorten(&kind))),
+        };
+        Ok(message)
+    }
+
+    /// Writes the message as one CBOR map, the way automerge-repo does.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Encoder::new(Vec::new());
+        // Writing to a Vec cannot fail.
+        self.write(&mut e).expect("encoding to memory cannot fail");
+        e.into_writer()
+    }
+
+    fn write(
+        &self,
+        e: &mut Encoder<Vec<u8>>,
+    ) -> Result<(), minicbor::encode::Error<std::convert::Infallible>> {
+        match self {
+            Message::Join {
+                sender_id,
+                supported_protocol_versions,
+                metadata,
+            } => {
+                e.map(4)?.str("type")?.str("join")?;
+                e.str("senderId")?.str(sender_id)?;
+                e.str("supportedProtocolVersions")?
+                    .array(supported_protocol_versions.len() as u64)?;
+                for version in supported_protocol_versions {
+                    e.str(version)?;
+                }
+                write_metadata(e, metadata)?;
+            }
+            Message::Peer {
+                sender_id,
+                target_id,
+                selected_protocol_version,
+                metadata,
+            } => {
+                e.map(5)?.str("type")?.str("peer")?;
+                e.str("senderId")?.str(sender_id)?;
+                e.str("targetId")?.str(target_id)?;
+                e.str("selectedProtocolVersion")?
+                    .str(selected_protocol_version)?;
+                write_metadata(e, metadata)?;
+            }
+            Message::Leave { sender_id } => {
+                e.map(2)?.str("type")?.str("leave")?;
+                e.str("senderId")?.str(sender_id)?;
+            }
+            Message::Error {
+                sender_id,
+                target_id,
+                message,
+            } => {
+                let len = 2 + sender_id.is_some() as u64 + target_id.is_some() as u64;
+                e.map(len)?.str("type")?.str("error")?;
+                if let Some(sender_id) = sender_id {
+                    e.str("senderId")?.str(sender_id)?;
+                }
+                if let Some(target_id) = target_id {
+                    e.str("targetId")?.str(target_id)?;
+                }
+                e.str("message")?.str(message)?;
+            }
+            Message::Request(frame) | Message::Sync(frame) => {
+                e.map(5)?.str("type")?.str(self.kind())?;
+                e.str("senderId")?.str(&frame.sender_id)?;
+                e.str("targetId")?.str(&frame.target_id)?;
+                e.str("documentId")?.str(&frame.document_id.to_string())?;
+                e.str("data")?.bytes(&frame.data)?;
+            }
+            Message::DocUnavailable {
+                sender_id,
+                target_id,
+                document_id,
+            } => {
+                e.map(4)?.str("type")?.str("doc-unavailable")?;
+                e.str("senderId")?.str(sender_id)?;
+                e.str("targetId")?.str(target_id)?;
+                e.str("documentId")?.str(&document_id.to_string())?;
+            }
+            Message::Ephemeral {
+                sender_id,
+                target_id,
+                document_id,
+                session_id,
+                count,
+                data,
+            } => {
+                e.map(7)?.str("type")?.str("ephemeral")?;
+                e.str("senderId")?.str(sender_id)?;
+                e.str("targetId")?.str(target_id)?;
+                e.str("documentId")?.str(&document_id.to_string())?;
+                e.str("sessionId")?.str(session_id)?;
+                e.str("count")?.u64(*count)?;
+                e.str("data")?.bytes(data)?;
+            }
+            Message::Gossip { sender_id, kind } => {
+                e.map(2)?.str("type")?.str(kind)?;
+                e.str("senderId")?.str(sender_id)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_metadata(
+    e: &mut Encoder<Vec<u8>>,
+    metadata: &PeerMetadata,
+) -> Result<(), minicbor::encode::Error<std::convert::Infallible>> {
+    e.str("peerMetadata")?
+        .map(1 + metadata.storage_id.is_some() as u64)?;
+    if let Some(storage_id) = &metadata.storage_id {
+        e.str("storageId")?.str(storage_id)?;
+    }
+    e.str("isEphemeral")?.bool(metadata.is_ephemeral)?;
+    Ok(())
+}
+
+/// Every field any message may carry, read in one pass over the map.
+#[derive(Default)]
+struct Fields {
+    kind: Option<String>,
+    sender_id: Option<String>,
+    target_id: Option<String>,
+    document_id: Option<String>,
+    data: Option<Vec<u8>>,
+    message: Option<String>,
+    session_id: Option<String>,
+    count: Option<u64>,
+    supported_protocol_versions: Vec<String>,
+    selected_protocol_version: Option<String>,
+    metadata: PeerMetadata,
+}
+
+impl Fields {
+    fn read(bytes: &[u8]) -> Result<Fields, DecodeError> {
+        let mut d = Decoder::new(bytes);
+        skip_tags(&mut d)?;
+        if !matches!(d.datatype()?, Type::Map | Type::MapIndef) {
+            return Err(DecodeError::NotAMap);
+        }
+        let mut fields = Fields::default();
+        for_each_entry(&mut d, |d, key| {
+            match key {
+                "type" => fields.kind = opt_string(d, "type")?,
+                "senderId" => fields.sender_id = opt_string(d, "senderId")?,
+                "targetId" => fields.target_id = opt_string(d, "targetId")?,
+                "documentId" => fields.document_id = opt_string(d, "documentId")?,
+                "data" => fields.data = opt_bytes(d, "data")?,
+                "message" => fields.message = opt_string(d, "message")?,
+                "sessionId" => fields.session_id = opt_string(d, "sessionId")?,
+                "count" => fields.count = opt_count(d, "count")?,
+                "selectedProtocolVersion" => {
+                    fields.selected_protocol_version = opt_string(d, "selectedProtocolVersion")?
+                }
+                "supportedProtocolVersions" => fields.supported_protocol_versions = string_list(d)?,
+                "peerMetadata" => fields.metadata = metadata(d)?,
+                _ => d.skip()?,
+            }
+            Ok(())
+        })?;
+        Ok(fields)
+    }
+
+    fn required<T: Clone>(
+        &self,
+        kind: &'static str,
+        field: &'static str,
+        value: &Option<T>,
+    ) -> Result<T, DecodeError> {
+        value
+            .clone()
+            .ok_or(DecodeError::MissingField { kind, field })
+    }
+
+    fn document_id(&self, kind: &'static str) -> Result<DocumentId, DecodeError> {
+        let text = self.required(kind, "documentId", &self.document_id)?;
+        Ok(DocumentId::parse_url_or_id(&text)?)
+    }
+}
+
+/// Calls `f` with each key of the map at the decoder's position; `f` must
+/// consume the value.
+fn for_each_entry(
+    d: &mut Decoder<'_>,
+    mut f: impl FnMut(&mut Decoder<'_>, &str) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    match d.map()? {
+        Some(len) => {
+            for _ in 0..len {
+                entry(d, &mut f)?;
+            }
+        }
+        None => {
+            while d.datatype()? != Type::Break {
+                entry(d, &mut f)?;
+            }
+            d.skip()?;
+        }
+    }
+    Ok(())
+}
+
+fn entry(
+    d: &mut Decoder<'_>,
+    f: &mut impl FnMut(&mut Decoder<'_>, &str) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    if d.datatype()? == Type::String {
+        let key = d.str()?.to_owned();
+        f(d, &key)
+    } else {
+        // A key we cannot name is a field we do not know: skip both.
+        d.skip()?;
+        d.skip()?;
+        Ok(())
+    }
+}
+
+fn skip_tags(d: &mut Decoder<'_>) -> Result<(), DecodeError> {
+    while d.datatype()? == Type::Tag {
+        d.tag()?;
+    }
+    Ok(())
+}
+
+/// `undefined` and `null` stand for an absent field.
+fn is_absent(d: &mut Decoder<'_>) -> Result<bool, DecodeError> {
+    match d.datatype()? {
+        Type::Undefined => {
+            d.undefined()?;
+            Ok(true)
+        }
+        Type::Null => {
+            d.null()?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+fn opt_string(d: &mut Decoder<'_>, field: &str) -> Result<Option<String>, DecodeError> {
+    skip_tags(d)?;
+    if is_absent(d)? {
+        return Ok(None);
+    }
+    match d.datatype()? {
+        Type::String => Ok(Some(d.str()?.to_owned())),
+        Type::StringIndef => {
+            let mut text = String::new();
+            for part in d.str_iter()? {
+                text.push_str(part?);
+            }
+            Ok(Some(text))
+        }
+        _ => Err(DecodeError::WrongType {
+            field: field.to_string(),
+            expected: "text",
+        }),
+    }
+}
+
+fn opt_bytes(d: &mut Decoder<'_>, field: &str) -> Result<Option<Vec<u8>>, DecodeError> {
+    // cbor-x may wrap a Uint8Array in a typed-array tag (64).
+    skip_tags(d)?;
+    if is_absent(d)? {
+        return Ok(None);
+    }
+    match d.datatype()? {
+        Type::Bytes => Ok(Some(d.bytes()?.to_vec())),
+        Type::BytesIndef => {
+            let mut bytes = Vec::new();
+            for part in d.bytes_iter()? {
+                bytes.extend_from_slice(part?);
+            }
+            Ok(Some(bytes))
+        }
+        _ => Err(DecodeError::WrongType {
+            field: field.to_string(),
+            expected: "bytes",
+        }),
+    }
+}
+
+/// A count sent as any CBOR number: JavaScript numbers may arrive as floats.
+fn opt_count(d: &mut Decoder<'_>, field: &str) -> Result<Option<u64>, DecodeError> {
+    skip_tags(d)?;
+    if is_absent(d)? {
+        return Ok(None);
+    }
+    let wrong = || DecodeError::WrongType {
+        field: field.to_string(),
+        expected: "a whole number",
+    };
+    match d.datatype()? {
+        Type::U8 | Type::U16 | Type::U32 | Type::U64 => Ok(Some(d.u64()?)),
+        Type::F32 | Type::F64 => {
+            let value = match d.datatype()? {
+                Type::F32 => d.f32()? as f64,
+                _ => d.f64()?,
+            };
+            if value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value < 2f64.powi(64) {
+                Ok(Some(value as u64))
+            } else {
+                Err(wrong())
+            }
+        }
+        _ => Err(wrong()),
+    }
+}
+
+fn opt_bool(d: &mut Decoder<'_>) -> Result<Option<bool>, DecodeError> {
+    if is_absent(d)? {
+        return Ok(None);
+    }
+    if d.datatype()? == Type::Bool {
+        Ok(Some(d.bool()?))
+    } else {
+        d.skip()?;
+        Ok(None)
+    }
+}
+
+fn string_list(d: &mut Decoder<'_>) -> Result<Vec<String>, DecodeError> {
+    skip_tags(d)?;
+    if is_absent(d)? {
+        return Ok(Vec::new());
+    }
+    if !matches!(d.datatype()?, Type::Array | Type::ArrayIndef) {
+        return Err(DecodeError::WrongType {
+            field: "supportedProtocolVersions".into(),
+            expected: "a list of text",
+        });
+    }
+    let mut list = Vec::new();
+    match d.array()? {
+        Some(len) => {
+            for _ in 0..len {
+                if let Some(s) = opt_string(d, "supportedProtocolVersions")? {
+                    list.push(s);
+                }
+            }
+        }
+        None => {
+            while d.datatype()? != Type::Break {
+                if let Some(s) = opt_string(d, "supportedProtocolVersions")? {
+                    list.push(s);
+                }
+            }
+            d.skip()?;
+        }
+    }
+    Ok(list)
+}
+
+fn metadata(d: &mut Decoder<'_>) -> Result<PeerMetadata, DecodeError> {
+    skip_tags(d)?;
+    let mut metadata = PeerMetadata::default();
+    if is_absent(d)? {
+        return Ok(metadata);
+    }
+    if !matches!(d.datatype()?, Type::Map | Type::MapIndef) {
+        d.skip()?;
+        return Ok(metadata);
+    }
+    for_each_entry(d, |d, key| {
+        match key {
+            "storageId" => metadata.storage_id = opt_string(d, "storageId")?,
+            "isEphemeral" => metadata.is_ephemeral = opt_bool(d)?.unwrap_or(false),
+            _ => d.skip()?,
+        }
+        Ok(())
+    })?;
+    Ok(metadata)
+}
+
+fn shorten(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_messages() -> Vec<Message> {
+        let doc = DocumentId::random();
+        vec![
+            Message::Join {
+                sender_id: "a".into(),
+                supported_protocol_versions: vec!["1".into()],
+                metadata: PeerMetadata {
+                    storage_id: Some("s".into()),
+                    is_ephemeral: false,
+                },
+            },
+            Message::Peer {
+                sender_id: "r".into(),
+                target_id: "a".into(),
+                selected_protocol_version: "1".into(),
+                metadata: PeerMetadata::default(),
+            },
+            Message::Error {
+                sender_id: Some("r".into()),
+                target_id: None,
+                message: "no".into(),
+            },
+            Message::Request(SyncFrame {
+                sender_id: "a".into(),
+                target_id: "r".into(),
+                document_id: doc,
+                data: vec![1, 2, 3],
+            }),
+            Message::Sync(SyncFrame {
+                sender_id: "a".into(),
+                target_id: "r".into(),
+                document_id: doc,
+                data: vec![],
+            }),
+            Message::DocUnavailable {
+                sender_id: "r".into(),
+                target_id: "a".into(),
+                document_id: doc,
+            },
+            Message::Ephemeral {
+                sender_id: "a".into(),
+                target_id: "r".into(),
+                document_id: doc,
+                session_id: "x".into(),
+                count: 7,
+                data: vec![9],
+            },
+            Message::Leave {
+                sender_id: "a".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for message in sample_messages() {
+            let bytes = message.encode();
+            assert_eq!(
+                Message::decode(&bytes, DEFAULT_MAX_FRAME_BYTES).unwrap(),
+                message
+            );
+        }
+    }
+
+    /// A map written the way cbor-x writes a JS object with extra fields,
+    /// a float count and an undefined value.
+    #[test]
+    fn reads_javascript_quirks() {
+        let doc = DocumentId::random();
+        let mut e = Encoder::new(Vec::new());
+        e.map(9).unwrap();
+        e.str("type").unwrap().str("ephemeral").unwrap();
+        e.str("senderId").unwrap().str("js").unwrap();
+        e.str("targetId").unwrap().str("relay").unwrap();
+        e.str("documentId").unwrap().str(&doc.to_string()).unwrap();
+        e.str("sessionId").unwrap().str("s1").unwrap();
+        e.str("count").unwrap().f64(3.0).unwrap();
+        e.str("data")
+            .unwrap()
+            .tag(minicbor::data::Tag::new(64))
+            .unwrap();
+        e.bytes(&[1, 2]).unwrap();
+        e.str("somethingNew").unwrap().array(2).unwrap();
+        e.u8(1).unwrap().str("x").unwrap();
+        e.str("extra").unwrap().undefined().unwrap();
+        let message = Message::decode(&e.into_writer(), 1024).unwrap();
+        assert_eq!(
+            message,
+            Message::Ephemeral {
+                sender_id: "js".into(),
+                target_id: "relay".into(),
+                document_id: doc,
+                session_id: "s1".into(),
+                count: 3,
+                data: vec![1, 2],
+            }
+        );
+    }
+
+    #[test]
+    fn says_what_is_wrong_with_bad_frames() {
+        assert!(matches!(
+            Message::decode(&[0xff, 0x00], 1024),
+            Err(DecodeError::Cbor(_) | DecodeError::NotAMap)
+        ));
+        let mut e = Encoder::new(Vec::new());
+        e.array(1).unwrap().u8(1).unwrap();
+        assert_eq!(
+            Message::decode(&e.into_writer(), 1024),
+            Err(DecodeError::NotAMap)
+        );
+        let mut e = Encoder::new(Vec::new());
+        e.map(1).unwrap().str("type").unwrap().str("hello").unwrap();
+        assert_eq!(
+            Message::decode(&e.into_writer(), 1024),
+            Err(DecodeError::UnknownType("hello".into()))
+        );
+        let big = vec![0u8; 2048];
+        assert_eq!(
+            Message::decode(&big, 1024),
+            Err(DecodeError::TooLarge {
+                size: 2048,
+                limit: 1024
+            })
+        );
+        let mut e = Encoder::new(Vec::new());
+        e.map(4).unwrap();
+        e.str("type").unwrap().str("sync").unwrap();
+        e.str("senderId").unwrap().str("a").unwrap();
+        e.str("targetId").unwrap().str("b").unwrap();
+        e.str("documentId").unwrap().str("2short").unwrap();
+        let error = Message::decode(&e.into_writer(), 1024).unwrap_err();
+        assert!(
+            error.to_string().contains("documentId") || error.to_string().contains("document id")
+        );
+    }
+
+    #[test]
+    fn truncated_frames_are_errors_not_panics() {
+        for message in sample_messages() {
+            let bytes = message.encode();
+            for cut in 0..bytes.len() {
+                let _ = Message::decode(&bytes[..cut], 1024);
+            }
+        }
+    }
+}

@@ -1,0 +1,886 @@
+//! The sync core: a pure state machine that holds the documents one peer
+//! has in memory and the connections it syncs them over.
+//!
+//! A driver hands it [`Event`]s (a frame arrived, a connection opened or
+//! closed, a document finished loading, local changes appeared, time
+//! passed) and carries out the [`Effect`]s it returns, in order. It never
+//! opens a socket, touches a disk or reads a clock, so every protocol case
+//! is a fast deterministic unit test.
+//!
+//! The relay and the client both run it. The differences are in what the
+//! driver feeds it: the client opens connections with `initiate: true`,
+//! which makes the core send `join` and then announce every tracked
+//! document; the relay accepts connections and only syncs a document with
+//! a peer that asked for it, so routing costs O(subscribers).
+//!
+//! Invariant the drivers must keep: effects are carried out in the order
+//! given, and a `Send` that follows a `Persist` goes out only after that
+//! `Persist` has committed. That is how a change is confirmed to its
+//! sender only once it is durable.
+
+use std::collections::{HashMap, HashSet};
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, ChangeHash};
+
+use crate::document_id::DocumentId;
+use crate::message::{DecodeError, Message, PROTOCOL_VERSION, PeerId, PeerMetadata, SyncFrame};
+
+/// A driver's name for one connection.
+pub type ConnId = u64;
+
+/// What a peer wants to do with a document, for [`AccessPolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// The single place that decides whether a connection may see or change a
+/// document. The relay fills this in with its partnerships; the client
+/// trusts its relay.
+pub trait AccessPolicy: Send {
+    fn may_access(&self, conn: ConnId, document_id: &DocumentId, access: Access) -> bool;
+}
+
+/// A policy that allows everything: for the client, and for tests.
+pub struct AllowAll;
+
+impl AccessPolicy for AllowAll {
+    fn may_access(&self, _: ConnId, _: &DocumentId, _: Access) -> bool {
+        true
+    }
+}
+
+/// How a repo introduces itself and what it accepts.
+#[derive(Debug, Clone)]
+pub struct RepoConfig {
+    pub peer_id: PeerId,
+    /// `Some` for a peer that keeps documents; `None` makes it ephemeral.
+    pub storage_id: Option<String>,
+    pub max_frame_bytes: usize,
+    /// A document nobody is syncing is dropped from memory after this long.
+    pub idle_unload_ms: u64,
+}
+
+impl RepoConfig {
+    pub fn new(peer_id: impl Into<PeerId>, storage_id: Option<String>) -> Self {
+        RepoConfig {
+            peer_id: peer_id.into(),
+            storage_id,
+            max_frame_bytes: crate::message::DEFAULT_MAX_FRAME_BYTES,
+            idle_unload_ms: 60_000,
+        }
+    }
+
+    fn metadata(&self) -> PeerMetadata {
+        PeerMetadata {
+            storage_id: self.storage_id.clone(),
+            is_ephemeral: self.storage_id.is_none(),
+        }
+    }
+}
+
+/// Something that happened, for the core to react to.
+#[derive(Debug)]
+pub enum Event {
+    /// A connection opened. The side with `initiate` sends `join`.
+    Connected {
+        conn: ConnId,
+        initiate: bool,
+    },
+    Frame {
+        conn: ConnId,
+        bytes: Vec<u8>,
+    },
+    Disconnected {
+        conn: ConnId,
+    },
+    /// The answer to [`Effect::Load`]: the stored chunks (empty when the
+    /// document is not stored) and the sync states kept per peer storage.
+    Loaded {
+        document_id: DocumentId,
+        chunks: Vec<Vec<u8>>,
+        sync_states: Vec<(String, Vec<u8>)>,
+    },
+    /// Changes that are already in storage but not yet in memory, written
+    /// by another process of the same school (the command line).
+    LocalChanges {
+        document_id: DocumentId,
+        chunk: Vec<u8>,
+    },
+    /// Keep this document in sync with every peer we announce to.
+    Track {
+        document_id: DocumentId,
+    },
+    Tick {
+        now_ms: u64,
+    },
+}
+
+/// Something the driver must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Send {
+        conn: ConnId,
+        bytes: Vec<u8>,
+    },
+    /// Close the connection; an `error` message has already been queued.
+    Close {
+        conn: ConnId,
+        reason: String,
+    },
+    Load {
+        document_id: DocumentId,
+    },
+    /// Append these changes to the document's storage.
+    Persist {
+        document_id: DocumentId,
+        chunk: Vec<u8>,
+    },
+    /// Keep the sync state shared with the peer whose storage is `storage_id`.
+    PersistSyncState {
+        document_id: DocumentId,
+        storage_id: String,
+        state: Vec<u8>,
+    },
+    /// The handshake finished.
+    PeerJoined {
+        conn: ConnId,
+        peer_id: PeerId,
+        metadata: PeerMetadata,
+    },
+    /// The remote peer said it does not have this document.
+    Unavailable {
+        conn: ConnId,
+        document_id: DocumentId,
+    },
+    /// Stored data for this document could not be read; it is left as is.
+    StorageUnreadable {
+        document_id: DocumentId,
+        reason: String,
+    },
+}
+
+/// Where one document stands with one connected peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncProgress {
+    /// Both sides hold the same changes.
+    InSync,
+    /// Changes are on their way in one direction or the other.
+    Syncing,
+    /// The peer does not have the document and neither do we.
+    Unavailable,
+    /// The document is not being synced with that peer.
+    NotSyncing,
+}
+
+enum ConnState {
+    AwaitingJoin,
+    AwaitingPeer,
+    Open {
+        peer_id: PeerId,
+        metadata: PeerMetadata,
+    },
+}
+
+struct Connection {
+    initiate: bool,
+    state: ConnState,
+    documents: HashSet<DocumentId>,
+}
+
+struct PeerDoc {
+    sync: sync::State,
+    /// The shared heads last handed to storage, to persist only changes.
+    persisted_shared_heads: Vec<ChangeHash>,
+    remote_unavailable: bool,
+}
+
+struct Document {
+    doc: Automerge,
+    persisted_heads: Vec<ChangeHash>,
+    peers: HashMap<ConnId, PeerDoc>,
+    /// Sync states by peer storage id, loaded from storage or left by a
+    /// peer that disconnected.
+    stored_sync_states: HashMap<String, Vec<u8>>,
+    last_active_ms: u64,
+    /// Highest ephemeral count seen per session, to drop duplicates.
+    ephemeral_seen: HashMap<String, u64>,
+    unreadable: bool,
+}
+
+enum Queued {
+    Frame(ConnId, Message),
+    Local(Vec<u8>),
+    Announce,
+}
+
+enum Slot {
+    Loading(Vec<Queued>),
+    Ready(Box<Document>),
+}
+
+/// The most sessions remembered per document for ephemeral deduplication.
+const MAX_EPHEMERAL_SESSIONS: usize = 1024;
+
+/// One peer's documents and connections. See the module documentation.
+pub struct Repo {
+    config: RepoConfig,
+    policy: Box<dyn AccessPolicy>,
+    connections: HashMap<ConnId, Connection>,
+    documents: HashMap<DocumentId, Slot>,
+    tracked: HashSet<DocumentId>,
+    now_ms: u64,
+    effects: Vec<Effect>,
+}
+
+impl Repo {
+    pub fn new(config: RepoConfig, policy: Box<dyn AccessPolicy>) -> Self {
+        Repo {
+            config,
+            policy,
+            connections: HashMap::new(),
+            documents: HashMap::new(),
+            tracked: HashSet::new(),
+            now_ms: 0,
+            effects: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// Handles one event and returns what the driver must do, in order.
+    pub fn handle(&mut self, event: Event) -> Vec<Effect> {
+        match event {
+            Event::Connected { conn, initiate } => self.on_connected(conn, initiate),
+            Event::Frame { conn, bytes } => self.on_frame(conn, &bytes),
+            Event::Disconnected { conn } => self.on_disconnected(conn),
+            Event::Loaded {
+                document_id,
+                chunks,
+                sync_states,
+            } => self.on_loaded(document_id, chunks, sync_states),
+            Event::LocalChanges { document_id, chunk } => {
+                self.with_document(document_id, Queued::Local(chunk))
+            }
+            Event::Track { document_id } => {
+                self.tracked.insert(document_id);
+                self.with_document(document_id, Queued::Announce)
+            }
+            Event::Tick { now_ms } => self.on_tick(now_ms),
+        }
+        std::mem::take(&mut self.effects)
+    }
+
+    /// The number of documents held in memory.
+    pub fn loaded_documents(&self) -> usize {
+        self.documents.len()
+    }
+
+    /// The document as held in memory, if it is loaded.
+    pub fn document(&self, document_id: &DocumentId) -> Option<&Automerge> {
+        match self.documents.get(document_id) {
+            Some(Slot::Ready(document)) => Some(&document.doc),
+            _ => None,
+        }
+    }
+
+    /// Where `document_id` stands with the peer on `conn`.
+    pub fn progress(&self, document_id: &DocumentId, conn: ConnId) -> SyncProgress {
+        let Some(Slot::Ready(document)) = self.documents.get(document_id) else {
+            return SyncProgress::NotSyncing;
+        };
+        let Some(peer) = document.peers.get(&conn) else {
+            return SyncProgress::NotSyncing;
+        };
+        let mut ours = document.doc.get_heads();
+        if peer.remote_unavailable && ours.is_empty() {
+            return SyncProgress::Unavailable;
+        }
+        let Some(theirs) = &peer.sync.their_heads else {
+            return SyncProgress::Syncing;
+        };
+        let mut theirs = theirs.clone();
+        ours.sort();
+        theirs.sort();
+        let mut shared = peer.sync.shared_heads.clone();
+        shared.sort();
+        if ours == theirs && shared == ours {
+            SyncProgress::InSync
+        } else {
+            SyncProgress::Syncing
+        }
+    }
+
+    fn on_connected(&mut self, conn: ConnId, initiate: bool) {
+        let state = if initiate {
+            self.send(
+                conn,
+                &Message::Join {
+                    sender_id: self.config.peer_id.clone(),
+                    supported_protocol_versions: vec![PROTOCOL_VERSION.to_string()],
+                    metadata: self.config.metadata(),
+                },
+            );
+            ConnState::AwaitingPeer
+        } else {
+            ConnState::AwaitingJoin
+        };
+        self.connections.insert(
+            conn,
+            Connection {
+                initiate,
+                state,
+                documents: HashSet::new(),
+            },
+        );
+    }
+
+    fn on_frame(&mut self, conn: ConnId, bytes: &[u8]) {
+        let Some(connection) = self.connections.get(&conn) else {
+            return;
+        };
+        let message = match Message::decode(bytes, self.config.max_frame_bytes) {
+            Ok(message) => message,
+            Err(error) => return self.refuse(conn, &describe_decode_error(&error)),
+        };
+        match (&connection.state, message) {
+            (
+                ConnState::AwaitingJoin,
+                Message::Join {
+                    sender_id,
+                    supported_protocol_versions,
+                    metadata,
+                },
+            ) => self.on_join(conn, sender_id, supported_protocol_versions, metadata),
+            (
+                ConnState::AwaitingPeer,
+                Message::Peer {
+                    sender_id,
+                    metadata,
+                    ..
+                },
+            ) => self.on_peer(conn, sender_id, metadata),
+            (_, Message::Error { message, .. }) => {
+                let reason = format!("the other side reported an error: {message}");
+                self.connections.remove(&conn);
+                self.effects.push(Effect::Close { conn, reason });
+            }
+            (ConnState::AwaitingJoin | ConnState::AwaitingPeer, message) => {
+                let expected = if connection.initiate { "peer" } else { "join" };
+                self.refuse(
+                    conn,
+                    &format!(
+                        "expected a “{expected}” message to open the connection, but got “{}”",
+                        message.kind()
+                    ),
+                )
+            }
+            (ConnState::Open { peer_id, .. }, message) => {
+                if message.sender_id() != Some(peer_id.as_str()) {
+                    let claimed = message.sender_id().unwrap_or("nobody").to_string();
+                    let reason = format!(
+                        "the message says it is from peer “{}”, but this connection belongs to peer “{}”",
+                        shorten(&claimed),
+                        shorten(peer_id)
+                    );
+                    return self.refuse(conn, &reason);
+                }
+                self.on_open_message(conn, message)
+            }
+        }
+    }
+
+    fn on_join(
+        &mut self,
+        conn: ConnId,
+        peer_id: PeerId,
+        versions: Vec<String>,
+        metadata: PeerMetadata,
+    ) {
+        // An empty list comes from peers older than version negotiation;
+        // they speak version 1.
+        if !versions.is_empty() && !versions.iter().any(|v| v == PROTOCOL_VERSION) {
+            let reason = format!(
+                "this relay speaks automerge-repo protocol version {PROTOCOL_VERSION}, and your client supports only {}; update the client",
+                versions.join(", ")
+            );
+            return self.refuse(conn, &reason);
+        }
+        self.send(
+            conn,
+            &Message::Peer {
+                sender_id: self.config.peer_id.clone(),
+                target_id: peer_id.clone(),
+                selected_protocol_version: PROTOCOL_VERSION.to_string(),
+                metadata: self.config.metadata(),
+            },
+        );
+        self.open(conn, peer_id, metadata);
+    }
+
+    fn on_peer(&mut self, conn: ConnId, peer_id: PeerId, metadata: PeerMetadata) {
+        self.open(conn, peer_id, metadata);
+        let tracked: Vec<DocumentId> = self.tracked.iter().copied().collect();
+        for document_id in tracked {
+            self.with_document(document_id, Queued::Announce);
+        }
+    }
+
+    fn open(&mut self, conn: ConnId, peer_id: PeerId, metadata: PeerMetadata) {
+        if let Some(connection) = self.connections.get_mut(&conn) {
+            connection.state = ConnState::Open {
+                peer_id: peer_id.clone(),
+                metadata: metadata.clone(),
+            };
+        }
+        self.effects.push(Effect::PeerJoined {
+            conn,
+            peer_id,
+            metadata,
+        });
+    }
+
+    fn on_open_message(&mut self, conn: ConnId, message: Message) {
+        match message {
+            Message::Request(ref frame) | Message::Sync(ref frame) => {
+                let document_id = frame.document_id;
+                if !self.policy.may_access(conn, &document_id, Access::Read) {
+                    // The same answer as for a document that does not exist,
+                    // so ids cannot be probed.
+                    return self.send_unavailable(conn, document_id);
+                }
+                self.with_document(document_id, Queued::Frame(conn, message));
+            }
+            Message::DocUnavailable { document_id, .. } => {
+                if let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id)
+                    && let Some(peer) = document.peers.get_mut(&conn)
+                {
+                    peer.remote_unavailable = true;
+                }
+                self.effects.push(Effect::Unavailable { conn, document_id });
+            }
+            Message::Ephemeral { .. } => self.on_ephemeral(conn, message),
+            Message::Leave { .. } => {
+                self.on_disconnected(conn);
+                self.effects.push(Effect::Close {
+                    conn,
+                    reason: "the peer left".into(),
+                });
+            }
+            Message::Join { .. } | Message::Peer { .. } => self.refuse(
+                conn,
+                "the connection is already open; send “join” only once",
+            ),
+            Message::Gossip { .. } | Message::Error { .. } => {}
+        }
+    }
+
+    /// Relays an ephemeral message to the document's other peers, once.
+    fn on_ephemeral(&mut self, conn: ConnId, message: Message) {
+        let Message::Ephemeral {
+            sender_id,
+            document_id,
+            session_id,
+            count,
+            data,
+            ..
+        } = message
+        else {
+            return;
+        };
+        if !self.policy.may_access(conn, &document_id, Access::Read) {
+            return;
+        }
+        let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
+            return;
+        };
+        match document.ephemeral_seen.get(&session_id) {
+            Some(&seen) if count <= seen => return,
+            _ => {}
+        }
+        if document.ephemeral_seen.len() >= MAX_EPHEMERAL_SESSIONS {
+            document.ephemeral_seen.clear();
+        }
+        document.ephemeral_seen.insert(session_id.clone(), count);
+        let targets: Vec<ConnId> = document
+            .peers
+            .keys()
+            .copied()
+            .filter(|&other| other != conn)
+            .collect();
+        for target in targets {
+            let Some(target_id) = self.peer_id(target) else {
+                continue;
+            };
+            self.send(
+                target,
+                &Message::Ephemeral {
+                    sender_id: sender_id.clone(),
+                    target_id,
+                    document_id,
+                    session_id: session_id.clone(),
+                    count,
+                    data: data.clone(),
+                },
+            );
+        }
+    }
+
+    fn on_disconnected(&mut self, conn: ConnId) {
+        let Some(connection) = self.connections.remove(&conn) else {
+            return;
+        };
+        let storage_id = match &connection.state {
+            ConnState::Open { metadata, .. } if !metadata.is_ephemeral => {
+                metadata.storage_id.clone()
+            }
+            _ => None,
+        };
+        for document_id in connection.documents {
+            let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
+                continue;
+            };
+            let Some(peer) = document.peers.remove(&conn) else {
+                continue;
+            };
+            document.last_active_ms = self.now_ms;
+            if let Some(storage_id) = &storage_id {
+                let state = peer.sync.encode();
+                document
+                    .stored_sync_states
+                    .insert(storage_id.clone(), state.clone());
+                if peer.sync.shared_heads != peer.persisted_shared_heads {
+                    self.effects.push(Effect::PersistSyncState {
+                        document_id,
+                        storage_id: storage_id.clone(),
+                        state,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runs `work` on the document, loading it first if needed.
+    fn with_document(&mut self, document_id: DocumentId, work: Queued) {
+        match self.documents.get_mut(&document_id) {
+            None => {
+                self.documents
+                    .insert(document_id, Slot::Loading(vec![work]));
+                self.effects.push(Effect::Load { document_id });
+            }
+            Some(Slot::Loading(queue)) => queue.push(work),
+            Some(Slot::Ready(_)) => self.run(document_id, work),
+        }
+    }
+
+    fn on_loaded(
+        &mut self,
+        document_id: DocumentId,
+        chunks: Vec<Vec<u8>>,
+        sync_states: Vec<(String, Vec<u8>)>,
+    ) {
+        let Some(Slot::Loading(_)) = self.documents.get(&document_id) else {
+            return;
+        };
+        let mut doc = Automerge::new();
+        let mut unreadable = false;
+        for chunk in &chunks {
+            if let Err(error) = doc.load_incremental(chunk) {
+                unreadable = true;
+                self.effects.push(Effect::StorageUnreadable {
+                    document_id,
+                    reason: error.to_string(),
+                });
+                break;
+            }
+        }
+        let persisted_heads = doc.get_heads();
+        let document = Document {
+            doc,
+            persisted_heads,
+            peers: HashMap::new(),
+            stored_sync_states: sync_states.into_iter().collect(),
+            last_active_ms: self.now_ms,
+            ephemeral_seen: HashMap::new(),
+            unreadable,
+        };
+        let Some(Slot::Loading(queue)) = self
+            .documents
+            .insert(document_id, Slot::Ready(Box::new(document)))
+        else {
+            return;
+        };
+        for work in queue {
+            self.run(document_id, work);
+        }
+    }
+
+    fn run(&mut self, document_id: DocumentId, work: Queued) {
+        match work {
+            Queued::Frame(conn, Message::Request(frame)) => {
+                self.on_sync(conn, document_id, frame, true)
+            }
+            Queued::Frame(conn, Message::Sync(frame)) => {
+                self.on_sync(conn, document_id, frame, false)
+            }
+            Queued::Frame(..) => {}
+            Queued::Local(chunk) => self.on_local_changes(document_id, &chunk),
+            Queued::Announce => self.announce(document_id),
+        }
+    }
+
+    fn on_sync(&mut self, conn: ConnId, document_id: DocumentId, frame: SyncFrame, request: bool) {
+        if !self.connections.contains_key(&conn) {
+            return; // it went away while the document loaded
+        }
+        let message = match sync::Message::decode(&frame.data) {
+            Ok(message) => message,
+            Err(error) => {
+                let reason =
+                    format!("the sync data for document {document_id} could not be read: {error}");
+                return self.refuse(conn, &reason);
+            }
+        };
+        let may_write = self.policy.may_access(conn, &document_id, Access::Write);
+        let storage_id = self.peer_storage_id(conn);
+        let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
+            return;
+        };
+        if document.unreadable {
+            return self.send_unavailable(conn, document_id);
+        }
+        document.last_active_ms = self.now_ms;
+        let peer = document
+            .peers
+            .entry(conn)
+            .or_insert_with(|| new_peer_doc(&document.stored_sync_states, storage_id.as_deref()));
+        peer.sync.read_only = !may_write;
+        if !message.heads.is_empty() {
+            peer.remote_unavailable = false;
+        }
+        if let Err(error) = document.doc.receive_sync_message(&mut peer.sync, message) {
+            let reason =
+                format!("the changes sent for document {document_id} were refused: {error}");
+            return self.refuse(conn, &reason);
+        }
+        if let Some(connection) = self.connections.get_mut(&conn) {
+            connection.documents.insert(document_id);
+        }
+        self.persist_changes(document_id);
+        self.sync_peers(document_id);
+        if request && self.is_empty(&document_id) {
+            // We have nothing, and the requester has nothing: say so (after
+            // our sync reply, as the reference server does), and keep it
+            // subscribed so it gets the document if it appears.
+            self.send_unavailable(conn, document_id);
+        }
+    }
+
+    fn on_local_changes(&mut self, document_id: DocumentId, chunk: &[u8]) {
+        let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
+            return;
+        };
+        if let Err(error) = document.doc.load_incremental(chunk) {
+            self.effects.push(Effect::StorageUnreadable {
+                document_id,
+                reason: error.to_string(),
+            });
+            return;
+        }
+        // These changes came from storage: nothing to write back.
+        document.persisted_heads = document.doc.get_heads();
+        document.last_active_ms = self.now_ms;
+        self.sync_peers(document_id);
+    }
+
+    /// Starts syncing a tracked document with every peer we announce to.
+    fn announce(&mut self, document_id: DocumentId) {
+        let targets: Vec<(ConnId, Option<String>)> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.initiate && matches!(c.state, ConnState::Open { .. }))
+            .map(|(&conn, c)| (conn, storage_id_of(&c.state)))
+            .collect();
+        let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
+            return;
+        };
+        for (conn, storage_id) in targets {
+            document.peers.entry(conn).or_insert_with(|| {
+                new_peer_doc(&document.stored_sync_states, storage_id.as_deref())
+            });
+            if let Some(connection) = self.connections.get_mut(&conn) {
+                connection.documents.insert(document_id);
+            }
+        }
+        self.sync_peers(document_id);
+    }
+
+    /// Hands storage whatever changes arrived since the last write.
+    fn persist_changes(&mut self, document_id: DocumentId) {
+        let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
+            return;
+        };
+        let heads = document.doc.get_heads();
+        if heads == document.persisted_heads {
+            return;
+        }
+        let chunk = document.doc.save_after(&document.persisted_heads);
+        document.persisted_heads = heads;
+        self.effects.push(Effect::Persist { document_id, chunk });
+    }
+
+    /// Sends each peer of the document whatever it is missing, and keeps
+    /// the sync states of peers with storage.
+    fn sync_peers(&mut self, document_id: DocumentId) {
+        let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
+            return;
+        };
+        let empty = document.doc.get_heads().is_empty();
+        let mut outgoing = Vec::new();
+        let mut states = Vec::new();
+        for (&conn, peer) in document.peers.iter_mut() {
+            let Some(connection) = self.connections.get(&conn) else {
+                continue;
+            };
+            let ConnState::Open { peer_id, metadata } = &connection.state else {
+                continue;
+            };
+            if let Some(message) = document.doc.generate_sync_message(&mut peer.sync) {
+                let frame = SyncFrame {
+                    sender_id: self.config.peer_id.clone(),
+                    target_id: peer_id.clone(),
+                    document_id,
+                    data: message.encode(),
+                };
+                // We ask with `request` while we have nothing ourselves.
+                outgoing.push(if empty && connection.initiate {
+                    (conn, Message::Request(frame))
+                } else {
+                    (conn, Message::Sync(frame))
+                });
+            }
+            if let Some(storage_id) = &metadata.storage_id
+                && !metadata.is_ephemeral
+                && peer.sync.shared_heads != peer.persisted_shared_heads
+            {
+                peer.persisted_shared_heads = peer.sync.shared_heads.clone();
+                states.push((storage_id.clone(), peer.sync.encode()));
+            }
+        }
+        for (storage_id, state) in states {
+            self.effects.push(Effect::PersistSyncState {
+                document_id,
+                storage_id,
+                state,
+            });
+        }
+        for (conn, message) in outgoing {
+            self.send(conn, &message);
+        }
+    }
+
+    fn on_tick(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        let idle = self.config.idle_unload_ms;
+        let tracked = &self.tracked;
+        self.documents.retain(|document_id, slot| match slot {
+            Slot::Loading(_) => true,
+            Slot::Ready(document) => {
+                !document.peers.is_empty()
+                    || tracked.contains(document_id)
+                    || now_ms.saturating_sub(document.last_active_ms) < idle
+            }
+        });
+    }
+
+    fn is_empty(&self, document_id: &DocumentId) -> bool {
+        match self.documents.get(document_id) {
+            Some(Slot::Ready(document)) => document.doc.get_heads().is_empty(),
+            _ => true,
+        }
+    }
+
+    fn peer_id(&self, conn: ConnId) -> Option<PeerId> {
+        match &self.connections.get(&conn)?.state {
+            ConnState::Open { peer_id, .. } => Some(peer_id.clone()),
+            _ => None,
+        }
+    }
+
+    fn peer_storage_id(&self, conn: ConnId) -> Option<String> {
+        storage_id_of(&self.connections.get(&conn)?.state)
+    }
+
+    fn send_unavailable(&mut self, conn: ConnId, document_id: DocumentId) {
+        if let Some(target_id) = self.peer_id(conn) {
+            self.send(
+                conn,
+                &Message::DocUnavailable {
+                    sender_id: self.config.peer_id.clone(),
+                    target_id,
+                    document_id,
+                },
+            );
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, message: &Message) {
+        self.effects.push(Effect::Send {
+            conn,
+            bytes: message.encode(),
+        });
+    }
+
+    /// Tells the peer what was wrong, then closes only its connection.
+    fn refuse(&mut self, conn: ConnId, reason: &str) {
+        let target_id = self.peer_id(conn);
+        self.send(
+            conn,
+            &Message::Error {
+                sender_id: Some(self.config.peer_id.clone()),
+                target_id,
+                message: reason.to_string(),
+            },
+        );
+        self.on_disconnected(conn);
+        self.effects.push(Effect::Close {
+            conn,
+            reason: reason.to_string(),
+        });
+    }
+}
+
+fn storage_id_of(state: &ConnState) -> Option<String> {
+    match state {
+        ConnState::Open { metadata, .. } if !metadata.is_ephemeral => metadata.storage_id.clone(),
+        _ => None,
+    }
+}
+
+fn new_peer_doc(stored: &HashMap<String, Vec<u8>>, storage_id: Option<&str>) -> PeerDoc {
+    let sync = storage_id
+        .and_then(|id| stored.get(id))
+        .and_then(|bytes| sync::State::decode(bytes).ok())
+        .unwrap_or_default();
+    PeerDoc {
+        persisted_shared_heads: sync.shared_heads.clone(),
+        sync,
+        remote_unavailable: false,
+    }
+}
+
+fn describe_decode_error(error: &DecodeError) -> String {
+    format!("the message could not be read: {error}")
+}
+
+fn shorten(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+#[cfg(test)]
+#[path = "repo_tests.rs"]
+mod tests;

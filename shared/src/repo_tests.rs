@@ -1,0 +1,600 @@
+//! The protocol core driven through an in-memory network: one relay,
+//! several clients, storage as maps. No sockets, no sleeps.
+
+use std::collections::{HashMap, VecDeque};
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ObjType, ROOT, ReadDoc};
+
+use super::*;
+
+/// Node 0 is the relay; node i > 0 is client i, whose connection to the
+/// relay is conn i at the relay and conn 0 at the client.
+struct Net {
+    nodes: Vec<Repo>,
+    stores: Vec<HashMap<DocumentId, Vec<Vec<u8>>>>,
+    sync_states: Vec<HashMap<(DocumentId, String), Vec<u8>>>,
+    linked: Vec<bool>,
+    queue: VecDeque<(usize, Event)>,
+    /// Every effect seen, by node, for assertions on order.
+    log: Vec<(usize, Effect)>,
+    now_ms: u64,
+}
+
+impl Net {
+    fn new(clients: usize) -> Net {
+        let mut nodes = vec![Repo::new(
+            RepoConfig::new("relay", Some("relay-storage".into())),
+            Box::new(AllowAll),
+        )];
+        for i in 1..=clients {
+            nodes.push(Repo::new(
+                RepoConfig::new(format!("school-{i}"), Some(format!("school-{i}-storage"))),
+                Box::new(AllowAll),
+            ));
+        }
+        Net {
+            stores: vec![HashMap::new(); clients + 1],
+            sync_states: vec![HashMap::new(); clients + 1],
+            linked: vec![false; clients + 1],
+            nodes,
+            queue: VecDeque::new(),
+            log: Vec::new(),
+            now_ms: 0,
+        }
+    }
+
+    fn connect(&mut self, client: usize) {
+        self.linked[client] = true;
+        self.queue.push_back((
+            0,
+            Event::Connected {
+                conn: client as ConnId,
+                initiate: false,
+            },
+        ));
+        self.queue.push_back((
+            client,
+            Event::Connected {
+                conn: 0,
+                initiate: true,
+            },
+        ));
+        self.run();
+    }
+
+    fn disconnect(&mut self, client: usize) {
+        self.linked[client] = false;
+        self.queue.push_back((
+            0,
+            Event::Disconnected {
+                conn: client as ConnId,
+            },
+        ));
+        self.queue
+            .push_back((client, Event::Disconnected { conn: 0 }));
+        self.run();
+    }
+
+    /// A school edits its own copy: the edit lands in its storage first,
+    /// as the command line does, and the core hears of it.
+    fn edit(&mut self, client: usize, document_id: DocumentId, f: impl FnOnce(&mut AutoCommit)) {
+        let chunks = self.stores[client].entry(document_id).or_default();
+        let mut doc = AutoCommit::new();
+        for chunk in chunks.iter() {
+            doc.load_incremental(chunk).unwrap();
+        }
+        doc.set_actor(automerge::ActorId::from(
+            format!("actor-{client}").as_bytes(),
+        ));
+        let before = doc.get_heads();
+        f(&mut doc);
+        let chunk = doc.save_after(&before);
+        chunks.push(chunk.clone());
+        self.queue
+            .push_back((client, Event::LocalChanges { document_id, chunk }));
+        self.run();
+    }
+
+    fn track(&mut self, client: usize, document_id: DocumentId) {
+        self.queue.push_back((client, Event::Track { document_id }));
+        self.run();
+    }
+
+    fn send_raw(&mut self, client: usize, bytes: Vec<u8>) {
+        self.queue.push_back((
+            0,
+            Event::Frame {
+                conn: client as ConnId,
+                bytes,
+            },
+        ));
+        self.run();
+    }
+
+    fn stored(&self, node: usize, document_id: DocumentId) -> AutoCommit {
+        let mut doc = AutoCommit::new();
+        for chunk in self.stores[node].get(&document_id).into_iter().flatten() {
+            doc.load_incremental(chunk).unwrap();
+        }
+        doc
+    }
+
+    fn run(&mut self) {
+        let mut steps = 0;
+        while let Some((node, event)) = self.queue.pop_front() {
+            steps += 1;
+            assert!(steps < 100_000, "the network did not settle");
+            let effects = self.nodes[node].handle(event);
+            for effect in effects {
+                self.log.push((node, effect.clone()));
+                self.apply(node, effect);
+            }
+        }
+    }
+
+    fn apply(&mut self, node: usize, effect: Effect) {
+        match effect {
+            Effect::Send { conn, bytes } => {
+                let (to, to_conn) = if node == 0 {
+                    (conn as usize, 0)
+                } else {
+                    (0, node as ConnId)
+                };
+                let client = if node == 0 { conn as usize } else { node };
+                if self.linked[client] {
+                    self.queue.push_back((
+                        to,
+                        Event::Frame {
+                            conn: to_conn,
+                            bytes,
+                        },
+                    ));
+                }
+            }
+            Effect::Close { conn, .. } => {
+                let client = if node == 0 { conn as usize } else { node };
+                if self.linked[client] {
+                    self.linked[client] = false;
+                    let (to, to_conn) = if node == 0 {
+                        (client, 0)
+                    } else {
+                        (0, node as ConnId)
+                    };
+                    self.queue
+                        .push_back((to, Event::Disconnected { conn: to_conn }));
+                }
+            }
+            Effect::Load { document_id } => {
+                let chunks = self.stores[node]
+                    .get(&document_id)
+                    .cloned()
+                    .unwrap_or_default();
+                let sync_states = self.sync_states[node]
+                    .iter()
+                    .filter(|((d, _), _)| *d == document_id)
+                    .map(|((_, s), state)| (s.clone(), state.clone()))
+                    .collect();
+                self.queue.push_front((
+                    node,
+                    Event::Loaded {
+                        document_id,
+                        chunks,
+                        sync_states,
+                    },
+                ));
+            }
+            Effect::Persist { document_id, chunk } => {
+                self.stores[node]
+                    .entry(document_id)
+                    .or_default()
+                    .push(chunk);
+            }
+            Effect::PersistSyncState {
+                document_id,
+                storage_id,
+                state,
+            } => {
+                self.sync_states[node].insert((document_id, storage_id), state);
+            }
+            Effect::PeerJoined { .. }
+            | Effect::Unavailable { .. }
+            | Effect::StorageUnreadable { .. } => {}
+        }
+    }
+
+    fn tick(&mut self, advance_ms: u64) {
+        self.now_ms += advance_ms;
+        for node in 0..self.nodes.len() {
+            self.queue.push_back((
+                node,
+                Event::Tick {
+                    now_ms: self.now_ms,
+                },
+            ));
+        }
+        self.run();
+    }
+
+    fn sent_errors(&self, node: usize) -> Vec<String> {
+        self.log
+            .iter()
+            .filter(|(n, _)| *n == node)
+            .filter_map(|(_, e)| match e {
+                Effect::Send { bytes, .. } => match Message::decode(bytes, usize::MAX) {
+                    Ok(Message::Error { message, .. }) => Some(message),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn text_of(doc: &AutoCommit, field: &str) -> String {
+    let (_, id) = doc.get(ROOT, field).unwrap().unwrap();
+    doc.text(&id).unwrap()
+}
+
+fn new_doc_with_title(net: &mut Net, client: usize, title: &str) -> DocumentId {
+    let id = DocumentId::random();
+    let title = title.to_string();
+    net.edit(client, id, move |doc| {
+        let text = doc.put_object(ROOT, "title", ObjType::Text).unwrap();
+        doc.splice_text(&text, 0, 0, &title).unwrap();
+    });
+    net.track(client, id);
+    id
+}
+
+#[test]
+fn a_document_created_at_one_school_reaches_another_through_the_relay() {
+    let mut net = Net::new(2);
+    net.connect(1);
+    net.connect(2);
+    let id = new_doc_with_title(&mut net, 1, "Action plan");
+    assert_eq!(
+        text_of(&net.stored(0, id), "title"),
+        "Action plan",
+        "the relay stored it"
+    );
+    net.track(2, id);
+    assert_eq!(
+        text_of(&net.stored(2, id), "title"),
+        "Action plan",
+        "school 2 stored it"
+    );
+    assert_eq!(net.nodes[1].progress(&id, 0), SyncProgress::InSync);
+    assert_eq!(net.nodes[2].progress(&id, 0), SyncProgress::InSync);
+}
+
+#[test]
+fn a_live_edit_reaches_every_subscribed_school() {
+    let mut net = Net::new(3);
+    for c in 1..=3 {
+        net.connect(c);
+    }
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    net.track(2, id);
+    net.track(3, id);
+    net.edit(2, id, |doc| {
+        doc.put(ROOT, "status", "amber").unwrap();
+    });
+    for c in [1, 3] {
+        let doc = net.stored(c, id);
+        assert_eq!(
+            doc.get(ROOT, "status").unwrap().unwrap().0.as_str(),
+            Some("amber")
+        );
+    }
+}
+
+#[test]
+fn offline_edits_converge_and_a_scalar_conflict_keeps_both_values() {
+    let mut net = Net::new(2);
+    net.connect(1);
+    net.connect(2);
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    net.track(2, id);
+    net.disconnect(1);
+    net.disconnect(2);
+    net.edit(1, id, |doc| {
+        doc.put(ROOT, "status", "red").unwrap();
+        doc.put(ROOT, "owner", "Mrs Patel").unwrap();
+        let (_, title) = doc.get(ROOT, "title").unwrap().unwrap();
+        doc.splice_text(&title, 4, 0, " A").unwrap();
+    });
+    net.edit(2, id, |doc| {
+        doc.put(ROOT, "status", "green").unwrap();
+        doc.put(ROOT, "review", "Spring 1").unwrap();
+        let (_, title) = doc.get(ROOT, "title").unwrap().unwrap();
+        doc.splice_text(&title, 0, 0, "B ").unwrap();
+    });
+    net.connect(1);
+    net.connect(2);
+    net.connect(1); // a second reconnect must change nothing
+    let one = net.stored(1, id);
+    let two = net.stored(2, id);
+    let mut h1 = one.clone().get_heads();
+    let mut h2 = two.clone().get_heads();
+    h1.sort();
+    h2.sort();
+    assert_eq!(h1, h2, "both schools hold the same changes");
+    assert_eq!(text_of(&one, "title"), "B Plan A");
+    assert_eq!(
+        one.get(ROOT, "owner").unwrap().unwrap().0.as_str(),
+        Some("Mrs Patel")
+    );
+    assert_eq!(
+        two.get(ROOT, "review").unwrap().unwrap().0.as_str(),
+        Some("Spring 1")
+    );
+    let conflict: Vec<String> = one
+        .get_all(ROOT, "status")
+        .unwrap()
+        .into_iter()
+        .map(|(v, _)| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        conflict.len(),
+        2,
+        "both statuses stay visible: {conflict:?}"
+    );
+    assert!(conflict.contains(&"red".to_string()) && conflict.contains(&"green".to_string()));
+}
+
+#[test]
+fn a_request_for_an_unknown_document_is_unavailable_until_it_appears() {
+    let mut net = Net::new(2);
+    net.connect(1);
+    net.connect(2);
+    let id = DocumentId::random();
+    net.track(2, id);
+    assert_eq!(net.nodes[2].progress(&id, 0), SyncProgress::Unavailable);
+    assert!(net.stores[0].get(&id).is_none(), "the relay stored nothing");
+    assert!(
+        net.log
+            .iter()
+            .any(|(n, e)| *n == 2 && matches!(e, Effect::Unavailable { .. }))
+    );
+    net.edit(1, id, |doc| {
+        doc.put(ROOT, "title", "late").unwrap();
+    });
+    net.track(1, id);
+    let doc = net.stored(2, id);
+    assert_eq!(
+        doc.get(ROOT, "title").unwrap().unwrap().0.as_str(),
+        Some("late")
+    );
+}
+
+#[test]
+fn the_relay_confirms_a_change_only_after_asking_to_persist_it() {
+    let mut net = Net::new(1);
+    net.connect(1);
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    let relay_effects: Vec<&Effect> = net
+        .log
+        .iter()
+        .filter(|(n, _)| *n == 0)
+        .map(|(_, e)| e)
+        .collect();
+    let persist = relay_effects
+        .iter()
+        .position(|e| matches!(e, Effect::Persist { document_id, .. } if *document_id == id))
+        .expect("the relay persisted the document");
+    // The reply that carries the relay's new heads comes after it.
+    let reply_after = relay_effects[persist..]
+        .iter()
+        .any(|e| matches!(e, Effect::Send { .. }));
+    assert!(reply_after);
+    assert_eq!(net.nodes[1].progress(&id, 0), SyncProgress::InSync);
+}
+
+#[test]
+fn a_malformed_frame_closes_only_that_connection_and_changes_nothing_stored() {
+    let mut net = Net::new(2);
+    net.connect(1);
+    net.connect(2);
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    net.track(2, id);
+    let stored_before = net.stores[0].clone();
+    net.send_raw(2, vec![0xa1, 0x64, b't', b'y']);
+    assert!(!net.linked[2], "the bad connection was closed");
+    let errors = net.sent_errors(0);
+    assert!(
+        errors.iter().any(|e| e.contains("could not be read")),
+        "{errors:?}"
+    );
+    assert_eq!(net.stores[0], stored_before);
+    // School 1 keeps working.
+    net.edit(1, id, |doc| {
+        doc.put(ROOT, "status", "done").unwrap();
+    });
+    assert_eq!(
+        net.stored(0, id)
+            .get(ROOT, "status")
+            .unwrap()
+            .unwrap()
+            .0
+            .as_str(),
+        Some("done")
+    );
+}
+
+#[test]
+fn bad_input_gets_an_error_that_says_what_was_wrong() {
+    let id = DocumentId::random();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            Message::Gossip {
+                sender_id: "school-1".into(),
+                kind: "hello".into(),
+            }
+            .encode(),
+            "not part of the automerge-repo protocol",
+        ),
+        (
+            Message::Sync(SyncFrame {
+                sender_id: "someone-else".into(),
+                target_id: "relay".into(),
+                document_id: id,
+                data: vec![],
+            })
+            .encode(),
+            "this connection belongs to peer",
+        ),
+        (
+            Message::Sync(SyncFrame {
+                sender_id: "school-1".into(),
+                target_id: "relay".into(),
+                document_id: id,
+                data: vec![0x42, 0x99, 1, 2, 3],
+            })
+            .encode(),
+            "sync data for document",
+        ),
+        (
+            {
+                let mut e = minicbor::Encoder::new(Vec::new());
+                e.map(5).unwrap();
+                e.str("type").unwrap().str("sync").unwrap();
+                e.str("senderId").unwrap().str("school-1").unwrap();
+                e.str("targetId").unwrap().str("relay").unwrap();
+                e.str("documentId")
+                    .unwrap()
+                    .str(&bs58::encode([7u8; 10]).with_check().into_string())
+                    .unwrap();
+                e.str("data").unwrap().bytes(&[]).unwrap();
+                e.into_writer()
+            },
+            "holds 10 bytes where a document id holds 16",
+        ),
+    ];
+    for (bytes, expected) in cases {
+        let mut net = Net::new(1);
+        net.connect(1);
+        net.send_raw(1, bytes);
+        assert!(!net.linked[1]);
+        let errors = net.sent_errors(0);
+        assert!(
+            errors.iter().any(|e| e.contains(expected)),
+            "expected “{expected}” in {errors:?}"
+        );
+        assert!(net.stores[0].is_empty());
+    }
+}
+
+#[test]
+fn ephemeral_messages_reach_other_subscribers_once_and_are_never_stored() {
+    let mut net = Net::new(3);
+    for c in 1..=3 {
+        net.connect(c);
+    }
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    net.track(2, id);
+    net.track(3, id);
+    let stored_before = net.stores[0].clone();
+    let message = Message::Ephemeral {
+        sender_id: "school-1".into(),
+        target_id: "relay".into(),
+        document_id: id,
+        session_id: "cursor".into(),
+        count: 1,
+        data: vec![42],
+    };
+    let sends_before = net.log.len();
+    net.send_raw(1, message.encode());
+    net.send_raw(1, message.encode()); // a duplicate
+    let forwarded: Vec<usize> = net.log[sends_before..]
+        .iter()
+        .filter_map(|(n, e)| match e {
+            Effect::Send { conn, bytes } if *n == 0 => match Message::decode(bytes, usize::MAX) {
+                Ok(Message::Ephemeral { target_id, .. }) => {
+                    assert_eq!(target_id, format!("school-{conn}"));
+                    Some(*conn as usize)
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let mut forwarded_sorted = forwarded.clone();
+    forwarded_sorted.sort();
+    assert_eq!(
+        forwarded_sorted,
+        vec![2, 3],
+        "each other school once: {forwarded:?}"
+    );
+    assert_eq!(net.stores[0], stored_before);
+}
+
+#[test]
+fn idle_documents_are_unloaded_and_load_again_when_asked() {
+    let mut net = Net::new(2);
+    net.connect(1);
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    net.disconnect(1);
+    assert_eq!(net.nodes[0].loaded_documents(), 1);
+    net.tick(120_000);
+    assert_eq!(
+        net.nodes[0].loaded_documents(),
+        0,
+        "nobody syncs it: unloaded"
+    );
+    net.connect(2);
+    net.track(2, id);
+    assert_eq!(text_of(&net.stored(2, id), "title"), "Plan");
+}
+
+#[test]
+fn a_reconnect_with_kept_sync_state_sends_only_what_is_new() {
+    fn bytes_sent_by(net: &Net, node: usize, since: usize) -> usize {
+        net.log[since..]
+            .iter()
+            .filter_map(|(n, e)| match e {
+                Effect::Send { bytes, .. } if *n == node => Some(bytes.len()),
+                _ => None,
+            })
+            .sum()
+    }
+    let mut net = Net::new(1);
+    net.connect(1);
+    let id = DocumentId::random();
+    // A term's worth of edits, each its own change.
+    for i in 0..30 {
+        net.edit(1, id, move |doc| {
+            let list = match doc.get(ROOT, "rows").unwrap() {
+                Some((_, list)) => list,
+                None => doc.put_object(ROOT, "rows", ObjType::List).unwrap(),
+            };
+            for j in 0..20 {
+                doc.insert(&list, j, format!("row {i}.{j} with some words in it"))
+                    .unwrap();
+            }
+        });
+    }
+    let before_first = net.log.len();
+    net.track(1, id);
+    let first_sync = bytes_sent_by(&net, 1, before_first);
+    net.disconnect(1);
+    net.edit(1, id, |doc| {
+        doc.put(ROOT, "status", "green").unwrap();
+    });
+    let before = net.log.len();
+    net.connect(1);
+    let reconnect = bytes_sent_by(&net, 1, before);
+    assert!(
+        reconnect * 4 < first_sync,
+        "the reconnect sent {reconnect} bytes where the first sync sent {first_sync}"
+    );
+    assert_eq!(
+        net.stored(0, id)
+            .get(ROOT, "status")
+            .unwrap()
+            .unwrap()
+            .0
+            .as_str(),
+        Some("green")
+    );
+}
