@@ -113,6 +113,15 @@ pub enum Event {
     Track {
         document_id: DocumentId,
     },
+    /// The answer to [`Effect::Load`] when storage could not be read.
+    LoadFailed {
+        document_id: DocumentId,
+        reason: String,
+    },
+    /// Storage refused the last writes for these documents (a full disk):
+    /// forget what memory holds of them, so nothing unsaved is confirmed,
+    /// and read them again from storage when next asked.
+    WriteFailed { document_ids: Vec<DocumentId> },
     Tick {
         now_ms: u64,
     },
@@ -205,8 +214,6 @@ struct Document {
     /// peer that disconnected.
     stored_sync_states: HashMap<String, Vec<u8>>,
     last_active_ms: u64,
-    /// Highest ephemeral count seen per session, to drop duplicates.
-    ephemeral_seen: HashMap<String, u64>,
     unreadable: bool,
 }
 
@@ -221,7 +228,7 @@ enum Slot {
     Ready(Box<Document>),
 }
 
-/// The most sessions remembered per document for ephemeral deduplication.
+/// The most sessions remembered for ephemeral deduplication.
 const MAX_EPHEMERAL_SESSIONS: usize = 1024;
 
 /// One peer's documents and connections. See the module documentation.
@@ -231,6 +238,8 @@ pub struct Repo {
     connections: HashMap<ConnId, Connection>,
     documents: HashMap<DocumentId, Slot>,
     tracked: HashSet<DocumentId>,
+    /// Highest ephemeral count seen per (sender, session), to drop repeats.
+    ephemeral_seen: HashMap<(PeerId, String), u64>,
     now_ms: u64,
     effects: Vec<Effect>,
 }
@@ -243,6 +252,7 @@ impl Repo {
             connections: HashMap::new(),
             documents: HashMap::new(),
             tracked: HashSet::new(),
+            ephemeral_seen: HashMap::new(),
             now_ms: 0,
             effects: Vec::new(),
         }
@@ -271,6 +281,24 @@ impl Repo {
                 self.with_document(document_id, Queued::Announce)
             }
             Event::Tick { now_ms } => self.on_tick(now_ms),
+            Event::LoadFailed {
+                document_id,
+                reason,
+            } => {
+                self.effects.push(Effect::StorageUnreadable {
+                    document_id,
+                    reason,
+                });
+                self.on_loaded_document(document_id, Automerge::new(), Vec::new(), true);
+            }
+            Event::WriteFailed { document_ids } => {
+                for document_id in document_ids {
+                    self.documents.remove(&document_id);
+                    for connection in self.connections.values_mut() {
+                        connection.documents.remove(&document_id);
+                    }
+                }
+            }
         }
         std::mem::take(&mut self.effects)
     }
@@ -381,6 +409,11 @@ impl Repo {
             }
             (ConnState::Open { peer_id, .. }, message) => {
                 if message.sender_id() != Some(peer_id.as_str()) {
+                    if matches!(message, Message::Ephemeral { .. }) {
+                        // JS peers echo every ephemeral message they receive
+                        // back to us with its first sender's id: drop it.
+                        return;
+                    }
                     let claimed = message.sender_id().unwrap_or("nobody").to_string();
                     let reason = format!(
                         "the message says it is from peer “{}”, but this connection belongs to peer “{}”",
@@ -495,17 +528,19 @@ impl Repo {
         if !self.policy.may_access(conn, &document_id, Access::Read) {
             return;
         }
-        let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
+        let Some(Slot::Ready(document)) = self.documents.get(&document_id) else {
             return;
         };
-        match document.ephemeral_seen.get(&session_id) {
+        // A session counts its messages across all documents.
+        let key = (sender_id.clone(), session_id.clone());
+        match self.ephemeral_seen.get(&key) {
             Some(&seen) if count <= seen => return,
             _ => {}
         }
-        if document.ephemeral_seen.len() >= MAX_EPHEMERAL_SESSIONS {
-            document.ephemeral_seen.clear();
+        if self.ephemeral_seen.len() >= MAX_EPHEMERAL_SESSIONS {
+            self.ephemeral_seen.clear();
         }
-        document.ephemeral_seen.insert(session_id.clone(), count);
+        self.ephemeral_seen.insert(key, count);
         let targets: Vec<ConnId> = document
             .peers
             .keys()
@@ -598,6 +633,16 @@ impl Repo {
                 break;
             }
         }
+        self.on_loaded_document(document_id, doc, sync_states, unreadable);
+    }
+
+    fn on_loaded_document(
+        &mut self,
+        document_id: DocumentId,
+        doc: Automerge,
+        sync_states: Vec<(String, Vec<u8>)>,
+        unreadable: bool,
+    ) {
         let persisted_heads = doc.get_heads();
         let document = Document {
             doc,
@@ -605,7 +650,6 @@ impl Repo {
             peers: HashMap::new(),
             stored_sync_states: sync_states.into_iter().collect(),
             last_active_ms: self.now_ms,
-            ephemeral_seen: HashMap::new(),
             unreadable,
         };
         let Some(Slot::Loading(queue)) = self

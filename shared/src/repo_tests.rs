@@ -506,6 +506,19 @@ fn ephemeral_messages_reach_other_subscribers_once_and_are_never_stored() {
     let sends_before = net.log.len();
     net.send_raw(1, message.encode());
     net.send_raw(1, message.encode()); // a duplicate
+    // A JS peer echoes what it received back, under the first sender's id.
+    if let Message::Ephemeral { sender_id, .. } = &message {
+        let echo = Message::Ephemeral {
+            sender_id: sender_id.clone(),
+            target_id: "relay".into(),
+            document_id: id,
+            session_id: "cursor".into(),
+            count: 1,
+            data: vec![42],
+        };
+        net.send_raw(2, echo.encode());
+    }
+    assert!(net.linked[2], "an echoed ephemeral message does not cost the connection");
     let forwarded: Vec<usize> = net.log[sends_before..]
         .iter()
         .filter_map(|(n, e)| match e {

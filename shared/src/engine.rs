@@ -1,0 +1,433 @@
+//! The driver that runs a [`Repo`] against a [`Store`]: one plain thread
+//! that owns both, takes [`Input`]s from the network tasks and carries out
+//! the core's effects.
+//!
+//! Each turn takes every input waiting (up to a batch), runs them through
+//! the core, writes all resulting changes in one SQLite transaction, and
+//! only then hands frames to the connections. So a change is confirmed to
+//! its sender only once it is on disk, and a busy relay pays for one
+//! commit per batch rather than one per message.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::document_id::DocumentId;
+use crate::message::{PeerId, PeerMetadata};
+use crate::repo::{ConnId, Effect, Event, Repo};
+use crate::store::{Store, Write};
+
+/// The most frames queued for one connection before it counts as too slow
+/// and is closed.
+pub const OUTBOX_FRAMES: usize = 4096;
+
+const BATCH: usize = 512;
+
+/// What the network side tells the engine.
+pub enum Input {
+    Open {
+        conn: ConnId,
+        initiate: bool,
+        outbox: tokio::sync::mpsc::Sender<Outgoing>,
+    },
+    Frame {
+        conn: ConnId,
+        bytes: Vec<u8>,
+    },
+    Closed {
+        conn: ConnId,
+    },
+    Track(DocumentId),
+    /// Runs on the engine thread after the turn's writes.
+    Query(Box<dyn FnOnce(&Repo, &mut Store) + Send>),
+    Shutdown,
+}
+
+/// What the engine tells one connection's writer.
+#[derive(Debug)]
+pub enum Outgoing {
+    Frame(Vec<u8>),
+    /// Close the connection, saying why.
+    Close(String),
+}
+
+/// What happened, for the program around the engine (status, logs).
+#[derive(Debug, Clone)]
+pub enum Notice {
+    PeerJoined {
+        conn: ConnId,
+        peer_id: PeerId,
+        metadata: PeerMetadata,
+    },
+    Closed {
+        conn: ConnId,
+        reason: String,
+    },
+    Unavailable {
+        conn: ConnId,
+        document_id: DocumentId,
+    },
+    /// Changes for this many documents were committed.
+    Saved { documents: usize },
+    StorageFailed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How often the core hears the time (idle unloading).
+    pub tick: Duration,
+    /// Watch the store for changes written by other processes (the
+    /// client's command line), and sync every document it tracks.
+    pub watch_store: bool,
+}
+
+/// A handle to the engine thread. Cloning the sender is how network tasks
+/// talk to it.
+pub struct Engine {
+    tx: mpsc::Sender<Input>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Clone)]
+pub struct EngineSender(mpsc::Sender<Input>);
+
+impl EngineSender {
+    /// Hands an input to the engine; false once the engine has stopped.
+    pub fn send(&self, input: Input) -> bool {
+        self.0.send(input).is_ok()
+    }
+
+    /// Runs `f` on the engine thread and returns its answer.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Repo, &mut Store) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = self.send(Input::Query(Box::new(move |repo, store| {
+            let _ = tx.send(f(repo, store));
+        })));
+        if !sent {
+            return None;
+        }
+        rx.await.ok()
+    }
+}
+
+impl Engine {
+    pub fn spawn(
+        repo: Repo,
+        store: Store,
+        config: EngineConfig,
+        notify: Box<dyn FnMut(Notice) + Send>,
+    ) -> Engine {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("partnerplan-engine".into())
+            .spawn(move || {
+                let mut worker = Worker {
+                    repo,
+                    store,
+                    config,
+                    notify,
+                    outboxes: HashMap::new(),
+                    started: Instant::now(),
+                    last_tick: Instant::now(),
+                    own_seqs: HashSet::new(),
+                    seen_chunk_seq: None,
+                    seen_tracked_seq: 0,
+                    pending: VecDeque::new(),
+                };
+                worker.run(rx);
+            })
+            .expect("the engine thread could not start");
+        Engine {
+            tx,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn sender(&self) -> EngineSender {
+        EngineSender(self.tx.clone())
+    }
+
+    /// Finishes the current turn (its writes are committed) and stops.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.tx.send(Input::Shutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Worker {
+    repo: Repo,
+    store: Store,
+    config: EngineConfig,
+    notify: Box<dyn FnMut(Notice) + Send>,
+    outboxes: HashMap<ConnId, tokio::sync::mpsc::Sender<Outgoing>>,
+    started: Instant,
+    last_tick: Instant,
+    /// Chunks this engine wrote, so the store watcher skips them.
+    own_seqs: HashSet<i64>,
+    seen_chunk_seq: Option<i64>,
+    seen_tracked_seq: i64,
+    /// Inputs the engine gave itself (a slow connection to drop).
+    pending: VecDeque<Input>,
+}
+
+impl Worker {
+    fn run(&mut self, rx: mpsc::Receiver<Input>) {
+        loop {
+            let mut inputs: Vec<Input> = self.pending.drain(..).collect();
+            if inputs.is_empty() {
+                match rx.recv_timeout(self.config.tick) {
+                    Ok(input) => inputs.push(input),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+            while inputs.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(input) => inputs.push(input),
+                    Err(_) => break,
+                }
+            }
+            if !self.turn(inputs) {
+                return;
+            }
+        }
+    }
+
+    /// One turn: returns false when asked to stop.
+    fn turn(&mut self, inputs: Vec<Input>) -> bool {
+        let mut effects = VecDeque::new();
+        let mut queries = Vec::new();
+        let mut keep_running = true;
+        if self.last_tick.elapsed() >= self.config.tick {
+            self.last_tick = Instant::now();
+            let now_ms = self.started.elapsed().as_millis() as u64;
+            effects.extend(self.repo.handle(Event::Tick { now_ms }));
+            if self.config.watch_store {
+                self.watch_store(&mut effects);
+            }
+        }
+        for input in inputs {
+            match input {
+                Input::Open {
+                    conn,
+                    initiate,
+                    outbox,
+                } => {
+                    self.outboxes.insert(conn, outbox);
+                    effects.extend(self.repo.handle(Event::Connected { conn, initiate }));
+                }
+                Input::Frame { conn, bytes } => {
+                    effects.extend(self.repo.handle(Event::Frame { conn, bytes }))
+                }
+                Input::Closed { conn } => {
+                    self.outboxes.remove(&conn);
+                    effects.extend(self.repo.handle(Event::Disconnected { conn }));
+                }
+                Input::Track(document_id) => {
+                    effects.extend(self.repo.handle(Event::Track { document_id }))
+                }
+                Input::Query(f) => queries.push(f),
+                Input::Shutdown => keep_running = false,
+            }
+        }
+        self.carry_out(effects);
+        for query in queries {
+            query(&self.repo, &mut self.store);
+        }
+        keep_running
+    }
+
+    fn carry_out(&mut self, mut effects: VecDeque<Effect>) {
+        let mut writes = Vec::new();
+        let mut sends: Vec<(ConnId, Outgoing)> = Vec::new();
+        while let Some(effect) = effects.pop_front() {
+            match effect {
+                Effect::Load { document_id } => {
+                    let event = match self.store.load(&document_id) {
+                        Ok((chunks, sync_states)) => Event::Loaded {
+                            document_id,
+                            chunks,
+                            sync_states,
+                        },
+                        Err(error) => Event::LoadFailed {
+                            document_id,
+                            reason: error.to_string(),
+                        },
+                    };
+                    effects.extend(self.repo.handle(event));
+                }
+                Effect::Persist { document_id, chunk } => writes.push(Write::Chunk {
+                    document_id,
+                    data: chunk,
+                }),
+                Effect::PersistSyncState {
+                    document_id,
+                    storage_id,
+                    state,
+                } => writes.push(Write::SyncState {
+                    document_id,
+                    storage_id,
+                    state,
+                }),
+                Effect::Send { conn, bytes } => sends.push((conn, Outgoing::Frame(bytes))),
+                Effect::Close { conn, reason } => {
+                    tracing::info!(conn, %reason, "closing a connection");
+                    (self.notify)(Notice::Closed {
+                        conn,
+                        reason: reason.clone(),
+                    });
+                    sends.push((conn, Outgoing::Close(reason)));
+                }
+                Effect::PeerJoined {
+                    conn,
+                    peer_id,
+                    metadata,
+                } => (self.notify)(Notice::PeerJoined {
+                    conn,
+                    peer_id,
+                    metadata,
+                }),
+                Effect::Unavailable { conn, document_id } => {
+                    (self.notify)(Notice::Unavailable { conn, document_id })
+                }
+                Effect::StorageUnreadable {
+                    document_id,
+                    reason,
+                } => {
+                    tracing::error!(document = %document_id, %reason, "a stored document could not be read; it was left as it is");
+                    (self.notify)(Notice::StorageFailed(format!(
+                        "document {document_id} could not be read from {}: {reason}",
+                        self.store.path().display()
+                    )));
+                }
+            }
+        }
+        if !writes.is_empty() && !self.write(&writes) {
+            // Nothing of this turn was saved, so nothing may be confirmed:
+            // drop its frames and close the connections involved, which
+            // keep their changes and send them again.
+            let conns: HashSet<ConnId> = sends.iter().map(|(conn, _)| *conn).collect();
+            for conn in conns {
+                if let Some(outbox) = self.outboxes.remove(&conn) {
+                    let _ = outbox.try_send(Outgoing::Close(
+                        "the relay could not save changes just now; yours are kept on your side and will be sent again".into(),
+                    ));
+                }
+                self.pending.push_back(Input::Closed { conn });
+            }
+            return;
+        }
+        for (conn, outgoing) in sends {
+            let Some(outbox) = self.outboxes.get(&conn) else {
+                continue;
+            };
+            let closing = matches!(outgoing, Outgoing::Close(_));
+            if outbox.try_send(outgoing).is_err() || closing {
+                // A connection that cannot keep up is dropped rather than
+                // letting its queue grow without bound; it reconnects.
+                if !closing {
+                    tracing::warn!(conn, "a connection could not keep up and was closed");
+                }
+                self.outboxes.remove(&conn);
+                if !closing {
+                    self.pending.push_back(Input::Closed { conn });
+                }
+            }
+        }
+    }
+
+    /// Commits the writes; on failure tells the core to forget the
+    /// documents involved and returns false.
+    fn write(&mut self, writes: &[Write]) -> bool {
+        match self.store.write(writes) {
+            Ok(seqs) => {
+                let documents: HashSet<DocumentId> = writes
+                    .iter()
+                    .filter_map(|w| match w {
+                        Write::Chunk { document_id, .. } => Some(*document_id),
+                        _ => None,
+                    })
+                    .collect();
+                if self.config.watch_store {
+                    self.own_seqs.extend(seqs);
+                }
+                if !documents.is_empty() {
+                    (self.notify)(Notice::Saved {
+                        documents: documents.len(),
+                    });
+                }
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "saving changes failed");
+                (self.notify)(Notice::StorageFailed(error.to_string()));
+                let mut document_ids: Vec<DocumentId> = writes
+                    .iter()
+                    .map(|w| match w {
+                        Write::Chunk { document_id, .. }
+                        | Write::SyncState { document_id, .. }
+                        | Write::Track { document_id } => *document_id,
+                    })
+                    .collect();
+                document_ids.sort();
+                document_ids.dedup();
+                let _ = self.repo.handle(Event::WriteFailed { document_ids });
+                false
+            }
+        }
+    }
+
+    /// Picks up documents and changes other processes wrote to the store.
+    fn watch_store(&mut self, effects: &mut VecDeque<Effect>) {
+        let Some(seen) = self.seen_chunk_seq else {
+            // Everything stored before now arrives through loading the
+            // tracked documents below.
+            self.seen_chunk_seq = self.store.last_chunk_seq().ok();
+            return self.watch_tracked(effects);
+        };
+        self.watch_tracked(effects);
+        match self.store.chunks_after(seen) {
+            Ok(chunks) => {
+                for chunk in chunks {
+                    self.seen_chunk_seq = Some(chunk.seq);
+                    if self.own_seqs.remove(&chunk.seq) {
+                        continue;
+                    }
+                    effects.extend(self.repo.handle(Event::LocalChanges {
+                        document_id: chunk.document_id,
+                        chunk: chunk.data,
+                    }));
+                }
+            }
+            Err(error) => (self.notify)(Notice::StorageFailed(error.to_string())),
+        }
+    }
+
+    fn watch_tracked(&mut self, effects: &mut VecDeque<Effect>) {
+        match self.store.tracked_after(self.seen_tracked_seq) {
+            Ok(tracked) => {
+                for (seq, document_id) in tracked {
+                    self.seen_tracked_seq = seq;
+                    effects.extend(self.repo.handle(Event::Track { document_id }));
+                }
+            }
+            Err(error) => (self.notify)(Notice::StorageFailed(error.to_string())),
+        }
+    }
+}

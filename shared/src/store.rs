@@ -1,0 +1,578 @@
+//! The SQLite file that holds a peer's documents: each document as a
+//! list of chunks (Automerge snapshots and incremental changes) and the
+//! sync state it last shared with each peer's storage.
+//!
+//! Writes go in transactions, so a pulled plug leaves either the whole
+//! write or none of it; the file runs in WAL mode with `synchronous=FULL`,
+//! so a committed write survives power loss. Several processes of one
+//! school (the command line and the background sync) share one file.
+//!
+//! The store never overwrites a file that is not ours or that it cannot
+//! read: it says which file and what is wrong, and stops.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use automerge::Automerge;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+
+use crate::document_id::DocumentId;
+
+/// Marks a SQLite file as ours (`PRAGMA application_id`): "PPLN".
+const APPLICATION_ID: i32 = 0x5050_4C4E;
+const SCHEMA_VERSION: i32 = 1;
+
+/// A document with more chunks than this is compacted into one snapshot.
+pub const COMPACT_AFTER_CHUNKS: i64 = 64;
+
+/// Why the store could not do what was asked. Each is a sentence that says
+/// what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "{path} is not a partnerplan database ({detail}). It was left untouched: move it aside or choose another data directory."
+    )]
+    NotOurs { path: PathBuf, detail: String },
+    #[error(
+        "{path} is damaged ({detail}). It was left untouched: restore it from a backup, or move it aside and sync again from the relay."
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "{path} was written by a newer partnerplan (schema {found}, this one reads up to {SCHEMA_VERSION}). Update partnerplan."
+    )]
+    TooNew { path: PathBuf, found: i32 },
+    #[error(
+        "the disk holding {path} is full, so the last change was not saved. Free some space and try again; everything saved before is intact."
+    )]
+    DiskFull { path: PathBuf },
+    #[error(
+        "{path} is busy in another program for too long. Try again; if it persists, stop other partnerplan processes using this data directory."
+    )]
+    Busy { path: PathBuf },
+    #[error("could not use {path}: {detail}")]
+    Io { path: PathBuf, detail: String },
+}
+
+/// One write, applied with others in a single transaction.
+#[derive(Debug, Clone)]
+pub enum Write {
+    Chunk {
+        document_id: DocumentId,
+        data: Vec<u8>,
+    },
+    SyncState {
+        document_id: DocumentId,
+        storage_id: String,
+        state: Vec<u8>,
+    },
+    Track {
+        document_id: DocumentId,
+    },
+}
+
+/// A stored chunk, with its place in the file's order of writes.
+#[derive(Debug, Clone)]
+pub struct StoredChunk {
+    pub seq: i64,
+    pub document_id: DocumentId,
+    pub data: Vec<u8>,
+}
+
+/// One school's or one relay's document database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the database at `path`, creating it (and its directory) if
+    /// there is none. An existing file that is not ours or is damaged is an
+    /// error and is left as it is.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+                path: dir.to_path_buf(),
+                detail: e.to_string(),
+            })?;
+        }
+        let existed = path.exists() && std::fs::metadata(&path).map(|m| m.len() > 0).unwrap_or(false);
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| classify(&path, e))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| classify(&path, e))?;
+        let mut store = Store { conn, path };
+        store.check_and_migrate(existed)?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_and_migrate(&mut self, existed: bool) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |e| classify(&path, e);
+        // Reading the header is the first thing that fails on a file that
+        // is not SQLite at all.
+        let app_id: i32 = self
+            .conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(err)?;
+        let version: i32 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        if existed {
+            let tables: i64 = self
+                .conn
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+                .map_err(err)?;
+            if app_id != APPLICATION_ID && tables > 0 {
+                return Err(StoreError::NotOurs {
+                    path,
+                    detail: "it is a SQLite database that belongs to another program".into(),
+                });
+            }
+            let check: String = self
+                .conn
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .map_err(err)?;
+            if check != "ok" {
+                return Err(StoreError::Corrupt {
+                    path,
+                    detail: check,
+                });
+            }
+        }
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path,
+                found: version,
+            });
+        }
+        self.conn
+            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+            .map_err(err)?;
+        if version < 1 {
+            self.conn
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE;
+                     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                     CREATE TABLE IF NOT EXISTS chunks (
+                         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                         document_id TEXT NOT NULL,
+                         data BLOB NOT NULL
+                     );
+                     CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks (document_id, seq);
+                     CREATE TABLE IF NOT EXISTS sync_states (
+                         document_id TEXT NOT NULL,
+                         peer_storage_id TEXT NOT NULL,
+                         state BLOB NOT NULL,
+                         PRIMARY KEY (document_id, peer_storage_id)
+                     );
+                     CREATE TABLE IF NOT EXISTS tracked (
+                         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                         document_id TEXT NOT NULL UNIQUE
+                     );
+                     PRAGMA application_id = {APPLICATION_ID};
+                     PRAGMA user_version = {SCHEMA_VERSION};
+                     COMMIT;"
+                ))
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// This store's id on the wire (`storageId`): made once, kept forever.
+    pub fn storage_id(&mut self) -> Result<String, StoreError> {
+        if let Some(id) = self.meta("storage_id")? {
+            return Ok(id);
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('storage_id', ?1)",
+                params![id],
+            )
+            .map_err(|e| classify(&self.path, e))?;
+        Ok(self.meta("storage_id")?.unwrap_or(id))
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| classify(&self.path, e))
+    }
+
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(|e| classify(&self.path, e))?;
+        Ok(())
+    }
+
+    /// Every chunk of one document, oldest first, and the sync states kept
+    /// for it by peer storage id.
+    #[allow(clippy::type_complexity)]
+    pub fn load(
+        &self,
+        document_id: &DocumentId,
+    ) -> Result<(Vec<Vec<u8>>, Vec<(String, Vec<u8>)>), StoreError> {
+        let err = |e| classify(&self.path, e);
+        let key = document_id.to_string();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT data FROM chunks WHERE document_id = ?1 ORDER BY seq")
+            .map_err(err)?;
+        let chunks = stmt
+            .query_map(params![key], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT peer_storage_id, state FROM sync_states WHERE document_id = ?1")
+            .map_err(err)?;
+        let states = stmt
+            .query_map(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok((chunks, states))
+    }
+
+    /// The document assembled from its chunks, if it has any.
+    pub fn load_document(&self, document_id: &DocumentId) -> Result<Option<Automerge>, StoreError> {
+        let (chunks, _) = self.load(document_id)?;
+        if chunks.is_empty() {
+            return Ok(None);
+        }
+        assemble(&chunks).map(Some).map_err(|detail| StoreError::Corrupt {
+            path: self.path.clone(),
+            detail: format!("document {document_id} cannot be read: {detail}"),
+        })
+    }
+
+    /// The sync state kept for one document and one peer storage.
+    pub fn sync_state(
+        &self,
+        document_id: &DocumentId,
+        storage_id: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT state FROM sync_states WHERE document_id = ?1 AND peer_storage_id = ?2",
+                params![document_id.to_string(), storage_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| classify(&self.path, e))
+    }
+
+    /// Applies every write in one transaction, then compacts any document
+    /// that has grown too many chunks. Returns the seqs of chunks written.
+    pub fn write(&mut self, writes: &[Write]) -> Result<Vec<i64>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let path = self.path.clone();
+        let err = |e| classify(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let mut seqs = Vec::new();
+        let mut touched = Vec::new();
+        for write in writes {
+            match write {
+                Write::Chunk { document_id, data } => {
+                    tx.prepare_cached("INSERT INTO chunks (document_id, data) VALUES (?1, ?2)")
+                        .and_then(|mut s| s.execute(params![document_id.to_string(), data]))
+                        .map_err(err)?;
+                    seqs.push(tx.last_insert_rowid());
+                    touched.push(*document_id);
+                }
+                Write::SyncState {
+                    document_id,
+                    storage_id,
+                    state,
+                } => {
+                    tx.prepare_cached(
+                        "INSERT INTO sync_states (document_id, peer_storage_id, state) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (document_id, peer_storage_id) DO UPDATE SET state = excluded.state",
+                    )
+                    .and_then(|mut s| s.execute(params![document_id.to_string(), storage_id, state]))
+                    .map_err(err)?;
+                }
+                Write::Track { document_id } => {
+                    tx.prepare_cached("INSERT OR IGNORE INTO tracked (document_id) VALUES (?1)")
+                        .and_then(|mut s| s.execute(params![document_id.to_string()]))
+                        .map_err(err)?;
+                }
+            }
+        }
+        touched.sort();
+        touched.dedup();
+        for document_id in touched {
+            compact_if_needed(&tx, &document_id).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(seqs)
+    }
+
+    /// Chunks written after `seq`, in order: how one process sees what
+    /// another wrote.
+    pub fn chunks_after(&self, seq: i64) -> Result<Vec<StoredChunk>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, document_id, data FROM chunks WHERE seq > ?1 ORDER BY seq")
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![seq], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?))
+            })
+            .map_err(err)?;
+        let mut chunks = Vec::new();
+        for row in rows {
+            let (seq, id, data) = row.map_err(err)?;
+            if let Ok(document_id) = id.parse() {
+                chunks.push(StoredChunk {
+                    seq,
+                    document_id,
+                    data,
+                });
+            }
+        }
+        Ok(chunks)
+    }
+
+    /// The highest chunk seq in the file.
+    pub fn last_chunk_seq(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM chunks", [], |r| r.get(0))
+            .map_err(|e| classify(&self.path, e))
+    }
+
+    /// Documents marked for syncing after `seq`, with their seqs.
+    pub fn tracked_after(&self, seq: i64) -> Result<Vec<(i64, DocumentId)>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, document_id FROM tracked WHERE seq > ?1 ORDER BY seq")
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![seq], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, id) = row.map_err(err)?;
+            if let Ok(id) = id.parse() {
+                out.push((seq, id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every document that has at least one chunk.
+    pub fn document_ids(&self) -> Result<Vec<DocumentId>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT document_id FROM chunks ORDER BY document_id")
+            .map_err(err)?;
+        let ids = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(err)?
+            .filter_map(|r| r.ok()?.parse().ok())
+            .collect();
+        Ok(ids)
+    }
+
+    /// Proves the file can be read and written, for health checks.
+    pub fn check_writable(&mut self) -> Result<(), StoreError> {
+        let now = format!("{:?}", std::time::SystemTime::now());
+        self.set_meta("last_health_check", &now)
+    }
+}
+
+/// Builds a document from its chunks.
+pub fn assemble(chunks: &[Vec<u8>]) -> Result<Automerge, String> {
+    let mut doc = Automerge::new();
+    for chunk in chunks {
+        doc.load_incremental(chunk).map_err(|e| e.to_string())?;
+    }
+    Ok(doc)
+}
+
+/// Replaces a document's chunks with one snapshot once it has many. The
+/// snapshot is built from the chunks in the file, inside the transaction,
+/// so it is right whichever process wrote them. Chunks that cannot be read
+/// are left alone.
+fn compact_if_needed(tx: &rusqlite::Transaction<'_>, document_id: &DocumentId) -> rusqlite::Result<()> {
+    let key = document_id.to_string();
+    let count: i64 = tx.query_row(
+        "SELECT count(*) FROM chunks WHERE document_id = ?1",
+        params![key],
+        |r| r.get(0),
+    )?;
+    if count <= COMPACT_AFTER_CHUNKS {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached("SELECT seq, data FROM chunks WHERE document_id = ?1 ORDER BY seq")?;
+    let rows: Vec<(i64, Vec<u8>)> = stmt
+        .query_map(params![key], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let chunks: Vec<Vec<u8>> = rows.iter().map(|(_, data)| data.clone()).collect();
+    let Ok(doc) = assemble(&chunks) else {
+        tracing::warn!(document = %document_id, "a document's stored chunks could not be read; it was not compacted");
+        return Ok(());
+    };
+    let last_seq = rows.last().map(|(seq, _)| *seq).unwrap_or(0);
+    tx.execute(
+        "DELETE FROM chunks WHERE document_id = ?1 AND seq <= ?2",
+        params![key, last_seq],
+    )?;
+    tx.execute(
+        "INSERT INTO chunks (document_id, data) VALUES (?1, ?2)",
+        params![key, doc.save()],
+    )?;
+    Ok(())
+}
+
+/// Turns SQLite's error into one that says what to do.
+fn classify(path: &Path, error: rusqlite::Error) -> StoreError {
+    let path = path.to_path_buf();
+    if let rusqlite::Error::SqliteFailure(failure, message) = &error {
+        let detail = message.clone().unwrap_or_else(|| failure.to_string());
+        return match failure.code {
+            ErrorCode::NotADatabase => StoreError::NotOurs {
+                path,
+                detail: "it is not a SQLite database".into(),
+            },
+            ErrorCode::DatabaseCorrupt => StoreError::Corrupt { path, detail },
+            ErrorCode::DiskFull => StoreError::DiskFull { path },
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Busy { path },
+            _ => StoreError::Io { path, detail },
+        };
+    }
+    StoreError::Io {
+        path,
+        detail: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ROOT, ReadDoc};
+
+    fn chunk_with(doc: &mut AutoCommit, key: &str, value: i64) -> Vec<u8> {
+        let before = doc.get_heads();
+        doc.put(ROOT, key, value).unwrap();
+        doc.save_after(&before)
+    }
+
+    #[test]
+    fn chunks_survive_reopening_and_compact_without_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("school.sqlite");
+        let id = DocumentId::random();
+        let mut doc = AutoCommit::new();
+        {
+            let mut store = Store::open(&path).unwrap();
+            for i in 0..(COMPACT_AFTER_CHUNKS + 10) {
+                let data = chunk_with(&mut doc, &format!("k{i}"), i);
+                store.write(&[Write::Chunk { document_id: id, data }]).unwrap();
+            }
+        }
+        let store = Store::open(&path).unwrap();
+        let (chunks, _) = store.load(&id).unwrap();
+        assert!(chunks.len() < (COMPACT_AFTER_CHUNKS as usize), "compacted: {}", chunks.len());
+        let loaded = store.load_document(&id).unwrap().unwrap();
+        for i in 0..(COMPACT_AFTER_CHUNKS + 10) {
+            let (value, _) = loaded.get(ROOT, format!("k{i}")).unwrap().unwrap();
+            assert_eq!(value.as_i64(), Some(i));
+        }
+        assert_eq!(store.document_ids().unwrap(), vec![id]);
+    }
+
+    #[test]
+    fn the_storage_id_is_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.sqlite");
+        let first = Store::open(&path).unwrap().storage_id().unwrap();
+        let second = Store::open(&path).unwrap().storage_id().unwrap();
+        assert_eq!(first, second);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("school.sqlite");
+        let junk = b"These are the governors' minutes, not a database. ".repeat(200);
+        std::fs::write(&path, &junk).unwrap();
+        let error = Store::open(&path).err().expect("refused");
+        let text = error.to_string();
+        assert!(text.contains("school.sqlite") && text.contains("not a partnerplan database"), "{text}");
+        assert_eq!(std::fs::read(&path).unwrap(), junk);
+    }
+
+    #[test]
+    fn another_programs_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.sqlite");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE pupils (name TEXT); INSERT INTO pupils VALUES ('Ada');")
+            .unwrap();
+        drop(conn);
+        let before = std::fs::read(&path).unwrap();
+        let error = Store::open(&path).err().expect("refused");
+        assert!(error.to_string().contains("belongs to another program"), "{error}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn a_damaged_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("school.sqlite");
+        {
+            let mut store = Store::open(&path).unwrap();
+            let mut doc = AutoCommit::new();
+            for i in 0..200 {
+                let data = chunk_with(&mut doc, &format!("key-{i}"), i);
+                store
+                    .write(&[Write::Chunk { document_id: DocumentId::random(), data }])
+                    .unwrap();
+            }
+            store.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Scribble over the second page onwards, keeping the header.
+        for b in bytes.iter_mut().skip(4096).take(8192) {
+            *b = 0x5a;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let error = Store::open(&path).err().expect("refused");
+        let text = error.to_string();
+        assert!(text.contains("school.sqlite"), "{text}");
+        assert!(text.contains("damaged") || text.contains("not a partnerplan database"), "{text}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "left untouched");
+    }
+}
