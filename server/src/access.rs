@@ -1,0 +1,17 @@
+//! The one place that decides whether a connection may see or change a
+//! document. Every `request`, `sync` and `ephemeral` passes through
+//! [`RelayPolicy::may_access`].
+//!
+//! Today every connected school may see every document, as with the
+//! reference automerge-repo sync server; the partnerships issue replaces
+//! this with schools, partnerships and roles.
+
+use partnerplan_shared::{Access, AccessPolicy, ConnId, DocumentId};
+
+pub struct RelayPolicy;
+
+impl AccessPolicy for RelayPolicy {
+    fn may_access(&self, _conn: ConnId, _document_id: &DocumentId, _access: Access) -> bool {
+        true
+    }
+}

@@ -1,0 +1,124 @@
+//! One WebSocket connection: frames in go to the engine, frames the
+//! engine queues go out. Keeps the connection alive with pings and drops
+//! it when the other side has gone silent.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use partnerplan_shared::Message;
+use partnerplan_shared::engine::{Input, OUTBOX_FRAMES, Outgoing};
+use tokio::sync::mpsc;
+
+use crate::AppState;
+
+/// WebSocket close code for a peer that broke the protocol (1008, policy).
+const CLOSE_POLICY: u16 = 1008;
+/// WebSocket close code for a message over the size limit (1009).
+const CLOSE_TOO_BIG: u16 = 1009;
+/// WebSocket close code for a server going away (1001).
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+pub async fn serve_connection(socket: WebSocket, state: Arc<AppState>) {
+    let conn = state.next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (outbox, mut outgoing) = mpsc::channel(OUTBOX_FRAMES);
+    if !state.engine.send(Input::Open {
+        conn,
+        initiate: false,
+        outbox,
+    }) {
+        return;
+    }
+    tracing::debug!(conn, "connection opened");
+    let (mut sink, mut stream) = socket.split();
+    let mut shutdown = state.shutdown.clone();
+    let keepalive = state.config.keepalive;
+    let mut ping = tokio::time::interval(keepalive);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let close_reason: Option<(u16, String)> = loop {
+        tokio::select! {
+            out = outgoing.recv() => match out {
+                Some(Outgoing::Frame(bytes)) => {
+                    if sink.send(WsMessage::Binary(bytes.into())).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(Outgoing::Close(reason)) => break Some((CLOSE_POLICY, reason)),
+                None => break Some((CLOSE_POLICY, "the connection could not keep up".into())),
+            },
+            incoming = stream.next() => match incoming {
+                Some(Ok(WsMessage::Binary(bytes))) => {
+                    last_heard = Instant::now();
+                    if !state.engine.send(Input::Frame { conn, bytes: bytes.to_vec() }) {
+                        break Some((CLOSE_GOING_AWAY, "the relay is shutting down".into()));
+                    }
+                }
+                Some(Ok(WsMessage::Text(_))) => {
+                    let reason = "text frames are not part of the automerge-repo protocol; send each message as one binary CBOR frame".to_string();
+                    let _ = sink.send(error_frame(&state, &reason)).await;
+                    break Some((CLOSE_POLICY, reason));
+                }
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => last_heard = Instant::now(),
+                Some(Ok(WsMessage::Close(_))) | None => break None,
+                Some(Err(error)) => {
+                    let text = error.to_string();
+                    if text.contains("Space limit exceeded") || text.contains("too long") || text.contains("size") {
+                        let reason = format!(
+                            "the message is over this relay's limit of {} bytes",
+                            state.config.max_frame_bytes
+                        );
+                        tracing::warn!(conn, "refused a message over the size limit");
+                        let _ = sink.send(error_frame(&state, &reason)).await;
+                        break Some((CLOSE_TOO_BIG, reason));
+                    }
+                    tracing::debug!(conn, %error, "connection failed");
+                    break None;
+                }
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > keepalive * 3 {
+                    tracing::info!(conn, "closing a connection that went silent");
+                    break None;
+                }
+                if sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
+                    break None;
+                }
+            }
+            _ = shutdown.changed() => break Some((CLOSE_GOING_AWAY, "the relay is shutting down; your client will reconnect".into())),
+        }
+    };
+    state.engine.send(Input::Closed { conn });
+    if let Some((code, reason)) = close_reason {
+        // Drain what the engine queued before it closed us (the error
+        // message that says why), then close.
+        while let Ok(Outgoing::Frame(bytes)) = outgoing.try_recv() {
+            if sink.send(WsMessage::Binary(bytes.into())).await.is_err() {
+                break;
+            }
+        }
+        let reason: String = reason.chars().take(100).collect();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            sink.send(WsMessage::Close(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from(reason),
+            }))),
+        )
+        .await;
+    }
+    tracing::debug!(conn, "connection closed");
+}
+
+fn error_frame(state: &AppState, reason: &str) -> WsMessage {
+    WsMessage::Binary(
+        Message::Error {
+            sender_id: Some(state.peer_id.clone()),
+            target_id: None,
+            message: reason.to_string(),
+        }
+        .encode()
+        .into(),
+    )
+}
