@@ -56,7 +56,9 @@ impl RelayConfig {
 pub enum RelayError {
     #[error("{0}")]
     Store(#[from] StoreError),
-    #[error("could not listen on {addr}: {source}. Is another relay already running there? Choose another address with --listen.")]
+    #[error(
+        "could not listen on {addr}: {source}. Is another relay already running there? Choose another address with --listen."
+    )]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
@@ -188,13 +190,21 @@ async fn websocket(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     let check = state.engine.query(|_, store| store.check_writable());
     match tokio::time::timeout(Duration::from_secs(5), check).await {
-        Ok(Some(Ok(()))) => (StatusCode::OK, "ok: the relay can read and write its database\n").into_response(),
+        Ok(Some(Ok(()))) => (
+            StatusCode::OK,
+            "ok: the relay can read and write its database\n",
+        )
+            .into_response(),
         Ok(Some(Err(error))) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("unhealthy: {error}\n"),
         )
             .into_response(),
-        Ok(None) => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy: the relay is shutting down\n").into_response(),
+        Ok(None) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy: the relay is shutting down\n",
+        )
+            .into_response(),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "unhealthy: the database did not answer within 5 seconds\n",

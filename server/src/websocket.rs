@@ -21,7 +21,9 @@ const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_GOING_AWAY: u16 = 1001;
 
 pub async fn serve_connection(socket: WebSocket, state: Arc<AppState>) {
-    let conn = state.next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let conn = state
+        .next_conn
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (outbox, mut outgoing) = mpsc::channel(OUTBOX_FRAMES);
     if !state.engine.send(Input::Open {
         conn,

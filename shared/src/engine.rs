@@ -69,7 +69,9 @@ pub enum Notice {
         document_id: DocumentId,
     },
     /// Changes for this many documents were committed.
-    Saved { documents: usize },
+    Saved {
+        documents: usize,
+    },
     StorageFailed(String),
 }
 

@@ -121,7 +121,9 @@ pub enum Event {
     /// Storage refused the last writes for these documents (a full disk):
     /// forget what memory holds of them, so nothing unsaved is confirmed,
     /// and read them again from storage when next asked.
-    WriteFailed { document_ids: Vec<DocumentId> },
+    WriteFailed {
+        document_ids: Vec<DocumentId>,
+    },
     Tick {
         now_ms: u64,
     },
@@ -393,7 +395,8 @@ impl Repo {
                 },
             ) => self.on_peer(conn, sender_id, metadata),
             (_, Message::Error { message, .. }) => {
-                let reason = format!("the other side reported an error: {message}");
+                // The peer's own words: the drivers say who it was.
+                let reason = message;
                 self.connections.remove(&conn);
                 self.effects.push(Effect::Close { conn, reason });
             }

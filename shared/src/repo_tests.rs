@@ -518,7 +518,10 @@ fn ephemeral_messages_reach_other_subscribers_once_and_are_never_stored() {
         };
         net.send_raw(2, echo.encode());
     }
-    assert!(net.linked[2], "an echoed ephemeral message does not cost the connection");
+    assert!(
+        net.linked[2],
+        "an echoed ephemeral message does not cost the connection"
+    );
     let forwarded: Vec<usize> = net.log[sends_before..]
         .iter()
         .filter_map(|(n, e)| match e {

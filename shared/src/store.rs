@@ -98,7 +98,10 @@ impl Store {
                 detail: e.to_string(),
             })?;
         }
-        let existed = path.exists() && std::fs::metadata(&path).map(|m| m.len() > 0).unwrap_or(false);
+        let existed = path.exists()
+            && std::fs::metadata(&path)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false);
         let conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -262,10 +265,12 @@ impl Store {
         if chunks.is_empty() {
             return Ok(None);
         }
-        assemble(&chunks).map(Some).map_err(|detail| StoreError::Corrupt {
-            path: self.path.clone(),
-            detail: format!("document {document_id} cannot be read: {detail}"),
-        })
+        assemble(&chunks)
+            .map(Some)
+            .map_err(|detail| StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("document {document_id} cannot be read: {detail}"),
+            })
     }
 
     /// The sync state kept for one document and one peer storage.
@@ -335,6 +340,71 @@ impl Store {
         Ok(seqs)
     }
 
+    /// Makes a local edit: loads the document's latest state, lets `edit`
+    /// change it as `actor`, and appends the change, all in one write
+    /// transaction so concurrent editors of one file never interleave.
+    /// The document is tracked for syncing. Returns what `edit` returned.
+    pub fn change<T, E: From<StoreError>>(
+        &mut self,
+        document_id: &DocumentId,
+        actor: &automerge::ActorId,
+        message: Option<String>,
+        edit: impl FnOnce(&mut automerge::AutoCommit) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let path = self.path.clone();
+        let err = |e| classify(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let key = document_id.to_string();
+        let chunks: Vec<Vec<u8>> = {
+            let mut stmt = tx
+                .prepare_cached("SELECT data FROM chunks WHERE document_id = ?1 ORDER BY seq")
+                .map_err(err)?;
+            stmt.query_map(params![key], |r| r.get(0))
+                .map_err(err)?
+                .collect::<Result<_, _>>()
+                .map_err(err)?
+        };
+        let mut doc = automerge::AutoCommit::new();
+        for chunk in &chunks {
+            doc.load_incremental(chunk)
+                .map_err(|e| StoreError::Corrupt {
+                    path: path.clone(),
+                    detail: format!("document {document_id} cannot be read: {e}"),
+                })?;
+        }
+        doc.set_actor(actor.clone());
+        let before = doc.get_heads();
+        let result = edit(&mut doc)?;
+        let seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut options = automerge::transaction::CommitOptions::default().with_time(seconds);
+        if let Some(message) = message {
+            options = options.with_message(message);
+        }
+        doc.commit_with(options);
+        let data = doc.save_after(&before);
+        if !data.is_empty() {
+            tx.execute(
+                "INSERT INTO chunks (document_id, data) VALUES (?1, ?2)",
+                params![key, data],
+            )
+            .map_err(err)?;
+        }
+        tx.execute(
+            "INSERT OR IGNORE INTO tracked (document_id) VALUES (?1)",
+            params![key],
+        )
+        .map_err(err)?;
+        compact_if_needed(&tx, document_id).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(result)
+    }
+
     /// Chunks written after `seq`, in order: how one process sees what
     /// another wrote.
     pub fn chunks_after(&self, seq: i64) -> Result<Vec<StoredChunk>, StoreError> {
@@ -345,7 +415,11 @@ impl Store {
             .map_err(err)?;
         let rows = stmt
             .query_map(params![seq], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
             })
             .map_err(err)?;
         let mut chunks = Vec::new();
@@ -377,7 +451,9 @@ impl Store {
             .prepare_cached("SELECT seq, document_id FROM tracked WHERE seq > ?1 ORDER BY seq")
             .map_err(err)?;
         let rows = stmt
-            .query_map(params![seq], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .query_map(params![seq], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
             .map_err(err)?;
         let mut out = Vec::new();
         for row in rows {
@@ -424,7 +500,10 @@ pub fn assemble(chunks: &[Vec<u8>]) -> Result<Automerge, String> {
 /// snapshot is built from the chunks in the file, inside the transaction,
 /// so it is right whichever process wrote them. Chunks that cannot be read
 /// are left alone.
-fn compact_if_needed(tx: &rusqlite::Transaction<'_>, document_id: &DocumentId) -> rusqlite::Result<()> {
+fn compact_if_needed(
+    tx: &rusqlite::Transaction<'_>,
+    document_id: &DocumentId,
+) -> rusqlite::Result<()> {
     let key = document_id.to_string();
     let count: i64 = tx.query_row(
         "SELECT count(*) FROM chunks WHERE document_id = ?1",
@@ -434,7 +513,8 @@ fn compact_if_needed(tx: &rusqlite::Transaction<'_>, document_id: &DocumentId) -
     if count <= COMPACT_AFTER_CHUNKS {
         return Ok(());
     }
-    let mut stmt = tx.prepare_cached("SELECT seq, data FROM chunks WHERE document_id = ?1 ORDER BY seq")?;
+    let mut stmt =
+        tx.prepare_cached("SELECT seq, data FROM chunks WHERE document_id = ?1 ORDER BY seq")?;
     let rows: Vec<(i64, Vec<u8>)> = stmt
         .query_map(params![key], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
@@ -499,12 +579,21 @@ mod tests {
             let mut store = Store::open(&path).unwrap();
             for i in 0..(COMPACT_AFTER_CHUNKS + 10) {
                 let data = chunk_with(&mut doc, &format!("k{i}"), i);
-                store.write(&[Write::Chunk { document_id: id, data }]).unwrap();
+                store
+                    .write(&[Write::Chunk {
+                        document_id: id,
+                        data,
+                    }])
+                    .unwrap();
             }
         }
         let store = Store::open(&path).unwrap();
         let (chunks, _) = store.load(&id).unwrap();
-        assert!(chunks.len() < (COMPACT_AFTER_CHUNKS as usize), "compacted: {}", chunks.len());
+        assert!(
+            chunks.len() < (COMPACT_AFTER_CHUNKS as usize),
+            "compacted: {}",
+            chunks.len()
+        );
         let loaded = store.load_document(&id).unwrap().unwrap();
         for i in 0..(COMPACT_AFTER_CHUNKS + 10) {
             let (value, _) = loaded.get(ROOT, format!("k{i}")).unwrap().unwrap();
@@ -530,7 +619,10 @@ mod tests {
         std::fs::write(&path, &junk).unwrap();
         let error = Store::open(&path).err().expect("refused");
         let text = error.to_string();
-        assert!(text.contains("school.sqlite") && text.contains("not a partnerplan database"), "{text}");
+        assert!(
+            text.contains("school.sqlite") && text.contains("not a partnerplan database"),
+            "{text}"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), junk);
     }
 
@@ -544,7 +636,10 @@ mod tests {
         drop(conn);
         let before = std::fs::read(&path).unwrap();
         let error = Store::open(&path).err().expect("refused");
-        assert!(error.to_string().contains("belongs to another program"), "{error}");
+        assert!(
+            error.to_string().contains("belongs to another program"),
+            "{error}"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), before);
     }
 
@@ -558,10 +653,16 @@ mod tests {
             for i in 0..200 {
                 let data = chunk_with(&mut doc, &format!("key-{i}"), i);
                 store
-                    .write(&[Write::Chunk { document_id: DocumentId::random(), data }])
+                    .write(&[Write::Chunk {
+                        document_id: DocumentId::random(),
+                        data,
+                    }])
                     .unwrap();
             }
-            store.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+            store
+                .conn
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                .unwrap();
         }
         let mut bytes = std::fs::read(&path).unwrap();
         // Scribble over the second page onwards, keeping the header.
@@ -572,7 +673,10 @@ mod tests {
         let error = Store::open(&path).err().expect("refused");
         let text = error.to_string();
         assert!(text.contains("school.sqlite"), "{text}");
-        assert!(text.contains("damaged") || text.contains("not a partnerplan database"), "{text}");
+        assert!(
+            text.contains("damaged") || text.contains("not a partnerplan database"),
+            "{text}"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "left untouched");
     }
 }

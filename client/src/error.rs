@@ -1,0 +1,55 @@
+//! The client's one error type. Every message is a sentence that tells a
+//! school's office what happened and what to do.
+
+use std::path::PathBuf;
+
+use partnerplan_shared::StoreError;
+use partnerplan_shared::document_id::DocumentIdError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "there is no partnerplan data in {dir}. Run `partnerplan --data {dir} init --school \"Your School\" --relay ws://host:7171` first."
+    )]
+    NotInitialized { dir: PathBuf },
+    #[error("{dir} already holds this school's partnerplan data; nothing was changed.")]
+    AlreadyInitialized { dir: PathBuf },
+    #[error(
+        "no relay is set for this school. Run `partnerplan init --relay ws://host:7171` with your lead school's relay address."
+    )]
+    NoRelay,
+    #[error("“{url}” is not a relay address: it must start with ws:// or wss://.")]
+    BadRelayUrl { url: String },
+    #[error("{0}. A document URL looks like automerge:4NMNnkMhL8jXrdJ9jamS2tRB2iVn.")]
+    BadDocument(#[from] DocumentIdError),
+    #[error(
+        "this school has no copy of {url} yet. Run `partnerplan open {url}` and then `partnerplan sync` to fetch it from the relay."
+    )]
+    UnknownDocument { url: String },
+    #[error(
+        "“{path}” is not a field name: use names separated by dots, such as status or actions.0.status."
+    )]
+    BadField { path: String },
+    #[error("cannot edit {path}: {reason}.")]
+    BadEdit { path: String, reason: String },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error(
+        "the relay at {url} could not be reached ({detail}). Your edits are kept here and will be sent when it can be reached."
+    )]
+    Unreachable { url: String, detail: String },
+    #[error("the relay at {url} closed the connection: {reason}. Your edits are kept here.")]
+    Refused { url: String, reason: String },
+    #[error(
+        "syncing did not finish within {seconds} seconds; still waiting for {waiting}. Your edits are kept here and will be sent next time."
+    )]
+    Timeout { seconds: u64, waiting: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<automerge::AutomergeError> for ClientError {
+    fn from(error: automerge::AutomergeError) -> Self {
+        ClientError::Other(format!("the document could not be changed: {error}"))
+    }
+}

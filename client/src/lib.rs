@@ -1,0 +1,13 @@
+//! The school's partnerplan client: its own copy of every shared document
+//! in a SQLite file, edits that never wait for the network, and a
+//! background sync through the partnership's relay.
+
+pub mod demo;
+pub mod documents;
+pub mod error;
+pub mod school;
+pub mod status;
+pub mod sync;
+
+pub use error::ClientError;
+pub use school::School;

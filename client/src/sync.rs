@@ -1,0 +1,426 @@
+//! The background sync: keeps one connection to the relay, reconnects by
+//! itself with backoff and jitter, and records in the school's database
+//! how it is going, for `partnerplan status`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use partnerplan_shared::engine::{
+    Engine, EngineConfig, EngineSender, Input, Notice, OUTBOX_FRAMES, Outgoing,
+};
+use partnerplan_shared::{AccessPolicy, DocumentId, Repo, RepoConfig, Store, SyncProgress};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::error::ClientError;
+use crate::school::{DATABASE_FILE, School};
+use crate::status::{StatusKey, now_unix};
+
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Keep syncing until stopped, rather than until everything is in sync.
+    pub watch: bool,
+    /// For a single sync: give up after this long.
+    pub timeout: Duration,
+}
+
+/// What a finished single sync did.
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    pub documents: usize,
+    /// Documents the relay does not have (opened by a wrong URL, or not
+    /// yet shared by their school).
+    pub unavailable: Vec<DocumentId>,
+}
+
+/// The client trusts its relay with every document it holds.
+struct TrustRelay;
+
+impl AccessPolicy for TrustRelay {
+    fn may_access(&self, _: u64, _: &DocumentId, _: partnerplan_shared::Access) -> bool {
+        true
+    }
+}
+
+const PING_EVERY: Duration = Duration::from_secs(20);
+const SILENT_LIMIT: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Syncs the school's documents with its relay: once (until everything is
+/// in sync) or, with `watch`, until `stop` resolves.
+pub async fn run(
+    dir: &Path,
+    options: SyncOptions,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<SyncReport, ClientError> {
+    let school = School::open(dir)?;
+    let url = school.relay()?.ok_or(ClientError::NoRelay)?;
+    drop(school);
+    let mut store = Store::open(dir.join(DATABASE_FILE))?;
+    let storage_id = store.storage_id()?;
+    let peer_id = format!("school-{:016x}", rand::rng().random::<u64>());
+    let repo = Repo::new(
+        RepoConfig::new(peer_id, Some(storage_id)),
+        Box::new(TrustRelay),
+    );
+    let (notices_tx, mut notices) = mpsc::unbounded_channel();
+    let engine = Engine::spawn(
+        repo,
+        store,
+        EngineConfig {
+            tick: Duration::from_millis(200),
+            watch_store: true,
+        },
+        Box::new(move |notice| {
+            let _ = notices_tx.send(notice);
+        }),
+    );
+    let sender = engine.sender();
+    set_status(
+        &sender,
+        &[
+            (StatusKey::Pid, std::process::id().to_string()),
+            (StatusKey::Connected, "no".into()),
+        ],
+    )
+    .await;
+
+    let deadline = (!options.watch).then(|| Instant::now() + options.timeout);
+    let mut attempt: u32 = 0;
+    let mut conn: u64 = 0;
+    let mut last_error: Option<ClientError>;
+    tokio::pin!(stop);
+    let result = loop {
+        conn += 1;
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let connect_limit = remaining.map_or(CONNECT_TIMEOUT, |r| r.min(CONNECT_TIMEOUT));
+        let connected = tokio::select! {
+            result = tokio::time::timeout(connect_limit, tokio_tungstenite::connect_async(url.as_str())) => Some(result),
+            _ = &mut stop => None,
+        };
+        let ended = match connected {
+            None => break Ok(None),
+            Some(Ok(Ok((socket, _)))) => {
+                let ended = drive(
+                    &sender,
+                    &mut notices,
+                    socket,
+                    conn,
+                    &url,
+                    deadline,
+                    &mut stop,
+                    &mut attempt,
+                )
+                .await;
+                sender.send(Input::Closed { conn });
+                ended
+            }
+            Some(Ok(Err(error))) => Ended::Failed(ClientError::Unreachable {
+                url: url.clone(),
+                detail: describe_ws_error(&error),
+            }),
+            Some(Err(_)) => Ended::Failed(ClientError::Unreachable {
+                url: url.clone(),
+                detail: "no answer in time".into(),
+            }),
+        };
+        match ended {
+            Ended::Synced(report) => break Ok(Some(report)),
+            Ended::Failed(ClientError::Timeout { waiting, .. }) => {
+                break Err(ClientError::Timeout {
+                    seconds: options.timeout.as_secs(),
+                    waiting,
+                });
+            }
+            Ended::Stopped => break Ok(None),
+            Ended::Failed(error) => {
+                tracing::info!(%error, "sync connection ended");
+                set_status(
+                    &sender,
+                    &[
+                        (StatusKey::Connected, "no".into()),
+                        (StatusKey::LastError, error.to_string()),
+                    ],
+                )
+                .await;
+                last_error = Some(error);
+            }
+        }
+        if let Some(deadline) = deadline
+            && Instant::now() >= deadline
+        {
+            break Err(last_error.take().unwrap_or(ClientError::Timeout {
+                seconds: options.timeout.as_secs(),
+                waiting: "the relay".into(),
+            }));
+        }
+        let delay = backoff(attempt);
+        attempt = attempt.saturating_add(1);
+        let delay = deadline.map_or(delay, |d| {
+            delay.min(d.saturating_duration_since(Instant::now()))
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = &mut stop => break Ok(None),
+        }
+    };
+    set_status(
+        &sender,
+        &[
+            (StatusKey::Connected, "no".into()),
+            (StatusKey::Pid, String::new()),
+        ],
+    )
+    .await;
+    tokio::task::spawn_blocking(move || engine.shutdown())
+        .await
+        .ok();
+    match result {
+        Ok(Some(report)) => Ok(report),
+        Ok(None) => Ok(SyncReport {
+            documents: 0,
+            unavailable: Vec::new(),
+        }),
+        Err(error) => Err(error),
+    }
+}
+
+enum Ended {
+    Synced(SyncReport),
+    Stopped,
+    Failed(ClientError),
+}
+
+/// Runs one connection until it ends.
+#[allow(clippy::too_many_arguments)]
+async fn drive<S>(
+    sender: &EngineSender,
+    notices: &mut mpsc::UnboundedReceiver<Notice>,
+    socket: tokio_tungstenite::WebSocketStream<S>,
+    conn: u64,
+    url: &str,
+    deadline: Option<Instant>,
+    stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    attempt: &mut u32,
+) -> Ended
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (outbox, mut outgoing) = mpsc::channel(OUTBOX_FRAMES);
+    sender.send(Input::Open {
+        conn,
+        initiate: true,
+        outbox,
+    });
+    let (mut sink, mut stream) = socket.split();
+    let mut joined = false;
+    let mut check = tokio::time::interval(Duration::from_millis(100));
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut last_heard = Instant::now();
+    let until = async move {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(until);
+    let refused = |reason: String| {
+        Ended::Failed(ClientError::Refused {
+            url: url.to_string(),
+            reason,
+        })
+    };
+    loop {
+        tokio::select! {
+            out = outgoing.recv() => match out {
+                Some(Outgoing::Frame(bytes)) => {
+                    if sink.send(WsMessage::Binary(bytes.into())).await.is_err() {
+                        return Ended::Failed(dropped(url));
+                    }
+                }
+                Some(Outgoing::Close(reason)) => {
+                    let _ = sink.send(WsMessage::Close(None)).await;
+                    return refused(reason);
+                }
+                None => return Ended::Failed(dropped(url)),
+            },
+            incoming = stream.next() => match incoming {
+                Some(Ok(WsMessage::Binary(bytes))) => {
+                    last_heard = Instant::now();
+                    sender.send(Input::Frame { conn, bytes: bytes.to_vec() });
+                }
+                Some(Ok(WsMessage::Close(frame))) => {
+                    // The error message, if the relay sent one, came first
+                    // and is handled by the engine; give it a moment.
+                    if let Some(Outgoing::Close(reason)) = next_close(&mut outgoing).await {
+                        return refused(reason);
+                    }
+                    let reason = frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
+                    return match reason {
+                        Some(reason) => refused(reason),
+                        None => Ended::Failed(dropped(url)),
+                    };
+                }
+                Some(Ok(_)) => last_heard = Instant::now(),
+                Some(Err(_)) | None => {
+                    if let Some(Outgoing::Close(reason)) = next_close(&mut outgoing).await {
+                        return refused(reason);
+                    }
+                    return Ended::Failed(dropped(url));
+                }
+            },
+            notice = notices.recv() => match notice {
+                Some(Notice::PeerJoined { conn: c, metadata, .. }) if c == conn => {
+                    joined = true;
+                    *attempt = 0;
+                    let mut status = vec![(StatusKey::Connected, "yes".to_string()), (StatusKey::LastError, String::new())];
+                    if let Some(storage_id) = metadata.storage_id {
+                        status.push((StatusKey::RelayStorageId, storage_id));
+                    }
+                    set_status(sender, &status).await;
+                }
+                Some(Notice::StorageFailed(reason)) => {
+                    tracing::error!(%reason, "storage failed");
+                    set_status(sender, &[(StatusKey::LastError, reason)]).await;
+                }
+                _ => {}
+            },
+            _ = check.tick(), if joined => {
+                if let Some(report) = in_sync(sender, conn).await {
+                    set_status(sender, &[(StatusKey::LastSuccess, now_unix().to_string())]).await;
+                    if deadline.is_some() {
+                        let _ = sink.send(WsMessage::Close(None)).await;
+                        return Ended::Synced(report);
+                    }
+                }
+            }
+            _ = heartbeat.tick() => {
+                set_status(sender, &[(StatusKey::Heartbeat, now_unix().to_string())]).await;
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > SILENT_LIMIT {
+                    return Ended::Failed(ClientError::Unreachable { url: url.to_string(), detail: "the relay stopped answering".into() });
+                }
+                let _ = sink.send(WsMessage::Ping(Vec::new().into())).await;
+            }
+            _ = &mut until => {
+                let waiting = waiting_for(sender, conn).await;
+                return Ended::Failed(ClientError::Timeout { seconds: 0, waiting });
+            }
+            _ = stop.as_mut() => {
+                let _ = sink.send(WsMessage::Close(None)).await;
+                return Ended::Stopped;
+            }
+        }
+    }
+}
+
+async fn next_close(outgoing: &mut mpsc::Receiver<Outgoing>) -> Option<Outgoing> {
+    let wait = async {
+        while let Some(out) = outgoing.recv().await {
+            if matches!(out, Outgoing::Close(_)) {
+                return Some(out);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_millis(300), wait)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn dropped(url: &str) -> ClientError {
+    ClientError::Unreachable {
+        url: url.to_string(),
+        detail: "the connection dropped".into(),
+    }
+}
+
+/// `Some` when every tracked document is in sync with the relay (or the
+/// relay does not have it either).
+async fn in_sync(sender: &EngineSender, conn: u64) -> Option<SyncReport> {
+    let progress = sender
+        .query(move |repo, store| {
+            let tracked = store.tracked_after(0).unwrap_or_default();
+            tracked
+                .into_iter()
+                .map(|(_, id)| (id, repo.progress(&id, conn)))
+                .collect::<Vec<_>>()
+        })
+        .await?;
+    let mut unavailable = Vec::new();
+    for (id, progress) in &progress {
+        match progress {
+            SyncProgress::InSync => {}
+            SyncProgress::Unavailable => unavailable.push(*id),
+            SyncProgress::Syncing | SyncProgress::NotSyncing => return None,
+        }
+    }
+    Some(SyncReport {
+        documents: progress.len(),
+        unavailable,
+    })
+}
+
+async fn waiting_for(sender: &EngineSender, conn: u64) -> String {
+    let pending = sender
+        .query(move |repo, store| {
+            let tracked = store.tracked_after(0).unwrap_or_default();
+            tracked
+                .into_iter()
+                .filter(|(_, id)| {
+                    !matches!(
+                        repo.progress(id, conn),
+                        SyncProgress::InSync | SyncProgress::Unavailable
+                    )
+                })
+                .map(|(_, id)| id.url())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+    if pending.is_empty() {
+        "the relay".into()
+    } else {
+        pending.join(", ")
+    }
+}
+
+async fn set_status(sender: &EngineSender, values: &[(StatusKey, String)]) {
+    let values: Vec<(StatusKey, String)> = values.to_vec();
+    let _ = sender
+        .query(move |_, store| {
+            for (key, value) in values {
+                let _ = store.set_meta(key.as_str(), &value);
+            }
+        })
+        .await;
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(500).saturating_mul(1u32 << attempt.min(6));
+    let capped = base.min(MAX_BACKOFF);
+    let jitter = rand::rng().random_range(0.5..=1.0);
+    capped.mul_f64(jitter)
+}
+
+fn describe_ws_error(error: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error;
+    match error {
+        Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                "nothing is listening there; is the relay running?".into()
+            }
+            _ => io.to_string(),
+        },
+        Error::Http(response) => format!("it answered with HTTP status {}", response.status()),
+        Error::Url(url) => format!("the address is not valid: {url}"),
+        other => other.to_string(),
+    }
+}
