@@ -5,6 +5,7 @@
 //! `Relay::start` is what the binary, the demo and the tests all run.
 
 mod access;
+pub mod cli;
 mod websocket;
 
 use std::net::SocketAddr;

@@ -1,1 +1,329 @@
-//! Helpers for the end-to-end tests: finding binaries, free ports, bounded waits.
+//! What the end-to-end tests share: running the real relay and client
+//! programs as processes on 127.0.0.1, and bounded waits.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub mod js;
+
+/// The longest any single command in a test may take.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(90);
+
+pub fn relay_binary() -> PathBuf {
+    built_binary("e2e-partnerplan-relay")
+}
+
+pub fn client_binary() -> PathBuf {
+    built_binary("e2e-partnerplan")
+}
+
+/// This crate's binaries sit in the target directory, one level above the
+/// test executable (`target/<profile>/deps/<test>`). Cargo builds them
+/// before it runs the integration tests.
+fn built_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows where it runs from");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test runs from target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first",
+        path.display()
+    );
+    path
+}
+
+/// Polls `check` every 50 ms until it holds, failing the test with `what`
+/// after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        if start.elapsed() > limit {
+            panic!("gave up after {limit:?} waiting until {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs a command to completion, killing it if it outlives `limit`.
+pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("the program starts");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let err = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{command:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// A relay process with its own data directory.
+pub struct RelayProcess {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    extra: Vec<String>,
+}
+
+impl RelayProcess {
+    /// Starts a relay on a random port of 127.0.0.1.
+    pub fn start(data: &Path, extra: &[&str]) -> RelayProcess {
+        Self::start_at(data, "127.0.0.1:0".parse().unwrap(), extra)
+    }
+
+    pub fn start_at(data: &Path, listen: SocketAddr, extra: &[&str]) -> RelayProcess {
+        let mut child = Command::new(relay_binary())
+            .arg("serve")
+            .arg("--listen")
+            .arg(listen.to_string())
+            .arg("--data")
+            .arg(data)
+            .args(extra)
+            .env("PARTNERPLAN_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the relay starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the relay says where it listens within 30 seconds");
+        let addr = line
+            .split("ws://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("the relay's first line names its address: {line}"));
+        RelayProcess {
+            child: Some(child),
+            addr,
+            data: data.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Stops the relay with SIGTERM, as an operator would.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let start = Instant::now();
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    assert!(
+                        status.success(),
+                        "the relay exits cleanly on SIGTERM: {status}"
+                    );
+                    break;
+                }
+                if start.elapsed() > Duration::from_secs(15) {
+                    let _ = child.kill();
+                    panic!("the relay did not stop within 15 seconds of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Kills the relay outright, as a power cut would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the relay and starts it again on the same address and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    fn try_start_at(data: &Path, addr: SocketAddr, extra: &[&str]) -> Option<RelayProcess> {
+        std::panic::catch_unwind(|| RelayProcess::start_at(data, addr, extra)).ok()
+    }
+
+    pub fn start_again(&mut self) {
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let started = retry_bind(|| RelayProcess::try_start_at(&self.data, self.addr, &extra));
+        *self = started;
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => child.try_wait().ok().flatten().is_none(),
+            None => false,
+        }
+    }
+}
+
+fn retry_bind(mut start: impl FnMut() -> Option<RelayProcess>) -> RelayProcess {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(relay) = start() {
+            return relay;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay could not listen on its old address again"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One school: a data directory driven through the `partnerplan` program.
+pub struct School {
+    pub dir: PathBuf,
+    pub name: String,
+}
+
+impl School {
+    pub fn init(root: &Path, name: &str, relay: &str) -> School {
+        let school = School {
+            dir: root.join(name.to_lowercase().replace(' ', "-")),
+            name: name.to_string(),
+        };
+        school.ok(&["init", "--school", name, "--relay", relay]);
+        school
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(client_binary());
+        command.arg("--data").arg(&self.dir).args(args);
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        run_bounded(self.command(args), COMMAND_LIMIT)
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "{} {:?} failed: {}{}",
+            self.name,
+            args,
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs a command that must fail; returns what it said on stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            !output.status.success(),
+            "{} {:?} should have failed but said: {}",
+            self.name,
+            args,
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    pub fn create(&self, title: &str) -> String {
+        self.ok(&["create", "--title", title]).trim().to_string()
+    }
+
+    pub fn sync(&self) {
+        self.ok(&["sync", "--timeout", "60"]);
+    }
+
+    /// The document as this school holds it (`show --json`).
+    pub fn show(&self, url: &str) -> Value {
+        let out = self.ok(&["show", url, "--json"]);
+        serde_json::from_str::<Value>(&out).expect("show --json prints JSON")["document"].clone()
+    }
+
+    /// Whether this school holds the document at all.
+    pub fn has(&self, url: &str) -> bool {
+        self.run(&["show", url, "--json"]).status.success()
+    }
+
+    /// `sync --watch` in the background.
+    pub fn watch(&self) -> Watcher {
+        let child = self
+            .command(&["sync", "--watch"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sync --watch starts");
+        Watcher { child }
+    }
+}
+
+/// A background `partnerplan sync --watch`, killed when dropped.
+pub struct Watcher {
+    pub child: Child,
+}
+
+impl Watcher {
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

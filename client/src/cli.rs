@@ -1,0 +1,280 @@
+//! The `partnerplan` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::documents::{self, TextEdit};
+use crate::status;
+use crate::sync::{self, SyncOptions};
+use crate::{ClientError, School};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "partnerplan",
+    version,
+    about = "Your school's copy of the partnership's shared documents, synced through the lead school's relay.",
+    long_about = "Your school's copy of the partnership's shared documents. Every edit is saved on this computer first, so it never waits for the network and survives a crash; `partnerplan sync` sends it to the partnership's relay and brings back what partner schools wrote."
+)]
+struct Cli {
+    /// The school's data directory (its SQLite file lives there).
+    #[arg(
+        long,
+        global = true,
+        env = "PARTNERPLAN_DATA",
+        default_value = "./partnerplan-data"
+    )]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Set up this school's data directory.
+    Init {
+        /// The school's name, as partners know it.
+        #[arg(long)]
+        school: String,
+        /// The relay's address, such as ws://lead-school.example:7171.
+        #[arg(long)]
+        relay: Option<String>,
+    },
+    /// Change the relay this school syncs through.
+    SetRelay { url: String },
+    /// Create a new shared document and print its URL.
+    Create {
+        /// The document's title.
+        #[arg(long, default_value = "Untitled")]
+        title: String,
+    },
+    /// Fetch a document a partner shared, by its automerge: URL, at the next sync.
+    Open { url: String },
+    /// List the documents this school holds.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a document, with any field two schools set at once.
+    Show {
+        url: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a field to a value (JSON, or plain text).
+    Set {
+        url: String,
+        /// The field, such as status or actions.0.status.
+        field: String,
+        value: String,
+    },
+    /// Edit a text field in place, keeping what partners typed.
+    Edit {
+        url: String,
+        field: String,
+        /// Add this text at the end.
+        #[arg(long, group = "op")]
+        append: Option<String>,
+        /// Insert text at this character position (with --text).
+        #[arg(long, group = "op", requires = "text")]
+        insert_at: Option<usize>,
+        /// Delete characters from this position (with --count).
+        #[arg(long, group = "op", requires = "count")]
+        delete_at: Option<usize>,
+        /// Replace the whole text, keeping what is unchanged.
+        #[arg(long, group = "op")]
+        replace: Option<String>,
+        #[arg(long)]
+        text: Option<String>,
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// Sync with the relay: once until everything is in sync, or with --watch until stopped.
+    Sync {
+        /// Keep syncing in the foreground, reconnecting by itself.
+        #[arg(long)]
+        watch: bool,
+        /// For a single sync: give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Whether sync is connected, what waits to sync, and when it last succeeded.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a relay and two schools on this machine and show them merging offline edits.
+    Demo,
+}
+
+/// The whole program; `main.rs` only calls this, so the end-to-end tests
+/// can build the same binary.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PARTNERPLAN_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("partnerplan: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), ClientError> {
+    let dir = cli.data;
+    match cli.command {
+        Command::Init { school, relay } => {
+            School::init(&dir, &school, relay.as_deref())?;
+            println!("Set up {school} in {}.", dir.display());
+            if relay.is_none() {
+                println!(
+                    "Set the relay with `partnerplan set-relay ws://host:7171` before syncing."
+                );
+            }
+        }
+        Command::SetRelay { url } => {
+            School::open(&dir)?.set_relay(&url)?;
+            println!("This school now syncs through {url}.");
+        }
+        Command::Create { title } => {
+            let mut school = School::open(&dir)?;
+            let id = documents::create(&mut school, &title)?;
+            println!("{}", id.url());
+        }
+        Command::Open { url } => {
+            let mut school = School::open(&dir)?;
+            let id = documents::open(&mut school, &url)?;
+            println!("{} will be fetched at the next sync.", id.url());
+        }
+        Command::List { json } => {
+            let school = School::open(&dir)?;
+            let docs = documents::list(&school)?;
+            if json {
+                let list: Vec<_> = docs
+                    .iter()
+                    .map(|(id, title)| serde_json::json!({"url": id.url(), "title": title}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if docs.is_empty() {
+                println!(
+                    "This school holds no documents yet. Create one with `partnerplan create --title …`."
+                );
+            } else {
+                for (id, title) in docs {
+                    println!(
+                        "{}  {}",
+                        id.url(),
+                        title.unwrap_or_else(|| "(not fetched yet)".into())
+                    );
+                }
+            }
+        }
+        Command::Show { url, json } => {
+            let school = School::open(&dir)?;
+            let (id, doc) = documents::load(&school, &url)?;
+            let value = documents::to_json(&doc);
+            let conflicts = documents::conflicts(&doc);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"url": id.url(), "document": value, "conflicts": conflicts})
+                );
+            } else {
+                println!("{}", id.url());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&value).unwrap_or_default()
+                );
+                for conflict in conflicts {
+                    let values: Vec<String> =
+                        conflict.values.iter().map(|v| v.to_string()).collect();
+                    println!(
+                        "Conflict: two schools set “{}” at once; it holds {} until someone chooses.",
+                        conflict.path,
+                        values.join(" and ")
+                    );
+                }
+            }
+        }
+        Command::Set { url, field, value } => {
+            let mut school = School::open(&dir)?;
+            documents::set_field(&mut school, &url, &field, &value)?;
+            println!("Saved {field}.");
+        }
+        Command::Edit {
+            url,
+            field,
+            append,
+            insert_at,
+            delete_at,
+            replace,
+            text,
+            count,
+        } => {
+            let edit = match (append, insert_at, delete_at, replace) {
+                (Some(more), ..) => TextEdit::Append(more),
+                (_, Some(at), ..) => TextEdit::Insert {
+                    at,
+                    text: text.unwrap_or_default(),
+                },
+                (_, _, Some(at), _) => TextEdit::Delete {
+                    at,
+                    count: count.unwrap_or(0),
+                },
+                (_, _, _, Some(new)) => TextEdit::Replace(new),
+                _ => {
+                    return Err(ClientError::BadEdit {
+                        path: field,
+                        reason: "say how: --append, --insert-at with --text, --delete-at with --count, or --replace".into(),
+                    });
+                }
+            };
+            let mut school = School::open(&dir)?;
+            let now = documents::edit_text(&mut school, &url, &field, edit)?;
+            println!("Saved {field}: {now}");
+        }
+        Command::Sync { watch, timeout } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| ClientError::Other(format!("could not start: {e}")))?;
+            runtime.block_on(async {
+                let options = SyncOptions { watch, timeout: Duration::from_secs(timeout) };
+                if watch {
+                    println!("Syncing continuously; press Ctrl-C to stop.");
+                }
+                let stop = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                let report = sync::run(&dir, options, stop).await?;
+                if !watch {
+                    println!("In sync: {} document{} match the relay.", report.documents, if report.documents == 1 { "" } else { "s" });
+                    for id in report.unavailable {
+                        println!("The relay does not have {}: check the URL, or ask the school that created it to sync.", id.url());
+                    }
+                }
+                Ok::<(), ClientError>(())
+            })?;
+        }
+        Command::Status { json } => {
+            let school = School::open(&dir)?;
+            let status = status::status(&school)?;
+            if json {
+                println!("{}", serde_json::to_string(&status).unwrap_or_default());
+            } else {
+                println!("{}", status::describe(&status));
+            }
+        }
+        Command::Demo => crate::demo::run()?,
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! Runs the official automerge-repo JavaScript client (tests/js) against
+//! a relay. Its npm packages are installed on first use, once per
+//! checkout, under a file lock so parallel tests do not race.
+
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::run_bounded;
+
+pub fn js_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
+}
+
+/// Installs tests/js's npm packages if they are missing. Fails loudly when
+/// node or npm is not installed: these tests never skip.
+pub fn ensure_installed() {
+    let dir = js_dir();
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".install.lock"))
+        .expect("the install lock file can be created");
+    lock.lock().expect("the install lock can be taken");
+    if !dir.join("node_modules/.package-lock.json").exists() {
+        let mut npm = Command::new("npm");
+        npm.args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir);
+        let output = run_bounded(npm, Duration::from_secs(600));
+        assert!(
+            output.status.success(),
+            "npm ci in {} failed (node and npm must be installed; .ci/run installs them): {}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let _ = lock.unlock();
+}
+
+/// Runs `node client.mjs <args>` and returns the JSON line it printed.
+pub fn client(args: &[&str]) -> Result<Value, String> {
+    ensure_installed();
+    let mut node = Command::new("node");
+    node.arg(js_dir().join("client.mjs"))
+        .args(args)
+        .current_dir(js_dir());
+    let output = run_bounded(node, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or("");
+    let value: Value = serde_json::from_str(line).map_err(|_| {
+        format!(
+            "node client.mjs {args:?} printed no JSON result; stdout: {stdout}; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    if output.status.success() {
+        Ok(value)
+    } else {
+        Err(format!(
+            "node client.mjs {args:?} failed: {value}; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
