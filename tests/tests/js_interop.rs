@@ -1,0 +1,106 @@
+//! The official automerge-repo JavaScript client (2.5.x, from npm) and
+//! our relay and client, in both directions and live.
+
+use std::time::Duration;
+
+use partnerplan_tests::js;
+use partnerplan_tests::{RelayProcess, School, wait_until};
+use serde_json::json;
+
+#[test]
+fn a_document_created_by_the_js_client_is_read_by_our_client() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(&root.path().join("relay"), &[]);
+    let created = js::client(&[
+        "create",
+        &relay.url(),
+        r#"{"title":"Audit from JS","pupils":212}"#,
+    ])
+    .unwrap();
+    let url = created["url"].as_str().unwrap().to_string();
+    assert!(url.starts_with("automerge:"));
+    let school = School::init(root.path(), "Hilltop", &relay.url());
+    school.ok(&["open", &url]);
+    school.sync();
+    let doc = school.show(&url);
+    assert_eq!(doc["title"], json!("Audit from JS"));
+    assert_eq!(doc["pupils"], json!(212));
+}
+
+#[test]
+fn a_document_created_by_our_client_is_read_by_the_js_client() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(&root.path().join("relay"), &[]);
+    let school = School::init(root.path(), "Hilltop", &relay.url());
+    let url = school.create("Plan from Rust");
+    school.ok(&["set", &url, "status", "green"]);
+    school.ok(&["set", &url, "objectives", "[1, 2, 5]"]);
+    school.sync();
+    let read = js::client(&["read", &relay.url(), &url]).unwrap();
+    assert_eq!(read["doc"]["title"], json!("Plan from Rust"));
+    assert_eq!(read["doc"]["status"], json!("green"));
+    assert_eq!(read["doc"]["objectives"], json!([1, 2, 5]));
+}
+
+#[test]
+fn live_changes_flow_both_ways_between_js_and_our_client() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(&root.path().join("relay"), &[]);
+    let school = School::init(root.path(), "Hilltop", &relay.url());
+    let url = school.create("Live plan");
+    school.sync();
+    let _watch = school.watch();
+
+    js::client(&["set", &relay.url(), &url, "status", r#""amber""#]).unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "our client sees the JS client's change",
+        || school.show(&url)["status"] == json!("amber"),
+    );
+
+    school.ok(&["set", &url, "lead", "Mrs Okafor"]);
+    let seen = js::client(&[
+        "wait-for",
+        &relay.url(),
+        &url,
+        "lead",
+        r#""Mrs Okafor""#,
+        "--timeout-ms",
+        "30000",
+    ])
+    .unwrap();
+    assert_eq!(seen["doc"]["status"], json!("amber"));
+    assert_eq!(seen["doc"]["title"], json!("Live plan"));
+}
+
+#[test]
+fn the_js_client_is_told_why_a_bad_connection_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(&root.path().join("relay"), &["--max-frame-bytes", "4096"]);
+    let garbage = js::client(&["expect-refused", &relay.url(), "--garbage"]).unwrap();
+    assert_eq!(garbage["closed"], json!(true));
+    assert!(
+        garbage["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be read"),
+        "{garbage}"
+    );
+    let versions =
+        js::client(&["expect-refused", &relay.url(), "--protocol-versions", "2"]).unwrap();
+    assert!(
+        versions["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("protocol version 1"),
+        "{versions}"
+    );
+    let big = js::client(&["expect-refused", &relay.url(), "--oversize-bytes", "50000"]).unwrap();
+    assert!(
+        big["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("limit of 4096 bytes"),
+        "{big}"
+    );
+}
