@@ -73,7 +73,16 @@ pub async fn serve_connection(socket: WebSocket, state: Arc<AppState>) {
                         );
                         tracing::warn!(conn, "refused a message over the size limit");
                         let _ = sink.send(error_frame(&state, &reason)).await;
-                        break Some((CLOSE_TOO_BIG, reason));
+                        let _ = sink.send(WsMessage::Close(Some(CloseFrame {
+                            code: CLOSE_TOO_BIG,
+                            reason: Utf8Bytes::from_static("message too big; see the error message"),
+                        }))).await;
+                        // The peer may still be sending the rest of that
+                        // message. Closing the socket under unread data
+                        // resets it, and the peer would never read our
+                        // error; give it time to.
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        break None;
                     }
                     tracing::debug!(conn, %error, "connection failed");
                     break None;
@@ -100,7 +109,13 @@ pub async fn serve_connection(socket: WebSocket, state: Arc<AppState>) {
                 break;
             }
         }
-        let reason: String = reason.chars().take(100).collect();
+        // The full reason went in the error message; a close frame holds
+        // at most 123 bytes, so it only points there.
+        let reason = if reason.len() <= 120 {
+            reason
+        } else {
+            "see the error message".to_string()
+        };
         let _ = tokio::time::timeout(
             Duration::from_secs(2),
             sink.send(WsMessage::Close(Some(CloseFrame {

@@ -95,7 +95,13 @@ fn the_js_client_is_told_why_a_bad_connection_is_refused() {
             .contains("protocol version 1"),
         "{versions}"
     );
-    let big = js::client(&["expect-refused", &relay.url(), "--oversize-bytes", "50000"]).unwrap();
+    let big = js::client(&[
+        "expect-refused",
+        &relay.url(),
+        "--oversize-bytes",
+        "3000000",
+    ])
+    .unwrap();
     assert!(
         big["error_message"]
             .as_str()
