@@ -24,6 +24,9 @@ pub const OUTBOX_FRAMES: usize = 4096;
 
 const BATCH: usize = 512;
 
+/// Work to run on the engine thread, with the core and the store.
+pub type Query = Box<dyn FnOnce(&Repo, &mut Store) + Send>;
+
 /// What the network side tells the engine.
 pub enum Input {
     Open {
@@ -40,7 +43,7 @@ pub enum Input {
     },
     Track(DocumentId),
     /// Runs on the engine thread after the turn's writes.
-    Query(Box<dyn FnOnce(&Repo, &mut Store) + Send>),
+    Query(Query),
     Shutdown,
 }
 
