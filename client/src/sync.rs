@@ -137,6 +137,12 @@ pub async fn run(
                 });
             }
             Ended::Stopped => break Ok(None),
+            // A single sync stops at a refusal: trying again at once would
+            // be refused again. The background sync keeps trying, with
+            // backoff, in case the relay's operator fixes it.
+            Ended::Failed(error @ ClientError::Refused { .. }) if !options.watch => {
+                break Err(error);
+            }
             Ended::Failed(error) => {
                 tracing::info!(%error, "sync connection ended");
                 set_status(

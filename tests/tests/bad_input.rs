@@ -260,3 +260,26 @@ fn a_client_says_in_a_sentence_when_the_relay_cannot_be_reached() {
     assert!(error.contains("Your edits are kept"), "{error}");
     assert_eq!(school.show(&url)["title"], json!("Plan"));
 }
+
+#[test]
+fn a_client_says_in_a_sentence_why_the_relay_closed_the_connection() {
+    let root = tempfile::tempdir().unwrap();
+    // A limit so small that even the client's opening message is over it.
+    let relay = RelayProcess::start(&root.path().join("relay"), &["--max-frame-bytes", "32"]);
+    let school = School::init(root.path(), "Hilltop", &relay.url());
+    let url = school.create("Plan");
+    let error = school.fails(&["sync", "--timeout", "30"]);
+    assert!(
+        error.contains(&format!(
+            "the relay at {} closed the connection: the message is over this relay's limit of 32 bytes",
+            relay.url()
+        )),
+        "{error}"
+    );
+    assert!(error.contains("Your edits are kept here"), "{error}");
+    assert_eq!(
+        school.show(&url)["title"],
+        json!("Plan"),
+        "local data stays"
+    );
+}
