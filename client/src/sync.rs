@@ -224,6 +224,7 @@ where
     });
     let (mut sink, mut stream) = socket.split();
     let mut joined = false;
+    let mut in_sync_now = false;
     let mut check = tokio::time::interval(Duration::from_millis(100));
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -297,16 +298,28 @@ where
                 _ => {}
             },
             _ = check.tick(), if joined => {
-                if let Some(report) = in_sync(sender, conn).await {
+                let report = in_sync(sender, conn).await;
+                let now_in_sync = report.is_some();
+                // Written when sync completes, then with each heartbeat
+                // while it stays complete: not on every check.
+                if now_in_sync && !in_sync_now {
                     set_status(sender, &[(StatusKey::LastSuccess, now_unix().to_string())]).await;
-                    if deadline.is_some() {
-                        let _ = sink.send(WsMessage::Close(None)).await;
-                        return Ended::Synced(report);
-                    }
+                }
+                in_sync_now = now_in_sync;
+                if let Some(report) = report
+                    && deadline.is_some()
+                {
+                    let _ = sink.send(WsMessage::Close(None)).await;
+                    return Ended::Synced(report);
                 }
             }
             _ = heartbeat.tick() => {
-                set_status(sender, &[(StatusKey::Heartbeat, now_unix().to_string())]).await;
+                let now = now_unix().to_string();
+                let mut status = vec![(StatusKey::Heartbeat, now.clone())];
+                if in_sync_now {
+                    status.push((StatusKey::LastSuccess, now));
+                }
+                set_status(sender, &status).await;
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > SILENT_LIMIT {
