@@ -436,3 +436,159 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ObjType, ROOT};
+
+    use super::*;
+    use crate::repo::{AllowAll, RepoConfig, SyncProgress};
+
+    /// A client core wired by hand to a relay engine over channels.
+    struct Client {
+        repo: Repo,
+        inbox: tokio::sync::mpsc::Receiver<Outgoing>,
+        engine: EngineSender,
+        conn: ConnId,
+        closed: Option<String>,
+    }
+
+    impl Client {
+        fn connect(engine: &EngineSender, conn: ConnId, repo: Repo) -> Client {
+            let (outbox, inbox) = tokio::sync::mpsc::channel(OUTBOX_FRAMES);
+            engine.send(Input::Open {
+                conn,
+                initiate: false,
+                outbox,
+            });
+            let mut client = Client {
+                repo,
+                inbox,
+                engine: engine.clone(),
+                conn,
+                closed: None,
+            };
+            let effects = client.repo.handle(Event::Connected {
+                conn: 0,
+                initiate: true,
+            });
+            client.apply(effects);
+            client
+        }
+
+        fn apply(&mut self, effects: Vec<Effect>) {
+            for effect in effects {
+                if let Effect::Send { bytes, .. } = effect {
+                    self.engine.send(Input::Frame {
+                        conn: self.conn,
+                        bytes,
+                    });
+                }
+            }
+        }
+
+        /// Exchanges frames until `done` holds or the connection closes.
+        fn pump_until(&mut self, limit: Duration, mut done: impl FnMut(&Repo) -> bool) {
+            let start = Instant::now();
+            while !done(&self.repo) && self.closed.is_none() {
+                assert!(start.elapsed() < limit, "gave up waiting");
+                match self.inbox.try_recv() {
+                    Ok(Outgoing::Frame(bytes)) => {
+                        let effects = self.repo.handle(Event::Frame { conn: 0, bytes });
+                        self.apply(effects);
+                    }
+                    Ok(Outgoing::Close(reason)) => self.closed = Some(reason),
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                        self.closed = Some("dropped".into())
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_disk_confirms_nothing_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path().join("relay.sqlite")).unwrap();
+        store.limit_pages(4);
+        let (notices_tx, notices) = std::sync::mpsc::channel();
+        let engine = Engine::spawn(
+            Repo::new(
+                RepoConfig::new("relay", Some("relay-storage".into())),
+                Box::new(AllowAll),
+            ),
+            store,
+            EngineConfig {
+                tick: Duration::from_millis(50),
+                watch_store: false,
+            },
+            Box::new(move |notice| {
+                let _ = notices_tx.send(notice);
+            }),
+        );
+        let sender = engine.sender();
+
+        // A school's document, larger than the space left.
+        let id = DocumentId::random();
+        let mut doc = AutoCommit::new();
+        let text = doc.put_object(ROOT, "notes", ObjType::Text).unwrap();
+        let words: String = (0..20_000).map(|i| format!("w{i} ")).collect();
+        doc.splice_text(&text, 0, 0, &words).unwrap();
+        let mut school = Repo::new(
+            RepoConfig::new("school", Some("school-storage".into())),
+            Box::new(AllowAll),
+        );
+        school.handle(Event::Track { document_id: id });
+        school.handle(Event::Loaded {
+            document_id: id,
+            chunks: vec![doc.save()],
+            sync_states: vec![],
+        });
+
+        let mut client = Client::connect(&sender, 1, school);
+        client.pump_until(Duration::from_secs(10), |_| false);
+        let reason = client.closed.clone().unwrap();
+        assert!(reason.contains("could not save"), "{reason}");
+        assert_ne!(
+            client.repo.progress(&id, 0),
+            SyncProgress::InSync,
+            "nothing was confirmed"
+        );
+        let full = notices
+            .try_iter()
+            .any(|n| matches!(n, Notice::StorageFailed(ref m) if m.contains("full")));
+        assert!(full, "the operator is told the disk is full");
+
+        // Space is freed; the school connects again and everything arrives.
+        sender.send(Input::Query(Box::new(|_, store| {
+            store.limit_pages(100_000)
+        })));
+        let school = client.repo;
+        let mut school = {
+            let mut repo = school;
+            repo.handle(Event::Disconnected { conn: 0 });
+            repo
+        };
+        school.handle(Event::Tick { now_ms: 0 });
+        let mut client = Client::connect(&sender, 2, school);
+        client.pump_until(Duration::from_secs(10), |repo| {
+            repo.progress(&id, 0) == SyncProgress::InSync
+        });
+        assert!(client.closed.is_none());
+        let stored = sender.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        stored.send(Input::Query(Box::new(move |_, store| {
+            let _ = tx.send(store.load_document(&id).unwrap().map(|d| d.get_heads()));
+        })));
+        let heads = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            heads,
+            Some(doc.get_heads()),
+            "the relay holds the whole document"
+        );
+    }
+}

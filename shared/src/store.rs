@@ -480,6 +480,18 @@ impl Store {
         Ok(ids)
     }
 
+    /// Caps the file's size, so tests can fill the "disk".
+    #[cfg(test)]
+    pub(crate) fn limit_pages(&mut self, extra_pages: i64) {
+        let pages: i64 = self
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        self.conn
+            .execute_batch(&format!("PRAGMA max_page_count = {}", pages + extra_pages))
+            .unwrap();
+    }
+
     /// Proves the file can be read and written, for health checks.
     pub fn check_writable(&mut self) -> Result<(), StoreError> {
         let now = format!("{:?}", std::time::SystemTime::now());
