@@ -258,6 +258,9 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                 let report = sync::run(&dir, options, stop).await?;
                 if !watch {
                     println!("In sync: {} document{} match the relay.", report.documents, if report.documents == 1 { "" } else { "s" });
+                    for warning in &report.warnings {
+                        println!("The relay said: {warning}.");
+                    }
                     for id in report.unavailable {
                         println!("The relay does not have {}: check the URL, or ask the school that created it to sync.", id.url());
                     }

@@ -9,7 +9,8 @@ use futures_util::{SinkExt, StreamExt};
 use partnerplan_shared::engine::{
     Engine, EngineConfig, EngineSender, Input, Notice, OUTBOX_FRAMES, Outgoing,
 };
-use partnerplan_shared::{AccessPolicy, DocumentId, Repo, RepoConfig, Store, SyncProgress};
+use partnerplan_shared::repo::AllowAll;
+use partnerplan_shared::{DocumentId, Repo, RepoConfig, Store, SyncProgress};
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -33,15 +34,9 @@ pub struct SyncReport {
     /// Documents the relay does not have (opened by a wrong URL, or not
     /// yet shared by their school).
     pub unavailable: Vec<DocumentId>,
-}
-
-/// The client trusts its relay with every document it holds.
-struct TrustRelay;
-
-impl AccessPolicy for TrustRelay {
-    fn may_access(&self, _: u64, _: &DocumentId, _: partnerplan_shared::Access) -> bool {
-        true
-    }
+    /// What the relay said went wrong while keeping the connection (for
+    /// example that this school may only read a document).
+    pub warnings: Vec<String>,
 }
 
 const PING_EVERY: Duration = Duration::from_secs(20);
@@ -65,7 +60,7 @@ pub async fn run(
     let peer_id = format!("school-{:016x}", rand::rng().random::<u64>());
     let repo = Repo::new(
         RepoConfig::new(peer_id, Some(storage_id)),
-        Box::new(TrustRelay),
+        Box::new(AllowAll),
     );
     let (notices_tx, mut notices) = mpsc::unbounded_channel();
     let engine = Engine::spawn(
@@ -190,6 +185,7 @@ pub async fn run(
         Ok(None) => Ok(SyncReport {
             documents: 0,
             unavailable: Vec::new(),
+            warnings: Vec::new(),
         }),
         Err(error) => Err(error),
     }
@@ -225,6 +221,7 @@ where
     let (mut sink, mut stream) = socket.split();
     let mut joined = false;
     let mut in_sync_now = false;
+    let mut warnings: Vec<String> = Vec::new();
     let mut check = tokio::time::interval(Duration::from_millis(100));
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -267,7 +264,10 @@ where
                     if let Some(Outgoing::Close(reason)) = next_close(&mut outgoing).await {
                         return refused(reason);
                     }
-                    let reason = frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
+                    let reason = warnings
+                        .last()
+                        .cloned()
+                        .or_else(|| frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty()));
                     return match reason {
                         Some(reason) => refused(reason),
                         None => Ended::Failed(dropped(url)),
@@ -277,6 +277,9 @@ where
                 Some(Err(_)) | None => {
                     if let Some(Outgoing::Close(reason)) = next_close(&mut outgoing).await {
                         return refused(reason);
+                    }
+                    if let Some(reason) = warnings.last() {
+                        return refused(reason.clone());
                     }
                     return Ended::Failed(dropped(url));
                 }
@@ -290,6 +293,13 @@ where
                         status.push((StatusKey::RelayStorageId, storage_id));
                     }
                     set_status(sender, &status).await;
+                }
+                Some(Notice::RemoteError { conn: c, message }) if c == conn => {
+                    tracing::warn!(%message, "the relay reported a problem");
+                    set_status(sender, &[(StatusKey::LastError, format!("the relay said: {message}"))]).await;
+                    if !warnings.contains(&message) {
+                        warnings.push(message);
+                    }
                 }
                 Some(Notice::StorageFailed(reason)) => {
                     tracing::error!(%reason, "storage failed");
@@ -306,9 +316,10 @@ where
                     set_status(sender, &[(StatusKey::LastSuccess, now_unix().to_string())]).await;
                 }
                 in_sync_now = now_in_sync;
-                if let Some(report) = report
+                if let Some(mut report) = report
                     && deadline.is_some()
                 {
+                    report.warnings = std::mem::take(&mut warnings);
                     let _ = sink.send(WsMessage::Close(None)).await;
                     return Ended::Synced(report);
                 }
@@ -384,6 +395,7 @@ async fn in_sync(sender: &EngineSender, conn: u64) -> Option<SyncReport> {
     Some(SyncReport {
         documents: progress.len(),
         unavailable,
+        warnings: Vec::new(),
     })
 }
 

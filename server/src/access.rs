@@ -6,12 +6,12 @@
 //! reference automerge-repo sync server; the partnerships issue replaces
 //! this with schools, partnerships and roles.
 
-use partnerplan_shared::{Access, AccessPolicy, ConnId, DocumentId};
+use partnerplan_shared::{AccessPolicy, ConnId, DocumentId, Permission};
 
 pub struct RelayPolicy;
 
 impl AccessPolicy for RelayPolicy {
-    fn may_access(&self, _conn: ConnId, _document_id: &DocumentId, _access: Access) -> bool {
-        true
+    fn permission(&self, _conn: ConnId, _document_id: &DocumentId) -> Permission {
+        Permission::ReadWrite
     }
 }

@@ -175,6 +175,9 @@ fn log_notice(notice: Notice) {
             tracing::info!(conn, ephemeral = metadata.is_ephemeral, "peer joined")
         }
         Notice::Closed { conn, reason } => tracing::info!(conn, %reason, "connection refused"),
+        Notice::RemoteError { conn, message } => {
+            tracing::info!(conn, %message, "a peer reported an error")
+        }
         Notice::StorageFailed(reason) => tracing::error!(%reason, "storage failed"),
         Notice::Unavailable { .. } | Notice::Saved { .. } => {}
     }

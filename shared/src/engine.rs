@@ -71,6 +71,11 @@ pub enum Notice {
         conn: ConnId,
         document_id: DocumentId,
     },
+    /// The peer said something went wrong, and kept the connection open.
+    RemoteError {
+        conn: ConnId,
+        message: String,
+    },
     /// Changes for this many documents were committed.
     Saved {
         documents: usize,
@@ -308,6 +313,9 @@ impl Worker {
                     peer_id,
                     metadata,
                 }),
+                Effect::RemoteError { conn, message } => {
+                    (self.notify)(Notice::RemoteError { conn, message })
+                }
                 Effect::Unavailable { conn, document_id } => {
                     (self.notify)(Notice::Unavailable { conn, document_id })
                 }

@@ -8,7 +8,7 @@ pub mod repo;
 
 pub use document_id::DocumentId;
 pub use message::{Message, PeerId, PeerMetadata};
-pub use repo::{Access, AccessPolicy, ConnId, Effect, Event, Repo, RepoConfig, SyncProgress};
+pub use repo::{AccessPolicy, ConnId, Effect, Event, Permission, Repo, RepoConfig, SyncProgress};
 pub mod store;
 pub use store::{Store, StoreError};
 pub mod engine;

@@ -21,7 +21,7 @@
 use std::collections::{HashMap, HashSet};
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, ChangeHash};
+use automerge::{Automerge, ChangeHash, ReadDoc};
 
 use crate::document_id::DocumentId;
 use crate::message::{DecodeError, Message, PROTOCOL_VERSION, PeerId, PeerMetadata, SyncFrame};
@@ -29,26 +29,47 @@ use crate::message::{DecodeError, Message, PROTOCOL_VERSION, PeerId, PeerMetadat
 /// A driver's name for one connection.
 pub type ConnId = u64;
 
-/// What a peer wants to do with a document, for [`AccessPolicy`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+/// What one connection may do with one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Permission {
+    /// Nothing: the document is answered as if it did not exist.
+    None,
+    /// Receive the document; changes sent are not applied.
     Read,
-    Write,
+    ReadWrite,
+    /// The document belongs to no one yet, and this connection may create
+    /// it: its first changes [`claim`](AccessPolicy::claim) it.
+    Create,
 }
 
-/// The single place that decides whether a connection may see or change a
+/// The single place that decides what a connection may do with a
 /// document. The relay fills this in with its partnerships; the client
 /// trusts its relay.
 pub trait AccessPolicy: Send {
-    fn may_access(&self, conn: ConnId, document_id: &DocumentId, access: Access) -> bool;
+    fn permission(&self, conn: ConnId, document_id: &DocumentId) -> Permission;
+
+    /// `conn` has sent the first changes of a document that belonged to no
+    /// one: make it belong to that connection's partnership, for good.
+    /// `Err` says, in a sentence for the peer, why it cannot.
+    fn claim(&mut self, _conn: ConnId, _document_id: &DocumentId) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// May `conn` speak as `peer_id`? `Err` refuses the connection, saying why.
+    fn admit(&mut self, _conn: ConnId, _peer_id: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// `conn` has closed.
+    fn disconnected(&mut self, _conn: ConnId) {}
 }
 
 /// A policy that allows everything: for the client, and for tests.
 pub struct AllowAll;
 
 impl AccessPolicy for AllowAll {
-    fn may_access(&self, _: ConnId, _: &DocumentId, _: Access) -> bool {
-        true
+    fn permission(&self, _: ConnId, _: &DocumentId) -> Permission {
+        Permission::ReadWrite
     }
 }
 
@@ -166,6 +187,12 @@ pub enum Effect {
         conn: ConnId,
         document_id: DocumentId,
     },
+    /// The peer sent an `error` message on an open connection: something
+    /// to tell the user. If the peer also closes, that comes separately.
+    RemoteError {
+        conn: ConnId,
+        message: String,
+    },
     /// Stored data for this document could not be read; it is left as is.
     StorageUnreadable {
         document_id: DocumentId,
@@ -206,6 +233,8 @@ struct PeerDoc {
     /// The shared heads last handed to storage, to persist only changes.
     persisted_shared_heads: Vec<ChangeHash>,
     remote_unavailable: bool,
+    /// Whether this read-only peer was told its changes are not kept.
+    told_read_only: bool,
 }
 
 struct Document {
@@ -394,11 +423,14 @@ impl Repo {
                     ..
                 },
             ) => self.on_peer(conn, sender_id, metadata),
-            (_, Message::Error { message, .. }) => {
-                // The peer's own words: the drivers say who it was.
-                let reason = message;
+            (ConnState::AwaitingJoin | ConnState::AwaitingPeer, Message::Error { message, .. }) => {
+                // Refused before the connection opened. The peer's own
+                // words: the drivers say who it was.
                 self.connections.remove(&conn);
-                self.effects.push(Effect::Close { conn, reason });
+                self.effects.push(Effect::Close {
+                    conn,
+                    reason: message,
+                });
             }
             (ConnState::AwaitingJoin | ConnState::AwaitingPeer, message) => {
                 let expected = if connection.initiate { "peer" } else { "join" };
@@ -446,6 +478,9 @@ impl Repo {
             );
             return self.refuse(conn, &reason);
         }
+        if let Err(reason) = self.policy.admit(conn, &peer_id) {
+            return self.refuse(conn, &reason);
+        }
         self.send(
             conn,
             &Message::Peer {
@@ -484,7 +519,7 @@ impl Repo {
         match message {
             Message::Request(ref frame) | Message::Sync(ref frame) => {
                 let document_id = frame.document_id;
-                if !self.policy.may_access(conn, &document_id, Access::Read) {
+                if self.policy.permission(conn, &document_id) == Permission::None {
                     // The same answer as for a document that does not exist,
                     // so ids cannot be probed.
                     return self.send_unavailable(conn, document_id);
@@ -511,7 +546,10 @@ impl Repo {
                 conn,
                 "the connection is already open; send “join” only once",
             ),
-            Message::Gossip { .. } | Message::Error { .. } => {}
+            Message::Error { message, .. } => {
+                self.effects.push(Effect::RemoteError { conn, message })
+            }
+            Message::Gossip { .. } => {}
         }
     }
 
@@ -528,7 +566,7 @@ impl Repo {
         else {
             return;
         };
-        if !self.policy.may_access(conn, &document_id, Access::Read) {
+        if self.policy.permission(conn, &document_id) == Permission::None {
             return;
         }
         let Some(Slot::Ready(document)) = self.documents.get(&document_id) else {
@@ -544,11 +582,13 @@ impl Repo {
             self.ephemeral_seen.clear();
         }
         self.ephemeral_seen.insert(key, count);
+        let policy = &self.policy;
         let targets: Vec<ConnId> = document
             .peers
             .keys()
             .copied()
             .filter(|&other| other != conn)
+            .filter(|&other| policy.permission(other, &document_id) != Permission::None)
             .collect();
         for target in targets {
             let Some(target_id) = self.peer_id(target) else {
@@ -572,6 +612,7 @@ impl Repo {
         let Some(connection) = self.connections.remove(&conn) else {
             return;
         };
+        self.policy.disconnected(conn);
         let storage_id = match &connection.state {
             ConnState::Open { metadata, .. } if !metadata.is_ephemeral => {
                 metadata.storage_id.clone()
@@ -692,12 +733,18 @@ impl Repo {
                 return self.refuse(conn, &reason);
             }
         };
-        let may_write = self.policy.may_access(conn, &document_id, Access::Write);
+        let permission = self.policy.permission(conn, &document_id);
         let storage_id = self.peer_storage_id(conn);
         let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
             return;
         };
-        if document.unreadable {
+        let empty = document.doc.get_heads().is_empty();
+        // A document that exists but belongs to no one (stored before
+        // ownership was recorded) cannot be claimed by whoever asks first.
+        if document.unreadable
+            || permission == Permission::None
+            || (permission == Permission::Create && !empty)
+        {
             return self.send_unavailable(conn, document_id);
         }
         document.last_active_ms = self.now_ms;
@@ -705,14 +752,39 @@ impl Repo {
             .peers
             .entry(conn)
             .or_insert_with(|| new_peer_doc(&document.stored_sync_states, storage_id.as_deref()));
-        peer.sync.read_only = !may_write;
+        peer.sync.read_only = permission == Permission::Read;
         if !message.heads.is_empty() {
             peer.remote_unavailable = false;
         }
+        // A reader whose heads we lack has changes of its own: tell it,
+        // once, that they are not kept.
+        let refused_changes = permission == Permission::Read
+            && message
+                .heads
+                .iter()
+                .any(|h| document.doc.get_change_by_hash(h).is_none())
+            && !std::mem::replace(&mut peer.told_read_only, true);
         if let Err(error) = document.doc.receive_sync_message(&mut peer.sync, message) {
             let reason =
                 format!("the changes sent for document {document_id} were refused: {error}");
             return self.refuse(conn, &reason);
+        }
+        if permission == Permission::Create
+            && !document.doc.get_heads().is_empty()
+            && let Err(reason) = self.policy.claim(conn, &document_id)
+        {
+            // Forget what arrived: it may not be kept, nor passed on.
+            self.documents.remove(&document_id);
+            self.warn(conn, &reason);
+            return self.send_unavailable(conn, document_id);
+        }
+        if refused_changes {
+            self.warn(
+                conn,
+                &format!(
+                    "your school may read document {document_id} but not change it, so your changes to it were not saved or passed on; they stay on your computer"
+                ),
+            );
         }
         if let Some(connection) = self.connections.get_mut(&conn) {
             connection.documents.insert(document_id);
@@ -789,6 +861,12 @@ impl Repo {
         let empty = document.doc.get_heads().is_empty();
         let mut outgoing = Vec::new();
         let mut states = Vec::new();
+        // Rights can change while a peer is subscribed (a school removed
+        // from a partnership): it then receives nothing more.
+        let policy = &self.policy;
+        document
+            .peers
+            .retain(|&conn, _| policy.permission(conn, &document_id) != Permission::None);
         for (&conn, peer) in document.peers.iter_mut() {
             let Some(connection) = self.connections.get(&conn) else {
                 continue;
@@ -882,6 +960,19 @@ impl Repo {
         });
     }
 
+    /// Tells the peer something it should know, keeping the connection.
+    fn warn(&mut self, conn: ConnId, reason: &str) {
+        let target_id = self.peer_id(conn);
+        self.send(
+            conn,
+            &Message::Error {
+                sender_id: Some(self.config.peer_id.clone()),
+                target_id,
+                message: reason.to_string(),
+            },
+        );
+    }
+
     /// Tells the peer what was wrong, then closes only its connection.
     fn refuse(&mut self, conn: ConnId, reason: &str) {
         let target_id = self.peer_id(conn);
@@ -917,6 +1008,7 @@ fn new_peer_doc(stored: &HashMap<String, Vec<u8>>, storage_id: Option<&str>) -> 
         persisted_shared_heads: sync.shared_heads.clone(),
         sync,
         remote_unavailable: false,
+        told_read_only: false,
     }
 }
 

@@ -23,9 +23,13 @@ struct Net {
 
 impl Net {
     fn new(clients: usize) -> Net {
+        Net::with_relay_policy(clients, Box::new(AllowAll))
+    }
+
+    fn with_relay_policy(clients: usize, policy: Box<dyn AccessPolicy>) -> Net {
         let mut nodes = vec![Repo::new(
             RepoConfig::new("relay", Some("relay-storage".into())),
-            Box::new(AllowAll),
+            policy,
         )];
         for i in 1..=clients {
             nodes.push(Repo::new(
@@ -199,7 +203,8 @@ impl Net {
             }
             Effect::PeerJoined { .. }
             | Effect::Unavailable { .. }
-            | Effect::StorageUnreadable { .. } => {}
+            | Effect::StorageUnreadable { .. }
+            | Effect::RemoteError { .. } => {}
         }
     }
 
@@ -613,4 +618,199 @@ fn a_reconnect_with_kept_sync_state_sends_only_what_is_new() {
             .as_str(),
         Some("green")
     );
+}
+
+/// Partnerships as the relay keeps them, reduced to what the core asks:
+/// client i (conn i) is in the partnerships listed for it, with a role.
+#[derive(Default)]
+struct Partnerships {
+    /// conn -> (partnership -> may write)
+    members: HashMap<ConnId, HashMap<&'static str, bool>>,
+    owners: HashMap<DocumentId, &'static str>,
+}
+
+#[derive(Clone, Default)]
+struct SharedPartnerships(std::sync::Arc<std::sync::Mutex<Partnerships>>);
+
+impl SharedPartnerships {
+    fn member(&self, conn: ConnId, partnership: &'static str, may_write: bool) {
+        self.0
+            .lock()
+            .unwrap()
+            .members
+            .entry(conn)
+            .or_default()
+            .insert(partnership, may_write);
+    }
+    fn remove(&self, conn: ConnId, partnership: &'static str) {
+        self.0
+            .lock()
+            .unwrap()
+            .members
+            .entry(conn)
+            .or_default()
+            .remove(partnership);
+    }
+    fn owner(&self, id: &DocumentId) -> Option<&'static str> {
+        self.0.lock().unwrap().owners.get(id).copied()
+    }
+}
+
+impl AccessPolicy for SharedPartnerships {
+    fn permission(&self, conn: ConnId, id: &DocumentId) -> Permission {
+        let state = self.0.lock().unwrap();
+        let Some(member_of) = state.members.get(&conn) else {
+            return Permission::None;
+        };
+        match state.owners.get(id) {
+            Some(owner) => match member_of.get(owner) {
+                Some(true) => Permission::ReadWrite,
+                Some(false) => Permission::Read,
+                None => Permission::None,
+            },
+            None if member_of.values().any(|&w| w) => Permission::Create,
+            None => Permission::None,
+        }
+    }
+
+    fn claim(&mut self, conn: ConnId, id: &DocumentId) -> Result<(), String> {
+        let mut state = self.0.lock().unwrap();
+        let home = state.members[&conn]
+            .iter()
+            .find(|(_, w)| **w)
+            .map(|(p, _)| *p)
+            .ok_or("no partnership to put it in")?;
+        state.owners.insert(*id, home);
+        Ok(())
+    }
+}
+
+fn remote_errors(net: &Net, node: usize) -> Vec<String> {
+    net.sent_errors(node)
+}
+
+#[test]
+fn each_partnership_sees_only_its_own_documents() {
+    let partnerships = SharedPartnerships::default();
+    partnerships.member(1, "north", true);
+    partnerships.member(2, "south", true);
+    partnerships.member(3, "north", true);
+    partnerships.member(3, "south", true); // one school in both
+    let mut net = Net::with_relay_policy(3, Box::new(partnerships.clone()));
+    for c in 1..=3 {
+        net.connect(c);
+    }
+    let north = new_doc_with_title(&mut net, 1, "North plan");
+    assert_eq!(
+        partnerships.owner(&north),
+        Some("north"),
+        "claimed by its creator's partnership"
+    );
+    let south = new_doc_with_title(&mut net, 2, "South plan");
+    assert_eq!(partnerships.owner(&south), Some("south"));
+
+    // School 2 knows north's id but gets nothing of it.
+    net.track(2, north);
+    assert!(!net.stores[2].contains_key(&north) || net.stored(2, north).get_heads().is_empty());
+    assert_eq!(net.nodes[2].progress(&north, 0), SyncProgress::Unavailable);
+    // Nor can it take it over by sending changes for it.
+    net.edit(2, north, |doc| {
+        doc.put(ROOT, "title", "stolen").unwrap();
+    });
+    assert_eq!(text_of(&net.stored(0, north), "title"), "North plan");
+    assert_eq!(partnerships.owner(&north), Some("north"));
+
+    // School 3, in both, gets both.
+    net.track(3, north);
+    net.track(3, south);
+    assert_eq!(text_of(&net.stored(3, north), "title"), "North plan");
+    assert_eq!(text_of(&net.stored(3, south), "title"), "South plan");
+}
+
+#[test]
+fn a_viewer_reads_but_its_changes_are_never_applied_and_it_is_told() {
+    let partnerships = SharedPartnerships::default();
+    partnerships.member(1, "north", true);
+    partnerships.member(2, "north", false); // the local authority
+    partnerships.member(3, "north", true);
+    let mut net = Net::with_relay_policy(3, Box::new(partnerships.clone()));
+    for c in 1..=3 {
+        net.connect(c);
+    }
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    net.track(2, id);
+    net.track(3, id);
+    assert_eq!(
+        text_of(&net.stored(2, id), "title"),
+        "Plan",
+        "the viewer reads it"
+    );
+    let relay_before = net.stores[0].clone();
+    net.edit(2, id, |doc| {
+        doc.put(ROOT, "status", "red").unwrap();
+    });
+    assert_eq!(
+        net.stores[0], relay_before,
+        "nothing the viewer wrote is stored"
+    );
+    for school in [1, 3] {
+        assert!(
+            net.stored(school, id)
+                .get(ROOT, "status")
+                .unwrap()
+                .is_none(),
+            "nor passed on"
+        );
+    }
+    let told = remote_errors(&net, 0);
+    assert!(
+        told.iter()
+            .any(|m| m.contains("may read document") && m.contains("not saved or passed on")),
+        "{told:?}"
+    );
+    assert!(
+        net.linked[2],
+        "the viewer stays connected and keeps reading"
+    );
+    net.edit(1, id, |doc| {
+        doc.put(ROOT, "status", "green").unwrap();
+    });
+    assert_eq!(
+        net.stored(2, id).get_all(ROOT, "status").unwrap().len(),
+        2,
+        "its own edit stays local beside the new one"
+    );
+}
+
+#[test]
+fn a_school_removed_from_a_partnership_receives_nothing_more() {
+    let partnerships = SharedPartnerships::default();
+    partnerships.member(1, "north", true);
+    partnerships.member(2, "north", true);
+    let mut net = Net::with_relay_policy(2, Box::new(partnerships.clone()));
+    net.connect(1);
+    net.connect(2);
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    net.track(2, id);
+    partnerships.remove(2, "north");
+    net.edit(1, id, |doc| {
+        doc.put(ROOT, "secret", "after removal").unwrap();
+    });
+    assert!(net.stored(2, id).get(ROOT, "secret").unwrap().is_none());
+}
+
+#[test]
+fn a_stored_document_with_no_owner_cannot_be_claimed_by_whoever_asks_first() {
+    let partnerships = SharedPartnerships::default();
+    partnerships.member(1, "north", true);
+    let mut net = Net::with_relay_policy(1, Box::new(partnerships.clone()));
+    // Written before ownership was recorded.
+    let id = DocumentId::random();
+    let mut legacy = AutoCommit::new();
+    legacy.put(ROOT, "title", "old").unwrap();
+    net.stores[0].insert(id, vec![legacy.save()]);
+    net.connect(1);
+    net.track(1, id);
+    assert_eq!(net.nodes[1].progress(&id, 0), SyncProgress::Unavailable);
+    assert_eq!(partnerships.owner(&id), None);
 }
