@@ -41,6 +41,19 @@ enum Command {
         #[arg(long)]
         relay: Option<String>,
     },
+    /// Use the invite the lead school gave you: the relay address with
+    /// this school's secret token. Sets up the data directory if needed.
+    Join {
+        /// The invite line, such as wss://relay.example/?partnership=…&token=pp_…
+        invite: String,
+        /// The school's name, when this data directory is new.
+        #[arg(long)]
+        school: Option<String>,
+        /// Trust this certificate authority (PEM) for a relay with a
+        /// self-signed certificate.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
     /// Change the relay this school syncs through.
     SetRelay { url: String },
     /// Create a new shared document and print its URL.
@@ -139,6 +152,30 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                     "Set the relay with `partnerplan set-relay ws://host:7171` before syncing."
                 );
             }
+        }
+        Command::Join {
+            invite,
+            school,
+            ca_file,
+        } => {
+            let mut opened = match School::open(&dir) {
+                Ok(opened) => opened,
+                Err(ClientError::NotInitialized { .. }) => match &school {
+                    Some(name) => School::init(&dir, name, None)?,
+                    None => {
+                        return Err(ClientError::Other(format!(
+                            "{} is not set up yet: add --school \"Your School\" to name this school",
+                            dir.display()
+                        )));
+                    }
+                },
+                Err(error) => return Err(error),
+            };
+            let url = opened.join(&invite, ca_file.as_deref())?;
+            println!(
+                "Joined: this school syncs through {url}. Its token is kept in {}, readable only by you.",
+                dir.join(crate::school::TOKEN_FILE).display()
+            );
         }
         Command::SetRelay { url } => {
             School::open(&dir)?.set_relay(&url)?;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use partnerplan_relay::directory::{Directory, Role};
 use partnerplan_relay::{Relay, RelayConfig};
 
 use crate::documents::{self, TextEdit};
@@ -32,11 +33,33 @@ async fn demo() -> Result<(), ClientError> {
         relay_dir.display()
     );
 
+    let mut register =
+        Directory::open(&relay_dir).map_err(|e| ClientError::Other(e.to_string()))?;
+    let admin = |e: partnerplan_relay::directory::DirectoryError| ClientError::Other(e.to_string());
+    register
+        .create_partnership("Hilltop and Valley Federation")
+        .map_err(admin)?;
+    let mut invite = |name: &str| -> Result<String, ClientError> {
+        let (invite, _) = register
+            .add_school(
+                "Hilltop and Valley Federation",
+                name,
+                Role::Member,
+                &relay.url(),
+            )
+            .map_err(admin)?;
+        Ok(invite.map(|i| i.line()).unwrap_or_default())
+    };
+    let (a_invite, b_invite) = (invite("Hilltop Primary")?, invite("Valley Infants")?);
     let a_dir = workspace.path().join("hilltop-primary");
     let b_dir = workspace.path().join("valley-infants");
-    let mut a = School::init(&a_dir, "Hilltop Primary", Some(&relay.url()))?;
-    let mut b = School::init(&b_dir, "Valley Infants", Some(&relay.url()))?;
-    println!("2. Two schools set up their own copies: Hilltop Primary and Valley Infants.");
+    let mut a = School::init(&a_dir, "Hilltop Primary", None)?;
+    a.join(&a_invite, None)?;
+    let mut b = School::init(&b_dir, "Valley Infants", None)?;
+    b.join(&b_invite, None)?;
+    println!(
+        "2. The lead school registered a partnership and invited two schools, Hilltop Primary and Valley Infants; each set up its own copy with its invite."
+    );
 
     let id = documents::create(&mut a, "Partnership action plan 2026-27")?;
     let url = id.url();

@@ -18,6 +18,12 @@ pub enum ClientError {
         "no relay is set for this school. Run `partnerplan init --relay ws://host:7171` with your lead school's relay address."
     )]
     NoRelay,
+    #[error("that invite cannot be used: {0}.")]
+    BadInvite(String),
+    #[error(
+        "the certificate file {path} cannot be used: {detail}. It must be a PEM file holding your relay's certificate authority."
+    )]
+    BadCaFile { path: PathBuf, detail: String },
     #[error("“{url}” is not a relay address: it must start with ws:// or wss://.")]
     BadRelayUrl { url: String },
     #[error("{0}. A document URL looks like automerge:4NMNnkMhL8jXrdJ9jamS2tRB2iVn.")]

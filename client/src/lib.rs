@@ -9,6 +9,7 @@ pub mod error;
 pub mod school;
 pub mod status;
 pub mod sync;
+pub mod tls;
 
 pub use error::ClientError;
 pub use school::School;

@@ -9,6 +9,8 @@ use partnerplan_shared::Store;
 use crate::error::ClientError;
 
 pub const DATABASE_FILE: &str = "school.sqlite";
+/// The relay access token, beside the database, readable only by its owner.
+pub const TOKEN_FILE: &str = "relay-token";
 
 /// An opened school data directory.
 pub struct School {
@@ -80,6 +82,43 @@ impl School {
         Ok(())
     }
 
+    /// Takes an invite from the lead school: the relay address with the
+    /// school's secret token (`wss://host/?partnership=…&token=pp_…`).
+    /// The address goes in the database; the token in a file only this
+    /// user can read. `ca_file` trusts a school's own certificate
+    /// authority for a relay with a self-signed certificate.
+    pub fn join(&mut self, invite: &str, ca_file: Option<&Path>) -> Result<String, ClientError> {
+        let invite = invite.trim();
+        let (url, token) = split_invite(invite)?;
+        if let Some(ca_file) = ca_file {
+            crate::tls::check_ca_file(ca_file)?;
+            let absolute = std::fs::canonicalize(ca_file).unwrap_or_else(|_| ca_file.to_path_buf());
+            self.store
+                .set_meta("relay_ca_file", &absolute.to_string_lossy())?;
+        }
+        self.set_relay(&url)?;
+        write_private(&self.dir.join(TOKEN_FILE), token.as_bytes())?;
+        Ok(url)
+    }
+
+    /// The token from the invite, if the school has joined.
+    pub fn token(&self) -> Result<Option<String>, ClientError> {
+        let path = self.dir.join(TOKEN_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(token) => Ok(Some(token.trim().to_string()).filter(|t| !t.is_empty())),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(ClientError::Other(format!(
+                "could not read {}: {error}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// The extra certificate authority trusted for this school's relay.
+    pub fn ca_file(&self) -> Result<Option<PathBuf>, ClientError> {
+        Ok(self.store.meta("relay_ca_file")?.map(PathBuf::from))
+    }
+
     /// The actor every edit from this school is recorded under.
     pub fn actor(&self) -> Result<ActorId, ClientError> {
         let hex = self
@@ -94,5 +133,77 @@ impl School {
                 self.dir.display()
             ))
         })
+    }
+}
+
+/// Splits `…?partnership=P&token=T` into the address without the token,
+/// and the token.
+fn split_invite(invite: &str) -> Result<(String, String), ClientError> {
+    if !(invite.starts_with("ws://") || invite.starts_with("wss://")) {
+        return Err(ClientError::BadInvite(
+            "it should start with ws:// or wss://; copy the whole line your lead school gave you"
+                .into(),
+        ));
+    }
+    let (base, query) = invite.split_once('?').unwrap_or((invite, ""));
+    let mut token = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.strip_prefix("token=") {
+            Some(value) => token = Some(value.to_string()),
+            None => kept.push(pair),
+        }
+    }
+    let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
+        ClientError::BadInvite("it has no token: it should end in &token=pp_…; copy the whole line your lead school gave you".into())
+    })?;
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, token))
+}
+
+/// Writes a secret so that only this user can read it, and makes sure it
+/// is on disk.
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), ClientError> {
+    use std::io::Write;
+    let failed =
+        |e: std::io::Error| ClientError::Other(format!("could not write {}: {e}", path.display()));
+    let temporary = path.with_extension("new");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&temporary).map_err(failed)?;
+    file.write_all(contents).map_err(failed)?;
+    file.sync_all().map_err(failed)?;
+    drop(file);
+    std::fs::rename(&temporary, path).map_err(failed)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invite_splits_into_address_and_token() {
+        let (url, token) =
+            split_invite("wss://relay.example/?partnership=abc&token=pp_123").unwrap();
+        assert_eq!(url, "wss://relay.example/?partnership=abc");
+        assert_eq!(token, "pp_123");
+        assert!(matches!(
+            split_invite("ws://relay/?partnership=abc"),
+            Err(ClientError::BadInvite(_))
+        ));
+        assert!(matches!(
+            split_invite("relay/?token=x"),
+            Err(ClientError::BadInvite(_))
+        ));
     }
 }

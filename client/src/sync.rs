@@ -54,6 +54,12 @@ pub async fn run(
 ) -> Result<SyncReport, ClientError> {
     let school = School::open(dir)?;
     let url = school.relay()?.ok_or(ClientError::NoRelay)?;
+    let token = school.token()?;
+    let tls = if url.starts_with("wss://") {
+        Some(crate::tls::client_config(school.ca_file()?.as_deref())?)
+    } else {
+        None
+    };
     drop(school);
     let mut store = Store::open(dir.join(DATABASE_FILE))?;
     let storage_id = store.storage_id()?;
@@ -94,7 +100,7 @@ pub async fn run(
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let connect_limit = remaining.map_or(CONNECT_TIMEOUT, |r| r.min(CONNECT_TIMEOUT));
         let connected = tokio::select! {
-            result = tokio::time::timeout(connect_limit, tokio_tungstenite::connect_async(url.as_str())) => Some(result),
+            result = tokio::time::timeout(connect_limit, connect(&url, token.as_deref(), tls.clone())) => Some(result),
             _ = &mut stop => None,
         };
         let ended = match connected {
@@ -363,6 +369,32 @@ async fn next_close(outgoing: &mut mpsc::Receiver<Outgoing>) -> Option<Outgoing>
         .await
         .ok()
         .flatten()
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the WebSocket, presenting the school's token as a bearer token.
+async fn connect(
+    url: &str,
+    token: Option<&str>,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<
+    (
+        Socket,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    tokio_tungstenite::tungstenite::Error,
+> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request()?;
+    if let Some(token) = token
+        && let Ok(value) = format!("Bearer {token}").parse()
+    {
+        request.headers_mut().insert("authorization", value);
+    }
+    let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+    tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector).await
 }
 
 fn dropped(url: &str) -> ClientError {

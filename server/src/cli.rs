@@ -1,20 +1,28 @@
-//! The `partnerplan-relay` command line.
+//! The `partnerplan-relay` command line: `serve`, and the lead school's
+//! register of partnerships, schools and tokens, which works against the
+//! data directory while the relay runs.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::{Relay, RelayConfig};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::directory::{Directory, Invite, Role};
+use crate::{Relay, RelayConfig, TlsFiles};
 
 #[derive(Parser)]
 #[command(
     name = "partnerplan-relay",
     version,
     about = "The partnerplan relay: partner schools sync their shared documents through it.",
-    long_about = "The partnerplan relay, hosted by a lead school. Each school's client keeps its own copy of every shared document and syncs through this relay whenever it is online. The relay speaks the automerge-repo WebSocket protocol at the root path, so automerge-repo JavaScript clients can use it too, and keeps every document in a SQLite file in its data directory."
+    long_about = "The partnerplan relay, hosted by a lead school. Each school's client keeps its own copy of every shared document and syncs through this relay whenever it is online. The relay speaks the automerge-repo WebSocket protocol at the root path, so automerge-repo JavaScript clients can use it too, and keeps every document in a SQLite file in its data directory. Each school connects with its own token; each partnership's documents reach its own schools and no one else."
 )]
 struct Cli {
+    /// The directory that holds the relay's database (relay.sqlite). It is
+    /// created if missing.
+    #[arg(long, global = true, default_value = "./relay-data")]
+    data: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,18 +35,112 @@ enum Command {
         /// schools from other machines.
         #[arg(long, default_value = "127.0.0.1:7171")]
         listen: SocketAddr,
-        /// The directory that holds the relay's database (relay.sqlite).
-        /// It is created if missing.
-        #[arg(long, default_value = "./relay-data")]
-        data: PathBuf,
+        /// The address schools reach this relay at, written into invites
+        /// (for example wss://relay.hilltop.sch.uk). Defaults to the
+        /// listen address.
+        #[arg(long)]
+        public_url: Option<String>,
+        /// Serve wss:// with this certificate chain (PEM). Needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) for --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         /// The largest message accepted from a client, in bytes. Larger
         /// ones are refused with an error that says so.
         #[arg(long, default_value_t = partnerplan_shared::message::DEFAULT_MAX_FRAME_BYTES)]
         max_frame_bytes: usize,
+        /// The most connections one school may have open at once.
+        #[arg(long, default_value_t = 16)]
+        max_connections_per_school: usize,
+        /// The most messages one connection may send a second; a connection
+        /// that sends more is told so and closed.
+        #[arg(long, default_value_t = 1000)]
+        max_messages_per_second: u32,
         /// Seconds between keepalive pings; a connection silent for three
         /// times this long is dropped.
         #[arg(long, default_value_t = 20)]
         keepalive_secs: u64,
+    },
+    /// Partnerships on this relay.
+    #[command(subcommand)]
+    Partnership(PartnershipCommand),
+    /// Schools and their access.
+    #[command(subcommand)]
+    School(SchoolCommand),
+    /// Access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum PartnershipCommand {
+    /// Create a partnership.
+    Create {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the partnerships, with how many schools and documents each has.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    /// Reads and writes the partnership's documents.
+    Member,
+    /// Reads them and never writes (a governor, the local authority).
+    Viewer,
+}
+
+#[derive(Subcommand)]
+enum SchoolCommand {
+    /// Add a school to a partnership. A school new to this relay gets an
+    /// invite (the relay address and a secret token), shown only once.
+    Add {
+        /// The partnership, by name or id.
+        #[arg(long)]
+        partnership: String,
+        /// The school's name.
+        name: String,
+        #[arg(long, value_enum, default_value = "member")]
+        role: RoleArg,
+        /// The relay address to put in the invite; defaults to the address
+        /// the relay last served at.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take a school out of one partnership, or (without --partnership)
+    /// off the relay altogether. Its open connections are cut at once.
+    Remove {
+        name: String,
+        #[arg(long)]
+        partnership: Option<String>,
+    },
+    /// List the schools and their partnerships.
+    List {
+        #[arg(long)]
+        partnership: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Give a school a new token. The old one stops working at once.
+    Rotate {
+        /// The school's name.
+        school: String,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -53,46 +155,214 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let result = match cli.command {
+        Command::Serve {
+            listen,
+            public_url,
+            tls_cert,
+            tls_key,
+            max_frame_bytes,
+            max_connections_per_school,
+            max_messages_per_second,
+            keepalive_secs,
+        } => {
+            let mut config = RelayConfig::new(listen, cli.data.clone());
+            config.max_frame_bytes = max_frame_bytes;
+            config.max_connections_per_school = max_connections_per_school.max(1);
+            config.max_messages_per_second = max_messages_per_second.max(1);
+            config.keepalive = std::time::Duration::from_secs(keepalive_secs.max(1));
+            config.public_url = public_url;
+            config.tls = tls_cert
+                .zip(tls_key)
+                .map(|(cert, key)| TlsFiles { cert, key });
+            serve(config)
+        }
+        Command::Partnership(command) => partnership(&cli.data, command),
+        Command::School(command) => school(&cli.data, command),
+        Command::Token(command) => token(&cli.data, command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("partnerplan-relay: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: RelayConfig) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("partnerplan-relay: could not start: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+        .map_err(|e| format!("could not start: {e}"))?;
     runtime.block_on(async move {
-        match cli.command {
-            Command::Serve {
-                listen,
-                data,
-                max_frame_bytes,
-                keepalive_secs,
-            } => {
-                let mut config = RelayConfig::new(listen, data.clone());
-                config.max_frame_bytes = max_frame_bytes;
-                config.keepalive = std::time::Duration::from_secs(keepalive_secs.max(1));
-                let relay = match Relay::start(config).await {
-                    Ok(relay) => relay,
-                    Err(error) => {
-                        eprintln!("partnerplan-relay: {error}");
-                        return ExitCode::FAILURE;
-                    }
-                };
+        let data = config.data_dir.clone();
+        let relay = Relay::start(config).await.map_err(|e| e.to_string())?;
+        println!(
+            "partnerplan relay listening on {} with its data in {}",
+            relay.url(),
+            data.display()
+        );
+        wait_for_stop_signal().await;
+        println!("stopping: closing connections and finishing writes");
+        relay.shutdown().await;
+        Ok(())
+    })
+}
+
+fn open(data: &Path) -> Result<Directory, String> {
+    Directory::open(data).map_err(|e| e.to_string())
+}
+
+fn relay_url(data: &Path, given: Option<String>) -> Result<String, String> {
+    if let Some(url) = given {
+        return Ok(url);
+    }
+    Ok(crate::public_url(data)
+        .map_err(|e| e.to_string())?
+        .unwrap_or_else(|| "ws://127.0.0.1:7171".into()))
+}
+
+fn partnership(data: &Path, command: PartnershipCommand) -> Result<(), String> {
+    let mut directory = open(data)?;
+    match command {
+        PartnershipCommand::Create { name, json } => {
+            let created = directory
+                .create_partnership(&name)
+                .map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::to_string(&created).unwrap_or_default());
+            } else {
                 println!(
-                    "partnerplan relay listening on {} with its data in {}",
-                    relay.url(),
-                    data.display()
+                    "Created the partnership {} (id {}). Add its schools with `partnerplan-relay school add --partnership \"{}\" NAME`.",
+                    created.name, created.id, created.name
                 );
-                wait_for_stop_signal().await;
-                println!("stopping: closing connections and finishing writes");
-                relay.shutdown().await;
-                ExitCode::SUCCESS
             }
         }
-    })
+        PartnershipCommand::List { json } => {
+            let list = directory.partnerships().map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::to_string(&list).unwrap_or_default());
+            } else if list.is_empty() {
+                println!(
+                    "There are no partnerships yet. Create one with `partnerplan-relay partnership create NAME`."
+                );
+            } else {
+                for p in list {
+                    println!(
+                        "{}  ({} schools, {} documents; id {})",
+                        p.name, p.schools, p.documents, p.id
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn school(data: &Path, command: SchoolCommand) -> Result<(), String> {
+    let mut directory = open(data)?;
+    match command {
+        SchoolCommand::Add {
+            partnership,
+            name,
+            role,
+            url,
+            json,
+        } => {
+            let role = match role {
+                RoleArg::Member => Role::Member,
+                RoleArg::Viewer => Role::Viewer,
+            };
+            let url = relay_url(data, url)?;
+            let (invite, school) = directory
+                .add_school(&partnership, &name, role, &url)
+                .map_err(|e| e.to_string())?;
+            match invite {
+                Some(invite) => print_invite(&invite, json, "added"),
+                None if json => println!(
+                    "{}",
+                    serde_json::json!({"school": school, "partnership": partnership, "role": role, "url": null, "token": null})
+                ),
+                None => println!(
+                    "{school} is now a {} of {partnership}. It already has a token on this relay and uses it for this partnership too.",
+                    role.as_str()
+                ),
+            }
+        }
+        SchoolCommand::Remove { name, partnership } => {
+            let school = directory
+                .remove_school(&name, partnership.as_deref())
+                .map_err(|e| e.to_string())?;
+            match partnership {
+                Some(p) => println!(
+                    "{school} is no longer in {p}. Its connections are cut now; it receives nothing more of {p}'s documents."
+                ),
+                None => println!(
+                    "{school} was removed from this relay. Its token no longer works and its connections are cut now."
+                ),
+            }
+        }
+        SchoolCommand::List { partnership, json } => {
+            let schools = directory
+                .schools(partnership.as_deref())
+                .map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::to_string(&schools).unwrap_or_default());
+            } else if schools.is_empty() {
+                println!(
+                    "No schools yet. Add one with `partnerplan-relay school add --partnership P NAME`."
+                );
+            } else {
+                for s in schools {
+                    let places: Vec<String> = s
+                        .partnerships
+                        .iter()
+                        .map(|(p, r)| format!("{p} ({})", r.as_str()))
+                        .collect();
+                    println!("{}: {}", s.name, places.join(", "));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn token(data: &Path, command: TokenCommand) -> Result<(), String> {
+    let mut directory = open(data)?;
+    match command {
+        TokenCommand::Rotate { school, url, json } => {
+            let url = relay_url(data, url)?;
+            let invite = directory
+                .rotate_token(&school, &url)
+                .map_err(|e| e.to_string())?;
+            print_invite(&invite, json, "given a new token");
+        }
+    }
+    Ok(())
+}
+
+fn print_invite(invite: &Invite, json: bool, what: &str) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "school": invite.school,
+                "partnership": invite.partnership,
+                "role": invite.role,
+                "url": invite.url,
+                "token": invite.token,
+                "invite": invite.line(),
+            })
+        );
+        return;
+    }
+    println!(
+        "{} was {what}. Its invite is shown only this once; give it to the school privately:\n\n  {}\n\nThe school runs: partnerplan join '{}'",
+        invite.school,
+        invite.line(),
+        invite.line()
+    );
 }
 
 async fn wait_for_stop_signal() {

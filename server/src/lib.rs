@@ -6,6 +6,7 @@
 
 mod access;
 pub mod cli;
+pub mod directory;
 mod websocket;
 
 use std::net::SocketAddr;
@@ -15,8 +16,8 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
-use axum::http::StatusCode;
+use axum::extract::{RawQuery, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use partnerplan_shared::engine::{Engine, EngineConfig, EngineSender, Notice};
@@ -25,6 +26,8 @@ use partnerplan_shared::{Repo, RepoConfig, Store, StoreError};
 use tokio::sync::watch;
 
 pub use access::RelayPolicy;
+use access::{Access, Grant};
+use directory::{Directory, DirectoryError};
 
 /// The database file inside the relay's data directory.
 pub const DATABASE_FILE: &str = "relay.sqlite";
@@ -39,6 +42,22 @@ pub struct RelayConfig {
     pub keepalive: Duration,
     /// A document nobody is syncing leaves memory after this long.
     pub idle_unload: Duration,
+    /// The most connections one school may have open at once.
+    pub max_connections_per_school: usize,
+    /// The most messages one connection may send per second (averaged over
+    /// a couple of seconds, so short bursts pass).
+    pub max_messages_per_second: u32,
+    /// The address schools use to reach this relay, written into invites.
+    pub public_url: Option<String>,
+    /// Serve wss:// with these files.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, both PEM.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl RelayConfig {
@@ -49,6 +68,10 @@ impl RelayConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             keepalive: Duration::from_secs(20),
             idle_unload: Duration::from_secs(60),
+            max_connections_per_school: 16,
+            max_messages_per_second: 1000,
+            public_url: None,
+            tls: None,
         }
     }
 }
@@ -57,6 +80,16 @@ impl RelayConfig {
 pub enum RelayError {
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Directory(#[from] DirectoryError),
+    #[error(
+        "could not use the TLS certificate {cert} and key {key}: {detail}. Both must be PEM files; the key must belong to the certificate."
+    )]
+    Tls {
+        cert: PathBuf,
+        key: PathBuf,
+        detail: String,
+    },
     #[error(
         "could not listen on {addr}: {source}. Is another relay already running there? Choose another address with --listen."
     )]
@@ -68,6 +101,7 @@ pub enum RelayError {
 
 pub(crate) struct AppState {
     engine: EngineSender,
+    access: Access,
     config: RelayConfig,
     peer_id: String,
     next_conn: AtomicU64,
@@ -77,10 +111,13 @@ pub(crate) struct AppState {
 /// A running relay.
 pub struct Relay {
     addr: SocketAddr,
+    scheme: &'static str,
     storage_id: String,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     engine: Engine,
+    stop_watcher: Arc<std::sync::atomic::AtomicBool>,
+    watcher: std::thread::JoinHandle<()>,
 }
 
 impl Relay {
@@ -88,11 +125,19 @@ impl Relay {
     pub async fn start(config: RelayConfig) -> Result<Relay, RelayError> {
         let mut store = Store::open(config.data_dir.join(DATABASE_FILE))?;
         let storage_id = store.storage_id()?;
+        let access = Access::new(
+            Directory::open(&config.data_dir)?,
+            config.max_connections_per_school,
+        )?;
+        let directory = Directory::open(&config.data_dir)?;
         let peer_id = format!("partnerplan-relay-{storage_id}");
         let mut repo_config = RepoConfig::new(peer_id.clone(), Some(storage_id.clone()));
         repo_config.max_frame_bytes = config.max_frame_bytes;
         repo_config.idle_unload_ms = config.idle_unload.as_millis() as u64;
-        let repo = Repo::new(repo_config, Box::new(RelayPolicy));
+        let repo = Repo::new(
+            repo_config,
+            Box::new(RelayPolicy::new(access.clone(), directory)),
+        );
         let engine = Engine::spawn(
             repo,
             store,
@@ -102,19 +147,30 @@ impl Relay {
             },
             Box::new(log_notice),
         );
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| RelayError::Listen {
-                addr: config.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| RelayError::Listen {
-            addr: config.listen,
+        let listen = config.listen;
+        let listen_error = move |source| RelayError::Listen {
+            addr: listen,
             source,
-        })?;
+        };
+        let listener = std::net::TcpListener::bind(config.listen).map_err(listen_error)?;
+        listener.set_nonblocking(true).map_err(listen_error)?;
+        let addr = listener.local_addr().map_err(listen_error)?;
+        let tls = match &config.tls {
+            Some(files) => Some(tls_config(files).await?),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{addr}"));
+        store_public_url(&config.data_dir, &public_url)?;
+        let stop_watcher = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = access::watch_directory(access.clone(), stop_watcher.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = Arc::new(AppState {
             engine: engine.sender(),
+            access,
             config,
             peer_id,
             next_conn: AtomicU64::new(1),
@@ -125,23 +181,46 @@ impl Relay {
             .route("/health", get(health))
             .with_state(state);
         let mut stop = shutdown_rx;
-        let server = tokio::spawn(async move {
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|stopping| *stopping).await;
+        let server = match tls {
+            None => {
+                let listener = tokio::net::TcpListener::from_std(listener).map_err(listen_error)?;
+                tokio::spawn(async move {
+                    let result = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|stopping| *stopping).await;
+                        })
+                        .await;
+                    if let Err(error) = result {
+                        tracing::error!(%error, "the relay stopped serving");
+                    }
                 })
-                .await;
-            if let Err(error) = result {
-                tracing::error!(%error, "the relay stopped serving");
             }
-        });
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let server = axum_server::tls_rustls::from_tcp_rustls(listener, tls)
+                    .map_err(listen_error)?
+                    .handle(handle.clone());
+                tokio::spawn(async move {
+                    tokio::spawn(async move {
+                        let _ = stop.wait_for(|stopping| *stopping).await;
+                        handle.graceful_shutdown(Some(Duration::from_secs(5)));
+                    });
+                    if let Err(error) = server.serve(app.into_make_service()).await {
+                        tracing::error!(%error, "the relay stopped serving");
+                    }
+                })
+            }
+        };
         tracing::info!(%addr, "relay listening");
         Ok(Relay {
             addr,
+            scheme,
             storage_id,
             shutdown,
             server,
             engine,
+            stop_watcher,
+            watcher,
         })
     }
 
@@ -149,9 +228,9 @@ impl Relay {
         self.addr
     }
 
-    /// The `ws://` URL clients connect to.
+    /// The `ws://` (or `wss://`) URL clients connect to.
     pub fn url(&self) -> String {
-        format!("ws://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn storage_id(&self) -> &str {
@@ -165,6 +244,10 @@ impl Relay {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
         let engine = self.engine;
         let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
+        self.stop_watcher
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let watcher = self.watcher;
+        let _ = tokio::task::spawn_blocking(move || watcher.join()).await;
         tracing::info!("relay stopped");
     }
 }
@@ -183,11 +266,90 @@ fn log_notice(notice: Notice) {
     }
 }
 
-async fn websocket(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
+/// The WebSocket endpoint. A connection that cannot be let in is still
+/// upgraded, so it can be told why in an `error` message: the JavaScript
+/// client crashes on an HTTP error during the upgrade.
+async fn websocket(
+    ws: WebSocketUpgrade,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    State(state): State<Arc<AppState>>,
+) -> Response {
+    let params = query_params(query.as_deref().unwrap_or(""));
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::to_string);
+    let token = bearer.or_else(|| params.get("token").cloned());
+    let grant: Result<Grant, String> = state.access.authenticate(
+        token.as_deref(),
+        params.get("partnership").map(String::as_str),
+    );
     let limit = state.config.max_frame_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| websocket::serve_connection(socket, state))
+        .on_upgrade(move |socket| websocket::serve_connection(socket, state, grant))
+}
+
+/// `a=1&b=two%20words` as a map; later keys win.
+fn query_params(query: &str) -> std::collections::HashMap<String, String> {
+    query
+        .split('&')
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((percent_decode(key)?, percent_decode(value)?))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn tls_config(files: &TlsFiles) -> Result<axum_server::tls_rustls::RustlsConfig, RelayError> {
+    // One crypto provider for the process: ring, which builds anywhere.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
+        .await
+        .map_err(|e| RelayError::Tls {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+            detail: e.to_string(),
+        })
+}
+
+/// Invites name the address schools reach this relay at.
+fn store_public_url(data_dir: &std::path::Path, url: &str) -> Result<(), StoreError> {
+    Store::open(data_dir.join(DATABASE_FILE))?.set_meta("public_url", url)
+}
+
+/// The address written into invites: what the relay last served at.
+pub fn public_url(data_dir: &std::path::Path) -> Result<Option<String>, StoreError> {
+    Store::open(data_dir.join(DATABASE_FILE))?.meta("public_url")
 }
 
 /// 200 only while the relay can read and write its database.

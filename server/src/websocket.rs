@@ -12,6 +12,7 @@ use partnerplan_shared::engine::{Input, OUTBOX_FRAMES, Outgoing};
 use tokio::sync::mpsc;
 
 use crate::AppState;
+use crate::access::Grant;
 
 /// WebSocket close code for a peer that broke the protocol (1008, policy).
 const CLOSE_POLICY: u16 = 1008;
@@ -20,20 +21,44 @@ const CLOSE_TOO_BIG: u16 = 1009;
 /// WebSocket close code for a server going away (1001).
 const CLOSE_GOING_AWAY: u16 = 1001;
 
-pub async fn serve_connection(socket: WebSocket, state: Arc<AppState>) {
+pub async fn serve_connection(
+    socket: WebSocket,
+    state: Arc<AppState>,
+    grant: Result<Grant, String>,
+) {
     let conn = state
         .next_conn
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (mut sink, mut stream) = socket.split();
+    let grant = match grant {
+        Ok(grant) => grant,
+        Err(reason) => {
+            tracing::info!(conn, "refused a connection: {reason}");
+            let _ = sink.send(error_frame(&state, &reason)).await;
+            let _ = sink
+                .send(WsMessage::Close(Some(CloseFrame {
+                    code: CLOSE_POLICY,
+                    reason: Utf8Bytes::from_static("refused; see the error message"),
+                })))
+                .await;
+            // Let the peer read the error before the socket goes.
+            let _ = tokio::time::timeout(Duration::from_secs(2), stream.next()).await;
+            return;
+        }
+    };
+    let (kick_tx, mut kicked) = mpsc::unbounded_channel();
+    tracing::info!(conn, school = %grant.school_id, "connection opened");
+    state.access.opened(conn, grant, kick_tx);
     let (outbox, mut outgoing) = mpsc::channel(OUTBOX_FRAMES);
     if !state.engine.send(Input::Open {
         conn,
         initiate: false,
         outbox,
     }) {
+        state.access.closed(conn);
         return;
     }
-    tracing::debug!(conn, "connection opened");
-    let (mut sink, mut stream) = socket.split();
+    let mut budget = Budget::new(state.config.max_messages_per_second);
     let mut shutdown = state.shutdown.clone();
     let keepalive = state.config.keepalive;
     let mut ping = tokio::time::interval(keepalive);
@@ -53,6 +78,15 @@ pub async fn serve_connection(socket: WebSocket, state: Arc<AppState>) {
             incoming = stream.next() => match incoming {
                 Some(Ok(WsMessage::Binary(bytes))) => {
                     last_heard = Instant::now();
+                    if !budget.spend() {
+                        let reason = format!(
+                            "too many messages: this relay takes at most {} a second from one connection; your client will reconnect and carry on",
+                            state.config.max_messages_per_second
+                        );
+                        tracing::warn!(conn, "closing a connection that sent too many messages");
+                        let _ = sink.send(error_frame(&state, &reason)).await;
+                        break Some((CLOSE_POLICY, reason));
+                    }
                     if !state.engine.send(Input::Frame { conn, bytes: bytes.to_vec() }) {
                         break Some((CLOSE_GOING_AWAY, "the relay is shutting down".into()));
                     }
@@ -97,10 +131,15 @@ pub async fn serve_connection(socket: WebSocket, state: Arc<AppState>) {
                     break None;
                 }
             }
+            Some(reason) = kicked.recv() => {
+                let _ = sink.send(error_frame(&state, &reason)).await;
+                break Some((CLOSE_POLICY, reason));
+            }
             _ = shutdown.changed() => break Some((CLOSE_GOING_AWAY, "the relay is shutting down; your client will reconnect".into())),
         }
     };
     state.engine.send(Input::Closed { conn });
+    state.access.closed(conn);
     if let Some((code, reason)) = close_reason {
         // Drain what the engine queued before it closed us (the error
         // message that says why), then close.
@@ -138,4 +177,36 @@ fn error_frame(state: &AppState, reason: &str) -> WsMessage {
         .encode()
         .into(),
     )
+}
+
+/// A token bucket: `rate` messages a second, with two seconds' worth of
+/// burst.
+struct Budget {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Budget {
+    fn new(rate: u32) -> Budget {
+        let rate = f64::from(rate.max(1));
+        Budget {
+            rate,
+            tokens: rate * 2.0,
+            last: Instant::now(),
+        }
+    }
+
+    fn spend(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate)
+            .min(self.rate * 2.0);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }

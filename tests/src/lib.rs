@@ -146,6 +146,54 @@ impl RelayProcess {
         format!("ws://{}", self.addr)
     }
 
+    /// Runs an admin command (`partnership …`, `school …`, `token …`)
+    /// against this relay's data directory, as the lead school would.
+    pub fn admin(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(relay_binary());
+        command.arg("--data").arg(&self.data).args(args);
+        run_bounded(command, COMMAND_LIMIT)
+    }
+
+    /// An admin command that must succeed; returns its stdout.
+    pub fn admin_ok(&self, args: &[&str]) -> String {
+        let output = self.admin(args);
+        assert!(
+            output.status.success(),
+            "partnerplan-relay {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Creates a partnership if it does not exist yet.
+    pub fn partnership(&self, name: &str) {
+        let list = self.admin_ok(&["partnership", "list", "--json"]);
+        let list: Value = serde_json::from_str(&list).expect("JSON");
+        if !list.as_array().unwrap().iter().any(|p| p["name"] == name) {
+            self.admin_ok(&["partnership", "create", name]);
+        }
+    }
+
+    /// Adds a school to a partnership and returns its invite line (or
+    /// `None` if the school already had a token).
+    pub fn invite(&self, partnership: &str, school: &str, role: &str) -> Option<String> {
+        self.partnership(partnership);
+        let out = self.admin_ok(&[
+            "school",
+            "add",
+            "--partnership",
+            partnership,
+            school,
+            "--role",
+            role,
+            "--url",
+            &self.url(),
+            "--json",
+        ]);
+        let json: Value = serde_json::from_str(&out).expect("school add --json prints JSON");
+        json["invite"].as_str().map(str::to_string)
+    }
+
     /// Stops the relay with SIGTERM, as an operator would.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -229,14 +277,31 @@ pub struct School {
     pub name: String,
 }
 
+/// The partnership `School::init` puts schools in.
+pub const TEST_PARTNERSHIP: &str = "Test Cluster";
+
 impl School {
-    pub fn init(root: &Path, name: &str, relay: &str) -> School {
-        let school = School {
+    /// A member school of the test partnership, joined with its invite.
+    pub fn init(root: &Path, name: &str, relay: &RelayProcess) -> School {
+        let invite = relay
+            .invite(TEST_PARTNERSHIP, name, "member")
+            .expect("a new school gets an invite");
+        School::join(root, name, &invite)
+    }
+
+    /// A school set up from an invite line.
+    pub fn join(root: &Path, name: &str, invite: &str) -> School {
+        let school = School::unjoined(root, name);
+        school.ok(&["join", invite, "--school", name]);
+        school
+    }
+
+    /// A school's data directory, not set up yet.
+    pub fn unjoined(root: &Path, name: &str) -> School {
+        School {
             dir: root.join(name.to_lowercase().replace(' ', "-")),
             name: name.to_string(),
-        };
-        school.ok(&["init", "--school", name, "--relay", relay]);
-        school
+        }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {

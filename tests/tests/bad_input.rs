@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use partnerplan_shared::message::{Message, PeerMetadata, SyncFrame};
 use partnerplan_shared::{DocumentId, Store};
-use partnerplan_tests::{RelayProcess, School, relay_binary, run_bounded};
+use partnerplan_tests::{RelayProcess, School, TEST_PARTNERSHIP, relay_binary, run_bounded};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
@@ -87,10 +87,14 @@ fn stored_snapshot(relay: &RelayProcess) -> Vec<(String, Vec<Vec<u8>>)> {
 async fn each_bad_frame_gets_an_error_closes_one_connection_and_changes_nothing() {
     let root = tempfile::tempdir().unwrap();
     let relay = RelayProcess::start(&root.path().join("relay"), &["--max-frame-bytes", "65536"]);
-    let school = School::init(root.path(), "Hilltop", &relay.url());
+    let school = School::init(root.path(), "Hilltop", &relay);
     let url = school.create("Plan");
     school.sync();
     let before = stored_snapshot(&relay);
+    let intruder = relay
+        .invite(TEST_PARTNERSHIP, "Intruder", "member")
+        .unwrap();
+    let partner = relay.invite(TEST_PARTNERSHIP, "Partner", "member").unwrap();
     let doc = DocumentId::parse_url_or_id(&url).unwrap();
     let sync = |sender: &str, data: Vec<u8>| {
         Ws::Binary(
@@ -152,20 +156,20 @@ async fn each_bad_frame_gets_an_error_closes_one_connection_and_changes_nothing(
         ),
     ];
     for (frame, expected) in cases {
-        let mut socket = joined(&relay.url(), "intruder").await;
+        let mut socket = joined(&intruder, "intruder").await;
         let message = refused_with(&mut socket, frame).await;
         assert!(
             message.contains(expected),
             "expected “{expected}” in “{message}”"
         );
         // Everyone else keeps working, and nothing stored changed.
-        let other = joined(&relay.url(), "partner").await;
+        let other = joined(&partner, "partner").await;
         drop(other);
     }
     assert_eq!(stored_snapshot(&relay), before, "nothing stored changed");
     school.ok(&["set", &url, "status", "green"]);
     school.sync();
-    let newcomer = School::init(root.path(), "Newcomer", &relay.url());
+    let newcomer = School::init(root.path(), "Newcomer", &relay);
     newcomer.ok(&["open", &url]);
     newcomer.sync();
     assert_eq!(
@@ -225,7 +229,8 @@ fn a_relay_refuses_a_damaged_database_and_leaves_it_alone() {
 #[test]
 fn a_client_refuses_a_damaged_database_and_leaves_it_alone() {
     let root = tempfile::tempdir().unwrap();
-    let school = School::init(root.path(), "Hilltop", "ws://127.0.0.1:9");
+    let school = School::unjoined(root.path(), "Hilltop");
+    school.ok(&["init", "--school", "Hilltop", "--relay", "ws://127.0.0.1:9"]);
     let path = school.dir.join("school.sqlite");
     let junk = b"not a database".repeat(500);
     std::fs::write(&path, &junk).unwrap();
@@ -248,7 +253,14 @@ fn a_client_says_in_a_sentence_when_the_relay_cannot_be_reached() {
         .local_addr()
         .unwrap()
         .port();
-    let school = School::init(root.path(), "Hilltop", &format!("ws://127.0.0.1:{port}"));
+    let school = School::unjoined(root.path(), "Hilltop");
+    school.ok(&[
+        "init",
+        "--school",
+        "Hilltop",
+        "--relay",
+        &format!("ws://127.0.0.1:{port}"),
+    ]);
     let url = school.create("Plan");
     let error = school.fails(&["sync", "--timeout", "2"]);
     assert!(
@@ -266,14 +278,14 @@ fn a_client_says_in_a_sentence_why_the_relay_closed_the_connection() {
     let root = tempfile::tempdir().unwrap();
     // A limit so small that even the client's opening message is over it.
     let relay = RelayProcess::start(&root.path().join("relay"), &["--max-frame-bytes", "32"]);
-    let school = School::init(root.path(), "Hilltop", &relay.url());
+    let school = School::init(root.path(), "Hilltop", &relay);
     let url = school.create("Plan");
     let error = school.fails(&["sync", "--timeout", "30"]);
     assert!(
-        error.contains(&format!(
-            "the relay at {} closed the connection: the message is over this relay's limit of 32 bytes",
-            relay.url()
-        )),
+        error.contains(&format!("the relay at {}/?partnership=", relay.url()))
+            && error.contains(
+                "closed the connection: the message is over this relay's limit of 32 bytes"
+            ),
         "{error}"
     );
     assert!(error.contains("Your edits are kept here"), "{error}");

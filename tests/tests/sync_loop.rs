@@ -12,7 +12,7 @@ fn setup(schools: usize) -> (tempfile::TempDir, RelayProcess, Vec<School>) {
     let root = tempfile::tempdir().unwrap();
     let relay = RelayProcess::start(&root.path().join("relay"), &[]);
     let schools = (0..schools)
-        .map(|i| School::init(root.path(), &format!("School {i}"), &relay.url()))
+        .map(|i| School::init(root.path(), &format!("School {i}"), &relay))
         .collect();
     (root, relay, schools)
 }
@@ -161,7 +161,7 @@ fn a_relay_restart_keeps_every_document() {
     relay.restart();
     relay.kill(); // and a hard stop too
     relay.start_again();
-    let newcomer = School::init(root.path(), "Repton Manor", &relay.url());
+    let newcomer = School::init(root.path(), "Repton Manor", &relay);
     for url in &urls {
         newcomer.ok(&["open", url]);
     }
