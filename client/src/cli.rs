@@ -298,7 +298,22 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                     for warning in &report.warnings {
                         println!("The relay said: {warning}.");
                     }
+                    if !report.read_only.is_empty() {
+                        println!(
+                            "This school may only read {} of them: its own changes to {} stay on this computer.",
+                            report.read_only.len(),
+                            report.read_only.iter().map(|id| id.url()).collect::<Vec<_>>().join(", ")
+                        );
+                    }
+                    let school = School::open(&dir)?;
                     for id in report.unavailable {
+                        if school.store.load_document(&id)?.is_some() {
+                            println!(
+                                "The relay would not take {} from this school (it may only read that partnership's documents, or belongs to several and used an invite that names none); it stays on this computer.",
+                                id.url()
+                            );
+                            continue;
+                        }
                         println!("The relay does not have {}: check the URL, or ask the school that created it to sync.", id.url());
                     }
                 }

@@ -44,6 +44,10 @@ pub enum ClientError {
         "the relay at {url} could not be reached ({detail}). Your edits are kept here and will be sent when it can be reached."
     )]
     Unreachable { url: String, detail: String },
+    #[error(
+        "the relay at {url} presented a certificate this computer does not trust ({detail}). If your relay uses its own certificate authority, run `partnerplan join <invite> --ca-file <the authority's PEM file>`. Your edits are kept here."
+    )]
+    Untrusted { url: String, detail: String },
     #[error("the relay at {url} closed the connection: {reason}. Your edits are kept here.")]
     Refused { url: String, reason: String },
     #[error(

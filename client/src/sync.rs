@@ -34,6 +34,9 @@ pub struct SyncReport {
     /// Documents the relay does not have (opened by a wrong URL, or not
     /// yet shared by their school).
     pub unavailable: Vec<DocumentId>,
+    /// Documents this school may only read: it holds all the relay has,
+    /// and its own changes to them stay on this computer.
+    pub read_only: Vec<DocumentId>,
     /// What the relay said went wrong while keeping the connection (for
     /// example that this school may only read a document).
     pub warnings: Vec<String>,
@@ -93,7 +96,7 @@ pub async fn run(
     let deadline = (!options.watch).then(|| Instant::now() + options.timeout);
     let mut attempt: u32 = 0;
     let mut conn: u64 = 0;
-    let mut last_error: Option<ClientError>;
+    let mut last_error: Option<ClientError> = None;
     tokio::pin!(stop);
     let result = loop {
         conn += 1;
@@ -120,10 +123,26 @@ pub async fn run(
                 sender.send(Input::Closed { conn });
                 ended
             }
-            Some(Ok(Err(error))) => Ended::Failed(ClientError::Unreachable {
-                url: url.clone(),
-                detail: describe_ws_error(&error),
-            }),
+            Some(Ok(Err(error))) => {
+                let detail = describe_ws_error(&error);
+                Ended::Failed(if detail.contains("certificate") {
+                    ClientError::Untrusted {
+                        url: url.clone(),
+                        detail,
+                    }
+                } else {
+                    ClientError::Unreachable {
+                        url: url.clone(),
+                        detail,
+                    }
+                })
+            }
+            // Cut short by the deadline: what went wrong before says more.
+            Some(Err(_))
+                if last_error.is_some() && deadline.is_some_and(|d| Instant::now() >= d) =>
+            {
+                break Err(last_error.take().expect("checked"));
+            }
             Some(Err(_)) => Ended::Failed(ClientError::Unreachable {
                 url: url.clone(),
                 detail: "no answer in time".into(),
@@ -141,7 +160,9 @@ pub async fn run(
             // A single sync stops at a refusal: trying again at once would
             // be refused again. The background sync keeps trying, with
             // backoff, in case the relay's operator fixes it.
-            Ended::Failed(error @ ClientError::Refused { .. }) if !options.watch => {
+            Ended::Failed(
+                error @ (ClientError::Refused { .. } | ClientError::Untrusted { .. }),
+            ) if !options.watch => {
                 break Err(error);
             }
             Ended::Failed(error) => {
@@ -191,6 +212,7 @@ pub async fn run(
         Ok(None) => Ok(SyncReport {
             documents: 0,
             unavailable: Vec::new(),
+            read_only: Vec::new(),
             warnings: Vec::new(),
         }),
         Err(error) => Err(error),
@@ -417,16 +439,19 @@ async fn in_sync(sender: &EngineSender, conn: u64) -> Option<SyncReport> {
         })
         .await?;
     let mut unavailable = Vec::new();
+    let mut read_only = Vec::new();
     for (id, progress) in &progress {
         match progress {
             SyncProgress::InSync => {}
             SyncProgress::Unavailable => unavailable.push(*id),
+            SyncProgress::ReadOnly => read_only.push(*id),
             SyncProgress::Syncing | SyncProgress::NotSyncing => return None,
         }
     }
     Some(SyncReport {
         documents: progress.len(),
         unavailable,
+        read_only,
         warnings: Vec::new(),
     })
 }
@@ -440,7 +465,7 @@ async fn waiting_for(sender: &EngineSender, conn: u64) -> String {
                 .filter(|(_, id)| {
                     !matches!(
                         repo.progress(id, conn),
-                        SyncProgress::InSync | SyncProgress::Unavailable
+                        SyncProgress::InSync | SyncProgress::Unavailable | SyncProgress::ReadOnly
                     )
                 })
                 .map(|(_, id)| id.url())

@@ -118,10 +118,9 @@ impl Access {
             return Err("this relay needs an access token: connect with the invite your lead school gave you (its address ends in &token=…)".into());
         };
         let token_hash = hash_token(token);
-        // A school invited a moment ago may be newer than our copy.
-        if !self.snapshot().by_token.contains_key(&token_hash) {
-            self.refresh();
-        }
+        // The register may have changed a moment ago (a school invited, a
+        // token rotated): one small query makes sure we judge by the latest.
+        self.refresh();
         let snapshot = self.snapshot();
         let Some(school_id) = snapshot.by_token.get(&token_hash) else {
             return Err("the access token is not valid: it may have been replaced or revoked. Ask your lead school for a new invite".into());

@@ -61,7 +61,7 @@ pub async fn serve_connection(
     let mut budget = Budget::new(state.config.max_messages_per_second);
     let mut shutdown = state.shutdown.clone();
     let keepalive = state.config.keepalive;
-    let mut ping = tokio::time::interval(keepalive);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let close_reason: Option<(u16, String)> = loop {
@@ -162,6 +162,17 @@ pub async fn serve_connection(
                 reason: Utf8Bytes::from(reason),
             }))),
         )
+        .await;
+        // Read what the peer still sends until it closes too: closing the
+        // socket under unread data resets it, and the peer would lose our
+        // error message.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(message)) = stream.next().await {
+                if matches!(message, WsMessage::Close(_)) {
+                    break;
+                }
+            }
+        })
         .await;
     }
     tracing::debug!(conn, "connection closed");

@@ -209,6 +209,10 @@ pub enum SyncProgress {
     Syncing,
     /// The peer does not have the document and neither do we.
     Unavailable,
+    /// We hold everything the peer has, and the peer takes no changes
+    /// from us (it said it is read-only for us): there is nothing more to
+    /// exchange, though our own changes stay with us.
+    ReadOnly,
     /// The document is not being synced with that peer.
     NotSyncing,
 }
@@ -356,7 +360,8 @@ impl Repo {
             return SyncProgress::NotSyncing;
         };
         let mut ours = document.doc.get_heads();
-        if peer.remote_unavailable && ours.is_empty() {
+        // The peer does not have it, or will not take it from us.
+        if peer.remote_unavailable {
             return SyncProgress::Unavailable;
         }
         let Some(theirs) = &peer.sync.their_heads else {
@@ -369,6 +374,12 @@ impl Repo {
         shared.sort();
         if ours == theirs && shared == ours {
             SyncProgress::InSync
+        } else if peer.sync.peer_read_only
+            && theirs
+                .iter()
+                .all(|h| document.doc.get_change_by_hash(h).is_some())
+        {
+            SyncProgress::ReadOnly
         } else {
             SyncProgress::Syncing
         }

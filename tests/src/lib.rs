@@ -94,6 +94,8 @@ pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
 pub struct RelayProcess {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// Serving wss://.
+    pub secure: bool,
     pub data: PathBuf,
     extra: Vec<String>,
 }
@@ -128,8 +130,9 @@ impl RelayProcess {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("the relay says where it listens within 30 seconds");
+        let secure = line.contains("wss://");
         let addr = line
-            .split("ws://")
+            .split("://")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|addr| addr.parse().ok())
@@ -137,13 +140,15 @@ impl RelayProcess {
         RelayProcess {
             child: Some(child),
             addr,
+            secure,
             data: data.to_path_buf(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
         }
     }
 
     pub fn url(&self) -> String {
-        format!("ws://{}", self.addr)
+        let scheme = if self.secure { "wss" } else { "ws" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Runs an admin command (`partnership …`, `school …`, `token …`)

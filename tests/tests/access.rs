@@ -1,0 +1,402 @@
+//! Who may see what: partnerships, roles, removal, tokens, limits and
+//! wss, with the real relay, its admin commands and real clients.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use partnerplan_shared::message::{Message, PeerMetadata};
+use partnerplan_tests::{RelayProcess, School, wait_until};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+const NORTH: &str = "Cluster North";
+const SOUTH: &str = "Cluster South";
+
+fn relay(root: &std::path::Path, extra: &[&str]) -> RelayProcess {
+    let relay = RelayProcess::start(&root.join("relay"), extra);
+    relay.partnership(NORTH);
+    relay.partnership(SOUTH);
+    relay
+}
+
+fn school(
+    root: &std::path::Path,
+    relay: &RelayProcess,
+    partnership: &str,
+    name: &str,
+    role: &str,
+) -> School {
+    let invite = relay
+        .invite(partnership, name, role)
+        .expect("a new school gets an invite");
+    School::join(root, name, &invite)
+}
+
+fn unavailable(school: &School, url: &str) -> bool {
+    school.ok(&["open", url]);
+    let out = school.ok(&["sync", "--timeout", "30"]);
+    out.contains(&format!("The relay does not have {url}")) && !school.has(url)
+}
+
+#[test]
+fn each_school_syncs_exactly_its_partnerships_documents() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = relay(root.path(), &[]);
+    let north = school(root.path(), &relay, NORTH, "Hilltop", "member");
+    let south = school(root.path(), &relay, SOUTH, "Seaside", "member");
+    let both = school(root.path(), &relay, NORTH, "Bridge", "member");
+    assert_eq!(
+        relay.invite(SOUTH, "Bridge", "member"),
+        None,
+        "one school, one token, two partnerships"
+    );
+
+    let north_plan = north.create("North plan");
+    north.sync();
+    let south_plan = south.create("South plan");
+    south.sync();
+    let bridge_plan = both.create("Bridge plan");
+    both.sync();
+
+    for url in [&north_plan, &south_plan, &bridge_plan] {
+        both.ok(&["open", url]);
+    }
+    both.sync();
+    assert_eq!(both.show(&north_plan)["title"], json!("North plan"));
+    assert_eq!(both.show(&south_plan)["title"], json!("South plan"));
+
+    // Knowing another partnership's ids gets a school nothing of them.
+    assert!(unavailable(&south, &north_plan));
+    assert!(
+        unavailable(&south, &bridge_plan),
+        "Bridge's new document belongs to its home, North"
+    );
+    assert!(unavailable(&north, &south_plan));
+    north.ok(&["open", &bridge_plan]);
+    north.sync();
+    assert_eq!(north.show(&bridge_plan)["title"], json!("Bridge plan"));
+
+    let listed = relay.admin_ok(&["partnership", "list"]);
+    assert!(
+        listed.contains("Cluster North  (2 schools, 2 documents"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("Cluster South  (2 schools, 1 documents"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn a_viewer_reads_and_its_changes_never_reach_anyone() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = relay(root.path(), &[]);
+    let member = school(root.path(), &relay, NORTH, "Hilltop", "member");
+    let viewer = school(root.path(), &relay, NORTH, "Local Authority", "viewer");
+    let plan = member.create("Action plan");
+    member.sync();
+    viewer.ok(&["open", &plan]);
+    viewer.sync();
+    assert_eq!(
+        viewer.show(&plan)["title"],
+        json!("Action plan"),
+        "a viewer reads"
+    );
+
+    viewer.ok(&["set", &plan, "status", "red"]);
+    let said = viewer.ok(&["sync", "--timeout", "30"]);
+    assert!(
+        said.contains("The relay said: your school may read document"),
+        "{said}"
+    );
+    assert!(said.contains("not saved or passed on"), "{said}");
+    assert!(
+        said.contains("This school may only read 1 of them"),
+        "{said}"
+    );
+    member.sync();
+    assert_eq!(
+        member.show(&plan).get("status"),
+        None,
+        "the viewer's change reached no one"
+    );
+    let newcomer = school(root.path(), &relay, NORTH, "Newcomer", "member");
+    newcomer.ok(&["open", &plan]);
+    newcomer.sync();
+    assert_eq!(
+        newcomer.show(&plan).get("status"),
+        None,
+        "nor was it stored"
+    );
+
+    // A viewer creates nothing either.
+    let own = viewer.create("Viewer's own");
+    viewer.ok(&["sync", "--timeout", "30"]);
+    assert!(unavailable(&member, &own));
+}
+
+#[test]
+fn a_removed_school_is_cut_off_and_misses_later_edits() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = relay(root.path(), &[]);
+    let stays = school(root.path(), &relay, NORTH, "Hilltop", "member");
+    let leaves = school(root.path(), &relay, NORTH, "Withdrawn", "member");
+    let plan = stays.create("Plan");
+    stays.sync();
+    leaves.ok(&["open", &plan]);
+    leaves.sync();
+    let _watch = leaves.watch();
+    wait_until(
+        Duration::from_secs(20),
+        "the leaving school is connected",
+        || leaves.ok(&["status"]).contains("Connected to the relay"),
+    );
+
+    let said = relay.admin_ok(&["school", "remove", "Withdrawn", "--partnership", NORTH]);
+    assert!(said.contains("no longer in Cluster North"), "{said}");
+    wait_until(
+        Duration::from_secs(10),
+        "the leaving school's connection is cut",
+        || {
+            let status = leaves.ok(&["status"]);
+            status.contains("Not connected") && status.contains("not in any partnership")
+                || status.contains("was changed by the lead school")
+        },
+    );
+    stays.ok(&["set", &plan, "status", "green"]);
+    stays.sync();
+    let error = leaves.fails(&["sync", "--timeout", "10"]);
+    assert!(
+        error.contains("Withdrawn is not in any partnership on this relay any more"),
+        "{error}"
+    );
+    assert_eq!(
+        leaves.show(&plan).get("status"),
+        None,
+        "it received nothing written after it left"
+    );
+    assert_eq!(
+        leaves.show(&plan)["title"],
+        json!("Plan"),
+        "what it had stays"
+    );
+}
+
+#[test]
+fn wrong_rotated_and_removed_tokens_are_refused_in_a_sentence() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = relay(root.path(), &[]);
+    let hilltop = school(root.path(), &relay, NORTH, "Hilltop", "member");
+    let plan = hilltop.create("Plan");
+    hilltop.sync();
+
+    // The token file is readable only by its owner.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(hilltop.dir.join("relay-token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let rotated = relay.admin_ok(&[
+        "token",
+        "rotate",
+        "Hilltop",
+        "--url",
+        &relay.url(),
+        "--json",
+    ]);
+    let rotated: serde_json::Value = serde_json::from_str(&rotated).unwrap();
+    let error = hilltop.fails(&["sync", "--timeout", "10"]);
+    assert!(
+        error.contains("the access token is not valid: it may have been replaced or revoked"),
+        "{error}"
+    );
+    assert!(hilltop.has(&plan), "local data stays");
+    hilltop.ok(&["join", rotated["invite"].as_str().unwrap()]);
+    hilltop.sync();
+
+    std::fs::write(hilltop.dir.join("relay-token"), "pp_not-the-token").unwrap();
+    let error = hilltop.fails(&["sync", "--timeout", "10"]);
+    assert!(error.contains("the access token is not valid"), "{error}");
+    hilltop.ok(&["join", rotated["invite"].as_str().unwrap()]);
+
+    relay.admin_ok(&["school", "remove", "Hilltop"]);
+    let error = hilltop.fails(&["sync", "--timeout", "10"]);
+    assert!(error.contains("the access token is not valid"), "{error}");
+    assert_eq!(hilltop.show(&plan)["title"], json!("Plan"));
+
+    let bad = hilltop.fails(&["join", "ws://relay.example/?partnership=x"]);
+    assert!(bad.contains("it has no token"), "{bad}");
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn join_as(invite: &str, peer: &str) -> Result<Socket, String> {
+    let (mut socket, _) = tokio_tungstenite::connect_async(invite)
+        .await
+        .map_err(|e| e.to_string())?;
+    let join = Message::Join {
+        sender_id: peer.into(),
+        supported_protocol_versions: vec!["1".into()],
+        metadata: PeerMetadata::default(),
+    };
+    socket
+        .send(Ws::Binary(join.encode().into()))
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+            Ok(Some(Ok(Ws::Binary(bytes)))) => {
+                return match Message::decode(&bytes, usize::MAX) {
+                    Ok(Message::Peer { .. }) => Ok(socket),
+                    Ok(Message::Error { message, .. }) => Err(message),
+                    other => Err(format!("unexpected {other:?}")),
+                };
+            }
+            Ok(Some(Ok(Ws::Ping(_) | Ws::Pong(_)))) => continue,
+            other => return Err(format!("no answer: {other:?}")),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_and_too_many_connections_are_refused_while_others_keep_syncing() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = relay(
+        root.path(),
+        &[
+            "--max-messages-per-second",
+            "20",
+            "--max-connections-per-school",
+            "2",
+        ],
+    );
+    let flooder = relay.invite(NORTH, "Flooder", "member").unwrap();
+    let hilltop = school(root.path(), &relay, NORTH, "Hilltop", "member");
+    let plan = hilltop.create("Plan");
+
+    let mut socket = join_as(&flooder, "flooder").await.unwrap();
+    let second = join_as(&flooder, "flooder-2").await.unwrap();
+    let third = join_as(&flooder, "flooder-3").await;
+    let refused = third.expect_err("a third connection is refused");
+    assert!(
+        refused.contains("Flooder already has 2 connections open to this relay, the most allowed"),
+        "{refused}"
+    );
+    drop(second);
+
+    let gossip = Message::Gossip {
+        sender_id: "flooder".into(),
+        kind: "remote-subscription-change".into(),
+    };
+    let mut told = None;
+    for _ in 0..500 {
+        if socket
+            .send(Ws::Binary(gossip.encode().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    while let Ok(Some(Ok(frame))) =
+        tokio::time::timeout(Duration::from_secs(10), socket.next()).await
+    {
+        if let Ws::Binary(bytes) = frame
+            && let Ok(Message::Error { message, .. }) = Message::decode(&bytes, usize::MAX)
+        {
+            told = Some(message);
+            break;
+        }
+    }
+    let told = told.expect("the flood is told why it is cut");
+    assert!(
+        told.contains("too many messages: this relay takes at most 20 a second"),
+        "{told}"
+    );
+
+    // Meanwhile another school syncs as usual.
+    let hilltop_sync = tokio::task::spawn_blocking(move || {
+        hilltop.sync();
+        hilltop.show(&plan)["title"].clone()
+    });
+    assert_eq!(hilltop_sync.await.unwrap(), json!("Plan"));
+}
+
+#[test]
+fn a_relay_serves_wss_and_the_client_verifies_its_certificate() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let root = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Hilltop Federation test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let (cert_path, key_path, ca_path) = (
+        root.path().join("relay.pem"),
+        root.path().join("relay-key.pem"),
+        root.path().join("ca.pem"),
+    );
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+
+    let relay = relay(
+        root.path(),
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    assert!(relay.url().starts_with("wss://"));
+    let invite = relay.invite(NORTH, "Hilltop", "member").unwrap();
+    assert!(invite.starts_with("wss://"));
+
+    // Without the school's CA, the self-signed relay is not trusted.
+    let untrusting = School::join(root.path(), "Untrusting", &invite);
+    untrusting.create("Plan");
+    let error = untrusting.fails(&["sync", "--timeout", "10"]);
+    assert!(
+        error.contains("presented a certificate this computer does not trust"),
+        "{error}"
+    );
+    assert!(error.contains("--ca-file"), "{error}");
+
+    let trusting = School::unjoined(root.path(), "Hilltop");
+    trusting.ok(&[
+        "join",
+        &invite,
+        "--school",
+        "Hilltop",
+        "--ca-file",
+        ca_path.to_str().unwrap(),
+    ]);
+    let plan = trusting.create("Secure plan");
+    trusting.sync();
+    let other_invite = relay.invite(NORTH, "Seaside", "member").unwrap();
+    let other = School::unjoined(root.path(), "Seaside");
+    other.ok(&[
+        "join",
+        &other_invite,
+        "--school",
+        "Seaside",
+        "--ca-file",
+        ca_path.to_str().unwrap(),
+    ]);
+    other.ok(&["open", &plan]);
+    other.sync();
+    assert_eq!(other.show(&plan)["title"], json!("Secure plan"));
+}
