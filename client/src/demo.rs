@@ -40,7 +40,7 @@ async fn demo() -> Result<(), ClientError> {
         .create_partnership("Hilltop and Valley Federation")
         .map_err(admin)?;
     let mut invite = |name: &str| -> Result<String, ClientError> {
-        let (invite, _) = register
+        let (invite, _, _) = register
             .add_school(
                 "Hilltop and Valley Federation",
                 name,

@@ -275,17 +275,17 @@ fn school(data: &Path, command: SchoolCommand) -> Result<(), String> {
                 RoleArg::Viewer => Role::Viewer,
             };
             let url = relay_url(data, url)?;
-            let (invite, school) = directory
+            let (invite, school, address) = directory
                 .add_school(&partnership, &name, role, &url)
                 .map_err(|e| e.to_string())?;
             match invite {
                 Some(invite) => print_invite(&invite, json, "added"),
                 None if json => println!(
                     "{}",
-                    serde_json::json!({"school": school, "partnership": partnership, "role": role, "url": null, "token": null})
+                    serde_json::json!({"school": school, "partnership": partnership, "role": role, "url": address, "token": null})
                 ),
                 None => println!(
-                    "{school} is now a {} of {partnership}. It already has a token on this relay and uses it for this partnership too.",
+                    "{school} is now a {} of {partnership}. It already has a token on this relay and uses it for this partnership too. To create documents for {partnership}, it runs: partnerplan set-relay '{address}'",
                     role.as_str()
                 ),
             }

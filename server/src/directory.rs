@@ -313,14 +313,15 @@ impl Directory {
 
     /// Adds a school to a partnership. A school new to this relay gets a
     /// token, returned in its invite; one already here keeps its token
-    /// (`None`) and can now also sync this partnership's documents.
+    /// (`None`) and can now also sync this partnership's documents. Also
+    /// returns the school's name and the partnership's relay address.
     pub fn add_school(
         &mut self,
         partnership: &str,
         school: &str,
         role: Role,
         relay_url: &str,
-    ) -> Result<(Option<Invite>, String), DirectoryError> {
+    ) -> Result<(Option<Invite>, String, String), DirectoryError> {
         let school = school.trim();
         if school.is_empty() {
             return Err(DirectoryError::EmptyName);
@@ -369,14 +370,15 @@ impl Directory {
         .map_err(err)?;
         bump(&tx).map_err(err)?;
         tx.commit().map_err(err)?;
+        let url = invite_url(relay_url, &partnership_id);
         let invite = token.map(|token| Invite {
             school: school_name.clone(),
             partnership: partnership_name.clone(),
             role,
-            url: invite_url(relay_url, &partnership_id),
+            url: url.clone(),
             token,
         });
-        Ok((invite, school_name))
+        Ok((invite, school_name, url))
     }
 
     /// Takes a school out of one partnership, or with `None` off the relay
@@ -648,14 +650,14 @@ mod tests {
             directory.create_partnership("cluster north"),
             Err(DirectoryError::PartnershipExists(_))
         ));
-        let (invite, _) = directory
+        let (invite, _, _) = directory
             .add_school("Cluster North", "Hilltop", Role::Member, "ws://relay:7171")
             .unwrap();
         let invite = invite.expect("a new school gets an invite");
         assert!(invite.token.starts_with("pp_") && invite.token.len() == 67);
         assert!(invite.url.starts_with("ws://relay:7171/?partnership="));
         // The same school in a second partnership keeps its token.
-        let (again, _) = directory
+        let (again, _, _) = directory
             .add_school("Cluster South", "hilltop", Role::Viewer, "ws://relay:7171")
             .unwrap();
         assert!(again.is_none());

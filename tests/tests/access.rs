@@ -76,13 +76,48 @@ fn each_school_syncs_exactly_its_partnerships_documents() {
     north.sync();
     assert_eq!(north.show(&bridge_plan)["title"], json!("Bridge plan"));
 
+    // Bridge switches to South's address (same token) to create for South.
+    let added = relay.admin_ok(&[
+        "school",
+        "add",
+        "--partnership",
+        SOUTH,
+        "Newcomer",
+        "--json",
+    ]);
+    assert!(added.contains("token"));
+    let again = relay.admin(&["school", "add", "--partnership", SOUTH, "Bridge"]);
+    assert!(!again.status.success(), "Bridge is already in South");
+    let address = {
+        let out = relay.admin_ok(&["partnership", "list", "--json"]);
+        let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let id = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == SOUTH)
+            .unwrap()["id"]
+            .clone();
+        format!("{}/?partnership={}", relay.url(), id.as_str().unwrap())
+    };
+    both.ok(&["set-relay", &address]);
+    let bridge_south = both.create("Bridge for the south");
+    both.sync();
+    south.ok(&["open", &bridge_south]);
+    south.sync();
+    assert_eq!(
+        south.show(&bridge_south)["title"],
+        json!("Bridge for the south")
+    );
+    assert!(unavailable(&north, &bridge_south));
+
     let listed = relay.admin_ok(&["partnership", "list"]);
     assert!(
         listed.contains("Cluster North  (2 schools, 2 documents"),
         "{listed}"
     );
     assert!(
-        listed.contains("Cluster South  (2 schools, 1 documents"),
+        listed.contains("Cluster South  (3 schools, 2 documents"),
         "{listed}"
     );
 }
