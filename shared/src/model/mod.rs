@@ -18,6 +18,8 @@
 pub mod diff;
 pub mod doc;
 pub mod history;
+pub mod plan_file;
+pub mod render;
 pub mod review;
 pub mod schema;
 pub mod values;

@@ -158,6 +158,9 @@ pub fn record(
     signatures: &[SignatureInput],
     author: &Author,
 ) -> Result<String, ModelError> {
+    // The version reviewed: read before anything here writes (reading
+    // heads closes the open transaction).
+    let heads = heads_hex(doc);
     writable(doc)?;
     let date = When::parse(date)
         .map_err(|e| ModelError::BadValue {
@@ -165,8 +168,6 @@ pub fn record(
             reason: e.0.trim_end_matches('.').into(),
         })?
         .to_string();
-    // The version reviewed is the one before this change records it.
-    let heads = heads_hex(doc);
     let signatures = signatures
         .iter()
         .map(|s| checked(s, &date, &heads))
@@ -199,9 +200,9 @@ pub fn sign(
     today: &str,
     author: &Author,
 ) -> Result<Signature, ModelError> {
+    let heads = heads_hex(doc);
     writable(doc)?;
     let (index, _) = find(doc, review_id)?;
-    let heads = heads_hex(doc);
     let signature = checked(signature, today, &heads)?;
     let Some((Value::Object(ObjType::List), list)) = doc.get(ROOT, "reviews")? else {
         return Err(ModelError::NoSuchReview {
