@@ -377,11 +377,14 @@ pub fn import_reviews(
     plan: &PlanFile,
     author: &Author,
 ) -> Result<Vec<String>, ModelError> {
+    // Every review signs the same version: the imported one.
+    let heads = review::heads_hex(doc);
     plan.reviews
         .iter()
         .map(|r| {
-            review::record(
+            review::record_at(
                 doc,
+                heads.clone(),
                 &r.date,
                 &r.by,
                 r.note.as_deref(),

@@ -21,7 +21,8 @@ pub fn cell(field: &FieldView) -> String {
     format!("UNRESOLVED: {}", values.join(" or "))
 }
 
-fn when_text(s: &str) -> String {
+/// A stored date or term as a person reads it.
+pub fn when_text(s: &str) -> String {
     When::parse(s)
         .map(|w| w.human())
         .unwrap_or_else(|_| s.to_string())
@@ -490,7 +491,14 @@ mod tests {
         let exported = plan_file::export(&view).unwrap();
         let fixture = PlanFile::from_json(FIXTURE).unwrap().normalised();
         assert_eq!(exported.normalised(), fixture);
-        assert!(exported.reviews.iter().all(|r| !r.heads.is_empty()));
+        assert!(!exported.reviews[0].heads.is_empty());
+        assert!(
+            exported
+                .reviews
+                .iter()
+                .all(|r| r.heads == exported.reviews[0].heads),
+            "every imported review signs the imported version"
+        );
     }
 
     #[test]

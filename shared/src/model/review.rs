@@ -99,7 +99,7 @@ pub fn reviews(doc: &AutoCommit) -> Vec<Review> {
         .collect()
 }
 
-fn heads_hex(doc: &mut AutoCommit) -> Vec<String> {
+pub fn heads_hex(doc: &mut AutoCommit) -> Vec<String> {
     doc.get_heads().iter().map(|h| h.to_string()).collect()
 }
 
@@ -161,6 +161,20 @@ pub fn record(
     // The version reviewed: read before anything here writes (reading
     // heads closes the open transaction).
     let heads = heads_hex(doc);
+    record_at(doc, heads, date, by, note, signatures, author)
+}
+
+/// Records a review of the version at `heads` (hex), which the caller
+/// read from this document.
+pub fn record_at(
+    doc: &mut AutoCommit,
+    heads: Vec<String>,
+    date: &str,
+    by: &str,
+    note: Option<&str>,
+    signatures: &[SignatureInput],
+    author: &Author,
+) -> Result<String, ModelError> {
     writable(doc)?;
     let date = When::parse(date)
         .map_err(|e| ModelError::BadValue {
