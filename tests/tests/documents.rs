@@ -559,3 +559,135 @@ fn mistakes_are_explained_in_sentences_that_say_what_to_do() {
         json_of(&a.ok(&args));
     }
 }
+
+#[test]
+fn every_kind_of_document_can_be_created_filled_and_read() {
+    let root = tempfile::tempdir().unwrap();
+    let a = School::init(root.path(), BANK_ROAD, "ws://127.0.0.1:9");
+    let partnership = a
+        .ok(&["new", "partnership", "--title", "Tenterden Rural Alliance"])
+        .trim()
+        .to_string();
+    a.ok(&["put", &partnership, "partnershipKind", "alliance"]);
+    a.ok(&["put", &partnership, "budgetHolder", "Tenterden Junior"]);
+    a.ok(&["put", &partnership, "term", "two years"]);
+    a.ok(&["put", &partnership, "noticePeriod", "one term"]);
+    a.ok(&[
+        "partnership",
+        "add-school",
+        &partnership,
+        "--name",
+        "Repton Manor",
+        "--phase",
+        "primary",
+        "--joined",
+        "September 2013",
+    ]);
+    // (kind, a table of it, one row as the seeds would fill it)
+    let kinds: [(&str, &str, &[&str]); 8] = [
+        (
+            "principles",
+            "principles",
+            &["text=Commit to a common set of values and goals"],
+        ),
+        (
+            "memorandum",
+            "signatures",
+            &[
+                "school=Repton Manor",
+                "headteacher=A. Head",
+                "date=1 September 2013",
+            ],
+        ),
+        (
+            "aims-audit",
+            "aims",
+            &[
+                "aim=Collaboration has effective provision for SEND",
+                "needs=Training for TAs",
+                "whoCanHelp=Maryland Special School",
+            ],
+        ),
+        (
+            "partnership-audit",
+            "schools",
+            &[
+                "school=Burford Teaching School",
+                "strengths=SLE for maths",
+                "needs=Specialist support for pupils with autism",
+            ],
+        ),
+        (
+            "audit-analysis",
+            "needs",
+            &[
+                "need=Higher-achieving maths enrichment for Upper key stage 2",
+                "provider=SLE for mathematics from Burford Teaching School Alliance",
+            ],
+        ),
+        (
+            "action-plan",
+            "objectives",
+            &[
+                "number=1",
+                "text=Collaboration has effective SEND provision",
+            ],
+        ),
+        (
+            "outcomes",
+            "results",
+            &[
+                "school=Lincolnshire - in a collaboration",
+                "year=2014",
+                "keyStage=Key Stage 2",
+                "inPartnership=yes",
+                "pupils=1990",
+                "measure=Level 4+ R, W & M",
+                "percent=78.3%",
+            ],
+        ),
+        ("progress-report", "", &[]),
+    ];
+    for (kind, table, values) in kinds {
+        let url = a
+            .ok(&["new", kind, "--title", kind, "--partnership", &partnership])
+            .trim()
+            .to_string();
+        if table.is_empty() {
+            a.ok(&["put", &url, "period", "Spring 2014"]);
+            a.ok(&[
+                "type",
+                &url,
+                "strengths",
+                "--append",
+                "Competition has given way to collaboration.",
+            ]);
+        } else {
+            let mut args = vec!["row", "add", url.as_str(), table];
+            args.extend_from_slice(values);
+            a.ok(&args);
+        }
+        let view = json_of(&a.ok(&["view", &url, "--json"]));
+        assert_eq!(view["kind"], json!(kind));
+        assert_eq!(view["schemaVersion"], json!(2));
+        if !table.is_empty() {
+            assert_eq!(view[table].as_array().unwrap().len(), 1, "{view}");
+        }
+        if kind == "outcomes" {
+            let result = &view["results"][0];
+            assert_eq!(
+                (&result["keyStage"], &result["percent"], &result["pupils"]),
+                (&json!("KS2"), &json!(78.3), &json!(1990))
+            );
+        }
+        assert!(a.ok(&["view", &url]).contains(kind));
+        assert!(
+            a.ok(&["export", &url, "--format", "markdown"])
+                .starts_with(&format!("# {kind}"))
+        );
+    }
+    let listed = json_of(&a.ok(&["view", &partnership, "--json"]));
+    assert_eq!(listed["documents"].as_array().unwrap().len(), 8);
+    assert_eq!(listed["partnershipKind"], json!("alliance"));
+    assert_eq!(listed["schools"][0]["joined"], json!("September 2013"));
+}

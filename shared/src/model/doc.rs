@@ -901,7 +901,7 @@ pub fn resolve(
         return Err(ModelError::BadValue {
             what: field.label.to_string(),
             reason: format!(
-                "there is no conflict to resolve here; it holds “{}”. Use `set` to change it",
+                "there is no conflict to resolve here; it holds “{}”. Use `partnerplan put` to change it",
                 field.text
             ),
         });
@@ -970,7 +970,7 @@ pub fn edit_prose(
     if !field.ty.is_prose() {
         return Err(ModelError::BadValue {
             what: field.label.into(),
-            reason: "it is a single value, not text to type into; use `set` to change it".into(),
+            reason: "it is a single value, not text to type into; give it a value with `partnerplan put`".into(),
         });
     }
     let text = ensure_text(doc, &obj, field.key)?;
