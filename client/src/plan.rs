@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use automerge::AutoCommit;
+use automerge::{ActorId, AutoCommit};
 use clap::{Args, Subcommand};
 use partnerplan_shared::DocumentId;
 use partnerplan_shared::model::diff::{Difference, diff};
@@ -307,16 +307,38 @@ fn author(school: &mut School, person: Option<&str>) -> Result<Author, ClientErr
     })
 }
 
+/// The Automerge actor for this school's edits as `who`: the school's own
+/// actor, or one derived from it for each named person, so the
+/// document's `actors` map can say for ever which person at which school
+/// made each change (one actor per data directory could name only the
+/// latest person).
+fn actor(school: &School, who: &Author) -> Result<ActorId, ClientError> {
+    let base = school.actor()?;
+    let Some(person) = &who.person else {
+        return Ok(base);
+    };
+    // FNV-1a: stable across versions and machines, no dependency.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in person.trim().to_lowercase().bytes() {
+        hash ^= byte as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut bytes: Vec<u8> = base.to_bytes().iter().take(8).copied().collect();
+    bytes.extend_from_slice(&hash.to_be_bytes());
+    Ok(ActorId::from(bytes))
+}
+
 /// Makes one change to a typed document as this school.
 fn change<T>(
     school: &mut School,
+    who: &Author,
     url: &str,
     message: String,
     edit: impl FnOnce(&mut AutoCommit) -> Result<T, ModelError>,
 ) -> Result<(DocumentId, T), ClientError> {
     let (id, existing) = documents::load(school, url)?;
     doc::kind_of(&existing).map_err(model)?;
-    let actor = school.actor()?;
+    let actor = actor(school, who)?;
     let result = school
         .store
         .change(&id, &actor, Some(message), |doc| edit(doc).map_err(model))?;
@@ -388,7 +410,7 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
                 Some(r) => format!("set {field} of row {} to {value}", short(r)),
                 None => format!("set {field} to {value}"),
             };
-            change(&mut school, &url, message, |doc| {
+            change(&mut school, &who, &url, message, |doc| {
                 doc::set_field(doc, row.as_deref(), &field, &value, &who)
             })?;
             println!("Saved {field}.");
@@ -421,9 +443,13 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
                     ));
                 }
             };
-            let (_, now) = change(&mut school, &url, format!("typed in {field}"), |doc| {
-                doc::edit_prose(doc, row.as_deref(), &field, &edit, &who)
-            })?;
+            let (_, now) = change(
+                &mut school,
+                &who,
+                &url,
+                format!("typed in {field}"),
+                |doc| doc::edit_prose(doc, row.as_deref(), &field, &edit, &who),
+            )?;
             println!("Saved {field}: {now}");
         }
         ModelCommand::Row(command) => row_command(&mut school, &who, command)?,
@@ -451,6 +477,7 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
             }
             change(
                 &mut school,
+                &who,
                 &url,
                 format!("set status of action {} to {status}", short(&action)),
                 |doc| doc::set_field(doc, Some(&action), "status", &status, &who),
@@ -475,10 +502,16 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
             .collect();
-            let (_, id) = change(&mut school, &url, format!("added school {name}"), |doc| {
-                doc::expect_kind(doc, Kind::Partnership)?;
-                doc::add_row(doc, "schools", None, &values, &Placement::End, &who)
-            })?;
+            let (_, id) = change(
+                &mut school,
+                &who,
+                &url,
+                format!("added school {name}"),
+                |doc| {
+                    doc::expect_kind(doc, Kind::Partnership)?;
+                    doc::add_row(doc, "schools", None, &values, &Placement::End, &who)
+                },
+            )?;
             println!("{}", short(&id));
         }
         ModelCommand::Conflicts { url, json } => {
@@ -502,6 +535,7 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
         } => {
             let (_, kept) = change(
                 &mut school,
+                &who,
                 &url,
                 format!("resolved {field} keeping {keep}"),
                 |doc| doc::resolve(doc, row.as_deref(), &field, &keep, &who),
@@ -595,7 +629,7 @@ fn new_document(
         None => None,
     };
     let id = DocumentId::random();
-    let actor = school.actor()?;
+    let actor = actor(school, who)?;
     let partnership_url = partnership.map(|p| p.url());
     school.store.change(
         &id,
@@ -622,7 +656,7 @@ fn list_in_partnership(
         ("kind".to_string(), kind.key().to_string()),
         ("url".to_string(), id.url()),
     ];
-    let actor = school.actor()?;
+    let actor = actor(school, who)?;
     school.store.change(
         partnership,
         &actor,
@@ -661,9 +695,13 @@ fn row_command(school: &mut School, who: &Author, command: RowCommand) -> Result
         } => {
             let pairs = parse_pairs(&values)?;
             let placement = place.placement().unwrap_or(Placement::End);
-            let (_, id) = change(school, &url, format!("added a row to {table}"), |doc| {
-                doc::add_row(doc, &table, within.as_deref(), &pairs, &placement, who)
-            })?;
+            let (_, id) = change(
+                school,
+                who,
+                &url,
+                format!("added a row to {table}"),
+                |doc| doc::add_row(doc, &table, within.as_deref(), &pairs, &placement, who),
+            )?;
             println!("{}", short(&id));
         }
         RowCommand::Move { url, row, place } => {
@@ -673,14 +711,19 @@ fn row_command(school: &mut School, who: &Author, command: RowCommand) -> Result
                         .into(),
                 )
             })?;
-            change(school, &url, format!("moved row {}", short(&row)), |doc| {
-                doc::move_row(doc, &row, &placement, who)
-            })?;
+            change(
+                school,
+                who,
+                &url,
+                format!("moved row {}", short(&row)),
+                |doc| doc::move_row(doc, &row, &placement, who),
+            )?;
             println!("Moved.");
         }
         RowCommand::Remove { url, row } => {
             let (_, label) = change(
                 school,
+                who,
                 &url,
                 format!("removed row {}", short(&row)),
                 |doc| doc::remove_row(doc, &row, who),
@@ -693,6 +736,7 @@ fn row_command(school: &mut School, who: &Author, command: RowCommand) -> Result
         RowCommand::Restore { url, row } => {
             let (_, label) = change(
                 school,
+                who,
                 &url,
                 format!("restored row {}", short(&row)),
                 |doc| doc::restore_row(doc, &row, who),
@@ -738,6 +782,7 @@ fn review_command(
                 .collect::<Result<Vec<_>, _>>()?;
             let (_, id) = change(
                 school,
+                who,
                 &url,
                 format!("recorded the review of {date}"),
                 |doc| review::record(doc, &date, &by, note.as_deref(), &signatures, who),
@@ -759,9 +804,10 @@ fn review_command(
                 school: for_school,
                 date,
             };
-            let (_, signature) = change(school, &url, format!("signed review {which}"), |doc| {
-                review::sign(doc, &which, &input, &today, who)
-            })?;
+            let (_, signature) =
+                change(school, who, &url, format!("signed review {which}"), |doc| {
+                    review::sign(doc, &which, &input, &today, who)
+                })?;
             println!(
                 "Signed by {}, for version {}.",
                 describe_signature(&signature),
@@ -800,7 +846,7 @@ fn import(
     })?;
     let plan = PlanFile::from_json(&text)
         .map_err(|e| ClientError::Other(format!("{}: {e}", file.display())))?;
-    let actor = school.actor()?;
+    let actor = actor(school, who)?;
     // The partnership first, so the plan can name it.
     let partnership_id = match (partnership, &plan.partnership) {
         (Some(url), _) => Some(documents::load(school, url)?.0),

@@ -437,6 +437,8 @@ fn a_signed_review_keeps_its_version_and_the_changes_since_are_shown() {
         .to_string();
     let review = a
         .ok(&[
+            "--as",
+            "Carole Clemens",
             "review",
             "record",
             &plan,
@@ -451,7 +453,15 @@ fn a_signed_review_keeps_its_version_and_the_changes_since_are_shown() {
         ])
         .trim()
         .to_string();
-    a.ok(&["plan", "status", &plan, &action, "done"]);
+    a.ok(&[
+        "--as",
+        "Andy Hitchcock",
+        "plan",
+        "status",
+        &plan,
+        &action,
+        "done",
+    ]);
     a.ok(&["row", "remove", &plan, &minutes]);
 
     let signed = json_of(&a.ok(&["view", &plan, "--review", &review, "--json"]));
@@ -473,8 +483,25 @@ fn a_signed_review_keeps_its_version_and_the_changes_since_are_shown() {
         2,
         "{changes}"
     );
-    // Recording the review, the new status, the removal.
-    assert_eq!(changes["history"].as_array().unwrap().len(), 3);
+    // Recording the review, the new status, the removal: each change
+    // names the person at this school who made it.
+    let who: Vec<(&str, &str)> = changes["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (text(&e["person"]), text(&e["message"])))
+        .collect();
+    assert_eq!(
+        who,
+        vec![
+            ("Carole Clemens", "recorded the review of 11th July 2017"),
+            (
+                "Andy Hitchcock",
+                &format!("set status of action {} to done", &action[..8])
+            ),
+            ("Andy Hitchcock", &format!("removed row {}", &minutes[..8])),
+        ]
+    );
 
     let listed = a.ok(&["review", "list", &plan]);
     assert!(
