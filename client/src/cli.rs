@@ -26,6 +26,10 @@ struct Cli {
         default_value = "./partnerplan-data"
     )]
     data: PathBuf,
+    /// Who is making the change (a person's name), recorded with this
+    /// school in the document's history; remembered for later commands.
+    #[arg(long = "as", global = true, env = "PARTNERPLAN_PERSON")]
+    person: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -119,6 +123,8 @@ enum Command {
     },
     /// Start a relay and two schools on this machine and show them merging offline edits.
     Demo,
+    #[command(flatten)]
+    Model(crate::plan::ModelCommand),
 }
 
 /// The whole program; `main.rs` only calls this, so the end-to-end tests
@@ -330,6 +336,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             }
         }
         Command::Demo => crate::demo::run()?,
+        Command::Model(command) => crate::plan::run(&dir, cli.person.as_deref(), command)?,
     }
     Ok(())
 }

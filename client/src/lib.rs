@@ -6,6 +6,7 @@ pub mod cli;
 pub mod demo;
 pub mod documents;
 pub mod error;
+pub mod plan;
 pub mod school;
 pub mod status;
 pub mod sync;

@@ -12,3 +12,4 @@ pub use repo::{AccessPolicy, ConnId, Effect, Event, Permission, Repo, RepoConfig
 pub mod store;
 pub use store::{Store, StoreError};
 pub mod engine;
+pub mod model;

@@ -301,6 +301,14 @@ impl School {
         school
     }
 
+    /// A school set up with a relay address that nothing answers at, for
+    /// tests that never sync.
+    pub fn offline(root: &Path, name: &str) -> School {
+        let school = School::unjoined(root, name);
+        school.ok(&["init", "--school", name, "--relay", "ws://127.0.0.1:9"]);
+        school
+    }
+
     /// A school's data directory, not set up yet.
     pub fn unjoined(root: &Path, name: &str) -> School {
         School {

@@ -1,0 +1,66 @@
+//! Who changed what and when: each Automerge change with its actor mapped
+//! to the school and person through the document's `actors` map, and its
+//! message (every change the model makes says what it did).
+
+use automerge::{AutoCommit, ChangeHash};
+use serde::Serialize;
+
+use super::review;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    pub hash: String,
+    /// Seconds since 1970, as the editing school's clock said.
+    pub time: i64,
+    pub actor: String,
+    pub school: Option<String>,
+    pub person: Option<String>,
+    pub message: Option<String>,
+}
+
+impl HistoryEntry {
+    pub fn who(&self) -> String {
+        match (&self.person, &self.school) {
+            (Some(p), Some(s)) => format!("{p} ({s})"),
+            (None, Some(s)) => s.clone(),
+            (Some(p), None) => p.clone(),
+            (None, None) => format!("actor {:.8}", self.actor),
+        }
+    }
+}
+
+/// Every change, oldest first; with `since`, only changes that the
+/// version at those heads did not have.
+pub fn history(doc: &mut AutoCommit, since: &[ChangeHash]) -> Vec<HistoryEntry> {
+    let actors = review::actors(doc);
+    let mut entries: Vec<HistoryEntry> = doc
+        .get_changes(since)
+        .into_iter()
+        .map(|change| {
+            let actor = change.actor_id().to_hex_string();
+            let entry = actors.get(&actor);
+            HistoryEntry {
+                hash: change.hash().to_string(),
+                time: change.timestamp(),
+                school: entry.map(|e| e.school.clone()),
+                person: entry.and_then(|e| e.person.clone()),
+                message: change.message().map(str::to_string),
+                actor,
+            }
+        })
+        .collect();
+    // Changes come in causal order; keep it, and among concurrent ones
+    // the clock's.
+    entries.sort_by_key(|e| e.time);
+    entries
+}
+
+/// "2017-07-11 14:03" (UTC) from seconds since 1970.
+pub fn format_time(seconds: i64) -> String {
+    if seconds <= 0 {
+        return "(no time recorded)".into();
+    }
+    let when = super::when::date_from_unix(seconds);
+    let minutes = seconds.rem_euclid(86_400) / 60;
+    format!("{when} {:02}:{:02} UTC", minutes / 60, minutes % 60)
+}

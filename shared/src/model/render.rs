@@ -1,0 +1,551 @@
+//! Any document as Markdown, as one self-contained print-ready HTML page
+//! (what a governors' meeting gets) or as CSV, with every review, each
+//! signature and the version each signed. Fields two schools disagree on
+//! are printed with both values and who gave each, never one silently.
+
+use super::doc::{DocView, FieldView, RowView, TableView, short};
+use super::review::Review;
+use super::schema::FieldType;
+use super::when::When;
+
+/// The value as printed: both values and who set each, for a conflict.
+pub fn cell(field: &FieldView) -> String {
+    if field.conflict.is_empty() {
+        return field.text.clone();
+    }
+    let values: Vec<String> = field
+        .conflict
+        .iter()
+        .map(|c| format!("“{}” ({})", c.text, c.who()))
+        .collect();
+    format!("UNRESOLVED: {}", values.join(" or "))
+}
+
+/// A stored date or term as a person reads it.
+pub fn when_text(s: &str) -> String {
+    When::parse(s)
+        .map(|w| w.human())
+        .unwrap_or_else(|_| s.to_string())
+}
+
+/// "a1b2c3d4" for a version: the first characters of each head.
+pub fn version(heads: &[String]) -> String {
+    if heads.is_empty() {
+        return "(empty)".into();
+    }
+    heads
+        .iter()
+        .map(|h| short(h).to_string())
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+pub fn review_heading(review: &Review) -> String {
+    format!("Reviewed {} by {}", when_text(&review.date), review.by)
+}
+
+fn has_nested(table: &TableView) -> bool {
+    !table.table.tables.is_empty()
+}
+
+// ---------------------------------------------------------------------
+// Markdown
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', "<br>")
+}
+
+pub fn markdown(view: &DocView) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("# {}\n\n", view.title));
+    out.push_str(&format!("*{}*\n\n", view.kind.label()));
+    for field in &view.fields {
+        if field.text.is_empty() && field.conflict.is_empty() {
+            continue;
+        }
+        if matches!(kind_of(view, field), Some(FieldType::Prose)) && field.conflict.is_empty() {
+            out.push_str(&format!("**{}**\n\n{}\n\n", field.label, field.text));
+        } else {
+            out.push_str(&format!("**{}:** {}\n\n", field.label, cell(field)));
+        }
+    }
+    for table in &view.tables {
+        md_table(table, 2, &mut out);
+    }
+    md_reviews(&view.reviews, &mut out);
+    out
+}
+
+fn kind_of(view: &DocView, field: &FieldView) -> Option<FieldType> {
+    view.kind.schema().field(field.key).map(|f| f.ty)
+}
+
+fn md_table(table: &TableView, level: usize, out: &mut String) {
+    let rows = table.live();
+    if rows.is_empty() {
+        return;
+    }
+    let hashes = "#".repeat(level);
+    out.push_str(&format!("{hashes} {}\n\n", table.label));
+    if has_nested(table) {
+        for row in rows {
+            out.push_str(&format!("{hashes}# {}\n\n", row.label()));
+            for field in row.fields.iter().skip(1) {
+                if field.text.is_empty() && field.conflict.is_empty() {
+                    continue;
+                }
+                out.push_str(&format!(
+                    "**{}:** {}\n\n",
+                    field.label,
+                    md_escape(&cell(field)).replace("<br>", "  \n")
+                ));
+            }
+            for inner in &row.tables {
+                md_table(inner, level + 2, out);
+            }
+        }
+        return;
+    }
+    let labels: Vec<&str> = table.table.fields.iter().map(|f| f.label).collect();
+    out.push_str(&format!("| {} |\n", labels.join(" | ")));
+    out.push_str(&format!("|{}\n", " --- |".repeat(labels.len())));
+    for row in rows {
+        let cells: Vec<String> = row.fields.iter().map(|f| md_escape(&cell(f))).collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    out.push('\n');
+}
+
+fn md_reviews(reviews: &[Review], out: &mut String) {
+    if reviews.is_empty() {
+        return;
+    }
+    out.push_str("## Reviews and signatures\n\n");
+    for review in reviews {
+        out.push_str(&format!("### {}\n\n", review_heading(review)));
+        if let Some(note) = &review.note {
+            out.push_str(&format!("{note}\n\n"));
+        }
+        out.push_str(&format!(
+            "Version reviewed: `{}`\n\n",
+            version(&review.heads)
+        ));
+        if review.signatures.is_empty() {
+            out.push_str("Not signed yet.\n\n");
+            continue;
+        }
+        out.push_str("| Signed by | Role | School | Date | Version signed |\n| --- | --- | --- | --- | --- |\n");
+        for s in &review.signatures {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | `{}` |\n",
+                md_escape(s.name.as_deref().unwrap_or("(name not recorded)")),
+                md_escape(&s.role),
+                md_escape(&s.school),
+                when_text(&s.date),
+                version(&s.heads)
+            ));
+        }
+        out.push('\n');
+    }
+}
+
+// ---------------------------------------------------------------------
+// HTML
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn html_text(s: &str) -> String {
+    esc(s).replace('\n', "<br>")
+}
+
+fn html_cell(field: &FieldView) -> String {
+    if !field.conflict.is_empty() {
+        return format!(
+            r#"<span class="conflict">{}</span>"#,
+            html_text(&cell(field))
+        );
+    }
+    if field.key == "status" && !field.text.is_empty() {
+        return format!(r#"<span class="status {0}">{0}</span>"#, esc(&field.text));
+    }
+    html_text(&field.text)
+}
+
+const STYLE: &str = r#"
+body { font-family: "Helvetica Neue", Arial, sans-serif; font-size: 11pt; color: #111; margin: 2em; }
+h1 { font-size: 18pt; margin-bottom: 0; }
+.kind { color: #555; margin-top: 0.2em; }
+h2 { font-size: 14pt; border-bottom: 2px solid #333; padding-bottom: 2px; margin-top: 1.6em; }
+h3 { font-size: 12pt; margin-bottom: 0.3em; }
+h4 { font-size: 11pt; margin: 0.8em 0 0.3em; }
+table { border-collapse: collapse; width: 100%; margin: 0.4em 0 1em; }
+th, td { border: 1px solid #888; padding: 4px 6px; vertical-align: top; text-align: left; }
+th { background: #eee; }
+dl { margin: 0.2em 0 0.6em; }
+dt { font-weight: bold; }
+dd { margin: 0 0 0.4em 0; }
+.status { font-weight: bold; padding: 0 4px; border-radius: 3px; }
+.status.red { background: #f4b6b6; } .status.amber { background: #f9d99a; }
+.status.green { background: #b9e4b9; } .status.done { background: #cfd8e6; }
+.conflict { background: #fff1a8; font-weight: bold; }
+.version { font-family: monospace; }
+section.row { page-break-inside: avoid; }
+@media print { body { margin: 0; } @page { size: A4 landscape; margin: 12mm; } h2 { page-break-after: avoid; } }
+"#;
+
+pub fn html(view: &DocView) -> String {
+    let mut out = String::new();
+    out.push_str("<!DOCTYPE html>\n<html lang=\"en-GB\">\n<head>\n<meta charset=\"utf-8\">\n");
+    out.push_str(&format!(
+        "<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        esc(&view.title)
+    ));
+    out.push_str(&format!(
+        "<h1>{}</h1>\n<p class=\"kind\">{}</p>\n",
+        esc(&view.title),
+        esc(view.kind.label())
+    ));
+    let conflicts = view.conflicts();
+    if !conflicts.is_empty() {
+        out.push_str(&format!(
+            "<p class=\"conflict\">{} field{} still hold{} two values that schools set at once; they are marked below.</p>\n",
+            conflicts.len(),
+            if conflicts.len() == 1 { "" } else { "s" },
+            if conflicts.len() == 1 { "s" } else { "" }
+        ));
+    }
+    out.push_str("<dl>\n");
+    for field in &view.fields {
+        if field.text.is_empty() && field.conflict.is_empty() {
+            continue;
+        }
+        out.push_str(&format!(
+            "<dt>{}</dt><dd>{}</dd>\n",
+            esc(field.label),
+            html_cell(field)
+        ));
+    }
+    out.push_str("</dl>\n");
+    for table in &view.tables {
+        html_table(table, 2, &mut out);
+    }
+    if !view.reviews.is_empty() {
+        out.push_str("<h2>Reviews and signatures</h2>\n");
+        for review in &view.reviews {
+            out.push_str(&format!("<h3>{}</h3>\n", esc(&review_heading(review))));
+            if let Some(note) = &review.note {
+                out.push_str(&format!("<p>{}</p>\n", html_text(note)));
+            }
+            out.push_str(&format!(
+                "<p>Version reviewed: <span class=\"version\">{}</span></p>\n",
+                esc(&version(&review.heads))
+            ));
+            if review.signatures.is_empty() {
+                out.push_str("<p>Not signed yet.</p>\n");
+                continue;
+            }
+            out.push_str("<table><tr><th>Signed by</th><th>Role</th><th>School</th><th>Date</th><th>Version signed</th></tr>\n");
+            for s in &review.signatures {
+                out.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"version\">{}</td></tr>\n",
+                    esc(s.name.as_deref().unwrap_or("(name not recorded)")),
+                    esc(&s.role),
+                    esc(&s.school),
+                    esc(&when_text(&s.date)),
+                    esc(&version(&s.heads))
+                ));
+            }
+            out.push_str("</table>\n");
+        }
+    }
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
+fn html_table(table: &TableView, level: usize, out: &mut String) {
+    let rows = table.live();
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str(&format!("<h{level}>{}</h{level}>\n", esc(table.label)));
+    if has_nested(table) {
+        for row in rows {
+            out.push_str(&format!(
+                "<section class=\"row\">\n<h{0}>{1}</h{0}>\n<dl>\n",
+                level + 1,
+                esc(&row.label())
+            ));
+            for field in row.fields.iter().skip(1) {
+                if field.text.is_empty() && field.conflict.is_empty() {
+                    continue;
+                }
+                out.push_str(&format!(
+                    "<dt>{}</dt><dd>{}</dd>\n",
+                    esc(field.label),
+                    html_cell(field)
+                ));
+            }
+            out.push_str("</dl>\n");
+            for inner in &row.tables {
+                html_table(inner, (level + 2).min(6), out);
+            }
+            out.push_str("</section>\n");
+        }
+        return;
+    }
+    out.push_str("<table>\n<tr>");
+    for field in table.table.fields {
+        out.push_str(&format!("<th>{}</th>", esc(field.label)));
+    }
+    out.push_str("</tr>\n");
+    for row in rows {
+        out.push_str("<tr>");
+        for field in &row.fields {
+            out.push_str(&format!("<td>{}</td>", html_cell(field)));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n");
+}
+
+// ---------------------------------------------------------------------
+// CSV
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// One rectangular sheet: a line per document field, per row of every
+/// table (with the row it sits in) and per signature, so a spreadsheet
+/// can filter by the first column.
+pub fn csv(view: &DocView) -> String {
+    let mut columns: Vec<&'static str> = vec!["Section", "Within", "Id", "Field", "Value"];
+    fn collect(tables: &'static [super::schema::Table], columns: &mut Vec<&'static str>) {
+        for table in tables {
+            for field in table.fields {
+                if !columns.contains(&field.label) {
+                    columns.push(field.label);
+                }
+            }
+            collect(table.tables, columns);
+        }
+    }
+    collect(view.kind.schema().tables, &mut columns);
+    for extra in [
+        "Review date",
+        "Reviewed by",
+        "Version reviewed",
+        "Signed by",
+        "Role",
+        "School",
+        "Signed on",
+        "Version signed",
+    ] {
+        if !columns.contains(&extra) {
+            columns.push(extra);
+        }
+    }
+    let mut lines: Vec<Vec<String>> = Vec::new();
+    let line = |pairs: Vec<(&str, String)>| -> Vec<String> {
+        columns
+            .iter()
+            .map(|c| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == c)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    lines.push(line(vec![
+        ("Section", "Document".into()),
+        ("Field", "Title".into()),
+        ("Value", view.title.clone()),
+    ]));
+    for field in &view.fields {
+        lines.push(line(vec![
+            ("Section", "Document".into()),
+            ("Field", field.label.into()),
+            ("Value", cell(field)),
+        ]));
+    }
+    fn rows(tables: &[TableView], within: &str, out: &mut Vec<Vec<(&'static str, String)>>) {
+        for table in tables {
+            for row in table.live() {
+                let mut pairs: Vec<(&'static str, String)> = vec![
+                    ("Section", table.label.to_string()),
+                    ("Within", within.to_string()),
+                    ("Id", row.id.clone()),
+                ];
+                for field in &row.fields {
+                    pairs.push((field.label, cell(field)));
+                }
+                out.push(pairs);
+                rows(&row.tables, &row.label(), out);
+            }
+        }
+    }
+    let mut table_rows = Vec::new();
+    rows(&view.tables, "", &mut table_rows);
+    for pairs in table_rows {
+        lines.push(line(pairs));
+    }
+    for review in &view.reviews {
+        let base = vec![
+            ("Section", "Review".to_string()),
+            ("Id", review.id.clone()),
+            ("Review date", review.date.clone()),
+            ("Reviewed by", review.by.clone()),
+            ("Version reviewed", review.heads.join(" ")),
+        ];
+        if review.signatures.is_empty() {
+            lines.push(line(base.clone()));
+        }
+        for s in &review.signatures {
+            let mut pairs = base.clone();
+            pairs[0].1 = "Signature".into();
+            pairs.extend([
+                (
+                    "Signed by",
+                    s.name
+                        .clone()
+                        .unwrap_or_else(|| "(name not recorded)".into()),
+                ),
+                ("Role", s.role.clone()),
+                ("School", s.school.clone()),
+                ("Signed on", s.date.clone()),
+                ("Version signed", s.heads.join(" ")),
+            ]);
+            lines.push(line(pairs));
+        }
+    }
+    let mut out = String::new();
+    out.push_str(
+        &columns
+            .iter()
+            .map(|c| csv_field(c))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    out.push_str("\r\n");
+    for l in lines {
+        out.push_str(&l.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// A row's one-line summary for terminal tables and change lists.
+pub fn row_line(row: &RowView) -> String {
+    row.fields
+        .iter()
+        .filter(|f| !f.text.is_empty() || !f.conflict.is_empty())
+        .map(|f| format!("{}: {}", f.label, super::doc::shorten(&cell(f), 40)))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// When the review was recorded, for listings.
+pub fn recorded(review: &Review) -> String {
+    format!("recorded by {}", review.recorded_by)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::doc::{self, Author};
+    use super::super::plan_file::{self, PlanFile};
+    use super::*;
+    use automerge::{ActorId, AutoCommit};
+
+    const FIXTURE: &str = include_str!("../../../tests/fixtures/action-plan-000.json");
+
+    fn imported() -> AutoCommit {
+        let author = Author {
+            school: "Bank Road Infant and Nursery School".into(),
+            person: Some("Carole Clemens".into()),
+            time: 1_499_760_000,
+        };
+        let plan = PlanFile::from_json(FIXTURE).unwrap();
+        let mut doc = AutoCommit::new().with_actor(ActorId::random());
+        plan_file::import_content(&mut doc, &plan, None, &author).unwrap();
+        doc.commit();
+        plan_file::import_reviews(&mut doc, &plan, &author).unwrap();
+        doc.commit();
+        doc
+    }
+
+    #[test]
+    fn the_seed_plan_exports_back_as_it_was_imported() {
+        let doc = imported();
+        let view = doc::read(&doc).unwrap();
+        let exported = plan_file::export(&view).unwrap();
+        let fixture = PlanFile::from_json(FIXTURE).unwrap().normalised();
+        assert_eq!(exported.normalised(), fixture);
+        assert!(!exported.reviews[0].heads.is_empty());
+        assert!(
+            exported
+                .reviews
+                .iter()
+                .all(|r| r.heads == exported.reviews[0].heads),
+            "every imported review signs the imported version"
+        );
+    }
+
+    #[test]
+    fn markdown_html_and_csv_carry_the_plan_and_its_signatures() {
+        let mut doc = imported();
+        let action = doc::read(&doc).unwrap().live("areas")[0].live("actions")[0]
+            .id
+            .clone();
+        doc::set_field(
+            &mut doc,
+            Some(&action),
+            "status",
+            "amber",
+            &Author {
+                school: "Bank Road".into(),
+                person: None,
+                time: 0,
+            },
+        )
+        .unwrap();
+        let view = doc::read(&doc).unwrap();
+        let md = markdown(&view);
+        assert!(md.contains("# Collaboration action plan 2017-2018"), "{md}");
+        assert!(md.contains("### Safeguarding"));
+        assert!(md.contains("**Objectives:** 1, 2, 5, 10"));
+        assert!(md.contains("| Peer review by head teachers"));
+        assert!(md.contains("### Reviewed Tuesday 11 July 2017 by the HTs and members of the JCC"));
+        assert!(md.contains("| Kevin Snow | chair of governors | William Lilley Infant and Nursery School | Tuesday 11 July 2017 | `"));
+        let page = html(&view);
+        assert!(page.starts_with("<!DOCTYPE html>") && page.contains("@media print"));
+        assert!(page.contains("<span class=\"status amber\">amber</span>"));
+        assert!(page.contains("<td>Andy Hitchcock</td>"));
+        assert!(!page.contains("<script"), "self-contained, no scripts");
+        let sheet = csv(&view);
+        let header = sheet.lines().next().unwrap();
+        assert!(header.starts_with("Section,Within,Id,Field,Value"));
+        assert_eq!(
+            sheet
+                .lines()
+                .filter(|l| l.starts_with("Signature,"))
+                .count(),
+            10
+        );
+        assert_eq!(
+            sheet.lines().filter(|l| l.starts_with("Actions,")).count(),
+            34
+        );
+        assert!(sheet.contains("Actions,Safeguarding,"));
+    }
+}
