@@ -183,7 +183,7 @@ fn importing_the_seed_plan_brings_every_area_action_impact_entry_and_signed_revi
     assert!(html.contains(version), "the version signed is printed");
     let markdown = school.ok(&["export", &plan_url, "--format", "markdown"]);
     assert!(markdown.contains("### Combined SIP priorities (2017-2018)"));
-    assert!(markdown.contains("| Sally Beardsley | headteacher |"));
+    assert!(markdown.contains("| Sally Beardsley | Headteacher |"));
     let csv = school.ok(&["export", &plan_url, "--format", "csv"]);
     assert_eq!(
         csv.lines().filter(|l| l.starts_with("Signature,")).count(),
