@@ -267,8 +267,10 @@ fn two_schools_edit_one_plan_offline_and_merge_through_the_relay() {
     b.sync();
     let listed = json_of(&b.ok(&["view", &partnership, "--json"]));
     assert_eq!(listed["documents"][0]["url"], json!(plan));
-    b.ok(&["open", &plan]);
+    let opened = b.ok(&["partnership", "open-all", &partnership]);
+    assert!(opened.contains("1 document will be fetched"), "{opened}");
     b.sync();
+    assert!(b.has(&plan));
 
     // Offline, the same week.
     a_as(&["plan", "status", &plan, &action, "amber"]);
