@@ -96,7 +96,7 @@ pub enum ModelCommand {
     /// The partnership action plan: set an action's status.
     #[command(subcommand)]
     Plan(PlanCommand),
-    /// The partnership: add a member school.
+    /// The partnership: add a member school, fetch all its documents.
     #[command(subcommand)]
     Partnership(PartnershipCommand),
     /// Fields that two schools set to different values at once.
@@ -236,6 +236,9 @@ pub enum PartnershipCommand {
         #[arg(long)]
         joined: Option<String>,
     },
+    /// Fetch, at the next sync, every document the partnership lists: how a
+    /// school that joins later gets everything from that one document.
+    OpenAll { url: String },
 }
 
 #[derive(Subcommand)]
@@ -513,6 +516,31 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
                 },
             )?;
             println!("{}", short(&id));
+        }
+        ModelCommand::Partnership(PartnershipCommand::OpenAll { url }) => {
+            let (_, _, view) = read(&school, &url)?;
+            if view.kind != Kind::Partnership {
+                return Err(ClientError::Other(format!(
+                    "{url} is a {}, not a partnership: give the partnership document's URL.",
+                    view.kind.label().to_lowercase()
+                )));
+            }
+            let mut count = 0;
+            for row in view.live("documents") {
+                let Some(link) = row.field("url").map(|f| f.text.clone()) else {
+                    continue;
+                };
+                if link.is_empty() {
+                    continue;
+                }
+                let id = documents::open(&mut school, &link)?;
+                println!("{}  {}", id.url(), row.label());
+                count += 1;
+            }
+            println!(
+                "{count} document{} will be fetched at the next sync.",
+                if count == 1 { "" } else { "s" }
+            );
         }
         ModelCommand::Conflicts { url, json } => {
             let (id, _, view) = read(&school, &url)?;

@@ -183,7 +183,7 @@ fn importing_the_seed_plan_brings_every_area_action_impact_entry_and_signed_revi
     assert!(html.contains(version), "the version signed is printed");
     let markdown = school.ok(&["export", &plan_url, "--format", "markdown"]);
     assert!(markdown.contains("### Combined SIP priorities (2017-2018)"));
-    assert!(markdown.contains("| Sally Beardsley | headteacher |"));
+    assert!(markdown.contains("| Sally Beardsley | Headteacher |"));
     let csv = school.ok(&["export", &plan_url, "--format", "csv"]);
     assert_eq!(
         csv.lines().filter(|l| l.starts_with("Signature,")).count(),
@@ -267,8 +267,10 @@ fn two_schools_edit_one_plan_offline_and_merge_through_the_relay() {
     b.sync();
     let listed = json_of(&b.ok(&["view", &partnership, "--json"]));
     assert_eq!(listed["documents"][0]["url"], json!(plan));
-    b.ok(&["open", &plan]);
+    let opened = b.ok(&["partnership", "open-all", &partnership]);
+    assert!(opened.contains("1 document will be fetched"), "{opened}");
     b.sync();
+    assert!(b.has(&plan));
 
     // Offline, the same week.
     a_as(&["plan", "status", &plan, &action, "amber"]);

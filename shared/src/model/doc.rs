@@ -1037,8 +1037,15 @@ fn put_value(
     let trimmed = input.trim();
     match field.ty {
         FieldType::Prose => {
-            let text = ensure_text(doc, obj, field.key)?;
-            doc.update_text(&text, input)?;
+            if doc.get_all(obj, field.key)?.len() > 1 {
+                // Two texts made at once (by an older version): a new
+                // text replaces both, which resolves the conflict.
+                let text = doc.put_object(obj, field.key, ObjType::Text)?;
+                doc.splice_text(&text, 0, 0, input)?;
+            } else {
+                let text = ensure_text(doc, obj, field.key)?;
+                doc.update_text(&text, input)?;
+            }
         }
         FieldType::Line => put_scalar(
             doc,

@@ -744,3 +744,21 @@ fn a_plain_document_is_not_taken_for_a_typed_one() {
     let error = doc::read(&plain).unwrap_err();
     assert!(error.to_string().contains("partnerplan new"), "{error}");
 }
+
+#[test]
+fn two_texts_made_at_once_are_a_conflict_that_resolving_ends() {
+    let (mut a, mut b) = shared(Kind::ProgressReport, |_| {});
+    // As an older version would have done: each school makes the text.
+    for (doc, words) in [(&mut a, "Learning walks"), (&mut b, "Joint INSET day")] {
+        let text = doc.put_object(ROOT, "activity", ObjType::Text).unwrap();
+        doc.splice_text(&text, 0, 0, words).unwrap();
+    }
+    sync(&mut a, &mut b);
+    let view = doc::read(&a).unwrap();
+    assert_eq!(view.conflicts().len(), 1);
+    doc::resolve(&mut a, None, "activity", "Joint INSET day", &bank_road()).unwrap();
+    sync(&mut a, &mut b);
+    let view = doc::read(&b).unwrap();
+    assert!(view.conflicts().is_empty());
+    assert_eq!(view.field("activity").unwrap().text, "Joint INSET day");
+}

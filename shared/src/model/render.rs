@@ -28,6 +28,15 @@ pub fn when_text(s: &str) -> String {
         .unwrap_or_else(|_| s.to_string())
 }
 
+/// "Headteacher" from "headteacher", for print.
+pub fn capitalise(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// "a1b2c3d4" for a version: the first characters of each head.
 pub fn version(heads: &[String]) -> String {
     if heads.is_empty() {
@@ -139,7 +148,7 @@ fn md_reviews(reviews: &[Review], out: &mut String) {
             out.push_str(&format!(
                 "| {} | {} | {} | {} | `{}` |\n",
                 md_escape(s.name.as_deref().unwrap_or("(name not recorded)")),
-                md_escape(&s.role),
+                md_escape(&capitalise(&s.role)),
                 md_escape(&s.school),
                 when_text(&s.date),
                 version(&s.heads)
@@ -254,7 +263,7 @@ pub fn html(view: &DocView) -> String {
                 out.push_str(&format!(
                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"version\">{}</td></tr>\n",
                     esc(s.name.as_deref().unwrap_or("(name not recorded)")),
-                    esc(&s.role),
+                    esc(&capitalise(&s.role)),
                     esc(&s.school),
                     esc(&when_text(&s.date)),
                     esc(&version(&s.heads))
@@ -526,7 +535,7 @@ mod tests {
         assert!(md.contains("**Objectives:** 1, 2, 5, 10"));
         assert!(md.contains("| Peer review by head teachers"));
         assert!(md.contains("### Reviewed Tuesday 11 July 2017 by the HTs and members of the JCC"));
-        assert!(md.contains("| Kevin Snow | chair of governors | William Lilley Infant and Nursery School | Tuesday 11 July 2017 | `"));
+        assert!(md.contains("| Kevin Snow | Chair of governors | William Lilley Infant and Nursery School | Tuesday 11 July 2017 | `"));
         let page = html(&view);
         assert!(page.starts_with("<!DOCTYPE html>") && page.contains("@media print"));
         assert!(page.contains("<span class=\"status amber\">amber</span>"));
