@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::documents::{self, TextEdit};
+use crate::documents;
 use crate::status;
 use crate::sync::{self, SyncOptions};
 use crate::{ClientError, School};
@@ -262,18 +262,11 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             text,
             count,
         } => {
-            let edit = match (append, insert_at, delete_at, replace) {
-                (Some(more), ..) => TextEdit::Append(more),
-                (_, Some(at), ..) => TextEdit::Insert {
-                    at,
-                    text: text.unwrap_or_default(),
-                },
-                (_, _, Some(at), _) => TextEdit::Delete {
-                    at,
-                    count: count.unwrap_or(0),
-                },
-                (_, _, _, Some(new)) => TextEdit::Replace(new),
-                _ => {
+            let edit = match documents::text_edit_from_flags(
+                append, insert_at, delete_at, replace, text, count,
+            ) {
+                Some(edit) => edit,
+                None => {
                     return Err(ClientError::BadEdit {
                         path: field,
                         reason: "say how: --append, --insert-at with --text, --delete-at with --count, or --replace".into(),

@@ -82,13 +82,32 @@ pub fn set_field(
     )
 }
 
-/// How to change a text field.
-#[derive(Debug, Clone)]
-pub enum TextEdit {
-    Append(String),
-    Insert { at: usize, text: String },
-    Delete { at: usize, count: usize },
-    Replace(String),
+/// How to change a text field: the one type the typed documents use too.
+pub use partnerplan_shared::model::ProseEdit as TextEdit;
+
+/// The edit the command-line flags describe (`--append`, `--insert-at`
+/// with `--text`, `--delete-at` with `--count`, `--replace`), if any.
+pub fn text_edit_from_flags(
+    append: Option<String>,
+    insert_at: Option<usize>,
+    delete_at: Option<usize>,
+    replace: Option<String>,
+    text: Option<String>,
+    count: Option<usize>,
+) -> Option<TextEdit> {
+    match (append, insert_at, delete_at, replace) {
+        (Some(more), ..) => Some(TextEdit::Append(more)),
+        (_, Some(at), ..) => Some(TextEdit::Insert {
+            at,
+            text: text.unwrap_or_default(),
+        }),
+        (_, _, Some(at), _) => Some(TextEdit::Delete {
+            at,
+            count: count.unwrap_or(0),
+        }),
+        (_, _, _, Some(new)) => Some(TextEdit::Replace(new)),
+        _ => None,
+    }
 }
 
 /// Edits a text field in place, so that two schools typing in one field
@@ -102,9 +121,11 @@ pub fn edit_text(
     let id = existing(school, url)?;
     let segments = parse_path(path)?;
     let actor = school.actor()?;
-    school
-        .store
-        .change(&id, &actor, Some(format!("edit {path}")), |doc| -> Result<String, ClientError> {
+    school.store.change(
+        &id,
+        &actor,
+        Some(format!("edit {path}")),
+        |doc| -> Result<String, ClientError> {
             let (parent, last) = walk_to_parent(doc, &segments, path)?;
             let text = match get_at(doc, &parent, last) {
                 Some((Value::Object(ObjType::Text), text)) => text,
@@ -118,28 +139,15 @@ pub fn edit_text(
                     text
                 }
             };
-            let length = doc.length(&text);
-            let bad = |reason: String| ClientError::BadEdit { path: path.to_string(), reason };
-            match &edit {
-                TextEdit::Append(more) => doc.splice_text(&text, length, 0, more)?,
-                TextEdit::Insert { at, text: more } => {
-                    if *at > length {
-                        return Err(bad(format!("position {at} is past its end ({length} characters)")));
-                    }
-                    doc.splice_text(&text, *at, 0, more)?
+            partnerplan_shared::model::doc::splice_prose(doc, &text, &edit)?.map_err(|reason| {
+                ClientError::BadEdit {
+                    path: path.to_string(),
+                    reason,
                 }
-                TextEdit::Delete { at, count } => {
-                    if at + count > length {
-                        return Err(bad(format!(
-                            "deleting {count} characters at {at} goes past its end ({length} characters)"
-                        )));
-                    }
-                    doc.splice_text(&text, *at, *count as isize, "")?
-                }
-                TextEdit::Replace(new) => doc.update_text(&text, new)?,
-            }
+            })?;
             Ok(doc.text(&text)?)
-        })
+        },
+    )
 }
 
 /// The document as JSON: text as strings, and a field two schools set at

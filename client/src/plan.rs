@@ -11,7 +11,7 @@ use automerge::{ActorId, AutoCommit};
 use clap::{Args, Subcommand};
 use partnerplan_shared::DocumentId;
 use partnerplan_shared::model::diff::{Difference, diff};
-use partnerplan_shared::model::doc::{self, Placement, ProseEdit, short, shorten};
+use partnerplan_shared::model::doc::{self, Placement, short, shorten};
 use partnerplan_shared::model::history::{self, HistoryEntry, format_time};
 use partnerplan_shared::model::plan_file::{self, PlanFile};
 use partnerplan_shared::model::render;
@@ -429,18 +429,11 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
             text,
             count,
         } => {
-            let edit = match (append, insert_at, delete_at, replace) {
-                (Some(more), ..) => ProseEdit::Append(more),
-                (_, Some(at), ..) => ProseEdit::Insert {
-                    at,
-                    text: text.unwrap_or_default(),
-                },
-                (_, _, Some(at), _) => ProseEdit::Delete {
-                    at,
-                    count: count.unwrap_or(0),
-                },
-                (_, _, _, Some(new)) => ProseEdit::Replace(new),
-                _ => {
+            let edit = match documents::text_edit_from_flags(
+                append, insert_at, delete_at, replace, text, count,
+            ) {
+                Some(edit) => edit,
+                None => {
                     return Err(ClientError::Other(
                         "say how to change the text: --append, --insert-at with --text, --delete-at with --count, or --replace.".into(),
                     ));

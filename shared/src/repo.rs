@@ -986,15 +986,7 @@ impl Repo {
 
     /// Tells the peer what was wrong, then closes only its connection.
     fn refuse(&mut self, conn: ConnId, reason: &str) {
-        let target_id = self.peer_id(conn);
-        self.send(
-            conn,
-            &Message::Error {
-                sender_id: Some(self.config.peer_id.clone()),
-                target_id,
-                message: reason.to_string(),
-            },
-        );
+        self.warn(conn, reason);
         self.on_disconnected(conn);
         self.effects.push(Effect::Close {
             conn,

@@ -974,36 +974,46 @@ pub fn edit_prose(
         });
     }
     let text = ensure_text(doc, &obj, field.key)?;
-    let length = doc.length(&text);
-    let bad = |reason: String| ModelError::BadValue {
+    splice_prose(doc, &text, edit)?.map_err(|reason| ModelError::BadValue {
         what: field.label.into(),
         reason,
-    };
-    match edit {
-        ProseEdit::Append(more) => doc.splice_text(&text, length, 0, more)?,
-        ProseEdit::Insert { at, text: more } => {
-            if *at > length {
-                return Err(bad(format!(
-                    "position {at} is past its end ({length} characters)"
-                )));
-            }
-            doc.splice_text(&text, *at, 0, more)?
-        }
-        ProseEdit::Delete { at, count } => {
-            if at + count > length {
-                return Err(bad(format!(
-                    "deleting {count} characters at {at} goes past its end ({length} characters)"
-                )));
-            }
-            doc.splice_text(&text, *at, *count as isize, "")?
-        }
-        ProseEdit::Replace(new) => doc.update_text(&text, new)?,
-    }
+    })?;
     if let Some(loc) = &loc {
         bump_all(doc, loc)?;
     }
     note_author(doc, author)?;
     Ok(doc.text(&text)?)
+}
+
+/// Applies one edit to a text object. The inner `Err` says, for a person,
+/// why the edit does not fit the text (a position past its end).
+pub fn splice_prose(
+    doc: &mut AutoCommit,
+    text: &ObjId,
+    edit: &ProseEdit,
+) -> Result<Result<(), String>, automerge::AutomergeError> {
+    let length = doc.length(text);
+    match edit {
+        ProseEdit::Append(more) => doc.splice_text(text, length, 0, more)?,
+        ProseEdit::Insert { at, text: more } => {
+            if *at > length {
+                return Ok(Err(format!(
+                    "position {at} is past its end ({length} characters)"
+                )));
+            }
+            doc.splice_text(text, *at, 0, more)?
+        }
+        ProseEdit::Delete { at, count } => {
+            if at + count > length {
+                return Ok(Err(format!(
+                    "deleting {count} characters at {at} goes past its end ({length} characters)"
+                )));
+            }
+            doc.splice_text(text, *at, *count as isize, "")?
+        }
+        ProseEdit::Replace(new) => doc.update_text(text, new)?,
+    }
+    Ok(Ok(()))
 }
 
 fn ensure_text(doc: &mut AutoCommit, obj: &ObjId, key: &str) -> Result<ObjId, ModelError> {
