@@ -416,7 +416,8 @@ async fn connect(
         request.headers_mut().insert("authorization", value);
     }
     let connector = tls.map(tokio_tungstenite::Connector::Rustls);
-    tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector).await
+    // Nagle off: small sync frames go out at once.
+    tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector).await
 }
 
 fn dropped(url: &str) -> ClientError {

@@ -20,6 +20,7 @@ use axum::extract::{RawQuery, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use partnerplan_shared::engine::{Engine, EngineConfig, EngineSender, Notice};
 use partnerplan_shared::message::DEFAULT_MAX_FRAME_BYTES;
 use partnerplan_shared::{Repo, RepoConfig, Store, StoreError};
@@ -183,7 +184,9 @@ impl Relay {
         let mut stop = shutdown_rx;
         let server = match tls {
             None => {
-                let listener = tokio::net::TcpListener::from_std(listener).map_err(listen_error)?;
+                let listener = tokio::net::TcpListener::from_std(listener)
+                    .map_err(listen_error)?
+                    .tap_io(no_delay);
                 tokio::spawn(async move {
                     let result = axum::serve(listener, app)
                         .with_graceful_shutdown(async move {
@@ -197,8 +200,10 @@ impl Relay {
             }
             Some(tls) => {
                 let handle = axum_server::Handle::new();
-                let server = axum_server::tls_rustls::from_tcp_rustls(listener, tls)
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(NoDelay);
+                let server = axum_server::from_tcp(listener)
                     .map_err(listen_error)?
+                    .acceptor(acceptor)
                     .handle(handle.clone());
                 tokio::spawn(async move {
                     tokio::spawn(async move {
@@ -328,6 +333,28 @@ fn percent_decode(text: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// Small frames go out at once. Without this, a relay's reply waits behind
+/// Nagle's algorithm for the client's delayed ACK (some 40 ms): the
+/// benchmark's p95 latency fell several times over with it.
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
+}
+
+/// [`no_delay`] for connections that then go through TLS.
+#[derive(Clone, Copy)]
+struct NoDelay;
+
+impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for NoDelay {
+    type Stream = tokio::net::TcpStream;
+    type Service = S;
+    type Future = std::future::Ready<std::io::Result<(Self::Stream, Self::Service)>>;
+
+    fn accept(&self, mut stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        no_delay(&mut stream);
+        std::future::ready(Ok((stream, service)))
+    }
 }
 
 async fn tls_config(files: &TlsFiles) -> Result<axum_server::tls_rustls::RustlsConfig, RelayError> {
