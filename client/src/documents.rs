@@ -71,11 +71,13 @@ pub fn set_field(
     let value: Json =
         serde_json::from_str(value).unwrap_or_else(|_| Json::String(value.to_string()));
     let actor = school.actor()?;
+    let school_name = school.name()?.unwrap_or_default();
     school.store.change(
         &id,
         &actor,
         Some(format!("set {path}")),
         |doc| -> Result<(), ClientError> {
+            note_author_if_typed(doc, &school_name)?;
             let (parent, last) = walk_to_parent(doc, &segments, path)?;
             put_json(doc, &parent, last, &value)
         },
@@ -121,11 +123,13 @@ pub fn edit_text(
     let id = existing(school, url)?;
     let segments = parse_path(path)?;
     let actor = school.actor()?;
+    let school_name = school.name()?.unwrap_or_default();
     school.store.change(
         &id,
         &actor,
         Some(format!("edit {path}")),
         |doc| -> Result<String, ClientError> {
+            note_author_if_typed(doc, &school_name)?;
             let (parent, last) = walk_to_parent(doc, &segments, path)?;
             let text = match get_at(doc, &parent, last) {
                 Some((Value::Object(ObjType::Text), text)) => text,
@@ -161,6 +165,21 @@ pub fn conflicts(doc: &AutoCommit) -> Vec<Conflict> {
     let mut found = Vec::new();
     collect_conflicts(doc, &ROOT, ObjType::Map, String::new(), &mut found);
     found
+}
+
+/// A typed document keeps a map from each editor to their school, for its
+/// history and conflicts; generic edits of one are recorded there too.
+fn note_author_if_typed(doc: &mut AutoCommit, school: &str) -> Result<(), ClientError> {
+    use partnerplan_shared::model::doc;
+    if doc::kind_of(doc).is_err() {
+        return Ok(());
+    }
+    let author = doc::Author {
+        school: school.to_string(),
+        person: None,
+        time: crate::status::now_unix(),
+    };
+    doc::note_author(doc, &author).map_err(|e| ClientError::Other(e.to_string()))
 }
 
 fn existing(school: &School, url: &str) -> Result<DocumentId, ClientError> {

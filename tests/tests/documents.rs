@@ -720,3 +720,33 @@ fn every_kind_of_document_can_be_created_filled_and_read() {
     assert_eq!(listed["partnershipKind"], json!("alliance"));
     assert_eq!(listed["schools"][0]["joined"], json!("September 2013"));
 }
+
+#[test]
+fn a_generic_edit_of_a_typed_document_names_its_school_in_the_history() {
+    let root = tempfile::tempdir().unwrap();
+    let school = School::offline(root.path(), BANK_ROAD);
+    let out = school.ok(&[
+        "new",
+        "action-plan",
+        "--title",
+        "Plan",
+        "--as",
+        "Mrs Okafor",
+    ]);
+    let url = out
+        .split_whitespace()
+        .find(|w| w.starts_with("automerge:"))
+        .expect("new prints the URL")
+        .to_string();
+    school.ok(&["set", &url, "period", "2017-2018"]);
+    let history = school.ok(&["history", &url]);
+    let line = history
+        .lines()
+        .find(|l| l.contains("set period"))
+        .unwrap_or_else(|| panic!("{history}"));
+    assert!(line.contains(BANK_ROAD), "{history}");
+    assert!(
+        !line.contains("actor "),
+        "the editor is named, not an actor id: {history}"
+    );
+}
