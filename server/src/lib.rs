@@ -135,6 +135,7 @@ impl Relay {
         let mut repo_config = RepoConfig::new(peer_id.clone(), Some(storage_id.clone()));
         repo_config.max_frame_bytes = config.max_frame_bytes;
         repo_config.idle_unload_ms = config.idle_unload.as_millis() as u64;
+        repo_config.eager_sync_states = false;
         let repo = Repo::new(
             repo_config,
             Box::new(RelayPolicy::new(access.clone(), directory)),

@@ -82,6 +82,12 @@ pub struct RepoConfig {
     pub max_frame_bytes: usize,
     /// A document nobody is syncing is dropped from memory after this long.
     pub idle_unload_ms: u64,
+    /// Keep each peer's sync state as soon as it moves (the client, whose
+    /// `status` reads it), rather than only when the peer disconnects
+    /// (the relay, where a write per subscriber per change would dominate
+    /// its disk traffic; a stale sync state only costs a longer first
+    /// exchange after a crash).
+    pub eager_sync_states: bool,
 }
 
 impl RepoConfig {
@@ -91,6 +97,7 @@ impl RepoConfig {
             storage_id,
             max_frame_bytes: crate::message::DEFAULT_MAX_FRAME_BYTES,
             idle_unload_ms: 60_000,
+            eager_sync_states: true,
         }
     }
 
@@ -858,7 +865,13 @@ impl Repo {
         if heads == document.persisted_heads {
             return;
         }
-        let chunk = document.doc.save_after(&document.persisted_heads);
+        // A document's first write is a compressed snapshot, not a run of
+        // changes: about a third of the size, and much faster to load.
+        let chunk = if document.persisted_heads.is_empty() {
+            document.doc.save()
+        } else {
+            document.doc.save_after(&document.persisted_heads)
+        };
         document.persisted_heads = heads;
         self.effects.push(Effect::Persist { document_id, chunk });
     }
@@ -866,6 +879,7 @@ impl Repo {
     /// Sends each peer of the document whatever it is missing, and keeps
     /// the sync states of peers with storage.
     fn sync_peers(&mut self, document_id: DocumentId) {
+        let eager = self.config.eager_sync_states;
         let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
             return;
         };
@@ -899,7 +913,8 @@ impl Repo {
                     (conn, Message::Sync(frame))
                 });
             }
-            if let Some(storage_id) = &metadata.storage_id
+            if eager
+                && let Some(storage_id) = &metadata.storage_id
                 && !metadata.is_ephemeral
                 && peer.sync.shared_heads != peer.persisted_shared_heads
             {

@@ -570,6 +570,15 @@ fn idle_documents_are_unloaded_and_load_again_when_asked() {
 
 #[test]
 fn a_reconnect_with_kept_sync_state_sends_only_what_is_new() {
+    reconnect_sends_only_what_is_new(true);
+}
+
+#[test]
+fn a_relay_that_keeps_sync_states_only_at_disconnect_still_resumes_cheaply() {
+    reconnect_sends_only_what_is_new(false);
+}
+
+fn reconnect_sends_only_what_is_new(eager_relay: bool) {
     fn bytes_sent_by(net: &Net, node: usize, since: usize) -> usize {
         net.log[since..]
             .iter()
@@ -580,6 +589,9 @@ fn a_reconnect_with_kept_sync_state_sends_only_what_is_new() {
             .sum()
     }
     let mut net = Net::new(1);
+    let mut relay_config = RepoConfig::new("relay", Some("relay-storage".into()));
+    relay_config.eager_sync_states = eager_relay;
+    net.nodes[0] = Repo::new(relay_config, Box::new(AllowAll));
     net.connect(1);
     let id = DocumentId::random();
     // A term's worth of edits, each its own change.
