@@ -71,13 +71,12 @@ pub fn set_field(
     let value: Json =
         serde_json::from_str(value).unwrap_or_else(|_| Json::String(value.to_string()));
     let actor = school.actor()?;
-    let school_name = school.name()?.unwrap_or_default();
     school.store.change(
         &id,
         &actor,
         Some(format!("set {path}")),
         |doc| -> Result<(), ClientError> {
-            note_author_if_typed(doc, &school_name)?;
+            refuse_typed(doc, &id, "set")?;
             let (parent, last) = walk_to_parent(doc, &segments, path)?;
             put_json(doc, &parent, last, &value)
         },
@@ -123,13 +122,12 @@ pub fn edit_text(
     let id = existing(school, url)?;
     let segments = parse_path(path)?;
     let actor = school.actor()?;
-    let school_name = school.name()?.unwrap_or_default();
     school.store.change(
         &id,
         &actor,
         Some(format!("edit {path}")),
         |doc| -> Result<String, ClientError> {
-            note_author_if_typed(doc, &school_name)?;
+            refuse_typed(doc, &id, "edit")?;
             let (parent, last) = walk_to_parent(doc, &segments, path)?;
             let text = match get_at(doc, &parent, last) {
                 Some((Value::Object(ObjType::Text), text)) => text,
@@ -167,19 +165,28 @@ pub fn conflicts(doc: &AutoCommit) -> Vec<Conflict> {
     found
 }
 
-/// A typed document keeps a map from each editor to their school, for its
-/// history and conflicts; generic edits of one are recorded there too.
-fn note_author_if_typed(doc: &mut AutoCommit, school: &str) -> Result<(), ClientError> {
+/// Refuses a generic write to a typed partnership document: `set` and
+/// `edit` know nothing of its schema, so they would bypass every check
+/// the model makes (statuses, dates, signatures, removed rows, documents
+/// from a newer version). A document is typed if it names a `kind` and a
+/// `schemaVersion`, or a kind this version knows.
+fn refuse_typed(doc: &AutoCommit, id: &DocumentId, command: &str) -> Result<(), ClientError> {
     use partnerplan_shared::model::doc;
-    if doc::kind_of(doc).is_err() {
+    let has_version = doc.get(ROOT, "schemaVersion").ok().flatten().is_some();
+    let kind = match doc.get(ROOT, "kind").ok().flatten() {
+        Some((Value::Scalar(s), _)) => s.as_str().map(str::to_string),
+        _ => None,
+    };
+    let Some(kind) = kind else {
+        return Ok(());
+    };
+    if doc::kind_of(doc).is_err() && !has_version {
         return Ok(());
     }
-    let author = doc::Author {
-        school: school.to_string(),
-        person: None,
-        time: crate::status::now_unix(),
-    };
-    doc::note_author(doc, &author).map_err(|e| ClientError::Other(e.to_string()))
+    let url = id.url();
+    Err(ClientError::Other(format!(
+        "{url} is a typed partnership document ({kind}), and `partnerplan {command}` would change it without its checks. Use `partnerplan put {url} <field> <value>` (with --row <row> for a row) to give a field a value, or `partnerplan type {url} <field> --append <text>` to type into text; `partnerplan view {url}` shows its fields and rows."
+    )))
 }
 
 fn existing(school: &School, url: &str) -> Result<DocumentId, ClientError> {

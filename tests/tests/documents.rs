@@ -722,31 +722,60 @@ fn every_kind_of_document_can_be_created_filled_and_read() {
 }
 
 #[test]
-fn a_generic_edit_of_a_typed_document_names_its_school_in_the_history() {
+fn generic_set_and_edit_refuse_a_typed_document_and_leave_its_signatures_alone() {
     let root = tempfile::tempdir().unwrap();
     let school = School::offline(root.path(), BANK_ROAD);
-    let out = school.ok(&[
-        "new",
-        "action-plan",
-        "--title",
-        "Plan",
-        "--as",
-        "Mrs Okafor",
-    ]);
-    let url = out
-        .split_whitespace()
-        .find(|w| w.starts_with("automerge:"))
-        .expect("new prints the URL")
+    let plan = school
+        .ok(&["new", "action-plan", "--title", "Plan"])
+        .trim()
         .to_string();
-    school.ok(&["set", &url, "period", "2017-2018"]);
-    let history = school.ok(&["history", &url]);
-    let line = history
-        .lines()
-        .find(|l| l.contains("set period"))
-        .unwrap_or_else(|| panic!("{history}"));
-    assert!(line.contains(BANK_ROAD), "{history}");
+    school.ok(&[
+        "review",
+        "record",
+        &plan,
+        "--date",
+        "11 July 2017",
+        "--by",
+        "the HTs",
+        "--sign",
+        "Carole Clemens; headteacher; Bank Road",
+    ]);
+    let before = school.ok(&["history", &plan, "--json"]);
+
+    for args in [
+        vec![
+            "set",
+            plan.as_str(),
+            "reviews.0.signatures.0.name",
+            "Mallory",
+        ],
+        vec!["set", plan.as_str(), "status", "purple"],
+        vec!["set", plan.as_str(), "schemaVersion", "1"],
+        vec!["edit", plan.as_str(), "title", "--append", " (forged)"],
+    ] {
+        let said = school.fails(&args);
+        assert!(
+            said.contains("typed partnership document")
+                && said.contains("partnerplan put")
+                && said.contains("partnerplan type"),
+            "{args:?}: {said}"
+        );
+    }
+
+    let listed = school.ok(&["review", "list", &plan]);
     assert!(
-        !line.contains("actor "),
-        "the editor is named, not an actor id: {history}"
+        listed.contains("Signed: Carole Clemens, headteacher, Bank Road"),
+        "{listed}"
     );
+    assert!(!listed.contains("Mallory"), "{listed}");
+    assert_eq!(
+        school.ok(&["history", &plan, "--json"]),
+        before,
+        "nothing was written"
+    );
+
+    // A plain document is still the generic commands' to change.
+    let plain = school.create("Notes");
+    school.ok(&["set", &plain, "status", "purple"]);
+    school.ok(&["edit", &plain, "title", "--append", " (draft)"]);
 }
