@@ -1158,8 +1158,18 @@ fn put_value(
                         .collect()
                 }
             };
-            for (part, value) in parts {
-                put_scalar(doc, &map, part, (!value.is_empty()).then(|| value.into()))?;
+            if sub.is_some() {
+                for (part, value) in parts {
+                    put_scalar(doc, &map, part, (!value.is_empty()).then(|| value.into()))?;
+                }
+            } else {
+                // The whole responsibility: every part is written, an
+                // empty one as "", so two schools setting it at once
+                // disagree part by part and are reported as a conflict,
+                // instead of merging into one that neither school gave.
+                for (part, value) in parts {
+                    doc.put(&map, part, value)?;
+                }
             }
         }
     }
@@ -1390,9 +1400,6 @@ fn candidate(
     }
 }
 
-/// Values of one key: (JSON, display text, actor that set it).
-type Values = Vec<(Json, String, String)>;
-
 /// Every value a key holds, as (JSON, display text, actor), with equal
 /// values set by several schools counted once.
 fn values_at(
@@ -1525,59 +1532,94 @@ fn responsibility_text(parts: &Map<String, Json>) -> String {
     }
 }
 
+/// (value, actor that set it) for each value one part holds.
+type PartValues = Vec<(String, String)>;
+
+/// Every value one part of a responsibility holds, with the actor that
+/// set it; equal values set by several schools are all kept, so each
+/// school's whole can be put back together.
+fn part_values(doc: &AutoCommit, map: &ObjId, part: &str) -> PartValues {
+    doc.get_all(map, part)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(value, id)| {
+            let text = match value {
+                Value::Scalar(s) => scalar_view(&s, FieldType::Line).1,
+                Value::Object(ObjType::Text) => doc.text(&id).unwrap_or_default(),
+                Value::Object(_) => return None,
+            };
+            Some((text, actor_of(&id)))
+        })
+        .collect()
+}
+
 /// A responsibility two schools set differently at once is reported as
-/// two whole responsibilities, each as one school gave it.
+/// two whole responsibilities, each as one school gave it. An empty part
+/// (a whole set with that part left out) reads as no part.
 fn read_responsibility(
     doc: &AutoCommit,
     map: &ObjId,
     view: &mut FieldView,
     actors: &BTreeMap<String, ActorEntry>,
 ) {
-    let mut winner = Map::new();
-    let mut per_part: Vec<(&str, Values)> = Vec::new();
-    for part in RESPONSIBILITY_PARTS {
-        let values = values_at(doc, map, part, FieldType::Line);
-        if let Some((v, _, _)) = values.first() {
-            winner.insert(part.into(), v.clone());
+    let per_part: Vec<(&str, PartValues)> = RESPONSIBILITY_PARTS
+        .iter()
+        .map(|part| (*part, part_values(doc, map, part)))
+        .collect();
+    let distinct = |values: &PartValues| {
+        let mut seen: Vec<&str> = values.iter().map(|(v, _)| v.as_str()).collect();
+        seen.sort();
+        seen.dedup();
+        seen.len()
+    };
+    let whole = |pick: &dyn Fn(&PartValues) -> Option<String>| {
+        let mut parts = Map::new();
+        for (part, values) in &per_part {
+            if let Some(v) = pick(values).filter(|v| !v.is_empty()) {
+                parts.insert((*part).into(), json!(v));
+            }
         }
-        per_part.push((part, values));
-    }
+        parts
+    };
+    let winner = whole(&|values| values.first().map(|(v, _)| v.clone()));
     view.text = responsibility_text(&winner);
-    view.value = Json::Object(winner.clone());
+    view.value = Json::Object(winner);
     let mut disputed_by: Vec<String> = Vec::new();
     for (_, values) in &per_part {
-        if values.len() > 1 {
-            for (_, _, actor) in values {
+        if distinct(values) > 1 {
+            for (_, actor) in values {
                 if !disputed_by.contains(actor) {
                     disputed_by.push(actor.clone());
                 }
             }
         }
     }
-    if disputed_by.is_empty() {
-        return;
-    }
     for actor in disputed_by {
-        let mut parts = Map::new();
-        for (part, values) in &per_part {
-            let mine = values
+        let parts = whole(&|values| {
+            values
                 .iter()
-                .find(|(_, _, a)| *a == actor)
-                .or_else(|| (values.len() == 1).then(|| &values[0]));
-            if let Some((v, _, _)) = mine {
-                parts.insert((*part).into(), v.clone());
-            }
+                .find(|(_, a)| *a == actor)
+                .or_else(|| (distinct(values) == 1).then(|| &values[0]))
+                .map(|(v, _)| v.clone())
+        });
+        let value = Json::Object(parts);
+        if view.conflict.iter().any(|c| c.value == value) {
+            continue;
         }
-        let text = responsibility_text(&parts);
-        view.conflict
-            .push(candidate(Json::Object(parts), text, actor, actors));
+        let text = value
+            .as_object()
+            .map(responsibility_text)
+            .unwrap_or_default();
+        view.conflict.push(candidate(value, text, actor, actors));
     }
-    view.text = view
-        .conflict
-        .iter()
-        .map(|c| c.text.clone())
-        .collect::<Vec<_>>()
-        .join(" / ");
+    if !view.conflict.is_empty() {
+        view.text = view
+            .conflict
+            .iter()
+            .map(|c| c.text.clone())
+            .collect::<Vec<_>>()
+            .join(" / ");
+    }
 }
 
 /// The whole document as it was at `heads` (a signed version).

@@ -353,6 +353,63 @@ fn two_named_responsibilities_at_once_are_reported_whole() {
 }
 
 #[test]
+fn two_whole_responsibilities_at_once_are_a_conflict_not_a_blend() {
+    let (mut a, mut b, _, action) = plan();
+    doc::set_field(
+        &mut a,
+        Some(&action),
+        "responsibility",
+        "Smith; ; Bank Road",
+        &bank_road(),
+    )
+    .unwrap();
+    doc::set_field(
+        &mut b,
+        Some(&action),
+        "responsibility",
+        "; SENCO; Bank Road",
+        &william_lilley(),
+    )
+    .unwrap();
+    sync(&mut a, &mut b);
+    for replica in [&a, &b] {
+        let view = doc::read(replica).unwrap();
+        let conflicts = view.conflicts();
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        let mut texts: Vec<String> = conflicts[0]
+            .values
+            .iter()
+            .map(|c| format!("{} by {}", c.text, c.school.as_deref().unwrap()))
+            .collect();
+        texts.sort();
+        assert_eq!(
+            texts,
+            vec![
+                format!("SENCO, Bank Road by {WILLIAM_LILLEY}"),
+                format!("Smith, Bank Road by {BANK_ROAD}"),
+            ],
+            "each whole as the school gave it"
+        );
+    }
+    // An empty part is read as no part.
+    doc::resolve(
+        &mut a,
+        Some(&action),
+        "responsibility",
+        "SENCO, Bank Road",
+        &bank_road(),
+    )
+    .unwrap();
+    let view = doc::read(&a).unwrap();
+    let field = view.row(&action).unwrap().field("responsibility").unwrap();
+    assert_eq!(field.text, "SENCO, Bank Road");
+    assert_eq!(
+        field.value,
+        serde_json::json!({"role": "SENCO", "school": "Bank Road"})
+    );
+}
+
+#[test]
 fn both_schools_typing_into_one_notes_cell_keep_both_texts() {
     let (mut a, mut b, _, action) = plan();
     doc::edit_prose(
