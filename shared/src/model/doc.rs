@@ -1129,9 +1129,28 @@ fn put_value(
             }
         }
         FieldType::Responsibility => {
-            let map = match doc.get(obj, field.key)? {
-                Some((Value::Object(ObjType::Map), id)) => id,
-                // Version 1 kept one line of text here.
+            let current = doc.get_all(obj, field.key)?;
+            let map = match current.as_slice() {
+                [(Value::Object(ObjType::Map), id)] => id.clone(),
+                [_, _, ..] if sub.is_some() => {
+                    return Err(bad(
+                        "schools gave two different responsibilities here at once; choose one with `partnerplan resolve`, or give the whole as person; role; school"
+                            .into(),
+                    ));
+                }
+                // The whole, given where there was a conflict: a new map
+                // replaces every value, which resolves it.
+                [_, _, ..] => doc.put_object(obj, field.key, ObjType::Map)?,
+                // Version 1 kept one line of text here: it becomes the
+                // person, so giving one part keeps what was written.
+                [(Value::Scalar(line), _)] => {
+                    let line = line.as_str().unwrap_or("").trim().to_string();
+                    let map = doc.put_object(obj, field.key, ObjType::Map)?;
+                    if sub.is_some() && !line.is_empty() {
+                        doc.put(&map, "person", line)?;
+                    }
+                    map
+                }
                 _ => doc.put_object(obj, field.key, ObjType::Map)?,
             };
             let parts: Vec<(&str, String)> = match sub {
@@ -1476,18 +1495,7 @@ fn read_field(
                 view.value = json!([]);
             }
         }
-        FieldType::Responsibility => match doc.get(obj, field.key).ok().flatten() {
-            Some((Value::Object(ObjType::Map), map)) => {
-                read_responsibility(doc, &map, &mut view, actors)
-            }
-            Some((Value::Scalar(s), _)) => {
-                // Version 1: one line naming whoever is responsible.
-                let line = s.as_str().unwrap_or("").to_string();
-                view.value = json!({ "person": line });
-                view.text = line;
-            }
-            _ => {}
-        },
+        FieldType::Responsibility => read_responsibilities(doc, obj, field.key, &mut view, actors),
         ty => {
             let values = values_at(doc, obj, field.key, ty);
             if values.len() > 1 {
@@ -1529,6 +1537,79 @@ fn responsibility_text(parts: &Map<String, Json>) -> String {
         (false, false) => format!("{who}, {school}"),
         (true, false) => school,
         _ => who,
+    }
+}
+
+/// A responsibility field: one map (read part by part), version 1's one
+/// line (the person), or, where two schools made it at once (each
+/// converting a version 1 line), several of these, reported as a
+/// conflict of wholes.
+fn read_responsibilities(
+    doc: &AutoCommit,
+    obj: &ObjId,
+    key: &str,
+    view: &mut FieldView,
+    actors: &BTreeMap<String, ActorEntry>,
+) {
+    let values = doc.get_all(obj, key).unwrap_or_default();
+    if let [(value, id)] = values.as_slice() {
+        match value {
+            Value::Object(ObjType::Map) => read_responsibility(doc, id, view, actors),
+            Value::Scalar(s) => {
+                let line = s.as_str().unwrap_or("").to_string();
+                view.value = json!({ "person": line });
+                view.text = line;
+            }
+            _ => {}
+        }
+        return;
+    }
+    for (value, id) in values {
+        let parts = match value {
+            Value::Object(ObjType::Map) => {
+                let mut one = FieldView {
+                    conflict: Vec::new(),
+                    ..view.clone()
+                };
+                read_responsibility(doc, &id, &mut one, actors);
+                one.value.as_object().cloned().unwrap_or_default()
+            }
+            Value::Scalar(s) => {
+                let mut parts = Map::new();
+                if let Some(line) = s.as_str().filter(|l| !l.trim().is_empty()) {
+                    parts.insert("person".into(), json!(line));
+                }
+                parts
+            }
+            _ => continue,
+        };
+        let value = Json::Object(parts);
+        if view.conflict.iter().any(|c| c.value == value) {
+            continue;
+        }
+        let text = value
+            .as_object()
+            .map(responsibility_text)
+            .unwrap_or_default();
+        view.conflict
+            .push(candidate(value, text, actor_of(&id), actors));
+    }
+    if view.conflict.len() == 1 {
+        let one = view.conflict.remove(0);
+        view.value = one.value;
+        view.text = one.text;
+    } else {
+        view.value = view
+            .conflict
+            .first()
+            .map(|c| c.value.clone())
+            .unwrap_or(Json::Null);
+        view.text = view
+            .conflict
+            .iter()
+            .map(|c| c.text.clone())
+            .collect::<Vec<_>>()
+            .join(" / ");
     }
 }
 

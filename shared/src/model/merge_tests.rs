@@ -779,6 +779,108 @@ fn a_document_written_by_an_older_version_opens_and_can_be_edited() {
 }
 
 #[test]
+fn a_part_of_a_version_1_responsibility_keeps_the_old_line_as_the_person() {
+    let mut old = version_1_plan();
+    doc::set_field(
+        &mut old,
+        Some("0b0b0b0b-0000-4000-8000-000000000000"),
+        "responsibility.school",
+        "Bank Road",
+        &bank_road(),
+    )
+    .unwrap();
+    let view = doc::read(&old).unwrap();
+    let field = view
+        .row("0b0b0b0b-0000-4000-8000-000000000000")
+        .unwrap()
+        .field("responsibility")
+        .unwrap();
+    assert_eq!(field.text, "HTs, both schools, Bank Road");
+    assert_eq!(
+        field.value,
+        serde_json::json!({"person": "HTs, both schools", "school": "Bank Road"})
+    );
+}
+
+#[test]
+fn two_schools_converting_one_version_1_responsibility_at_once_is_a_conflict() {
+    let mut a = version_1_plan();
+    doc::note_author(&mut a, &bank_road()).unwrap();
+    a.commit();
+    let mut b = AutoCommit::load(&a.save())
+        .unwrap()
+        .with_actor(ActorId::random());
+    doc::note_author(&mut b, &william_lilley()).unwrap();
+    b.commit();
+    sync(&mut a, &mut b);
+    let action = "0b0b0b0b-0000-4000-8000-000000000001";
+    doc::set_field(
+        &mut a,
+        Some(action),
+        "responsibility.school",
+        "Bank Road",
+        &bank_road(),
+    )
+    .unwrap();
+    doc::set_field(
+        &mut b,
+        Some(action),
+        "responsibility.role",
+        "SBM",
+        &william_lilley(),
+    )
+    .unwrap();
+    sync(&mut a, &mut b);
+    for replica in [&a, &b] {
+        let view = doc::read(replica).unwrap();
+        let conflicts = view.conflicts();
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        let mut texts: Vec<String> = conflicts[0]
+            .values
+            .iter()
+            .map(|c| format!("{} by {}", c.text, c.school.as_deref().unwrap()))
+            .collect();
+        texts.sort();
+        assert_eq!(
+            texts,
+            vec![
+                format!("Office staff (SBM) by {WILLIAM_LILLEY}"),
+                format!("Office staff, Bank Road by {BANK_ROAD}"),
+            ]
+        );
+    }
+    // A part cannot be given until one whole is chosen.
+    let error = doc::set_field(
+        &mut a,
+        Some(action),
+        "responsibility.person",
+        "Jo",
+        &bank_road(),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("partnerplan resolve"), "{error}");
+    doc::resolve(
+        &mut a,
+        Some(action),
+        "responsibility",
+        "William Lilley",
+        &bank_road(),
+    )
+    .unwrap();
+    sync(&mut a, &mut b);
+    let view = doc::read(&b).unwrap();
+    assert!(view.conflicts().is_empty());
+    assert_eq!(
+        view.row(action)
+            .unwrap()
+            .field("responsibility")
+            .unwrap()
+            .text,
+        "Office staff (SBM)"
+    );
+}
+
+#[test]
 fn a_document_from_a_newer_version_is_read_but_not_changed() {
     let (mut a, _, _, action) = plan();
     a.put(ROOT, "schemaVersion", SCHEMA_VERSION + 1).unwrap();
