@@ -96,6 +96,8 @@ pub enum ModelError {
         "there is no review “{id}” in this document. `partnerplan review list <url>` shows each review's id."
     )]
     NoSuchReview { id: String },
+    #[error("the plan cannot be exported as a JSON file yet: {0}")]
+    NotExportable(String),
     #[error("the import file is not usable: {0}")]
     BadFile(String),
     #[error("the document could not be changed: {0}")]

@@ -430,18 +430,13 @@ pub fn import_partnership(
 }
 
 fn text(row: &RowView, key: &str) -> String {
-    row.field(key).map(first_value).unwrap_or_default()
+    row.field(key).map(value_text).unwrap_or_default()
 }
 
-/// A field's value for a file: its one value, or where schools disagree,
-/// the first of their values (the conflict stays in the document).
-fn first_value(field: &doc::FieldView) -> String {
-    let value = field
-        .conflict
-        .first()
-        .map(|c| &c.value)
-        .unwrap_or(&field.value);
-    match value {
+/// A field's one value as the file writes it (`export` refuses fields
+/// that hold more than one).
+fn value_text(field: &doc::FieldView) -> String {
+    match &field.value {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => String::new(),
         other => other.to_string(),
@@ -450,6 +445,68 @@ fn first_value(field: &doc::FieldView) -> String {
 
 fn optional(s: String) -> Option<String> {
     (!s.trim().is_empty()).then_some(s)
+}
+
+fn objective_number(row: &RowView) -> Option<i64> {
+    row.field("number")
+        .and_then(|f| f.value.as_i64())
+        .filter(|n| *n >= 1)
+}
+
+/// A file holds one value per field and only the rows that are kept, so
+/// a plan exports only once every conflict is resolved, every row
+/// removed while a partner edited it is restored or removed again, and
+/// every objective has a number (the file would not import otherwise).
+fn exportable(view: &DocView) -> Result<(), ModelError> {
+    let mut problems: Vec<String> = Vec::new();
+    let conflicts = view.conflicts();
+    if !conflicts.is_empty() {
+        let listed: Vec<String> = conflicts
+            .iter()
+            .map(|c| {
+                let values: Vec<String> = c
+                    .values
+                    .iter()
+                    .map(|v| format!("“{}” set by {}", v.text, v.who()))
+                    .collect();
+                format!("{} ({})", c.place, values.join(" and "))
+            })
+            .collect();
+        problems.push(format!(
+            "{} still hold{} two values that schools set at once: {}. Resolve each with `partnerplan resolve <url> <field> <value or school> [--row <row>]` (`partnerplan conflicts <url>` shows each one's command)",
+            if conflicts.len() == 1 {
+                "one field".to_string()
+            } else {
+                format!("{} fields", conflicts.len())
+            },
+            if conflicts.len() == 1 { "s" } else { "" },
+            listed.join("; ")
+        ));
+    }
+    for (place, row) in view.removed_while_edited() {
+        problems.push(format!(
+            "{place} was removed while a partner was editing it; keep it with `partnerplan row restore <url> {id}`, or restore it and remove it again",
+            id = doc::short(&row.id)
+        ));
+    }
+    for row in view.live("objectives") {
+        if objective_number(row).is_none()
+            && row.field("number").is_some_and(|f| f.conflict.is_empty())
+        {
+            problems.push(format!(
+                "the objective “{}” has no number; give it one with `partnerplan put <url> number <n> --row {}`",
+                row.label(),
+                doc::short(&row.id)
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(ModelError::NotExportable(format!(
+        "{}. Then export again; markdown, html and csv exports print it as it is.",
+        problems.join(". ")
+    )))
 }
 
 /// The plan as a file, from a document read with `doc::read`.
@@ -461,7 +518,8 @@ pub fn export(view: &DocView) -> Result<PlanFile, ModelError> {
             hint: "export it as markdown, html or csv instead.".into(),
         });
     }
-    let root = |key: &str| view.field(key).map(first_value).unwrap_or_default();
+    exportable(view)?;
+    let root = |key: &str| view.field(key).map(value_text).unwrap_or_default();
     Ok(PlanFile {
         format: FORMAT.into(),
         version: FORMAT_VERSION,
@@ -474,10 +532,7 @@ pub fn export(view: &DocView) -> Result<PlanFile, ModelError> {
             .live("objectives")
             .iter()
             .map(|r| ObjectiveFile {
-                number: r
-                    .field("number")
-                    .and_then(|f| f.value.as_i64())
-                    .unwrap_or(0),
+                number: objective_number(r).unwrap_or(0),
                 text: text(r, "text"),
             })
             .collect(),
@@ -500,13 +555,7 @@ pub fn export(view: &DocView) -> Result<PlanFile, ModelError> {
                     .live("actions")
                     .iter()
                     .map(|a| {
-                        let r = a.field("responsibility");
-                        let value = r.map(|f| {
-                            f.conflict
-                                .first()
-                                .map(|c| c.value.clone())
-                                .unwrap_or(f.value.clone())
-                        });
+                        let value = a.field("responsibility").map(|f| f.value.clone());
                         let part = |k: &str| {
                             value
                                 .as_ref()
@@ -560,4 +609,154 @@ pub fn export(view: &DocView) -> Result<PlanFile, ModelError> {
             })
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::{ActorId, AutoCommit};
+
+    const FIXTURE: &str = include_str!("../../../tests/fixtures/action-plan-000.json");
+
+    fn author(school: &str) -> Author {
+        Author {
+            school: school.into(),
+            person: None,
+            time: 1_499_760_000,
+        }
+    }
+
+    /// The seed plan at one school, and a partner's copy of it.
+    fn two_copies() -> (AutoCommit, AutoCommit) {
+        let plan = PlanFile::from_json(FIXTURE).unwrap();
+        let mut a = AutoCommit::new().with_actor(ActorId::random());
+        import_content(&mut a, &plan, None, &author("Bank Road")).unwrap();
+        a.commit();
+        let b = AutoCommit::load(&a.save())
+            .unwrap()
+            .with_actor(ActorId::random());
+        (a, b)
+    }
+
+    fn first_action(doc: &AutoCommit) -> String {
+        doc::read(doc).unwrap().live("areas")[0].live("actions")[0]
+            .id
+            .clone()
+    }
+
+    #[test]
+    fn a_plan_with_a_conflict_is_not_exported_with_one_value_dropped() {
+        let (mut a, mut b) = two_copies();
+        let action = first_action(&a);
+        let objective = doc::read(&a).unwrap().live("objectives")[0].id.clone();
+        doc::set_field(
+            &mut a,
+            Some(&action),
+            "status",
+            "amber",
+            &author("Bank Road"),
+        )
+        .unwrap();
+        doc::set_field(
+            &mut b,
+            Some(&action),
+            "status",
+            "green",
+            &author("William Lilley"),
+        )
+        .unwrap();
+        doc::set_field(
+            &mut a,
+            Some(&objective),
+            "number",
+            "11",
+            &author("Bank Road"),
+        )
+        .unwrap();
+        doc::set_field(
+            &mut b,
+            Some(&objective),
+            "number",
+            "12",
+            &author("William Lilley"),
+        )
+        .unwrap();
+        a.merge(&mut b).unwrap();
+        let error = export(&doc::read(&a).unwrap()).unwrap_err().to_string();
+        for said in [
+            "2 fields still hold two values",
+            "Status",
+            "“amber” set by Bank Road",
+            "“green” set by William Lilley",
+            "No. (“11” set by Bank Road and “12” set by William Lilley)",
+            "partnerplan resolve",
+        ] {
+            assert!(error.contains(said), "{said}: {error}");
+        }
+
+        // Once resolved, it exports.
+        doc::resolve(
+            &mut a,
+            Some(&action),
+            "status",
+            "green",
+            &author("Bank Road"),
+        )
+        .unwrap();
+        doc::resolve(
+            &mut a,
+            Some(&objective),
+            "number",
+            "11",
+            &author("Bank Road"),
+        )
+        .unwrap();
+        let file = export(&doc::read(&a).unwrap()).unwrap();
+        assert_eq!(file.areas[0].actions[0].status.as_deref(), Some("green"));
+        assert_eq!(file.objectives[0].number, 11);
+    }
+
+    #[test]
+    fn a_row_removed_while_a_partner_edited_it_is_not_dropped_from_the_file() {
+        let (mut a, mut b) = two_copies();
+        let action = first_action(&a);
+        doc::remove_row(&mut a, &action, &author("Bank Road")).unwrap();
+        doc::set_field(
+            &mut b,
+            Some(&action),
+            "status",
+            "amber",
+            &author("William Lilley"),
+        )
+        .unwrap();
+        a.merge(&mut b).unwrap();
+        let error = export(&doc::read(&a).unwrap()).unwrap_err().to_string();
+        assert!(
+            error.contains("removed while a partner was editing it")
+                && error.contains(&format!("row restore <url> {}", &action[..8])),
+            "{error}"
+        );
+        doc::restore_row(&mut a, &action, &author("Bank Road")).unwrap();
+        let file = export(&doc::read(&a).unwrap()).unwrap();
+        assert_eq!(file.areas[0].actions[0].status.as_deref(), Some("amber"));
+    }
+
+    #[test]
+    fn an_objective_without_a_number_is_not_exported_as_objective_0() {
+        let (mut a, _) = two_copies();
+        doc::add_row(
+            &mut a,
+            "objectives",
+            None,
+            &[("text".into(), "Share moderation".into())],
+            &doc::Placement::End,
+            &author("Bank Road"),
+        )
+        .unwrap();
+        let error = export(&doc::read(&a).unwrap()).unwrap_err().to_string();
+        assert!(
+            error.contains("the objective “Share moderation” has no number"),
+            "{error}"
+        );
+    }
 }
