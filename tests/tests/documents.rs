@@ -5,8 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
+use automerge::transaction::Transactable;
+use automerge::{ActorId, AutoCommit, ObjType, ROOT, ReadDoc, Value as Am};
 use partnerplan_shared::model::When;
 use partnerplan_shared::model::plan_file::PlanFile;
+use partnerplan_shared::{DocumentId, Store, StoreError};
 use partnerplan_tests::{RelayProcess, School};
 use serde_json::{Value, json};
 
@@ -778,4 +781,92 @@ fn generic_set_and_edit_refuse_a_typed_document_and_leave_its_signatures_alone()
     let plain = school.create("Notes");
     school.ok(&["set", &plain, "status", "purple"]);
     school.ok(&["edit", &plain, "title", "--append", " (draft)"]);
+}
+
+/// Writes into a school's copy of a document as a partner school's
+/// program might have (another version, or a hostile one), then syncs
+/// it in: how odd data reaches a school without going through its own
+/// commands.
+fn as_a_partner(school: &School, url: &str, edit: impl FnOnce(&mut AutoCommit)) {
+    let mut store = Store::open(school.dir.join("school.sqlite")).unwrap();
+    let id = DocumentId::parse_url_or_id(url).unwrap();
+    store
+        .change(
+            &id,
+            &ActorId::random(),
+            Some("a partner's edit".into()),
+            |doc| -> Result<(), StoreError> {
+                edit(doc);
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+fn object(doc: &AutoCommit, obj: &automerge::ObjId, key: &str) -> automerge::ObjId {
+    match doc.get(obj, key).unwrap() {
+        Some((Am::Object(_), id)) => id,
+        other => panic!("{key} is not an object: {other:?}"),
+    }
+}
+
+fn item(doc: &AutoCommit, list: &automerge::ObjId, index: usize) -> automerge::ObjId {
+    match doc.get(list, index).unwrap() {
+        Some((Am::Object(_), id)) => id,
+        other => panic!("no item {index}: {other:?}"),
+    }
+}
+
+#[test]
+fn ids_and_versions_that_are_not_plain_ascii_are_shown_without_a_crash() {
+    // “a” then “é”s: the eighth byte falls inside a character.
+    const ODD: &str = "aéééééééé";
+    let root = tempfile::tempdir().unwrap();
+    let school = School::offline(root.path(), BANK_ROAD);
+    let plan = school
+        .ok(&["new", "action-plan", "--title", "Plan"])
+        .trim()
+        .to_string();
+    school.ok(&["row", "add", &plan, "areas", "name=Parents"]);
+    school.ok(&[
+        "review",
+        "record",
+        &plan,
+        "--date",
+        "11 July 2017",
+        "--by",
+        "the HTs",
+        "--sign",
+        "Carole Clemens; headteacher; Bank Road",
+    ]);
+
+    let said = school.fails(&["put", &plan, "status", "amber", "--row", ODD]);
+    assert!(said.contains(&format!("there is no row “{ODD}”")), "{said}");
+    let said = school.fails(&["row", "remove", &plan, ODD]);
+    assert!(said.contains("there is no row"), "{said}");
+
+    as_a_partner(&school, &plan, |doc| {
+        let areas = object(doc, &ROOT, "areas");
+        let area = doc.insert_object(&areas, 1, ObjType::Map).unwrap();
+        doc.put(&area, "id", ODD).unwrap();
+        doc.put(&area, "position", 7.0).unwrap();
+        let reviews = object(doc, &ROOT, "reviews");
+        let review = item(doc, &reviews, 0);
+        doc.put(&review, "id", ODD).unwrap();
+        let heads = object(doc, &review, "heads");
+        doc.put(&heads, 0, ODD).unwrap();
+        let signatures = object(doc, &review, "signatures");
+        let signature = item(doc, &signatures, 0);
+        let heads = object(doc, &signature, "heads");
+        doc.put(&heads, 0, ODD).unwrap();
+    });
+
+    let shown = school.ok(&["view", &plan]);
+    assert!(shown.contains("aééé"), "{shown}");
+    school.ok(&["view", &plan, "--removed"]);
+    let listed = school.ok(&["review", "list", &plan]);
+    assert!(listed.contains("Carole Clemens"), "{listed}");
+    for format in ["markdown", "html", "csv"] {
+        school.ok(&["export", &plan, "--format", format]);
+    }
 }

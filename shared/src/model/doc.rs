@@ -311,8 +311,14 @@ fn tables_json(tables: &[TableView], out: &mut Map<String, Json>) {
     }
 }
 
+/// The first eight characters of an id or a version, as people see them.
+/// Cut on a character boundary: ids come from partners and may be any
+/// text.
 pub fn short(id: &str) -> &str {
-    &id[..id.len().min(8)]
+    match id.char_indices().nth(8) {
+        Some((end, _)) => &id[..end],
+        None => id,
+    }
 }
 
 pub fn shorten(text: &str, max: usize) -> String {

@@ -17,7 +17,7 @@ use autosurgeon::{Hydrate, Reconcile};
 use serde::{Deserialize, Serialize};
 
 use super::ModelError;
-use super::doc::{Author, note_author, writable};
+use super::doc::{Author, note_author, short, writable};
 use super::values::SIGNATORY_ROLE;
 use super::when::When;
 
@@ -257,7 +257,7 @@ pub fn find(doc: &AutoCommit, id: &str) -> Result<(usize, Review), ModelError> {
             id: id.into(),
             matches: matches
                 .iter()
-                .map(|(_, r)| format!("{} ({})", &r.id[..8.min(r.id.len())], r.date))
+                .map(|(_, r)| format!("{} ({})", short(&r.id), r.date))
                 .collect::<Vec<_>>()
                 .join(", "),
         }),
