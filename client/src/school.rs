@@ -21,6 +21,9 @@ pub struct School {
 impl School {
     /// Creates the data directory for a school.
     pub fn init(dir: &Path, name: &str, relay: Option<&str>) -> Result<School, ClientError> {
+        if let Some(relay) = relay {
+            check_relay_url(relay)?;
+        }
         let path = dir.join(DATABASE_FILE);
         if path.exists() {
             let school = School::open(dir)?;
@@ -74,10 +77,7 @@ impl School {
     }
 
     pub fn set_relay(&mut self, url: &str) -> Result<(), ClientError> {
-        let url = url.trim();
-        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-            return Err(ClientError::BadRelayUrl { url: url.into() });
-        }
+        let url = check_relay_url(url)?;
         self.store.set_meta("relay_url", url)?;
         Ok(())
     }
@@ -134,6 +134,21 @@ impl School {
             ))
         })
     }
+}
+
+/// A relay address this school may keep: ws:// or wss://, and never one
+/// holding the secret token (addresses are shown in status and errors).
+fn check_relay_url(url: &str) -> Result<&str, ClientError> {
+    let url = url.trim();
+    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+        return Err(ClientError::BadRelayUrl { url: url.into() });
+    }
+    if split_invite(url).is_ok() {
+        return Err(ClientError::BadInvite(
+            "that address holds this school's secret token; give the whole line to `partnerplan join` instead, which keeps the token private".into(),
+        ));
+    }
+    Ok(url)
 }
 
 /// Splits `…?partnership=P&token=T` into the address without the token,
@@ -205,5 +220,24 @@ mod tests {
             split_invite("relay/?token=x"),
             Err(ClientError::BadInvite(_))
         ));
+    }
+
+    #[test]
+    fn a_relay_address_with_a_token_is_refused_so_the_token_stays_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut school = School::init(&dir.path().join("a"), "Hilltop", None).unwrap();
+        let error = school
+            .set_relay("ws://relay/?partnership=p&token=pp_secret")
+            .unwrap_err();
+        assert!(error.to_string().contains("partnerplan join"), "{error}");
+        assert_eq!(school.relay().unwrap(), None);
+        let error = School::init(&dir.path().join("b"), "B", Some("ws://r/?token=pp_x"))
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("secret token"), "{error}");
+        assert!(
+            !dir.path().join("b").join(DATABASE_FILE).exists(),
+            "nothing was set up"
+        );
     }
 }

@@ -292,6 +292,7 @@ where
                     if let Some(Outgoing::Close(reason)) = next_close(&mut outgoing).await {
                         return refused(reason);
                     }
+                    drain_warnings(notices, conn, &mut warnings);
                     let reason = warnings
                         .last()
                         .cloned()
@@ -306,6 +307,7 @@ where
                     if let Some(Outgoing::Close(reason)) = next_close(&mut outgoing).await {
                         return refused(reason);
                     }
+                    drain_warnings(notices, conn, &mut warnings);
                     if let Some(reason) = warnings.last() {
                         return refused(reason.clone());
                     }
@@ -418,6 +420,23 @@ async fn connect(
     let connector = tls.map(tokio_tungstenite::Connector::Rustls);
     // Nagle off: small sync frames go out at once.
     tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector).await
+}
+
+/// Collects what the relay said just before it closed (the engine may
+/// still have been reading it when the close arrived).
+fn drain_warnings(
+    notices: &mut mpsc::UnboundedReceiver<Notice>,
+    conn: u64,
+    warnings: &mut Vec<String>,
+) {
+    while let Ok(notice) = notices.try_recv() {
+        if let Notice::RemoteError { conn: c, message } = notice
+            && c == conn
+            && !warnings.contains(&message)
+        {
+            warnings.push(message);
+        }
+    }
 }
 
 fn dropped(url: &str) -> ClientError {

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use partnerplan_shared::{AccessPolicy, ConnId, DocumentId, Permission};
 use tokio::sync::mpsc;
@@ -77,14 +77,15 @@ impl Access {
     }
 
     /// Reloads the register if an admin command changed it. Returns
-    /// whether it did.
+    /// whether it did. The register lock is held until the new copy is in
+    /// place, so two threads refreshing at once cannot install an older
+    /// copy over a newer one.
     pub fn refresh(&self) -> bool {
         let directory = self.inner.directory.lock().expect("register lock");
         let seen = self.snapshot().version;
         match directory.version() {
-            Ok(version) if version != seen => match directory.snapshot() {
+            Ok(version) if version > seen => match directory.snapshot() {
                 Ok(mut snapshot) => {
-                    drop(directory);
                     snapshot.owners.clear(); // the relay keeps its own
                     tracing::info!("the register changed; applying it");
                     self.reload(snapshot);
@@ -264,10 +265,23 @@ pub struct RelayPolicy {
     access: Access,
     directory: Directory,
     /// Which school speaks as which peer id, so one school cannot pass
-    /// itself off as another's peer.
-    peers: HashMap<String, (SchoolId, usize)>,
+    /// itself off as another's peer: open connections, and when the last
+    /// one closed (the id stays the school's for a while after).
+    peers: HashMap<String, PeerClaim>,
     peer_of: HashMap<ConnId, String>,
 }
+
+struct PeerClaim {
+    school: SchoolId,
+    open: usize,
+    last_seen: Instant,
+}
+
+/// How long a peer id stays its school's after its last connection
+/// closes: long enough for a dropped client to come back under it.
+const PEER_ID_KEPT: Duration = Duration::from_secs(24 * 60 * 60);
+/// The most peer ids remembered; the oldest unused go first past this.
+const MAX_PEER_IDS: usize = 100_000;
 
 impl RelayPolicy {
     pub fn new(access: Access, directory: Directory) -> RelayPolicy {
@@ -314,16 +328,36 @@ impl AccessPolicy for RelayPolicy {
 
     fn admit(&mut self, conn: ConnId, peer_id: &str) -> Result<(), String> {
         let grant = self.access.grant(conn).ok_or("the connection has closed")?;
+        let now = Instant::now();
         match self.peers.get_mut(peer_id) {
-            Some((school, _)) if *school != grant.school_id => {
+            Some(claim)
+                if claim.school != grant.school_id
+                    && (claim.open > 0 || now.duration_since(claim.last_seen) < PEER_ID_KEPT) =>
+            {
                 return Err(format!(
-                    "the peer id “{}” is in use by another school; pick a new random peer id",
+                    "the peer id “{}” belongs to another school; pick a new random peer id",
                     peer_id.chars().take(64).collect::<String>()
                 ));
             }
-            Some((_, count)) => *count += 1,
+            Some(claim) => {
+                claim.school = grant.school_id;
+                claim.open += 1;
+                claim.last_seen = now;
+            }
             None => {
-                self.peers.insert(peer_id.to_string(), (grant.school_id, 1));
+                if self.peers.len() >= MAX_PEER_IDS {
+                    self.peers.retain(|_, c| {
+                        c.open > 0 || now.duration_since(c.last_seen) < PEER_ID_KEPT
+                    });
+                }
+                self.peers.insert(
+                    peer_id.to_string(),
+                    PeerClaim {
+                        school: grant.school_id,
+                        open: 1,
+                        last_seen: now,
+                    },
+                );
             }
         }
         self.peer_of.insert(conn, peer_id.to_string());
@@ -332,12 +366,10 @@ impl AccessPolicy for RelayPolicy {
 
     fn disconnected(&mut self, conn: ConnId) {
         if let Some(peer_id) = self.peer_of.remove(&conn)
-            && let Some((_, count)) = self.peers.get_mut(&peer_id)
+            && let Some(claim) = self.peers.get_mut(&peer_id)
         {
-            *count -= 1;
-            if *count == 0 {
-                self.peers.remove(&peer_id);
-            }
+            claim.open = claim.open.saturating_sub(1);
+            claim.last_seen = Instant::now();
         }
     }
 }

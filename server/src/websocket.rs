@@ -190,8 +190,8 @@ fn error_frame(state: &AppState, reason: &str) -> WsMessage {
     )
 }
 
-/// A token bucket: `rate` messages a second, with two seconds' worth of
-/// burst.
+/// A token bucket: `rate` messages a second, with ten seconds' worth of
+/// burst, so a school announcing all its documents on connecting passes.
 struct Budget {
     rate: f64,
     tokens: f64,
@@ -203,7 +203,7 @@ impl Budget {
         let rate = f64::from(rate.max(1));
         Budget {
             rate,
-            tokens: rate * 2.0,
+            tokens: rate * 10.0,
             last: Instant::now(),
         }
     }
@@ -211,7 +211,7 @@ impl Budget {
     fn spend(&mut self) -> bool {
         let now = Instant::now();
         self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate)
-            .min(self.rate * 2.0);
+            .min(self.rate * 10.0);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;

@@ -50,6 +50,11 @@ impl FromStr for DocumentId {
     type Err = DocumentIdError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
+        // A real id is about 28 characters. Decoding base58 costs the square
+        // of the length, so a long one is refused before it is read.
+        if text.len() > 64 {
+            return Err(DocumentIdError::NotBase58(shorten(text)));
+        }
         let bytes = bs58::decode(text)
             .with_check(None)
             .into_vec()
@@ -112,6 +117,17 @@ mod tests {
         let text = bs58::encode(bytes).with_check().into_string();
         let id: DocumentId = text.parse().unwrap();
         assert_eq!(id.as_bytes(), &bytes);
+    }
+
+    #[test]
+    fn a_very_long_id_is_refused_at_once() {
+        let long = "2".repeat(1_000_000);
+        let start = std::time::Instant::now();
+        assert!(matches!(
+            long.parse::<DocumentId>(),
+            Err(DocumentIdError::NotBase58(_))
+        ));
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

@@ -242,9 +242,7 @@ impl Worker {
                     self.outboxes.insert(conn, outbox);
                     effects.extend(self.repo.handle(Event::Connected { conn, initiate }));
                 }
-                Input::Frame { conn, bytes } => {
-                    effects.extend(self.repo.handle(Event::Frame { conn, bytes }))
-                }
+                Input::Frame { conn, bytes } => effects.extend(self.handle_frame(conn, bytes)),
                 Input::Closed { conn } => {
                     self.outboxes.remove(&conn);
                     effects.extend(self.repo.handle(Event::Disconnected { conn }));
@@ -261,6 +259,47 @@ impl Worker {
             query(&self.repo, &mut self.store);
         }
         keep_running
+    }
+
+    /// Runs one frame through the core. A frame that makes the core panic
+    /// (a bug, or input automerge chokes on) costs its own connection,
+    /// never the engine that serves everyone.
+    fn handle_frame(&mut self, conn: ConnId, bytes: Vec<u8>) -> Vec<Effect> {
+        let repo = &mut self.repo;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            repo.handle(Event::Frame { conn, bytes })
+        })) {
+            Ok(effects) => effects,
+            Err(_) => {
+                tracing::error!(
+                    conn,
+                    "a message from this connection could not be handled; closing it"
+                );
+                let reason = "the relay could not handle the last message, so it closed this connection; the relay's operator has been told";
+                let error = crate::message::Message::Error {
+                    sender_id: Some(self.repo.config().peer_id.clone()),
+                    target_id: None,
+                    message: reason.to_string(),
+                };
+                let mut effects = vec![
+                    Effect::Send {
+                        conn,
+                        bytes: error.encode(),
+                    },
+                    Effect::Close {
+                        conn,
+                        reason: reason.to_string(),
+                    },
+                ];
+                let repo = &mut self.repo;
+                if let Ok(more) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    repo.handle(Event::Disconnected { conn })
+                })) {
+                    effects.extend(more);
+                }
+                effects
+            }
+        }
     }
 
     fn carry_out(&mut self, mut effects: VecDeque<Effect>) {

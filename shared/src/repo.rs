@@ -237,6 +237,9 @@ struct Connection {
     initiate: bool,
     state: ConnState,
     documents: HashSet<DocumentId>,
+    /// Documents refused to this connection, answered as a missing
+    /// document is: an empty sync the first time only.
+    refused: HashSet<DocumentId>,
 }
 
 struct PeerDoc {
@@ -269,6 +272,10 @@ enum Slot {
     Loading(Vec<Queued>),
     Ready(Box<Document>),
 }
+
+/// Ephemeral messages (presence, cursors) are small; a larger one would be
+/// copied to every subscriber, so it is dropped.
+pub const MAX_EPHEMERAL_BYTES: usize = 64 * 1024;
 
 /// The most sessions remembered for ephemeral deduplication.
 const MAX_EPHEMERAL_SESSIONS: usize = 1024;
@@ -412,6 +419,7 @@ impl Repo {
                 initiate,
                 state,
                 documents: HashSet::new(),
+                refused: HashSet::new(),
             },
         );
     }
@@ -447,7 +455,7 @@ impl Repo {
                 self.connections.remove(&conn);
                 self.effects.push(Effect::Close {
                     conn,
-                    reason: message,
+                    reason: shorten(&message),
                 });
             }
             (ConnState::AwaitingJoin | ConnState::AwaitingPeer, message) => {
@@ -492,7 +500,7 @@ impl Repo {
         if !versions.is_empty() && !versions.iter().any(|v| v == PROTOCOL_VERSION) {
             let reason = format!(
                 "this relay speaks automerge-repo protocol version {PROTOCOL_VERSION}, and your client supports only {}; update the client",
-                versions.join(", ")
+                shorten(&versions.join(", "))
             );
             return self.refuse(conn, &reason);
         }
@@ -538,8 +546,18 @@ impl Repo {
             Message::Request(ref frame) | Message::Sync(ref frame) => {
                 let document_id = frame.document_id;
                 if self.policy.permission(conn, &document_id) == Permission::None {
-                    // The same answer as for a document that does not exist,
-                    // so ids cannot be probed.
+                    // The same answer as for a document that does not exist
+                    // (an empty sync, then doc-unavailable), so ids cannot
+                    // be probed.
+                    let first_time = self.connections.get_mut(&conn).is_some_and(|c| {
+                        if c.refused.len() >= MAX_EPHEMERAL_SESSIONS {
+                            c.refused.clear();
+                        }
+                        c.refused.insert(document_id)
+                    });
+                    if first_time && matches!(message, Message::Request(_)) {
+                        self.send_empty_sync(conn, document_id);
+                    }
                     return self.send_unavailable(conn, document_id);
                 }
                 self.with_document(document_id, Queued::Frame(conn, message));
@@ -564,9 +582,10 @@ impl Repo {
                 conn,
                 "the connection is already open; send “join” only once",
             ),
-            Message::Error { message, .. } => {
-                self.effects.push(Effect::RemoteError { conn, message })
-            }
+            Message::Error { message, .. } => self.effects.push(Effect::RemoteError {
+                conn,
+                message: shorten(&message),
+            }),
             Message::Gossip { .. } => {}
         }
     }
@@ -584,7 +603,9 @@ impl Repo {
         else {
             return;
         };
-        if self.policy.permission(conn, &document_id) == Permission::None {
+        if self.policy.permission(conn, &document_id) == Permission::None
+            || data.len() > MAX_EPHEMERAL_BYTES
+        {
             return;
         }
         let Some(Slot::Ready(document)) = self.documents.get(&document_id) else {
@@ -743,11 +764,16 @@ impl Repo {
         if !self.connections.contains_key(&conn) {
             return; // it went away while the document loaded
         }
-        let message = match sync::Message::decode(&frame.data) {
+        let message = match sync::Message::decode(&frame.data)
+            .map_err(|e| e.to_string())
+            .and_then(|m| check_blooms(&m).map(|()| m))
+        {
             Ok(message) => message,
             Err(error) => {
-                let reason =
-                    format!("the sync data for document {document_id} could not be read: {error}");
+                let reason = format!(
+                    "the sync data for document {document_id} could not be read: {}",
+                    shorten(&error)
+                );
                 return self.refuse(conn, &reason);
             }
         };
@@ -783,18 +809,30 @@ impl Repo {
                 .any(|h| document.doc.get_change_by_hash(h).is_none())
             && !std::mem::replace(&mut peer.told_read_only, true);
         if let Err(error) = document.doc.receive_sync_message(&mut peer.sync, message) {
-            let reason =
-                format!("the changes sent for document {document_id} were refused: {error}");
-            return self.refuse(conn, &reason);
+            // One document's trouble (a change that clashes with one already
+            // here, say after a data directory was restored from a backup)
+            // stops that document on this connection, not the connection.
+            document.peers.remove(&conn);
+            if let Some(connection) = self.connections.get_mut(&conn) {
+                connection.documents.remove(&document_id);
+            }
+            self.persist_changes(document_id);
+            return self.warn(
+                conn,
+                &format!(
+                    "the changes sent for document {document_id} were refused ({}), so it stops syncing on this connection; nothing else is affected. If this school's data was restored from a backup or copied to another computer, ask for help before editing it further",
+                    shorten(&error.to_string())
+                ),
+            );
         }
         if permission == Permission::Create
             && !document.doc.get_heads().is_empty()
             && let Err(reason) = self.policy.claim(conn, &document_id)
         {
-            // Forget what arrived: it may not be kept, nor passed on.
+            // Forget what arrived: it may not be kept, nor passed on. The
+            // peer keeps its changes and sends them again when it reconnects.
             self.documents.remove(&document_id);
-            self.warn(conn, &reason);
-            return self.send_unavailable(conn, document_id);
+            return self.refuse(conn, &reason);
         }
         if refused_changes {
             self.warn(
@@ -941,9 +979,14 @@ impl Repo {
         self.documents.retain(|document_id, slot| match slot {
             Slot::Loading(_) => true,
             Slot::Ready(document) => {
-                !document.peers.is_empty()
-                    || tracked.contains(document_id)
-                    || now_ms.saturating_sub(document.last_active_ms) < idle
+                let idle_for = now_ms.saturating_sub(document.last_active_ms);
+                // A document nobody has (requests for unknown ids) is kept
+                // only a while for its requesters, so made-up ids cannot
+                // fill memory.
+                let empty = document.doc.get_heads().is_empty();
+                tracked.contains(document_id)
+                    || idle_for < idle
+                    || (!empty && !document.peers.is_empty())
             }
         });
     }
@@ -964,6 +1007,25 @@ impl Repo {
 
     fn peer_storage_id(&self, conn: ConnId) -> Option<String> {
         storage_id_of(&self.connections.get(&conn)?.state)
+    }
+
+    /// What a peer that has nothing says first.
+    fn send_empty_sync(&mut self, conn: ConnId, document_id: DocumentId) {
+        let Some(target_id) = self.peer_id(conn) else {
+            return;
+        };
+        let mut state = sync::State::new();
+        if let Some(message) = Automerge::new().generate_sync_message(&mut state) {
+            self.send(
+                conn,
+                &Message::Sync(SyncFrame {
+                    sender_id: self.config.peer_id.clone(),
+                    target_id,
+                    document_id,
+                    data: message.encode(),
+                }),
+            );
+        }
     }
 
     fn send_unavailable(&mut self, conn: ConnId, document_id: DocumentId) {
@@ -1030,12 +1092,57 @@ fn new_peer_doc(stored: &HashMap<String, Vec<u8>>, storage_id: Option<&str>) -> 
     }
 }
 
+/// Refuses bloom filters automerge cannot use safely: one that claims
+/// entries with no bits divides by zero, and a huge probe count makes
+/// every lookup spin.
+fn check_blooms(message: &sync::Message) -> Result<(), String> {
+    fn leb128(bytes: &[u8], at: &mut usize) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *bytes.get(*at)?;
+            *at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    for have in &message.have {
+        let bytes = have.bloom.to_bytes();
+        if bytes.is_empty() {
+            continue;
+        }
+        let mut at = 0;
+        let entries = leb128(&bytes, &mut at);
+        let bits = leb128(&bytes, &mut at);
+        let probes = leb128(&bytes, &mut at);
+        let sound = matches!((entries, bits, probes),
+            (Some(e), Some(b), Some(p)) if e == 0 || ((1..=64).contains(&b) && (1..=64).contains(&p)));
+        if !sound {
+            return Err("its summary of changes (a bloom filter) is malformed".into());
+        }
+    }
+    Ok(())
+}
+
 fn describe_decode_error(error: &DecodeError) -> String {
     format!("the message could not be read: {error}")
 }
 
+/// Text a peer supplied, cut to a length fit for an error or a log line,
+/// on one line.
 fn shorten(text: &str) -> String {
-    text.chars().take(64).collect()
+    const MAX: usize = 200;
+    let mut short: String = text
+        .chars()
+        .take(MAX)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().count() > MAX {
+        short.push('…');
+    }
+    short
 }
 
 #[cfg(test)]

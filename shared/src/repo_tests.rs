@@ -826,3 +826,179 @@ fn a_stored_document_with_no_owner_cannot_be_claimed_by_whoever_asks_first() {
     assert_eq!(net.nodes[1].progress(&id, 0), SyncProgress::Unavailable);
     assert_eq!(partnerships.owner(&id), None);
 }
+
+/// A sync message whose bloom filter claims one entry with no bits: it
+/// would divide by zero inside automerge.
+fn poisoned_sync(sender: &str, id: DocumentId) -> Vec<u8> {
+    let bloom = automerge::sync::BloomFilter::try_from(&[1u8, 0, 7][..]).expect("parses");
+    let mut message = automerge::sync::Message {
+        heads: vec![],
+        need: vec![],
+        have: vec![automerge::sync::Have {
+            last_sync: vec![],
+            bloom,
+        }],
+        changes: automerge::sync::ChunkList::empty(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    };
+    message.heads.clear();
+    Message::Sync(SyncFrame {
+        sender_id: sender.into(),
+        target_id: "relay".into(),
+        document_id: id,
+        data: message.encode(),
+    })
+    .encode()
+}
+
+#[test]
+fn a_poisoned_bloom_filter_is_refused_and_the_relay_keeps_serving() {
+    let mut net = Net::new(2);
+    net.connect(1);
+    net.connect(2);
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    net.send_raw(2, poisoned_sync("school-2", id));
+    assert!(!net.linked[2]);
+    let errors = net.sent_errors(0);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("bloom filter) is malformed")),
+        "{errors:?}"
+    );
+    net.edit(1, id, |doc| {
+        doc.put(ROOT, "status", "green").unwrap();
+    });
+    assert_eq!(
+        net.stored(0, id)
+            .get(ROOT, "status")
+            .unwrap()
+            .unwrap()
+            .0
+            .as_str(),
+        Some("green")
+    );
+}
+
+#[test]
+fn a_change_that_clashes_stops_only_that_document_not_the_connection() {
+    let mut net = Net::new(2);
+    net.connect(1);
+    net.connect(2);
+    let plan = new_doc_with_title(&mut net, 1, "Plan");
+    let other = new_doc_with_title(&mut net, 1, "Other");
+    // School 2 writes under school 1's actor (a copied data directory):
+    // its change has the same actor and sequence number as one the relay
+    // already holds, with different content.
+    net.track(2, plan);
+    net.disconnect(1);
+    net.edit(1, plan, |doc| {
+        doc.put(ROOT, "status", "red").unwrap();
+    });
+    let chunks = net.stores[2].get(&plan).cloned().unwrap_or_default();
+    let mut clash = AutoCommit::new();
+    for chunk in &chunks {
+        clash.load_incremental(chunk).unwrap();
+    }
+    clash.set_actor(automerge::ActorId::from("actor-1".as_bytes()));
+    let before = clash.get_heads();
+    clash.put(ROOT, "status", "amber").unwrap();
+    let chunk = clash.save_after(&before);
+    net.stores[2].get_mut(&plan).unwrap().push(chunk.clone());
+    net.queue.push_back((
+        2,
+        Event::LocalChanges {
+            document_id: plan,
+            chunk,
+        },
+    ));
+    net.run();
+    net.connect(1);
+    assert!(net.linked[1], "the school keeps its connection");
+    // Whichever side meets the clash first says so, and keeps the link.
+    let mut told = net.sent_errors(0);
+    told.extend(net.sent_errors(1));
+    assert!(
+        told.iter()
+            .any(|m| m.contains("stops syncing on this connection")),
+        "{told:?}"
+    );
+    // Its other documents still sync.
+    net.edit(1, other, |doc| {
+        doc.put(ROOT, "note", "still syncing").unwrap();
+    });
+    assert_eq!(
+        net.stored(0, other)
+            .get(ROOT, "note")
+            .unwrap()
+            .unwrap()
+            .0
+            .as_str(),
+        Some("still syncing")
+    );
+}
+
+#[test]
+fn a_forbidden_document_answers_exactly_like_a_missing_one() {
+    let partnerships = SharedPartnerships::default();
+    partnerships.member(1, "north", true);
+    partnerships.member(2, "south", true);
+    let mut net = Net::with_relay_policy(2, Box::new(partnerships.clone()));
+    net.connect(1);
+    net.connect(2);
+    let north = new_doc_with_title(&mut net, 1, "North plan");
+    let answers = |net: &mut Net, id: DocumentId| -> Vec<String> {
+        let before = net.log.len();
+        let mut state = automerge::sync::State::new();
+        let data = automerge::Automerge::new()
+            .generate_sync_message(&mut state)
+            .unwrap()
+            .encode();
+        net.send_raw(
+            2,
+            Message::Request(SyncFrame {
+                sender_id: "school-2".into(),
+                target_id: "relay".into(),
+                document_id: id,
+                data,
+            })
+            .encode(),
+        );
+        net.log[before..]
+            .iter()
+            .filter_map(|(n, e)| match e {
+                Effect::Send { bytes, .. } if *n == 0 => {
+                    Message::decode(bytes, usize::MAX).ok().map(|m| match m {
+                        Message::Sync(f) => format!(
+                            "sync {:?}",
+                            automerge::sync::Message::decode(&f.data).unwrap().heads
+                        ),
+                        other => other.kind().to_string(),
+                    })
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let forbidden = answers(&mut net, north);
+    let missing = answers(&mut net, DocumentId::random());
+    assert_eq!(forbidden, missing);
+    assert_eq!(missing.last().map(String::as_str), Some("doc-unavailable"));
+}
+
+#[test]
+fn requests_for_made_up_ids_do_not_fill_memory() {
+    let mut net = Net::new(1);
+    net.connect(1);
+    for _ in 0..200 {
+        net.track(1, DocumentId::random());
+    }
+    assert!(net.nodes[0].loaded_documents() >= 200);
+    net.tick(120_000);
+    assert_eq!(
+        net.nodes[0].loaded_documents(),
+        0,
+        "empty documents leave memory though their requesters stay"
+    );
+}
