@@ -912,33 +912,7 @@ pub fn resolve(
             ),
         });
     }
-    let wanted = choice.trim().to_lowercase();
-    let chosen = field
-        .conflict
-        .iter()
-        .find(|c| c.text.to_lowercase() == wanted)
-        .or_else(|| {
-            field.conflict.iter().find(|c| {
-                c.school
-                    .as_deref()
-                    .is_some_and(|s| s.to_lowercase().contains(&wanted))
-                    || c.person
-                        .as_deref()
-                        .is_some_and(|p| p.to_lowercase().contains(&wanted))
-            })
-        })
-        .ok_or_else(|| ModelError::BadValue {
-            what: field.label.to_string(),
-            reason: format!(
-                "“{choice}” is none of the values in conflict; choose one of {}, or the school that set it",
-                field
-                    .conflict
-                    .iter()
-                    .map(|c| format!("“{}” ({})", c.text, c.who()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        })?;
+    let chosen = choose(&field, choice)?;
     let input = match &chosen.value {
         Json::Object(parts) => RESPONSIBILITY_PARTS
             .iter()
@@ -951,6 +925,57 @@ pub fn resolve(
     };
     set_field(doc, row, key, &input, author)?;
     Ok(chosen.text.clone())
+}
+
+/// The value of a conflict that `choice` names: the value itself, a
+/// school or person named exactly, or part of a name, which must then
+/// name only schools that gave the same value.
+fn choose<'a>(field: &'a FieldView, choice: &str) -> Result<&'a Candidate, ModelError> {
+    let wanted = choice.trim().to_lowercase();
+    let listed = |among: &[&Candidate]| {
+        among
+            .iter()
+            .map(|c| format!("“{}” ({})", c.text, c.who()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let names = |c: &Candidate| -> Vec<String> {
+        [c.school.as_deref(), c.person.as_deref()]
+            .into_iter()
+            .flatten()
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let values = &field.conflict;
+    if let Some(c) = values.iter().find(|c| c.text.to_lowercase() == wanted) {
+        return Ok(c);
+    }
+    let exact: Vec<&Candidate> = values
+        .iter()
+        .filter(|c| names(c).contains(&wanted))
+        .collect();
+    let partial: Vec<&Candidate> = values
+        .iter()
+        .filter(|c| !wanted.is_empty() && names(c).iter().any(|n| n.contains(&wanted)))
+        .collect();
+    let matches = if exact.is_empty() { partial } else { exact };
+    match matches.as_slice() {
+        [] => Err(ModelError::BadValue {
+            what: field.label.to_string(),
+            reason: format!(
+                "“{choice}” is none of the values in conflict; choose one of {}, or the school that set it",
+                listed(&values.iter().collect::<Vec<_>>())
+            ),
+        }),
+        [first, rest @ ..] if rest.iter().all(|c| c.value == first.value) => Ok(first),
+        several => Err(ModelError::BadValue {
+            what: field.label.to_string(),
+            reason: format!(
+                "“{choice}” names more than one school, and they gave different values: {}. Give the value to keep, or more of the school's name",
+                listed(several)
+            ),
+        }),
+    }
 }
 
 /// Edits a prose field in place.

@@ -284,6 +284,66 @@ fn two_statuses_on_one_action_are_a_conflict_with_who_set_each_until_resolved() 
     );
 }
 
+/// Two schools whose names overlap set one action's status at once; the
+/// school whose name contains the other's sets its value with the
+/// lower actor, so it comes first among the values.
+fn statuses_from(first: &str, second: &str) -> (AutoCommit, String) {
+    let (mut a, mut b, _, action) = plan();
+    a.set_actor(ActorId::from([0x01; 16]));
+    b.set_actor(ActorId::from([0xfe; 16]));
+    doc::set_field(
+        &mut a,
+        Some(&action),
+        "status",
+        "amber",
+        &author(first, "A"),
+    )
+    .unwrap();
+    doc::set_field(
+        &mut b,
+        Some(&action),
+        "status",
+        "green",
+        &author(second, "B"),
+    )
+    .unwrap();
+    sync(&mut a, &mut b);
+    let values: Vec<String> = doc::read(&a).unwrap().conflicts()[0]
+        .values
+        .iter()
+        .map(|c| c.text.clone())
+        .collect();
+    assert_eq!(values, vec!["amber", "green"]);
+    (a, action)
+}
+
+#[test]
+fn resolving_by_school_prefers_the_school_named_exactly() {
+    let (mut a, action) = statuses_from("St Mary's RC", "St Mary's");
+    let kept = doc::resolve(&mut a, Some(&action), "status", "st mary's", &bank_road()).unwrap();
+    assert_eq!(kept, "green");
+}
+
+#[test]
+fn resolving_by_part_of_a_name_two_schools_share_is_refused() {
+    let (mut a, action) = statuses_from("Bank Road Infant", "Bank Road Junior");
+    let error = doc::resolve(&mut a, Some(&action), "status", "Bank Road", &bank_road())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("“amber” (A (Bank Road Infant))")
+            && error.contains("“green” (B (Bank Road Junior))"),
+        "{error}"
+    );
+    assert_eq!(
+        doc::read(&a).unwrap().conflicts().len(),
+        1,
+        "nothing chosen"
+    );
+    let kept = doc::resolve(&mut a, Some(&action), "status", "Junior", &bank_road()).unwrap();
+    assert_eq!(kept, "green");
+}
+
 #[test]
 fn the_same_status_set_at_both_schools_is_not_a_conflict() {
     let (mut a, mut b, _, action) = plan();
