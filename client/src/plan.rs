@@ -865,12 +865,28 @@ fn import(
             file.display()
         ))
     })?;
-    let plan = PlanFile::from_json(&text)
-        .map_err(|e| ClientError::Other(format!("{}: {e}", file.display())))?;
+    let plan = PlanFile::from_json(&text).map_err(|e| {
+        ClientError::Other(format!(
+            "{}: {} Nothing was imported.",
+            file.display(),
+            sentence(&e.to_string())
+        ))
+    })?;
+    let mut existing = match partnership {
+        Some(url) => Some(partnership_to_list_in(school, url)?),
+        None => None,
+    };
+    rehearse_import(&plan, existing.as_mut().map(|(_, doc)| doc), who).map_err(|e| {
+        ClientError::Other(format!(
+            "{}: {} Nothing was imported.",
+            file.display(),
+            sentence(&e.to_string())
+        ))
+    })?;
     let actor = actor(school, who)?;
     // The partnership first, so the plan can name it.
-    let partnership_id = match (partnership, &plan.partnership) {
-        (Some(url), _) => Some(documents::load(school, url)?.0),
+    let partnership_id = match (existing, &plan.partnership) {
+        (Some((id, _)), _) => Some(id),
         (None, Some(p)) => {
             let id = DocumentId::random();
             school.store.change(
@@ -908,6 +924,82 @@ fn import(
         }
     }
     println!("Action plan: {}", id.url());
+    Ok(())
+}
+
+/// Ends a message with a full stop if it has none.
+fn sentence(text: &str) -> String {
+    let text = text.trim_end();
+    if text.ends_with(['.', '!', '?']) {
+        text.to_string()
+    } else {
+        format!("{text}.")
+    }
+}
+
+/// The partnership document named by `--partnership`, if it is one this
+/// version can list a document in.
+fn partnership_to_list_in(
+    school: &School,
+    url: &str,
+) -> Result<(DocumentId, AutoCommit), ClientError> {
+    let (id, doc) = documents::load(school, url)?;
+    let (kind, version) = doc::kind_of(&doc).map_err(|e| {
+        ClientError::Other(format!(
+            "{url} cannot take the plan (--partnership): {} Nothing was imported.",
+            sentence(&e.to_string())
+        ))
+    })?;
+    if kind != Kind::Partnership {
+        return Err(ClientError::Other(format!(
+            "{url} is a {}, not a partnership: give the partnership document's URL to --partnership. Nothing was imported.",
+            kind.label().to_lowercase()
+        )));
+    }
+    if version > partnerplan_shared::model::SCHEMA_VERSION {
+        return Err(ClientError::Other(format!(
+            "the partnership given to --partnership: {} Nothing was imported.",
+            sentence(&ModelError::TooNew { found: version }.to_string())
+        )));
+    }
+    Ok((id, doc))
+}
+
+/// Makes every document the import will write in memory first, so a
+/// problem `PlanFile::check` did not foresee stops the import before
+/// anything is on disk, rather than leaving half of it written.
+fn rehearse_import(
+    plan: &PlanFile,
+    partnership: Option<&mut AutoCommit>,
+    who: &Author,
+) -> Result<(), ModelError> {
+    let placeholder = DocumentId::random().url();
+    match partnership {
+        // The caller's loaded copy, which is never saved.
+        Some(listed) => {
+            doc::add_row(
+                listed,
+                "documents",
+                None,
+                &[
+                    ("title".into(), plan.title.clone()),
+                    ("kind".into(), Kind::ActionPlan.key().into()),
+                    ("url".into(), placeholder.clone()),
+                ],
+                &Placement::End,
+                who,
+            )?;
+        }
+        None => {
+            if let Some(p) = &plan.partnership {
+                plan_file::import_partnership(&mut AutoCommit::new(), p, who)?;
+            }
+        }
+    }
+    let mut trial = AutoCommit::new();
+    plan_file::import_content(&mut trial, plan, Some(&placeholder), who)?;
+    trial.commit();
+    plan_file::import_reviews(&mut trial, plan, who)?;
     Ok(())
 }
 

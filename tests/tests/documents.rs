@@ -870,3 +870,67 @@ fn ids_and_versions_that_are_not_plain_ascii_are_shown_without_a_crash() {
         school.ok(&["export", &plan, "--format", format]);
     }
 }
+
+#[test]
+fn a_bad_import_file_names_the_place_and_writes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let school = School::offline(root.path(), BANK_ROAD);
+    let plan = school
+        .ok(&["new", "action-plan", "--title", "Plan"])
+        .trim()
+        .to_string();
+    let before = school.ok(&["list"]);
+    let seed: Value = serde_json::from_str(&std::fs::read_to_string(fixture()).unwrap()).unwrap();
+    let bad = root.path().join("bad.json");
+
+    type Spoil = fn(&mut Value);
+    let cases: [(Spoil, &[&str]); 5] = [
+        (
+            |f| f["reviews"][0]["signatures"][0]["school"] = json!(" "),
+            &["reviews[0].signatures[0]", "say which school"],
+        ),
+        (
+            |f| f["objectives"][0]["number"] = json!(0),
+            &["objectives[0].number", "numbered from 1"],
+        ),
+        (
+            |f| f["objectives"][1]["number"] = json!(1),
+            &["objectives[1].number", "objective 1 is given twice"],
+        ),
+        (
+            |f| f["objectives"] = json!([]),
+            &[
+                "areas[0] (Safeguarding).links",
+                "objective 1",
+                "no objectives",
+            ],
+        ),
+        (
+            |f| f["areas"][1]["links"] = json!([-2]),
+            &["areas[1] (Teaching and Learning).links", "numbered from 1"],
+        ),
+    ];
+    for (spoil, said_wanted) in cases {
+        let mut file = seed.clone();
+        spoil(&mut file);
+        std::fs::write(&bad, file.to_string()).unwrap();
+        let said = school.fails(&["import", bad.to_str().unwrap()]);
+        for wanted in said_wanted {
+            assert!(said.contains(wanted), "{wanted}: {said}");
+        }
+        assert_eq!(school.ok(&["list"]), before, "nothing was written: {said}");
+    }
+
+    // A good file, listed in something that is not a partnership.
+    let said = school.fails(&[
+        "import",
+        fixture().to_str().unwrap(),
+        "--partnership",
+        &plan,
+    ]);
+    assert!(
+        said.contains("not a partnership") && said.contains("--partnership"),
+        "{said}"
+    );
+    assert_eq!(school.ok(&["list"]), before, "nothing was written");
+}

@@ -165,7 +165,8 @@ impl PlanFile {
         serde_json::to_string_pretty(self).expect("a plan file serialises")
     }
 
-    /// Checks every date, term, status, role and link before anything is
+    /// Checks everything an import would write (dates, terms, statuses,
+    /// roles, signatures, objective numbers and links) before anything is
     /// written, naming the place of each problem.
     fn check(&self) -> Result<(), ModelError> {
         let bad = |place: String, reason: String| ModelError::BadFile(format!("{place}: {reason}"));
@@ -175,33 +176,63 @@ impl PlanFile {
             }
             Ok(())
         };
-        let numbers: Vec<i64> = self.objectives.iter().map(|o| o.number).collect();
         if let Some(p) = &self.partnership {
             if let Some(kind) = &p.kind {
                 PARTNERSHIP_KIND
                     .parse(kind)
-                    .map_err(|e| bad("partnership".into(), e))?;
+                    .map_err(|e| bad("partnership.kind".into(), e))?;
             }
             for (i, school) in p.schools.iter().enumerate() {
                 if let Some(phase) = &school.phase {
                     PHASE.parse(phase).map_err(|e| {
-                        bad(format!("partnership.schools[{i}] ({})", school.name), e)
+                        bad(
+                            format!("partnership.schools[{i}] ({}).phase", school.name),
+                            e,
+                        )
                     })?;
                 }
             }
         }
+        let mut numbers: Vec<i64> = Vec::new();
+        for (i, objective) in self.objectives.iter().enumerate() {
+            let place = format!("objectives[{i}].number");
+            let n = objective.number;
+            if n < 1 {
+                return Err(bad(
+                    place,
+                    format!("objectives are numbered from 1, so {n} is not one"),
+                ));
+            }
+            if let Some(first) = numbers.iter().position(|m| *m == n) {
+                return Err(bad(
+                    place,
+                    format!(
+                        "objective {n} is given twice (also at objectives[{first}]); give each its own number"
+                    ),
+                ));
+            }
+            numbers.push(n);
+        }
         for (i, area) in self.areas.iter().enumerate() {
             let place = format!("areas[{i}] ({})", area.name);
             when(format!("{place}.timeline"), &area.timeline)?;
-            for link in &area.links {
-                if !numbers.is_empty() && !numbers.contains(link) {
-                    return Err(bad(
-                        format!("{place}.links"),
-                        format!(
-                            "objective {link} is not among the plan's objectives ({numbers:?})"
-                        ),
-                    ));
-                }
+            let links = area
+                .links
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let links = doc::parse_links(&links).map_err(|e| bad(format!("{place}.links"), e))?;
+            if let Some(link) = links.iter().find(|l| !numbers.contains(l)) {
+                let among = if numbers.is_empty() {
+                    "the plan has no objectives; list them under \"objectives\" or leave the links out".to_string()
+                } else {
+                    format!("the plan's objectives are {numbers:?}")
+                };
+                return Err(bad(
+                    format!("{place}.links"),
+                    format!("objective {link} is not among the plan's objectives: {among}"),
+                ));
             }
             for (j, action) in area.actions.iter().enumerate() {
                 let place = format!("{place}.actions[{j}]");
@@ -218,12 +249,17 @@ impl PlanFile {
         }
         for (i, r) in self.reviews.iter().enumerate() {
             let place = format!("reviews[{i}]");
-            When::parse(&r.date).map_err(|e| bad(format!("{place}.date"), e.0))?;
+            let date = When::parse(&r.date)
+                .map_err(|e| bad(format!("{place}.date"), e.0))?
+                .to_string();
             for (j, s) in r.signatures.iter().enumerate() {
-                SIGNATORY_ROLE
-                    .parse(&s.role)
-                    .map_err(|e| bad(format!("{place}.signatures[{j}]"), e))?;
-                when(format!("{place}.signatures[{j}].date"), &s.date)?;
+                review::checked(s, &date, &[]).map_err(|e| {
+                    let reason = match e {
+                        ModelError::BadValue { reason, .. } => reason,
+                        other => other.to_string(),
+                    };
+                    bad(format!("{place}.signatures[{j}]"), reason)
+                })?;
             }
         }
         Ok(())

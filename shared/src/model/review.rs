@@ -103,7 +103,8 @@ pub fn heads_hex(doc: &mut AutoCommit) -> Vec<String> {
     doc.get_heads().iter().map(|h| h.to_string()).collect()
 }
 
-fn checked(
+/// A signature as it will be stored, or why it cannot be.
+pub(crate) fn checked(
     input: &SignatureInput,
     default_date: &str,
     heads: &[String],
