@@ -599,6 +599,13 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
             output,
         } => {
             let (_, _, view) = read(&school, &url)?;
+            if view.schema_version > partnerplan_shared::model::SCHEMA_VERSION {
+                eprintln!(
+                    "Note: this document was written by a newer partnerplan (schema version {}; this one knows up to {}), so the export may leave out what that version added. Update partnerplan for a complete export.",
+                    view.schema_version,
+                    partnerplan_shared::model::SCHEMA_VERSION
+                );
+            }
             let text = match format.to_lowercase().as_str() {
                 "markdown" | "md" => render::markdown(&view),
                 "html" => render::html(&view),

@@ -934,3 +934,28 @@ fn a_bad_import_file_names_the_place_and_writes_nothing() {
     );
     assert_eq!(school.ok(&["list"]), before, "nothing was written");
 }
+
+#[test]
+fn exporting_a_document_from_a_newer_version_warns_that_it_may_be_incomplete() {
+    let root = tempfile::tempdir().unwrap();
+    let school = School::offline(root.path(), BANK_ROAD);
+    let plan = school
+        .ok(&["new", "action-plan", "--title", "Plan"])
+        .trim()
+        .to_string();
+    let quiet = school.run(&["export", &plan, "--format", "markdown"]);
+    assert!(quiet.status.success() && quiet.stderr.is_empty());
+    as_a_partner(&school, &plan, |doc| {
+        doc.put(ROOT, "schemaVersion", 99).unwrap();
+    });
+    for format in ["markdown", "html", "csv", "json"] {
+        let out = school.run(&["export", &plan, "--format", format]);
+        assert!(out.status.success(), "{format}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("newer partnerplan (schema version 99")
+                && said.contains("Update partnerplan"),
+            "{format}: {said}"
+        );
+    }
+}

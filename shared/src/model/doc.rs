@@ -414,10 +414,19 @@ pub fn kind_of(doc: &AutoCommit) -> Result<(Kind, i64), ModelError> {
     }
     .ok_or(ModelError::NotModel)?;
     let kind = Kind::parse(&kind).map_err(|_| ModelError::NotModel)?;
-    let version = match doc.get(ROOT, "schemaVersion")? {
-        Some((Value::Scalar(s), _)) => s.as_i64().unwrap_or(1),
-        _ => 1,
-    };
+    // Schools that wrote it at once (one migrating, one on a newer
+    // version) leave several values: the document is as new as the
+    // newest, or an older version would write over a shape it does not
+    // know.
+    let version = doc
+        .get_all(ROOT, "schemaVersion")?
+        .iter()
+        .map(|(value, _)| match value {
+            Value::Scalar(s) => s.as_i64().unwrap_or(1),
+            _ => 1,
+        })
+        .max()
+        .unwrap_or(1);
     Ok((kind, version))
 }
 

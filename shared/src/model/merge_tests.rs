@@ -957,6 +957,30 @@ fn a_document_from_a_newer_version_is_read_but_not_changed() {
 }
 
 #[test]
+fn a_newer_version_marked_while_a_partner_migrated_stays_newer() {
+    // One school's newer partnerplan marks the document version 3 while
+    // another's migrates it from 1 to 2; the migration has the higher
+    // actor, so it would win a last-writer-wins read.
+    let mut newer = version_1_plan().with_actor(ActorId::from([0x01; 16]));
+    let mut older = AutoCommit::load(&newer.save())
+        .unwrap()
+        .with_actor(ActorId::from([0xfe; 16]));
+    newer
+        .put(ROOT, "schemaVersion", SCHEMA_VERSION + 1)
+        .unwrap();
+    doc::set_field(&mut older, None, "period", "2017-2018", &bank_road()).unwrap();
+    sync(&mut newer, &mut older);
+    for replica in [&newer, &older] {
+        assert_eq!(
+            doc::read(replica).unwrap().schema_version,
+            SCHEMA_VERSION + 1
+        );
+    }
+    let error = doc::set_field(&mut older, None, "period", "2018-2019", &bank_road()).unwrap_err();
+    assert!(error.to_string().contains("update partnerplan"), "{error}");
+}
+
+#[test]
 fn a_plain_document_is_not_taken_for_a_typed_one() {
     let mut plain = AutoCommit::new();
     plain.put(ROOT, "title", "Notes").unwrap();
