@@ -60,22 +60,48 @@ fn has_nested(table: &TableView) -> bool {
 // ---------------------------------------------------------------------
 // Markdown
 
+/// Text as Markdown shows it, not as HTML a Markdown viewer would run:
+/// Markdown passes raw HTML through, and partners write these words.
+fn md_text(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;")
+}
+
+/// For a heading: one line.
+fn md_line(s: &str) -> String {
+    md_text(s).replace(['\r', '\n'], " ")
+}
+
+/// For inside a code span, where HTML is not run but a backtick would end
+/// the span and a bar the table cell.
+fn md_code(s: &str) -> String {
+    s.replace(['`', '|', '\r', '\n'], "")
+}
+
+/// For a table cell: no column breaks, lines as `<br>`.
 fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', "<br>")
+    md_text(s).replace('|', "\\|").replace('\n', "<br>")
 }
 
 pub fn markdown(view: &DocView) -> String {
     let mut out = String::new();
-    out.push_str(&format!("# {}\n\n", view.title));
+    out.push_str(&format!("# {}\n\n", md_line(&view.title)));
     out.push_str(&format!("*{}*\n\n", view.kind.label()));
     for field in &view.fields {
         if field.text.is_empty() && field.conflict.is_empty() {
             continue;
         }
         if matches!(kind_of(view, field), Some(FieldType::Prose)) && field.conflict.is_empty() {
-            out.push_str(&format!("**{}**\n\n{}\n\n", field.label, field.text));
+            out.push_str(&format!(
+                "**{}**\n\n{}\n\n",
+                field.label,
+                md_text(&field.text)
+            ));
         } else {
-            out.push_str(&format!("**{}:** {}\n\n", field.label, cell(field)));
+            out.push_str(&format!(
+                "**{}:** {}\n\n",
+                field.label,
+                md_text(&cell(field))
+            ));
         }
     }
     for table in &view.tables {
@@ -98,7 +124,7 @@ fn md_table(table: &TableView, level: usize, out: &mut String) {
     out.push_str(&format!("{hashes} {}\n\n", table.label));
     if has_nested(table) {
         for row in rows {
-            out.push_str(&format!("{hashes}# {}\n\n", row.label()));
+            out.push_str(&format!("{hashes}# {}\n\n", md_line(&row.label())));
             for field in row.fields.iter().skip(1) {
                 if field.text.is_empty() && field.conflict.is_empty() {
                     continue;
@@ -131,13 +157,13 @@ fn md_reviews(reviews: &[Review], out: &mut String) {
     }
     out.push_str("## Reviews and signatures\n\n");
     for review in reviews {
-        out.push_str(&format!("### {}\n\n", review_heading(review)));
+        out.push_str(&format!("### {}\n\n", md_line(&review_heading(review))));
         if let Some(note) = &review.note {
-            out.push_str(&format!("{note}\n\n"));
+            out.push_str(&format!("{}\n\n", md_text(note)));
         }
         out.push_str(&format!(
             "Version reviewed: `{}`\n\n",
-            version(&review.heads)
+            md_code(&version(&review.heads))
         ));
         if review.signatures.is_empty() {
             out.push_str("Not signed yet.\n\n");
@@ -150,8 +176,8 @@ fn md_reviews(reviews: &[Review], out: &mut String) {
                 md_escape(s.name.as_deref().unwrap_or("(name not recorded)")),
                 md_escape(&capitalise(&s.role)),
                 md_escape(&s.school),
-                when_text(&s.date),
-                version(&s.heads)
+                md_escape(&when_text(&s.date)),
+                md_code(&version(&s.heads))
             ));
         }
         out.push('\n');
@@ -325,11 +351,19 @@ fn html_table(table: &TableView, level: usize, out: &mut String) {
 // ---------------------------------------------------------------------
 // CSV
 
+/// One CSV cell. A spreadsheet runs a cell that starts with = + - @, a
+/// tab or a carriage return as a formula, so such a cell (partners
+/// write these words) starts with a quote mark, which shows it as text.
 fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s
     }
 }
 
@@ -556,5 +590,134 @@ mod tests {
             34
         );
         assert!(sheet.contains("Actions,Safeguarding,"));
+    }
+
+    /// The cells of one CSV line (quotes honoured).
+    fn csv_cells(line: &str) -> Vec<String> {
+        let (mut cells, mut cell, mut quoted) = (Vec::new(), String::new(), false);
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (c, quoted) {
+                ('"', true) if chars.peek() == Some(&'"') => {
+                    cell.push('"');
+                    chars.next();
+                }
+                ('"', _) => quoted = !quoted,
+                (',', false) => cells.push(std::mem::take(&mut cell)),
+                (c, _) => cell.push(c),
+            }
+        }
+        cells.push(cell);
+        cells
+    }
+
+    #[test]
+    fn hostile_text_is_shown_as_text_in_html_markdown_and_csv() {
+        let who = Author {
+            school: "Bank Road, <Infant> & \"Nursery\"".into(),
+            person: None,
+            time: 0,
+        };
+        let mut doc = AutoCommit::new().with_actor(ActorId::random());
+        let title = "<script>alert(\"x\")</script> & co";
+        doc::create(&mut doc, super::super::Kind::ActionPlan, title, None, &who).unwrap();
+        doc::set_field(
+            &mut doc,
+            None,
+            "period",
+            "=HYPERLINK(\"http://x\",\"y\")",
+            &who,
+        )
+        .unwrap();
+        doc::set_field(
+            &mut doc,
+            None,
+            "overridingObjective",
+            "<img src=x onerror=alert(1)> & \"quoted\", with commas",
+            &who,
+        )
+        .unwrap();
+        let area = doc::add_row(
+            &mut doc,
+            "areas",
+            None,
+            &[("name".into(), "+SUM(A1:A9)".into())],
+            &doc::Placement::End,
+            &who,
+        )
+        .unwrap();
+        doc::add_row(
+            &mut doc,
+            "actions",
+            Some(&area),
+            &[
+                ("what".into(), "@cmd|' /C calc'!A0".into()),
+                ("notes".into(), "-2+3, <b>then</b>\tmore".into()),
+            ],
+            &doc::Placement::End,
+            &who,
+        )
+        .unwrap();
+        super::super::review::record(
+            &mut doc,
+            "11 July 2017",
+            "<i>the JCC</i>",
+            Some("<iframe src=x></iframe> & notes"),
+            &[super::super::review::SignatureInput {
+                name: Some("=1+1".into()),
+                role: "headteacher".into(),
+                school: "Bank Road, <Infant>".into(),
+                date: None,
+            }],
+            &who,
+        )
+        .unwrap();
+        let view = doc::read(&doc).unwrap();
+
+        let page = html(&view);
+        let md = markdown(&view);
+        for (format, text) in [("html", &page), ("markdown", &md)] {
+            for tag in ["<script", "<img", "<b>", "<i>", "<iframe"] {
+                assert!(!text.contains(tag), "{format} runs {tag}: {text}");
+            }
+            assert!(text.contains("&lt;script"), "{format}: {text}");
+            assert!(text.contains("&amp; co"), "{format}: {text}");
+        }
+        assert!(page.contains("&quot;quoted&quot;, with commas"), "{page}");
+        assert!(
+            md.contains("# &lt;script>alert(\"x\")&lt;/script> &amp; co"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Reviewed Tuesday 11 July 2017 by &lt;i>the JCC&lt;/i>"),
+            "{md}"
+        );
+
+        let sheet = csv(&view);
+        let lines: Vec<&str> = sheet.split("\r\n").filter(|l| !l.is_empty()).collect();
+        let width = csv_cells(lines[0]).len();
+        let mut cells = Vec::new();
+        for line in &lines {
+            let line_cells = csv_cells(line);
+            assert_eq!(line_cells.len(), width, "{line}");
+            cells.extend(line_cells);
+        }
+        for cell in &cells {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "a spreadsheet would run {cell:?}"
+            );
+        }
+        for shown in [
+            "'=HYPERLINK(\"http://x\",\"y\")",
+            "'+SUM(A1:A9)",
+            "'@cmd|' /C calc'!A0",
+            "'-2+3, <b>then</b>\tmore",
+            "'=1+1",
+            "Bank Road, <Infant>",
+            title,
+        ] {
+            assert!(cells.iter().any(|c| c == shown), "{shown} in {cells:?}");
+        }
     }
 }
