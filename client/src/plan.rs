@@ -384,7 +384,7 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
             let mut heading = None;
             if let Some(r) = review {
                 let (_, found) = review::find(&doc, &r).map_err(model)?;
-                view = doc::read_at(&mut doc, &found.heads()).map_err(model)?;
+                view = found.signed_view(&mut doc).map_err(model)?.1;
                 heading = Some(format!(
                     "As signed at the review of {} by {} (version {}). Later edits are not shown.",
                     render::when_text(&found.date),
@@ -576,9 +576,9 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
         ModelCommand::Changes { url, since, json } => {
             let (id, mut doc, now_view) = read(&school, &url)?;
             let (_, found) = review::find(&doc, &since).map_err(model)?;
-            let then = doc::read_at(&mut doc, &found.heads()).map_err(model)?;
+            let (heads, then) = found.signed_view(&mut doc).map_err(model)?;
             let differences = diff(&then, &now_view);
-            let entries = history::history(&mut doc, &found.heads());
+            let entries = history::history(&mut doc, &heads);
             if json {
                 print_json(json!({
                     "url": id.url(),

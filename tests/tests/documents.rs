@@ -959,3 +959,42 @@ fn exporting_a_document_from_a_newer_version_warns_that_it_may_be_incomplete() {
         );
     }
 }
+
+#[test]
+fn a_review_whose_version_cannot_be_read_says_so() {
+    let root = tempfile::tempdir().unwrap();
+    let school = School::offline(root.path(), BANK_ROAD);
+    let plan = school
+        .ok(&["new", "action-plan", "--title", "Plan"])
+        .trim()
+        .to_string();
+    for date in ["1 July 2017", "2 July 2017", "3 July 2017"] {
+        school.ok(&["review", "record", &plan, "--date", date, "--by", "the HTs"]);
+    }
+    as_a_partner(&school, &plan, |doc| {
+        let reviews = object(doc, &ROOT, "reviews");
+        let spoilt: [&[&str]; 3] = [&[], &["not a version"], &[&"0".repeat(64)]];
+        for (i, heads) in spoilt.iter().enumerate() {
+            let review = item(doc, &reviews, i);
+            let list = doc.put_object(&review, "heads", ObjType::List).unwrap();
+            for (j, head) in heads.iter().enumerate() {
+                doc.insert(&list, j, *head).unwrap();
+            }
+        }
+    });
+    for date in ["1 July 2017", "2 July 2017", "3 July 2017"] {
+        for args in [
+            vec!["view", plan.as_str(), "--review", date],
+            vec!["changes", plan.as_str(), "--since", date],
+        ] {
+            let said = school.fails(&args);
+            assert!(
+                said.contains("cannot be read")
+                    && !said.contains("not one of the partnership documents"),
+                "{args:?}: {said}"
+            );
+        }
+    }
+    school.ok(&["view", &plan]);
+    school.ok(&["review", "list", &plan]);
+}

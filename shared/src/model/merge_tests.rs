@@ -692,7 +692,7 @@ fn a_signed_review_keeps_the_version_signed_and_shows_what_changed_since() {
     assert_eq!(signed.signatures[1].role, "chair of governors");
     assert_eq!(signed.signatures[1].name, None);
     assert_eq!(signed.signatures[0].heads, signed.heads);
-    let then = doc::read_at(&mut a, &signed.heads()).unwrap();
+    let then = doc::read_at(&mut a, &signed.heads().unwrap()).unwrap();
     assert_eq!(
         then.row(&action).unwrap().field("status").unwrap().text,
         "amber"

@@ -96,6 +96,10 @@ pub enum ModelError {
         "there is no review “{id}” in this document. `partnerplan review list <url>` shows each review's id."
     )]
     NoSuchReview { id: String },
+    #[error(
+        "the version signed at the review of {date} cannot be read: {detail}. The review's record of it is damaged; `partnerplan view <url>` still shows the document as it is now, and `partnerplan history <url>` every change."
+    )]
+    UnreadableVersion { date: String, detail: String },
     #[error("the plan cannot be exported as a JSON file yet: {0}")]
     NotExportable(String),
     #[error("the import file is not usable: {0}")]

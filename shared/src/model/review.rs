@@ -17,7 +17,8 @@ use autosurgeon::{Hydrate, Reconcile};
 use serde::{Deserialize, Serialize};
 
 use super::ModelError;
-use super::doc::{Author, note_author, short, writable};
+use super::doc::{Author, DocView, note_author, read_at, short, writable};
+use super::render::when_text;
 use super::values::SIGNATORY_ROLE;
 use super::when::When;
 
@@ -58,16 +59,43 @@ pub struct Review {
 }
 
 impl Review {
-    pub fn heads(&self) -> Vec<ChangeHash> {
-        parse_heads(&self.heads)
+    /// The version reviewed, or why it cannot be read: none recorded, or
+    /// one that is not a version (a partner's program may write anything).
+    pub fn heads(&self) -> Result<Vec<ChangeHash>, ModelError> {
+        let unreadable = |detail: String| ModelError::UnreadableVersion {
+            date: when_text(&self.date),
+            detail,
+        };
+        if self.heads.is_empty() {
+            return Err(unreadable("no version was recorded with it".into()));
+        }
+        self.heads
+            .iter()
+            .map(|h| {
+                ChangeHash::from_str(h)
+                    .map_err(|_| unreadable(format!("“{}” is not a version", short(h))))
+            })
+            .collect()
     }
-}
 
-pub fn parse_heads(heads: &[String]) -> Vec<ChangeHash> {
-    heads
-        .iter()
-        .filter_map(|h| ChangeHash::from_str(h).ok())
-        .collect()
+    /// The document as this review signed it, and that version's heads.
+    pub fn signed_view(
+        &self,
+        doc: &mut AutoCommit,
+    ) -> Result<(Vec<ChangeHash>, DocView), ModelError> {
+        let heads = self.heads()?;
+        if let Some(missing) = heads.iter().find(|h| doc.get_change_by_hash(h).is_none()) {
+            return Err(ModelError::UnreadableVersion {
+                date: when_text(&self.date),
+                detail: format!(
+                    "this document has no version {}",
+                    short(&missing.to_string())
+                ),
+            });
+        }
+        let view = read_at(doc, &heads)?;
+        Ok((heads, view))
+    }
 }
 
 /// A signature as given on the command line or in an import file.
