@@ -795,4 +795,52 @@ mod tests {
             "{error}"
         );
     }
+
+    /// The fixture transcribes the paper in shared/seeds/000: it dates an
+    /// action only where the action's own words give a date or term, and
+    /// then with the year of the 2017-2018 school year it falls in.
+    #[test]
+    fn the_seed_fixture_dates_only_what_the_paper_dates() {
+        let plan = PlanFile::from_json(FIXTURE).unwrap();
+        let source = plan.source.clone().unwrap();
+        for area in &plan.areas {
+            for action in &area.actions {
+                let Some(date) = &action.review_date else {
+                    continue;
+                };
+                let when = When::parse(date).unwrap().to_string();
+                let year = if when.contains("2017") {
+                    "2017"
+                } else {
+                    "2018"
+                };
+                assert!(
+                    when.contains(year),
+                    "{}: {date} names no year of 2017-2018",
+                    action.what
+                );
+                let words = date.trim_end_matches(year).trim();
+                assert!(
+                    action.what.contains(words),
+                    "{}: the paper gives it no date “{words}”",
+                    action.what
+                );
+                if !action.what.contains(year) {
+                    assert!(
+                        source.contains(&format!("{year} for")) && source.contains(words),
+                        "the source says why {words} is in {year}: {source}"
+                    );
+                }
+            }
+            for action in &area.actions {
+                if action.what.contains("date TBC") {
+                    assert!(action.notes.is_empty(), "the paper has no note here");
+                }
+            }
+        }
+        assert!(
+            !source.contains("year of the 2017-2018 autumn term"),
+            "15 January is not in the autumn term: {source}"
+        );
+    }
 }
