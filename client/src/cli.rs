@@ -90,22 +90,8 @@ enum Command {
     Edit {
         url: String,
         field: String,
-        /// Add this text at the end.
-        #[arg(long, group = "op")]
-        append: Option<String>,
-        /// Insert text at this character position (with --text).
-        #[arg(long, group = "op", requires = "text")]
-        insert_at: Option<usize>,
-        /// Delete characters from this position (with --count).
-        #[arg(long, group = "op", requires = "count")]
-        delete_at: Option<usize>,
-        /// Replace the whole text, keeping what is unchanged.
-        #[arg(long, group = "op")]
-        replace: Option<String>,
-        #[arg(long)]
-        text: Option<String>,
-        #[arg(long)]
-        count: Option<usize>,
+        #[command(flatten)]
+        how: documents::TextEditArgs,
     },
     /// Sync with the relay: once until everything is in sync, or with --watch until stopped.
     Sync {
@@ -252,27 +238,8 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             documents::set_field(&mut school, &url, &field, &value)?;
             println!("Saved {field}.");
         }
-        Command::Edit {
-            url,
-            field,
-            append,
-            insert_at,
-            delete_at,
-            replace,
-            text,
-            count,
-        } => {
-            let edit = match documents::text_edit_from_flags(
-                append, insert_at, delete_at, replace, text, count,
-            ) {
-                Some(edit) => edit,
-                None => {
-                    return Err(ClientError::BadEdit {
-                        path: field,
-                        reason: "say how: --append, --insert-at with --text, --delete-at with --count, or --replace".into(),
-                    });
-                }
-            };
+        Command::Edit { url, field, how } => {
+            let edit = how.edit()?;
             let mut school = School::open(&dir)?;
             let now = documents::edit_text(&mut school, &url, &field, edit)?;
             println!("Saved {field}: {now}");

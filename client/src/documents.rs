@@ -86,28 +86,52 @@ pub fn set_field(
 /// How to change a text field: the one type the typed documents use too.
 pub use partnerplan_shared::model::ProseEdit as TextEdit;
 
-/// The edit the command-line flags describe (`--append`, `--insert-at`
-/// with `--text`, `--delete-at` with `--count`, `--replace`), if any.
-pub fn text_edit_from_flags(
+/// How to change a text field, as the command line says it; shared by
+/// `edit` and `type`. At most one of the four ways may be given.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TextEditArgs {
+    /// Add this text at the end.
+    #[arg(long, group = "how")]
     append: Option<String>,
+    /// Insert text at this character position (with --text).
+    #[arg(long, group = "how", requires = "text")]
     insert_at: Option<usize>,
+    /// Delete characters from this position (with --count).
+    #[arg(long, group = "how", requires = "count")]
     delete_at: Option<usize>,
+    /// Replace the whole text, keeping what is unchanged.
+    #[arg(long, group = "how")]
     replace: Option<String>,
+    /// The text to insert, with --insert-at.
+    #[arg(long)]
     text: Option<String>,
+    /// How many characters to delete, with --delete-at.
+    #[arg(long)]
     count: Option<usize>,
-) -> Option<TextEdit> {
-    match (append, insert_at, delete_at, replace) {
-        (Some(more), ..) => Some(TextEdit::Append(more)),
-        (_, Some(at), ..) => Some(TextEdit::Insert {
-            at,
-            text: text.unwrap_or_default(),
-        }),
-        (_, _, Some(at), _) => Some(TextEdit::Delete {
-            at,
-            count: count.unwrap_or(0),
-        }),
-        (_, _, _, Some(new)) => Some(TextEdit::Replace(new)),
-        _ => None,
+}
+
+impl TextEditArgs {
+    /// The edit, or a sentence saying how to give one.
+    pub fn edit(self) -> Result<TextEdit, ClientError> {
+        Ok(
+            match (self.append, self.insert_at, self.delete_at, self.replace) {
+                (Some(more), ..) => TextEdit::Append(more),
+                (_, Some(at), ..) => TextEdit::Insert {
+                    at,
+                    text: self.text.unwrap_or_default(),
+                },
+                (_, _, Some(at), _) => TextEdit::Delete {
+                    at,
+                    count: self.count.unwrap_or(0),
+                },
+                (_, _, _, Some(new)) => TextEdit::Replace(new),
+                _ => {
+                    return Err(ClientError::Other(
+                    "say how to change the text: --append, --insert-at with --text, --delete-at with --count, or --replace.".into(),
+                ));
+                }
+            },
+        )
     }
 }
 

@@ -73,22 +73,8 @@ pub enum ModelCommand {
         field: String,
         #[arg(long)]
         row: Option<String>,
-        /// Add this text at the end.
-        #[arg(long, group = "how")]
-        append: Option<String>,
-        /// Insert text at this character position (with --text).
-        #[arg(long, group = "how", requires = "text")]
-        insert_at: Option<usize>,
-        /// Delete characters from this position (with --count).
-        #[arg(long, group = "how", requires = "count")]
-        delete_at: Option<usize>,
-        /// Replace the whole text, keeping what is unchanged.
-        #[arg(long, group = "how")]
-        replace: Option<String>,
-        #[arg(long)]
-        text: Option<String>,
-        #[arg(long)]
-        count: Option<usize>,
+        #[command(flatten)]
+        how: documents::TextEditArgs,
     },
     /// Add, move, remove or restore rows (actions, areas, schools, audit rows …).
     #[command(subcommand)]
@@ -422,23 +408,9 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
             url,
             field,
             row,
-            append,
-            insert_at,
-            delete_at,
-            replace,
-            text,
-            count,
+            how,
         } => {
-            let edit = match documents::text_edit_from_flags(
-                append, insert_at, delete_at, replace, text, count,
-            ) {
-                Some(edit) => edit,
-                None => {
-                    return Err(ClientError::Other(
-                        "say how to change the text: --append, --insert-at with --text, --delete-at with --count, or --replace.".into(),
-                    ));
-                }
-            };
+            let edit = how.edit()?;
             let (_, now) = change(
                 &mut school,
                 &who,
