@@ -107,19 +107,34 @@ impl RelayProcess {
     }
 
     pub fn start_at(data: &Path, listen: SocketAddr, extra: &[&str]) -> RelayProcess {
-        let mut child = Command::new(relay_binary())
+        Self::spawn(data, listen, extra, None)
+    }
+
+    /// Starts a relay logging everything (`trace`) into `log`.
+    pub fn start_logging(data: &Path, extra: &[&str], log: &Path) -> RelayProcess {
+        Self::spawn(data, "127.0.0.1:0".parse().unwrap(), extra, Some(log))
+    }
+
+    fn spawn(data: &Path, listen: SocketAddr, extra: &[&str], log: Option<&Path>) -> RelayProcess {
+        let mut command = Command::new(relay_binary());
+        command
             .arg("serve")
             .arg("--listen")
             .arg(listen.to_string())
             .arg("--data")
             .arg(data)
             .args(extra)
-            .env("PARTNERPLAN_LOG", "warn")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the relay starts");
+            .stdout(Stdio::piped());
+        match log {
+            Some(log) => command
+                .env("PARTNERPLAN_LOG", "trace")
+                .stderr(std::fs::File::create(log).expect("the log file can be created")),
+            None => command
+                .env("PARTNERPLAN_LOG", "warn")
+                .stderr(Stdio::inherit()),
+        };
+        let mut child = command.spawn().expect("the relay starts");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -435,3 +435,42 @@ fn a_relay_serves_wss_and_the_client_verifies_its_certificate() {
     other.sync();
     assert_eq!(other.show(&plan)["title"], json!("Secure plan"));
 }
+
+#[test]
+fn the_relay_logs_neither_tokens_nor_document_content() {
+    let root = tempfile::tempdir().unwrap();
+    let log = root.path().join("relay.log");
+    let relay = RelayProcess::start_logging(&root.path().join("relay"), &[], &log);
+    relay.partnership(NORTH);
+    let invite = relay.invite(NORTH, "Hilltop", "member").unwrap();
+    let token = invite.split("token=").nth(1).unwrap().to_string();
+    let hilltop = School::join(root.path(), "Hilltop", &invite);
+    let secret = "Confidential safeguarding note about pupil X";
+    let plan = hilltop.create(secret);
+    hilltop.ok(&["set", &plan, "notes", "Another private sentence"]);
+    hilltop.sync();
+    // A wrong token, in the address, is logged as refused, not echoed.
+    let wrong = School::unjoined(root.path(), "Stranger");
+    wrong.ok(&[
+        "join",
+        &format!("{}/?token=pp_wrong_but_secret", relay.url()),
+        "--school",
+        "Stranger",
+    ]);
+    wrong.fails(&["sync", "--timeout", "10"]);
+    drop(relay);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("connection opened"),
+        "the log is really written at trace level"
+    );
+    assert!(!logged.contains(&token), "the token appears in the log");
+    assert!(
+        !logged.contains("pp_wrong_but_secret"),
+        "a presented token appears in the log"
+    );
+    assert!(
+        !logged.contains("Confidential") && !logged.contains("private sentence"),
+        "document content appears in the log"
+    );
+}
