@@ -173,12 +173,33 @@ impl Access {
     }
 
     /// Records an open connection; `kick` receives the reason if it must be cut.
+    ///
+    /// Checked again here, under the connections lock: between
+    /// [`authenticate`](Self::authenticate) and now the token may have been
+    /// replaced, or the school's other connections may have filled its
+    /// allowance; then the connection is told why and cut at once.
     pub fn opened(&self, conn: ConnId, grant: Grant, kick: mpsc::UnboundedSender<String>) {
-        self.inner
-            .open
-            .lock()
-            .expect("connections lock")
-            .insert(conn, Open { grant, kick });
+        let mut open = self.inner.open.lock().expect("connections lock");
+        let already = open
+            .values()
+            .filter(|o| o.grant.school_id == grant.school_id)
+            .count();
+        let snapshot = self.snapshot();
+        let current = snapshot
+            .schools
+            .get(&grant.school_id)
+            .is_some_and(|s| s.token_hash == grant.token_hash);
+        if !current {
+            let _ = kick.send(
+                "the access token is not valid: it may have been replaced or revoked. Ask your lead school for a new invite".into(),
+            );
+        } else if already >= self.inner.max_connections_per_school {
+            let _ = kick.send(format!(
+                "{} already has {already} connections open to this relay, the most allowed; close one (another `partnerplan sync --watch`?) and try again",
+                grant.school_name
+            ));
+        }
+        open.insert(conn, Open { grant, kick });
     }
 
     pub fn closed(&self, conn: ConnId) {
