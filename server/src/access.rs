@@ -219,8 +219,11 @@ impl Access {
             .map(|o| o.grant.clone())
     }
 
+    /// Called for every subscriber on every change, so it reads the grant
+    /// in place rather than copying it.
     fn permission(&self, conn: ConnId, document_id: &DocumentId) -> Permission {
-        let Some(grant) = self.grant(conn) else {
+        let open = self.inner.open.lock().expect("connections lock");
+        let Some(Open { grant, .. }) = open.get(&conn) else {
             return Permission::None;
         };
         let snapshot = self.snapshot();
