@@ -4,7 +4,7 @@
 
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
-use partnerplan_shared::DocumentId;
+use partnerplan_sync::DocumentId;
 use serde_json::{Map, Value as Json, json};
 
 use crate::error::ClientError;
@@ -41,7 +41,7 @@ pub fn open(school: &mut School, url: &str) -> Result<DocumentId, ClientError> {
     let id = DocumentId::parse_url_or_id(url)?;
     school
         .store
-        .write(&[partnerplan_shared::store::Write::Track { document_id: id }])?;
+        .write(&[partnerplan_sync::store::Write::Track { document_id: id }])?;
     Ok(id)
 }
 
@@ -84,7 +84,7 @@ pub fn set_field(
 }
 
 /// How to change a text field: the one type the typed documents use too.
-pub use partnerplan_shared::model::ProseEdit as TextEdit;
+pub use partnerplan_model::ProseEdit as TextEdit;
 
 /// How to change a text field, as the command line says it; shared by
 /// `edit` and `type`. At most one of the four ways may be given.
@@ -165,7 +165,7 @@ pub fn edit_text(
                     text
                 }
             };
-            partnerplan_shared::model::doc::splice_prose(doc, &text, &edit)?.map_err(|reason| {
+            partnerplan_model::doc::splice_prose(doc, &text, &edit)?.map_err(|reason| {
                 ClientError::BadEdit {
                     path: path.to_string(),
                     reason,
@@ -195,7 +195,7 @@ pub fn conflicts(doc: &AutoCommit) -> Vec<Conflict> {
 /// from a newer version). A document is typed if it names a `kind` and a
 /// `schemaVersion`, or a kind this version knows.
 fn refuse_typed(doc: &AutoCommit, id: &DocumentId, command: &str) -> Result<(), ClientError> {
-    use partnerplan_shared::model::doc;
+    use partnerplan_model::doc;
     let has_version = doc.get(ROOT, "schemaVersion").ok().flatten().is_some();
     let kind = match doc.get(ROOT, "kind").ok().flatten() {
         Some((Value::Scalar(s), _)) => s.as_str().map(str::to_string),

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use partnerplan_shared::StoreError;
-use partnerplan_shared::document_id::DocumentIdError;
+use partnerplan_sync::StoreError;
+use partnerplan_sync::document_id::DocumentIdError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

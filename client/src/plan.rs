@@ -3,21 +3,21 @@
 //! a conflict, record reviews with signatures, read any document as
 //! tables, its history and what changed since a review, import and
 //! export. Every edit goes through `Store::change` and the model in
-//! `partnerplan_shared::model`; this file only parses, calls and prints.
+//! `partnerplan_model`; this file only parses, calls and prints.
 
 use std::path::{Path, PathBuf};
 
 use automerge::{ActorId, AutoCommit};
 use clap::{Args, Subcommand};
-use partnerplan_shared::DocumentId;
-use partnerplan_shared::model::diff::{Difference, diff};
-use partnerplan_shared::model::doc::{self, Placement, short, shorten};
-use partnerplan_shared::model::history::{self, HistoryEntry, format_time};
-use partnerplan_shared::model::plan_file::{self, PlanFile};
-use partnerplan_shared::model::render;
-use partnerplan_shared::model::review::{self, SignatureInput, describe_signature};
-use partnerplan_shared::model::schema::Kind;
-use partnerplan_shared::model::{Author, DocView, ModelError, RowView, TableView};
+use partnerplan_model::diff::{Difference, diff};
+use partnerplan_model::doc::{self, Placement, short, shorten};
+use partnerplan_model::history::{self, HistoryEntry, format_time};
+use partnerplan_model::plan_file::{self, PlanFile};
+use partnerplan_model::render;
+use partnerplan_model::review::{self, SignatureInput, describe_signature};
+use partnerplan_model::schema::Kind;
+use partnerplan_model::{Author, DocView, ModelError, RowView, TableView};
+use partnerplan_sync::DocumentId;
 use serde_json::json;
 
 use crate::documents;
@@ -571,11 +571,11 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
             output,
         } => {
             let (_, _, view) = read(&school, &url)?;
-            if view.schema_version > partnerplan_shared::model::SCHEMA_VERSION {
+            if view.schema_version > partnerplan_model::SCHEMA_VERSION {
                 eprintln!(
                     "Note: this document was written by a newer partnerplan (schema version {}; this one knows up to {}), so the export may leave out what that version added. Update partnerplan for a complete export.",
                     view.schema_version,
-                    partnerplan_shared::model::SCHEMA_VERSION
+                    partnerplan_model::SCHEMA_VERSION
                 );
             }
             let text = match format.to_lowercase().as_str() {
@@ -797,7 +797,7 @@ fn review_command(
             school: for_school,
             date,
         } => {
-            let today = partnerplan_shared::model::when::date_from_unix(now()).to_string();
+            let today = partnerplan_model::when::date_from_unix(now()).to_string();
             let input = SignatureInput {
                 name,
                 role,
@@ -935,7 +935,7 @@ fn partnership_to_list_in(
             kind.label().to_lowercase()
         )));
     }
-    if version > partnerplan_shared::model::SCHEMA_VERSION {
+    if version > partnerplan_model::SCHEMA_VERSION {
         return Err(ClientError::Other(format!(
             "the partnership given to --partnership: {} Nothing was imported.",
             sentence(&ModelError::TooNew { found: version }.to_string())
@@ -985,7 +985,7 @@ fn rehearse_import(
 // ---------------------------------------------------------------------
 // Printing
 
-fn describe_conflict(c: &partnerplan_shared::model::Conflict) -> String {
+fn describe_conflict(c: &partnerplan_model::Conflict) -> String {
     let values: Vec<String> = c
         .values
         .iter()

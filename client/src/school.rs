@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use automerge::ActorId;
-use partnerplan_shared::Store;
+use partnerplan_sync::Store;
 
 use crate::error::ClientError;
 

@@ -5,7 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use automerge::sync;
-use partnerplan_shared::DocumentId;
+use partnerplan_sync::DocumentId;
 use serde::Serialize;
 
 use crate::error::ClientError;

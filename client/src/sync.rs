@@ -6,11 +6,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use partnerplan_shared::engine::{
+use partnerplan_sync::engine::{
     Engine, EngineConfig, EngineSender, Input, Notice, OUTBOX_FRAMES, Outgoing,
 };
-use partnerplan_shared::repo::AllowAll;
-use partnerplan_shared::{DocumentId, Repo, RepoConfig, Store, SyncProgress};
+use partnerplan_sync::repo::AllowAll;
+use partnerplan_sync::{DocumentId, Repo, RepoConfig, Store, SyncProgress};
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use partnerplan_shared::{AccessPolicy, ConnId, DocumentId, Permission};
+use partnerplan_sync::{AccessPolicy, ConnId, DocumentId, Permission};
 use tokio::sync::mpsc;
 
 use crate::directory::{Directory, PartnershipId, Role, SchoolId, Snapshot, TokenHash, hash_token};

@@ -48,7 +48,7 @@ enum Command {
         tls_key: Option<PathBuf>,
         /// The largest message accepted from a client, in bytes. Larger
         /// ones are refused with an error that says so.
-        #[arg(long, default_value_t = partnerplan_shared::message::DEFAULT_MAX_FRAME_BYTES)]
+        #[arg(long, default_value_t = partnerplan_sync::message::DEFAULT_MAX_FRAME_BYTES)]
         max_frame_bytes: usize,
         /// The most connections one school may have open at once.
         #[arg(long, default_value_t = 16)]

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use partnerplan_shared::{DocumentId, Store, StoreError};
+use partnerplan_sync::{DocumentId, Store, StoreError};
 use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};

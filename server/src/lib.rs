@@ -21,9 +21,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
-use partnerplan_shared::engine::{Engine, EngineConfig, EngineSender, Notice};
-use partnerplan_shared::message::DEFAULT_MAX_FRAME_BYTES;
-use partnerplan_shared::{Repo, RepoConfig, Store, StoreError};
+use partnerplan_sync::engine::{Engine, EngineConfig, EngineSender, Notice};
+use partnerplan_sync::message::DEFAULT_MAX_FRAME_BYTES;
+use partnerplan_sync::{Repo, RepoConfig, Store, StoreError};
 use tokio::sync::watch;
 
 pub use access::RelayPolicy;

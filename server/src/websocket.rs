@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use partnerplan_shared::Message;
-use partnerplan_shared::engine::{Input, OUTBOX_FRAMES, Outgoing};
+use partnerplan_sync::Message;
+use partnerplan_sync::engine::{Input, OUTBOX_FRAMES, Outgoing};
 use tokio::sync::mpsc;
 
 use crate::AppState;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use partnerplan_shared::message::{Message, PeerMetadata};
+use partnerplan_sync::message::{Message, PeerMetadata};
 use partnerplan_tests::{RelayProcess, School, wait_until};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message as Ws;

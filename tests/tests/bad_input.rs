@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use partnerplan_shared::message::{Message, PeerMetadata, SyncFrame};
-use partnerplan_shared::{DocumentId, Store};
+use partnerplan_sync::message::{Message, PeerMetadata, SyncFrame};
+use partnerplan_sync::{DocumentId, Store};
 use partnerplan_tests::{RelayProcess, School, TEST_PARTNERSHIP, relay_binary, run_bounded};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message as Ws;

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, ObjType, ROOT, ReadDoc, Value as Am};
-use partnerplan_shared::model::When;
-use partnerplan_shared::model::plan_file::PlanFile;
-use partnerplan_shared::{DocumentId, Store, StoreError};
+use partnerplan_model::When;
+use partnerplan_model::plan_file::PlanFile;
+use partnerplan_sync::{DocumentId, Store, StoreError};
 use partnerplan_tests::{RelayProcess, School};
 use serde_json::{Value, json};
 

@@ -3,10 +3,10 @@
 //! signature and the version each signed. Fields two schools disagree on
 //! are printed with both values and who gave each, never one silently.
 
-use super::doc::{DocView, FieldView, RowView, TableView, short};
-use super::review::Review;
-use super::schema::FieldType;
-use super::when::When;
+use crate::doc::{DocView, FieldView, RowView, TableView, short};
+use crate::review::Review;
+use crate::schema::FieldType;
+use crate::when::When;
 
 /// The value as printed: both values and who set each, for a conflict.
 pub fn cell(field: &FieldView) -> String {
@@ -372,7 +372,7 @@ fn csv_field(s: &str) -> String {
 /// can filter by the first column.
 pub fn csv(view: &DocView) -> String {
     let mut columns: Vec<&'static str> = vec!["Section", "Within", "Id", "Field", "Value"];
-    fn collect(tables: &'static [super::schema::Table], columns: &mut Vec<&'static str>) {
+    fn collect(tables: &'static [crate::schema::Table], columns: &mut Vec<&'static str>) {
         for table in tables {
             for field in table.fields {
                 if !columns.contains(&field.label) {
@@ -493,7 +493,7 @@ pub fn row_line(row: &RowView) -> String {
     row.fields
         .iter()
         .filter(|f| !f.text.is_empty() || !f.conflict.is_empty())
-        .map(|f| format!("{}: {}", f.label, super::doc::shorten(&cell(f), 40)))
+        .map(|f| format!("{}: {}", f.label, crate::doc::shorten(&cell(f), 40)))
         .collect::<Vec<_>>()
         .join(" · ")
 }
@@ -505,9 +505,9 @@ pub fn recorded(review: &Review) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::doc::{self, Author};
-    use super::super::plan_file::{self, PlanFile};
     use super::*;
+    use crate::doc::{self, Author};
+    use crate::plan_file::{self, PlanFile};
     use automerge::{ActorId, AutoCommit};
 
     const FIXTURE: &str = include_str!("../../../tests/fixtures/action-plan-000.json");
@@ -620,7 +620,7 @@ mod tests {
         };
         let mut doc = AutoCommit::new().with_actor(ActorId::random());
         let title = "<script>alert(\"x\")</script> & co";
-        doc::create(&mut doc, super::super::Kind::ActionPlan, title, None, &who).unwrap();
+        doc::create(&mut doc, crate::Kind::ActionPlan, title, None, &who).unwrap();
         doc::set_field(
             &mut doc,
             None,
@@ -658,12 +658,12 @@ mod tests {
             &who,
         )
         .unwrap();
-        super::super::review::record(
+        crate::review::record(
             &mut doc,
             "11 July 2017",
             "<i>the JCC</i>",
             Some("<iframe src=x></iframe> & notes"),
-            &[super::super::review::SignatureInput {
+            &[crate::review::SignatureInput {
                 name: Some("=1+1".into()),
                 role: "headteacher".into(),
                 school: "Bank Road, <Infant>".into(),

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::doc::{DocView, FieldView, RowView, TableView};
+use crate::doc::{DocView, FieldView, RowView, TableView};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "change", rename_all = "camelCase")]
@@ -38,7 +38,7 @@ impl Difference {
                     if s.is_empty() {
                         "(empty)".to_string()
                     } else {
-                        format!("“{}”", super::doc::shorten(s, 70))
+                        format!("“{}”", crate::doc::shorten(s, 70))
                     }
                 };
                 format!("{place}: {} → {}", show(before), show(after))

@@ -4,7 +4,7 @@
 //! editing, validating, reading, rendering and diffing, so the nine kinds
 //! behave alike and a new field is one line here.
 
-use super::values::{Choices, IN_PARTNERSHIP, KEY_STAGE, PARTNERSHIP_KIND, PHASE, STATUS};
+use crate::values::{Choices, IN_PARTNERSHIP, KEY_STAGE, PARTNERSHIP_KIND, PHASE, STATUS};
 
 /// The nine documents a partnership writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -5,12 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ModelError;
-use super::doc::{self, Author, DocView, Placement, RowView};
-use super::review::{self, SignatureInput};
-use super::schema::Kind;
-use super::values::{PARTNERSHIP_KIND, PHASE, SIGNATORY_ROLE, STATUS};
-use super::when::When;
+use crate::ModelError;
+use crate::doc::{self, Author, DocView, Placement, RowView};
+use crate::review::{self, SignatureInput};
+use crate::schema::Kind;
+use crate::values::{PARTNERSHIP_KIND, PHASE, SIGNATORY_ROLE, STATUS};
+use crate::when::When;
 
 /// What `format` must say, so a stray JSON file is not taken for a plan.
 pub const FORMAT: &str = "partnerplan-action-plan";

@@ -5,7 +5,7 @@
 use automerge::{AutoCommit, ChangeHash};
 use serde::Serialize;
 
-use super::review;
+use crate::review;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryEntry {
@@ -60,7 +60,7 @@ pub fn format_time(seconds: i64) -> String {
     if seconds <= 0 {
         return "(no time recorded)".into();
     }
-    let when = super::when::date_from_unix(seconds);
+    let when = crate::when::date_from_unix(seconds);
     let minutes = seconds.rem_euclid(86_400) / 60;
     format!("{when} {:02}:{:02} UTC", minutes / 60, minutes % 60)
 }

@@ -9,11 +9,11 @@ use automerge::{AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
-use super::ModelError;
-use super::SCHEMA_VERSION;
-use super::review::{self, ActorEntry, Review};
-use super::schema::{DocSchema, Field, FieldType, Kind, Table};
-use super::when::When;
+use crate::ModelError;
+use crate::SCHEMA_VERSION;
+use crate::review::{self, ActorEntry, Review};
+use crate::schema::{DocSchema, Field, FieldType, Kind, Table};
+use crate::when::When;
 
 /// Who makes an edit, and when (seconds since 1970): kept in the
 /// document's `actors` map and in removal records.

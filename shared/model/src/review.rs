@@ -16,11 +16,11 @@ use automerge::{AutoCommit, ChangeHash, ObjType, ROOT, ReadDoc, Value};
 use autosurgeon::{Hydrate, Reconcile};
 use serde::{Deserialize, Serialize};
 
-use super::ModelError;
-use super::doc::{Author, DocView, note_author, read_at, short, writable};
-use super::render::when_text;
-use super::values::SIGNATORY_ROLE;
-use super::when::When;
+use crate::ModelError;
+use crate::doc::{Author, DocView, note_author, read_at, short, writable};
+use crate::render::when_text;
+use crate::values::SIGNATORY_ROLE;
+use crate::when::When;
 
 /// Which school and person an Automerge actor is.
 #[derive(Debug, Clone, PartialEq, Eq, Reconcile, Hydrate, Serialize, Deserialize)]

@@ -4,10 +4,10 @@
 use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, ObjType, ROOT, ScalarValue};
 
-use super::diff::{Difference, diff};
-use super::doc::{self, Author, Placement, ProseEdit};
-use super::review::{self, SignatureInput};
-use super::{Kind, ModelError, SCHEMA_VERSION};
+use crate::diff::{Difference, diff};
+use crate::doc::{self, Author, Placement, ProseEdit};
+use crate::review::{self, SignatureInput};
+use crate::{Kind, ModelError, SCHEMA_VERSION};
 
 const BANK_ROAD: &str = "Bank Road Infant and Nursery School";
 const WILLIAM_LILLEY: &str = "William Lilley Infant and Nursery School";
