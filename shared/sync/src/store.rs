@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use automerge::Automerge;
+use automerge::{AutoCommit, Automerge, ChangeHash};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use crate::document_id::DocumentId;
@@ -51,6 +51,10 @@ pub enum StoreError {
     Busy { path: PathBuf },
     #[error("could not use {path}: {detail}")]
     Io { path: PathBuf, detail: String },
+    #[error(
+        "the change was made to a version of the document this computer does not hold, so it was not saved. Reload the page and make it again."
+    )]
+    UnknownVersion,
 }
 
 /// One write, applied with others in a single transaction.
@@ -349,60 +353,83 @@ impl Store {
         document_id: &DocumentId,
         actor: &automerge::ActorId,
         message: Option<String>,
-        edit: impl FnOnce(&mut automerge::AutoCommit) -> Result<T, E>,
+        edit: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.transaction(|changes| changes.change(document_id, actor, message, edit))
+    }
+
+    /// Several edits, to one document or several, in one transaction:
+    /// all of them are saved, or (if any fails) none.
+    pub fn transaction<T, E: From<StoreError>>(
+        &mut self,
+        work: impl FnOnce(&mut Changes<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         let path = self.path.clone();
-        let err = |e| classify(&path, e);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err)?;
-        let key = document_id.to_string();
-        let chunks: Vec<Vec<u8>> = {
-            let mut stmt = tx
-                .prepare_cached("SELECT data FROM chunks WHERE document_id = ?1 ORDER BY seq")
-                .map_err(err)?;
-            stmt.query_map(params![key], |r| r.get(0))
-                .map_err(err)?
-                .collect::<Result<_, _>>()
-                .map_err(err)?
-        };
-        let mut doc = automerge::AutoCommit::new();
-        for chunk in &chunks {
-            doc.load_incremental(chunk)
-                .map_err(|e| StoreError::Corrupt {
-                    path: path.clone(),
-                    detail: format!("document {document_id} cannot be read: {e}"),
-                })?;
-        }
-        doc.set_actor(actor.clone());
-        let before = doc.get_heads();
-        let result = edit(&mut doc)?;
-        let seconds = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let mut options = automerge::transaction::CommitOptions::default().with_time(seconds);
-        if let Some(message) = message {
-            options = options.with_message(message);
-        }
-        doc.commit_with(options);
-        let data = doc.save_after(&before);
-        if !data.is_empty() {
-            tx.execute(
-                "INSERT INTO chunks (document_id, data) VALUES (?1, ?2)",
-                params![key, data],
-            )
-            .map_err(err)?;
-        }
-        tx.execute(
-            "INSERT OR IGNORE INTO tracked (document_id) VALUES (?1)",
-            params![key],
-        )
-        .map_err(err)?;
-        compact_if_needed(&tx, document_id).map_err(err)?;
-        tx.commit().map_err(err)?;
+            .map_err(|e| classify(&path, e))?;
+        let mut changes = Changes { tx, path: &path };
+        let result = work(&mut changes)?;
+        changes.tx.commit().map_err(|e| classify(&path, e))?;
         Ok(result)
+    }
+
+    /// The document assembled once, for a long-running process to keep
+    /// in memory between edits; `None` if it has no chunks.
+    pub fn hold(&self, document_id: &DocumentId) -> Result<Option<Held>, StoreError> {
+        let mut held = Held {
+            doc: AutoCommit::new(),
+            seen: 0,
+            bytes: 0,
+        };
+        catch_up(&self.conn, &self.path, document_id, &mut held)?;
+        Ok((held.seen > 0).then_some(held))
+    }
+
+    /// Brings a held document up to date with what any process of this
+    /// school has stored since. Returns whether anything arrived.
+    pub fn catch_up(&self, document_id: &DocumentId, held: &mut Held) -> Result<bool, StoreError> {
+        catch_up(&self.conn, &self.path, document_id, held)
+    }
+
+    /// A local edit of a held document, like [`change`](Self::change)
+    /// but without assembling the document again: it catches up with
+    /// what other processes stored, then edits. With `at`, the edit is
+    /// made against that version (the one a page showed), so changes
+    /// that arrived since are kept beside it rather than overwritten.
+    /// Returns what `edit` returned and the hash of the change made.
+    #[allow(clippy::too_many_arguments)]
+    pub fn change_held<T, E: From<StoreError>>(
+        &mut self,
+        document_id: &DocumentId,
+        held: &mut Held,
+        at: Option<&[ChangeHash]>,
+        actor: &automerge::ActorId,
+        message: Option<String>,
+        edit: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
+    ) -> Result<(T, Option<ChangeHash>), E> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| classify(&path, e))?;
+        let result = edit_held(&tx, &path, document_id, held, at, actor, message, edit);
+        match result {
+            Ok(done) => {
+                tx.commit().map_err(|e| classify(&path, e))?;
+                Ok(done)
+            }
+            Err(error) => {
+                drop(tx);
+                // What memory holds may now differ from the file: read it
+                // again rather than keep an edit that was never saved.
+                if let Some(fresh) = self.hold(document_id)? {
+                    *held = fresh;
+                }
+                Err(error)
+            }
+        }
     }
 
     /// Chunks written after `seq`, in order: how one process sees what
@@ -508,14 +535,161 @@ pub fn assemble(chunks: &[Vec<u8>]) -> Result<Automerge, String> {
     Ok(doc)
 }
 
+/// A document kept in memory by a long-running process (the app), and
+/// the last of its stored chunks it has applied.
+pub struct Held {
+    pub doc: AutoCommit,
+    seen: i64,
+    /// How many stored bytes it was built from: what a cache bounds.
+    pub bytes: usize,
+}
+
+/// Edits to documents inside one transaction of [`Store::transaction`].
+pub struct Changes<'a> {
+    tx: rusqlite::Transaction<'a>,
+    path: &'a Path,
+}
+
+impl Changes<'_> {
+    /// One edit, as [`Store::change`] describes, inside this transaction.
+    pub fn change<T, E: From<StoreError>>(
+        &mut self,
+        document_id: &DocumentId,
+        actor: &automerge::ActorId,
+        message: Option<String>,
+        edit: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut held = Held {
+            doc: AutoCommit::new(),
+            seen: 0,
+            bytes: 0,
+        };
+        edit_held(
+            &self.tx,
+            self.path,
+            document_id,
+            &mut held,
+            None,
+            actor,
+            message,
+            edit,
+        )
+        .map(|(result, _)| result)
+    }
+}
+
+fn catch_up(
+    conn: &Connection,
+    path: &Path,
+    document_id: &DocumentId,
+    held: &mut Held,
+) -> Result<bool, StoreError> {
+    let err = |e| classify(path, e);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, data FROM chunks WHERE document_id = ?1 AND seq > ?2 ORDER BY seq",
+        )
+        .map_err(err)?;
+    let rows = stmt
+        .query_map(params![document_id.to_string(), held.seen], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(err)?;
+    let mut arrived = false;
+    for row in rows {
+        let (seq, data) = row.map_err(err)?;
+        held.doc
+            .load_incremental(&data)
+            .map_err(|e| StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!("document {document_id} cannot be read: {e}"),
+            })?;
+        held.seen = seq;
+        held.bytes += data.len();
+        arrived = true;
+    }
+    Ok(arrived)
+}
+
+/// The one way a local edit is made: inside `tx`, catch up with the
+/// file, edit as `actor` (at `at`, if given), append the change.
+#[allow(clippy::too_many_arguments)]
+fn edit_held<T, E: From<StoreError>>(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    document_id: &DocumentId,
+    held: &mut Held,
+    at: Option<&[ChangeHash]>,
+    actor: &automerge::ActorId,
+    message: Option<String>,
+    edit: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
+) -> Result<(T, Option<ChangeHash>), E> {
+    let err = |e| classify(path, e);
+    catch_up(tx, path, document_id, held)?;
+    let doc = &mut held.doc;
+    doc.set_actor(actor.clone());
+    let before = doc.get_heads();
+    if let Some(heads) = at {
+        if let Some(missing) = heads.iter().find(|h| doc.get_change_by_hash(h).is_none()) {
+            tracing::warn!(document = %document_id, version = %missing, "an edit named a version this store does not hold");
+            return Err(StoreError::UnknownVersion.into());
+        }
+        doc.isolate(heads);
+    }
+    let result = edit(doc);
+    let result = match result {
+        Ok(result) => result,
+        Err(error) => {
+            doc.rollback();
+            if at.is_some() {
+                doc.integrate();
+            }
+            return Err(error);
+        }
+    };
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut options = automerge::transaction::CommitOptions::default().with_time(seconds);
+    if let Some(message) = message {
+        options = options.with_message(message);
+    }
+    let hash = doc.commit_with(options);
+    if at.is_some() {
+        doc.integrate();
+    }
+    let data = doc.save_after(&before);
+    let key = document_id.to_string();
+    if !data.is_empty() {
+        tx.execute(
+            "INSERT INTO chunks (document_id, data) VALUES (?1, ?2)",
+            params![key, data],
+        )
+        .map_err(err)?;
+        held.seen = tx.last_insert_rowid();
+        held.bytes += data.len();
+    }
+    tx.execute(
+        "INSERT OR IGNORE INTO tracked (document_id) VALUES (?1)",
+        params![key],
+    )
+    .map_err(err)?;
+    if let Some(seq) = compact_if_needed(tx, document_id).map_err(err)? {
+        // The snapshot holds exactly what memory holds.
+        held.seen = seq;
+    }
+    Ok((result, hash))
+}
+
 /// Replaces a document's chunks with one snapshot once it has many. The
 /// snapshot is built from the chunks in the file, inside the transaction,
 /// so it is right whichever process wrote them. Chunks that cannot be read
-/// are left alone.
+/// are left alone. Returns the snapshot's seq if it compacted.
 fn compact_if_needed(
     tx: &rusqlite::Transaction<'_>,
     document_id: &DocumentId,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<Option<i64>> {
     let key = document_id.to_string();
     let count: i64 = tx.query_row(
         "SELECT count(*) FROM chunks WHERE document_id = ?1",
@@ -523,7 +697,7 @@ fn compact_if_needed(
         |r| r.get(0),
     )?;
     if count <= COMPACT_AFTER_CHUNKS {
-        return Ok(());
+        return Ok(None);
     }
     let mut stmt =
         tx.prepare_cached("SELECT seq, data FROM chunks WHERE document_id = ?1 ORDER BY seq")?;
@@ -533,7 +707,7 @@ fn compact_if_needed(
     let chunks: Vec<Vec<u8>> = rows.iter().map(|(_, data)| data.clone()).collect();
     let Ok(doc) = assemble(&chunks) else {
         tracing::warn!(document = %document_id, "a document's stored chunks could not be read; it was not compacted");
-        return Ok(());
+        return Ok(None);
     };
     let last_seq = rows.last().map(|(seq, _)| *seq).unwrap_or(0);
     tx.execute(
@@ -544,7 +718,7 @@ fn compact_if_needed(
         "INSERT INTO chunks (document_id, data) VALUES (?1, ?2)",
         params![key, doc.save()],
     )?;
-    Ok(())
+    Ok(Some(tx.last_insert_rowid()))
 }
 
 /// Turns SQLite's error into one that says what to do.
@@ -690,5 +864,170 @@ mod tests {
             "{text}"
         );
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "left untouched");
+    }
+
+    fn ok() -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn text_of(doc: &AutoCommit) -> String {
+        let (_, text) = doc.get(ROOT, "notes").unwrap().unwrap();
+        doc.text(&text).unwrap()
+    }
+
+    #[test]
+    fn a_held_document_sees_other_processes_edits_and_keeps_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("school.sqlite");
+        let id = DocumentId::random();
+        let actor = automerge::ActorId::random();
+        let mut app = Store::open(&path).unwrap();
+        let mut cli = Store::open(&path).unwrap();
+        cli.change(&id, &actor, None, |doc| {
+            let text = doc
+                .put_object(ROOT, "notes", automerge::ObjType::Text)
+                .unwrap();
+            doc.splice_text(&text, 0, 0, "Peer review").unwrap();
+            ok()
+        })
+        .unwrap();
+        let mut held = app.hold(&id).unwrap().expect("stored");
+        assert_eq!(text_of(&held.doc), "Peer review");
+
+        // The command line, another process, appends; the app catches up.
+        cli.change(&id, &actor, None, |doc| {
+            let (_, text) = doc.get(ROOT, "notes").unwrap().unwrap();
+            doc.splice_text(&text, 11, 0, " of writing").unwrap();
+            ok()
+        })
+        .unwrap();
+        assert!(app.catch_up(&id, &mut held).unwrap());
+        assert_eq!(text_of(&held.doc), "Peer review of writing");
+        assert!(!app.catch_up(&id, &mut held).unwrap(), "nothing new");
+
+        // An edit of the held copy lands in the file.
+        let (_, hash) = app
+            .change_held(&id, &mut held, None, &actor, None, |doc| {
+                let (_, text) = doc.get(ROOT, "notes").unwrap().unwrap();
+                doc.splice_text(&text, 0, 0, "Termly ").unwrap();
+                ok()
+            })
+            .unwrap();
+        assert!(hash.is_some());
+        let stored = AutoCommit::load(&cli.load_document(&id).unwrap().unwrap().save()).unwrap();
+        assert_eq!(text_of(&stored), "Termly Peer review of writing");
+    }
+
+    #[test]
+    fn an_edit_against_an_older_version_keeps_what_arrived_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("school.sqlite");
+        let id = DocumentId::random();
+        let actor = automerge::ActorId::random();
+        let partner = automerge::ActorId::random();
+        let mut store = Store::open(&path).unwrap();
+        store
+            .change(&id, &actor, None, |doc| {
+                doc.put(ROOT, "status", "red").unwrap();
+                let text = doc
+                    .put_object(ROOT, "notes", automerge::ObjType::Text)
+                    .unwrap();
+                doc.splice_text(&text, 0, 0, "abc").unwrap();
+                ok()
+            })
+            .unwrap();
+        let mut held = store.hold(&id).unwrap().unwrap();
+        let shown = held.doc.get_heads();
+        // A partner's edits arrive after the page was shown.
+        let mut other = Store::open(&path).unwrap();
+        other
+            .change(&id, &partner, None, |doc| {
+                doc.put(ROOT, "status", "green").unwrap();
+                let (_, text) = doc.get(ROOT, "notes").unwrap().unwrap();
+                doc.splice_text(&text, 3, 0, "XYZ").unwrap();
+                ok()
+            })
+            .unwrap();
+        // The page's edit, against the version it showed.
+        let (_, hash) = store
+            .change_held(&id, &mut held, Some(&shown), &actor, None, |doc| {
+                assert_eq!(text_of(doc), "abc", "the edit sees the version shown");
+                doc.put(ROOT, "status", "amber").unwrap();
+                let (_, text) = doc.get(ROOT, "notes").unwrap().unwrap();
+                doc.splice_text(&text, 0, 0, "1").unwrap();
+                ok()
+            })
+            .unwrap();
+        let hash = hash.unwrap();
+        assert_eq!(text_of(&held.doc), "1abcXYZ", "both texts kept");
+        let statuses = held.doc.get_all(ROOT, "status").unwrap();
+        assert_eq!(statuses.len(), 2, "two statuses set at once are a conflict");
+        // The version right after the edit is exactly what the page had.
+        let (_, text) = held.doc.get(ROOT, "notes").unwrap().unwrap();
+        assert_eq!(held.doc.text_at(&text, &[hash]).unwrap(), "1abc");
+    }
+
+    #[test]
+    fn a_failed_edit_leaves_the_held_copy_as_the_file_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = DocumentId::random();
+        let actor = automerge::ActorId::random();
+        let mut store = Store::open(dir.path().join("school.sqlite")).unwrap();
+        store
+            .change(&id, &actor, None, |doc| {
+                doc.put(ROOT, "a", 1).unwrap();
+                ok()
+            })
+            .unwrap();
+        let mut held = store.hold(&id).unwrap().unwrap();
+        let failed: Result<((), _), StoreError> =
+            store.change_held(&id, &mut held, None, &actor, None, |doc| {
+                doc.put(ROOT, "a", 2).unwrap();
+                doc.commit();
+                doc.put(ROOT, "b", 3).unwrap();
+                Err(StoreError::UnknownVersion)
+            });
+        assert!(failed.is_err());
+        let a: i64 = match held.doc.get(ROOT, "a").unwrap().unwrap().0 {
+            automerge::Value::Scalar(s) => s.as_i64().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(a, 1, "nothing unsaved stays in memory");
+        assert!(held.doc.get(ROOT, "b").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_transaction_over_several_documents_saves_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two) = (DocumentId::random(), DocumentId::random());
+        let actor = automerge::ActorId::random();
+        let mut store = Store::open(dir.path().join("school.sqlite")).unwrap();
+        let failed: Result<(), StoreError> = store.transaction(|changes| {
+            changes
+                .change(&one, &actor, None, |doc| {
+                    doc.put(ROOT, "a", 1).unwrap();
+                    ok()
+                })
+                .unwrap();
+            changes.change(&two, &actor, None, |_| Err(StoreError::UnknownVersion))
+        });
+        assert!(failed.is_err());
+        assert!(store.load_document(&one).unwrap().is_none(), "none saved");
+        store
+            .transaction(|changes| {
+                changes
+                    .change(&one, &actor, None, |doc| {
+                        doc.put(ROOT, "a", 1).unwrap();
+                        ok()
+                    })
+                    .unwrap();
+                changes.change(&two, &actor, None, |doc| {
+                    doc.put(ROOT, "b", 2).unwrap();
+                    ok()
+                })
+            })
+            .unwrap();
+        assert!(store.load_document(&one).unwrap().is_some());
+        assert!(store.load_document(&two).unwrap().is_some());
     }
 }
