@@ -296,25 +296,12 @@ fn author(school: &mut School, person: Option<&str>) -> Result<Author, ClientErr
     })
 }
 
-/// The Automerge actor for this school's edits as `who`: the school's own
-/// actor, or one derived from it for each named person, so the
-/// document's `actors` map can say for ever which person at which school
-/// made each change (one actor per data directory could name only the
-/// latest person).
+/// The Automerge actor for this school's edits as `who`.
 fn actor(school: &School, who: &Author) -> Result<ActorId, ClientError> {
-    let base = school.actor()?;
-    let Some(person) = &who.person else {
-        return Ok(base);
-    };
-    // FNV-1a: stable across versions and machines, no dependency.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in person.trim().to_lowercase().bytes() {
-        hash ^= byte as u64;
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    let mut bytes: Vec<u8> = base.to_bytes().iter().take(8).copied().collect();
-    bytes.extend_from_slice(&hash.to_be_bytes());
-    Ok(ActorId::from(bytes))
+    Ok(crate::school::person_actor(
+        &school.actor()?,
+        who.person.as_deref(),
+    ))
 }
 
 /// Makes one change to a typed document as this school.

@@ -136,6 +136,26 @@ impl School {
     }
 }
 
+/// The Automerge actor for this school's edits made by `person`: the
+/// school's own actor, or one derived from it for each named person, so
+/// the document's `actors` map can say for ever which person at which
+/// school made each change (one actor per data directory could name only
+/// the latest person).
+pub fn person_actor(school: &ActorId, person: Option<&str>) -> ActorId {
+    let Some(person) = person.map(str::trim).filter(|p| !p.is_empty()) else {
+        return school.clone();
+    };
+    // FNV-1a: stable across versions and machines, no dependency.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in person.to_lowercase().bytes() {
+        hash ^= byte as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut bytes: Vec<u8> = school.to_bytes().iter().take(8).copied().collect();
+    bytes.extend_from_slice(&hash.to_be_bytes());
+    ActorId::from(bytes)
+}
+
 /// A relay address this school may keep: ws:// or wss://, and never one
 /// holding the secret token (addresses are shown in status and errors).
 fn check_relay_url(url: &str) -> Result<&str, ClientError> {
