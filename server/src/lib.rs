@@ -21,9 +21,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
-use partnerplan_sync::engine::{Engine, EngineConfig, EngineSender, Notice};
+use partnerplan_sync::engine::{Engine, EngineConfig, EngineSender, Notice, Side};
 use partnerplan_sync::message::DEFAULT_MAX_FRAME_BYTES;
-use partnerplan_sync::{Repo, RepoConfig, Store, StoreError};
+use partnerplan_sync::{Effect, Repo, RepoConfig, Store, StoreError};
 use tokio::sync::watch;
 
 pub use access::RelayPolicy;
@@ -146,6 +146,7 @@ impl Relay {
             EngineConfig {
                 tick: Duration::from_secs(1),
                 watch_store: false,
+                side: Side::Relay,
             },
             Box::new(log_notice),
         );
@@ -260,15 +261,17 @@ impl Relay {
 
 fn log_notice(notice: Notice) {
     match notice {
-        Notice::PeerJoined { conn, metadata, .. } => {
+        Notice::Core(Effect::PeerJoined { conn, metadata, .. }) => {
             tracing::info!(conn, ephemeral = metadata.is_ephemeral, "peer joined")
         }
-        Notice::Closed { conn, reason } => tracing::info!(conn, %reason, "connection refused"),
-        Notice::RemoteError { conn, message } => {
+        Notice::Core(Effect::Close { conn, reason }) => {
+            tracing::info!(conn, %reason, "connection refused")
+        }
+        Notice::Core(Effect::RemoteError { conn, message }) => {
             tracing::info!(conn, %message, "a peer reported an error")
         }
         Notice::StorageFailed(reason) => tracing::error!(%reason, "storage failed"),
-        Notice::Unavailable { .. } | Notice::Saved { .. } => {}
+        Notice::Core(_) | Notice::Saved { .. } => {}
     }
 }
 
@@ -382,7 +385,7 @@ pub fn public_url(data_dir: &std::path::Path) -> Result<Option<String>, StoreErr
 
 /// 200 only while the relay can read and write its database.
 async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let check = state.engine.query(|_, store| store.check_writable());
+    let check = state.engine.check_writable();
     match tokio::time::timeout(Duration::from_secs(5), check).await {
         Ok(Some(Ok(()))) => (
             StatusCode::OK,

@@ -14,9 +14,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::document_id::DocumentId;
-use crate::message::{PeerId, PeerMetadata};
 use crate::repo::{ConnId, Effect, Event, Repo};
-use crate::store::{Store, Write};
+use crate::store::{Store, StoreError, Write};
 
 /// The most frames queued for one connection before it counts as too slow
 /// and is closed.
@@ -24,8 +23,13 @@ pub const OUTBOX_FRAMES: usize = 4096;
 
 const BATCH: usize = 512;
 
-/// Work to run on the engine thread, with the core and the store.
-pub type Query = Box<dyn FnOnce(&Repo, &mut Store) + Send>;
+/// Work to run on the engine thread, reading the core and the store. It
+/// cannot write: every write goes through a turn, so it commits with the
+/// writes it belongs with (see [`Input::SetMeta`]).
+pub type Query = Box<dyn FnOnce(&Repo, &Store) + Send>;
+
+/// Where the answer to a write goes once the turn has committed (or failed).
+pub type Done = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 
 /// What the network side tells the engine.
 pub enum Input {
@@ -44,6 +48,15 @@ pub enum Input {
     Track(DocumentId),
     /// Runs on the engine thread after the turn's writes.
     Query(Query),
+    /// Keeps these values in the store's `meta` table, committed with the
+    /// turn's other writes; `done` hears whether they were.
+    SetMeta {
+        values: Vec<(String, String)>,
+        done: Option<Done>,
+    },
+    /// Caps the store's size, so tests can fill the "disk".
+    #[cfg(test)]
+    LimitPages(i64),
     Shutdown,
 }
 
@@ -58,24 +71,10 @@ pub enum Outgoing {
 /// What happened, for the program around the engine (status, logs).
 #[derive(Debug, Clone)]
 pub enum Notice {
-    PeerJoined {
-        conn: ConnId,
-        peer_id: PeerId,
-        metadata: PeerMetadata,
-    },
-    Closed {
-        conn: ConnId,
-        reason: String,
-    },
-    Unavailable {
-        conn: ConnId,
-        document_id: DocumentId,
-    },
-    /// The peer said something went wrong, and kept the connection open.
-    RemoteError {
-        conn: ConnId,
-        message: String,
-    },
+    /// An effect of the core that only informs (`PeerJoined`,
+    /// `Unavailable`, `RemoteError`), or a `Close`, passed on as the core
+    /// gave it.
+    Core(Effect),
     /// Changes for this many documents were committed.
     Saved {
         documents: usize,
@@ -90,6 +89,42 @@ pub struct EngineConfig {
     /// Watch the store for changes written by other processes (the
     /// client's command line), and sync every document it tracks.
     pub watch_store: bool,
+    /// Which side this engine serves, for the sentences it says itself.
+    pub side: Side,
+}
+
+/// The relay and the client both run the engine; what it tells people
+/// depends on which it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Relay,
+    School,
+}
+
+impl Side {
+    /// Told to a peer whose message made the core fail.
+    fn could_not_handle(self) -> &'static str {
+        match self {
+            Side::Relay => {
+                "the relay could not handle the last message, so it closed this connection; the relay's operator has been told"
+            }
+            Side::School => {
+                "this computer could not handle the last message from the relay, so it closed the connection; sync again, and if this keeps happening, report it"
+            }
+        }
+    }
+
+    /// Why a connection is closed when the turn's writes failed.
+    fn could_not_save(self) -> &'static str {
+        match self {
+            Side::Relay => {
+                "the relay could not save changes just now; yours are kept on your side and will be sent again"
+            }
+            Side::School => {
+                "this computer could not save the changes it received just now (is its disk full?); nothing is lost, and they are fetched again on the next sync"
+            }
+        }
+    }
 }
 
 /// A handle to the engine thread. Cloning the sender is how network tasks
@@ -111,7 +146,7 @@ impl EngineSender {
     /// Runs `f` on the engine thread and returns its answer.
     pub async fn query<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Repo, &mut Store) -> T + Send + 'static,
+        f: impl FnOnce(&Repo, &Store) -> T + Send + 'static,
     ) -> Option<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let sent = self.send(Input::Query(Box::new(move |repo, store| {
@@ -121,6 +156,25 @@ impl EngineSender {
             return None;
         }
         rx.await.ok()
+    }
+
+    /// Keeps `values` in the store's `meta` table, in the next turn's
+    /// transaction. `None` once the engine has stopped.
+    pub async fn set_meta(&self, values: Vec<(String, String)>) -> Option<Result<(), StoreError>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if !self.send(Input::SetMeta {
+            values,
+            done: Some(tx),
+        }) {
+            return None;
+        }
+        rx.await.ok()
+    }
+
+    /// Proves the store can be read and written, for health checks.
+    pub async fn check_writable(&self) -> Option<Result<(), StoreError>> {
+        let now = format!("{:?}", std::time::SystemTime::now());
+        self.set_meta(vec![("last_health_check".into(), now)]).await
     }
 }
 
@@ -223,6 +277,8 @@ impl Worker {
     fn turn(&mut self, inputs: Vec<Input>) -> bool {
         let mut effects = VecDeque::new();
         let mut queries = Vec::new();
+        let mut meta = Vec::new();
+        let mut waiting = Vec::new();
         let mut keep_running = true;
         if self.last_tick.elapsed() >= self.config.tick {
             self.last_tick = Instant::now();
@@ -251,12 +307,25 @@ impl Worker {
                     effects.extend(self.repo.handle(Event::Track { document_id }))
                 }
                 Input::Query(f) => queries.push(f),
+                Input::SetMeta { values, done } => {
+                    meta.extend(
+                        values
+                            .into_iter()
+                            .map(|(key, value)| Write::Meta { key, value }),
+                    );
+                    waiting.extend(done);
+                }
+                #[cfg(test)]
+                Input::LimitPages(extra) => self.store.limit_pages(extra),
                 Input::Shutdown => keep_running = false,
             }
         }
-        self.carry_out(effects);
+        let saved = self.carry_out(effects, meta);
+        for done in waiting {
+            let _ = done.send(saved.clone());
+        }
         for query in queries {
-            query(&self.repo, &mut self.store);
+            query(&self.repo, &self.store);
         }
         keep_running
     }
@@ -275,35 +344,26 @@ impl Worker {
                     conn,
                     "a message from this connection could not be handled; closing it"
                 );
-                let reason = "the relay could not handle the last message, so it closed this connection; the relay's operator has been told";
-                let error = crate::message::Message::Error {
-                    sender_id: Some(self.repo.config().peer_id.clone()),
-                    target_id: None,
-                    message: reason.to_string(),
-                };
-                let mut effects = vec![
-                    Effect::Send {
-                        conn,
-                        bytes: error.encode(),
-                    },
-                    Effect::Close {
-                        conn,
-                        reason: reason.to_string(),
-                    },
-                ];
+                let reason = self.config.side.could_not_handle().to_string();
                 let repo = &mut self.repo;
-                if let Ok(more) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    repo.handle(Event::Disconnected { conn })
-                })) {
-                    effects.extend(more);
-                }
-                effects
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    repo.handle(Event::Refuse {
+                        conn,
+                        reason: reason.clone(),
+                    })
+                }))
+                .unwrap_or_else(|_| vec![Effect::Close { conn, reason }])
             }
         }
     }
 
-    fn carry_out(&mut self, mut effects: VecDeque<Effect>) {
-        let mut writes = Vec::new();
+    /// Carries out the effects, committing their writes (and `writes`) in
+    /// one transaction before any frame goes out. Returns how the commit went.
+    fn carry_out(
+        &mut self,
+        mut effects: VecDeque<Effect>,
+        mut writes: Vec<Write>,
+    ) -> Result<(), StoreError> {
         let mut sends: Vec<(ConnId, Outgoing)> = Vec::new();
         while let Some(effect) = effects.pop_front() {
             match effect {
@@ -335,29 +395,14 @@ impl Worker {
                     state,
                 }),
                 Effect::Send { conn, bytes } => sends.push((conn, Outgoing::Frame(bytes))),
-                Effect::Close { conn, reason } => {
+                Effect::Close { conn, ref reason } => {
                     tracing::info!(conn, %reason, "closing a connection");
-                    (self.notify)(Notice::Closed {
-                        conn,
-                        reason: reason.clone(),
-                    });
-                    sends.push((conn, Outgoing::Close(reason)));
+                    sends.push((conn, Outgoing::Close(reason.clone())));
+                    (self.notify)(Notice::Core(effect));
                 }
-                Effect::PeerJoined {
-                    conn,
-                    peer_id,
-                    metadata,
-                } => (self.notify)(Notice::PeerJoined {
-                    conn,
-                    peer_id,
-                    metadata,
-                }),
-                Effect::RemoteError { conn, message } => {
-                    (self.notify)(Notice::RemoteError { conn, message })
-                }
-                Effect::Unavailable { conn, document_id } => {
-                    (self.notify)(Notice::Unavailable { conn, document_id })
-                }
+                Effect::PeerJoined { .. }
+                | Effect::RemoteError { .. }
+                | Effect::Unavailable { .. } => (self.notify)(Notice::Core(effect)),
                 Effect::StorageUnreadable {
                     document_id,
                     reason,
@@ -370,20 +415,19 @@ impl Worker {
                 }
             }
         }
-        if !writes.is_empty() && !self.write(&writes) {
+        if let Err(error) = self.write(&writes) {
             // Nothing of this turn was saved, so nothing may be confirmed:
             // drop its frames and close the connections involved, which
             // keep their changes and send them again.
             let conns: HashSet<ConnId> = sends.iter().map(|(conn, _)| *conn).collect();
             for conn in conns {
                 if let Some(outbox) = self.outboxes.remove(&conn) {
-                    let _ = outbox.try_send(Outgoing::Close(
-                        "the relay could not save changes just now; yours are kept on your side and will be sent again".into(),
-                    ));
+                    let _ =
+                        outbox.try_send(Outgoing::Close(self.config.side.could_not_save().into()));
                 }
                 self.pending.push_back(Input::Closed { conn });
             }
-            return;
+            return Err(error);
         }
         for (conn, outgoing) in sends {
             let Some(outbox) = self.outboxes.get(&conn) else {
@@ -402,11 +446,15 @@ impl Worker {
                 }
             }
         }
+        Ok(())
     }
 
     /// Commits the writes; on failure tells the core to forget the
-    /// documents involved and returns false.
-    fn write(&mut self, writes: &[Write]) -> bool {
+    /// documents involved.
+    fn write(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
         match self.store.write(writes) {
             Ok(seqs) => {
                 let documents: HashSet<DocumentId> = writes
@@ -424,23 +472,24 @@ impl Worker {
                         documents: documents.len(),
                     });
                 }
-                true
+                Ok(())
             }
             Err(error) => {
                 tracing::error!(%error, "saving changes failed");
                 (self.notify)(Notice::StorageFailed(error.to_string()));
                 let mut document_ids: Vec<DocumentId> = writes
                     .iter()
-                    .map(|w| match w {
+                    .filter_map(|w| match w {
                         Write::Chunk { document_id, .. }
                         | Write::SyncState { document_id, .. }
-                        | Write::Track { document_id } => *document_id,
+                        | Write::Track { document_id } => Some(*document_id),
+                        Write::Meta { .. } => None,
                     })
                     .collect();
                 document_ids.sort();
                 document_ids.dedup();
                 let _ = self.repo.handle(Event::WriteFailed { document_ids });
-                false
+                Err(error)
             }
         }
     }
@@ -572,6 +621,7 @@ mod tests {
             EngineConfig {
                 tick: Duration::from_millis(50),
                 watch_store: false,
+                side: Side::Relay,
             },
             Box::new(move |notice| {
                 let _ = notices_tx.send(notice);
@@ -611,9 +661,7 @@ mod tests {
         assert!(full, "the operator is told the disk is full");
 
         // Space is freed; the school connects again and everything arrives.
-        sender.send(Input::Query(Box::new(|_, store| {
-            store.limit_pages(100_000)
-        })));
+        sender.send(Input::LimitPages(100_000));
         let school = client.repo;
         let mut school = {
             let mut repo = school;

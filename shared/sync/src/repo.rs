@@ -155,6 +155,12 @@ pub enum Event {
     Tick {
         now_ms: u64,
     },
+    /// The driver gives up on this connection (what it sent made the core
+    /// fail): tell the peer why, forget the connection, close it.
+    Refuse {
+        conn: ConnId,
+        reason: String,
+    },
 }
 
 /// Something the driver must do, in order.
@@ -330,6 +336,11 @@ impl Repo {
                 self.with_document(document_id, Queued::Announce)
             }
             Event::Tick { now_ms } => self.on_tick(now_ms),
+            Event::Refuse { conn, reason } => {
+                if self.connections.contains_key(&conn) {
+                    self.refuse(conn, &reason);
+                }
+            }
             Event::LoadFailed {
                 document_id,
                 reason,

@@ -27,7 +27,7 @@ pub const COMPACT_AFTER_CHUNKS: i64 = 64;
 
 /// Why the store could not do what was asked. Each is a sentence that says
 /// what to do.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error(
         "{path} is not a partnerplan database ({detail}). It was left untouched: move it aside or choose another data directory."
@@ -67,6 +67,11 @@ pub enum Write {
     },
     Track {
         document_id: DocumentId,
+    },
+    /// A value in the small key/value `meta` table (status, health).
+    Meta {
+        key: String,
+        value: String,
     },
 }
 
@@ -329,6 +334,14 @@ impl Store {
                         .and_then(|mut s| s.execute(params![document_id.to_string()]))
                         .map_err(err)?;
                 }
+                Write::Meta { key, value } => {
+                    tx.prepare_cached(
+                        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    )
+                    .and_then(|mut s| s.execute(params![key, value]))
+                    .map_err(err)?;
+                }
             }
         }
         touched.sort();
@@ -490,12 +503,6 @@ impl Store {
         self.conn
             .execute_batch(&format!("PRAGMA max_page_count = {}", pages + extra_pages))
             .unwrap();
-    }
-
-    /// Proves the file can be read and written, for health checks.
-    pub fn check_writable(&mut self) -> Result<(), StoreError> {
-        let now = format!("{:?}", std::time::SystemTime::now());
-        self.set_meta("last_health_check", &now)
     }
 }
 
