@@ -79,6 +79,7 @@ pub async fn run(
             tick: Duration::from_millis(200),
             watch_store: true,
             side: Side::School,
+            register: None,
         },
         Box::new(move |notice| {
             let _ = notices_tx.send(notice);
@@ -246,6 +247,7 @@ where
         conn,
         initiate: true,
         outbox,
+        grant: None,
     });
     let (mut sink, mut stream) = socket.split();
     let mut joined = false;

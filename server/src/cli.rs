@@ -218,7 +218,8 @@ fn relay_url(data: &Path, given: Option<String>) -> Result<String, String> {
     if let Some(url) = given {
         return Ok(url);
     }
-    Ok(crate::public_url(data)
+    Ok(open(data)?
+        .public_url()
         .map_err(|e| e.to_string())?
         .unwrap_or_else(|| "ws://127.0.0.1:7171".into()))
 }

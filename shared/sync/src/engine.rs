@@ -9,10 +9,12 @@
 //! commit per batch rather than one per message.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::access::{Grant, Register};
 use crate::document_id::DocumentId;
 use crate::repo::{ConnId, Effect, Event, Repo};
 use crate::store::{Store, StoreError, Write};
@@ -22,6 +24,10 @@ use crate::store::{Store, StoreError, Write};
 pub const OUTBOX_FRAMES: usize = 4096;
 
 const BATCH: usize = 512;
+
+/// How often a relay's engine looks at the register's version for the
+/// admin commands' changes.
+const REGISTER_POLL: Duration = Duration::from_millis(250);
 
 /// Work to run on the engine thread, reading the core and the store. It
 /// cannot write: every write goes through a turn, so it commits with the
@@ -37,6 +43,8 @@ pub enum Input {
         conn: ConnId,
         initiate: bool,
         outbox: tokio::sync::mpsc::Sender<Outgoing>,
+        /// What the connection authenticated as, for the access policy.
+        grant: Option<Grant>,
     },
     Frame {
         conn: ConnId,
@@ -54,6 +62,9 @@ pub enum Input {
         values: Vec<(String, String)>,
         done: Option<Done>,
     },
+    /// Look at the register now; `done` hears once any change is applied
+    /// and published.
+    RefreshRegister(tokio::sync::oneshot::Sender<()>),
     /// Caps the store's size, so tests can fill the "disk".
     #[cfg(test)]
     LimitPages(i64),
@@ -82,7 +93,7 @@ pub enum Notice {
     StorageFailed(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct EngineConfig {
     /// How often the core hears the time (idle unloading).
     pub tick: Duration,
@@ -91,6 +102,11 @@ pub struct EngineConfig {
     pub watch_store: bool,
     /// Which side this engine serves, for the sentences it says itself.
     pub side: Side,
+    /// On a relay: watch the register in the store for the admin
+    /// commands' changes, hand each new one to the core (which cuts
+    /// connections that lost rights) and publish it here, for the HTTP
+    /// side to authenticate by. Holds the register the core started with.
+    pub register: Option<tokio::sync::watch::Sender<Arc<Register>>>,
 }
 
 /// The relay and the client both run the engine; what it tells people
@@ -171,6 +187,15 @@ impl EngineSender {
         rx.await.ok()
     }
 
+    /// Makes the engine look at the register now, so what it publishes is
+    /// the latest; returns once it has.
+    pub async fn refresh_register(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.send(Input::RefreshRegister(tx)) {
+            let _ = rx.await;
+        }
+    }
+
     /// Proves the store can be read and written, for health checks.
     pub async fn check_writable(&self) -> Option<Result<(), StoreError>> {
         let now = format!("{:?}", std::time::SystemTime::now());
@@ -197,6 +222,7 @@ impl Engine {
                     outboxes: HashMap::new(),
                     started: Instant::now(),
                     last_tick: Instant::now(),
+                    last_register_check: Instant::now(),
                     own_seqs: HashSet::new(),
                     seen_chunk_seq: None,
                     seen_tracked_seq: 0,
@@ -242,6 +268,7 @@ struct Worker {
     outboxes: HashMap<ConnId, tokio::sync::mpsc::Sender<Outgoing>>,
     started: Instant,
     last_tick: Instant,
+    last_register_check: Instant,
     /// Chunks this engine wrote, so the store watcher skips them.
     own_seqs: HashSet<i64>,
     seen_chunk_seq: Option<i64>,
@@ -255,7 +282,11 @@ impl Worker {
         loop {
             let mut inputs: Vec<Input> = self.pending.drain(..).collect();
             if inputs.is_empty() {
-                match rx.recv_timeout(self.config.tick) {
+                let wait = match self.config.register {
+                    Some(_) => self.config.tick.min(REGISTER_POLL),
+                    None => self.config.tick,
+                };
+                match rx.recv_timeout(wait) {
                     Ok(input) => inputs.push(input),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
@@ -280,6 +311,15 @@ impl Worker {
         let mut meta = Vec::new();
         let mut waiting = Vec::new();
         let mut keep_running = true;
+        // The register is looked at before this turn's connections open,
+        // so they are judged by the latest.
+        let asked = inputs
+            .iter()
+            .any(|input| matches!(input, Input::RefreshRegister(_)));
+        if asked || self.last_register_check.elapsed() >= REGISTER_POLL {
+            self.last_register_check = Instant::now();
+            self.watch_register(&mut effects);
+        }
         if self.last_tick.elapsed() >= self.config.tick {
             self.last_tick = Instant::now();
             let now_ms = self.started.elapsed().as_millis() as u64;
@@ -294,9 +334,19 @@ impl Worker {
                     conn,
                     initiate,
                     outbox,
+                    grant,
                 } => {
                     self.outboxes.insert(conn, outbox);
-                    effects.extend(self.repo.handle(Event::Connected { conn, initiate }));
+                    effects.extend(self.repo.handle(Event::Connected {
+                        conn,
+                        initiate,
+                        grant,
+                    }));
+                }
+                Input::RefreshRegister(done) => {
+                    // Answered now: the register was looked at above, and
+                    // what changed is published.
+                    let _ = done.send(());
                 }
                 Input::Frame { conn, bytes } => effects.extend(self.handle_frame(conn, bytes)),
                 Input::Closed { conn } => {
@@ -385,6 +435,9 @@ impl Worker {
                     document_id,
                     data: chunk,
                 }),
+                Effect::PersistOwner { document_id, owner } => {
+                    writes.push(Write::Owner { document_id, owner })
+                }
                 Effect::PersistSyncState {
                     document_id,
                     storage_id,
@@ -482,15 +535,49 @@ impl Worker {
                     .filter_map(|w| match w {
                         Write::Chunk { document_id, .. }
                         | Write::SyncState { document_id, .. }
+                        | Write::Owner { document_id, .. }
                         | Write::Track { document_id } => Some(*document_id),
                         Write::Meta { .. } => None,
                     })
                     .collect();
                 document_ids.sort();
                 document_ids.dedup();
-                let _ = self.repo.handle(Event::WriteFailed { document_ids });
+                let unowned = writes
+                    .iter()
+                    .filter_map(|w| match w {
+                        Write::Owner { document_id, .. } => Some(*document_id),
+                        _ => None,
+                    })
+                    .collect();
+                let _ = self.repo.handle(Event::WriteFailed {
+                    document_ids,
+                    unowned,
+                });
                 Err(error)
             }
+        }
+    }
+
+    /// Hands the core the register when an admin command changed it, and
+    /// publishes it for the HTTP side.
+    fn watch_register(&mut self, effects: &mut VecDeque<Effect>) {
+        let Some(published) = &self.config.register else {
+            return;
+        };
+        let seen = published.borrow().version;
+        let register = match self.store.register_version() {
+            Ok(version) if version > seen => self.store.register(),
+            Ok(_) => return,
+            Err(error) => Err(error),
+        };
+        match register {
+            Ok(register) => {
+                tracing::info!("the register changed; applying it");
+                let register = Arc::new(register);
+                published.send_replace(register.clone());
+                effects.extend(self.repo.handle(Event::RegisterChanged { register }));
+            }
+            Err(error) => tracing::warn!(%error, "could not read the register"),
         }
     }
 
@@ -559,6 +646,7 @@ mod tests {
                 conn,
                 initiate: false,
                 outbox,
+                grant: None,
             });
             let mut client = Client {
                 repo,
@@ -570,6 +658,7 @@ mod tests {
             let effects = client.repo.handle(Event::Connected {
                 conn: 0,
                 initiate: true,
+                grant: None,
             });
             client.apply(effects);
             client
@@ -622,6 +711,7 @@ mod tests {
                 tick: Duration::from_millis(50),
                 watch_store: false,
                 side: Side::Relay,
+                register: None,
             },
             Box::new(move |notice| {
                 let _ = notices_tx.send(notice);

@@ -7,6 +7,7 @@ use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ROOT, ReadDoc};
 
 use super::*;
+use crate::access::{Grant, Owner};
 
 /// Node 0 is the relay; node i > 0 is client i, whose connection to the
 /// relay is conn i at the relay and conn 0 at the client.
@@ -19,6 +20,10 @@ struct Net {
     /// Every effect seen, by node, for assertions on order.
     log: Vec<(usize, Effect)>,
     now_ms: u64,
+    /// What each client's connection authenticated as at the relay.
+    grants: HashMap<usize, Grant>,
+    /// Document owners the relay asked to keep.
+    owners: HashMap<DocumentId, Owner>,
 }
 
 impl Net {
@@ -45,6 +50,8 @@ impl Net {
             queue: VecDeque::new(),
             log: Vec::new(),
             now_ms: 0,
+            grants: HashMap::new(),
+            owners: HashMap::new(),
         }
     }
 
@@ -55,6 +62,7 @@ impl Net {
             Event::Connected {
                 conn: client as ConnId,
                 initiate: false,
+                grant: self.grants.get(&client).cloned(),
             },
         ));
         self.queue.push_back((
@@ -62,6 +70,7 @@ impl Net {
             Event::Connected {
                 conn: 0,
                 initiate: true,
+                grant: None,
             },
         ));
         self.run();
@@ -200,6 +209,9 @@ impl Net {
                 state,
             } => {
                 self.sync_states[node].insert((document_id, storage_id), state);
+            }
+            Effect::PersistOwner { document_id, owner } => {
+                self.owners.entry(document_id).or_insert(owner);
             }
             Effect::PeerJoined { .. }
             | Effect::Unavailable { .. }
@@ -685,7 +697,7 @@ impl AccessPolicy for SharedPartnerships {
         }
     }
 
-    fn claim(&mut self, conn: ConnId, id: &DocumentId) -> Result<(), String> {
+    fn claim(&mut self, conn: ConnId, id: &DocumentId) -> Result<Option<Owner>, String> {
         let mut state = self.0.lock().unwrap();
         let home = state.members[&conn]
             .iter()
@@ -693,7 +705,7 @@ impl AccessPolicy for SharedPartnerships {
             .map(|(p, _)| *p)
             .ok_or("no partnership to put it in")?;
         state.owners.insert(*id, home);
-        Ok(())
+        Ok(None)
     }
 }
 
