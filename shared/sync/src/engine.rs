@@ -641,12 +641,21 @@ mod tests {
 
     impl Client {
         fn connect(engine: &EngineSender, conn: ConnId, repo: Repo) -> Client {
+            Client::connect_as(engine, conn, repo, None)
+        }
+
+        fn connect_as(
+            engine: &EngineSender,
+            conn: ConnId,
+            repo: Repo,
+            grant: Option<Grant>,
+        ) -> Client {
             let (outbox, inbox) = tokio::sync::mpsc::channel(OUTBOX_FRAMES);
             engine.send(Input::Open {
                 conn,
                 initiate: false,
                 outbox,
-                grant: None,
+                grant,
             });
             let mut client = Client {
                 repo,
@@ -693,6 +702,117 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A school's repo holding one document larger than a few pages.
+    fn school_with_large_document() -> (Repo, DocumentId, AutoCommit) {
+        let id = DocumentId::random();
+        let mut doc = AutoCommit::new();
+        let text = doc.put_object(ROOT, "notes", ObjType::Text).unwrap();
+        let words: String = (0..20_000).map(|i| format!("w{i} ")).collect();
+        doc.splice_text(&text, 0, 0, &words).unwrap();
+        let mut school = Repo::new(
+            RepoConfig::new("school", Some("school-storage".into())),
+            Box::new(AllowAll),
+        );
+        school.handle(Event::Track { document_id: id });
+        school.handle(Event::Loaded {
+            document_id: id,
+            chunks: vec![doc.save()],
+            sync_states: vec![],
+        });
+        (school, id, doc)
+    }
+
+    fn ask<T: Send + 'static>(
+        sender: &EngineSender,
+        f: impl FnOnce(&Repo, &Store) -> T + Send + 'static,
+    ) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        sender.send(Input::Query(Box::new(move |repo, store| {
+            let _ = tx.send(f(repo, store));
+        })));
+        rx.recv_timeout(Duration::from_secs(5)).unwrap()
+    }
+
+    #[test]
+    fn a_new_documents_owner_and_first_chunk_are_saved_together_or_not_at_all() {
+        use crate::access::{PartnershipPolicy, Register, Role, School};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.sqlite");
+        // The partnership is in the register on disk, as the admin
+        // commands put it there.
+        Store::open(&path)
+            .unwrap()
+            .into_connection()
+            .execute(
+                "INSERT INTO partnerships (id, name, created_at) VALUES ('north', 'North', 0)",
+                [],
+            )
+            .unwrap();
+        let mut store = Store::open(&path).unwrap();
+        store.limit_pages(4);
+        let mut register = Register::default();
+        register.partnerships.insert("north".into(), "North".into());
+        register.schools.insert(
+            "hilltop".into(),
+            School {
+                name: "Hilltop".into(),
+                credential: [1; 32],
+                memberships: [("north".to_string(), Role::Member)].into(),
+            },
+        );
+        let register = Arc::new(register);
+        let grant = register.authenticate(&[1; 32], None).unwrap();
+        let (notices_tx, notices) = std::sync::mpsc::channel();
+        let engine = Engine::spawn(
+            Repo::new(
+                RepoConfig::new("relay", Some("relay-storage".into())),
+                Box::new(PartnershipPolicy::new(register, HashMap::new(), 4)),
+            ),
+            store,
+            EngineConfig {
+                tick: Duration::from_millis(50),
+                watch_store: false,
+                side: Side::Relay,
+                register: None,
+            },
+            Box::new(move |notice| {
+                let _ = notices_tx.send(notice);
+            }),
+        );
+        let sender = engine.sender();
+        let (school, id, mut doc) = school_with_large_document();
+
+        // The disk fills as the document arrives: neither it nor its
+        // owner is kept, so no content can be left without an owner.
+        let mut client = Client::connect_as(&sender, 1, school, Some(grant.clone()));
+        client.pump_until(Duration::from_secs(10), |_| false);
+        assert!(client.closed.clone().unwrap().contains("could not save"));
+        let full = notices
+            .try_iter()
+            .any(|n| matches!(n, Notice::StorageFailed(ref m) if m.contains("full")));
+        assert!(full, "the disk was full");
+        let (owners, stored) = ask(&sender, move |_, store| {
+            (store.owners().unwrap(), store.load_document(&id).unwrap())
+        });
+        assert!(owners.is_empty() && stored.is_none());
+
+        // Space is freed: the document is claimed again, and both are kept.
+        sender.send(Input::LimitPages(100_000));
+        let mut school = client.repo;
+        school.handle(Event::Disconnected { conn: 0 });
+        let mut client = Client::connect_as(&sender, 2, school, Some(grant));
+        client.pump_until(Duration::from_secs(10), |repo| {
+            repo.progress(&id, 0) == SyncProgress::InSync
+        });
+        assert!(client.closed.is_none(), "{:?}", client.closed);
+        let (owners, heads) = ask(&sender, move |_, store| {
+            let heads = store.load_document(&id).unwrap().map(|d| d.get_heads());
+            (store.owners().unwrap(), heads)
+        });
+        assert_eq!(owners.get(&id).map(String::as_str), Some("north"));
+        assert_eq!(heads, Some(doc.get_heads()));
     }
 
     #[test]

@@ -785,6 +785,31 @@ mod tests {
     }
 
     #[test]
+    fn the_first_owner_of_a_document_stays_its_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path().join("relay.sqlite")).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "INSERT INTO partnerships (id, name, created_at) VALUES ('north', 'North', 0), ('south', 'South', 0);",
+            )
+            .unwrap();
+        let id = DocumentId::random();
+        for (partnership, school) in [("north", "a"), ("south", "b")] {
+            store
+                .write(&[Write::Owner {
+                    document_id: id,
+                    owner: Owner {
+                        partnership: partnership.into(),
+                        claimed_by: school.into(),
+                    },
+                }])
+                .unwrap();
+        }
+        assert_eq!(store.owners().unwrap()[&id], "north");
+    }
+
+    #[test]
     fn the_storage_id_is_stable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.sqlite");
