@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use partnerplan_sync::engine::{
-    Engine, EngineConfig, EngineSender, Input, Notice, OUTBOX_FRAMES, Outgoing,
+    Engine, EngineConfig, EngineSender, Input, Notice, OUTBOX_FRAMES, Outgoing, Side,
 };
 use partnerplan_sync::repo::AllowAll;
-use partnerplan_sync::{DocumentId, Repo, RepoConfig, Store, SyncProgress};
+use partnerplan_sync::{DocumentId, Effect, Repo, RepoConfig, Store, SyncProgress};
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -78,6 +78,8 @@ pub async fn run(
         EngineConfig {
             tick: Duration::from_millis(200),
             watch_store: true,
+            side: Side::School,
+            register: None,
         },
         Box::new(move |notice| {
             let _ = notices_tx.send(notice);
@@ -245,6 +247,7 @@ where
         conn,
         initiate: true,
         outbox,
+        grant: None,
     });
     let (mut sink, mut stream) = socket.split();
     let mut joined = false;
@@ -315,7 +318,7 @@ where
                 }
             },
             notice = notices.recv() => match notice {
-                Some(Notice::PeerJoined { conn: c, metadata, .. }) if c == conn => {
+                Some(Notice::Core(Effect::PeerJoined { conn: c, metadata, .. })) if c == conn => {
                     joined = true;
                     *attempt = 0;
                     let mut status = vec![(StatusKey::Connected, "yes".to_string()), (StatusKey::LastError, String::new())];
@@ -324,7 +327,7 @@ where
                     }
                     set_status(sender, &status).await;
                 }
-                Some(Notice::RemoteError { conn: c, message }) if c == conn => {
+                Some(Notice::Core(Effect::RemoteError { conn: c, message })) if c == conn => {
                     tracing::warn!(%message, "the relay reported a problem");
                     set_status(sender, &[(StatusKey::LastError, format!("the relay said: {message}"))]).await;
                     if !warnings.contains(&message) {
@@ -430,7 +433,7 @@ fn drain_warnings(
     warnings: &mut Vec<String>,
 ) {
     while let Ok(notice) = notices.try_recv() {
-        if let Notice::RemoteError { conn: c, message } = notice
+        if let Notice::Core(Effect::RemoteError { conn: c, message }) = notice
             && c == conn
             && !warnings.contains(&message)
         {
@@ -502,13 +505,11 @@ async fn waiting_for(sender: &EngineSender, conn: u64) -> String {
 
 async fn set_status(sender: &EngineSender, values: &[(StatusKey, String)]) {
     let values: Vec<(StatusKey, String)> = values.to_vec();
-    let _ = sender
-        .query(move |_, store| {
-            for (key, value) in values {
-                let _ = store.set_meta(key.as_str(), &value);
-            }
-        })
-        .await;
+    let values = values
+        .into_iter()
+        .map(|(key, value)| (key.as_str().to_string(), value))
+        .collect();
+    let _ = sender.set_meta(values).await;
 }
 
 fn backoff(attempt: u32) -> Duration {

@@ -214,11 +214,12 @@ fn open(data: &Path) -> Result<Directory, String> {
     Directory::open(data).map_err(|e| e.to_string())
 }
 
-fn relay_url(data: &Path, given: Option<String>) -> Result<String, String> {
+fn relay_url(directory: &Directory, given: Option<String>) -> Result<String, String> {
     if let Some(url) = given {
         return Ok(url);
     }
-    Ok(crate::public_url(data)
+    Ok(directory
+        .public_url()
         .map_err(|e| e.to_string())?
         .unwrap_or_else(|| "ws://127.0.0.1:7171".into()))
 }
@@ -274,7 +275,7 @@ fn school(data: &Path, command: SchoolCommand) -> Result<(), String> {
                 RoleArg::Member => Role::Member,
                 RoleArg::Viewer => Role::Viewer,
             };
-            let url = relay_url(data, url)?;
+            let url = relay_url(&directory, url)?;
             let (invite, school, address) = directory
                 .add_school(&partnership, &name, role, &url)
                 .map_err(|e| e.to_string())?;
@@ -332,7 +333,7 @@ fn token(data: &Path, command: TokenCommand) -> Result<(), String> {
     let mut directory = open(data)?;
     match command {
         TokenCommand::Rotate { school, url, json } => {
-            let url = relay_url(data, url)?;
+            let url = relay_url(&directory, url)?;
             let invite = directory
                 .rotate_token(&school, &url)
                 .map_err(|e| e.to_string())?;

@@ -3,51 +3,22 @@
 //! which partnership, as a member or a viewer; and which partnership each
 //! document belongs to.
 //!
-//! It lives in `relay.sqlite` beside the documents. The admin commands
-//! change it while the relay runs, and bump `directory_version`; the relay
-//! notices within a quarter of a second and reloads its [`Snapshot`].
+//! It lives in `relay.sqlite` beside the documents (the store's schema
+//! holds its tables). The admin commands change it while the relay runs,
+//! and bump `directory_version`; the relay's engine notices within a
+//! quarter of a second and hands the new [`Register`] to its access
+//! policy. The relay itself writes only document owners, through the
+//! engine, with each document's first chunk.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use partnerplan_sync::{DocumentId, Store, StoreError};
+pub use partnerplan_sync::access::{Credential, PartnershipId, Register, Role, SchoolId};
+use partnerplan_sync::{Store, StoreError};
 use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::DATABASE_FILE;
-
-pub type PartnershipId = String;
-pub type SchoolId = String;
-pub type TokenHash = [u8; 32];
-
-/// What a school may do in a partnership.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Reads and writes the partnership's documents.
-    Member,
-    /// Reads them and never writes: a governor, the local authority.
-    Viewer,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Member => "member",
-            Role::Viewer => "viewer",
-        }
-    }
-
-    fn parse(text: &str) -> Role {
-        if text == "viewer" {
-            Role::Viewer
-        } else {
-            Role::Member
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
@@ -75,34 +46,6 @@ pub enum DirectoryError {
     EmptyName,
     #[error("could not use the relay's register in {path}: {detail}")]
     Sqlite { path: PathBuf, detail: String },
-}
-
-/// Everything the relay needs to answer "may this connection see this
-/// document", held in memory.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub version: i64,
-    pub partnerships: HashMap<PartnershipId, String>,
-    pub schools: HashMap<SchoolId, School>,
-    pub by_token: HashMap<TokenHash, SchoolId>,
-    pub owners: HashMap<DocumentId, PartnershipId>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct School {
-    pub name: String,
-    pub token_hash: TokenHash,
-    pub memberships: HashMap<PartnershipId, Role>,
-}
-
-impl Snapshot {
-    /// Finds a partnership by id or by name.
-    pub fn partnership(&self, id_or_name: &str) -> Option<&PartnershipId> {
-        self.partnerships
-            .iter()
-            .find(|(id, name)| *id == id_or_name || name.eq_ignore_ascii_case(id_or_name))
-            .map(|(id, _)| id)
-    }
 }
 
 /// A new school's invite, or a new token: shown once, never stored.
@@ -150,44 +93,10 @@ impl Directory {
     /// if there is none. A file that is not ours is refused untouched.
     pub fn open(data_dir: &Path) -> Result<Directory, DirectoryError> {
         let path = data_dir.join(DATABASE_FILE);
-        // The store checks the file is ours (and creates it).
-        drop(Store::open(&path)?);
-        let conn = Connection::open(&path).map_err(|e| sqlite(&path, e))?;
-        conn.busy_timeout(Duration::from_secs(10))
+        // The store checks the file is ours, creates it and its tables.
+        let conn = Store::open(&path)?.into_connection();
+        conn.execute_batch("PRAGMA foreign_keys = ON;")
             .map_err(|e| sqlite(&path, e))?;
-        conn.execute_batch(
-            "PRAGMA foreign_keys = ON;
-             CREATE TABLE IF NOT EXISTS partnerships (
-                 id TEXT PRIMARY KEY,
-                 name TEXT NOT NULL UNIQUE COLLATE NOCASE,
-                 created_at INTEGER NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS schools (
-                 id TEXT PRIMARY KEY,
-                 name TEXT NOT NULL UNIQUE COLLATE NOCASE,
-                 token_hash BLOB NOT NULL UNIQUE,
-                 created_at INTEGER NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS memberships (
-                 school_id TEXT NOT NULL REFERENCES schools (id) ON DELETE CASCADE,
-                 partnership_id TEXT NOT NULL REFERENCES partnerships (id),
-                 role TEXT NOT NULL CHECK (role IN ('member', 'viewer')),
-                 joined_at INTEGER NOT NULL,
-                 PRIMARY KEY (school_id, partnership_id)
-             );
-             CREATE TABLE IF NOT EXISTS document_owners (
-                 document_id TEXT PRIMARY KEY,
-                 partnership_id TEXT NOT NULL REFERENCES partnerships (id),
-                 claimed_by TEXT NOT NULL,
-                 claimed_at INTEGER NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS directory_version (
-                 id INTEGER PRIMARY KEY CHECK (id = 1),
-                 version INTEGER NOT NULL
-             );
-             INSERT OR IGNORE INTO directory_version (id, version) VALUES (1, 1);",
-        )
-        .map_err(|e| sqlite(&path, e))?;
         Ok(Directory { conn, path })
     }
 
@@ -206,84 +115,18 @@ impl Directory {
             .map_err(self.err())
     }
 
-    pub fn snapshot(&self) -> Result<Snapshot, DirectoryError> {
-        let err = self.err();
-        let mut snapshot = Snapshot {
-            version: self.version()?,
-            ..Snapshot::default()
-        };
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, name FROM partnerships")
-            .map_err(&err)?;
-        for row in stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(&err)?
-        {
-            let (id, name): (String, String) = row.map_err(&err)?;
-            snapshot.partnerships.insert(id, name);
-        }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, name, token_hash FROM schools")
-            .map_err(&err)?;
-        for row in stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                ))
+    pub fn register(&self) -> Result<Register, DirectoryError> {
+        partnerplan_sync::store::read_register(&self.conn).map_err(self.err())
+    }
+
+    /// The address written into invites: what the relay last served at.
+    pub fn public_url(&self) -> Result<Option<String>, DirectoryError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = 'public_url'", [], |r| {
+                r.get(0)
             })
-            .map_err(&err)?
-        {
-            let (id, name, hash) = row.map_err(&err)?;
-            let Ok(token_hash) = TokenHash::try_from(hash.as_slice()) else {
-                continue;
-            };
-            snapshot.by_token.insert(token_hash, id.clone());
-            snapshot.schools.insert(
-                id,
-                School {
-                    name,
-                    token_hash,
-                    memberships: HashMap::new(),
-                },
-            );
-        }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT school_id, partnership_id, role FROM memberships")
-            .map_err(&err)?;
-        for row in stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(&err)?
-        {
-            let (school, partnership, role) = row.map_err(&err)?;
-            if let Some(school) = snapshot.schools.get_mut(&school) {
-                school.memberships.insert(partnership, Role::parse(&role));
-            }
-        }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT document_id, partnership_id FROM document_owners")
-            .map_err(&err)?;
-        for row in stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(&err)?
-        {
-            let (document, partnership) = row.map_err(&err)?;
-            if let Ok(document) = document.parse() {
-                snapshot.owners.insert(document, partnership);
-            }
-        }
-        Ok(snapshot)
+            .optional()
+            .map_err(self.err())
     }
 
     pub fn create_partnership(&mut self, name: &str) -> Result<PartnershipSummary, DirectoryError> {
@@ -453,8 +296,8 @@ impl Directory {
         tx.commit().map_err(err)?;
         // The invite names the school's first partnership, as a home for
         // the documents it creates.
-        let snapshot = self.snapshot()?;
-        let home = snapshot.schools.get(&school_id).and_then(|s| {
+        let register = self.register()?;
+        let home = register.schools.get(&school_id).and_then(|s| {
             let mut ids: Vec<&PartnershipId> = s.memberships.keys().collect();
             ids.sort();
             ids.first().map(|id| ((*id).clone(), s.memberships[*id]))
@@ -462,7 +305,7 @@ impl Directory {
         let (url, partnership, role) = match home {
             Some((id, role)) => (
                 invite_url(relay_url, &id),
-                snapshot.partnerships.get(&id).cloned().unwrap_or_default(),
+                register.partnerships.get(&id).cloned().unwrap_or_default(),
                 role,
             ),
             None => (
@@ -507,17 +350,17 @@ impl Directory {
     }
 
     pub fn schools(&self, partnership: Option<&str>) -> Result<Vec<SchoolSummary>, DirectoryError> {
-        let snapshot = self.snapshot()?;
+        let register = self.register()?;
         let only = match partnership {
             Some(p) => Some(
-                snapshot
+                register
                     .partnership(p)
                     .cloned()
                     .ok_or_else(|| DirectoryError::NoSuchPartnership(p.into()))?,
             ),
             None => None,
         };
-        let mut schools: Vec<SchoolSummary> = snapshot
+        let mut schools: Vec<SchoolSummary> = register
             .schools
             .values()
             .filter(|s| only.as_ref().is_none_or(|p| s.memberships.contains_key(p)))
@@ -527,7 +370,7 @@ impl Directory {
                     .iter()
                     .map(|(id, role)| {
                         (
-                            snapshot.partnerships.get(id).cloned().unwrap_or_default(),
+                            register.partnerships.get(id).cloned().unwrap_or_default(),
                             *role,
                         )
                     })
@@ -541,31 +384,6 @@ impl Directory {
             .collect();
         schools.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(schools)
-    }
-
-    /// Records that a document belongs to a partnership, for good. Returns
-    /// the partnership that owns it (an earlier claim wins).
-    pub fn claim(
-        &mut self,
-        document_id: &DocumentId,
-        partnership: &PartnershipId,
-        school: &SchoolId,
-    ) -> Result<PartnershipId, DirectoryError> {
-        let err = self.err();
-        self.conn
-            .execute(
-                "INSERT OR IGNORE INTO document_owners (document_id, partnership_id, claimed_by, claimed_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![document_id.to_string(), partnership, school, now()],
-            )
-            .map_err(&err)?;
-        self.conn
-            .query_row(
-                "SELECT partnership_id FROM document_owners WHERE document_id = ?1",
-                params![document_id.to_string()],
-                |r| r.get(0),
-            )
-            .map_err(&err)
     }
 
     fn find_partnership(
@@ -602,7 +420,7 @@ fn new_token() -> String {
     format!("pp_{hex}")
 }
 
-pub fn hash_token(token: &str) -> TokenHash {
+pub fn hash_token(token: &str) -> Credential {
     Sha256::digest(token.trim().as_bytes()).into()
 }
 
@@ -661,10 +479,9 @@ mod tests {
             .add_school("Cluster South", "hilltop", Role::Viewer, "ws://relay:7171")
             .unwrap();
         assert!(again.is_none());
-        let snapshot = directory.snapshot().unwrap();
-        assert!(snapshot.version > v0);
-        let school_id = &snapshot.by_token[&hash_token(&invite.token)];
-        let school = &snapshot.schools[school_id];
+        let register = directory.register().unwrap();
+        assert!(register.version > v0);
+        let (_, school) = register.school_with(&hash_token(&invite.token)).unwrap();
         assert_eq!(school.memberships.len(), 2);
         assert!(school.memberships.values().any(|r| *r == Role::Viewer));
 
@@ -682,31 +499,19 @@ mod tests {
         let rotated = directory
             .rotate_token("Hilltop", "ws://relay:7171")
             .unwrap();
-        let snapshot = directory.snapshot().unwrap();
-        assert!(!snapshot.by_token.contains_key(&hash_token(&invite.token)));
-        assert!(snapshot.by_token.contains_key(&hash_token(&rotated.token)));
+        let register = directory.register().unwrap();
+        assert!(register.school_with(&hash_token(&invite.token)).is_none());
+        assert!(register.school_with(&hash_token(&rotated.token)).is_some());
 
         directory
             .remove_school("Hilltop", Some("Cluster South"))
             .unwrap();
         assert_eq!(directory.schools(Some("Cluster South")).unwrap().len(), 0);
         directory.remove_school("Hilltop", None).unwrap();
-        assert!(directory.snapshot().unwrap().by_token.is_empty());
+        assert!(directory.register().unwrap().schools.is_empty());
         assert!(matches!(
             directory.remove_school("Hilltop", None),
             Err(DirectoryError::NoSuchSchool(_))
         ));
-    }
-
-    #[test]
-    fn the_first_claim_on_a_document_wins_for_good() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut directory = Directory::open(dir.path()).unwrap();
-        let north = directory.create_partnership("North").unwrap().id;
-        let south = directory.create_partnership("South").unwrap().id;
-        let doc = DocumentId::random();
-        assert_eq!(directory.claim(&doc, &north, &"a".into()).unwrap(), north);
-        assert_eq!(directory.claim(&doc, &south, &"b".into()).unwrap(), north);
-        assert_eq!(directory.snapshot().unwrap().owners[&doc], north);
     }
 }

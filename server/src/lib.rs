@@ -21,14 +21,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
-use partnerplan_sync::engine::{Engine, EngineConfig, EngineSender, Notice};
+use partnerplan_sync::engine::{Engine, EngineConfig, EngineSender, Notice, Side};
 use partnerplan_sync::message::DEFAULT_MAX_FRAME_BYTES;
-use partnerplan_sync::{Repo, RepoConfig, Store, StoreError};
+use partnerplan_sync::{Effect, Repo, RepoConfig, Store, StoreError};
 use tokio::sync::watch;
 
-pub use access::RelayPolicy;
-use access::{Access, Grant};
-use directory::{Directory, DirectoryError};
+use access::Access;
+use directory::DirectoryError;
+use partnerplan_sync::access::{Grant, PartnershipPolicy};
 
 /// The database file inside the relay's data directory.
 pub const DATABASE_FILE: &str = "relay.sqlite";
@@ -117,38 +117,28 @@ pub struct Relay {
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     engine: Engine,
-    stop_watcher: Arc<std::sync::atomic::AtomicBool>,
-    watcher: std::thread::JoinHandle<()>,
 }
 
 impl Relay {
     /// Opens the database, binds the address and starts serving.
     pub async fn start(config: RelayConfig) -> Result<Relay, RelayError> {
+        // One handle on the database, checked once, owned by the engine
+        // thread from here on: documents, owners and the register.
         let mut store = Store::open(config.data_dir.join(DATABASE_FILE))?;
         let storage_id = store.storage_id()?;
-        let access = Access::new(
-            Directory::open(&config.data_dir)?,
+        let register = Arc::new(store.register()?);
+        let policy = PartnershipPolicy::new(
+            register.clone(),
+            store.owners()?,
             config.max_connections_per_school,
-        )?;
-        let directory = Directory::open(&config.data_dir)?;
+        );
+        let (register_tx, register_rx) = watch::channel(register);
         let peer_id = format!("partnerplan-relay-{storage_id}");
         let mut repo_config = RepoConfig::new(peer_id.clone(), Some(storage_id.clone()));
         repo_config.max_frame_bytes = config.max_frame_bytes;
         repo_config.idle_unload_ms = config.idle_unload.as_millis() as u64;
         repo_config.eager_sync_states = false;
-        let repo = Repo::new(
-            repo_config,
-            Box::new(RelayPolicy::new(access.clone(), directory)),
-        );
-        let engine = Engine::spawn(
-            repo,
-            store,
-            EngineConfig {
-                tick: Duration::from_secs(1),
-                watch_store: false,
-            },
-            Box::new(log_notice),
-        );
+        let repo = Repo::new(repo_config, Box::new(policy));
         let listen = config.listen;
         let listen_error = move |source| RelayError::Listen {
             addr: listen,
@@ -166,9 +156,20 @@ impl Relay {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("{scheme}://{addr}"));
-        store_public_url(&config.data_dir, &public_url)?;
-        let stop_watcher = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let watcher = access::watch_directory(access.clone(), stop_watcher.clone());
+        // Invites name the address schools reach this relay at.
+        store.set_meta("public_url", &public_url)?;
+        let engine = Engine::spawn(
+            repo,
+            store,
+            EngineConfig {
+                tick: Duration::from_secs(1),
+                watch_store: false,
+                side: Side::Relay,
+                register: Some(register_tx),
+            },
+            Box::new(log_notice),
+        );
+        let access = Access::new(engine.sender(), register_rx);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = Arc::new(AppState {
             engine: engine.sender(),
@@ -225,8 +226,6 @@ impl Relay {
             shutdown,
             server,
             engine,
-            stop_watcher,
-            watcher,
         })
     }
 
@@ -250,25 +249,23 @@ impl Relay {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
         let engine = self.engine;
         let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
-        self.stop_watcher
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        let watcher = self.watcher;
-        let _ = tokio::task::spawn_blocking(move || watcher.join()).await;
         tracing::info!("relay stopped");
     }
 }
 
 fn log_notice(notice: Notice) {
     match notice {
-        Notice::PeerJoined { conn, metadata, .. } => {
+        Notice::Core(Effect::PeerJoined { conn, metadata, .. }) => {
             tracing::info!(conn, ephemeral = metadata.is_ephemeral, "peer joined")
         }
-        Notice::Closed { conn, reason } => tracing::info!(conn, %reason, "connection refused"),
-        Notice::RemoteError { conn, message } => {
+        Notice::Core(Effect::Close { conn, reason }) => {
+            tracing::info!(conn, %reason, "connection refused")
+        }
+        Notice::Core(Effect::RemoteError { conn, message }) => {
             tracing::info!(conn, %message, "a peer reported an error")
         }
         Notice::StorageFailed(reason) => tracing::error!(%reason, "storage failed"),
-        Notice::Unavailable { .. } | Notice::Saved { .. } => {}
+        Notice::Core(_) | Notice::Saved { .. } => {}
     }
 }
 
@@ -291,10 +288,13 @@ async fn websocket(
         })
         .map(str::to_string);
     let token = bearer.or_else(|| params.get("token").cloned());
-    let grant: Result<Grant, String> = state.access.authenticate(
-        token.as_deref(),
-        params.get("partnership").map(String::as_str),
-    );
+    let grant: Result<Grant, String> = state
+        .access
+        .authenticate(
+            token.as_deref(),
+            params.get("partnership").map(String::as_str),
+        )
+        .await;
     let limit = state.config.max_frame_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
@@ -370,19 +370,9 @@ async fn tls_config(files: &TlsFiles) -> Result<axum_server::tls_rustls::RustlsC
         })
 }
 
-/// Invites name the address schools reach this relay at.
-fn store_public_url(data_dir: &std::path::Path, url: &str) -> Result<(), StoreError> {
-    Store::open(data_dir.join(DATABASE_FILE))?.set_meta("public_url", url)
-}
-
-/// The address written into invites: what the relay last served at.
-pub fn public_url(data_dir: &std::path::Path) -> Result<Option<String>, StoreError> {
-    Store::open(data_dir.join(DATABASE_FILE))?.meta("public_url")
-}
-
 /// 200 only while the relay can read and write its database.
 async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let check = state.engine.query(|_, store| store.check_writable());
+    let check = state.engine.check_writable();
     match tokio::time::timeout(Duration::from_secs(5), check).await {
         Ok(Some(Ok(()))) => (
             StatusCode::OK,

@@ -11,8 +11,9 @@ use partnerplan_sync::Message;
 use partnerplan_sync::engine::{Input, OUTBOX_FRAMES, Outgoing};
 use tokio::sync::mpsc;
 
+use partnerplan_sync::access::Grant;
+
 use crate::AppState;
-use crate::access::Grant;
 
 /// WebSocket close code for a peer that broke the protocol (1008, policy).
 const CLOSE_POLICY: u16 = 1008;
@@ -46,16 +47,14 @@ pub async fn serve_connection(
             return;
         }
     };
-    let (kick_tx, mut kicked) = mpsc::unbounded_channel();
-    tracing::info!(conn, school = %grant.school_id, "connection opened");
-    state.access.opened(conn, grant, kick_tx);
+    tracing::info!(conn, school = %grant.school_id(), "connection opened");
     let (outbox, mut outgoing) = mpsc::channel(OUTBOX_FRAMES);
     if !state.engine.send(Input::Open {
         conn,
         initiate: false,
         outbox,
+        grant: Some(grant),
     }) {
-        state.access.closed(conn);
         return;
     }
     let mut budget = Budget::new(state.config.max_messages_per_second);
@@ -131,15 +130,10 @@ pub async fn serve_connection(
                     break None;
                 }
             }
-            Some(reason) = kicked.recv() => {
-                let _ = sink.send(error_frame(&state, &reason)).await;
-                break Some((CLOSE_POLICY, reason));
-            }
             _ = shutdown.changed() => break Some((CLOSE_GOING_AWAY, "the relay is shutting down; your client will reconnect".into())),
         }
     };
     state.engine.send(Input::Closed { conn });
-    state.access.closed(conn);
     if let Some((code, reason)) = close_reason {
         // Drain what the engine queued before it closed us (the error
         // message that says why), then close.

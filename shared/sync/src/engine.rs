@@ -9,14 +9,15 @@
 //! commit per batch rather than one per message.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::access::{Grant, Register};
 use crate::document_id::DocumentId;
-use crate::message::{PeerId, PeerMetadata};
 use crate::repo::{ConnId, Effect, Event, Repo};
-use crate::store::{Store, Write};
+use crate::store::{Store, StoreError, Write};
 
 /// The most frames queued for one connection before it counts as too slow
 /// and is closed.
@@ -24,8 +25,17 @@ pub const OUTBOX_FRAMES: usize = 4096;
 
 const BATCH: usize = 512;
 
-/// Work to run on the engine thread, with the core and the store.
-pub type Query = Box<dyn FnOnce(&Repo, &mut Store) + Send>;
+/// How often a relay's engine looks at the register's version for the
+/// admin commands' changes.
+const REGISTER_POLL: Duration = Duration::from_millis(250);
+
+/// Work to run on the engine thread, reading the core and the store. It
+/// cannot write: every write goes through a turn, so it commits with the
+/// writes it belongs with (see [`Input::SetMeta`]).
+pub type Query = Box<dyn FnOnce(&Repo, &Store) + Send>;
+
+/// Where the answer to a write goes once the turn has committed (or failed).
+pub type Done = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 
 /// What the network side tells the engine.
 pub enum Input {
@@ -33,6 +43,8 @@ pub enum Input {
         conn: ConnId,
         initiate: bool,
         outbox: tokio::sync::mpsc::Sender<Outgoing>,
+        /// What the connection authenticated as, for the access policy.
+        grant: Option<Grant>,
     },
     Frame {
         conn: ConnId,
@@ -44,6 +56,18 @@ pub enum Input {
     Track(DocumentId),
     /// Runs on the engine thread after the turn's writes.
     Query(Query),
+    /// Keeps these values in the store's `meta` table, committed with the
+    /// turn's other writes; `done` hears whether they were.
+    SetMeta {
+        values: Vec<(String, String)>,
+        done: Option<Done>,
+    },
+    /// Look at the register now; `done` hears once any change is applied
+    /// and published.
+    RefreshRegister(tokio::sync::oneshot::Sender<()>),
+    /// Caps the store's size, so tests can fill the "disk".
+    #[cfg(test)]
+    LimitPages(i64),
     Shutdown,
 }
 
@@ -58,24 +82,10 @@ pub enum Outgoing {
 /// What happened, for the program around the engine (status, logs).
 #[derive(Debug, Clone)]
 pub enum Notice {
-    PeerJoined {
-        conn: ConnId,
-        peer_id: PeerId,
-        metadata: PeerMetadata,
-    },
-    Closed {
-        conn: ConnId,
-        reason: String,
-    },
-    Unavailable {
-        conn: ConnId,
-        document_id: DocumentId,
-    },
-    /// The peer said something went wrong, and kept the connection open.
-    RemoteError {
-        conn: ConnId,
-        message: String,
-    },
+    /// An effect of the core that only informs (`PeerJoined`,
+    /// `Unavailable`, `RemoteError`), or a `Close`, passed on as the core
+    /// gave it.
+    Core(Effect),
     /// Changes for this many documents were committed.
     Saved {
         documents: usize,
@@ -83,13 +93,54 @@ pub enum Notice {
     StorageFailed(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct EngineConfig {
     /// How often the core hears the time (idle unloading).
     pub tick: Duration,
     /// Watch the store for changes written by other processes (the
     /// client's command line), and sync every document it tracks.
     pub watch_store: bool,
+    /// Which side this engine serves, for the sentences it says itself.
+    pub side: Side,
+    /// On a relay: watch the register in the store for the admin
+    /// commands' changes, hand each new one to the core (which cuts
+    /// connections that lost rights) and publish it here, for the HTTP
+    /// side to authenticate by. Holds the register the core started with.
+    pub register: Option<tokio::sync::watch::Sender<Arc<Register>>>,
+}
+
+/// The relay and the client both run the engine; what it tells people
+/// depends on which it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Relay,
+    School,
+}
+
+impl Side {
+    /// Told to a peer whose message made the core fail.
+    fn could_not_handle(self) -> &'static str {
+        match self {
+            Side::Relay => {
+                "the relay could not handle the last message, so it closed this connection; the relay's operator has been told"
+            }
+            Side::School => {
+                "this computer could not handle the last message from the relay, so it closed the connection; sync again, and if this keeps happening, report it"
+            }
+        }
+    }
+
+    /// Why a connection is closed when the turn's writes failed.
+    fn could_not_save(self) -> &'static str {
+        match self {
+            Side::Relay => {
+                "the relay could not save changes just now; yours are kept on your side and will be sent again"
+            }
+            Side::School => {
+                "this computer could not save the changes it received just now (is its disk full?); nothing is lost, and they are fetched again on the next sync"
+            }
+        }
+    }
 }
 
 /// A handle to the engine thread. Cloning the sender is how network tasks
@@ -111,7 +162,7 @@ impl EngineSender {
     /// Runs `f` on the engine thread and returns its answer.
     pub async fn query<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Repo, &mut Store) -> T + Send + 'static,
+        f: impl FnOnce(&Repo, &Store) -> T + Send + 'static,
     ) -> Option<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let sent = self.send(Input::Query(Box::new(move |repo, store| {
@@ -121,6 +172,34 @@ impl EngineSender {
             return None;
         }
         rx.await.ok()
+    }
+
+    /// Keeps `values` in the store's `meta` table, in the next turn's
+    /// transaction. `None` once the engine has stopped.
+    pub async fn set_meta(&self, values: Vec<(String, String)>) -> Option<Result<(), StoreError>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if !self.send(Input::SetMeta {
+            values,
+            done: Some(tx),
+        }) {
+            return None;
+        }
+        rx.await.ok()
+    }
+
+    /// Makes the engine look at the register now, so what it publishes is
+    /// the latest; returns once it has.
+    pub async fn refresh_register(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.send(Input::RefreshRegister(tx)) {
+            let _ = rx.await;
+        }
+    }
+
+    /// Proves the store can be read and written, for health checks.
+    pub async fn check_writable(&self) -> Option<Result<(), StoreError>> {
+        let now = format!("{:?}", std::time::SystemTime::now());
+        self.set_meta(vec![("last_health_check".into(), now)]).await
     }
 }
 
@@ -143,6 +222,7 @@ impl Engine {
                     outboxes: HashMap::new(),
                     started: Instant::now(),
                     last_tick: Instant::now(),
+                    last_register_check: Instant::now(),
                     own_seqs: HashSet::new(),
                     seen_chunk_seq: None,
                     seen_tracked_seq: 0,
@@ -188,6 +268,7 @@ struct Worker {
     outboxes: HashMap<ConnId, tokio::sync::mpsc::Sender<Outgoing>>,
     started: Instant,
     last_tick: Instant,
+    last_register_check: Instant,
     /// Chunks this engine wrote, so the store watcher skips them.
     own_seqs: HashSet<i64>,
     seen_chunk_seq: Option<i64>,
@@ -201,7 +282,11 @@ impl Worker {
         loop {
             let mut inputs: Vec<Input> = self.pending.drain(..).collect();
             if inputs.is_empty() {
-                match rx.recv_timeout(self.config.tick) {
+                let wait = match self.config.register {
+                    Some(_) => self.config.tick.min(REGISTER_POLL),
+                    None => self.config.tick,
+                };
+                match rx.recv_timeout(wait) {
                     Ok(input) => inputs.push(input),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
@@ -223,7 +308,18 @@ impl Worker {
     fn turn(&mut self, inputs: Vec<Input>) -> bool {
         let mut effects = VecDeque::new();
         let mut queries = Vec::new();
+        let mut meta = Vec::new();
+        let mut waiting = Vec::new();
         let mut keep_running = true;
+        // The register is looked at before this turn's connections open,
+        // so they are judged by the latest.
+        let asked = inputs
+            .iter()
+            .any(|input| matches!(input, Input::RefreshRegister(_)));
+        if asked || self.last_register_check.elapsed() >= REGISTER_POLL {
+            self.last_register_check = Instant::now();
+            self.watch_register(&mut effects);
+        }
         if self.last_tick.elapsed() >= self.config.tick {
             self.last_tick = Instant::now();
             let now_ms = self.started.elapsed().as_millis() as u64;
@@ -238,9 +334,19 @@ impl Worker {
                     conn,
                     initiate,
                     outbox,
+                    grant,
                 } => {
                     self.outboxes.insert(conn, outbox);
-                    effects.extend(self.repo.handle(Event::Connected { conn, initiate }));
+                    effects.extend(self.repo.handle(Event::Connected {
+                        conn,
+                        initiate,
+                        grant,
+                    }));
+                }
+                Input::RefreshRegister(done) => {
+                    // Answered now: the register was looked at above, and
+                    // what changed is published.
+                    let _ = done.send(());
                 }
                 Input::Frame { conn, bytes } => effects.extend(self.handle_frame(conn, bytes)),
                 Input::Closed { conn } => {
@@ -251,12 +357,25 @@ impl Worker {
                     effects.extend(self.repo.handle(Event::Track { document_id }))
                 }
                 Input::Query(f) => queries.push(f),
+                Input::SetMeta { values, done } => {
+                    meta.extend(
+                        values
+                            .into_iter()
+                            .map(|(key, value)| Write::Meta { key, value }),
+                    );
+                    waiting.extend(done);
+                }
+                #[cfg(test)]
+                Input::LimitPages(extra) => self.store.limit_pages(extra),
                 Input::Shutdown => keep_running = false,
             }
         }
-        self.carry_out(effects);
+        let saved = self.carry_out(effects, meta);
+        for done in waiting {
+            let _ = done.send(saved.clone());
+        }
         for query in queries {
-            query(&self.repo, &mut self.store);
+            query(&self.repo, &self.store);
         }
         keep_running
     }
@@ -275,35 +394,26 @@ impl Worker {
                     conn,
                     "a message from this connection could not be handled; closing it"
                 );
-                let reason = "the relay could not handle the last message, so it closed this connection; the relay's operator has been told";
-                let error = crate::message::Message::Error {
-                    sender_id: Some(self.repo.config().peer_id.clone()),
-                    target_id: None,
-                    message: reason.to_string(),
-                };
-                let mut effects = vec![
-                    Effect::Send {
-                        conn,
-                        bytes: error.encode(),
-                    },
-                    Effect::Close {
-                        conn,
-                        reason: reason.to_string(),
-                    },
-                ];
+                let reason = self.config.side.could_not_handle().to_string();
                 let repo = &mut self.repo;
-                if let Ok(more) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    repo.handle(Event::Disconnected { conn })
-                })) {
-                    effects.extend(more);
-                }
-                effects
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    repo.handle(Event::Refuse {
+                        conn,
+                        reason: reason.clone(),
+                    })
+                }))
+                .unwrap_or_else(|_| vec![Effect::Close { conn, reason }])
             }
         }
     }
 
-    fn carry_out(&mut self, mut effects: VecDeque<Effect>) {
-        let mut writes = Vec::new();
+    /// Carries out the effects, committing their writes (and `writes`) in
+    /// one transaction before any frame goes out. Returns how the commit went.
+    fn carry_out(
+        &mut self,
+        mut effects: VecDeque<Effect>,
+        mut writes: Vec<Write>,
+    ) -> Result<(), StoreError> {
         let mut sends: Vec<(ConnId, Outgoing)> = Vec::new();
         while let Some(effect) = effects.pop_front() {
             match effect {
@@ -325,6 +435,9 @@ impl Worker {
                     document_id,
                     data: chunk,
                 }),
+                Effect::PersistOwner { document_id, owner } => {
+                    writes.push(Write::Owner { document_id, owner })
+                }
                 Effect::PersistSyncState {
                     document_id,
                     storage_id,
@@ -335,29 +448,14 @@ impl Worker {
                     state,
                 }),
                 Effect::Send { conn, bytes } => sends.push((conn, Outgoing::Frame(bytes))),
-                Effect::Close { conn, reason } => {
+                Effect::Close { conn, ref reason } => {
                     tracing::info!(conn, %reason, "closing a connection");
-                    (self.notify)(Notice::Closed {
-                        conn,
-                        reason: reason.clone(),
-                    });
-                    sends.push((conn, Outgoing::Close(reason)));
+                    sends.push((conn, Outgoing::Close(reason.clone())));
+                    (self.notify)(Notice::Core(effect));
                 }
-                Effect::PeerJoined {
-                    conn,
-                    peer_id,
-                    metadata,
-                } => (self.notify)(Notice::PeerJoined {
-                    conn,
-                    peer_id,
-                    metadata,
-                }),
-                Effect::RemoteError { conn, message } => {
-                    (self.notify)(Notice::RemoteError { conn, message })
-                }
-                Effect::Unavailable { conn, document_id } => {
-                    (self.notify)(Notice::Unavailable { conn, document_id })
-                }
+                Effect::PeerJoined { .. }
+                | Effect::RemoteError { .. }
+                | Effect::Unavailable { .. } => (self.notify)(Notice::Core(effect)),
                 Effect::StorageUnreadable {
                     document_id,
                     reason,
@@ -370,20 +468,19 @@ impl Worker {
                 }
             }
         }
-        if !writes.is_empty() && !self.write(&writes) {
+        if let Err(error) = self.write(&writes) {
             // Nothing of this turn was saved, so nothing may be confirmed:
             // drop its frames and close the connections involved, which
             // keep their changes and send them again.
             let conns: HashSet<ConnId> = sends.iter().map(|(conn, _)| *conn).collect();
             for conn in conns {
                 if let Some(outbox) = self.outboxes.remove(&conn) {
-                    let _ = outbox.try_send(Outgoing::Close(
-                        "the relay could not save changes just now; yours are kept on your side and will be sent again".into(),
-                    ));
+                    let _ =
+                        outbox.try_send(Outgoing::Close(self.config.side.could_not_save().into()));
                 }
                 self.pending.push_back(Input::Closed { conn });
             }
-            return;
+            return Err(error);
         }
         for (conn, outgoing) in sends {
             let Some(outbox) = self.outboxes.get(&conn) else {
@@ -402,11 +499,15 @@ impl Worker {
                 }
             }
         }
+        Ok(())
     }
 
     /// Commits the writes; on failure tells the core to forget the
-    /// documents involved and returns false.
-    fn write(&mut self, writes: &[Write]) -> bool {
+    /// documents involved.
+    fn write(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
         match self.store.write(writes) {
             Ok(seqs) => {
                 let documents: HashSet<DocumentId> = writes
@@ -424,24 +525,59 @@ impl Worker {
                         documents: documents.len(),
                     });
                 }
-                true
+                Ok(())
             }
             Err(error) => {
                 tracing::error!(%error, "saving changes failed");
                 (self.notify)(Notice::StorageFailed(error.to_string()));
                 let mut document_ids: Vec<DocumentId> = writes
                     .iter()
-                    .map(|w| match w {
+                    .filter_map(|w| match w {
                         Write::Chunk { document_id, .. }
                         | Write::SyncState { document_id, .. }
-                        | Write::Track { document_id } => *document_id,
+                        | Write::Owner { document_id, .. }
+                        | Write::Track { document_id } => Some(*document_id),
+                        Write::Meta { .. } => None,
                     })
                     .collect();
                 document_ids.sort();
                 document_ids.dedup();
-                let _ = self.repo.handle(Event::WriteFailed { document_ids });
-                false
+                let unowned = writes
+                    .iter()
+                    .filter_map(|w| match w {
+                        Write::Owner { document_id, .. } => Some(*document_id),
+                        _ => None,
+                    })
+                    .collect();
+                let _ = self.repo.handle(Event::WriteFailed {
+                    document_ids,
+                    unowned,
+                });
+                Err(error)
             }
+        }
+    }
+
+    /// Hands the core the register when an admin command changed it, and
+    /// publishes it for the HTTP side.
+    fn watch_register(&mut self, effects: &mut VecDeque<Effect>) {
+        let Some(published) = &self.config.register else {
+            return;
+        };
+        let seen = published.borrow().version;
+        let register = match self.store.register_version() {
+            Ok(version) if version > seen => self.store.register(),
+            Ok(_) => return,
+            Err(error) => Err(error),
+        };
+        match register {
+            Ok(register) => {
+                tracing::info!("the register changed; applying it");
+                let register = Arc::new(register);
+                published.send_replace(register.clone());
+                effects.extend(self.repo.handle(Event::RegisterChanged { register }));
+            }
+            Err(error) => tracing::warn!(%error, "could not read the register"),
         }
     }
 
@@ -505,11 +641,21 @@ mod tests {
 
     impl Client {
         fn connect(engine: &EngineSender, conn: ConnId, repo: Repo) -> Client {
+            Client::connect_as(engine, conn, repo, None)
+        }
+
+        fn connect_as(
+            engine: &EngineSender,
+            conn: ConnId,
+            repo: Repo,
+            grant: Option<Grant>,
+        ) -> Client {
             let (outbox, inbox) = tokio::sync::mpsc::channel(OUTBOX_FRAMES);
             engine.send(Input::Open {
                 conn,
                 initiate: false,
                 outbox,
+                grant,
             });
             let mut client = Client {
                 repo,
@@ -521,6 +667,7 @@ mod tests {
             let effects = client.repo.handle(Event::Connected {
                 conn: 0,
                 initiate: true,
+                grant: None,
             });
             client.apply(effects);
             client
@@ -557,6 +704,117 @@ mod tests {
         }
     }
 
+    /// A school's repo holding one document larger than a few pages.
+    fn school_with_large_document() -> (Repo, DocumentId, AutoCommit) {
+        let id = DocumentId::random();
+        let mut doc = AutoCommit::new();
+        let text = doc.put_object(ROOT, "notes", ObjType::Text).unwrap();
+        let words: String = (0..20_000).map(|i| format!("w{i} ")).collect();
+        doc.splice_text(&text, 0, 0, &words).unwrap();
+        let mut school = Repo::new(
+            RepoConfig::new("school", Some("school-storage".into())),
+            Box::new(AllowAll),
+        );
+        school.handle(Event::Track { document_id: id });
+        school.handle(Event::Loaded {
+            document_id: id,
+            chunks: vec![doc.save()],
+            sync_states: vec![],
+        });
+        (school, id, doc)
+    }
+
+    fn ask<T: Send + 'static>(
+        sender: &EngineSender,
+        f: impl FnOnce(&Repo, &Store) -> T + Send + 'static,
+    ) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        sender.send(Input::Query(Box::new(move |repo, store| {
+            let _ = tx.send(f(repo, store));
+        })));
+        rx.recv_timeout(Duration::from_secs(5)).unwrap()
+    }
+
+    #[test]
+    fn a_new_documents_owner_and_first_chunk_are_saved_together_or_not_at_all() {
+        use crate::access::{PartnershipPolicy, Register, Role, School};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.sqlite");
+        // The partnership is in the register on disk, as the admin
+        // commands put it there.
+        Store::open(&path)
+            .unwrap()
+            .into_connection()
+            .execute(
+                "INSERT INTO partnerships (id, name, created_at) VALUES ('north', 'North', 0)",
+                [],
+            )
+            .unwrap();
+        let mut store = Store::open(&path).unwrap();
+        store.limit_pages(4);
+        let mut register = Register::default();
+        register.partnerships.insert("north".into(), "North".into());
+        register.schools.insert(
+            "hilltop".into(),
+            School {
+                name: "Hilltop".into(),
+                credential: [1; 32],
+                memberships: [("north".to_string(), Role::Member)].into(),
+            },
+        );
+        let register = Arc::new(register);
+        let grant = register.authenticate(&[1; 32], None).unwrap();
+        let (notices_tx, notices) = std::sync::mpsc::channel();
+        let engine = Engine::spawn(
+            Repo::new(
+                RepoConfig::new("relay", Some("relay-storage".into())),
+                Box::new(PartnershipPolicy::new(register, HashMap::new(), 4)),
+            ),
+            store,
+            EngineConfig {
+                tick: Duration::from_millis(50),
+                watch_store: false,
+                side: Side::Relay,
+                register: None,
+            },
+            Box::new(move |notice| {
+                let _ = notices_tx.send(notice);
+            }),
+        );
+        let sender = engine.sender();
+        let (school, id, mut doc) = school_with_large_document();
+
+        // The disk fills as the document arrives: neither it nor its
+        // owner is kept, so no content can be left without an owner.
+        let mut client = Client::connect_as(&sender, 1, school, Some(grant.clone()));
+        client.pump_until(Duration::from_secs(10), |_| false);
+        assert!(client.closed.clone().unwrap().contains("could not save"));
+        let full = notices
+            .try_iter()
+            .any(|n| matches!(n, Notice::StorageFailed(ref m) if m.contains("full")));
+        assert!(full, "the disk was full");
+        let (owners, stored) = ask(&sender, move |_, store| {
+            (store.owners().unwrap(), store.load_document(&id).unwrap())
+        });
+        assert!(owners.is_empty() && stored.is_none());
+
+        // Space is freed: the document is claimed again, and both are kept.
+        sender.send(Input::LimitPages(100_000));
+        let mut school = client.repo;
+        school.handle(Event::Disconnected { conn: 0 });
+        let mut client = Client::connect_as(&sender, 2, school, Some(grant));
+        client.pump_until(Duration::from_secs(10), |repo| {
+            repo.progress(&id, 0) == SyncProgress::InSync
+        });
+        assert!(client.closed.is_none(), "{:?}", client.closed);
+        let (owners, heads) = ask(&sender, move |_, store| {
+            let heads = store.load_document(&id).unwrap().map(|d| d.get_heads());
+            (store.owners().unwrap(), heads)
+        });
+        assert_eq!(owners.get(&id).map(String::as_str), Some("north"));
+        assert_eq!(heads, Some(doc.get_heads()));
+    }
+
     #[test]
     fn a_full_disk_confirms_nothing_and_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -572,6 +830,8 @@ mod tests {
             EngineConfig {
                 tick: Duration::from_millis(50),
                 watch_store: false,
+                side: Side::Relay,
+                register: None,
             },
             Box::new(move |notice| {
                 let _ = notices_tx.send(notice);
@@ -611,9 +871,7 @@ mod tests {
         assert!(full, "the operator is told the disk is full");
 
         // Space is freed; the school connects again and everything arrives.
-        sender.send(Input::Query(Box::new(|_, store| {
-            store.limit_pages(100_000)
-        })));
+        sender.send(Input::LimitPages(100_000));
         let school = client.repo;
         let mut school = {
             let mut repo = school;

@@ -4,6 +4,7 @@
 //! store. It knows nothing of what the documents say (that is
 //! `partnerplan-model`).
 
+pub mod access;
 pub mod document_id;
 pub mod engine;
 pub mod message;

@@ -19,10 +19,12 @@
 //! sender only once it is durable.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash, ReadDoc};
 
+use crate::access::{Grant, Owner, Register};
 use crate::document_id::DocumentId;
 use crate::message::{DecodeError, Message, PROTOCOL_VERSION, PeerId, PeerMetadata, SyncFrame};
 
@@ -43,25 +45,48 @@ pub enum Permission {
 }
 
 /// The single place that decides what a connection may do with a
-/// document. The relay fills this in with its partnerships; the client
-/// trusts its relay.
+/// document. The relay fills this in with its partnerships
+/// ([`PartnershipPolicy`](crate::access::PartnershipPolicy)); the client
+/// trusts its relay. Like the core, a policy does no IO and reads no
+/// clock: what it needs arrives in events (the grant with the connection,
+/// the register when it changes, the time), and what it wants kept leaves
+/// as effects.
 pub trait AccessPolicy: Send {
-    fn permission(&self, conn: ConnId, document_id: &DocumentId) -> Permission;
-
-    /// `conn` has sent the first changes of a document that belonged to no
-    /// one: make it belong to that connection's partnership, for good.
-    /// `Err` says, in a sentence for the peer, why it cannot.
-    fn claim(&mut self, _conn: ConnId, _document_id: &DocumentId) -> Result<(), String> {
+    /// A connection opened with what its driver authenticated (`None` when
+    /// the driver authenticates nothing). `Err` refuses it, saying why.
+    fn connected(&mut self, _conn: ConnId, _grant: Option<Grant>) -> Result<(), String> {
         Ok(())
     }
 
+    fn permission(&self, conn: ConnId, document_id: &DocumentId) -> Permission;
+
+    /// `conn` has sent the first changes of a document that belonged to no
+    /// one: make it belong to that connection's partnership, for good. The
+    /// owner returned is handed to the driver as
+    /// [`Effect::PersistOwner`], ahead of the document's first chunk, so
+    /// both are kept together or not at all. `Err` says, in a sentence for
+    /// the peer, why it cannot.
+    fn claim(&mut self, _conn: ConnId, _document_id: &DocumentId) -> Result<Option<Owner>, String> {
+        Ok(None)
+    }
+
+    /// The owner last claimed for this document was not kept (the write
+    /// failed): forget it, so the next first changes claim it again.
+    fn unclaim(&mut self, _document_id: &DocumentId) {}
+
     /// May `conn` speak as `peer_id`? `Err` refuses the connection, saying why.
-    fn admit(&mut self, _conn: ConnId, _peer_id: &str) -> Result<(), String> {
+    fn admit(&mut self, _conn: ConnId, _peer_id: &str, _now_ms: u64) -> Result<(), String> {
         Ok(())
     }
 
     /// `conn` has closed.
-    fn disconnected(&mut self, _conn: ConnId) {}
+    fn disconnected(&mut self, _conn: ConnId, _now_ms: u64) {}
+
+    /// The register changed. Returns the connections that lost rights,
+    /// each with the sentence it is cut with.
+    fn register_changed(&mut self, _register: Arc<Register>) -> Vec<(ConnId, String)> {
+        Vec::new()
+    }
 }
 
 /// A policy that allows everything: for the client, and for tests.
@@ -112,10 +137,12 @@ impl RepoConfig {
 /// Something that happened, for the core to react to.
 #[derive(Debug)]
 pub enum Event {
-    /// A connection opened. The side with `initiate` sends `join`.
+    /// A connection opened. The side with `initiate` sends `join`. The
+    /// grant is what the driver authenticated, for the policy to check.
     Connected {
         conn: ConnId,
         initiate: bool,
+        grant: Option<Grant>,
     },
     Frame {
         conn: ConnId,
@@ -151,9 +178,23 @@ pub enum Event {
     /// and read them again from storage when next asked.
     WriteFailed {
         document_ids: Vec<DocumentId>,
+        /// Documents whose new owner ([`Effect::PersistOwner`]) was among
+        /// the writes refused.
+        unowned: Vec<DocumentId>,
+    },
+    /// The register changed (an admin command): the policy judges by it
+    /// from now on, and connections that lost rights are cut.
+    RegisterChanged {
+        register: Arc<Register>,
     },
     Tick {
         now_ms: u64,
+    },
+    /// The driver gives up on this connection (what it sent made the core
+    /// fail): tell the peer why, forget the connection, close it.
+    Refuse {
+        conn: ConnId,
+        reason: String,
     },
 }
 
@@ -176,6 +217,12 @@ pub enum Effect {
     Persist {
         document_id: DocumentId,
         chunk: Vec<u8>,
+    },
+    /// Record that a new document belongs to a partnership, in the same
+    /// write as the document's first chunk (which follows).
+    PersistOwner {
+        document_id: DocumentId,
+        owner: Owner,
     },
     /// Keep the sync state shared with the peer whose storage is `storage_id`.
     PersistSyncState {
@@ -314,7 +361,11 @@ impl Repo {
     /// Handles one event and returns what the driver must do, in order.
     pub fn handle(&mut self, event: Event) -> Vec<Effect> {
         match event {
-            Event::Connected { conn, initiate } => self.on_connected(conn, initiate),
+            Event::Connected {
+                conn,
+                initiate,
+                grant,
+            } => self.on_connected(conn, initiate, grant),
             Event::Frame { conn, bytes } => self.on_frame(conn, &bytes),
             Event::Disconnected { conn } => self.on_disconnected(conn),
             Event::Loaded {
@@ -330,6 +381,11 @@ impl Repo {
                 self.with_document(document_id, Queued::Announce)
             }
             Event::Tick { now_ms } => self.on_tick(now_ms),
+            Event::Refuse { conn, reason } => {
+                if self.connections.contains_key(&conn) {
+                    self.refuse(conn, &reason);
+                }
+            }
             Event::LoadFailed {
                 document_id,
                 reason,
@@ -340,7 +396,20 @@ impl Repo {
                 });
                 self.on_loaded_document(document_id, Automerge::new(), Vec::new(), true);
             }
-            Event::WriteFailed { document_ids } => {
+            Event::RegisterChanged { register } => {
+                for (conn, reason) in self.policy.register_changed(register) {
+                    if self.connections.contains_key(&conn) {
+                        self.refuse(conn, &reason);
+                    }
+                }
+            }
+            Event::WriteFailed {
+                document_ids,
+                unowned,
+            } => {
+                for document_id in unowned {
+                    self.policy.unclaim(&document_id);
+                }
                 for document_id in document_ids {
                     self.documents.remove(&document_id);
                     for connection in self.connections.values_mut() {
@@ -399,7 +468,8 @@ impl Repo {
         }
     }
 
-    fn on_connected(&mut self, conn: ConnId, initiate: bool) {
+    fn on_connected(&mut self, conn: ConnId, initiate: bool, grant: Option<Grant>) {
+        let admitted = self.policy.connected(conn, grant);
         let state = if initiate {
             self.send(
                 conn,
@@ -422,6 +492,9 @@ impl Repo {
                 refused: HashSet::new(),
             },
         );
+        if let Err(reason) = admitted {
+            self.refuse(conn, &reason);
+        }
     }
 
     fn on_frame(&mut self, conn: ConnId, bytes: &[u8]) {
@@ -504,7 +577,7 @@ impl Repo {
             );
             return self.refuse(conn, &reason);
         }
-        if let Err(reason) = self.policy.admit(conn, &peer_id) {
+        if let Err(reason) = self.policy.admit(conn, &peer_id, self.now_ms) {
             return self.refuse(conn, &reason);
         }
         self.send(
@@ -651,7 +724,7 @@ impl Repo {
         let Some(connection) = self.connections.remove(&conn) else {
             return;
         };
-        self.policy.disconnected(conn);
+        self.policy.disconnected(conn, self.now_ms);
         let storage_id = match &connection.state {
             ConnState::Open { metadata, .. } if !metadata.is_ephemeral => {
                 metadata.storage_id.clone()
@@ -825,14 +898,20 @@ impl Repo {
                 ),
             );
         }
-        if permission == Permission::Create
-            && !document.doc.get_heads().is_empty()
-            && let Err(reason) = self.policy.claim(conn, &document_id)
-        {
-            // Forget what arrived: it may not be kept, nor passed on. The
-            // peer keeps its changes and sends them again when it reconnects.
-            self.documents.remove(&document_id);
-            return self.refuse(conn, &reason);
+        if permission == Permission::Create && !document.doc.get_heads().is_empty() {
+            match self.policy.claim(conn, &document_id) {
+                Ok(Some(owner)) => self
+                    .effects
+                    .push(Effect::PersistOwner { document_id, owner }),
+                Ok(None) => {}
+                Err(reason) => {
+                    // Forget what arrived: it may not be kept, nor passed
+                    // on. The peer keeps its changes and sends them again
+                    // when it reconnects.
+                    self.documents.remove(&document_id);
+                    return self.refuse(conn, &reason);
+                }
+            }
         }
         if refused_changes {
             self.warn(

@@ -7,6 +7,7 @@ use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ROOT, ReadDoc};
 
 use super::*;
+use crate::access::{Grant, Owner};
 
 /// Node 0 is the relay; node i > 0 is client i, whose connection to the
 /// relay is conn i at the relay and conn 0 at the client.
@@ -19,6 +20,10 @@ struct Net {
     /// Every effect seen, by node, for assertions on order.
     log: Vec<(usize, Effect)>,
     now_ms: u64,
+    /// What each client's connection authenticated as at the relay.
+    grants: HashMap<usize, Grant>,
+    /// Document owners the relay asked to keep.
+    owners: HashMap<DocumentId, Owner>,
 }
 
 impl Net {
@@ -45,6 +50,8 @@ impl Net {
             queue: VecDeque::new(),
             log: Vec::new(),
             now_ms: 0,
+            grants: HashMap::new(),
+            owners: HashMap::new(),
         }
     }
 
@@ -55,6 +62,7 @@ impl Net {
             Event::Connected {
                 conn: client as ConnId,
                 initiate: false,
+                grant: self.grants.get(&client).cloned(),
             },
         ));
         self.queue.push_back((
@@ -62,6 +70,7 @@ impl Net {
             Event::Connected {
                 conn: 0,
                 initiate: true,
+                grant: None,
             },
         ));
         self.run();
@@ -200,6 +209,9 @@ impl Net {
                 state,
             } => {
                 self.sync_states[node].insert((document_id, storage_id), state);
+            }
+            Effect::PersistOwner { document_id, owner } => {
+                self.owners.entry(document_id).or_insert(owner);
             }
             Effect::PeerJoined { .. }
             | Effect::Unavailable { .. }
@@ -685,7 +697,7 @@ impl AccessPolicy for SharedPartnerships {
         }
     }
 
-    fn claim(&mut self, conn: ConnId, id: &DocumentId) -> Result<(), String> {
+    fn claim(&mut self, conn: ConnId, id: &DocumentId) -> Result<Option<Owner>, String> {
         let mut state = self.0.lock().unwrap();
         let home = state.members[&conn]
             .iter()
@@ -693,7 +705,7 @@ impl AccessPolicy for SharedPartnerships {
             .map(|(p, _)| *p)
             .ok_or("no partnership to put it in")?;
         state.owners.insert(*id, home);
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -1001,4 +1013,298 @@ fn requests_for_made_up_ids_do_not_fill_memory() {
         0,
         "empty documents leave memory though their requesters stay"
     );
+}
+
+// The relay's real policy, `access::PartnershipPolicy`, in the same network:
+// a register of schools, grants handed over with each connection, owners
+// as effects, time from ticks.
+
+mod relay_policy {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::access::{Credential, PartnershipPolicy, Register, Role, School};
+
+    /// School i's token hashes to [i; 32].
+    fn credential(school: usize) -> Credential {
+        [school as u8; 32]
+    }
+
+    /// A register where school i is in the partnerships listed for it.
+    fn register(version: i64, schools: &[(usize, &[(&str, Role)])]) -> Register {
+        let mut register = Register {
+            version,
+            ..Register::default()
+        };
+        for (school, memberships) in schools {
+            for (partnership, _) in memberships.iter() {
+                register
+                    .partnerships
+                    .insert(partnership.to_string(), format!("Cluster {partnership}"));
+            }
+            register.schools.insert(
+                format!("school-id-{school}"),
+                School {
+                    name: format!("School {school}"),
+                    credential: credential(*school),
+                    memberships: memberships
+                        .iter()
+                        .map(|(p, role)| (p.to_string(), *role))
+                        .collect(),
+                },
+            );
+        }
+        register
+    }
+
+    /// A network whose relay runs the real policy, each client authenticated
+    /// as the school of the same number.
+    fn net_with(register: Register, clients: usize) -> Net {
+        let register = Arc::new(register);
+        let policy = PartnershipPolicy::new(register.clone(), HashMap::new(), 2);
+        let mut net = Net::with_relay_policy(clients, Box::new(policy));
+        for client in 1..=clients {
+            if let Ok(grant) = register.authenticate(&credential(client), None) {
+                net.grants.insert(client, grant);
+            }
+        }
+        net
+    }
+
+    fn change_register(net: &mut Net, register: Register) {
+        net.queue.push_back((
+            0,
+            Event::RegisterChanged {
+                register: Arc::new(register),
+            },
+        ));
+        net.run();
+    }
+
+    #[test]
+    fn members_write_viewers_read_and_outsiders_are_told_it_does_not_exist() {
+        let mut net = net_with(
+            register(
+                1,
+                &[
+                    (1, &[("north", Role::Member)]),
+                    (2, &[("north", Role::Viewer)]),
+                    (3, &[("south", Role::Member)]),
+                    (4, &[("north", Role::Member)]),
+                ],
+            ),
+            4,
+        );
+        for c in 1..=4 {
+            net.connect(c);
+        }
+        let id = new_doc_with_title(&mut net, 1, "North plan");
+        net.track(2, id);
+        net.track(3, id);
+        net.track(4, id);
+        assert_eq!(text_of(&net.stored(4, id), "title"), "North plan");
+        assert_eq!(text_of(&net.stored(2, id), "title"), "North plan");
+        assert_eq!(net.nodes[3].progress(&id, 0), SyncProgress::Unavailable);
+        assert!(net.stored(3, id).get_heads().is_empty());
+
+        // A member's change reaches everyone in the partnership.
+        net.edit(4, id, |doc| {
+            doc.put(ROOT, "status", "green").unwrap();
+        });
+        assert!(net.stored(1, id).get(ROOT, "status").unwrap().is_some());
+        // A viewer's is neither kept nor passed on, and it is told.
+        let relay_before = net.stores[0].clone();
+        net.edit(2, id, |doc| {
+            doc.put(ROOT, "status", "red").unwrap();
+        });
+        assert_eq!(net.stores[0], relay_before);
+        assert!(
+            net.sent_errors(0)
+                .iter()
+                .any(|m| m.contains("may read document"))
+        );
+        // The outsider cannot take the document over by writing to it.
+        net.edit(3, id, |doc| {
+            doc.put(ROOT, "title", "stolen").unwrap();
+        });
+        assert_eq!(text_of(&net.stored(0, id), "title"), "North plan");
+        assert_eq!(net.owners[&id].partnership, "north");
+    }
+
+    #[test]
+    fn a_new_documents_owner_is_kept_with_and_before_its_first_chunk() {
+        let mut net = net_with(register(1, &[(1, &[("north", Role::Member)])]), 1);
+        net.connect(1);
+        let id = new_doc_with_title(&mut net, 1, "Plan");
+        let relay_writes: Vec<&Effect> = net
+            .log
+            .iter()
+            .filter(|(node, e)| {
+                *node == 0
+                    && matches!(e, Effect::PersistOwner { document_id, .. } | Effect::Persist { document_id, .. } if *document_id == id)
+            })
+            .map(|(_, e)| e)
+            .collect();
+        assert!(
+            matches!(relay_writes.as_slice(), [Effect::PersistOwner { owner, .. }, Effect::Persist { .. }, ..] if owner.partnership == "north" && owner.claimed_by == "school-id-1"),
+            "{relay_writes:?}"
+        );
+        // Later changes claim nothing more.
+        net.edit(1, id, |doc| {
+            doc.put(ROOT, "status", "green").unwrap();
+        });
+        let owners = net
+            .log
+            .iter()
+            .filter(|(_, e)| matches!(e, Effect::PersistOwner { .. }))
+            .count();
+        assert_eq!(owners, 1);
+    }
+
+    #[test]
+    fn a_claim_whose_write_failed_is_claimed_again() {
+        let mut net = net_with(register(1, &[(1, &[("north", Role::Member)])]), 1);
+        net.connect(1);
+        let id = new_doc_with_title(&mut net, 1, "Plan");
+        // The engine's transaction failed: neither the chunk nor the owner
+        // was kept.
+        net.stores[0].clear();
+        net.owners.clear();
+        net.queue.push_back((
+            0,
+            Event::WriteFailed {
+                document_ids: vec![id],
+                unowned: vec![id],
+            },
+        ));
+        net.run();
+        net.disconnect(1);
+        net.connect(1);
+        net.track(1, id);
+        assert_eq!(text_of(&net.stored(0, id), "title"), "Plan");
+        assert_eq!(net.owners[&id].partnership, "north", "claimed again");
+    }
+
+    #[test]
+    fn a_register_change_cuts_the_connections_that_lost_rights_saying_why() {
+        let mut net = net_with(
+            register(
+                1,
+                &[
+                    (1, &[("north", Role::Member)]),
+                    (2, &[("north", Role::Member)]),
+                    (3, &[("north", Role::Member)]),
+                    (4, &[("north", Role::Member)]),
+                ],
+            ),
+            4,
+        );
+        for c in 1..=4 {
+            net.connect(c);
+        }
+        let id = new_doc_with_title(&mut net, 1, "Plan");
+        for c in 2..=4 {
+            net.track(c, id);
+        }
+        let mut changed = register(
+            2,
+            &[
+                (1, &[("north", Role::Member)]),
+                (3, &[("north", Role::Viewer)]),
+                (4, &[("north", Role::Member)]),
+            ],
+        );
+        changed.schools.get_mut("school-id-4").unwrap().credential = [99; 32];
+        change_register(&mut net, changed);
+        let said = net.sent_errors(0);
+        for expected in [
+            "School 2 was removed from this relay by the lead school",
+            "School 3's place in Cluster north was changed by the lead school; it reconnects with its current rights",
+            "your school's access token was replaced; ask your lead school for the new invite",
+        ] {
+            assert!(said.iter().any(|m| m == expected), "{expected} in {said:?}");
+        }
+        assert!(
+            net.linked[1],
+            "a school whose rights stand keeps its connection"
+        );
+        assert!(!net.linked[2] && !net.linked[3] && !net.linked[4]);
+        // And the removed school receives nothing more.
+        net.edit(1, id, |doc| {
+            doc.put(ROOT, "secret", "after removal").unwrap();
+        });
+        assert!(net.stored(2, id).get(ROOT, "secret").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_grant_is_checked_again_as_the_connection_opens() {
+        let first = register(1, &[(1, &[("north", Role::Member)])]);
+        let mut net = net_with(first.clone(), 3);
+        // Clients 2 and 3 present school 1's token too: its allowance is 2.
+        let grant = net.grants[&1].clone();
+        net.grants.insert(2, grant.clone());
+        net.grants.insert(3, grant);
+        net.connect(1);
+        net.connect(2);
+        net.connect(3);
+        assert!(net.linked[1] && net.linked[2] && !net.linked[3]);
+        assert!(
+            net.sent_errors(0).iter().any(|m| m.contains(
+                "School 1 already has 2 connections open to this relay, the most allowed"
+            )),
+            "{:?}",
+            net.sent_errors(0)
+        );
+        // The token is replaced between authenticating and opening.
+        let mut rotated = first;
+        rotated.version = 2;
+        rotated.schools.get_mut("school-id-1").unwrap().credential = [42; 32];
+        net.disconnect(2);
+        change_register(&mut net, rotated);
+        net.log.clear();
+        net.connect(3);
+        assert!(!net.linked[3]);
+        assert!(
+            net.sent_errors(0)
+                .iter()
+                .any(|m| m.starts_with("the access token is not valid")),
+            "{:?}",
+            net.sent_errors(0)
+        );
+    }
+
+    #[test]
+    fn a_peer_id_stays_its_schools_for_a_day_by_the_events_clock() {
+        let mut net = net_with(
+            register(
+                1,
+                &[
+                    (1, &[("north", Role::Member)]),
+                    (2, &[("south", Role::Member)]),
+                ],
+            ),
+            2,
+        );
+        // School 2's client introduces itself with school 1's peer id.
+        net.nodes[2] = Repo::new(
+            RepoConfig::new("school-1", Some("school-2-storage".into())),
+            Box::new(AllowAll),
+        );
+        net.connect(1);
+        net.disconnect(1);
+        net.tick(60_000);
+        net.connect(2);
+        assert!(!net.linked[2], "squatting refused");
+        assert!(
+            net.sent_errors(0)
+                .iter()
+                .any(|m| m.contains("the peer id “school-1” belongs to another school")),
+            "{:?}",
+            net.sent_errors(0)
+        );
+        // A day after school 1 last used it, it is free.
+        net.tick(crate::access::PEER_ID_KEPT_MS);
+        net.connect(2);
+        assert!(net.linked[2]);
+    }
 }

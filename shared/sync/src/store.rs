@@ -10,24 +10,29 @@
 //! The store never overwrites a file that is not ours or that it cannot
 //! read: it says which file and what is wrong, and stops.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use automerge::{AutoCommit, Automerge, ChangeHash};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
+use crate::access::{Credential, Owner, PartnershipId, Register, Role, School};
 use crate::document_id::DocumentId;
 
 /// Marks a SQLite file as ours (`PRAGMA application_id`): "PPLN".
 const APPLICATION_ID: i32 = 0x5050_4C4E;
-const SCHEMA_VERSION: i32 = 1;
+/// 1: documents, sync states, tracked documents, meta. 2: the relay's
+/// register (partnerships, schools, memberships, document owners) joins
+/// them, so one file, one check and one version cover both.
+const SCHEMA_VERSION: i32 = 2;
 
 /// A document with more chunks than this is compacted into one snapshot.
 pub const COMPACT_AFTER_CHUNKS: i64 = 64;
 
 /// Why the store could not do what was asked. Each is a sentence that says
 /// what to do.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error(
         "{path} is not a partnerplan database ({detail}). It was left untouched: move it aside or choose another data directory."
@@ -71,6 +76,16 @@ pub enum Write {
     },
     Track {
         document_id: DocumentId,
+    },
+    /// A new document's owner; an earlier one is never replaced.
+    Owner {
+        document_id: DocumentId,
+        owner: Owner,
+    },
+    /// A value in the small key/value `meta` table (status, health).
+    Meta {
+        key: String,
+        value: String,
     },
 }
 
@@ -190,12 +205,89 @@ impl Store {
                          document_id TEXT NOT NULL UNIQUE
                      );
                      PRAGMA application_id = {APPLICATION_ID};
+                     PRAGMA user_version = 1;
+                     COMMIT;"
+                ))
+                .map_err(err)?;
+        }
+        if version < 2 {
+            // Relays made before version 2 already have these tables (the
+            // register made them itself), hence IF NOT EXISTS.
+            self.conn
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE;
+                     CREATE TABLE IF NOT EXISTS partnerships (
+                         id TEXT PRIMARY KEY,
+                         name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+                         created_at INTEGER NOT NULL
+                     );
+                     CREATE TABLE IF NOT EXISTS schools (
+                         id TEXT PRIMARY KEY,
+                         name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+                         token_hash BLOB NOT NULL UNIQUE,
+                         created_at INTEGER NOT NULL
+                     );
+                     CREATE TABLE IF NOT EXISTS memberships (
+                         school_id TEXT NOT NULL REFERENCES schools (id) ON DELETE CASCADE,
+                         partnership_id TEXT NOT NULL REFERENCES partnerships (id),
+                         role TEXT NOT NULL CHECK (role IN ('member', 'viewer')),
+                         joined_at INTEGER NOT NULL,
+                         PRIMARY KEY (school_id, partnership_id)
+                     );
+                     CREATE TABLE IF NOT EXISTS document_owners (
+                         document_id TEXT PRIMARY KEY,
+                         partnership_id TEXT NOT NULL REFERENCES partnerships (id),
+                         claimed_by TEXT NOT NULL,
+                         claimed_at INTEGER NOT NULL
+                     );
+                     CREATE TABLE IF NOT EXISTS directory_version (
+                         id INTEGER PRIMARY KEY CHECK (id = 1),
+                         version INTEGER NOT NULL
+                     );
+                     INSERT OR IGNORE INTO directory_version (id, version) VALUES (1, 1);
                      PRAGMA user_version = {SCHEMA_VERSION};
                      COMMIT;"
                 ))
                 .map_err(err)?;
         }
         Ok(())
+    }
+
+    /// Hands the checked connection to the relay's admin commands, which
+    /// write the register with their own statements.
+    pub fn into_connection(self) -> Connection {
+        self.conn
+    }
+
+    /// The register's version: it changes whenever an admin command
+    /// changes who may see what.
+    pub fn register_version(&self) -> Result<i64, StoreError> {
+        register_version(&self.conn).map_err(|e| classify(&self.path, e))
+    }
+
+    /// The register, read whole.
+    pub fn register(&self) -> Result<Register, StoreError> {
+        read_register(&self.conn).map_err(|e| classify(&self.path, e))
+    }
+
+    /// Which partnership each document belongs to.
+    pub fn owners(&self) -> Result<HashMap<DocumentId, PartnershipId>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT document_id, partnership_id FROM document_owners")
+            .map_err(err)?;
+        let mut owners = HashMap::new();
+        for row in stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(err)?
+        {
+            let (document, partnership) = row.map_err(err)?;
+            if let Ok(document) = document.parse() {
+                owners.insert(document, partnership);
+            }
+        }
+        Ok(owners)
     }
 
     /// This store's id on the wire (`storageId`): made once, kept forever.
@@ -332,6 +424,29 @@ impl Store {
                     tx.prepare_cached("INSERT OR IGNORE INTO tracked (document_id) VALUES (?1)")
                         .and_then(|mut s| s.execute(params![document_id.to_string()]))
                         .map_err(err)?;
+                }
+                Write::Owner { document_id, owner } => {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO document_owners (document_id, partnership_id, claimed_by, claimed_at)
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            document_id.to_string(),
+                            owner.partnership,
+                            owner.claimed_by,
+                            unix_seconds()
+                        ])
+                    })
+                    .map_err(err)?;
+                }
+                Write::Meta { key, value } => {
+                    tx.prepare_cached(
+                        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    )
+                    .and_then(|mut s| s.execute(params![key, value]))
+                    .map_err(err)?;
                 }
             }
         }
@@ -518,12 +633,70 @@ impl Store {
             .execute_batch(&format!("PRAGMA max_page_count = {}", pages + extra_pages))
             .unwrap();
     }
+}
 
-    /// Proves the file can be read and written, for health checks.
-    pub fn check_writable(&mut self) -> Result<(), StoreError> {
-        let now = format!("{:?}", std::time::SystemTime::now());
-        self.set_meta("last_health_check", &now)
+fn unix_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn register_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT version FROM directory_version WHERE id = 1",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Reads the register from a relay database (a [`Store`]'s, or the
+/// connection the admin commands took from one).
+pub fn read_register(conn: &Connection) -> rusqlite::Result<Register> {
+    let mut register = Register {
+        version: register_version(conn)?,
+        ..Register::default()
+    };
+    let mut stmt = conn.prepare("SELECT id, name FROM partnerships")?;
+    for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
+        let (id, name): (String, String) = row?;
+        register.partnerships.insert(id, name);
     }
+    let mut stmt = conn.prepare("SELECT id, name, token_hash FROM schools")?;
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })? {
+        let (id, name, hash) = row?;
+        let Ok(credential) = Credential::try_from(hash.as_slice()) else {
+            continue;
+        };
+        register.schools.insert(
+            id,
+            School {
+                name,
+                credential,
+                memberships: HashMap::new(),
+            },
+        );
+    }
+    let mut stmt = conn.prepare("SELECT school_id, partnership_id, role FROM memberships")?;
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })? {
+        let (school, partnership, role) = row?;
+        if let Some(school) = register.schools.get_mut(&school) {
+            school.memberships.insert(partnership, Role::parse(&role));
+        }
+    }
+    Ok(register)
 }
 
 /// Builds a document from its chunks.
@@ -647,11 +820,7 @@ fn edit_held<T, E: From<StoreError>>(
             return Err(error);
         }
     };
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let mut options = automerge::transaction::CommitOptions::default().with_time(seconds);
+    let mut options = automerge::transaction::CommitOptions::default().with_time(unix_seconds());
     if let Some(message) = message {
         options = options.with_message(message);
     }
@@ -786,6 +955,31 @@ mod tests {
             assert_eq!(value.as_i64(), Some(i));
         }
         assert_eq!(store.document_ids().unwrap(), vec![id]);
+    }
+
+    #[test]
+    fn the_first_owner_of_a_document_stays_its_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path().join("relay.sqlite")).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "INSERT INTO partnerships (id, name, created_at) VALUES ('north', 'North', 0), ('south', 'South', 0);",
+            )
+            .unwrap();
+        let id = DocumentId::random();
+        for (partnership, school) in [("north", "a"), ("south", "b")] {
+            store
+                .write(&[Write::Owner {
+                    document_id: id,
+                    owner: Owner {
+                        partnership: partnership.into(),
+                        claimed_by: school.into(),
+                    },
+                }])
+                .unwrap();
+        }
+        assert_eq!(store.owners().unwrap()[&id], "north");
     }
 
     #[test]
