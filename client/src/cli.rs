@@ -30,12 +30,23 @@ struct Cli {
     /// school in the document's history; remembered for later commands.
     #[arg(long = "as", global = true, env = "PARTNERPLAN_PERSON")]
     person: Option<String>,
+    /// What to do; with none, the app starts (so a double-click works).
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start the school's app: your documents in a web page on this
+    /// computer, shared with partners whenever the line is up.
+    App {
+        /// Where the app listens. Keep it on 127.0.0.1 (this computer only).
+        #[arg(long, default_value_t = std::net::SocketAddr::from(([127, 0, 0, 1], crate::app::DEFAULT_PORT)))]
+        listen: std::net::SocketAddr,
+        /// Do not open the web browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
     /// Set up this school's data directory.
     Init {
         /// The school's name, as partners know it.
@@ -135,7 +146,16 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), ClientError> {
     let dir = cli.data;
-    match cli.command {
+    let command = cli.command.unwrap_or(Command::App {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], crate::app::DEFAULT_PORT)),
+        no_browser: false,
+    });
+    match command {
+        Command::App { listen, no_browser } => crate::app::run(crate::app::AppOptions {
+            dir: dir.clone(),
+            listen,
+            open_browser: !no_browser,
+        })?,
         Command::Init { school, relay } => {
             School::init(&dir, &school, relay.as_deref())?;
             println!("Set up {school} in {}.", dir.display());

@@ -2,6 +2,7 @@
 //! in a SQLite file, edits that never wait for the network, and a
 //! background sync through the partnership's relay.
 
+pub mod app;
 pub mod cli;
 pub mod demo;
 pub mod documents;

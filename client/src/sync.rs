@@ -48,12 +48,32 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// How a sync running inside the app talks to the rest of it.
+pub struct Link {
+    /// Receives the engine once it runs, so the app can hand it its
+    /// edits at once ([`Input::Poke`]).
+    pub engine: tokio::sync::watch::Sender<Option<EngineSender>>,
+    /// Hears which documents changed in the store (partners' changes,
+    /// another process's edits), so open pages refresh.
+    pub changed: Box<dyn Fn(&[DocumentId]) + Send>,
+}
+
 /// Syncs the school's documents with its relay: once (until everything is
 /// in sync) or, with `watch`, until `stop` resolves.
 pub async fn run(
     dir: &Path,
     options: SyncOptions,
     stop: impl std::future::Future<Output = ()>,
+) -> Result<SyncReport, ClientError> {
+    run_linked(dir, options, stop, None).await
+}
+
+/// [`run`], inside a program that also edits (the app).
+pub async fn run_linked(
+    dir: &Path,
+    options: SyncOptions,
+    stop: impl std::future::Future<Output = ()>,
+    link: Option<Link>,
 ) -> Result<SyncReport, ClientError> {
     let school = School::open(dir)?;
     let url = school.relay()?.ok_or(ClientError::NoRelay)?;
@@ -72,6 +92,10 @@ pub async fn run(
         Box::new(AllowAll),
     );
     let (notices_tx, mut notices) = mpsc::unbounded_channel();
+    let (engine_link, changed) = match link {
+        Some(Link { engine, changed }) => (Some(engine), Some(changed)),
+        None => (None, None),
+    };
     let engine = Engine::spawn(
         repo,
         store,
@@ -82,10 +106,18 @@ pub async fn run(
             register: None,
         },
         Box::new(move |notice| {
+            if let (Some(link), Notice::Saved { documents } | Notice::Stored { documents }) =
+                (&changed, &notice)
+            {
+                link(documents);
+            }
             let _ = notices_tx.send(notice);
         }),
     );
     let sender = engine.sender();
+    if let Some(engine) = engine_link {
+        let _ = engine.send(Some(sender.clone()));
+    }
     set_status(
         &sender,
         &[

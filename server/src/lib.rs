@@ -265,7 +265,7 @@ fn log_notice(notice: Notice) {
             tracing::info!(conn, %message, "a peer reported an error")
         }
         Notice::StorageFailed(reason) => tracing::error!(%reason, "storage failed"),
-        Notice::Core(_) | Notice::Saved { .. } => {}
+        Notice::Core(_) | Notice::Saved { .. } | Notice::Stored { .. } => {}
     }
 }
 

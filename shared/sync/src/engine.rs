@@ -54,6 +54,10 @@ pub enum Input {
         conn: ConnId,
     },
     Track(DocumentId),
+    /// Another part of this process (the app) just stored local changes:
+    /// look at the store now rather than at the next tick, so they go to
+    /// peers at once.
+    Poke,
     /// Runs on the engine thread after the turn's writes.
     Query(Query),
     /// Keeps these values in the store's `meta` table, committed with the
@@ -86,9 +90,14 @@ pub enum Notice {
     /// `Unavailable`, `RemoteError`), or a `Close`, passed on as the core
     /// gave it.
     Core(Effect),
-    /// Changes for this many documents were committed.
+    /// Changes that peers sent to these documents were committed.
     Saved {
-        documents: usize,
+        documents: Vec<DocumentId>,
+    },
+    /// Another process or part of this one stored changes to these
+    /// documents (the command line, the app), found by watching the store.
+    Stored {
+        documents: Vec<DocumentId>,
     },
     StorageFailed(String),
 }
@@ -320,6 +329,7 @@ impl Worker {
             self.last_register_check = Instant::now();
             self.watch_register(&mut effects);
         }
+        let poked = inputs.iter().any(|input| matches!(input, Input::Poke));
         if self.last_tick.elapsed() >= self.config.tick {
             self.last_tick = Instant::now();
             let now_ms = self.started.elapsed().as_millis() as u64;
@@ -327,6 +337,8 @@ impl Worker {
             if self.config.watch_store {
                 self.watch_store(&mut effects);
             }
+        } else if poked && self.config.watch_store {
+            self.watch_store(&mut effects);
         }
         for input in inputs {
             match input {
@@ -356,6 +368,7 @@ impl Worker {
                 Input::Track(document_id) => {
                     effects.extend(self.repo.handle(Event::Track { document_id }))
                 }
+                Input::Poke => {}
                 Input::Query(f) => queries.push(f),
                 Input::SetMeta { values, done } => {
                     meta.extend(
@@ -522,7 +535,7 @@ impl Worker {
                 }
                 if !documents.is_empty() {
                     (self.notify)(Notice::Saved {
-                        documents: documents.len(),
+                        documents: documents.into_iter().collect(),
                     });
                 }
                 Ok(())
@@ -592,15 +605,22 @@ impl Worker {
         self.watch_tracked(effects);
         match self.store.chunks_after(seen) {
             Ok(chunks) => {
+                let mut stored = Vec::new();
                 for chunk in chunks {
                     self.seen_chunk_seq = Some(chunk.seq);
                     if self.own_seqs.remove(&chunk.seq) {
                         continue;
                     }
+                    if !stored.contains(&chunk.document_id) {
+                        stored.push(chunk.document_id);
+                    }
                     effects.extend(self.repo.handle(Event::LocalChanges {
                         document_id: chunk.document_id,
                         chunk: chunk.data,
                     }));
+                }
+                if !stored.is_empty() {
+                    (self.notify)(Notice::Stored { documents: stored });
                 }
             }
             Err(error) => (self.notify)(Notice::StorageFailed(error.to_string())),

@@ -1,0 +1,329 @@
+// partnerplan's pages: save each change on this computer as it is made,
+// and show partners' changes as they arrive, without disturbing what is
+// being typed. The rules of the documents live on the server (the Rust
+// model); this file only sends what was typed and shows what comes back.
+"use strict";
+
+(function () {
+  const csrf = (document.querySelector('meta[name="csrf"]') || {}).content;
+  const pending = new Map(); // control id -> in-flight save promise
+  const bases = new Map(); // text control id -> { heads, text }
+
+  function docRoot() { return document.getElementById("doc"); }
+  function docId() { const d = docRoot(); return d && d.dataset.doc; }
+  function pageHeads() { const d = docRoot(); return d ? d.dataset.heads : ""; }
+
+  async function post(path, body) {
+    const response = await fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(body),
+    });
+    let answer = {};
+    try { answer = await response.json(); } catch (_) { /* not JSON */ }
+    if (!response.ok) {
+      throw new Error(answer.error || "The change could not be saved. Reload the page and try again.");
+    }
+    return answer;
+  }
+
+  function showError(control, text) {
+    clearError(control);
+    const p = document.createElement("p");
+    p.className = "field-error";
+    p.id = control.id + "-error";
+    p.setAttribute("role", "alert");
+    p.textContent = text;
+    control.insertAdjacentElement("afterend", p);
+    control.setAttribute("aria-invalid", "true");
+    control.setAttribute("aria-describedby", p.id);
+  }
+
+  function clearError(control) {
+    const old = document.getElementById(control.id + "-error");
+    if (old) old.remove();
+    control.removeAttribute("aria-invalid");
+    control.removeAttribute("aria-describedby");
+  }
+
+  function toast(text, action) {
+    let t = document.getElementById("toast");
+    if (!t) {
+      t = document.createElement("div");
+      t.id = "toast";
+      t.setAttribute("role", "status");
+      document.body.appendChild(t);
+    }
+    t.replaceChildren(document.createTextNode(text));
+    if (action) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = action.label;
+      b.addEventListener("click", () => { t.replaceChildren(); action.run(); });
+      t.appendChild(b);
+      b.focus();
+    }
+    clearTimeout(t._hide);
+    t._hide = setTimeout(() => t.replaceChildren(), 10000);
+  }
+
+  // ---- Saving -----------------------------------------------------------
+
+  function track(control, promise) {
+    control.classList.add("saving");
+    const p = promise.finally(() => {
+      if (pending.get(control.id) === p) {
+        pending.delete(control.id);
+        control.classList.remove("saving");
+      }
+    });
+    pending.set(control.id, p);
+    return p;
+  }
+
+  function saveField(control, value) {
+    const id = docId();
+    return track(control, post("/doc/" + id + "/field", {
+      row: control.dataset.row || null,
+      key: control.dataset.key,
+      value: value,
+      heads: pageHeads(),
+    }).then(() => { clearError(control); refreshSoon(); })
+      .catch((e) => showError(control, e.message)));
+  }
+
+  // Text: each save carries the version it was typed against, so the
+  // server applies exactly what was typed there and keeps what partners
+  // typed meanwhile.
+  function baseOf(control) {
+    if (!bases.has(control.id)) bases.set(control.id, { heads: pageHeads(), text: control.defaultValue });
+    return bases.get(control.id);
+  }
+
+  function saveText(control) {
+    const base = baseOf(control);
+    const after = control.value;
+    if (after === base.text) return Promise.resolve();
+    const previous = pending.get(control.id) || Promise.resolve();
+    const run = previous.then(() => {
+      const now = baseOf(control);
+      const typed = control.value;
+      if (typed === now.text) return;
+      return post("/doc/" + docId() + "/text", {
+        row: control.dataset.row || null,
+        key: control.dataset.key,
+        heads: now.heads,
+        after: typed,
+      }).then((answer) => {
+        bases.set(control.id, { heads: answer.heads || now.heads, text: typed });
+        clearError(control);
+      }).catch((e) => showError(control, e.message));
+    });
+    return track(control, run);
+  }
+
+  const timers = new Map();
+  document.addEventListener("input", (event) => {
+    const c = event.target;
+    if (c.matches && c.matches("textarea[data-text]")) {
+      baseOf(c);
+      clearTimeout(timers.get(c.id));
+      timers.set(c.id, setTimeout(() => saveText(c), 600));
+    }
+  });
+
+  document.addEventListener("focusin", (event) => {
+    const c = event.target;
+    if (c.matches && c.matches("textarea[data-text]")) baseOf(c);
+  });
+
+  document.addEventListener("focusout", (event) => {
+    const c = event.target;
+    if (c.matches && c.matches("textarea[data-text]")) {
+      clearTimeout(timers.get(c.id));
+      saveText(c).then(() => { bases.delete(c.id); refreshSoon(); });
+    }
+  });
+
+  document.addEventListener("change", (event) => {
+    const c = event.target;
+    if (!c.closest) return;
+    if (c.matches("[data-field]")) {
+      saveField(c, c.value);
+      return;
+    }
+    const links = c.closest("[data-links]");
+    if (links) {
+      const chosen = [...links.querySelectorAll("input[type=checkbox]:checked")].map((i) => i.value);
+      saveField(links, chosen.join(", "));
+      return;
+    }
+    const who = c.closest("[data-responsibility]");
+    if (who) {
+      const part = (p) => who.querySelector('[data-part="' + p + '"]').value.trim();
+      saveField(who, [part("person"), part("role"), part("school")].join("; "));
+    }
+  });
+
+  // ---- Buttons ------------------------------------------------------------
+
+  document.addEventListener("click", async (event) => {
+    const b = event.target.closest && event.target.closest("button");
+    if (!b || !docRoot() || !docRoot().contains(b)) return;
+    const id = docId();
+    try {
+      if (b.dataset.add) {
+        const answer = await post("/doc/" + id + "/rows", { do: "add", table: b.dataset.add, parent: b.dataset.parent || null });
+        await refresh();
+        const first = document.querySelector('#row-' + CSS.escape(answer.result) + ' textarea, #row-' + CSS.escape(answer.result) + ' input, #row-' + CSS.escape(answer.result) + ' select');
+        if (first) first.focus();
+      } else if (b.dataset.move) {
+        await post("/doc/" + id + "/rows", { do: "move", row: b.dataset.row, up: b.dataset.move === "up" });
+        await refresh();
+        const again = document.querySelector('[data-move="' + b.dataset.move + '"][data-row="' + CSS.escape(b.dataset.row) + '"]');
+        if (again) again.focus();
+      } else if (b.dataset.remove) {
+        const row = b.dataset.row;
+        await post("/doc/" + id + "/rows", { do: "remove", row: row });
+        await refresh();
+        toast("The " + b.dataset.remove + " was removed.", {
+          label: "Undo",
+          run: async () => { await post("/doc/" + id + "/rows", { do: "restore", row: row }); await refresh(); },
+        });
+      } else if (b.dataset.restore !== undefined) {
+        await post("/doc/" + id + "/rows", { do: "restore", row: b.dataset.row });
+        await refresh();
+      } else if (b.dataset.resolve !== undefined) {
+        await post("/doc/" + id + "/resolve", { row: b.dataset.row || null, key: b.dataset.key, choice: b.dataset.choice });
+        await refresh();
+        toast("Kept “" + b.dataset.choice + "”.");
+      }
+    } catch (e) {
+      toast(e.message);
+    }
+  });
+
+  // ---- Live updates -----------------------------------------------------
+
+  // Brings a fresh copy of the page into the one shown, element by
+  // element, leaving alone the control being used and any being saved.
+  function morph(old, fresh) {
+    if (old.nodeType !== 1) {
+      if (old.nodeValue !== fresh.nodeValue) old.nodeValue = fresh.nodeValue;
+      return;
+    }
+    const busy = old === document.activeElement || pending.has(old.id) || bases.has(old.id);
+    for (const a of [...old.attributes]) {
+      if (!fresh.hasAttribute(a.name) && !(busy && a.name.startsWith("aria-"))) old.removeAttribute(a.name);
+    }
+    for (const a of fresh.attributes) {
+      if (old.getAttribute(a.name) !== a.value && !(busy && a.name === "class")) old.setAttribute(a.name, a.value);
+    }
+    if (old.tagName === "TEXTAREA" || old.tagName === "INPUT") {
+      const value = fresh.tagName === "TEXTAREA" ? fresh.textContent : fresh.getAttribute("value") || "";
+      if (old.type === "checkbox") {
+        if (!busy) old.checked = fresh.hasAttribute("checked");
+        return;
+      }
+      if (!busy && old.value !== value) old.value = value;
+      old.defaultValue = value;
+      return;
+    }
+    if (old.tagName === "SELECT" && busy) return;
+    const olds = [...old.childNodes];
+    const byId = new Map(olds.filter((n) => n.nodeType === 1 && n.id).map((n) => [n.id, n]));
+    let i = 0;
+    for (const f of [...fresh.childNodes]) {
+      const here = old.childNodes[i];
+      let match = f.nodeType === 1 && f.id ? byId.get(f.id) : null;
+      if (!match && here && !(here.nodeType === 1 && here.id) && here.nodeName === f.nodeName) match = here;
+      if (match) {
+        if (match !== here) old.insertBefore(match, here || null);
+        morph(match, f);
+      } else {
+        old.insertBefore(f, here || null);
+      }
+      i++;
+    }
+    while (old.childNodes.length > i) {
+      const last = old.lastChild;
+      if (last.nodeType === 1 && (last.contains(document.activeElement))) break;
+      last.remove();
+    }
+    if (old.tagName === "SELECT") {
+      const chosen = fresh.querySelector("option[selected]");
+      old.value = chosen ? chosen.value : "";
+    }
+  }
+
+  let refreshing = null;
+  let again = false;
+  async function refresh() {
+    const root = docRoot();
+    if (!root) return;
+    if (refreshing) { again = true; return refreshing; }
+    refreshing = (async () => {
+      try {
+        const response = await fetch("/doc/" + root.dataset.doc + "/body");
+        if (!response.ok) return;
+        const holder = document.createElement("div");
+        holder.innerHTML = await response.text();
+        const fresh = holder.firstElementChild;
+        if (fresh) morph(docRoot(), fresh);
+        localTimes();
+      } finally {
+        refreshing = null;
+        if (again) { again = false; refresh(); }
+      }
+    })();
+    return refreshing;
+  }
+
+  let soon = null;
+  function refreshSoon() {
+    clearTimeout(soon);
+    soon = setTimeout(refresh, 30);
+  }
+
+  function listen() {
+    if (!window.EventSource || !csrf) return;
+    const events = new EventSource("/events");
+    events.addEventListener("doc", (e) => {
+      const id = docId();
+      if (id && (e.data === id || e.data === "*")) refreshSoon();
+      if (!id && document.querySelector("table.documents, .no-documents")) homeRefreshSoon();
+    });
+    events.addEventListener("sync", (e) => {
+      const old = document.getElementById("sync");
+      const holder = document.createElement("div");
+      holder.innerHTML = e.data;
+      if (old && holder.firstElementChild) old.replaceWith(holder.firstElementChild);
+    });
+  }
+
+  let homeTimer = null;
+  function homeRefreshSoon() {
+    clearTimeout(homeTimer);
+    homeTimer = setTimeout(async () => {
+      const response = await fetch("/");
+      if (!response.ok) return;
+      const holder = document.createElement("html");
+      holder.innerHTML = await response.text();
+      const fresh = holder.querySelector("main");
+      const main = document.getElementById("main");
+      if (fresh && main && !main.contains(document.activeElement)) morph(main, fresh);
+    }, 200);
+  }
+
+  // Times in the reader's own clock.
+  function localTimes() {
+    for (const t of document.querySelectorAll("time[datetime]")) {
+      const d = new Date(t.getAttribute("datetime"));
+      if (!isNaN(d)) t.textContent = d.toLocaleString("en-GB", { dateStyle: "long", timeStyle: "short" });
+    }
+  }
+
+  window.partnerplan = { refresh: refresh, pending: () => pending.size };
+  localTimes();
+  listen();
+})();

@@ -1,0 +1,318 @@
+//! The app's documents: each one the school holds, kept in memory between
+//! edits (a [`Held`] copy, bounded in bytes), read into the model's views
+//! for pages, and edited through the store so every edit is on disk
+//! before the page hears it was saved.
+//!
+//! Changes from elsewhere (partners through the sync, the command line in
+//! another process) reach a held copy through [`Store::catch_up`], which
+//! every read runs first: what a page shows is never older than the file.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use automerge::{ActorId, AutoCommit, ChangeHash, ReadDoc};
+use partnerplan_model::doc::{self, Author};
+use partnerplan_model::review;
+use partnerplan_model::{DocView, Kind, ModelError};
+use partnerplan_sync::store::{Held, Write};
+use partnerplan_sync::{DocumentId, Store, StoreError};
+use tokio::sync::broadcast;
+
+use crate::error::ClientError;
+use crate::school::{DATABASE_FILE, person_actor};
+
+/// The most stored bytes of documents kept in memory at once; past it the
+/// least recently used are dropped (and read again when next needed).
+pub const HELD_BYTES: usize = 64 * 1024 * 1024;
+
+/// One document as the home page lists it.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub id: DocumentId,
+    pub kind: Option<Kind>,
+    pub title: String,
+    /// Who made the latest change, and when (seconds since 1970).
+    pub last_change: Option<(String, i64)>,
+}
+
+/// The school's documents, shared by every request of the app.
+pub struct Library {
+    inner: Mutex<Inner>,
+    changed: broadcast::Sender<DocumentId>,
+}
+
+struct Inner {
+    store: Store,
+    held: HashMap<DocumentId, Entry>,
+    held_bytes: usize,
+    clock: u64,
+}
+
+struct Entry {
+    held: Held,
+    used: u64,
+}
+
+/// Why an edit from a page was not made: the model's sentence, or the store's.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("{0}")]
+    Model(#[from] ModelError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl Library {
+    pub fn open(dir: &Path) -> Result<Library, ClientError> {
+        let store = Store::open(dir.join(DATABASE_FILE))?;
+        let (changed, _) = broadcast::channel(256);
+        Ok(Library {
+            inner: Mutex::new(Inner {
+                store,
+                held: HashMap::new(),
+                held_bytes: 0,
+                clock: 0,
+            }),
+            changed,
+        })
+    }
+
+    /// Hears which documents change (an edit here, or one that arrived).
+    pub fn subscribe(&self) -> broadcast::Receiver<DocumentId> {
+        self.changed.subscribe()
+    }
+
+    /// Says a document changed elsewhere (the sync stored a partner's
+    /// change, or another process wrote it): pages showing it refresh.
+    pub fn changed_elsewhere(&self, id: DocumentId) {
+        let _ = self.changed.send(id);
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.lock().store.meta(key)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.lock().store.set_meta(key, value)
+    }
+
+    /// Starts keeping a document in sync (a partner's, newly listed).
+    pub fn track(&self, id: DocumentId) -> Result<(), StoreError> {
+        self.lock()
+            .store
+            .write(&[Write::Track { document_id: id }])
+            .map(|_| ())
+    }
+
+    /// Every document this school holds, newest change first.
+    pub fn list(&self) -> Result<Vec<Summary>, ClientError> {
+        let mut inner = self.lock();
+        let ids = inner.store.document_ids()?;
+        let mut out = Vec::new();
+        for id in ids {
+            let summary = inner.with(&id, |doc| {
+                let (kind, title) = match doc::kind_of(doc) {
+                    Ok((kind, _)) => (Some(kind), title_of(doc)),
+                    Err(_) => (None, title_of(doc)),
+                };
+                Summary {
+                    id,
+                    kind,
+                    title,
+                    last_change: last_change(doc),
+                }
+            })?;
+            if let Some(summary) = summary {
+                out.push(summary);
+            }
+        }
+        out.sort_by_key(|s| std::cmp::Reverse(s.last_change.as_ref().map(|(_, t)| *t)));
+        Ok(out)
+    }
+
+    /// The document as a page shows it, and the version it shows.
+    pub fn read(&self, id: &DocumentId) -> Result<Option<(DocView, Vec<ChangeHash>)>, ClientError> {
+        let mut inner = self.lock();
+        let read = inner.with(id, |doc| {
+            let view = doc::read(doc);
+            (view, doc.get_heads())
+        })?;
+        match read {
+            None => Ok(None),
+            Some((Ok(view), heads)) => Ok(Some((view, heads))),
+            Some((Err(error), _)) => Err(ClientError::Other(error.to_string())),
+        }
+    }
+
+    /// Runs `f` on the held document (for history and other reads).
+    pub fn with_doc<T>(
+        &self,
+        id: &DocumentId,
+        f: impl FnOnce(&mut AutoCommit) -> T,
+    ) -> Result<Option<T>, ClientError> {
+        Ok(self.lock().with(id, f)?)
+    }
+
+    /// Makes one edit as `who` at this school, against the version `at`
+    /// (the one the page showed) if given, and saves it. Returns what the
+    /// edit returned and the change made (the version right after it).
+    pub fn edit<T>(
+        &self,
+        id: &DocumentId,
+        base: &ActorId,
+        who: &Author,
+        at: Option<&[ChangeHash]>,
+        message: String,
+        edit: impl FnOnce(&mut AutoCommit) -> Result<T, ModelError>,
+    ) -> Result<(T, Option<ChangeHash>), EditError> {
+        let actor = person_actor(base, who.person.as_deref());
+        let result = {
+            let mut inner = self.lock();
+            inner.ensure(id)?;
+            let Inner { store, held, .. } = &mut *inner;
+            let entry = held.get_mut(id).expect("ensured above");
+            store.change_held(id, &mut entry.held, at, &actor, Some(message), |doc| {
+                doc::kind_of(doc).map_err(EditError::from)?;
+                edit(doc).map_err(EditError::from)
+            })?
+        };
+        let _ = self.changed.send(*id);
+        Ok(result)
+    }
+
+    /// Makes a new document with `create`, saved before this returns.
+    pub fn create(
+        &self,
+        base: &ActorId,
+        who: &Author,
+        message: String,
+        create: impl FnOnce(&mut AutoCommit) -> Result<(), ModelError>,
+    ) -> Result<DocumentId, EditError> {
+        let id = DocumentId::random();
+        let actor = person_actor(base, who.person.as_deref());
+        self.lock()
+            .store
+            .change(&id, &actor, Some(message), |doc| {
+                create(doc).map_err(EditError::from)
+            })?;
+        let _ = self.changed.send(id);
+        Ok(id)
+    }
+
+    /// How many local changes the relay (whose storage is
+    /// `relay_storage`) has not yet confirmed, over every document.
+    pub fn unconfirmed(&self, relay_storage: Option<&str>) -> Result<usize, ClientError> {
+        let mut inner = self.lock();
+        let ids = inner.store.document_ids()?;
+        let mut total = 0;
+        for id in ids {
+            let shared = match relay_storage {
+                Some(storage) => inner
+                    .store
+                    .sync_state(&id, storage)?
+                    .and_then(|bytes| automerge::sync::State::decode(&bytes).ok())
+                    .map(|state| state.shared_heads)
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            total += inner
+                .with(&id, |doc| doc.get_changes(&shared).len())?
+                .unwrap_or(0);
+        }
+        Ok(total)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic in one request must not stop every later one: the held
+        // copies are caught up with the file before each use anyway.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Inner {
+    /// Makes sure the document is held and up to date. Returns whether
+    /// the school holds it at all.
+    fn ensure(&mut self, id: &DocumentId) -> Result<bool, StoreError> {
+        self.clock += 1;
+        let clock = self.clock;
+        if let Some(entry) = self.held.get_mut(id) {
+            let before = entry.held.bytes;
+            self.store.catch_up(id, &mut entry.held)?;
+            entry.used = clock;
+            self.held_bytes += entry.held.bytes - before;
+        } else {
+            let Some(held) = self.store.hold(id)? else {
+                return Ok(false);
+            };
+            self.held_bytes += held.bytes;
+            self.held.insert(*id, Entry { held, used: clock });
+        }
+        self.evict(id);
+        Ok(true)
+    }
+
+    /// Drops the least recently used copies past the bound, never `keep`.
+    fn evict(&mut self, keep: &DocumentId) {
+        while self.held_bytes > HELD_BYTES && self.held.len() > 1 {
+            let Some(oldest) = self
+                .held
+                .iter()
+                .filter(|(id, _)| *id != keep)
+                .min_by_key(|(_, e)| e.used)
+                .map(|(id, _)| *id)
+            else {
+                break;
+            };
+            if let Some(entry) = self.held.remove(&oldest) {
+                self.held_bytes -= entry.held.bytes;
+            }
+        }
+    }
+
+    fn with<T>(
+        &mut self,
+        id: &DocumentId,
+        f: impl FnOnce(&mut AutoCommit) -> T,
+    ) -> Result<Option<T>, StoreError> {
+        if !self.ensure(id)? {
+            return Ok(None);
+        }
+        Ok(self.held.get_mut(id).map(|e| f(&mut e.held.doc)))
+    }
+}
+
+fn title_of(doc: &AutoCommit) -> String {
+    match doc.get(automerge::ROOT, "title") {
+        Ok(Some((automerge::Value::Object(automerge::ObjType::Text), text))) => {
+            doc.text(&text).unwrap_or_default()
+        }
+        Ok(Some((automerge::Value::Scalar(s), _))) => match s.as_ref() {
+            automerge::ScalarValue::Str(s) => s.to_string(),
+            _ => String::new(),
+        },
+        _ => String::new(),
+    }
+}
+
+/// The newest of the document's latest changes: who made it, and when.
+fn last_change(doc: &mut AutoCommit) -> Option<(String, i64)> {
+    let heads = doc.get_heads();
+    let actors = review::actors(doc);
+    heads
+        .iter()
+        .filter_map(|h| doc.get_change_by_hash(h))
+        .max_by_key(|c| c.timestamp())
+        .map(|change| {
+            let who = actors
+                .get(&change.actor_id().to_hex_string())
+                .map(|e| match &e.person {
+                    Some(p) => format!("{p} ({})", e.school),
+                    None => e.school.clone(),
+                })
+                .unwrap_or_else(|| "another school".to_string());
+            (who, change.timestamp())
+        })
+}

@@ -1,0 +1,725 @@
+//! The app's HTTP side: routes, the checks every request passes, and the
+//! handlers that turn a page's request into one call of the model.
+//!
+//! Safety on a shared computer: the app answers only requests addressed
+//! to its own host name (against DNS rebinding), refuses changes from
+//! other origins, and every change carries the page's secret token (a
+//! page of another site can neither read it nor guess it).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use automerge::{ActorId, ChangeHash};
+use axum::Json;
+use axum::Router;
+use axum::extract::{Form, Path, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use futures_util::stream::{self, Stream};
+use partnerplan_model::doc::{self, Author, Placement, ProseEdit};
+use partnerplan_model::{DocView, Kind, RowView, TableView};
+use partnerplan_sync::DocumentId;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use super::Joining;
+use super::library::{EditError, Library};
+use super::pages::{self, Chrome, DocPage, Home, JoinForm};
+use super::sync_state::SyncState;
+
+pub struct AppState {
+    pub library: Arc<Library>,
+    pub csrf: String,
+    /// `Host` values this app answers to.
+    pub hosts: Vec<String>,
+    pub sync: watch::Receiver<SyncState>,
+    pub joining: Joining,
+}
+
+type Shared = Arc<AppState>;
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/join", get(join_form).post(join))
+        .route("/new", post(new_document))
+        .route("/doc/{id}", get(document))
+        .route("/doc/{id}/body", get(document_body))
+        .route("/doc/{id}/field", post(set_field))
+        .route("/doc/{id}/text", post(type_text))
+        .route("/doc/{id}/rows", post(row_change))
+        .route("/doc/{id}/resolve", post(resolve))
+        .route("/events", get(events))
+        .route("/hello", get(hello))
+        .route("/assets/app.css", get(css))
+        .route("/assets/app.js", get(js))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+/// Every request: the right `Host`; every change: no other origin.
+async fn guard(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !state.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+        tracing::warn!("refused a request addressed to another host name");
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            "This is a school's partnerplan app, and that address is not its own. Open it from the address it printed when it started.",
+        )
+            .into_response();
+    }
+    let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
+    if changes {
+        let origin = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok());
+        let own = origin.is_none_or(|o| {
+            o.strip_prefix("http://")
+                .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+        });
+        let cross_site = headers
+            .get("sec-fetch-site")
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|s| s == "cross-site");
+        if !own || cross_site {
+            tracing::warn!("refused a change sent from another web page");
+            return (
+                StatusCode::FORBIDDEN,
+                "Changes can only be made from partnerplan's own pages.",
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// A JSON change must carry the page's token in `X-CSRF-Token`.
+fn check_token(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let sent = headers.get("x-csrf-token").and_then(|h| h.to_str().ok());
+    if sent.is_some_and(|s| constant_time_eq(s, &state.csrf)) {
+        Ok(())
+    } else {
+        Err(refused_token())
+    }
+}
+
+fn refused_token() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({"error": "This change did not come from one of this app's pages, so it was not made. Reload the page and try again."})),
+    )
+        .into_response()
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+struct Who {
+    school: String,
+    person: Option<String>,
+    actor: ActorId,
+    can_edit: bool,
+}
+
+fn who(state: &AppState) -> Result<Who, Response> {
+    let meta = |key: &str| state.library.meta(key).ok().flatten();
+    let actor = meta("actor_id")
+        .and_then(|hex| ActorId::try_from(hex.as_str()).ok())
+        .ok_or_else(|| Redirect::to("/join").into_response())?;
+    Ok(Who {
+        school: meta("school_name").unwrap_or_default(),
+        person: meta("person"),
+        actor,
+        can_edit: meta("role").as_deref() != Some("viewer"),
+    })
+}
+
+fn author(who: &Who) -> Author {
+    Author {
+        school: who.school.clone(),
+        person: who.person.clone(),
+        time: crate::status::now_unix(),
+    }
+}
+
+fn chrome<'a>(state: &'a AppState, who: &'a Who, sync: &'a SyncState) -> Chrome<'a> {
+    Chrome {
+        school: &who.school,
+        person: who.person.as_deref(),
+        csrf: &state.csrf,
+        sync,
+    }
+}
+
+async fn home(State(state): State<Shared>) -> Response {
+    let who = match who(&state) {
+        Ok(who) => who,
+        Err(redirect) => return redirect,
+    };
+    let library = state.library.clone();
+    let listed = tokio::task::spawn_blocking(move || library.list()).await;
+    let documents = match listed {
+        Ok(Ok(documents)) => documents,
+        Ok(Err(error)) => return failure(&error.to_string()),
+        Err(_) => return failure("the list of documents could not be read"),
+    };
+    let mut conflicts = 0;
+    let mut partnership = None;
+    let mut schools = Vec::new();
+    for d in &documents {
+        if let Ok(Some((view, _))) = state.library.read(&d.id) {
+            conflicts += view.conflicts().len();
+            if view.kind == Kind::Partnership && partnership.is_none() {
+                partnership = Some(view.title.clone());
+                schools = view
+                    .live("schools")
+                    .iter()
+                    .filter_map(|r| r.field("name").map(|f| f.text.clone()))
+                    .filter(|n| !n.is_empty())
+                    .collect();
+            }
+        }
+    }
+    let partnership = partnership.or_else(|| state.library.meta("partnership_name").ok().flatten());
+    let sync = state.sync.borrow().clone();
+    Html(
+        pages::home(
+            &chrome(&state, &who, &sync),
+            &Home {
+                partnership: partnership.as_deref(),
+                schools: &schools,
+                documents: &documents,
+                conflicts,
+                can_edit: who.can_edit,
+            },
+        )
+        .into_string(),
+    )
+    .into_response()
+}
+
+fn failure(text: &str) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Html(pages::message("Something went wrong", None, &format!("{text}. Your documents are safe on this computer; try again, and if it keeps happening ask your IT support to look at partnerplan's log.")).into_string()),
+    )
+        .into_response()
+}
+
+async fn join_form(State(state): State<Shared>) -> Response {
+    Html(
+        pages::join(
+            &state.csrf,
+            None,
+            &JoinForm {
+                invite: "",
+                school: &state
+                    .library
+                    .meta("school_name")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+                person: &state
+                    .library
+                    .meta("person")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+                role: &state
+                    .library
+                    .meta("person_role")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+            },
+        )
+        .into_string(),
+    )
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct JoinInput {
+    csrf: String,
+    invite: String,
+    school: String,
+    person: String,
+    #[serde(default)]
+    role: String,
+}
+
+async fn join(State(state): State<Shared>, Form(input): Form<JoinInput>) -> Response {
+    if !constant_time_eq(&input.csrf, &state.csrf) {
+        return refused_token();
+    }
+    let result = state.joining.join(
+        &state.library,
+        input.invite.trim(),
+        input.school.trim(),
+        input.person.trim(),
+        input.role.trim(),
+    );
+    match result {
+        Ok(()) => Redirect::to("/").into_response(),
+        Err(error) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Html(
+                pages::join(
+                    &state.csrf,
+                    Some(&error),
+                    &JoinForm {
+                        invite: &input.invite,
+                        school: &input.school,
+                        person: &input.person,
+                        role: &input.role,
+                    },
+                )
+                .into_string(),
+            ),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewInput {
+    csrf: String,
+    kind: String,
+    title: String,
+}
+
+async fn new_document(State(state): State<Shared>, Form(input): Form<NewInput>) -> Response {
+    if !constant_time_eq(&input.csrf, &state.csrf) {
+        return refused_token();
+    }
+    let who = match who(&state) {
+        Ok(who) => who,
+        Err(redirect) => return redirect,
+    };
+    if !who.can_edit {
+        return viewer_refusal();
+    }
+    let kind = match Kind::parse(&input.kind) {
+        Ok(kind) => kind,
+        Err(reason) => return (StatusCode::UNPROCESSABLE_ENTITY, reason).into_response(),
+    };
+    let title = input.title.trim();
+    let title = if title.is_empty() {
+        kind.label()
+    } else {
+        title
+    };
+    let author = author(&who);
+    match state.library.create(
+        &who.actor,
+        &author,
+        format!("created the {}", kind.label().to_lowercase()),
+        |d| doc::create(d, kind, title, None, &author),
+    ) {
+        Ok(id) => Redirect::to(&format!("/doc/{id}")).into_response(),
+        Err(error) => failure(&error.to_string()),
+    }
+}
+
+fn parse_id(id: &str) -> Option<DocumentId> {
+    DocumentId::parse_url_or_id(id).ok()
+}
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Html(pages::message("No such document", None, "This computer holds no such document. It may not have arrived from your partners yet.").into_string()),
+    )
+        .into_response()
+}
+
+async fn document(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    let who = match who(&state) {
+        Ok(who) => who,
+        Err(redirect) => return redirect,
+    };
+    let Some(id) = parse_id(&id) else {
+        return not_found();
+    };
+    match state.library.read(&id) {
+        Ok(Some((view, heads))) => {
+            let sync = state.sync.borrow().clone();
+            let page = DocPage {
+                id: &id.to_string(),
+                view: &view,
+                heads: &heads,
+                editable: who.can_edit,
+            };
+            Html(pages::document(&chrome(&state, &who, &sync), &page).into_string()).into_response()
+        }
+        Ok(None) => not_found(),
+        Err(error) => failure(&error.to_string()),
+    }
+}
+
+async fn document_body(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    let who = match who(&state) {
+        Ok(who) => who,
+        Err(redirect) => return redirect,
+    };
+    let Some(id) = parse_id(&id) else {
+        return not_found();
+    };
+    match state.library.read(&id) {
+        Ok(Some((view, heads))) => Html(
+            pages::document_body(&DocPage {
+                id: &id.to_string(),
+                view: &view,
+                heads: &heads,
+                editable: who.can_edit,
+            })
+            .into_string(),
+        )
+        .into_response(),
+        Ok(None) => not_found(),
+        Err(error) => failure(&error.to_string()),
+    }
+}
+
+fn parse_heads(text: &str) -> Result<Vec<ChangeHash>, Response> {
+    text.split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| h.parse::<ChangeHash>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| {
+            refusal("The page sent a version this app cannot read. Reload the page and make the change again.")
+        })
+}
+
+fn refusal(text: &str) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(json!({"error": text})),
+    )
+        .into_response()
+}
+
+fn viewer_refusal() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({"error": "Your school can read this partnership's documents but not change them, so nothing was changed."})),
+    )
+        .into_response()
+}
+
+/// The common shape of every edit: check, then one model call as this
+/// school's person, against the version the page showed.
+fn edit<T: serde::Serialize>(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    heads: Option<&str>,
+    message: String,
+    f: impl FnOnce(&mut automerge::AutoCommit, &Author) -> Result<T, partnerplan_model::ModelError>,
+) -> Response {
+    if let Err(refused) = check_token(state, headers) {
+        return refused;
+    }
+    let who = match who(state) {
+        Ok(who) => who,
+        Err(redirect) => return redirect,
+    };
+    if !who.can_edit {
+        return viewer_refusal();
+    }
+    let Some(id) = parse_id(id) else {
+        return not_found();
+    };
+    let at = match heads.map(parse_heads).transpose() {
+        Ok(at) => at,
+        Err(refused) => return refused,
+    };
+    let author = author(&who);
+    match state
+        .library
+        .edit(&id, &who.actor, &author, at.as_deref(), message, |d| {
+            f(d, &author)
+        }) {
+        Ok((result, hash)) => Json(json!({
+            "ok": true,
+            "result": result,
+            "heads": hash.map(|h| h.to_string()),
+        }))
+        .into_response(),
+        Err(EditError::Model(error)) => refusal(&sentence(&error.to_string())),
+        Err(EditError::Store(error)) => refusal(&sentence(&error.to_string())),
+    }
+}
+
+/// The model speaks to the command line; the page shows the same
+/// sentence, starting with a capital.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[derive(Deserialize)]
+struct FieldInput {
+    #[serde(default)]
+    row: Option<String>,
+    key: String,
+    value: String,
+    heads: String,
+}
+
+async fn set_field(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(input): Json<FieldInput>,
+) -> Response {
+    let row = input.row.filter(|r| !r.is_empty());
+    edit(
+        &state,
+        &headers,
+        &id,
+        Some(&input.heads),
+        format!("set {}", input.key),
+        |d, who| doc::set_field(d, row.as_deref(), &input.key, &input.value, who),
+    )
+}
+
+#[derive(Deserialize)]
+struct TextInput {
+    #[serde(default)]
+    row: Option<String>,
+    key: String,
+    heads: String,
+    after: String,
+}
+
+async fn type_text(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(input): Json<TextInput>,
+) -> Response {
+    let row = input.row.filter(|r| !r.is_empty());
+    edit(
+        &state,
+        &headers,
+        &id,
+        Some(&input.heads),
+        format!("typed in {}", input.key),
+        |d, who| {
+            doc::edit_prose(
+                d,
+                row.as_deref(),
+                &input.key,
+                &ProseEdit::Replace(input.after),
+                who,
+            )
+            .map(|_| ())
+        },
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "do", rename_all = "lowercase")]
+enum RowInput {
+    Add {
+        table: String,
+        #[serde(default)]
+        parent: Option<String>,
+    },
+    Move {
+        row: String,
+        up: bool,
+    },
+    Remove {
+        row: String,
+    },
+    Restore {
+        row: String,
+    },
+}
+
+async fn row_change(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(input): Json<RowInput>,
+) -> Response {
+    match input {
+        RowInput::Add { table, parent } => {
+            let parent = parent.filter(|p| !p.is_empty());
+            edit(
+                &state,
+                &headers,
+                &id,
+                None,
+                format!("added a row to {table}"),
+                |d, who| doc::add_row(d, &table, parent.as_deref(), &[], &Placement::End, who),
+            )
+        }
+        RowInput::Move { row, up } => edit(
+            &state,
+            &headers,
+            &id,
+            None,
+            "moved a row".into(),
+            |d, who| {
+                let view = doc::read(d)?;
+                match neighbour(&view, &row, up) {
+                    Some(placement) => doc::move_row(d, &row, &placement, who),
+                    None => Ok(()),
+                }
+            },
+        ),
+        RowInput::Remove { row } => edit(
+            &state,
+            &headers,
+            &id,
+            None,
+            "removed a row".into(),
+            |d, who| doc::remove_row(d, &row, who),
+        ),
+        RowInput::Restore { row } => edit(
+            &state,
+            &headers,
+            &id,
+            None,
+            "brought back a row".into(),
+            |d, who| doc::restore_row(d, &row, who),
+        ),
+    }
+}
+
+/// Where a row goes when moved one place up or down among the rows shown.
+fn neighbour(view: &DocView, row: &str, up: bool) -> Option<Placement> {
+    fn find<'a>(tables: &'a [TableView], row: &str) -> Option<Vec<&'a RowView>> {
+        for table in tables {
+            let live = table.live();
+            if live.iter().any(|r| r.id == row) {
+                return Some(live);
+            }
+            for r in &table.rows {
+                if let Some(found) = find(&r.tables, row) {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+    let siblings = find(&view.tables, row)?;
+    let at = siblings.iter().position(|r| r.id == row)?;
+    if up {
+        at.checked_sub(1)
+            .map(|i| Placement::Before(siblings[i].id.clone()))
+    } else {
+        siblings.get(at + 1).map(|r| Placement::After(r.id.clone()))
+    }
+}
+
+#[derive(Deserialize)]
+struct ResolveInput {
+    #[serde(default)]
+    row: Option<String>,
+    key: String,
+    choice: String,
+}
+
+async fn resolve(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(input): Json<ResolveInput>,
+) -> Response {
+    let row = input.row.filter(|r| !r.is_empty());
+    edit(
+        &state,
+        &headers,
+        &id,
+        None,
+        format!("chose the value of {}", input.key),
+        |d, who| doc::resolve(d, row.as_deref(), &input.key, &input.choice, who),
+    )
+}
+
+/// Live updates: `doc` names a document that changed; `sync` carries the
+/// indicator. Each page listens and refreshes what it shows.
+async fn events(State(state): State<Shared>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (tx, rx) = mpsc::channel::<Event>(64);
+    let mut changes = state.library.subscribe();
+    let mut sync = state.sync.clone();
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                changed = changes.recv() => match changed {
+                    Ok(id) => Event::default().event("doc").data(id.to_string()),
+                    // Missed some: every page refreshes.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Event::default().event("doc").data("*"),
+                    Err(_) => break,
+                },
+                changed = sync.changed() => {
+                    if changed.is_err() { break; }
+                    let state = sync.borrow_and_update().clone();
+                    Event::default().event("sync").data(pages::sync_indicator(&state).into_string())
+                }
+            };
+            if tx.send(event).await.is_err() {
+                break;
+            }
+        }
+    });
+    let stream = stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|event| (Ok(event), rx))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Lets a second start of the app find this one.
+async fn hello(State(state): State<Shared>) -> Response {
+    let school = state
+        .library
+        .meta("storage_id")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    Json(json!({"app": "partnerplan", "store": school})).into_response()
+}
+
+async fn css() -> Response {
+    asset("text/css; charset=utf-8", include_str!("assets/app.css"))
+}
+
+async fn js() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("assets/app.js"),
+    )
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[allow(dead_code)]
+fn unused(_: HashMap<(), ()>) {}
