@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use automerge::{ActorId, AutoCommit};
 use clap::{Args, Subcommand};
 use partnerplan_model::diff::{Difference, diff};
-use partnerplan_model::doc::{self, Placement, short, shorten};
-use partnerplan_model::history::{self, HistoryEntry, format_time};
+use partnerplan_model::doc::{self, Placement};
+use partnerplan_model::history::{self, HistoryEntry};
 use partnerplan_model::plan_file::{self, PlanFile};
 use partnerplan_model::render;
 use partnerplan_model::review::{self, SignatureInput, describe_signature};
 use partnerplan_model::schema::Kind;
+use partnerplan_model::text::{short, shorten};
+use partnerplan_model::when::{format_time, when_text};
 use partnerplan_model::{Author, DocView, ModelError, RowView, TableView};
 use partnerplan_sync::DocumentId;
 use serde_json::json;
@@ -373,7 +375,7 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
                 view = found.signed_view(&mut doc).map_err(model)?.1;
                 heading = Some(format!(
                     "As signed at the review of {} by {} (version {}). Later edits are not shown.",
-                    render::when_text(&found.date),
+                    when_text(&found.date),
                     found.by,
                     render::version(&found.heads)
                 ));
@@ -1180,7 +1182,7 @@ fn print_review(r: &review::Review) {
         println!(
             "    Signed: {} on {} (version {})",
             describe_signature(s),
-            render::when_text(&s.date),
+            when_text(&s.date),
             render::version(&s.heads)
         );
     }
@@ -1212,7 +1214,7 @@ fn print_history(entries: &[HistoryEntry]) {
 fn print_changes(r: &review::Review, differences: &[Difference], entries: &[HistoryEntry]) {
     println!(
         "Since the review of {} by {} (version {}):",
-        render::when_text(&r.date),
+        when_text(&r.date),
         r.by,
         render::version(&r.heads)
     );

@@ -13,7 +13,8 @@ use crate::ModelError;
 use crate::SCHEMA_VERSION;
 use crate::review::{self, ActorEntry, Review};
 use crate::schema::{DocSchema, Field, FieldType, Kind, Table};
-use crate::when::When;
+use crate::text::{short, shorten};
+use crate::when::{When, when_text};
 
 /// Who makes an edit, and when (seconds since 1970): kept in the
 /// document's `actors` map and in removal records.
@@ -308,26 +309,6 @@ fn tables_json(tables: &[TableView], out: &mut Map<String, Json>) {
             })
             .collect();
         out.insert(table.key.into(), Json::Array(rows));
-    }
-}
-
-/// The first eight characters of an id or a version, as people see them.
-/// Cut on a character boundary: ids come from partners and may be any
-/// text.
-pub fn short(id: &str) -> &str {
-    match id.char_indices().nth(8) {
-        Some((end, _)) => &id[..end],
-        None => id,
-    }
-}
-
-pub fn shorten(text: &str, max: usize) -> String {
-    let line = text.lines().next().unwrap_or("").trim();
-    if line.chars().count() <= max && !text.trim().contains('\n') {
-        line.to_string()
-    } else {
-        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
-        format!("{}…", cut.trim_end())
     }
 }
 
@@ -1488,9 +1469,7 @@ fn scalar_view(s: &ScalarValue, ty: FieldType) -> (Json, String) {
     match s {
         ScalarValue::Str(v) => {
             let text = match ty {
-                FieldType::When => When::parse(v)
-                    .map(|w| w.human())
-                    .unwrap_or_else(|_| v.to_string()),
+                FieldType::When => when_text(v),
                 _ => v.to_string(),
             };
             (json!(v.to_string()), text)

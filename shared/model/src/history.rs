@@ -54,13 +54,3 @@ pub fn history(doc: &mut AutoCommit, since: &[ChangeHash]) -> Vec<HistoryEntry> 
     entries.sort_by_key(|e| e.time);
     entries
 }
-
-/// "2017-07-11 14:03" (UTC) from seconds since 1970.
-pub fn format_time(seconds: i64) -> String {
-    if seconds <= 0 {
-        return "(no time recorded)".into();
-    }
-    let when = crate::when::date_from_unix(seconds);
-    let minutes = seconds.rem_euclid(86_400) / 60;
-    format!("{when} {:02}:{:02} UTC", minutes / 60, minutes % 60)
-}

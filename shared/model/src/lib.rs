@@ -22,6 +22,7 @@ pub mod plan_file;
 pub mod render;
 pub mod review;
 pub mod schema;
+pub mod text;
 pub mod values;
 pub mod when;
 

@@ -9,6 +9,7 @@ use crate::ModelError;
 use crate::doc::{self, Author, DocView, Placement, RowView};
 use crate::review::{self, SignatureInput};
 use crate::schema::Kind;
+use crate::text::short;
 use crate::values::{PARTNERSHIP_KIND, PHASE, SIGNATORY_ROLE, STATUS};
 use crate::when::When;
 
@@ -522,7 +523,7 @@ fn exportable(view: &DocView) -> Result<(), ModelError> {
     for (place, row) in view.removed_while_edited() {
         problems.push(format!(
             "{place} was removed while a partner was editing it; keep it with `partnerplan row restore <url> {id}`, or restore it and remove it again",
-            id = doc::short(&row.id)
+            id = short(&row.id)
         ));
     }
     for row in view.live("objectives") {
@@ -532,7 +533,7 @@ fn exportable(view: &DocView) -> Result<(), ModelError> {
             problems.push(format!(
                 "the objective “{}” has no number; give it one with `partnerplan put <url> number <n> --row {}`",
                 row.label(),
-                doc::short(&row.id)
+                short(&row.id)
             ));
         }
     }

@@ -3,10 +3,11 @@
 //! signature and the version each signed. Fields two schools disagree on
 //! are printed with both values and who gave each, never one silently.
 
-use crate::doc::{DocView, FieldView, RowView, TableView, short};
+use crate::doc::{DocView, FieldView, RowView, TableView};
 use crate::review::Review;
 use crate::schema::FieldType;
-use crate::when::When;
+use crate::text::{capitalise, short, shorten};
+use crate::when::when_text;
 
 /// The value as printed: both values and who set each, for a conflict.
 pub fn cell(field: &FieldView) -> String {
@@ -19,22 +20,6 @@ pub fn cell(field: &FieldView) -> String {
         .map(|c| format!("“{}” ({})", c.text, c.who()))
         .collect();
     format!("UNRESOLVED: {}", values.join(" or "))
-}
-
-/// A stored date or term as a person reads it.
-pub fn when_text(s: &str) -> String {
-    When::parse(s)
-        .map(|w| w.human())
-        .unwrap_or_else(|_| s.to_string())
-}
-
-/// "Headteacher" from "headteacher", for print.
-pub fn capitalise(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }
 
 /// "a1b2c3d4" for a version: the first characters of each head.
@@ -493,7 +478,7 @@ pub fn row_line(row: &RowView) -> String {
     row.fields
         .iter()
         .filter(|f| !f.text.is_empty() || !f.conflict.is_empty())
-        .map(|f| format!("{}: {}", f.label, crate::doc::shorten(&cell(f), 40)))
+        .map(|f| format!("{}: {}", f.label, shorten(&cell(f), 40)))
         .collect::<Vec<_>>()
         .join(" · ")
 }

@@ -17,10 +17,10 @@ use autosurgeon::{Hydrate, Reconcile};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
-use crate::doc::{Author, DocView, note_author, read_at, short, writable};
-use crate::render::when_text;
+use crate::doc::{Author, DocView, note_author, read_at, writable};
+use crate::text::short;
 use crate::values::SIGNATORY_ROLE;
-use crate::when::When;
+use crate::when::{When, when_text};
 
 /// Which school and person an Automerge actor is.
 #[derive(Debug, Clone, PartialEq, Eq, Reconcile, Hydrate, Serialize, Deserialize)]
