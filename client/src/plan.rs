@@ -13,8 +13,9 @@ use partnerplan_model::diff::{Difference, diff};
 use partnerplan_model::doc::{self, Placement};
 use partnerplan_model::history::{self, HistoryEntry};
 use partnerplan_model::plan_file::{self, PlanFile};
+use partnerplan_model::records::{self, Review, SignatureInput, describe_signature};
 use partnerplan_model::render;
-use partnerplan_model::review::{self, SignatureInput, describe_signature};
+use partnerplan_model::review;
 use partnerplan_model::schema::Kind;
 use partnerplan_model::text::{short, shorten};
 use partnerplan_model::when::{format_time, when_text};
@@ -371,7 +372,7 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
             let (id, mut doc, mut view) = read(&school, &url)?;
             let mut heading = None;
             if let Some(r) = review {
-                let (_, found) = review::find(&doc, &r).map_err(model)?;
+                let (_, found) = records::find(&doc, &r).map_err(model)?;
                 view = found.signed_view(&mut doc).map_err(model)?.1;
                 heading = Some(format!(
                     "As signed at the review of {} by {} (version {}). Later edits are not shown.",
@@ -549,7 +550,7 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
         }
         ModelCommand::Changes { url, since, json } => {
             let (id, mut doc, now_view) = read(&school, &url)?;
-            let (_, found) = review::find(&doc, &since).map_err(model)?;
+            let (_, found) = records::find(&doc, &since).map_err(model)?;
             let (heads, then) = found.signed_view(&mut doc).map_err(model)?;
             let differences = diff(&then, &now_view);
             let entries = history::history(&mut doc, &heads);
@@ -1165,7 +1166,7 @@ pub fn terminal(id: &DocumentId, view: &DocView, show_removed: bool) -> String {
     out
 }
 
-fn print_review(r: &review::Review) {
+fn print_review(r: &Review) {
     println!("{}  {}", short(&r.id), render::review_heading(r));
     if let Some(note) = &r.note {
         println!("    {note}");
@@ -1211,7 +1212,7 @@ fn print_history(entries: &[HistoryEntry]) {
     );
 }
 
-fn print_changes(r: &review::Review, differences: &[Difference], entries: &[HistoryEntry]) {
+fn print_changes(r: &Review, differences: &[Difference], entries: &[HistoryEntry]) {
     println!(
         "Since the review of {} by {} (version {}):",
         when_text(&r.date),

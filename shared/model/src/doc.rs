@@ -9,10 +9,9 @@ use automerge::{AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
-use crate::ModelError;
-use crate::SCHEMA_VERSION;
-use crate::review::{self, ActorEntry, Review};
-use crate::schema::{DocSchema, Field, FieldType, Kind, Table};
+use crate::error::ModelError;
+use crate::records::{self, ActorEntry, Review};
+use crate::schema::{DocSchema, Field, FieldType, Kind, SCHEMA_VERSION, Table};
 use crate::text::{short, shorten};
 use crate::when::{When, when_text};
 
@@ -1326,7 +1325,7 @@ pub fn restore_row(doc: &mut AutoCommit, row: &str, author: &Author) -> Result<S
 pub fn read(doc: &AutoCommit) -> Result<DocView, ModelError> {
     let (kind, schema_version) = kind_of(doc)?;
     let schema = kind.schema();
-    let actors = review::actors(doc);
+    let actors = records::actors(doc);
     let title = str_at(doc, &ROOT, "title").unwrap_or_default();
     let partnership = str_at(doc, &ROOT, "partnership");
     let fields = schema
@@ -1346,7 +1345,7 @@ pub fn read(doc: &AutoCommit) -> Result<DocView, ModelError> {
         partnership,
         fields,
         tables,
-        reviews: review::reviews(doc),
+        reviews: records::reviews(doc),
         actors,
     })
 }

@@ -5,7 +5,7 @@
 use automerge::{AutoCommit, ChangeHash};
 use serde::Serialize;
 
-use crate::review;
+use crate::records;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryEntry {
@@ -32,7 +32,7 @@ impl HistoryEntry {
 /// Every change, oldest first; with `since`, only changes that the
 /// version at those heads did not have.
 pub fn history(doc: &mut AutoCommit, since: &[ChangeHash]) -> Vec<HistoryEntry> {
-    let actors = review::actors(doc);
+    let actors = records::actors(doc);
     let mut entries: Vec<HistoryEntry> = doc
         .get_changes(since)
         .into_iter()

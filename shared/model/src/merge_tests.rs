@@ -6,8 +6,10 @@ use automerge::{ActorId, AutoCommit, ObjType, ROOT, ScalarValue};
 
 use crate::diff::{Difference, diff};
 use crate::doc::{self, Author, Placement, ProseEdit};
-use crate::review::{self, SignatureInput};
-use crate::{Kind, ModelError, SCHEMA_VERSION};
+use crate::error::ModelError;
+use crate::records::{self, SignatureInput};
+use crate::review;
+use crate::schema::{Kind, SCHEMA_VERSION};
 
 const BANK_ROAD: &str = "Bank Road Infant and Nursery School";
 const WILLIAM_LILLEY: &str = "William Lilley Infant and Nursery School";
@@ -686,7 +688,7 @@ fn a_signed_review_keeps_the_version_signed_and_shows_what_changed_since() {
     .unwrap();
     sync(&mut a, &mut b);
 
-    let (_, signed) = review::find(&a, &id[..8]).unwrap();
+    let (_, signed) = records::find(&a, &id[..8]).unwrap();
     assert_eq!(signed.date, "2017-07-11");
     assert_eq!(signed.signatures.len(), 2);
     assert_eq!(signed.signatures[1].role, "chair of governors");

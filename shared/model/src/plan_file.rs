@@ -5,9 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ModelError;
 use crate::doc::{self, Author, DocView, Placement, RowView};
-use crate::review::{self, SignatureInput};
+use crate::error::ModelError;
+use crate::records::SignatureInput;
+use crate::review;
 use crate::schema::Kind;
 use crate::text::short;
 use crate::values::{PARTNERSHIP_KIND, PHASE, SIGNATORY_ROLE, STATUS};

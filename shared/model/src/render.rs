@@ -4,7 +4,7 @@
 //! are printed with both values and who gave each, never one silently.
 
 use crate::doc::{DocView, FieldView, RowView, TableView};
-use crate::review::Review;
+use crate::records::Review;
 use crate::schema::FieldType;
 use crate::text::{capitalise, short, shorten};
 use crate::when::when_text;
@@ -648,7 +648,7 @@ mod tests {
             "11 July 2017",
             "<i>the JCC</i>",
             Some("<iframe src=x></iframe> & notes"),
-            &[crate::review::SignatureInput {
+            &[crate::records::SignatureInput {
                 name: Some("=1+1".into()),
                 role: "headteacher".into(),
                 school: "Bank Road, <Infant>".into(),
