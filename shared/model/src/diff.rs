@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use crate::doc::{DocView, FieldView, RowView, TableView};
 use crate::text::shorten;
+use crate::view::{DocView, FieldView, RowView, TableView};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "change", rename_all = "camelCase")]

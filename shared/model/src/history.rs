@@ -2,7 +2,7 @@
 //! to the school and person through the document's `actors` map, and its
 //! message (every change the model makes says what it did).
 
-use automerge::{AutoCommit, ChangeHash};
+use automerge::{Automerge, ChangeHash};
 use serde::Serialize;
 
 use crate::records;
@@ -31,7 +31,7 @@ impl HistoryEntry {
 
 /// Every change, oldest first; with `since`, only changes that the
 /// version at those heads did not have.
-pub fn history(doc: &mut AutoCommit, since: &[ChangeHash]) -> Vec<HistoryEntry> {
+pub fn history(doc: &Automerge, since: &[ChangeHash]) -> Vec<HistoryEntry> {
     let actors = records::actors(doc);
     let mut entries: Vec<HistoryEntry> = doc
         .get_changes(since)

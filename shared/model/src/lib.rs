@@ -15,27 +15,35 @@
 //!
 //! Nothing here does IO or reads a clock: callers pass the time in.
 
+pub mod author;
+pub mod create;
 pub mod diff;
 pub mod doc;
+pub mod edit;
 pub mod error;
 pub mod history;
+pub mod locate;
 pub mod plan_file;
+pub mod read;
 pub mod records;
 pub mod render;
 pub mod review;
+pub mod rows;
 pub mod schema;
 pub mod text;
 pub mod values;
+pub mod view;
 pub mod when;
 
 #[cfg(test)]
 mod merge_tests;
 
-pub use doc::{
-    Author, Candidate, Conflict, DocView, FieldView, Placement, ProseEdit, RowView, TableView,
-};
+pub use author::Author;
+pub use edit::ProseEdit;
 pub use error::ModelError;
 pub use records::{Review, Signature};
+pub use rows::Placement;
 pub use schema::{KINDS, Kind, SCHEMA_VERSION};
 pub use values::Status;
+pub use view::{Candidate, Conflict, DocView, FieldView, RowView, TableView};
 pub use when::When;

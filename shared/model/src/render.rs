@@ -3,10 +3,10 @@
 //! signature and the version each signed. Fields two schools disagree on
 //! are printed with both values and who gave each, never one silently.
 
-use crate::doc::{DocView, FieldView, RowView, TableView};
 use crate::records::Review;
 use crate::schema::FieldType;
 use crate::text::{capitalise, short, shorten};
+use crate::view::{DocView, FieldView, RowView, TableView};
 use crate::when::when_text;
 
 /// The value as printed: both values and who set each, for a conflict.
@@ -491,8 +491,10 @@ pub fn recorded(review: &Review) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doc::{self, Author};
+    use crate::author::Author;
     use crate::plan_file::{self, PlanFile};
+    use crate::rows::{self, Placement};
+    use crate::{create, edit, read};
     use automerge::{ActorId, AutoCommit};
 
     const FIXTURE: &str = include_str!("../../../tests/fixtures/action-plan-000.json");
@@ -515,7 +517,7 @@ mod tests {
     #[test]
     fn the_seed_plan_exports_back_as_it_was_imported() {
         let doc = imported();
-        let view = doc::read(&doc).unwrap();
+        let view = read::read(&doc).unwrap();
         let exported = plan_file::export(&view).unwrap();
         let fixture = PlanFile::from_json(FIXTURE).unwrap().normalised();
         assert_eq!(exported.normalised(), fixture);
@@ -532,10 +534,10 @@ mod tests {
     #[test]
     fn markdown_html_and_csv_carry_the_plan_and_its_signatures() {
         let mut doc = imported();
-        let action = doc::read(&doc).unwrap().live("areas")[0].live("actions")[0]
+        let action = read::read(&doc).unwrap().live("areas")[0].live("actions")[0]
             .id
             .clone();
-        doc::set_field(
+        edit::set_field(
             &mut doc,
             Some(&action),
             "status",
@@ -547,7 +549,7 @@ mod tests {
             },
         )
         .unwrap();
-        let view = doc::read(&doc).unwrap();
+        let view = read::read(&doc).unwrap();
         let md = markdown(&view);
         assert!(md.contains("# Collaboration action plan 2017-2018"), "{md}");
         assert!(md.contains("### Safeguarding"));
@@ -605,8 +607,8 @@ mod tests {
         };
         let mut doc = AutoCommit::new().with_actor(ActorId::random());
         let title = "<script>alert(\"x\")</script> & co";
-        doc::create(&mut doc, crate::Kind::ActionPlan, title, None, &who).unwrap();
-        doc::set_field(
+        create::create(&mut doc, crate::Kind::ActionPlan, title, None, &who).unwrap();
+        edit::set_field(
             &mut doc,
             None,
             "period",
@@ -614,7 +616,7 @@ mod tests {
             &who,
         )
         .unwrap();
-        doc::set_field(
+        edit::set_field(
             &mut doc,
             None,
             "overridingObjective",
@@ -622,16 +624,16 @@ mod tests {
             &who,
         )
         .unwrap();
-        let area = doc::add_row(
+        let area = rows::add_row(
             &mut doc,
             "areas",
             None,
             &[("name".into(), "+SUM(A1:A9)".into())],
-            &doc::Placement::End,
+            &Placement::End,
             &who,
         )
         .unwrap();
-        doc::add_row(
+        rows::add_row(
             &mut doc,
             "actions",
             Some(&area),
@@ -639,7 +641,7 @@ mod tests {
                 ("what".into(), "@cmd|' /C calc'!A0".into()),
                 ("notes".into(), "-2+3, <b>then</b>\tmore".into()),
             ],
-            &doc::Placement::End,
+            &Placement::End,
             &who,
         )
         .unwrap();
@@ -657,7 +659,7 @@ mod tests {
             &who,
         )
         .unwrap();
-        let view = doc::read(&doc).unwrap();
+        let view = read::read(&doc).unwrap();
 
         let page = html(&view);
         let md = markdown(&view);

@@ -8,35 +8,14 @@
 //! it was.
 
 use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ChangeHash, ObjType, ROOT, ReadDoc, Value};
+use automerge::{AutoCommit, ObjType, ROOT, ReadDoc, Value};
 
-use crate::doc::{Author, DocView, note_author, read_at, writable};
+use crate::author::{Author, note_author};
+use crate::doc::writable;
 use crate::error::ModelError;
 use crate::records::{Review, Signature, SignatureInput, find};
-use crate::text::short;
 use crate::values::SIGNATORY_ROLE;
-use crate::when::{When, when_text};
-
-impl Review {
-    /// The document as this review signed it, and that version's heads.
-    pub fn signed_view(
-        &self,
-        doc: &mut AutoCommit,
-    ) -> Result<(Vec<ChangeHash>, DocView), ModelError> {
-        let heads = self.heads()?;
-        if let Some(missing) = heads.iter().find(|h| doc.get_change_by_hash(h).is_none()) {
-            return Err(ModelError::UnreadableVersion {
-                date: when_text(&self.date),
-                detail: format!(
-                    "this document has no version {}",
-                    short(&missing.to_string())
-                ),
-            });
-        }
-        let view = read_at(doc, &heads)?;
-        Ok((heads, view))
-    }
-}
+use crate::when::When;
 
 pub fn heads_hex(doc: &mut AutoCommit) -> Vec<String> {
     doc.get_heads().iter().map(|h| h.to_string()).collect()

@@ -10,8 +10,12 @@ use crate::values::{Choices, IN_PARTNERSHIP, KEY_STAGE, PARTNERSHIP_KIND, PHASE,
 /// responsibility as one line of text and ordered rows only by their
 /// place in the list; version 2 splits responsibility into person, role
 /// and school, and gives rows a `position`, an edit counter and removal
-/// tombstones. Readers accept every older shape; see `doc::read`.
+/// tombstones. Readers accept every older shape; see `read::read`.
 pub const SCHEMA_VERSION: i64 = 2;
+
+/// The parts of a `FieldType::Responsibility`, in the order a person
+/// gives them ("person; role; school").
+pub const RESPONSIBILITY_PARTS: [&str; 3] = ["person", "role", "school"];
 
 /// The nine documents a partnership writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
