@@ -92,7 +92,7 @@ pub fn markdown(view: &DocView) -> String {
     for table in &view.tables {
         md_table(table, 2, &mut out);
     }
-    md_reviews(&view.reviews, &mut out);
+    reviews(&view.reviews, &Markdown, &mut out);
     out
 }
 
@@ -127,46 +127,11 @@ fn md_table(table: &TableView, level: usize, out: &mut String) {
         return;
     }
     let labels: Vec<&str> = table.table.fields.iter().map(|f| f.label).collect();
-    out.push_str(&format!("| {} |\n", labels.join(" | ")));
-    out.push_str(&format!("|{}\n", " --- |".repeat(labels.len())));
-    for row in rows {
-        let cells: Vec<String> = row.fields.iter().map(|f| md_escape(&cell(f))).collect();
-        out.push_str(&format!("| {} |\n", cells.join(" | ")));
-    }
-    out.push('\n');
-}
-
-fn md_reviews(reviews: &[Review], out: &mut String) {
-    if reviews.is_empty() {
-        return;
-    }
-    out.push_str("## Reviews and signatures\n\n");
-    for review in reviews {
-        out.push_str(&format!("### {}\n\n", md_line(&review_heading(review))));
-        if let Some(note) = &review.note {
-            out.push_str(&format!("{}\n\n", md_text(note)));
-        }
-        out.push_str(&format!(
-            "Version reviewed: `{}`\n\n",
-            md_code(&version(&review.heads))
-        ));
-        if review.signatures.is_empty() {
-            out.push_str("Not signed yet.\n\n");
-            continue;
-        }
-        out.push_str("| Signed by | Role | School | Date | Version signed |\n| --- | --- | --- | --- | --- |\n");
-        for s in &review.signatures {
-            out.push_str(&format!(
-                "| {} | {} | {} | {} | `{}` |\n",
-                md_escape(s.name.as_deref().unwrap_or("(name not recorded)")),
-                md_escape(&capitalise(&s.role)),
-                md_escape(&s.school),
-                md_escape(&when_text(&s.date)),
-                md_code(&version(&s.heads))
-            ));
-        }
-        out.push('\n');
-    }
+    let cells: Vec<Vec<Cell>> = rows
+        .iter()
+        .map(|row| row.fields.iter().map(|f| Cell::Text(cell(f))).collect())
+        .collect();
+    out.push_str(&Markdown.table(&labels, &cells));
 }
 
 // ---------------------------------------------------------------------
@@ -240,7 +205,19 @@ pub fn html(view: &DocView) -> String {
         ));
     }
     out.push_str("<dl>\n");
-    for field in &view.fields {
+    html_fields(&view.fields, &mut out);
+    out.push_str("</dl>\n");
+    for table in &view.tables {
+        html_table(table, 2, &mut out);
+    }
+    reviews(&view.reviews, &Html, &mut out);
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
+/// Each field that holds something, as a term and its value.
+fn html_fields(fields: &[FieldView], out: &mut String) {
+    for field in fields {
         if field.text.is_empty() && field.conflict.is_empty() {
             continue;
         }
@@ -250,41 +227,6 @@ pub fn html(view: &DocView) -> String {
             html_cell(field)
         ));
     }
-    out.push_str("</dl>\n");
-    for table in &view.tables {
-        html_table(table, 2, &mut out);
-    }
-    if !view.reviews.is_empty() {
-        out.push_str("<h2>Reviews and signatures</h2>\n");
-        for review in &view.reviews {
-            out.push_str(&format!("<h3>{}</h3>\n", esc(&review_heading(review))));
-            if let Some(note) = &review.note {
-                out.push_str(&format!("<p>{}</p>\n", html_text(note)));
-            }
-            out.push_str(&format!(
-                "<p>Version reviewed: <span class=\"version\">{}</span></p>\n",
-                esc(&version(&review.heads))
-            ));
-            if review.signatures.is_empty() {
-                out.push_str("<p>Not signed yet.</p>\n");
-                continue;
-            }
-            out.push_str("<table><tr><th>Signed by</th><th>Role</th><th>School</th><th>Date</th><th>Version signed</th></tr>\n");
-            for s in &review.signatures {
-                out.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"version\">{}</td></tr>\n",
-                    esc(s.name.as_deref().unwrap_or("(name not recorded)")),
-                    esc(&capitalise(&s.role)),
-                    esc(&s.school),
-                    esc(&when_text(&s.date)),
-                    esc(&version(&s.heads))
-                ));
-            }
-            out.push_str("</table>\n");
-        }
-    }
-    out.push_str("</body>\n</html>\n");
-    out
 }
 
 fn html_table(table: &TableView, level: usize, out: &mut String) {
@@ -300,16 +242,7 @@ fn html_table(table: &TableView, level: usize, out: &mut String) {
                 level + 1,
                 esc(&row.label())
             ));
-            for field in row.fields.iter().skip(1) {
-                if field.text.is_empty() && field.conflict.is_empty() {
-                    continue;
-                }
-                out.push_str(&format!(
-                    "<dt>{}</dt><dd>{}</dd>\n",
-                    esc(field.label),
-                    html_cell(field)
-                ));
-            }
+            html_fields(row.fields.get(1..).unwrap_or_default(), out);
             out.push_str("</dl>\n");
             for inner in &row.tables {
                 html_table(inner, (level + 2).min(6), out);
@@ -331,6 +264,136 @@ fn html_table(table: &TableView, level: usize, out: &mut String) {
         out.push_str("</tr>\n");
     }
     out.push_str("</table>\n");
+}
+
+// ---------------------------------------------------------------------
+// Reviews and signatures, and the markup Markdown and HTML put around
+// the same words
+
+/// A table cell: words people wrote, or a version ("a1b2c3d4").
+enum Cell {
+    Text(String),
+    Version(String),
+}
+
+/// What one format puts around the words of a page.
+trait Markup {
+    fn heading(&self, level: usize, text: &str) -> String;
+    /// A paragraph of words people wrote.
+    fn paragraph(&self, text: &str) -> String;
+    /// A paragraph of words already marked up.
+    fn marked(&self, markup: &str) -> String;
+    fn version(&self, version: &str) -> String;
+    /// A table under `headers` (this program's words, not escaped in
+    /// Markdown).
+    fn table(&self, headers: &[&str], rows: &[Vec<Cell>]) -> String;
+}
+
+struct Markdown;
+
+impl Markup for Markdown {
+    fn heading(&self, level: usize, text: &str) -> String {
+        format!("{} {}\n\n", "#".repeat(level), md_line(text))
+    }
+    fn paragraph(&self, text: &str) -> String {
+        self.marked(&md_text(text))
+    }
+    fn marked(&self, markup: &str) -> String {
+        format!("{markup}\n\n")
+    }
+    fn version(&self, version: &str) -> String {
+        format!("`{}`", md_code(version))
+    }
+    fn table(&self, headers: &[&str], rows: &[Vec<Cell>]) -> String {
+        let mut out = format!("| {} |\n", headers.join(" | "));
+        out.push_str(&format!("|{}\n", " --- |".repeat(headers.len())));
+        for row in rows {
+            let cells: Vec<String> = row
+                .iter()
+                .map(|c| match c {
+                    Cell::Text(t) => md_escape(t),
+                    Cell::Version(v) => self.version(v),
+                })
+                .collect();
+            out.push_str(&format!("| {} |\n", cells.join(" | ")));
+        }
+        out.push('\n');
+        out
+    }
+}
+
+struct Html;
+
+impl Markup for Html {
+    fn heading(&self, level: usize, text: &str) -> String {
+        format!("<h{level}>{}</h{level}>\n", esc(text))
+    }
+    fn paragraph(&self, text: &str) -> String {
+        self.marked(&html_text(text))
+    }
+    fn marked(&self, markup: &str) -> String {
+        format!("<p>{markup}</p>\n")
+    }
+    fn version(&self, version: &str) -> String {
+        format!("<span class=\"version\">{}</span>", esc(version))
+    }
+    fn table(&self, headers: &[&str], rows: &[Vec<Cell>]) -> String {
+        let mut out = String::from("<table><tr>");
+        for header in headers {
+            out.push_str(&format!("<th>{}</th>", esc(header)));
+        }
+        out.push_str("</tr>\n");
+        for row in rows {
+            out.push_str("<tr>");
+            for c in row {
+                out.push_str(&match c {
+                    Cell::Text(t) => format!("<td>{}</td>", esc(t)),
+                    Cell::Version(v) => format!("<td class=\"version\">{}</td>", esc(v)),
+                });
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</table>\n");
+        out
+    }
+}
+
+/// Every review, the version it reviewed and each signature with the
+/// version signed: the same section in every printed format.
+fn reviews(reviews: &[Review], markup: &impl Markup, out: &mut String) {
+    if reviews.is_empty() {
+        return;
+    }
+    out.push_str(&markup.heading(2, "Reviews and signatures"));
+    for review in reviews {
+        out.push_str(&markup.heading(3, &review_heading(review)));
+        if let Some(note) = &review.note {
+            out.push_str(&markup.paragraph(note));
+        }
+        out.push_str(&markup.marked(&format!(
+            "Version reviewed: {}",
+            markup.version(&version(&review.heads))
+        )));
+        if review.signatures.is_empty() {
+            out.push_str(&markup.marked("Not signed yet."));
+            continue;
+        }
+        let rows: Vec<Vec<Cell>> = review
+            .signatures
+            .iter()
+            .map(|s| {
+                vec![
+                    Cell::Text(s.name.as_deref().unwrap_or("(name not recorded)").into()),
+                    Cell::Text(capitalise(&s.role)),
+                    Cell::Text(s.school.clone()),
+                    Cell::Text(when_text(&s.date)),
+                    Cell::Version(version(&s.heads)),
+                ]
+            })
+            .collect();
+        let headers = ["Signed by", "Role", "School", "Date", "Version signed"];
+        out.push_str(&markup.table(&headers, &rows));
+    }
 }
 
 // ---------------------------------------------------------------------
