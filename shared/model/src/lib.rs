@@ -14,6 +14,30 @@
 //!   each value and the school that set it, until someone sets it again.
 //!
 //! Nothing here does IO or reads a clock: callers pass the time in.
+//!
+//! # Layers
+//!
+//! Lowest first; a module uses only modules on lines above its own, or
+//! before it on its line, so `use` lines never form a cycle
+//! (`layer_tests` checks it):
+//!
+//! 1. `text`, `when`, `values`, `schema`, `error`: words, dates and terms,
+//!    choices, each kind's fields and tables, the one error type. No
+//!    Automerge.
+//! 2. `records`, `doc`: what a document keeps whole (actors, reviews,
+//!    signatures) and reading it back; a document's kind and version, and
+//!    the check every typed edit makes inside its own change.
+//! 3. `view`, `author`, `locate`: a document as read (`DocView`); who
+//!    made a change; where rows are and in what order.
+//! 4. `read`: a whole document, or a past version of it, into a view.
+//! 5. `create`, `edit`, `rows`, `review`: the typed edits, each on a
+//!    `&mut AutoCommit` inside the caller's change.
+//! 6. `diff`, `render`, `history`, `plan_file`: comparing, printing,
+//!    who-changed-what, the import and export file.
+//!
+//! Readers take any Automerge document (`&impl ReadDoc`, `&impl
+//! Readable`, or `&Automerge` for past versions and history), so a caller
+//! holding the store's `Automerge` reads it without a copy.
 
 pub mod author;
 pub mod create;
@@ -35,6 +59,8 @@ pub mod values;
 pub mod view;
 pub mod when;
 
+#[cfg(test)]
+mod layer_tests;
 #[cfg(test)]
 mod merge_tests;
 
