@@ -80,3 +80,58 @@ pub(crate) fn str_at(doc: &impl ReadDoc, obj: &ObjId, key: &str) -> Option<Strin
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ROOT};
+
+    use super::*;
+    use crate::author::Author;
+    use crate::edit::{self, ProseEdit};
+    use crate::records::SignatureInput;
+    use crate::review;
+    use crate::rows::{self, Placement};
+
+    /// Every typed edit checks the document itself, inside the caller's
+    /// change, so a caller need not load the document first to learn its
+    /// kind: on a document that is not ours each refuses and writes
+    /// nothing.
+    #[test]
+    fn every_typed_edit_refuses_a_plain_document_by_itself() {
+        let mut plain = AutoCommit::new();
+        plain.put(ROOT, "title", "Notes").unwrap();
+        plain.commit();
+        let heads = plain.get_heads();
+        let who = Author {
+            school: "Bank Road".into(),
+            person: None,
+            time: 0,
+        };
+        let signature = SignatureInput {
+            name: None,
+            role: "headteacher".into(),
+            school: "Bank Road".into(),
+            date: None,
+        };
+        let values = [("name".to_string(), "Safeguarding".to_string())];
+        let doc = &mut plain;
+        let errors = [
+            edit::set_field(doc, None, "title", "x", &who).err(),
+            edit::edit_prose(doc, None, "title", &ProseEdit::Append("x".into()), &who).err(),
+            edit::resolve(doc, None, "title", "x", &who).err(),
+            rows::add_row(doc, "areas", None, &values, &Placement::End, &who).err(),
+            rows::move_row(doc, "abc", &Placement::Start, &who).err(),
+            rows::remove_row(doc, "abc", &who).err(),
+            rows::restore_row(doc, "abc", &who).err(),
+            review::record(doc, "11 July 2017", "the JCC", None, &[], &who).err(),
+            review::sign(doc, "abc", &signature, "2017-07-11", &who).err(),
+            expect_kind(doc, Kind::ActionPlan).err(),
+        ];
+        for error in errors {
+            assert_eq!(error, Some(ModelError::NotModel));
+        }
+        assert_eq!(plain.pending_ops(), 0);
+        assert_eq!(plain.get_heads(), heads);
+    }
+}

@@ -444,3 +444,47 @@ impl Review {
         Ok((heads, view))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use automerge::{AutoCommit, Automerge};
+
+    use super::*;
+    use crate::author::Author;
+    use crate::create::create;
+    use crate::edit::set_field;
+    use crate::history::history;
+    use crate::review::record;
+    use crate::schema::Kind;
+
+    /// The store assembles an `Automerge`: it reads as the `AutoCommit`
+    /// it was saved from does, past versions and history too.
+    #[test]
+    fn a_document_reads_the_same_from_the_stores_automerge() {
+        let who = Author {
+            school: "Bank Road".into(),
+            person: Some("Carole Clemens".into()),
+            time: 1_499_760_000,
+        };
+        let mut doc = AutoCommit::new();
+        create(&mut doc, Kind::ActionPlan, "Plan 2017-18", None, &who).unwrap();
+        doc.commit();
+        record(&mut doc, "11 July 2017", "the JCC", None, &[], &who).unwrap();
+        doc.commit();
+        set_field(&mut doc, None, "period", "2017-18", &who).unwrap();
+        doc.commit();
+        let stored = Automerge::load(&doc.save()).unwrap();
+
+        let view = read(&stored).unwrap();
+        assert_eq!(view, read(&doc).unwrap());
+        assert_eq!(kind_of(&stored).unwrap(), kind_of(&doc).unwrap());
+        let review = &view.reviews[0];
+        assert_eq!(records::find(&stored, "11 July 2017").unwrap().1, *review);
+        let (heads, then) = review.signed_view(&stored).unwrap();
+        assert_eq!(then.field("period").unwrap().text, "");
+        assert_eq!(view.field("period").unwrap().text, "2017-18");
+        // Since the version reviewed: recording the review, then the edit.
+        assert_eq!(history(&stored, &heads).len(), 2);
+        assert_eq!(history(&stored, &[]), history(doc.document(), &[]));
+    }
+}
