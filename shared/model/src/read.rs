@@ -218,12 +218,7 @@ fn read_field(
                     .into_iter()
                     .map(|(v, t, a)| candidate(v, t, a, actors))
                     .collect();
-                view.text = view
-                    .conflict
-                    .iter()
-                    .map(|c| c.text.clone())
-                    .collect::<Vec<_>>()
-                    .join(" / ");
+                view.text = conflict_text(&view.conflict);
             } else if let Some((v, t, _)) = values.into_iter().next() {
                 view.value = v;
                 view.text = t;
@@ -252,6 +247,30 @@ fn responsibility_text(parts: &Map<String, Json>) -> String {
         (false, false) => format!("{who}, {school}"),
         (true, false) => school,
         _ => who,
+    }
+}
+
+/// The values of a conflict as one line: "amber / red".
+fn conflict_text(conflict: &[Candidate]) -> String {
+    conflict
+        .iter()
+        .map(|c| c.text.clone())
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// Adds one school's whole responsibility to the values in conflict,
+/// unless another school gave the same.
+fn add_whole(
+    view: &mut FieldView,
+    parts: Map<String, Json>,
+    actor: String,
+    actors: &BTreeMap<String, ActorEntry>,
+) {
+    let text = responsibility_text(&parts);
+    let value = Json::Object(parts);
+    if !view.conflict.iter().any(|c| c.value == value) {
+        view.conflict.push(candidate(value, text, actor, actors));
     }
 }
 
@@ -298,16 +317,7 @@ fn read_responsibilities(
             }
             _ => continue,
         };
-        let value = Json::Object(parts);
-        if view.conflict.iter().any(|c| c.value == value) {
-            continue;
-        }
-        let text = value
-            .as_object()
-            .map(responsibility_text)
-            .unwrap_or_default();
-        view.conflict
-            .push(candidate(value, text, actor_of(&id), actors));
+        add_whole(view, parts, actor_of(&id), actors);
     }
     if view.conflict.len() == 1 {
         let one = view.conflict.remove(0);
@@ -319,12 +329,7 @@ fn read_responsibilities(
             .first()
             .map(|c| c.value.clone())
             .unwrap_or(Json::Null);
-        view.text = view
-            .conflict
-            .iter()
-            .map(|c| c.text.clone())
-            .collect::<Vec<_>>()
-            .join(" / ");
+        view.text = conflict_text(&view.conflict);
     }
 }
 
@@ -398,23 +403,10 @@ fn read_responsibility(
                 .or_else(|| (distinct(values) == 1).then(|| &values[0]))
                 .map(|(v, _)| v.clone())
         });
-        let value = Json::Object(parts);
-        if view.conflict.iter().any(|c| c.value == value) {
-            continue;
-        }
-        let text = value
-            .as_object()
-            .map(responsibility_text)
-            .unwrap_or_default();
-        view.conflict.push(candidate(value, text, actor, actors));
+        add_whole(view, parts, actor, actors);
     }
     if !view.conflict.is_empty() {
-        view.text = view
-            .conflict
-            .iter()
-            .map(|c| c.text.clone())
-            .collect::<Vec<_>>()
-            .join(" / ");
+        view.text = conflict_text(&view.conflict);
     }
 }
 
