@@ -165,7 +165,7 @@ pub fn edit_text(
                     text
                 }
             };
-            partnerplan_model::doc::splice_prose(doc, &text, &edit)?.map_err(|reason| {
+            partnerplan_model::edit::splice_prose(doc, &text, &edit)?.map_err(|reason| {
                 ClientError::BadEdit {
                     path: path.to_string(),
                     reason,

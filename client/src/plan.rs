@@ -10,13 +10,18 @@ use std::path::{Path, PathBuf};
 use automerge::{ActorId, AutoCommit};
 use clap::{Args, Subcommand};
 use partnerplan_model::diff::{Difference, diff};
-use partnerplan_model::doc::{self, Placement, short, shorten};
-use partnerplan_model::history::{self, HistoryEntry, format_time};
+use partnerplan_model::doc;
+use partnerplan_model::history::{self, HistoryEntry};
 use partnerplan_model::plan_file::{self, PlanFile};
+use partnerplan_model::records::{self, Review, SignatureInput, describe_signature};
 use partnerplan_model::render;
-use partnerplan_model::review::{self, SignatureInput, describe_signature};
+use partnerplan_model::review;
+use partnerplan_model::rows::{self, Placement};
 use partnerplan_model::schema::Kind;
+use partnerplan_model::text::{short, shorten};
+use partnerplan_model::when::{format_time, when_text};
 use partnerplan_model::{Author, DocView, ModelError, RowView, TableView};
+use partnerplan_model::{create, edit, locate, read};
 use partnerplan_sync::DocumentId;
 use serde_json::json;
 
@@ -323,7 +328,7 @@ fn change<T>(
 
 fn read(school: &School, url: &str) -> Result<(DocumentId, AutoCommit, DocView), ClientError> {
     let (id, doc) = documents::load(school, url)?;
-    let view = doc::read(&doc).map_err(model)?;
+    let view = read::read(&doc).map_err(model)?;
     Ok((id, doc, view))
 }
 
@@ -356,11 +361,11 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
             let (id, mut doc, mut view) = read(&school, &url)?;
             let mut heading = None;
             if let Some(r) = review {
-                let (_, found) = review::find(&doc, &r).map_err(model)?;
-                view = found.signed_view(&mut doc).map_err(model)?.1;
+                let (_, found) = records::find(&doc, &r).map_err(model)?;
+                view = found.signed_view(doc.document()).map_err(model)?.1;
                 heading = Some(format!(
                     "As signed at the review of {} by {} (version {}). Later edits are not shown.",
-                    render::when_text(&found.date),
+                    when_text(&found.date),
                     found.by,
                     render::version(&found.heads)
                 ));
@@ -387,7 +392,7 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
                 None => format!("set {field} to {value}"),
             };
             change(&mut school, &who, &url, message, |doc| {
-                doc::set_field(doc, row.as_deref(), &field, &value, &who)
+                edit::set_field(doc, row.as_deref(), &field, &value, &who)
             })?;
             println!("Saved {field}.");
         }
@@ -403,7 +408,7 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
                 &who,
                 &url,
                 format!("typed in {field}"),
-                |doc| doc::edit_prose(doc, row.as_deref(), &field, &edit, &who),
+                |doc| edit::edit_prose(doc, row.as_deref(), &field, &edit, &who),
             )?;
             println!("Saved {field}: {now}");
         }
@@ -422,7 +427,7 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
                         hint: "give the URL of the action plan instead.".into(),
                     }));
                 }
-                let loc = doc::find_row(&doc, Kind::ActionPlan, &action).map_err(model)?;
+                let loc = locate::find_row(&doc, Kind::ActionPlan, &action).map_err(model)?;
                 if loc.table.key != "actions" {
                     return Err(ClientError::Other(format!(
                         "“{action}” is an {}, not an action. `partnerplan view {url}` shows each action's id.",
@@ -435,7 +440,7 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
                 &who,
                 &url,
                 format!("set status of action {} to {status}", short(&action)),
-                |doc| doc::set_field(doc, Some(&action), "status", &status, &who),
+                |doc| edit::set_field(doc, Some(&action), "status", &status, &who),
             )?;
             println!("Saved the status.");
         }
@@ -464,7 +469,7 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
                 format!("added school {name}"),
                 |doc| {
                     doc::expect_kind(doc, Kind::Partnership)?;
-                    doc::add_row(doc, "schools", None, &values, &Placement::End, &who)
+                    rows::add_row(doc, "schools", None, &values, &Placement::End, &who)
                 },
             )?;
             println!("{}", short(&id));
@@ -518,14 +523,14 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
                 &who,
                 &url,
                 format!("resolved {field} keeping {keep}"),
-                |doc| doc::resolve(doc, row.as_deref(), &field, &keep, &who),
+                |doc| edit::resolve(doc, row.as_deref(), &field, &keep, &who),
             )?;
             println!("Resolved {field}: it now holds “{kept}”.");
         }
         ModelCommand::Review(command) => review_command(&mut school, &who, command)?,
         ModelCommand::History { url, json } => {
             let (id, mut doc) = documents::load(&school, &url)?;
-            let entries = history::history(&mut doc, &[]);
+            let entries = history::history(doc.document(), &[]);
             if json {
                 print_json(json!({"url": id.url(), "history": entries}));
             } else {
@@ -534,10 +539,10 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
         }
         ModelCommand::Changes { url, since, json } => {
             let (id, mut doc, now_view) = read(&school, &url)?;
-            let (_, found) = review::find(&doc, &since).map_err(model)?;
-            let (heads, then) = found.signed_view(&mut doc).map_err(model)?;
+            let (_, found) = records::find(&doc, &since).map_err(model)?;
+            let (heads, then) = found.signed_view(doc.document()).map_err(model)?;
             let differences = diff(&then, &now_view);
-            let entries = history::history(&mut doc, &heads);
+            let entries = history::history(doc.document(), &heads);
             if json {
                 print_json(json!({
                     "url": id.url(),
@@ -622,7 +627,7 @@ fn new_document(
         &id,
         &actor,
         Some(format!("created {}", kind.label().to_lowercase())),
-        |doc| doc::create(doc, kind, title, partnership_url.as_deref(), who).map_err(model),
+        |doc| create::create(doc, kind, title, partnership_url.as_deref(), who).map_err(model),
     )?;
     if let Some(pid) = partnership {
         list_in_partnership(school, who, &pid, kind, title, &id)?;
@@ -649,7 +654,7 @@ fn list_in_partnership(
         &actor,
         Some(format!("listed {}", kind.label().to_lowercase())),
         |doc| {
-            doc::add_row(doc, "documents", None, &values, &Placement::End, who)
+            rows::add_row(doc, "documents", None, &values, &Placement::End, who)
                 .map(|_| ())
                 .map_err(model)
         },
@@ -687,7 +692,7 @@ fn row_command(school: &mut School, who: &Author, command: RowCommand) -> Result
                 who,
                 &url,
                 format!("added a row to {table}"),
-                |doc| doc::add_row(doc, &table, within.as_deref(), &pairs, &placement, who),
+                |doc| rows::add_row(doc, &table, within.as_deref(), &pairs, &placement, who),
             )?;
             println!("{}", short(&id));
         }
@@ -703,7 +708,7 @@ fn row_command(school: &mut School, who: &Author, command: RowCommand) -> Result
                 who,
                 &url,
                 format!("moved row {}", short(&row)),
-                |doc| doc::move_row(doc, &row, &placement, who),
+                |doc| rows::move_row(doc, &row, &placement, who),
             )?;
             println!("Moved.");
         }
@@ -713,7 +718,7 @@ fn row_command(school: &mut School, who: &Author, command: RowCommand) -> Result
                 who,
                 &url,
                 format!("removed row {}", short(&row)),
-                |doc| doc::remove_row(doc, &row, who),
+                |doc| rows::remove_row(doc, &row, who),
             )?;
             println!(
                 "Removed “{label}”. `partnerplan row restore {url} {}` brings it back.",
@@ -726,7 +731,7 @@ fn row_command(school: &mut School, who: &Author, command: RowCommand) -> Result
                 who,
                 &url,
                 format!("restored row {}", short(&row)),
-                |doc| doc::restore_row(doc, &row, who),
+                |doc| rows::restore_row(doc, &row, who),
             )?;
             println!("Restored “{label}”.");
         }
@@ -943,7 +948,7 @@ fn rehearse_import(
     match partnership {
         // The caller's loaded copy, which is never saved.
         Some(listed) => {
-            doc::add_row(
+            rows::add_row(
                 listed,
                 "documents",
                 None,
@@ -1150,7 +1155,7 @@ pub fn terminal(id: &DocumentId, view: &DocView, show_removed: bool) -> String {
     out
 }
 
-fn print_review(r: &review::Review) {
+fn print_review(r: &Review) {
     println!("{}  {}", short(&r.id), render::review_heading(r));
     if let Some(note) = &r.note {
         println!("    {note}");
@@ -1167,7 +1172,7 @@ fn print_review(r: &review::Review) {
         println!(
             "    Signed: {} on {} (version {})",
             describe_signature(s),
-            render::when_text(&s.date),
+            when_text(&s.date),
             render::version(&s.heads)
         );
     }
@@ -1196,10 +1201,10 @@ fn print_history(entries: &[HistoryEntry]) {
     );
 }
 
-fn print_changes(r: &review::Review, differences: &[Difference], entries: &[HistoryEntry]) {
+fn print_changes(r: &Review, differences: &[Difference], entries: &[HistoryEntry]) {
     println!(
         "Since the review of {} by {} (version {}):",
-        render::when_text(&r.date),
+        when_text(&r.date),
         r.by,
         render::version(&r.heads)
     );

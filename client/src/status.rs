@@ -5,6 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use automerge::sync;
+use partnerplan_model::when::format_utc;
 use partnerplan_sync::DocumentId;
 use serde::Serialize;
 
@@ -189,38 +190,5 @@ fn ago(seconds: i64) -> String {
         s if s < 7200 => format!("{} minutes ago", s / 60),
         s if s < 172_800 => format!("{} hours ago", s / 3600),
         s => format!("{} days ago", s / 86_400),
-    }
-}
-
-/// `2026-11-22 14:05 UTC`, without a date crate.
-pub fn format_utc(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        secs / 3600,
-        (secs % 3600) / 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_dates() {
-        assert_eq!(format_utc(0), "1970-01-01 00:00 UTC");
-        assert_eq!(format_utc(1_795_365_900), "2026-11-22 16:45 UTC");
-        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00 UTC");
     }
 }

@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 
-use crate::doc::{DocView, FieldView, RowView, TableView};
+use crate::text::shorten;
+use crate::view::{DocView, FieldView, RowView, TableView};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "change", rename_all = "camelCase")]
@@ -38,7 +39,7 @@ impl Difference {
                     if s.is_empty() {
                         "(empty)".to_string()
                     } else {
-                        format!("“{}”", crate::doc::shorten(s, 70))
+                        format!("“{}”", shorten(s, 70))
                     }
                 };
                 format!("{place}: {} → {}", show(before), show(after))

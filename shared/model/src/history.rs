@@ -2,10 +2,10 @@
 //! to the school and person through the document's `actors` map, and its
 //! message (every change the model makes says what it did).
 
-use automerge::{AutoCommit, ChangeHash};
+use automerge::{Automerge, ChangeHash};
 use serde::Serialize;
 
-use crate::review;
+use crate::records;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryEntry {
@@ -31,8 +31,8 @@ impl HistoryEntry {
 
 /// Every change, oldest first; with `since`, only changes that the
 /// version at those heads did not have.
-pub fn history(doc: &mut AutoCommit, since: &[ChangeHash]) -> Vec<HistoryEntry> {
-    let actors = review::actors(doc);
+pub fn history(doc: &Automerge, since: &[ChangeHash]) -> Vec<HistoryEntry> {
+    let actors = records::actors(doc);
     let mut entries: Vec<HistoryEntry> = doc
         .get_changes(since)
         .into_iter()
@@ -53,14 +53,4 @@ pub fn history(doc: &mut AutoCommit, since: &[ChangeHash]) -> Vec<HistoryEntry> 
     // the clock's.
     entries.sort_by_key(|e| e.time);
     entries
-}
-
-/// "2017-07-11 14:03" (UTC) from seconds since 1970.
-pub fn format_time(seconds: i64) -> String {
-    if seconds <= 0 {
-        return "(no time recorded)".into();
-    }
-    let when = crate::when::date_from_unix(seconds);
-    let minutes = seconds.rem_euclid(86_400) / 60;
-    format!("{when} {:02}:{:02} UTC", minutes / 60, minutes % 60)
 }

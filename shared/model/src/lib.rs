@@ -14,108 +14,62 @@
 //!   each value and the school that set it, until someone sets it again.
 //!
 //! Nothing here does IO or reads a clock: callers pass the time in.
+//!
+//! # Layers
+//!
+//! Lowest first; a module uses only modules on lines above its own, or
+//! before it on its line, so `use` lines never form a cycle
+//! (`layer_tests` checks it):
+//!
+//! 1. `text`, `when`, `values`, `schema`, `error`: words, dates and terms,
+//!    choices, each kind's fields and tables, the one error type. No
+//!    Automerge.
+//! 2. `records`, `doc`: what a document keeps whole (actors, reviews,
+//!    signatures) and reading it back; a document's kind and version, and
+//!    the check every typed edit makes inside its own change.
+//! 3. `view`, `author`, `locate`: a document as read (`DocView`); who
+//!    made a change; where rows are and in what order.
+//! 4. `read`: a whole document, or a past version of it, into a view.
+//! 5. `create`, `edit`, `rows`, `review`: the typed edits, each on a
+//!    `&mut AutoCommit` inside the caller's change.
+//! 6. `diff`, `render`, `history`, `plan_file`: comparing, printing,
+//!    who-changed-what, the import and export file.
+//!
+//! Readers take any Automerge document (`&impl ReadDoc`, `&impl
+//! Readable`, or `&Automerge` for past versions and history), so a caller
+//! holding the store's `Automerge` reads it without a copy.
 
+pub mod author;
+pub mod create;
 pub mod diff;
 pub mod doc;
+pub mod edit;
+pub mod error;
 pub mod history;
+pub mod locate;
 pub mod plan_file;
+pub mod read;
+pub mod records;
 pub mod render;
 pub mod review;
+pub mod rows;
 pub mod schema;
+pub mod text;
 pub mod values;
+pub mod view;
 pub mod when;
 
 #[cfg(test)]
+mod layer_tests;
+#[cfg(test)]
 mod merge_tests;
 
-pub use doc::{
-    Author, Candidate, Conflict, DocView, FieldView, Placement, ProseEdit, RowView, TableView,
-};
-pub use review::{Review, Signature};
-pub use schema::{KINDS, Kind};
+pub use author::Author;
+pub use edit::ProseEdit;
+pub use error::ModelError;
+pub use records::{Review, Signature};
+pub use rows::Placement;
+pub use schema::{KINDS, Kind, SCHEMA_VERSION};
 pub use values::Status;
+pub use view::{Candidate, Conflict, DocView, FieldView, RowView, TableView};
 pub use when::When;
-
-/// The shape of the documents this version writes. Version 1 kept a named
-/// responsibility as one line of text and ordered rows only by their
-/// place in the list; version 2 splits responsibility into person, role
-/// and school, and gives rows a `position`, an edit counter and removal
-/// tombstones. Readers accept every older shape; see `doc::read`.
-pub const SCHEMA_VERSION: i64 = 2;
-
-/// Why a change to a document could not be made, as a sentence that says
-/// what to do.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ModelError {
-    #[error(
-        "this document is not one of the partnership documents (it has no kind). Use `partnerplan show` and `partnerplan set` for it, or create a typed one with `partnerplan new <kind>`."
-    )]
-    NotModel,
-    #[error(
-        "this document was written by a newer partnerplan (schema version {found}; this one knows up to {SCHEMA_VERSION}). You can read it, but update partnerplan before changing it."
-    )]
-    TooNew { found: i64 },
-    #[error("this is a {found}, not a {expected}: {hint}")]
-    WrongKind {
-        found: &'static str,
-        expected: &'static str,
-        hint: String,
-    },
-    #[error("“{field}” is not a field of {of}. Its fields are: {known}.")]
-    UnknownField {
-        field: String,
-        of: String,
-        known: String,
-    },
-    #[error("“{table}” is not a table of {of}. Its tables are: {known}.")]
-    UnknownTable {
-        table: String,
-        of: String,
-        known: String,
-    },
-    #[error(
-        "there is no row “{id}” in this document. Show it with `partnerplan view` to see each row's id."
-    )]
-    NoSuchRow { id: String },
-    #[error("“{id}” could be any of {matches}: give more of the id.")]
-    AmbiguousRow { id: String, matches: String },
-    #[error("{what}: {reason}.")]
-    BadValue { what: String, reason: String },
-    #[error(
-        "the {row} “{label}” was removed by {by}. Restore it with `partnerplan row restore <url> {id}` before changing it."
-    )]
-    RowRemoved {
-        row: &'static str,
-        label: String,
-        by: String,
-        id: String,
-    },
-    #[error("{0}")]
-    Placement(String),
-    #[error(
-        "there is no review “{id}” in this document. `partnerplan review list <url>` shows each review's id."
-    )]
-    NoSuchReview { id: String },
-    #[error(
-        "the version signed at the review of {date} cannot be read: {detail}. The review's record of it is damaged; `partnerplan view <url>` still shows the document as it is now, and `partnerplan history <url>` every change."
-    )]
-    UnreadableVersion { date: String, detail: String },
-    #[error("the plan cannot be exported as a JSON file yet: {0}")]
-    NotExportable(String),
-    #[error("the import file is not usable: {0}")]
-    BadFile(String),
-    #[error("the document could not be changed: {0}")]
-    Automerge(String),
-}
-
-impl From<automerge::AutomergeError> for ModelError {
-    fn from(error: automerge::AutomergeError) -> Self {
-        ModelError::Automerge(error.to_string())
-    }
-}
-
-impl From<autosurgeon::ReconcileError> for ModelError {
-    fn from(error: autosurgeon::ReconcileError) -> Self {
-        ModelError::Automerge(error.to_string())
-    }
-}

@@ -4,10 +4,15 @@
 use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, ObjType, ROOT, ScalarValue};
 
+use crate::author::{self, Author};
 use crate::diff::{Difference, diff};
-use crate::doc::{self, Author, Placement, ProseEdit};
-use crate::review::{self, SignatureInput};
-use crate::{Kind, ModelError, SCHEMA_VERSION};
+use crate::edit::{self, ProseEdit};
+use crate::error::ModelError;
+use crate::records::{self, SignatureInput};
+use crate::review;
+use crate::rows::{self, Placement};
+use crate::schema::{Kind, SCHEMA_VERSION};
+use crate::{create, read};
 
 const BANK_ROAD: &str = "Bank Road Infant and Nursery School";
 const WILLIAM_LILLEY: &str = "William Lilley Infant and Nursery School";
@@ -32,7 +37,7 @@ fn william_lilley() -> Author {
 /// copy of it after one sync.
 fn shared(kind: Kind, setup: impl FnOnce(&mut AutoCommit)) -> (AutoCommit, AutoCommit) {
     let mut a = AutoCommit::new().with_actor(ActorId::random());
-    doc::create(
+    create::create(
         &mut a,
         kind,
         "Collaboration action plan 2017-18",
@@ -45,7 +50,7 @@ fn shared(kind: Kind, setup: impl FnOnce(&mut AutoCommit)) -> (AutoCommit, AutoC
     let mut b = AutoCommit::load(&a.save())
         .unwrap()
         .with_actor(ActorId::random());
-    doc::note_author(&mut b, &william_lilley()).unwrap();
+    author::note_author(&mut b, &william_lilley()).unwrap();
     b.commit();
     a.merge(&mut b).unwrap();
     (a, b)
@@ -67,7 +72,7 @@ fn add(
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    doc::add_row(doc, table, parent, &values, &Placement::End, who).unwrap()
+    rows::add_row(doc, table, parent, &values, &Placement::End, who).unwrap()
 }
 
 /// A plan with one area (Safeguarding) and one action in it.
@@ -100,7 +105,7 @@ fn plan() -> (AutoCommit, AutoCommit, String, String) {
 }
 
 fn actions(doc: &AutoCommit, area: &str) -> Vec<String> {
-    let view = doc::read(doc).unwrap();
+    let view = read::read(doc).unwrap();
     view.row(area)
         .unwrap()
         .live("actions")
@@ -160,9 +165,9 @@ fn both_schools_add_actions_to_one_area_and_both_are_kept_in_one_order() {
 #[test]
 fn an_edit_to_a_row_another_school_removed_is_kept_and_the_row_can_be_restored() {
     let (mut a, mut b, area, action) = plan();
-    doc::remove_row(&mut a, &action, &bank_road()).unwrap();
-    doc::set_field(&mut b, Some(&action), "status", "green", &william_lilley()).unwrap();
-    doc::edit_prose(
+    rows::remove_row(&mut a, &action, &bank_road()).unwrap();
+    edit::set_field(&mut b, Some(&action), "status", "green", &william_lilley()).unwrap();
+    edit::edit_prose(
         &mut b,
         Some(&action),
         "notes",
@@ -172,7 +177,7 @@ fn an_edit_to_a_row_another_school_removed_is_kept_and_the_row_can_be_restored()
     .unwrap();
     sync(&mut a, &mut b);
 
-    let view = doc::read(&a).unwrap();
+    let view = read::read(&a).unwrap();
     assert!(actions(&a, &area).is_empty(), "the removal stands");
     let row = view
         .row(&action)
@@ -187,13 +192,13 @@ fn an_edit_to_a_row_another_school_removed_is_kept_and_the_row_can_be_restored()
     assert_eq!(view.removed_while_edited().len(), 1);
 
     // Editing it now is refused with a sentence that says what to do.
-    let error = doc::set_field(&mut a, Some(&action), "status", "red", &bank_road()).unwrap_err();
+    let error = edit::set_field(&mut a, Some(&action), "status", "red", &bank_road()).unwrap_err();
     assert!(matches!(error, ModelError::RowRemoved { .. }));
     assert!(error.to_string().contains("row restore"), "{error}");
 
-    doc::restore_row(&mut b, &action, &william_lilley()).unwrap();
+    rows::restore_row(&mut b, &action, &william_lilley()).unwrap();
     sync(&mut a, &mut b);
-    let view = doc::read(&a).unwrap();
+    let view = read::read(&a).unwrap();
     let row = view.row(&action).unwrap();
     assert!(row.removed.is_none());
     assert_eq!(row.field("status").unwrap().text, "green");
@@ -203,9 +208,9 @@ fn an_edit_to_a_row_another_school_removed_is_kept_and_the_row_can_be_restored()
 #[test]
 fn a_removal_nobody_edited_against_is_not_flagged() {
     let (mut a, mut b, _, action) = plan();
-    doc::remove_row(&mut a, &action, &bank_road()).unwrap();
+    rows::remove_row(&mut a, &action, &bank_road()).unwrap();
     sync(&mut a, &mut b);
-    let view = doc::read(&b).unwrap();
+    let view = read::read(&b).unwrap();
     let row = view.row(&action).unwrap();
     assert!(row.removed.is_some() && !row.edited_after_removal);
     assert!(view.removed_while_edited().is_empty());
@@ -214,12 +219,12 @@ fn a_removal_nobody_edited_against_is_not_flagged() {
 #[test]
 fn two_statuses_on_one_action_are_a_conflict_with_who_set_each_until_resolved() {
     let (mut a, mut b, _, action) = plan();
-    doc::set_field(&mut a, Some(&action), "status", "amber", &bank_road()).unwrap();
-    doc::set_field(&mut b, Some(&action), "status", "Green", &william_lilley()).unwrap();
+    edit::set_field(&mut a, Some(&action), "status", "amber", &bank_road()).unwrap();
+    edit::set_field(&mut b, Some(&action), "status", "Green", &william_lilley()).unwrap();
     sync(&mut a, &mut b);
 
     for replica in [&a, &b] {
-        let view = doc::read(replica).unwrap();
+        let view = read::read(replica).unwrap();
         let conflicts = view.conflicts();
         assert_eq!(conflicts.len(), 1, "{conflicts:?}");
         let conflict = &conflicts[0];
@@ -259,7 +264,7 @@ fn two_statuses_on_one_action_are_a_conflict_with_who_set_each_until_resolved() 
     }
 
     // Resolving keeps the chosen value, everywhere, once synced.
-    let kept = doc::resolve(
+    let kept = edit::resolve(
         &mut a,
         Some(&action),
         "status",
@@ -270,14 +275,14 @@ fn two_statuses_on_one_action_are_a_conflict_with_who_set_each_until_resolved() 
     assert_eq!(kept, "green");
     sync(&mut a, &mut b);
     for replica in [&a, &b] {
-        let view = doc::read(replica).unwrap();
+        let view = read::read(replica).unwrap();
         assert!(view.conflicts().is_empty());
         assert_eq!(
             view.row(&action).unwrap().field("status").unwrap().text,
             "green"
         );
     }
-    let error = doc::resolve(&mut a, Some(&action), "status", "red", &bank_road()).unwrap_err();
+    let error = edit::resolve(&mut a, Some(&action), "status", "red", &bank_road()).unwrap_err();
     assert!(
         error.to_string().contains("no conflict to resolve"),
         "{error}"
@@ -291,7 +296,7 @@ fn statuses_from(first: &str, second: &str) -> (AutoCommit, String) {
     let (mut a, mut b, _, action) = plan();
     a.set_actor(ActorId::from([0x01; 16]));
     b.set_actor(ActorId::from([0xfe; 16]));
-    doc::set_field(
+    edit::set_field(
         &mut a,
         Some(&action),
         "status",
@@ -299,7 +304,7 @@ fn statuses_from(first: &str, second: &str) -> (AutoCommit, String) {
         &author(first, "A"),
     )
     .unwrap();
-    doc::set_field(
+    edit::set_field(
         &mut b,
         Some(&action),
         "status",
@@ -308,7 +313,7 @@ fn statuses_from(first: &str, second: &str) -> (AutoCommit, String) {
     )
     .unwrap();
     sync(&mut a, &mut b);
-    let values: Vec<String> = doc::read(&a).unwrap().conflicts()[0]
+    let values: Vec<String> = read::read(&a).unwrap().conflicts()[0]
         .values
         .iter()
         .map(|c| c.text.clone())
@@ -320,14 +325,14 @@ fn statuses_from(first: &str, second: &str) -> (AutoCommit, String) {
 #[test]
 fn resolving_by_school_prefers_the_school_named_exactly() {
     let (mut a, action) = statuses_from("St Mary's RC", "St Mary's");
-    let kept = doc::resolve(&mut a, Some(&action), "status", "st mary's", &bank_road()).unwrap();
+    let kept = edit::resolve(&mut a, Some(&action), "status", "st mary's", &bank_road()).unwrap();
     assert_eq!(kept, "green");
 }
 
 #[test]
 fn resolving_by_part_of_a_name_two_schools_share_is_refused() {
     let (mut a, action) = statuses_from("Bank Road Infant", "Bank Road Junior");
-    let error = doc::resolve(&mut a, Some(&action), "status", "Bank Road", &bank_road())
+    let error = edit::resolve(&mut a, Some(&action), "status", "Bank Road", &bank_road())
         .unwrap_err()
         .to_string();
     assert!(
@@ -336,27 +341,27 @@ fn resolving_by_part_of_a_name_two_schools_share_is_refused() {
         "{error}"
     );
     assert_eq!(
-        doc::read(&a).unwrap().conflicts().len(),
+        read::read(&a).unwrap().conflicts().len(),
         1,
         "nothing chosen"
     );
-    let kept = doc::resolve(&mut a, Some(&action), "status", "Junior", &bank_road()).unwrap();
+    let kept = edit::resolve(&mut a, Some(&action), "status", "Junior", &bank_road()).unwrap();
     assert_eq!(kept, "green");
 }
 
 #[test]
 fn the_same_status_set_at_both_schools_is_not_a_conflict() {
     let (mut a, mut b, _, action) = plan();
-    doc::set_field(&mut a, Some(&action), "status", "green", &bank_road()).unwrap();
-    doc::set_field(&mut b, Some(&action), "status", "green", &william_lilley()).unwrap();
+    edit::set_field(&mut a, Some(&action), "status", "green", &bank_road()).unwrap();
+    edit::set_field(&mut b, Some(&action), "status", "green", &william_lilley()).unwrap();
     sync(&mut a, &mut b);
-    assert!(doc::read(&a).unwrap().conflicts().is_empty());
+    assert!(read::read(&a).unwrap().conflicts().is_empty());
 }
 
 #[test]
 fn two_named_responsibilities_at_once_are_reported_whole() {
     let (mut a, mut b, _, action) = plan();
-    doc::set_field(
+    edit::set_field(
         &mut a,
         Some(&action),
         "responsibility",
@@ -364,7 +369,7 @@ fn two_named_responsibilities_at_once_are_reported_whole() {
         &bank_road(),
     )
     .unwrap();
-    doc::set_field(
+    edit::set_field(
         &mut b,
         Some(&action),
         "responsibility",
@@ -373,7 +378,7 @@ fn two_named_responsibilities_at_once_are_reported_whole() {
     )
     .unwrap();
     sync(&mut a, &mut b);
-    let view = doc::read(&a).unwrap();
+    let view = read::read(&a).unwrap();
     let conflicts = view.conflicts();
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     let mut texts: Vec<String> = conflicts[0]
@@ -391,7 +396,7 @@ fn two_named_responsibilities_at_once_are_reported_whole() {
             ),
         ]
     );
-    doc::resolve(
+    edit::resolve(
         &mut b,
         Some(&action),
         "responsibility",
@@ -400,7 +405,7 @@ fn two_named_responsibilities_at_once_are_reported_whole() {
     )
     .unwrap();
     sync(&mut a, &mut b);
-    let view = doc::read(&a).unwrap();
+    let view = read::read(&a).unwrap();
     assert!(view.conflicts().is_empty());
     assert_eq!(
         view.row(&action)
@@ -415,7 +420,7 @@ fn two_named_responsibilities_at_once_are_reported_whole() {
 #[test]
 fn two_whole_responsibilities_at_once_are_a_conflict_not_a_blend() {
     let (mut a, mut b, _, action) = plan();
-    doc::set_field(
+    edit::set_field(
         &mut a,
         Some(&action),
         "responsibility",
@@ -423,7 +428,7 @@ fn two_whole_responsibilities_at_once_are_a_conflict_not_a_blend() {
         &bank_road(),
     )
     .unwrap();
-    doc::set_field(
+    edit::set_field(
         &mut b,
         Some(&action),
         "responsibility",
@@ -433,7 +438,7 @@ fn two_whole_responsibilities_at_once_are_a_conflict_not_a_blend() {
     .unwrap();
     sync(&mut a, &mut b);
     for replica in [&a, &b] {
-        let view = doc::read(replica).unwrap();
+        let view = read::read(replica).unwrap();
         let conflicts = view.conflicts();
         assert_eq!(conflicts.len(), 1, "{conflicts:?}");
         let mut texts: Vec<String> = conflicts[0]
@@ -452,7 +457,7 @@ fn two_whole_responsibilities_at_once_are_a_conflict_not_a_blend() {
         );
     }
     // An empty part is read as no part.
-    doc::resolve(
+    edit::resolve(
         &mut a,
         Some(&action),
         "responsibility",
@@ -460,7 +465,7 @@ fn two_whole_responsibilities_at_once_are_a_conflict_not_a_blend() {
         &bank_road(),
     )
     .unwrap();
-    let view = doc::read(&a).unwrap();
+    let view = read::read(&a).unwrap();
     let field = view.row(&action).unwrap().field("responsibility").unwrap();
     assert_eq!(field.text, "SENCO, Bank Road");
     assert_eq!(
@@ -472,7 +477,7 @@ fn two_whole_responsibilities_at_once_are_a_conflict_not_a_blend() {
 #[test]
 fn both_schools_typing_into_one_notes_cell_keep_both_texts() {
     let (mut a, mut b, _, action) = plan();
-    doc::edit_prose(
+    edit::edit_prose(
         &mut a,
         Some(&action),
         "notes",
@@ -480,7 +485,7 @@ fn both_schools_typing_into_one_notes_cell_keep_both_texts() {
         &bank_road(),
     )
     .unwrap();
-    doc::edit_prose(
+    edit::edit_prose(
         &mut b,
         Some(&action),
         "notes",
@@ -493,7 +498,7 @@ fn both_schools_typing_into_one_notes_cell_keep_both_texts() {
     .unwrap();
     sync(&mut a, &mut b);
     let notes = |d: &AutoCommit| {
-        doc::read(d)
+        read::read(d)
             .unwrap()
             .row(&action)
             .unwrap()
@@ -504,7 +509,7 @@ fn both_schools_typing_into_one_notes_cell_keep_both_texts() {
     };
     assert_eq!(notes(&a), "[WL] Notes: Peer review took place on 25 April.");
     assert_eq!(notes(&a), notes(&b));
-    assert!(doc::read(&a).unwrap().conflicts().is_empty());
+    assert!(read::read(&a).unwrap().conflicts().is_empty());
 }
 
 #[test]
@@ -542,7 +547,7 @@ fn a_school_joins_the_partnership_while_another_adds_a_document() {
     );
     sync(&mut a, &mut b);
     for replica in [&a, &b] {
-        let view = doc::read(replica).unwrap();
+        let view = read::read(replica).unwrap();
         let schools: Vec<String> = view
             .live("schools")
             .iter()
@@ -570,18 +575,18 @@ fn a_move_and_an_edit_of_the_same_row_at_once_both_land() {
         &bank_road(),
     );
     sync(&mut a, &mut b);
-    doc::move_row(
+    rows::move_row(
         &mut a,
         &second,
         &Placement::Before(action.clone()),
         &bank_road(),
     )
     .unwrap();
-    doc::set_field(&mut b, Some(&second), "status", "amber", &william_lilley()).unwrap();
+    edit::set_field(&mut b, Some(&second), "status", "amber", &william_lilley()).unwrap();
     sync(&mut a, &mut b);
     let order = actions(&b, &area);
     assert!(order[0].starts_with("Safeguarding governors"), "{order:?}");
-    let view = doc::read(&b).unwrap();
+    let view = read::read(&b).unwrap();
     assert_eq!(
         view.row(&second).unwrap().field("status").unwrap().text,
         "amber"
@@ -591,8 +596,8 @@ fn a_move_and_an_edit_of_the_same_row_at_once_both_land() {
 #[test]
 fn objective_links_added_at_two_schools_are_all_kept() {
     let (mut a, mut b, area, _) = plan();
-    doc::set_field(&mut a, Some(&area), "links", "1, 2, 3, 5, 10", &bank_road()).unwrap();
-    doc::set_field(
+    edit::set_field(&mut a, Some(&area), "links", "1, 2, 3, 5, 10", &bank_road()).unwrap();
+    edit::set_field(
         &mut b,
         Some(&area),
         "links",
@@ -601,7 +606,7 @@ fn objective_links_added_at_two_schools_are_all_kept() {
     )
     .unwrap();
     sync(&mut a, &mut b);
-    let view = doc::read(&a).unwrap();
+    let view = read::read(&a).unwrap();
     assert_eq!(
         view.row(&area).unwrap().field("links").unwrap().text,
         "1, 2, 3, 5, 9, 10"
@@ -613,13 +618,13 @@ fn bad_values_are_refused_with_what_was_wrong() {
     let (mut a, _, area, action) = plan();
     let error = |e: ModelError| e.to_string();
     let e =
-        error(doc::set_field(&mut a, Some(&action), "status", "blue", &bank_road()).unwrap_err());
+        error(edit::set_field(&mut a, Some(&action), "status", "blue", &bank_road()).unwrap_err());
     assert_eq!(
         e,
         "Status: “blue” is not a status: use red, amber, green or done."
     );
     let e = error(
-        doc::set_field(
+        edit::set_field(
             &mut a,
             Some(&action),
             "reviewDate",
@@ -633,17 +638,17 @@ fn bad_values_are_refused_with_what_was_wrong() {
         "{e}"
     );
     let e = error(
-        doc::set_field(&mut a, Some(&area), "timeline", "Spring 3", &bank_road()).unwrap_err(),
+        edit::set_field(&mut a, Some(&area), "timeline", "Spring 3", &bank_road()).unwrap_err(),
     );
     assert!(e.contains("two halves"), "{e}");
     let e =
-        error(doc::set_field(&mut a, Some(&action), "colour", "red", &bank_road()).unwrap_err());
+        error(edit::set_field(&mut a, Some(&action), "colour", "red", &bank_road()).unwrap_err());
     assert!(
         e.contains("not a field of an action") && e.contains("status"),
         "{e}"
     );
     let e = error(
-        doc::add_row(&mut a, "actions", None, &[], &Placement::End, &bank_road()).unwrap_err(),
+        rows::add_row(&mut a, "actions", None, &[], &Placement::End, &bank_road()).unwrap_err(),
     );
     assert!(e.contains("--in"), "{e}");
 }
@@ -651,7 +656,7 @@ fn bad_values_are_refused_with_what_was_wrong() {
 #[test]
 fn a_signed_review_keeps_the_version_signed_and_shows_what_changed_since() {
     let (mut a, mut b, _, action) = plan();
-    doc::set_field(&mut a, Some(&action), "status", "amber", &bank_road()).unwrap();
+    edit::set_field(&mut a, Some(&action), "status", "amber", &bank_road()).unwrap();
     let id = review::record(
         &mut a,
         "11th July 2017",
@@ -675,8 +680,8 @@ fn a_signed_review_keeps_the_version_signed_and_shows_what_changed_since() {
     )
     .unwrap();
     sync(&mut a, &mut b);
-    doc::set_field(&mut b, Some(&action), "status", "done", &william_lilley()).unwrap();
-    doc::set_field(
+    edit::set_field(&mut b, Some(&action), "status", "done", &william_lilley()).unwrap();
+    edit::set_field(
         &mut b,
         None,
         "overridingObjective",
@@ -686,18 +691,18 @@ fn a_signed_review_keeps_the_version_signed_and_shows_what_changed_since() {
     .unwrap();
     sync(&mut a, &mut b);
 
-    let (_, signed) = review::find(&a, &id[..8]).unwrap();
+    let (_, signed) = records::find(&a, &id[..8]).unwrap();
     assert_eq!(signed.date, "2017-07-11");
     assert_eq!(signed.signatures.len(), 2);
     assert_eq!(signed.signatures[1].role, "chair of governors");
     assert_eq!(signed.signatures[1].name, None);
     assert_eq!(signed.signatures[0].heads, signed.heads);
-    let then = doc::read_at(&mut a, &signed.heads().unwrap()).unwrap();
+    let then = read::read_at(a.document(), &signed.heads().unwrap()).unwrap();
     assert_eq!(
         then.row(&action).unwrap().field("status").unwrap().text,
         "amber"
     );
-    let now = doc::read(&a).unwrap();
+    let now = read::read(&a).unwrap();
     assert_eq!(
         now.row(&action).unwrap().field("status").unwrap().text,
         "done"
@@ -772,7 +777,7 @@ fn version_1_plan() -> AutoCommit {
 #[test]
 fn a_document_written_by_an_older_version_opens_and_can_be_edited() {
     let mut old = version_1_plan();
-    let view = doc::read(&old).unwrap();
+    let view = read::read(&old).unwrap();
     assert_eq!(view.schema_version, 1);
     let area = &view.live("areas")[0];
     let actions = area.live("actions");
@@ -788,7 +793,7 @@ fn a_document_written_by_an_older_version_opens_and_can_be_edited() {
     assert_eq!(actions[1].field("status").unwrap().text, "amber");
 
     let who = bank_road();
-    doc::set_field(
+    edit::set_field(
         &mut old,
         Some("0b0b0b0b-0000-4000-8000-000000000001"),
         "status",
@@ -796,7 +801,7 @@ fn a_document_written_by_an_older_version_opens_and_can_be_edited() {
         &who,
     )
     .unwrap();
-    doc::set_field(
+    edit::set_field(
         &mut old,
         Some("0b0b0b0b-0000-4000-8000-000000000000"),
         "responsibility",
@@ -811,7 +816,7 @@ fn a_document_written_by_an_older_version_opens_and_can_be_edited() {
         &[("what", "Newsletters")],
         &who,
     );
-    doc::edit_prose(
+    edit::edit_prose(
         &mut old,
         Some("0b0b0b0b-0000-4000-8000-000000000001"),
         "notes",
@@ -819,7 +824,7 @@ fn a_document_written_by_an_older_version_opens_and_can_be_edited() {
         &who,
     )
     .unwrap();
-    let view = doc::read(&old).unwrap();
+    let view = read::read(&old).unwrap();
     assert_eq!(view.schema_version, SCHEMA_VERSION);
     let actions = view.live("areas")[0].live("actions");
     assert_eq!(
@@ -841,7 +846,7 @@ fn a_document_written_by_an_older_version_opens_and_can_be_edited() {
 #[test]
 fn a_part_of_a_version_1_responsibility_keeps_the_old_line_as_the_person() {
     let mut old = version_1_plan();
-    doc::set_field(
+    edit::set_field(
         &mut old,
         Some("0b0b0b0b-0000-4000-8000-000000000000"),
         "responsibility.school",
@@ -849,7 +854,7 @@ fn a_part_of_a_version_1_responsibility_keeps_the_old_line_as_the_person() {
         &bank_road(),
     )
     .unwrap();
-    let view = doc::read(&old).unwrap();
+    let view = read::read(&old).unwrap();
     let field = view
         .row("0b0b0b0b-0000-4000-8000-000000000000")
         .unwrap()
@@ -865,16 +870,16 @@ fn a_part_of_a_version_1_responsibility_keeps_the_old_line_as_the_person() {
 #[test]
 fn two_schools_converting_one_version_1_responsibility_at_once_is_a_conflict() {
     let mut a = version_1_plan();
-    doc::note_author(&mut a, &bank_road()).unwrap();
+    author::note_author(&mut a, &bank_road()).unwrap();
     a.commit();
     let mut b = AutoCommit::load(&a.save())
         .unwrap()
         .with_actor(ActorId::random());
-    doc::note_author(&mut b, &william_lilley()).unwrap();
+    author::note_author(&mut b, &william_lilley()).unwrap();
     b.commit();
     sync(&mut a, &mut b);
     let action = "0b0b0b0b-0000-4000-8000-000000000001";
-    doc::set_field(
+    edit::set_field(
         &mut a,
         Some(action),
         "responsibility.school",
@@ -882,7 +887,7 @@ fn two_schools_converting_one_version_1_responsibility_at_once_is_a_conflict() {
         &bank_road(),
     )
     .unwrap();
-    doc::set_field(
+    edit::set_field(
         &mut b,
         Some(action),
         "responsibility.role",
@@ -892,7 +897,7 @@ fn two_schools_converting_one_version_1_responsibility_at_once_is_a_conflict() {
     .unwrap();
     sync(&mut a, &mut b);
     for replica in [&a, &b] {
-        let view = doc::read(replica).unwrap();
+        let view = read::read(replica).unwrap();
         let conflicts = view.conflicts();
         assert_eq!(conflicts.len(), 1, "{conflicts:?}");
         let mut texts: Vec<String> = conflicts[0]
@@ -910,7 +915,7 @@ fn two_schools_converting_one_version_1_responsibility_at_once_is_a_conflict() {
         );
     }
     // A part cannot be given until one whole is chosen.
-    let error = doc::set_field(
+    let error = edit::set_field(
         &mut a,
         Some(action),
         "responsibility.person",
@@ -919,7 +924,7 @@ fn two_schools_converting_one_version_1_responsibility_at_once_is_a_conflict() {
     )
     .unwrap_err();
     assert!(error.to_string().contains("partnerplan resolve"), "{error}");
-    doc::resolve(
+    edit::resolve(
         &mut a,
         Some(action),
         "responsibility",
@@ -928,7 +933,7 @@ fn two_schools_converting_one_version_1_responsibility_at_once_is_a_conflict() {
     )
     .unwrap();
     sync(&mut a, &mut b);
-    let view = doc::read(&b).unwrap();
+    let view = read::read(&b).unwrap();
     assert!(view.conflicts().is_empty());
     assert_eq!(
         view.row(action)
@@ -950,9 +955,9 @@ fn a_document_from_a_newer_version_is_read_but_not_changed() {
         ScalarValue::Str("from the future".into()),
     )
     .unwrap();
-    let view = doc::read(&a).unwrap();
+    let view = read::read(&a).unwrap();
     assert_eq!(view.live("areas").len(), 1);
-    let error = doc::set_field(&mut a, Some(&action), "status", "red", &bank_road()).unwrap_err();
+    let error = edit::set_field(&mut a, Some(&action), "status", "red", &bank_road()).unwrap_err();
     assert!(error.to_string().contains("update partnerplan"), "{error}");
 }
 
@@ -968,15 +973,15 @@ fn a_newer_version_marked_while_a_partner_migrated_stays_newer() {
     newer
         .put(ROOT, "schemaVersion", SCHEMA_VERSION + 1)
         .unwrap();
-    doc::set_field(&mut older, None, "period", "2017-2018", &bank_road()).unwrap();
+    edit::set_field(&mut older, None, "period", "2017-2018", &bank_road()).unwrap();
     sync(&mut newer, &mut older);
     for replica in [&newer, &older] {
         assert_eq!(
-            doc::read(replica).unwrap().schema_version,
+            read::read(replica).unwrap().schema_version,
             SCHEMA_VERSION + 1
         );
     }
-    let error = doc::set_field(&mut older, None, "period", "2018-2019", &bank_road()).unwrap_err();
+    let error = edit::set_field(&mut older, None, "period", "2018-2019", &bank_road()).unwrap_err();
     assert!(error.to_string().contains("update partnerplan"), "{error}");
 }
 
@@ -984,7 +989,7 @@ fn a_newer_version_marked_while_a_partner_migrated_stays_newer() {
 fn a_plain_document_is_not_taken_for_a_typed_one() {
     let mut plain = AutoCommit::new();
     plain.put(ROOT, "title", "Notes").unwrap();
-    let error = doc::read(&plain).unwrap_err();
+    let error = read::read(&plain).unwrap_err();
     assert!(error.to_string().contains("partnerplan new"), "{error}");
 }
 
@@ -997,11 +1002,11 @@ fn two_texts_made_at_once_are_a_conflict_that_resolving_ends() {
         doc.splice_text(&text, 0, 0, words).unwrap();
     }
     sync(&mut a, &mut b);
-    let view = doc::read(&a).unwrap();
+    let view = read::read(&a).unwrap();
     assert_eq!(view.conflicts().len(), 1);
-    doc::resolve(&mut a, None, "activity", "Joint INSET day", &bank_road()).unwrap();
+    edit::resolve(&mut a, None, "activity", "Joint INSET day", &bank_road()).unwrap();
     sync(&mut a, &mut b);
-    let view = doc::read(&b).unwrap();
+    let view = read::read(&b).unwrap();
     assert!(view.conflicts().is_empty());
     assert_eq!(view.field("activity").unwrap().text, "Joint INSET day");
 }

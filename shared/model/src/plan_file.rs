@@ -5,11 +5,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ModelError;
-use crate::doc::{self, Author, DocView, Placement, RowView};
-use crate::review::{self, SignatureInput};
+use crate::author::Author;
+use crate::create;
+use crate::edit;
+use crate::error::ModelError;
+use crate::records::SignatureInput;
+use crate::review;
+use crate::rows::{self, Placement};
 use crate::schema::Kind;
+use crate::text::short;
 use crate::values::{PARTNERSHIP_KIND, PHASE, SIGNATORY_ROLE, STATUS};
+use crate::view::{DocView, FieldView, RowView};
 use crate::when::When;
 
 /// What `format` must say, so a stray JSON file is not taken for a plan.
@@ -222,7 +228,7 @@ impl PlanFile {
                 .map(|n| n.to_string())
                 .collect::<Vec<_>>()
                 .join(", ");
-            let links = doc::parse_links(&links).map_err(|e| bad(format!("{place}.links"), e))?;
+            let links = edit::parse_links(&links).map_err(|e| bad(format!("{place}.links"), e))?;
             if let Some(link) = links.iter().find(|l| !numbers.contains(l)) {
                 let among = if numbers.is_empty() {
                     "the plan has no objectives; list them under \"objectives\" or leave the links out".to_string()
@@ -328,13 +334,13 @@ pub fn import_content(
     partnership: Option<&str>,
     author: &Author,
 ) -> Result<(), ModelError> {
-    doc::create(doc, Kind::ActionPlan, &plan.title, partnership, author)?;
+    create::create(doc, Kind::ActionPlan, &plan.title, partnership, author)?;
     let root = |doc: &mut automerge::AutoCommit,
                 key: &str,
                 value: &Option<String>|
      -> Result<(), ModelError> {
         if let Some(value) = value {
-            doc::set_field(doc, None, key, value, author)?;
+            edit::set_field(doc, None, key, value, author)?;
         }
         Ok(())
     };
@@ -347,7 +353,7 @@ pub fn import_content(
     )?;
     for objective in &plan.objectives {
         let number = objective.number.to_string();
-        doc::add_row(
+        rows::add_row(
             doc,
             "objectives",
             None,
@@ -363,7 +369,7 @@ pub fn import_content(
             .map(|n| n.to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        let id = doc::add_row(
+        let id = rows::add_row(
             doc,
             "areas",
             None,
@@ -389,10 +395,10 @@ pub fn import_content(
                 ("responsibility.school", r.school.as_deref()),
             ]);
             values.retain(|(_, v)| !v.is_empty());
-            doc::add_row(doc, "actions", Some(&id), &values, &Placement::End, author)?;
+            rows::add_row(doc, "actions", Some(&id), &values, &Placement::End, author)?;
         }
         for entry in &area.impact {
-            doc::add_row(
+            rows::add_row(
                 doc,
                 "impact",
                 Some(&id),
@@ -437,18 +443,18 @@ pub fn import_partnership(
     partnership: &PartnershipFile,
     author: &Author,
 ) -> Result<(), ModelError> {
-    doc::create(doc, Kind::Partnership, &partnership.name, None, author)?;
+    create::create(doc, Kind::Partnership, &partnership.name, None, author)?;
     for (key, value) in [
         ("partnershipKind", &partnership.kind),
         ("district", &partnership.district),
         ("localAuthority", &partnership.local_authority),
     ] {
         if let Some(value) = value {
-            doc::set_field(doc, None, key, value, author)?;
+            edit::set_field(doc, None, key, value, author)?;
         }
     }
     for school in &partnership.schools {
-        doc::add_row(
+        rows::add_row(
             doc,
             "schools",
             None,
@@ -471,7 +477,7 @@ fn text(row: &RowView, key: &str) -> String {
 
 /// A field's one value as the file writes it (`export` refuses fields
 /// that hold more than one).
-fn value_text(field: &doc::FieldView) -> String {
+fn value_text(field: &FieldView) -> String {
     match &field.value {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => String::new(),
@@ -522,7 +528,7 @@ fn exportable(view: &DocView) -> Result<(), ModelError> {
     for (place, row) in view.removed_while_edited() {
         problems.push(format!(
             "{place} was removed while a partner was editing it; keep it with `partnerplan row restore <url> {id}`, or restore it and remove it again",
-            id = doc::short(&row.id)
+            id = short(&row.id)
         ));
     }
     for row in view.live("objectives") {
@@ -532,7 +538,7 @@ fn exportable(view: &DocView) -> Result<(), ModelError> {
             problems.push(format!(
                 "the objective “{}” has no number; give it one with `partnerplan put <url> number <n> --row {}`",
                 row.label(),
-                doc::short(&row.id)
+                short(&row.id)
             ));
         }
     }
@@ -545,7 +551,7 @@ fn exportable(view: &DocView) -> Result<(), ModelError> {
     )))
 }
 
-/// The plan as a file, from a document read with `doc::read`.
+/// The plan as a file, from a document read with `read::read`.
 pub fn export(view: &DocView) -> Result<PlanFile, ModelError> {
     if view.kind != Kind::ActionPlan {
         return Err(ModelError::WrongKind {
@@ -650,6 +656,7 @@ pub fn export(view: &DocView) -> Result<PlanFile, ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::read;
     use automerge::{ActorId, AutoCommit};
 
     const FIXTURE: &str = include_str!("../../../tests/fixtures/action-plan-000.json");
@@ -675,7 +682,7 @@ mod tests {
     }
 
     fn first_action(doc: &AutoCommit) -> String {
-        doc::read(doc).unwrap().live("areas")[0].live("actions")[0]
+        read::read(doc).unwrap().live("areas")[0].live("actions")[0]
             .id
             .clone()
     }
@@ -684,8 +691,8 @@ mod tests {
     fn a_plan_with_a_conflict_is_not_exported_with_one_value_dropped() {
         let (mut a, mut b) = two_copies();
         let action = first_action(&a);
-        let objective = doc::read(&a).unwrap().live("objectives")[0].id.clone();
-        doc::set_field(
+        let objective = read::read(&a).unwrap().live("objectives")[0].id.clone();
+        edit::set_field(
             &mut a,
             Some(&action),
             "status",
@@ -693,7 +700,7 @@ mod tests {
             &author("Bank Road"),
         )
         .unwrap();
-        doc::set_field(
+        edit::set_field(
             &mut b,
             Some(&action),
             "status",
@@ -701,7 +708,7 @@ mod tests {
             &author("William Lilley"),
         )
         .unwrap();
-        doc::set_field(
+        edit::set_field(
             &mut a,
             Some(&objective),
             "number",
@@ -709,7 +716,7 @@ mod tests {
             &author("Bank Road"),
         )
         .unwrap();
-        doc::set_field(
+        edit::set_field(
             &mut b,
             Some(&objective),
             "number",
@@ -718,7 +725,7 @@ mod tests {
         )
         .unwrap();
         a.merge(&mut b).unwrap();
-        let error = export(&doc::read(&a).unwrap()).unwrap_err().to_string();
+        let error = export(&read::read(&a).unwrap()).unwrap_err().to_string();
         for said in [
             "2 fields still hold two values",
             "Status",
@@ -731,7 +738,7 @@ mod tests {
         }
 
         // Once resolved, it exports.
-        doc::resolve(
+        edit::resolve(
             &mut a,
             Some(&action),
             "status",
@@ -739,7 +746,7 @@ mod tests {
             &author("Bank Road"),
         )
         .unwrap();
-        doc::resolve(
+        edit::resolve(
             &mut a,
             Some(&objective),
             "number",
@@ -747,7 +754,7 @@ mod tests {
             &author("Bank Road"),
         )
         .unwrap();
-        let file = export(&doc::read(&a).unwrap()).unwrap();
+        let file = export(&read::read(&a).unwrap()).unwrap();
         assert_eq!(file.areas[0].actions[0].status.as_deref(), Some("green"));
         assert_eq!(file.objectives[0].number, 11);
     }
@@ -756,8 +763,8 @@ mod tests {
     fn a_row_removed_while_a_partner_edited_it_is_not_dropped_from_the_file() {
         let (mut a, mut b) = two_copies();
         let action = first_action(&a);
-        doc::remove_row(&mut a, &action, &author("Bank Road")).unwrap();
-        doc::set_field(
+        rows::remove_row(&mut a, &action, &author("Bank Road")).unwrap();
+        edit::set_field(
             &mut b,
             Some(&action),
             "status",
@@ -766,30 +773,30 @@ mod tests {
         )
         .unwrap();
         a.merge(&mut b).unwrap();
-        let error = export(&doc::read(&a).unwrap()).unwrap_err().to_string();
+        let error = export(&read::read(&a).unwrap()).unwrap_err().to_string();
         assert!(
             error.contains("removed while a partner was editing it")
                 && error.contains(&format!("row restore <url> {}", &action[..8])),
             "{error}"
         );
-        doc::restore_row(&mut a, &action, &author("Bank Road")).unwrap();
-        let file = export(&doc::read(&a).unwrap()).unwrap();
+        rows::restore_row(&mut a, &action, &author("Bank Road")).unwrap();
+        let file = export(&read::read(&a).unwrap()).unwrap();
         assert_eq!(file.areas[0].actions[0].status.as_deref(), Some("amber"));
     }
 
     #[test]
     fn an_objective_without_a_number_is_not_exported_as_objective_0() {
         let (mut a, _) = two_copies();
-        doc::add_row(
+        rows::add_row(
             &mut a,
             "objectives",
             None,
             &[("text".into(), "Share moderation".into())],
-            &doc::Placement::End,
+            &Placement::End,
             &author("Bank Road"),
         )
         .unwrap();
-        let error = export(&doc::read(&a).unwrap()).unwrap_err().to_string();
+        let error = export(&read::read(&a).unwrap()).unwrap_err().to_string();
         assert!(
             error.contains("the objective “Share moderation” has no number"),
             "{error}"

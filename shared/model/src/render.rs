@@ -3,10 +3,11 @@
 //! signature and the version each signed. Fields two schools disagree on
 //! are printed with both values and who gave each, never one silently.
 
-use crate::doc::{DocView, FieldView, RowView, TableView, short};
-use crate::review::Review;
+use crate::records::Review;
 use crate::schema::FieldType;
-use crate::when::When;
+use crate::text::{capitalise, short, shorten};
+use crate::view::{DocView, FieldView, RowView, TableView};
+use crate::when::when_text;
 
 /// The value as printed: both values and who set each, for a conflict.
 pub fn cell(field: &FieldView) -> String {
@@ -19,22 +20,6 @@ pub fn cell(field: &FieldView) -> String {
         .map(|c| format!("“{}” ({})", c.text, c.who()))
         .collect();
     format!("UNRESOLVED: {}", values.join(" or "))
-}
-
-/// A stored date or term as a person reads it.
-pub fn when_text(s: &str) -> String {
-    When::parse(s)
-        .map(|w| w.human())
-        .unwrap_or_else(|_| s.to_string())
-}
-
-/// "Headteacher" from "headteacher", for print.
-pub fn capitalise(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }
 
 /// "a1b2c3d4" for a version: the first characters of each head.
@@ -107,7 +92,7 @@ pub fn markdown(view: &DocView) -> String {
     for table in &view.tables {
         md_table(table, 2, &mut out);
     }
-    md_reviews(&view.reviews, &mut out);
+    reviews(&view.reviews, &Markdown, &mut out);
     out
 }
 
@@ -142,46 +127,11 @@ fn md_table(table: &TableView, level: usize, out: &mut String) {
         return;
     }
     let labels: Vec<&str> = table.table.fields.iter().map(|f| f.label).collect();
-    out.push_str(&format!("| {} |\n", labels.join(" | ")));
-    out.push_str(&format!("|{}\n", " --- |".repeat(labels.len())));
-    for row in rows {
-        let cells: Vec<String> = row.fields.iter().map(|f| md_escape(&cell(f))).collect();
-        out.push_str(&format!("| {} |\n", cells.join(" | ")));
-    }
-    out.push('\n');
-}
-
-fn md_reviews(reviews: &[Review], out: &mut String) {
-    if reviews.is_empty() {
-        return;
-    }
-    out.push_str("## Reviews and signatures\n\n");
-    for review in reviews {
-        out.push_str(&format!("### {}\n\n", md_line(&review_heading(review))));
-        if let Some(note) = &review.note {
-            out.push_str(&format!("{}\n\n", md_text(note)));
-        }
-        out.push_str(&format!(
-            "Version reviewed: `{}`\n\n",
-            md_code(&version(&review.heads))
-        ));
-        if review.signatures.is_empty() {
-            out.push_str("Not signed yet.\n\n");
-            continue;
-        }
-        out.push_str("| Signed by | Role | School | Date | Version signed |\n| --- | --- | --- | --- | --- |\n");
-        for s in &review.signatures {
-            out.push_str(&format!(
-                "| {} | {} | {} | {} | `{}` |\n",
-                md_escape(s.name.as_deref().unwrap_or("(name not recorded)")),
-                md_escape(&capitalise(&s.role)),
-                md_escape(&s.school),
-                md_escape(&when_text(&s.date)),
-                md_code(&version(&s.heads))
-            ));
-        }
-        out.push('\n');
-    }
+    let cells: Vec<Vec<Cell>> = rows
+        .iter()
+        .map(|row| row.fields.iter().map(|f| Cell::Text(cell(f))).collect())
+        .collect();
+    out.push_str(&Markdown.table(&labels, &cells));
 }
 
 // ---------------------------------------------------------------------
@@ -255,7 +205,19 @@ pub fn html(view: &DocView) -> String {
         ));
     }
     out.push_str("<dl>\n");
-    for field in &view.fields {
+    html_fields(&view.fields, &mut out);
+    out.push_str("</dl>\n");
+    for table in &view.tables {
+        html_table(table, 2, &mut out);
+    }
+    reviews(&view.reviews, &Html, &mut out);
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
+/// Each field that holds something, as a term and its value.
+fn html_fields(fields: &[FieldView], out: &mut String) {
+    for field in fields {
         if field.text.is_empty() && field.conflict.is_empty() {
             continue;
         }
@@ -265,41 +227,6 @@ pub fn html(view: &DocView) -> String {
             html_cell(field)
         ));
     }
-    out.push_str("</dl>\n");
-    for table in &view.tables {
-        html_table(table, 2, &mut out);
-    }
-    if !view.reviews.is_empty() {
-        out.push_str("<h2>Reviews and signatures</h2>\n");
-        for review in &view.reviews {
-            out.push_str(&format!("<h3>{}</h3>\n", esc(&review_heading(review))));
-            if let Some(note) = &review.note {
-                out.push_str(&format!("<p>{}</p>\n", html_text(note)));
-            }
-            out.push_str(&format!(
-                "<p>Version reviewed: <span class=\"version\">{}</span></p>\n",
-                esc(&version(&review.heads))
-            ));
-            if review.signatures.is_empty() {
-                out.push_str("<p>Not signed yet.</p>\n");
-                continue;
-            }
-            out.push_str("<table><tr><th>Signed by</th><th>Role</th><th>School</th><th>Date</th><th>Version signed</th></tr>\n");
-            for s in &review.signatures {
-                out.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"version\">{}</td></tr>\n",
-                    esc(s.name.as_deref().unwrap_or("(name not recorded)")),
-                    esc(&capitalise(&s.role)),
-                    esc(&s.school),
-                    esc(&when_text(&s.date)),
-                    esc(&version(&s.heads))
-                ));
-            }
-            out.push_str("</table>\n");
-        }
-    }
-    out.push_str("</body>\n</html>\n");
-    out
 }
 
 fn html_table(table: &TableView, level: usize, out: &mut String) {
@@ -315,16 +242,7 @@ fn html_table(table: &TableView, level: usize, out: &mut String) {
                 level + 1,
                 esc(&row.label())
             ));
-            for field in row.fields.iter().skip(1) {
-                if field.text.is_empty() && field.conflict.is_empty() {
-                    continue;
-                }
-                out.push_str(&format!(
-                    "<dt>{}</dt><dd>{}</dd>\n",
-                    esc(field.label),
-                    html_cell(field)
-                ));
-            }
+            html_fields(row.fields.get(1..).unwrap_or_default(), out);
             out.push_str("</dl>\n");
             for inner in &row.tables {
                 html_table(inner, (level + 2).min(6), out);
@@ -346,6 +264,136 @@ fn html_table(table: &TableView, level: usize, out: &mut String) {
         out.push_str("</tr>\n");
     }
     out.push_str("</table>\n");
+}
+
+// ---------------------------------------------------------------------
+// Reviews and signatures, and the markup Markdown and HTML put around
+// the same words
+
+/// A table cell: words people wrote, or a version ("a1b2c3d4").
+enum Cell {
+    Text(String),
+    Version(String),
+}
+
+/// What one format puts around the words of a page.
+trait Markup {
+    fn heading(&self, level: usize, text: &str) -> String;
+    /// A paragraph of words people wrote.
+    fn paragraph(&self, text: &str) -> String;
+    /// A paragraph of words already marked up.
+    fn marked(&self, markup: &str) -> String;
+    fn version(&self, version: &str) -> String;
+    /// A table under `headers` (this program's words, not escaped in
+    /// Markdown).
+    fn table(&self, headers: &[&str], rows: &[Vec<Cell>]) -> String;
+}
+
+struct Markdown;
+
+impl Markup for Markdown {
+    fn heading(&self, level: usize, text: &str) -> String {
+        format!("{} {}\n\n", "#".repeat(level), md_line(text))
+    }
+    fn paragraph(&self, text: &str) -> String {
+        self.marked(&md_text(text))
+    }
+    fn marked(&self, markup: &str) -> String {
+        format!("{markup}\n\n")
+    }
+    fn version(&self, version: &str) -> String {
+        format!("`{}`", md_code(version))
+    }
+    fn table(&self, headers: &[&str], rows: &[Vec<Cell>]) -> String {
+        let mut out = format!("| {} |\n", headers.join(" | "));
+        out.push_str(&format!("|{}\n", " --- |".repeat(headers.len())));
+        for row in rows {
+            let cells: Vec<String> = row
+                .iter()
+                .map(|c| match c {
+                    Cell::Text(t) => md_escape(t),
+                    Cell::Version(v) => self.version(v),
+                })
+                .collect();
+            out.push_str(&format!("| {} |\n", cells.join(" | ")));
+        }
+        out.push('\n');
+        out
+    }
+}
+
+struct Html;
+
+impl Markup for Html {
+    fn heading(&self, level: usize, text: &str) -> String {
+        format!("<h{level}>{}</h{level}>\n", esc(text))
+    }
+    fn paragraph(&self, text: &str) -> String {
+        self.marked(&html_text(text))
+    }
+    fn marked(&self, markup: &str) -> String {
+        format!("<p>{markup}</p>\n")
+    }
+    fn version(&self, version: &str) -> String {
+        format!("<span class=\"version\">{}</span>", esc(version))
+    }
+    fn table(&self, headers: &[&str], rows: &[Vec<Cell>]) -> String {
+        let mut out = String::from("<table><tr>");
+        for header in headers {
+            out.push_str(&format!("<th>{}</th>", esc(header)));
+        }
+        out.push_str("</tr>\n");
+        for row in rows {
+            out.push_str("<tr>");
+            for c in row {
+                out.push_str(&match c {
+                    Cell::Text(t) => format!("<td>{}</td>", esc(t)),
+                    Cell::Version(v) => format!("<td class=\"version\">{}</td>", esc(v)),
+                });
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</table>\n");
+        out
+    }
+}
+
+/// Every review, the version it reviewed and each signature with the
+/// version signed: the same section in every printed format.
+fn reviews(reviews: &[Review], markup: &impl Markup, out: &mut String) {
+    if reviews.is_empty() {
+        return;
+    }
+    out.push_str(&markup.heading(2, "Reviews and signatures"));
+    for review in reviews {
+        out.push_str(&markup.heading(3, &review_heading(review)));
+        if let Some(note) = &review.note {
+            out.push_str(&markup.paragraph(note));
+        }
+        out.push_str(&markup.marked(&format!(
+            "Version reviewed: {}",
+            markup.version(&version(&review.heads))
+        )));
+        if review.signatures.is_empty() {
+            out.push_str(&markup.marked("Not signed yet."));
+            continue;
+        }
+        let rows: Vec<Vec<Cell>> = review
+            .signatures
+            .iter()
+            .map(|s| {
+                vec![
+                    Cell::Text(s.name.as_deref().unwrap_or("(name not recorded)").into()),
+                    Cell::Text(capitalise(&s.role)),
+                    Cell::Text(s.school.clone()),
+                    Cell::Text(when_text(&s.date)),
+                    Cell::Version(version(&s.heads)),
+                ]
+            })
+            .collect();
+        let headers = ["Signed by", "Role", "School", "Date", "Version signed"];
+        out.push_str(&markup.table(&headers, &rows));
+    }
 }
 
 // ---------------------------------------------------------------------
@@ -493,7 +541,7 @@ pub fn row_line(row: &RowView) -> String {
     row.fields
         .iter()
         .filter(|f| !f.text.is_empty() || !f.conflict.is_empty())
-        .map(|f| format!("{}: {}", f.label, crate::doc::shorten(&cell(f), 40)))
+        .map(|f| format!("{}: {}", f.label, shorten(&cell(f), 40)))
         .collect::<Vec<_>>()
         .join(" · ")
 }
@@ -506,8 +554,10 @@ pub fn recorded(review: &Review) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doc::{self, Author};
+    use crate::author::Author;
     use crate::plan_file::{self, PlanFile};
+    use crate::rows::{self, Placement};
+    use crate::{create, edit, read};
     use automerge::{ActorId, AutoCommit};
 
     const FIXTURE: &str = include_str!("../../../tests/fixtures/action-plan-000.json");
@@ -530,7 +580,7 @@ mod tests {
     #[test]
     fn the_seed_plan_exports_back_as_it_was_imported() {
         let doc = imported();
-        let view = doc::read(&doc).unwrap();
+        let view = read::read(&doc).unwrap();
         let exported = plan_file::export(&view).unwrap();
         let fixture = PlanFile::from_json(FIXTURE).unwrap().normalised();
         assert_eq!(exported.normalised(), fixture);
@@ -547,10 +597,10 @@ mod tests {
     #[test]
     fn markdown_html_and_csv_carry_the_plan_and_its_signatures() {
         let mut doc = imported();
-        let action = doc::read(&doc).unwrap().live("areas")[0].live("actions")[0]
+        let action = read::read(&doc).unwrap().live("areas")[0].live("actions")[0]
             .id
             .clone();
-        doc::set_field(
+        edit::set_field(
             &mut doc,
             Some(&action),
             "status",
@@ -562,7 +612,7 @@ mod tests {
             },
         )
         .unwrap();
-        let view = doc::read(&doc).unwrap();
+        let view = read::read(&doc).unwrap();
         let md = markdown(&view);
         assert!(md.contains("# Collaboration action plan 2017-2018"), "{md}");
         assert!(md.contains("### Safeguarding"));
@@ -620,8 +670,8 @@ mod tests {
         };
         let mut doc = AutoCommit::new().with_actor(ActorId::random());
         let title = "<script>alert(\"x\")</script> & co";
-        doc::create(&mut doc, crate::Kind::ActionPlan, title, None, &who).unwrap();
-        doc::set_field(
+        create::create(&mut doc, crate::Kind::ActionPlan, title, None, &who).unwrap();
+        edit::set_field(
             &mut doc,
             None,
             "period",
@@ -629,7 +679,7 @@ mod tests {
             &who,
         )
         .unwrap();
-        doc::set_field(
+        edit::set_field(
             &mut doc,
             None,
             "overridingObjective",
@@ -637,16 +687,16 @@ mod tests {
             &who,
         )
         .unwrap();
-        let area = doc::add_row(
+        let area = rows::add_row(
             &mut doc,
             "areas",
             None,
             &[("name".into(), "+SUM(A1:A9)".into())],
-            &doc::Placement::End,
+            &Placement::End,
             &who,
         )
         .unwrap();
-        doc::add_row(
+        rows::add_row(
             &mut doc,
             "actions",
             Some(&area),
@@ -654,7 +704,7 @@ mod tests {
                 ("what".into(), "@cmd|' /C calc'!A0".into()),
                 ("notes".into(), "-2+3, <b>then</b>\tmore".into()),
             ],
-            &doc::Placement::End,
+            &Placement::End,
             &who,
         )
         .unwrap();
@@ -663,7 +713,7 @@ mod tests {
             "11 July 2017",
             "<i>the JCC</i>",
             Some("<iframe src=x></iframe> & notes"),
-            &[crate::review::SignatureInput {
+            &[crate::records::SignatureInput {
                 name: Some("=1+1".into()),
                 role: "headteacher".into(),
                 school: "Bank Road, <Infant>".into(),
@@ -672,7 +722,7 @@ mod tests {
             &who,
         )
         .unwrap();
-        let view = doc::read(&doc).unwrap();
+        let view = read::read(&doc).unwrap();
 
         let page = html(&view);
         let md = markdown(&view);

@@ -6,6 +6,17 @@
 
 use crate::values::{Choices, IN_PARTNERSHIP, KEY_STAGE, PARTNERSHIP_KIND, PHASE, STATUS};
 
+/// The shape of the documents this version writes. Version 1 kept a named
+/// responsibility as one line of text and ordered rows only by their
+/// place in the list; version 2 splits responsibility into person, role
+/// and school, and gives rows a `position`, an edit counter and removal
+/// tombstones. Readers accept every older shape; see `read::read`.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The parts of a `FieldType::Responsibility`, in the order a person
+/// gives them ("person; role; school").
+pub const RESPONSIBILITY_PARTS: [&str; 3] = ["person", "role", "school"];
+
 /// The nine documents a partnership writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {

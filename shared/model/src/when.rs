@@ -440,6 +440,35 @@ pub fn date_from_unix(seconds: i64) -> When {
     When::Date { year, month, day }
 }
 
+/// "2026-11-22 14:05 UTC" from seconds since 1970: the one conversion
+/// from a clock to a civil date and time, for history and `status`.
+pub fn format_utc(seconds: i64) -> String {
+    let minutes = seconds.rem_euclid(86_400) / 60;
+    format!(
+        "{} {:02}:{:02} UTC",
+        date_from_unix(seconds),
+        minutes / 60,
+        minutes % 60
+    )
+}
+
+/// When a change was made, for history: `format_utc`, or a note where
+/// the editing school's clock recorded no time.
+pub fn format_time(seconds: i64) -> String {
+    if seconds <= 0 {
+        return "(no time recorded)".into();
+    }
+    format_utc(seconds)
+}
+
+/// A stored date or term as a person reads it ("Tuesday 11 July 2017"),
+/// or the stored text itself where it is not one.
+pub fn when_text(s: &str) -> String {
+    When::parse(s)
+        .map(|w| w.human())
+        .unwrap_or_else(|_| s.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,5 +551,18 @@ mod tests {
             }
         );
         assert_eq!(weekday(2018, 1, 23), 1);
+    }
+
+    #[test]
+    fn clock_times_as_civil_dates() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_utc(1_795_365_900), "2026-11-22 16:45 UTC");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(format_utc(-1), "1969-12-31 23:59 UTC");
+        assert_eq!(format_time(0), "(no time recorded)");
+        assert_eq!(format_time(1_499_780_123), "2017-07-11 13:35 UTC");
+        assert_eq!(when_text("2017-07-11"), "Tuesday 11 July 2017");
+        assert_eq!(when_text("Spring 1"), "Spring 1");
+        assert_eq!(when_text("next week"), "next week");
     }
 }

@@ -1,0 +1,81 @@
+//! `ModelError`: why a change to a document could not be made, as a
+//! sentence that says what to do. The one error type of the model.
+
+use crate::schema::SCHEMA_VERSION;
+
+/// Why a change to a document could not be made, as a sentence that says
+/// what to do.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    #[error(
+        "this document is not one of the partnership documents (it has no kind). Use `partnerplan show` and `partnerplan set` for it, or create a typed one with `partnerplan new <kind>`."
+    )]
+    NotModel,
+    #[error(
+        "this document was written by a newer partnerplan (schema version {found}; this one knows up to {SCHEMA_VERSION}). You can read it, but update partnerplan before changing it."
+    )]
+    TooNew { found: i64 },
+    #[error("this is a {found}, not a {expected}: {hint}")]
+    WrongKind {
+        found: &'static str,
+        expected: &'static str,
+        hint: String,
+    },
+    #[error("“{field}” is not a field of {of}. Its fields are: {known}.")]
+    UnknownField {
+        field: String,
+        of: String,
+        known: String,
+    },
+    #[error("“{table}” is not a table of {of}. Its tables are: {known}.")]
+    UnknownTable {
+        table: String,
+        of: String,
+        known: String,
+    },
+    #[error(
+        "there is no row “{id}” in this document. Show it with `partnerplan view` to see each row's id."
+    )]
+    NoSuchRow { id: String },
+    #[error("“{id}” could be any of {matches}: give more of the id.")]
+    AmbiguousRow { id: String, matches: String },
+    #[error("{what}: {reason}.")]
+    BadValue { what: String, reason: String },
+    #[error(
+        "the {row} “{label}” was removed by {by}. Restore it with `partnerplan row restore <url> {id}` before changing it."
+    )]
+    RowRemoved {
+        row: &'static str,
+        label: String,
+        by: String,
+        id: String,
+    },
+    #[error("{0}")]
+    Placement(String),
+    #[error(
+        "there is no review “{id}” in this document. `partnerplan review list <url>` shows each review's id."
+    )]
+    NoSuchReview { id: String },
+    #[error(
+        "the version signed at the review of {date} cannot be read: {detail}. The review's record of it is damaged; `partnerplan view <url>` still shows the document as it is now, and `partnerplan history <url>` every change."
+    )]
+    UnreadableVersion { date: String, detail: String },
+    #[error("the plan cannot be exported as a JSON file yet: {0}")]
+    NotExportable(String),
+    #[error("the import file is not usable: {0}")]
+    BadFile(String),
+    #[error("the document could not be changed: {0}")]
+    Automerge(String),
+}
+
+impl From<automerge::AutomergeError> for ModelError {
+    fn from(error: automerge::AutomergeError) -> Self {
+        ModelError::Automerge(error.to_string())
+    }
+}
+
+impl From<autosurgeon::ReconcileError> for ModelError {
+    fn from(error: autosurgeon::ReconcileError) -> Self {
+        ModelError::Automerge(error.to_string())
+    }
+}
