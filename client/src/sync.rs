@@ -48,6 +48,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// What hears the documents that changed.
+pub type Changed = Box<dyn Fn(&[DocumentId]) + Send>;
+
 /// How a sync running inside the app talks to the rest of it.
 pub struct Link {
     /// Receives the engine once it runs, so the app can hand it its
@@ -55,7 +58,7 @@ pub struct Link {
     pub engine: tokio::sync::watch::Sender<Option<EngineSender>>,
     /// Hears which documents changed in the store (partners' changes,
     /// another process's edits), so open pages refresh.
-    pub changed: Box<dyn Fn(&[DocumentId]) + Send>,
+    pub changed: Changed,
 }
 
 /// Syncs the school's documents with its relay: once (until everything is

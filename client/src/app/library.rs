@@ -12,8 +12,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use automerge::{ActorId, AutoCommit, ChangeHash, ReadDoc};
-use partnerplan_model::doc::{self, Author};
-use partnerplan_model::review;
+use partnerplan_model::{Author, doc, read, records};
 use partnerplan_model::{DocView, Kind, ModelError};
 use partnerplan_sync::store::{Held, Write};
 use partnerplan_sync::{DocumentId, Store, StoreError};
@@ -135,7 +134,7 @@ impl Library {
     pub fn read(&self, id: &DocumentId) -> Result<Option<(DocView, Vec<ChangeHash>)>, ClientError> {
         let mut inner = self.lock();
         let read = inner.with(id, |doc| {
-            let view = doc::read(doc);
+            let view = read::read(doc);
             (view, doc.get_heads())
         })?;
         match read {
@@ -300,7 +299,7 @@ fn title_of(doc: &AutoCommit) -> String {
 /// The newest of the document's latest changes: who made it, and when.
 fn last_change(doc: &mut AutoCommit) -> Option<(String, i64)> {
     let heads = doc.get_heads();
-    let actors = review::actors(doc);
+    let actors = records::actors(doc);
     heads
         .iter()
         .filter_map(|h| doc.get_change_by_hash(h))

@@ -477,7 +477,7 @@ fn row_tools(ctx: &Ctx, row: &RowView, what: &str, name: &str) -> Markup {
 fn removed_row(
     ctx: &Ctx,
     row: &RowView,
-    removal: &partnerplan_model::doc::Removal,
+    removal: &partnerplan_model::view::Removal,
     span: usize,
 ) -> Markup {
     html! {
@@ -487,11 +487,11 @@ fn removed_row(
     }
 }
 
-fn removed_item(ctx: &Ctx, row: &RowView, removal: &partnerplan_model::doc::Removal) -> Markup {
+fn removed_item(ctx: &Ctx, row: &RowView, removal: &partnerplan_model::view::Removal) -> Markup {
     html! { li id={"row-" (row.id)} class="removed" { (removed_text(ctx, row, removal)) } }
 }
 
-fn removed_text(ctx: &Ctx, row: &RowView, removal: &partnerplan_model::doc::Removal) -> Markup {
+fn removed_text(ctx: &Ctx, row: &RowView, removal: &partnerplan_model::view::Removal) -> Markup {
     html! {
         "“" (row.label()) "” was removed by " (removal.by) " on " (when(removal.at / 1000)) "."
         @if row.edited_after_removal { " Another school changed it at the same time, so their change is kept here." }
@@ -559,12 +559,12 @@ fn capitalise(s: &str) -> String {
 }
 
 fn short_text(s: &str) -> String {
-    partnerplan_model::doc::shorten(s, 40)
+    partnerplan_model::text::shorten(s, 40)
 }
 
 /// "29 November 2026 at 14:02", in UTC as the clocks record it.
 pub fn when(seconds: i64) -> String {
-    partnerplan_model::history::format_time(seconds)
+    partnerplan_model::when::format_time(seconds)
 }
 
 #[allow(dead_code)]

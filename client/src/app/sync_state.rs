@@ -1,7 +1,7 @@
 //! What the sync indicator says, from what the in-process sync records
 //! and from the changes the relay has not yet confirmed.
 
-use partnerplan_model::history::format_time;
+use partnerplan_model::when::format_time;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncState {

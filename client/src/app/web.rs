@@ -20,7 +20,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use futures_util::stream::{self, Stream};
-use partnerplan_model::doc::{self, Author, Placement, ProseEdit};
+use partnerplan_model::{Author, Placement, ProseEdit, create, edit as model_edit, read, rows};
 use partnerplan_model::{DocView, Kind, RowView, TableView};
 use partnerplan_sync::DocumentId;
 use serde::Deserialize;
@@ -101,12 +101,22 @@ async fn guard(State(state): State<Shared>, request: Request, next: Next) -> Res
 }
 
 /// A JSON change must carry the page's token in `X-CSRF-Token`.
-fn check_token(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+fn check_token(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
     let sent = headers.get("x-csrf-token").and_then(|h| h.to_str().ok());
     if sent.is_some_and(|s| constant_time_eq(s, &state.csrf)) {
         Ok(())
     } else {
-        Err(refused_token())
+        Err(Refusal(Box::new(refused_token())))
+    }
+}
+
+/// A request turned away before it did anything, with the page or
+/// sentence that says why.
+struct Refusal(Box<Response>);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        *self.0
     }
 }
 
@@ -133,11 +143,11 @@ struct Who {
     can_edit: bool,
 }
 
-fn who(state: &AppState) -> Result<Who, Response> {
+fn who(state: &AppState) -> Result<Who, Refusal> {
     let meta = |key: &str| state.library.meta(key).ok().flatten();
     let actor = meta("actor_id")
         .and_then(|hex| ActorId::try_from(hex.as_str()).ok())
-        .ok_or_else(|| Redirect::to("/join").into_response())?;
+        .ok_or_else(|| Refusal(Box::new(Redirect::to("/join").into_response())))?;
     Ok(Who {
         school: meta("school_name").unwrap_or_default(),
         person: meta("person"),
@@ -166,7 +176,7 @@ fn chrome<'a>(state: &'a AppState, who: &'a Who, sync: &'a SyncState) -> Chrome<
 async fn home(State(state): State<Shared>) -> Response {
     let who = match who(&state) {
         Ok(who) => who,
-        Err(redirect) => return redirect,
+        Err(redirect) => return redirect.into_response(),
     };
     let library = state.library.clone();
     let listed = tokio::task::spawn_blocking(move || library.list()).await;
@@ -306,7 +316,7 @@ async fn new_document(State(state): State<Shared>, Form(input): Form<NewInput>) 
     }
     let who = match who(&state) {
         Ok(who) => who,
-        Err(redirect) => return redirect,
+        Err(redirect) => return redirect.into_response(),
     };
     if !who.can_edit {
         return viewer_refusal();
@@ -326,7 +336,7 @@ async fn new_document(State(state): State<Shared>, Form(input): Form<NewInput>) 
         &who.actor,
         &author,
         format!("created the {}", kind.label().to_lowercase()),
-        |d| doc::create(d, kind, title, None, &author),
+        |d| create::create(d, kind, title, None, &author),
     ) {
         Ok(id) => Redirect::to(&format!("/doc/{id}")).into_response(),
         Err(error) => failure(&error.to_string()),
@@ -348,7 +358,7 @@ fn not_found() -> Response {
 async fn document(State(state): State<Shared>, Path(id): Path<String>) -> Response {
     let who = match who(&state) {
         Ok(who) => who,
-        Err(redirect) => return redirect,
+        Err(redirect) => return redirect.into_response(),
     };
     let Some(id) = parse_id(&id) else {
         return not_found();
@@ -372,7 +382,7 @@ async fn document(State(state): State<Shared>, Path(id): Path<String>) -> Respon
 async fn document_body(State(state): State<Shared>, Path(id): Path<String>) -> Response {
     let who = match who(&state) {
         Ok(who) => who,
-        Err(redirect) => return redirect,
+        Err(redirect) => return redirect.into_response(),
     };
     let Some(id) = parse_id(&id) else {
         return not_found();
@@ -393,13 +403,13 @@ async fn document_body(State(state): State<Shared>, Path(id): Path<String>) -> R
     }
 }
 
-fn parse_heads(text: &str) -> Result<Vec<ChangeHash>, Response> {
+fn parse_heads(text: &str) -> Result<Vec<ChangeHash>, Refusal> {
     text.split(',')
         .filter(|h| !h.is_empty())
         .map(|h| h.parse::<ChangeHash>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| {
-            refusal("The page sent a version this app cannot read. Reload the page and make the change again.")
+            Refusal(Box::new(refusal("The page sent a version this app cannot read. Reload the page and make the change again.")))
         })
 }
 
@@ -430,11 +440,11 @@ fn edit<T: serde::Serialize>(
     f: impl FnOnce(&mut automerge::AutoCommit, &Author) -> Result<T, partnerplan_model::ModelError>,
 ) -> Response {
     if let Err(refused) = check_token(state, headers) {
-        return refused;
+        return refused.into_response();
     }
     let who = match who(state) {
         Ok(who) => who,
-        Err(redirect) => return redirect,
+        Err(redirect) => return redirect.into_response(),
     };
     if !who.can_edit {
         return viewer_refusal();
@@ -444,7 +454,7 @@ fn edit<T: serde::Serialize>(
     };
     let at = match heads.map(parse_heads).transpose() {
         Ok(at) => at,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let author = author(&who);
     match state
@@ -495,7 +505,7 @@ async fn set_field(
         &id,
         Some(&input.heads),
         format!("set {}", input.key),
-        |d, who| doc::set_field(d, row.as_deref(), &input.key, &input.value, who),
+        |d, who| model_edit::set_field(d, row.as_deref(), &input.key, &input.value, who),
     )
 }
 
@@ -522,7 +532,7 @@ async fn type_text(
         Some(&input.heads),
         format!("typed in {}", input.key),
         |d, who| {
-            doc::edit_prose(
+            model_edit::edit_prose(
                 d,
                 row.as_deref(),
                 &input.key,
@@ -569,7 +579,7 @@ async fn row_change(
                 &id,
                 None,
                 format!("added a row to {table}"),
-                |d, who| doc::add_row(d, &table, parent.as_deref(), &[], &Placement::End, who),
+                |d, who| rows::add_row(d, &table, parent.as_deref(), &[], &Placement::End, who),
             )
         }
         RowInput::Move { row, up } => edit(
@@ -579,9 +589,9 @@ async fn row_change(
             None,
             "moved a row".into(),
             |d, who| {
-                let view = doc::read(d)?;
+                let view = read::read(d)?;
                 match neighbour(&view, &row, up) {
-                    Some(placement) => doc::move_row(d, &row, &placement, who),
+                    Some(placement) => rows::move_row(d, &row, &placement, who),
                     None => Ok(()),
                 }
             },
@@ -592,7 +602,7 @@ async fn row_change(
             &id,
             None,
             "removed a row".into(),
-            |d, who| doc::remove_row(d, &row, who),
+            |d, who| rows::remove_row(d, &row, who),
         ),
         RowInput::Restore { row } => edit(
             &state,
@@ -600,7 +610,7 @@ async fn row_change(
             &id,
             None,
             "brought back a row".into(),
-            |d, who| doc::restore_row(d, &row, who),
+            |d, who| rows::restore_row(d, &row, who),
         ),
     }
 }
@@ -652,7 +662,7 @@ async fn resolve(
         &id,
         None,
         format!("chose the value of {}", input.key),
-        |d, who| doc::resolve(d, row.as_deref(), &input.key, &input.choice, who),
+        |d, who| model_edit::resolve(d, row.as_deref(), &input.key, &input.choice, who),
     )
 }
 
