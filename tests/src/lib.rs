@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod app;
 pub mod js;
 
 /// The longest any single command in a test may take.

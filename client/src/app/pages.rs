@@ -3,7 +3,7 @@
 //! dates, never ids, hashes or paths; every control has a label.
 
 use automerge::ChangeHash;
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 use partnerplan_model::schema::{Field, FieldType, Table};
 use partnerplan_model::values::STATUS;
 use partnerplan_model::{DocView, FieldView, KINDS, Kind, RowView, TableView};
@@ -53,9 +53,12 @@ pub fn layout(title: &str, chrome: Option<&Chrome<'_>>, body: Markup) -> Markup 
 /// "Offline: 3 changes on this computer only", "Sharing…", "Shared
 /// with partners at 14:02": always in the header, updated live.
 pub fn sync_indicator(state: &SyncState) -> Markup {
-    let (class, text) = state.describe();
+    let (class, text, at) = state.describe();
     html! {
-        p id="sync" class={"sync " (class)} role="status" aria-live="polite" { (text) }
+        p id="sync" class={"sync " (class)} role="status" aria-live="polite" {
+            (text)
+            @if let Some(at) = at { " " (if state.today(at) { time_of_day(at) } else { time(at) }) }
+        }
     }
 }
 
@@ -123,7 +126,7 @@ pub fn home(chrome: &Chrome<'_>, home: &Home<'_>) -> Markup {
                         tr {
                             td { a href={"/doc/" (d.id)} { (if d.title.is_empty() { "Untitled" } else { &d.title }) } }
                             td { (d.kind.map(Kind::label).unwrap_or("Other document")) }
-                            td { @match &d.last_change { Some((who, at)) => { (who) ", " (when(*at)) }, None => { "—" } } }
+                            td { @match &d.last_change { Some((who, at)) => { (who) ", " (time(*at)) }, None => { "—" } } }
                         }
                     }
                 }
@@ -262,7 +265,7 @@ fn control(ctx: &Ctx, row: Option<&str>, f: &Field, v: &FieldView, label: Option
                     @for n in &ctx.objectives {
                         label class="link" {
                             input type="checkbox" value=(n) checked[chosen.contains(n)];
-                            " Objective " (n)
+                            span class="visually-hidden" { "Objective " } (n)
                         }
                     }
                 }
@@ -338,6 +341,14 @@ fn choice_class(f: &Field, text: &str) -> String {
     }
 }
 
+fn column_class(f: &Field) -> &'static str {
+    match f.ty {
+        FieldType::Integer | FieldType::Percent => "narrow",
+        FieldType::Prose => "wide",
+        _ => "",
+    }
+}
+
 fn rows_for(text: &str) -> usize {
     let lines: usize = text.lines().map(|l| 1 + l.chars().count() / 40).sum();
     lines.clamp(2, 12)
@@ -396,7 +407,7 @@ fn plan_grid(ctx: &Ctx, areas: &TableView) -> Markup {
                                         button type="button" class="add" data-add="actions" data-parent=(id) { "Add an action to " (name) }
                                     }
                                     div class="timeline" {
-                                        span class="label" { "Timeline" }
+                                        span class="label" aria-hidden="true" { "Timeline" }
                                         (cell(ctx, area, f("timeline"), &format!("Timeline for {name}")))
                                     }
                                 }
@@ -443,12 +454,12 @@ fn action_item(ctx: &Ctx, action: &RowView, table: &Table) -> Markup {
         } @else {
             li id={"row-" (action.id)} class="action" {
                 (cell(ctx, action, f("what"), "Action"))
+                (cell(ctx, action, f("responsibility"), "Named responsibility"))
                 div class="action-details" {
-                    div { span class="label" { "Named responsibility" } (cell(ctx, action, f("responsibility"), "Named responsibility")) }
-                    div { span class="label" { "Review date" } (cell(ctx, action, f("reviewDate"), "Review date")) }
-                    div { span class="label" { "Status" } (cell(ctx, action, f("status"), "Status")) }
+                    div { span class="label" aria-hidden="true" { "Review date" } (cell(ctx, action, f("reviewDate"), "Review date")) }
+                    div { span class="label" aria-hidden="true" { "Status" } (cell(ctx, action, f("status"), "Status")) }
                 }
-                div class="notes" { span class="label" { "Notes" } (cell(ctx, action, f("notes"), "Notes")) }
+                div class="notes" { span class="label" aria-hidden="true" { "Notes" } (cell(ctx, action, f("notes"), "Notes")) }
                 (row_tools(ctx, action, "action", &what))
             }
         }
@@ -493,7 +504,7 @@ fn removed_item(ctx: &Ctx, row: &RowView, removal: &partnerplan_model::view::Rem
 
 fn removed_text(ctx: &Ctx, row: &RowView, removal: &partnerplan_model::view::Removal) -> Markup {
     html! {
-        "“" (row.label()) "” was removed by " (removal.by) " on " (when(removal.at / 1000)) "."
+        "“" (row.label()) "” was removed by " (removal.by) " on " (time(removal.at / 1000)) "."
         @if row.edited_after_removal { " Another school changed it at the same time, so their change is kept here." }
         @if ctx.editable {
             " " button type="button" data-restore="" data-row=(row.id) { "Bring it back" }
@@ -509,8 +520,8 @@ fn generic_table(ctx: &Ctx, parent: Option<&str>, table: &TableView) -> Markup {
             h2 { (table.label) }
             table class="rows" {
                 thead { tr {
-                    @for f in schema.fields { th scope="col" { (f.label) } }
-                    @if ctx.editable { th scope="col" { span class="visually-hidden" { "Changes" } } }
+                    @for f in schema.fields { th scope="col" class=(column_class(f)) { (f.label) } }
+                    @if ctx.editable { th scope="col" class="tools" { span class="visually-hidden" { "Changes" } } }
                 } }
                 tbody {
                     @for row in &table.rows {
@@ -528,7 +539,7 @@ fn generic_table(ctx: &Ctx, parent: Option<&str>, table: &TableView) -> Markup {
                 }
             }
             @if ctx.editable {
-                button type="button" class="add" data-add=(table.key) data-parent=[parent] { "Add a " (table.row) }
+                button type="button" class="add" data-add=(table.key) data-parent=[parent] { "Add " (a_or_an(table.row)) " " (table.row) }
             }
         }
     }
@@ -540,6 +551,14 @@ pub fn message(title: &str, chrome: Option<&Chrome<'_>>, text: &str) -> Markup {
         chrome,
         html! { h1 { (title) } p { (text) } p { a href="/" { "Back to your documents" } } },
     )
+}
+
+fn a_or_an(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -562,12 +581,24 @@ fn short_text(s: &str) -> String {
     partnerplan_model::text::shorten(s, 40)
 }
 
-/// "29 November 2026 at 14:02", in UTC as the clocks record it.
-pub fn when(seconds: i64) -> String {
-    partnerplan_model::when::format_time(seconds)
+/// A moment, readable without the script ("29 November 2026, 14:02
+/// UTC"); the page's script shows it in the reader's own time zone.
+pub fn time(seconds: i64) -> Markup {
+    let (date, clock) = utc_parts(seconds);
+    let human = partnerplan_model::when::date_from_unix(seconds).human();
+    html! { time datetime={(date) "T" (clock) ":00Z"} { (human) ", " (clock) " UTC" } }
 }
 
-#[allow(dead_code)]
-fn raw(s: &str) -> PreEscaped<&str> {
-    PreEscaped(s)
+/// Only the time of day ("14:02"), for today's moments.
+pub fn time_of_day(seconds: i64) -> Markup {
+    let (date, clock) = utc_parts(seconds);
+    html! { time datetime={(date) "T" (clock) ":00Z"} data-style="time" { (clock) " UTC" } }
+}
+
+fn utc_parts(seconds: i64) -> (String, String) {
+    let text = partnerplan_model::when::format_utc(seconds);
+    let mut parts = text.split(' ');
+    let date = parts.next().unwrap_or_default().to_string();
+    let clock = parts.next().unwrap_or_default().to_string();
+    (date, clock)
 }

@@ -1,8 +1,6 @@
 //! What the sync indicator says, from what the in-process sync records
 //! and from the changes the relay has not yet confirmed.
 
-use partnerplan_model::when::format_time;
-
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncState {
     /// Whether this school has joined a partnership (has a relay).
@@ -17,8 +15,9 @@ pub struct SyncState {
 }
 
 impl SyncState {
-    /// The indicator's class and sentence.
-    pub fn describe(&self) -> (&'static str, String) {
+    /// The indicator's class and sentence, and the moment it ends with
+    /// (shown in the reader's own time by the page).
+    pub fn describe(&self) -> (&'static str, String, Option<i64>) {
         let changes = |n: usize| {
             if n == 1 {
                 "1 change".to_string()
@@ -30,6 +29,7 @@ impl SyncState {
             return (
                 "offline",
                 "Not joined to a partnership yet: changes stay on this computer".into(),
+                None,
             );
         }
         if !self.connected {
@@ -40,37 +40,31 @@ impl SyncState {
                         "Offline: {} on this computer only",
                         changes(self.unconfirmed)
                     ),
+                    None,
                 )
             } else {
-                (
-                    "offline",
-                    match self.last_success {
-                        Some(t) => format!("Offline: everything was shared by {}", at(t)),
-                        None => "Offline: nothing shared yet".into(),
-                    },
-                )
+                match self.last_success {
+                    Some(t) => (
+                        "offline",
+                        "Offline: everything was shared by".into(),
+                        Some(t),
+                    ),
+                    None => ("offline", "Offline: nothing shared yet".into(), None),
+                }
             };
         }
         if self.unconfirmed > 0 {
-            return ("sharing", "Sharing…".into());
+            return ("sharing", "Sharing…".into(), None);
         }
-        (
-            "shared",
-            match self.last_success {
-                Some(t) => format!("Shared with partners at {}", at(t)),
-                None => "Shared with partners".into(),
-            },
-        )
+        match self.last_success {
+            Some(t) => ("shared", "Shared with partners at".into(), Some(t)),
+            None => ("shared", "Shared with partners".into(), None),
+        }
     }
-}
 
-/// "14:02" today, or the date and time before.
-fn at(seconds: i64) -> String {
-    let text = format_time(seconds);
-    let today = format_time(crate::status::now_unix());
-    match (text.split_once(' '), today.split_once(' ')) {
-        (Some((day, time)), Some((today, _))) if day == today => time.to_string(),
-        _ => text,
+    /// Whether `seconds` falls today (UTC), so the time alone says it.
+    pub fn today(&self, seconds: i64) -> bool {
+        seconds.div_euclid(86_400) == crate::status::now_unix().div_euclid(86_400)
     }
 }
 

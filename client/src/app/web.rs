@@ -58,6 +58,7 @@ pub fn router(state: Shared) -> Router {
         .route("/hello", get(hello))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
+        .route("/favicon.ico", get(favicon))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
@@ -452,8 +453,9 @@ fn edit<T: serde::Serialize>(
     let Some(id) = parse_id(id) else {
         return not_found();
     };
+    // No version named: the latest.
     let at = match heads.map(parse_heads).transpose() {
-        Ok(at) => at,
+        Ok(at) => at.filter(|heads| !heads.is_empty()),
         Err(refused) => return refused.into_response(),
     };
     let author = author(&who);
@@ -717,6 +719,13 @@ async fn js() -> Response {
     asset(
         "text/javascript; charset=utf-8",
         include_str!("assets/app.js"),
+    )
+}
+
+async fn favicon() -> Response {
+    asset(
+        "image/svg+xml",
+        "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'><rect width='16' height='16' fill='#00703c'/><text x='3' y='13' font-size='12' fill='white'>p</text></svg>",
     )
 }
 

@@ -122,9 +122,19 @@
     return track(control, run);
   }
 
+  // Every text is readable in full: a text box is as tall as its text.
+  function fit(t) {
+    t.style.height = "auto";
+    t.style.height = t.scrollHeight + 2 + "px";
+  }
+  function fitAll() {
+    for (const t of document.querySelectorAll("#doc textarea")) fit(t);
+  }
+
   const timers = new Map();
   document.addEventListener("input", (event) => {
     const c = event.target;
+    if (c.tagName === "TEXTAREA") fit(c);
     if (c.matches && c.matches("textarea[data-text]")) {
       baseOf(c);
       clearTimeout(timers.get(c.id));
@@ -217,7 +227,9 @@
       if (!fresh.hasAttribute(a.name) && !(busy && a.name.startsWith("aria-"))) old.removeAttribute(a.name);
     }
     for (const a of fresh.attributes) {
-      if (old.getAttribute(a.name) !== a.value && !(busy && a.name === "class")) old.setAttribute(a.name, a.value);
+      let value = a.value;
+      if (a.name === "class" && old.classList.contains("saving")) value += " saving";
+      if (old.getAttribute(a.name) !== value) old.setAttribute(a.name, value);
     }
     if (old.tagName === "TEXTAREA" || old.tagName === "INPUT") {
       const value = fresh.tagName === "TEXTAREA" ? fresh.textContent : fresh.getAttribute("value") || "";
@@ -271,6 +283,7 @@
         const fresh = holder.firstElementChild;
         if (fresh) morph(docRoot(), fresh);
         localTimes();
+        fitAll();
       } finally {
         refreshing = null;
         if (again) { again = false; refresh(); }
@@ -298,6 +311,7 @@
       const holder = document.createElement("div");
       holder.innerHTML = e.data;
       if (old && holder.firstElementChild) old.replaceWith(holder.firstElementChild);
+      localTimes();
     });
   }
 
@@ -319,11 +333,17 @@
   function localTimes() {
     for (const t of document.querySelectorAll("time[datetime]")) {
       const d = new Date(t.getAttribute("datetime"));
-      if (!isNaN(d)) t.textContent = d.toLocaleString("en-GB", { dateStyle: "long", timeStyle: "short" });
+      if (isNaN(d)) continue;
+      t.textContent = t.dataset.style === "time"
+        ? d.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" })
+        : d.toLocaleString("en-GB", { dateStyle: "long", timeStyle: "short" });
     }
   }
 
   window.partnerplan = { refresh: refresh, pending: () => pending.size };
   localTimes();
+  fitAll();
+  window.addEventListener("resize", fitAll);
+  window.addEventListener("beforeprint", fitAll);
   listen();
 })();

@@ -1,0 +1,144 @@
+//! The school's app as a real process, and browser scenarios that drive it
+//! in Debian's headless Chromium (tests/browser, playwright-core).
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::{School, run_bounded};
+
+/// A running `partnerplan app`, stopped when dropped.
+pub struct AppProcess {
+    child: Child,
+    pub url: String,
+}
+
+impl AppProcess {
+    /// Starts the school's app on a random port of 127.0.0.1.
+    pub fn start(school: &School) -> AppProcess {
+        let mut child = school
+            .command(&["app", "--listen", "127.0.0.1:0", "--no-browser"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("partnerplan app starts");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.split(" at ").nth(1) {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the app prints its address within 20 s");
+        AppProcess { child, url }
+    }
+
+    /// host:port
+    pub fn host(&self) -> String {
+        self.url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// Sends one raw HTTP request and returns the status code and body.
+    pub fn raw(&self, request: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.host()).expect("the app accepts connections");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        let status = answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AppProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn browser_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
+}
+
+/// Installs tests/browser's npm packages if missing, and checks that
+/// Debian's Chromium is there. Fails loudly: these tests never skip.
+pub fn ensure_browser() {
+    let dir = browser_dir();
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".install.lock"))
+        .expect("the install lock file can be created");
+    lock.lock().expect("the install lock can be taken");
+    if !dir.join("node_modules/.package-lock.json").exists() {
+        let mut npm = Command::new("npm");
+        npm.args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir);
+        let output = run_bounded(npm, Duration::from_secs(600));
+        assert!(
+            output.status.success(),
+            "npm ci in {} failed (node and npm must be installed; .ci/run installs them): {}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let _ = lock.unlock();
+    assert!(
+        Path::new("/usr/bin/chromium").exists()
+            || std::env::var_os("PARTNERPLAN_CHROMIUM").is_some(),
+        "Debian's chromium is needed for the browser tests: apt-get install chromium (.ci/run does)"
+    );
+}
+
+/// Runs `node tests/browser/<script> <args>`; panics with what it said
+/// unless it succeeded.
+pub fn scenario(script: &str, args: &[&str]) {
+    ensure_browser();
+    let mut node = Command::new("node");
+    node.arg(browser_dir().join(script))
+        .args(args)
+        .current_dir(browser_dir());
+    let output = run_bounded(node, Duration::from_secs(180));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "browser scenario {script} failed:\n{stdout}\n{stderr}"
+    );
+}
+
+/// Where screenshots for the README go: `docs/screenshots`.
+pub fn screenshots_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("docs")
+        .join("screenshots")
+}
