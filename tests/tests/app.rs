@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use partnerplan_tests::School;
 use partnerplan_tests::app::{AppProcess, scenario, screenshots_dir};
+use partnerplan_tests::{RelayProcess, School};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/action-plan-000.json")
@@ -89,4 +89,65 @@ fn another_site_can_neither_read_nor_change_the_schools_documents() {
         "Origin: http://{host}\r\nX-CSRF-Token: {token}\r\n"
     ));
     assert_eq!(status, 200, "{body}");
+}
+
+/// Two schools of one partnership, each with its app, and the relay.
+struct Partners {
+    _root: tempfile::TempDir,
+    relay: RelayProcess,
+    a: AppProcess,
+    b: AppProcess,
+    plan: String,
+}
+
+fn partners() -> Partners {
+    let root = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(&root.path().join("relay"), &[]);
+    let a = School::init(root.path(), "Bank Road Infant and Nursery School", &relay);
+    let b = School::init(
+        root.path(),
+        "William Lilley Infant and Nursery School",
+        &relay,
+    );
+    let out = a.ok(&["--as", "Ann Head", "import", fixture().to_str().unwrap()]);
+    let plan = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Action plan: "))
+        .expect("import prints the plan's URL")
+        .trim()
+        .to_string();
+    a.sync();
+    b.ok(&["--as", "Bea Chair", "open", &plan]);
+    let app_a = AppProcess::start(&a);
+    let app_b = AppProcess::start(&b);
+    let id = plan.trim_start_matches("automerge:").to_string();
+    Partners {
+        _root: root,
+        relay,
+        a: app_a,
+        b: app_b,
+        plan: id,
+    }
+}
+
+#[test]
+fn a_partners_edits_appear_live_and_text_typed_at_once_keeps_both() {
+    let p = partners();
+    scenario("live.mjs", &[&p.a.url, &p.b.url, &p.plan]);
+}
+
+#[test]
+fn a_conflict_made_offline_is_shown_at_both_schools_and_resolved_with_a_click() {
+    let mut p = partners();
+    // Both apps hold the plan before the line goes down.
+    scenario("live.mjs", &[&p.a.url, &p.b.url, &p.plan]);
+    p.relay.stop();
+    scenario("conflict_make.mjs", &[&p.a.url, &p.b.url, &p.plan]);
+    p.relay.start_again();
+    let shots = screenshots_dir();
+    std::fs::create_dir_all(&shots).unwrap();
+    scenario(
+        "conflict_resolve.mjs",
+        &[&p.a.url, &p.b.url, &p.plan, shots.to_str().unwrap()],
+    );
 }

@@ -248,8 +248,20 @@
     for (const f of [...fresh.childNodes]) {
       const here = old.childNodes[i];
       let match = f.nodeType === 1 && f.id ? byId.get(f.id) : null;
-      if (!match && here && !(here.nodeType === 1 && here.id) && here.nodeName === f.nodeName) match = here;
-      if (match) {
+      if (!match && !(f.nodeType === 1 && f.id)) {
+        // The next unclaimed old node of the same kind: nodes before i are
+        // already placed, so anything from i on is free.
+        for (let j = i; j < old.childNodes.length; j++) {
+          const n = old.childNodes[j];
+          if (n.nodeName === f.nodeName && !(n.nodeType === 1 && n.id)) { match = n; break; }
+        }
+      }
+      if (match && match.nodeName !== f.nodeName) {
+        // Another kind of element under the same name (a conflict
+        // resolved into a control): take the new one whole.
+        match.remove();
+        old.insertBefore(f, old.childNodes[i] || null);
+      } else if (match) {
         if (match !== here) old.insertBefore(match, here || null);
         morph(match, f);
       } else {
@@ -257,11 +269,7 @@
       }
       i++;
     }
-    while (old.childNodes.length > i) {
-      const last = old.lastChild;
-      if (last.nodeType === 1 && (last.contains(document.activeElement))) break;
-      last.remove();
-    }
+    while (old.childNodes.length > i) old.lastChild.remove();
     if (old.tagName === "SELECT") {
       const chosen = fresh.querySelector("option[selected]");
       old.value = chosen ? chosen.value : "";
@@ -340,7 +348,7 @@
     }
   }
 
-  window.partnerplan = { refresh: refresh, pending: () => pending.size };
+  window.partnerplan = { refresh: refresh, pending: () => pending.size, morph: morph };
   localTimes();
   fitAll();
   window.addEventListener("resize", fitAll);
