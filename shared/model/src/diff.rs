@@ -12,6 +12,9 @@ pub enum Difference {
     /// A field of the document or of a row now reads differently.
     Changed {
         place: String,
+        /// The row the field is in (its id); `None` for the document's own fields.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        row: Option<String>,
         field: &'static str,
         before: String,
         after: String,
@@ -55,12 +58,13 @@ pub fn diff(before: &DocView, after: &DocView) -> Vec<Difference> {
     if before.title != after.title {
         out.push(Difference::Changed {
             place: "Title".into(),
+            row: None,
             field: "title",
             before: before.title.clone(),
             after: after.title.clone(),
         });
     }
-    fields(&before.fields, &after.fields, "", &mut out);
+    fields(&before.fields, &after.fields, "", None, &mut out);
     tables(&before.tables, &after.tables, "", &mut out);
     out
 }
@@ -73,7 +77,13 @@ fn join(prefix: &str, part: &str) -> String {
     }
 }
 
-fn fields(before: &[FieldView], after: &[FieldView], prefix: &str, out: &mut Vec<Difference>) {
+fn fields(
+    before: &[FieldView],
+    after: &[FieldView],
+    prefix: &str,
+    row: Option<&str>,
+    out: &mut Vec<Difference>,
+) {
     for new in after {
         let old_text = before
             .iter()
@@ -83,6 +93,7 @@ fn fields(before: &[FieldView], after: &[FieldView], prefix: &str, out: &mut Vec
         if old_text != new.text {
             out.push(Difference::Changed {
                 place: join(prefix, new.label),
+                row: row.map(str::to_string),
                 field: new.key,
                 before: old_text,
                 after: new.text.clone(),
@@ -108,7 +119,7 @@ fn tables(before: &[TableView], after: &[TableView], prefix: &str, out: &mut Vec
                 }),
                 Some(old) => {
                     let old_place = join(prefix, &format!("{} “{}”", table.row, old.label()));
-                    fields(&old.fields, &row.fields, &old_place, out);
+                    fields(&old.fields, &row.fields, &old_place, Some(&row.id), out);
                     tables(&old.tables, &row.tables, &old_place, out);
                 }
             }
