@@ -83,8 +83,8 @@ pub enum Outgoing {
 #[derive(Debug, Clone)]
 pub enum Notice {
     /// An effect of the core that only informs (`PeerJoined`,
-    /// `Unavailable`, `RemoteError`), or a `Close`, passed on as the core
-    /// gave it.
+    /// `Unavailable`, `RemoteError`, `Listed`), or a `Close`, passed on
+    /// as the core gave it.
     Core(Effect),
     /// Changes for this many documents were committed.
     Saved {
@@ -453,9 +453,11 @@ impl Worker {
                     sends.push((conn, Outgoing::Close(reason.clone())));
                     (self.notify)(Notice::Core(effect));
                 }
+                Effect::PersistTracked { document_id } => writes.push(Write::Track { document_id }),
                 Effect::PeerJoined { .. }
                 | Effect::RemoteError { .. }
-                | Effect::Unavailable { .. } => (self.notify)(Notice::Core(effect)),
+                | Effect::Unavailable { .. }
+                | Effect::Listed { .. } => (self.notify)(Notice::Core(effect)),
                 Effect::StorageUnreadable {
                     document_id,
                     reason,
