@@ -279,6 +279,12 @@ struct Worker {
 
 impl Worker {
     fn run(&mut self, rx: mpsc::Receiver<Input>) {
+        if self.config.watch_store {
+            // From here on, what other processes write arrives as local
+            // changes: a document loaded before the first tick (listed by
+            // the relay as the connection opens) misses nothing.
+            self.seen_chunk_seq = self.store.last_chunk_seq().ok();
+        }
         loop {
             let mut inputs: Vec<Input> = self.pending.drain(..).collect();
             if inputs.is_empty() {
@@ -586,8 +592,8 @@ impl Worker {
     /// Picks up documents and changes other processes wrote to the store.
     fn watch_store(&mut self, effects: &mut VecDeque<Effect>) {
         let Some(seen) = self.seen_chunk_seq else {
-            // Everything stored before now arrives through loading the
-            // tracked documents below.
+            // (Only when the start-up read failed.) Everything stored
+            // before now arrives through loading the tracked documents.
             self.seen_chunk_seq = self.store.last_chunk_seq().ok();
             return self.watch_tracked(effects);
         };
