@@ -928,6 +928,58 @@ mod tests {
         );
     }
 
+    /// What JS peers receive is unchanged unless they ask: no listing
+    /// field in `peer`, and a `join` without it reads as not asking.
+    #[test]
+    fn the_listing_flag_is_written_only_when_set() {
+        let plain = PeerMetadata {
+            storage_id: Some("s".into()),
+            is_ephemeral: false,
+            listing: false,
+        };
+        let peer = Message::Peer {
+            sender_id: "r".into(),
+            target_id: "a".into(),
+            selected_protocol_version: "1".into(),
+            metadata: plain.clone(),
+        };
+        let bytes = peer.encode();
+        assert!(!bytes.windows(18).any(|w| w == b"partnerplanListing"));
+        let Message::Peer { metadata, .. } = Message::decode(&bytes, 1024).unwrap() else {
+            panic!("a peer message");
+        };
+        assert_eq!(metadata, plain);
+    }
+
+    #[test]
+    fn a_listing_with_a_role_this_client_does_not_know_reads_as_viewer() {
+        let doc = DocumentId::random();
+        let mut e = Encoder::new(Vec::new());
+        e.map(5).unwrap();
+        e.str("type").unwrap().str(LISTING_TYPE).unwrap();
+        e.str("senderId").unwrap().str("r").unwrap();
+        e.str("targetId").unwrap().str("a").unwrap();
+        e.str("partnerships").unwrap().array(1).unwrap();
+        e.map(4).unwrap();
+        e.str("id").unwrap().str("p").unwrap();
+        e.str("role").unwrap().str("auditor").unwrap();
+        e.str("documents").unwrap().array(1).unwrap();
+        e.str(&doc.to_string()).unwrap();
+        e.str("somethingNew").unwrap().u8(1).unwrap();
+        e.str("extra").unwrap().undefined().unwrap();
+        let message = Message::decode(&e.into_writer(), 1024).unwrap();
+        let Message::Listing {
+            partnerships, more, ..
+        } = message
+        else {
+            panic!("a listing");
+        };
+        assert!(!more);
+        assert_eq!(partnerships[0].role, Role::Viewer);
+        assert_eq!(partnerships[0].name, "p");
+        assert_eq!(partnerships[0].documents, vec![doc]);
+    }
+
     #[test]
     fn truncated_frames_are_errors_not_panics() {
         for message in sample_messages() {
