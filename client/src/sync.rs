@@ -1,7 +1,13 @@
 //! The background sync: keeps one connection to the relay, reconnects by
 //! itself with backoff and jitter, and records in the school's database
 //! how it is going, for `partnerplan status`.
+//!
+//! It asks the relay for the listing of every document the school's
+//! partnerships hold (the core tracks each as it is listed, now and as
+//! partners create more), and records the partnerships' names and the
+//! school's role in each in the `meta` table, for the app.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -9,6 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use partnerplan_sync::engine::{
     Engine, EngineConfig, EngineSender, Input, Notice, OUTBOX_FRAMES, Outgoing, Side,
 };
+use partnerplan_sync::message::ListedPartnership;
 use partnerplan_sync::repo::AllowAll;
 use partnerplan_sync::{DocumentId, Effect, Repo, RepoConfig, Store, SyncProgress};
 use rand::Rng;
@@ -61,6 +68,16 @@ pub struct Link {
     pub changed: Changed,
 }
 
+/// `meta` key: the name of the school's partnership (its home one, where
+/// the documents it creates belong, when it is in several).
+pub const META_PARTNERSHIP_NAME: &str = "partnership_name";
+/// `meta` key: the school's role in that partnership, `member` or
+/// `viewer` (a viewer's changes are never kept).
+pub const META_ROLE: &str = "role";
+/// `meta` key: every partnership of the school, as a JSON list of
+/// `{"id", "name", "role", "home"}`, sorted by name.
+pub const META_PARTNERSHIPS: &str = "partnerships";
+
 /// Syncs the school's documents with its relay: once (until everything is
 /// in sync) or, with `watch`, until `stop` resolves.
 pub async fn run(
@@ -90,10 +107,9 @@ pub async fn run_linked(
     let mut store = Store::open(dir.join(DATABASE_FILE))?;
     let storage_id = store.storage_id()?;
     let peer_id = format!("school-{:016x}", rand::rng().random::<u64>());
-    let repo = Repo::new(
-        RepoConfig::new(peer_id, Some(storage_id)),
-        Box::new(AllowAll),
-    );
+    let mut config = RepoConfig::new(peer_id, Some(storage_id));
+    config.ask_for_listing = true;
+    let repo = Repo::new(config, Box::new(AllowAll));
     let (notices_tx, mut notices) = mpsc::unbounded_channel();
     let (engine_link, changed) = match link {
         Some(Link { engine, changed }) => (Some(engine), Some(changed)),
@@ -286,6 +302,11 @@ where
     });
     let (mut sink, mut stream) = socket.split();
     let mut joined = false;
+    // A relay that lists documents says so as it answers; until the
+    // listing has ended, this school cannot be in sync.
+    let mut expect_listing = false;
+    let mut listed = false;
+    let mut partnerships: BTreeMap<String, ListedPartnership> = BTreeMap::new();
     let mut in_sync_now = false;
     let mut warnings: Vec<String> = Vec::new();
     let mut check = tokio::time::interval(Duration::from_millis(100));
@@ -355,6 +376,7 @@ where
             notice = notices.recv() => match notice {
                 Some(Notice::Core(Effect::PeerJoined { conn: c, metadata, .. })) if c == conn => {
                     joined = true;
+                    expect_listing = metadata.listing;
                     *attempt = 0;
                     let mut status = vec![(StatusKey::Connected, "yes".to_string()), (StatusKey::LastError, String::new())];
                     if let Some(storage_id) = metadata.storage_id {
@@ -369,13 +391,22 @@ where
                         warnings.push(message);
                     }
                 }
+                Some(Notice::Core(Effect::Listed { conn: c, partnerships: listing, more })) if c == conn => {
+                    for partnership in listing {
+                        partnerships.insert(partnership.id.clone(), partnership);
+                    }
+                    if !more {
+                        listed = true;
+                        record_partnerships(sender, &partnerships).await;
+                    }
+                }
                 Some(Notice::StorageFailed(reason)) => {
                     tracing::error!(%reason, "storage failed");
                     set_status(sender, &[(StatusKey::LastError, reason)]).await;
                 }
                 _ => {}
             },
-            _ = check.tick(), if joined => {
+            _ = check.tick(), if joined && (listed || !expect_listing) => {
                 let report = in_sync(sender, conn).await;
                 let now_in_sync = report.is_some();
                 // Written when sync completes, then with each heartbeat
@@ -484,18 +515,52 @@ fn dropped(url: &str) -> ClientError {
     }
 }
 
+/// Keeps the school's partnerships, as the relay listed them, in `meta`.
+async fn record_partnerships(
+    sender: &EngineSender,
+    partnerships: &BTreeMap<String, ListedPartnership>,
+) {
+    let mut list: Vec<&ListedPartnership> = partnerships.values().collect();
+    list.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+    let json: Vec<serde_json::Value> = list
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "id": p.id,
+                "name": p.name,
+                "role": p.role.as_str(),
+                "home": p.home,
+            })
+        })
+        .collect();
+    let mut values = vec![(
+        META_PARTNERSHIPS.to_string(),
+        serde_json::Value::Array(json).to_string(),
+    )];
+    if let Some(main) = list.iter().find(|p| p.home).or(list.first()) {
+        values.push((META_PARTNERSHIP_NAME.to_string(), main.name.clone()));
+        values.push((META_ROLE.to_string(), main.role.as_str().to_string()));
+    }
+    let _ = sender.set_meta(values).await;
+}
+
 /// `Some` when every tracked document is in sync with the relay (or the
-/// relay does not have it either).
+/// relay does not have it either), and none waits to start syncing.
 async fn in_sync(sender: &EngineSender, conn: u64) -> Option<SyncReport> {
     let progress = sender
         .query(move |repo, store| {
+            if repo.announcing() > 0 {
+                return None;
+            }
             let tracked = store.tracked_after(0).unwrap_or_default();
-            tracked
-                .into_iter()
-                .map(|(_, id)| (id, repo.progress(&id, conn)))
-                .collect::<Vec<_>>()
+            Some(
+                tracked
+                    .into_iter()
+                    .map(|(_, id)| (id, repo.progress(&id, conn)))
+                    .collect::<Vec<_>>(),
+            )
         })
-        .await?;
+        .await??;
     let mut unavailable = Vec::new();
     let mut read_only = Vec::new();
     for (id, progress) in &progress {

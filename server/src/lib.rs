@@ -256,7 +256,12 @@ impl Relay {
 fn log_notice(notice: Notice) {
     match notice {
         Notice::Core(Effect::PeerJoined { conn, metadata, .. }) => {
-            tracing::info!(conn, ephemeral = metadata.is_ephemeral, "peer joined")
+            tracing::info!(
+                conn,
+                ephemeral = metadata.is_ephemeral,
+                listing = metadata.listing,
+                "peer joined"
+            )
         }
         Notice::Core(Effect::Close { conn, reason }) => {
             tracing::info!(conn, %reason, "connection refused")

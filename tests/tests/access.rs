@@ -474,3 +474,72 @@ fn the_relay_logs_neither_tokens_nor_document_content() {
         "document content appears in the log"
     );
 }
+
+fn listed_urls(school: &School) -> Vec<String> {
+    let list: serde_json::Value = serde_json::from_str(&school.ok(&["list", "--json"])).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["url"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_document_of_a_schools_partnerships_arrives_by_itself() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = relay(root.path(), &[]);
+    let creator = school(root.path(), &relay, NORTH, "Hilltop", "member");
+    let partner = school(root.path(), &relay, NORTH, "Valley", "member");
+    let governors = school(root.path(), &relay, NORTH, "Governors", "viewer");
+    let outsider = school(root.path(), &relay, SOUTH, "Seaside", "member");
+    let first = creator.create("First plan");
+    creator.sync();
+
+    // No URL typed, no `open`: one sync brings it.
+    partner.sync();
+    assert_eq!(listed_urls(&partner), vec![first.clone()]);
+    assert_eq!(partner.show(&first)["title"], json!("First plan"));
+    governors.sync();
+    assert_eq!(governors.show(&first)["title"], json!("First plan"));
+    outsider.sync();
+    assert!(listed_urls(&outsider).is_empty());
+    assert!(!outsider.has(&first));
+
+    // The app reads the partnership's name and the school's role.
+    let meta = |school: &School, key: &str| {
+        partnerplan_sync::Store::open(school.dir.join("school.sqlite"))
+            .unwrap()
+            .meta(key)
+            .unwrap()
+    };
+    assert_eq!(meta(&partner, "partnership_name").as_deref(), Some(NORTH));
+    assert_eq!(meta(&partner, "role").as_deref(), Some("member"));
+    assert_eq!(meta(&governors, "role").as_deref(), Some("viewer"));
+    assert_eq!(meta(&outsider, "partnership_name").as_deref(), Some(SOUTH));
+    let partnerships: serde_json::Value =
+        serde_json::from_str(&meta(&governors, "partnerships").unwrap()).unwrap();
+    assert_eq!(partnerships[0]["name"], json!(NORTH));
+    assert_eq!(partnerships[0]["role"], json!("viewer"));
+
+    // A document created later reaches a running sync by itself.
+    let _partner_watch = partner.watch();
+    let _outsider_watch = outsider.watch();
+    for school in [&partner, &outsider] {
+        wait_until(Duration::from_secs(20), "the sync is connected", || {
+            school.ok(&["status"]).contains("Connected to the relay")
+        });
+    }
+    let later = creator.create("Later plan");
+    creator.sync();
+    wait_until(
+        Duration::from_secs(20),
+        "the partner holds the later document",
+        || partner.has(&later),
+    );
+    assert_eq!(partner.show(&later)["title"], json!("Later plan"));
+    assert!(listed_urls(&partner).contains(&later));
+    // The outsider's sync saw the same moment pass and received nothing.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(listed_urls(&outsider).is_empty());
+    assert!(!outsider.has(&later));
+}

@@ -15,14 +15,19 @@
 //!   first changes, for good. Members read and write it, viewers read it,
 //!   anyone else is told it does not exist (the same answer as for a
 //!   document that really does not exist, so ids cannot be probed).
+//! - A client that asks is listed the documents of its school's
+//!   partnerships, from the owners recorded here (never from what
+//!   partnership documents say), with each partnership's name and the
+//!   school's role; the core tells it of each document claimed later.
 //! - When the register changes (a school removed, a token rotated), the
 //!   connections that lost rights are cut at once with a sentence saying
 //!   why; they reconnect with whatever rights they still have.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::document_id::DocumentId;
+use crate::message::ListedPartnership;
 use crate::repo::{AccessPolicy, ConnId, Permission};
 
 pub type PartnershipId = String;
@@ -167,6 +172,8 @@ impl Register {
 pub struct PartnershipPolicy {
     register: Arc<Register>,
     owners: HashMap<DocumentId, PartnershipId>,
+    /// The same owners by partnership, for listings.
+    documents: HashMap<PartnershipId, BTreeSet<DocumentId>>,
     grants: HashMap<ConnId, Grant>,
     max_connections_per_school: usize,
     /// Which school speaks as which peer id, so one school cannot pass
@@ -196,9 +203,17 @@ impl PartnershipPolicy {
         owners: HashMap<DocumentId, PartnershipId>,
         max_connections_per_school: usize,
     ) -> PartnershipPolicy {
+        let mut documents: HashMap<PartnershipId, BTreeSet<DocumentId>> = HashMap::new();
+        for (document_id, partnership) in &owners {
+            documents
+                .entry(partnership.clone())
+                .or_default()
+                .insert(*document_id);
+        }
         PartnershipPolicy {
             register,
             owners,
+            documents,
             grants: HashMap::new(),
             max_connections_per_school,
             peers: HashMap::new(),
@@ -288,6 +303,10 @@ impl AccessPolicy for PartnershipPolicy {
             )
         })?;
         self.owners.insert(*document_id, home.clone());
+        self.documents
+            .entry(home.clone())
+            .or_default()
+            .insert(*document_id);
         Ok(Some(Owner {
             partnership: home,
             claimed_by: grant.school_id.clone(),
@@ -295,7 +314,11 @@ impl AccessPolicy for PartnershipPolicy {
     }
 
     fn unclaim(&mut self, document_id: &DocumentId) {
-        self.owners.remove(document_id);
+        if let Some(partnership) = self.owners.remove(document_id)
+            && let Some(documents) = self.documents.get_mut(&partnership)
+        {
+            documents.remove(document_id);
+        }
     }
 
     fn admit(&mut self, conn: ConnId, peer_id: &str, now_ms: u64) -> Result<(), String> {
@@ -380,5 +403,40 @@ impl AccessPolicy for PartnershipPolicy {
             .collect();
         cut.sort();
         cut
+    }
+
+    /// The school's partnerships as the register says now, by name.
+    fn partnerships(&self, conn: ConnId) -> Vec<ListedPartnership> {
+        let Some(grant) = self.grants.get(&conn) else {
+            return Vec::new();
+        };
+        let Some(school) = self.current(grant) else {
+            return Vec::new();
+        };
+        let mut listed: Vec<ListedPartnership> = school
+            .memberships
+            .iter()
+            .map(|(id, role)| ListedPartnership {
+                id: id.clone(),
+                name: self
+                    .register
+                    .partnerships
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| id.clone()),
+                role: *role,
+                home: grant.home.as_ref() == Some(id),
+                documents: Vec::new(),
+            })
+            .collect();
+        listed.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        listed
+    }
+
+    fn documents_of(&self, partnership: &str) -> Vec<DocumentId> {
+        self.documents
+            .get(partnership)
+            .map(|documents| documents.iter().copied().collect())
+            .unwrap_or_default()
     }
 }

@@ -87,8 +87,8 @@ pub enum Outgoing {
 #[derive(Debug, Clone)]
 pub enum Notice {
     /// An effect of the core that only informs (`PeerJoined`,
-    /// `Unavailable`, `RemoteError`), or a `Close`, passed on as the core
-    /// gave it.
+    /// `Unavailable`, `RemoteError`, `Listed`), or a `Close`, passed on
+    /// as the core gave it.
     Core(Effect),
     /// Changes that peers sent to these documents were committed.
     Saved {
@@ -288,6 +288,12 @@ struct Worker {
 
 impl Worker {
     fn run(&mut self, rx: mpsc::Receiver<Input>) {
+        if self.config.watch_store {
+            // From here on, what other processes write arrives as local
+            // changes: a document loaded before the first tick (listed by
+            // the relay as the connection opens) misses nothing.
+            self.seen_chunk_seq = self.store.last_chunk_seq().ok();
+        }
         loop {
             let mut inputs: Vec<Input> = self.pending.drain(..).collect();
             if inputs.is_empty() {
@@ -466,9 +472,11 @@ impl Worker {
                     sends.push((conn, Outgoing::Close(reason.clone())));
                     (self.notify)(Notice::Core(effect));
                 }
+                Effect::PersistTracked { document_id } => writes.push(Write::Track { document_id }),
                 Effect::PeerJoined { .. }
                 | Effect::RemoteError { .. }
-                | Effect::Unavailable { .. } => (self.notify)(Notice::Core(effect)),
+                | Effect::Unavailable { .. }
+                | Effect::Listed { .. } => (self.notify)(Notice::Core(effect)),
                 Effect::StorageUnreadable {
                     document_id,
                     reason,
@@ -597,8 +605,8 @@ impl Worker {
     /// Picks up documents and changes other processes wrote to the store.
     fn watch_store(&mut self, effects: &mut VecDeque<Effect>) {
         let Some(seen) = self.seen_chunk_seq else {
-            // Everything stored before now arrives through loading the
-            // tracked documents below.
+            // (Only when the start-up read failed.) Everything stored
+            // before now arrives through loading the tracked documents.
             self.seen_chunk_seq = self.store.last_chunk_seq().ok();
             return self.watch_tracked(effects);
         };

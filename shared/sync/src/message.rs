@@ -10,6 +10,7 @@
 use minicbor::data::Type;
 use minicbor::{Decoder, Encoder};
 
+use crate::access::Role;
 use crate::document_id::DocumentId;
 
 /// The only protocol version automerge-repo speaks today.
@@ -29,6 +30,31 @@ pub struct PeerMetadata {
     pub storage_id: Option<String>,
     /// An ephemeral peer keeps nothing, so nothing is kept about it.
     pub is_ephemeral: bool,
+    /// `partnerplanListing`: in a client's `join`, "send me the listing
+    /// of the documents I may see" ([`Message::Listing`]); in a relay's
+    /// `peer`, "it follows". JS peers never set it, and ignore it.
+    pub listing: bool,
+}
+
+/// The wire name of [`Message::Listing`]. Only our relay sends it, and
+/// only to a client that asked in its `join`: automerge-repo peers drop
+/// message types they do not know, but they never even see this one.
+pub const LISTING_TYPE: &str = "partnerplan-documents";
+
+/// The most document ids one [`Message::Listing`] carries; a longer
+/// listing is split over several messages (1,000 ids are some 30 KB).
+pub const MAX_LISTED_PER_MESSAGE: usize = 1000;
+
+/// One partnership in a [`Message::Listing`]: its name, the school's role
+/// in it, and (some of) its documents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedPartnership {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    /// The partnership documents this connection creates belong to.
+    pub home: bool,
+    pub documents: Vec<DocumentId>,
 }
 
 /// One protocol message.
@@ -75,6 +101,17 @@ pub enum Message {
     Gossip {
         sender_id: PeerId,
         kind: String,
+    },
+    /// partnerplan's own (`partnerplan-documents`): documents the
+    /// connection's school may see, by partnership. Every partnership the
+    /// school is in is named in each message; the documents are spread
+    /// over the messages of one listing, `more` saying another follows.
+    /// Later, a message naming one new document.
+    Listing {
+        sender_id: PeerId,
+        target_id: PeerId,
+        partnerships: Vec<ListedPartnership>,
+        more: bool,
     },
 }
 
@@ -135,6 +172,7 @@ impl Message {
             Message::DocUnavailable { .. } => "doc-unavailable",
             Message::Ephemeral { .. } => "ephemeral",
             Message::Gossip { kind, .. } => kind,
+            Message::Listing { .. } => LISTING_TYPE,
         }
     }
 
@@ -146,7 +184,8 @@ impl Message {
             | Message::Leave { sender_id }
             | Message::DocUnavailable { sender_id, .. }
             | Message::Ephemeral { sender_id, .. }
-            | Message::Gossip { sender_id, .. } => Some(sender_id),
+            | Message::Gossip { sender_id, .. }
+            | Message::Listing { sender_id, .. } => Some(sender_id),
             Message::Request(frame) | Message::Sync(frame) => Some(&frame.sender_id),
             Message::Error { sender_id, .. } => sender_id.as_deref(),
         }
@@ -225,6 +264,12 @@ impl Message {
             "remote-heads-changed" | "remote-subscription-change" => Message::Gossip {
                 sender_id: fields.required("gossip", "senderId", &fields.sender_id)?,
                 kind,
+            },
+            LISTING_TYPE => Message::Listing {
+                sender_id: fields.required(LISTING_TYPE, "senderId", &fields.sender_id)?,
+                target_id: fields.required(LISTING_TYPE, "targetId", &fields.target_id)?,
+                partnerships: fields.partnerships.clone(),
+                more: fields.more.unwrap_or(false),
             },
             _ => return Err(DecodeError::UnknownType(shorten(&kind))),
         };
@@ -327,6 +372,30 @@ impl Message {
                 e.map(2)?.str("type")?.str(kind)?;
                 e.str("senderId")?.str(sender_id)?;
             }
+            Message::Listing {
+                sender_id,
+                target_id,
+                partnerships,
+                more,
+            } => {
+                e.map(5)?.str("type")?.str(LISTING_TYPE)?;
+                e.str("senderId")?.str(sender_id)?;
+                e.str("targetId")?.str(target_id)?;
+                e.str("partnerships")?.array(partnerships.len() as u64)?;
+                for partnership in partnerships {
+                    e.map(5)?;
+                    e.str("id")?.str(&partnership.id)?;
+                    e.str("name")?.str(&partnership.name)?;
+                    e.str("role")?.str(partnership.role.as_str())?;
+                    e.str("home")?.bool(partnership.home)?;
+                    e.str("documents")?
+                        .array(partnership.documents.len() as u64)?;
+                    for document_id in &partnership.documents {
+                        e.str(&document_id.to_string())?;
+                    }
+                }
+                e.str("more")?.bool(*more)?;
+            }
         }
         Ok(())
     }
@@ -337,11 +406,15 @@ fn write_metadata(
     metadata: &PeerMetadata,
 ) -> Result<(), minicbor::encode::Error<std::convert::Infallible>> {
     e.str("peerMetadata")?
-        .map(1 + metadata.storage_id.is_some() as u64)?;
+        .map(1 + metadata.storage_id.is_some() as u64 + metadata.listing as u64)?;
     if let Some(storage_id) = &metadata.storage_id {
         e.str("storageId")?.str(storage_id)?;
     }
     e.str("isEphemeral")?.bool(metadata.is_ephemeral)?;
+    // Written only when set, so what JS peers receive is unchanged.
+    if metadata.listing {
+        e.str("partnerplanListing")?.bool(true)?;
+    }
     Ok(())
 }
 
@@ -359,6 +432,8 @@ struct Fields {
     supported_protocol_versions: Vec<String>,
     selected_protocol_version: Option<String>,
     metadata: PeerMetadata,
+    partnerships: Vec<ListedPartnership>,
+    more: Option<bool>,
 }
 
 impl Fields {
@@ -384,6 +459,8 @@ impl Fields {
                 }
                 "supportedProtocolVersions" => fields.supported_protocol_versions = string_list(d)?,
                 "peerMetadata" => fields.metadata = metadata(d)?,
+                "partnerships" => fields.partnerships = partnership_list(d)?,
+                "more" => fields.more = opt_bool(d)?,
                 _ => d.skip()?,
             }
             Ok(())
@@ -595,11 +672,93 @@ fn metadata(d: &mut Decoder<'_>) -> Result<PeerMetadata, DecodeError> {
         match key {
             "storageId" => metadata.storage_id = opt_string(d, "storageId")?,
             "isEphemeral" => metadata.is_ephemeral = opt_bool(d)?.unwrap_or(false),
+            "partnerplanListing" => metadata.listing = opt_bool(d)?.unwrap_or(false),
             _ => d.skip()?,
         }
         Ok(())
     })?;
     Ok(metadata)
+}
+
+/// Calls `f` with the decoder at each item of the array at its position;
+/// `f` must consume the item. `undefined` or `null` is an empty array.
+fn for_each_item(
+    d: &mut Decoder<'_>,
+    field: &str,
+    mut f: impl FnMut(&mut Decoder<'_>) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    skip_tags(d)?;
+    if is_absent(d)? {
+        return Ok(());
+    }
+    if !matches!(d.datatype()?, Type::Array | Type::ArrayIndef) {
+        return Err(DecodeError::WrongType {
+            field: field.to_string(),
+            expected: "a list",
+        });
+    }
+    match d.array()? {
+        Some(len) => {
+            for _ in 0..len {
+                f(d)?;
+            }
+        }
+        None => {
+            while d.datatype()? != Type::Break {
+                f(d)?;
+            }
+            d.skip()?;
+        }
+    }
+    Ok(())
+}
+
+fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, DecodeError> {
+    let mut list = Vec::new();
+    for_each_item(d, "partnerships", |d| {
+        skip_tags(d)?;
+        if !matches!(d.datatype()?, Type::Map | Type::MapIndef) {
+            return Err(DecodeError::WrongType {
+                field: "partnerships".into(),
+                expected: "a list of maps",
+            });
+        }
+        let (mut id, mut name, mut role, mut home) = (None, None, None, false);
+        let mut documents = Vec::new();
+        for_each_entry(d, |d, key| {
+            match key {
+                "id" => id = opt_string(d, "id")?,
+                "name" => name = opt_string(d, "name")?,
+                "role" => role = opt_string(d, "role")?,
+                "home" => home = opt_bool(d)?.unwrap_or(false),
+                "documents" => for_each_item(d, "documents", |d| {
+                    if let Some(text) = opt_string(d, "documents")? {
+                        documents.push(DocumentId::parse_url_or_id(&text)?);
+                    }
+                    Ok(())
+                })?,
+                _ => d.skip()?,
+            }
+            Ok(())
+        })?;
+        let id = id.ok_or(DecodeError::MissingField {
+            kind: LISTING_TYPE,
+            field: "id",
+        })?;
+        list.push(ListedPartnership {
+            name: name.unwrap_or_else(|| id.clone()),
+            id,
+            // A role this client does not know may not write.
+            role: match role.as_deref() {
+                Some("member") => Role::Member,
+                _ => Role::Viewer,
+            },
+            home,
+            documents,
+        });
+        Ok(())
+    })?;
+    Ok(list)
 }
 
 fn shorten(text: &str) -> String {
@@ -619,6 +778,7 @@ mod tests {
                 metadata: PeerMetadata {
                     storage_id: Some("s".into()),
                     is_ephemeral: false,
+                    listing: true,
                 },
             },
             Message::Peer {
@@ -659,6 +819,27 @@ mod tests {
             },
             Message::Leave {
                 sender_id: "a".into(),
+            },
+            Message::Listing {
+                sender_id: "r".into(),
+                target_id: "a".into(),
+                partnerships: vec![
+                    ListedPartnership {
+                        id: "p1".into(),
+                        name: "Tenterden Rural Alliance".into(),
+                        role: Role::Member,
+                        home: true,
+                        documents: vec![doc, DocumentId::random()],
+                    },
+                    ListedPartnership {
+                        id: "p2".into(),
+                        name: "Kent Governors".into(),
+                        role: Role::Viewer,
+                        home: false,
+                        documents: vec![],
+                    },
+                ],
+                more: true,
             },
         ]
     }
@@ -745,6 +926,58 @@ mod tests {
         assert!(
             error.to_string().contains("documentId") || error.to_string().contains("document id")
         );
+    }
+
+    /// What JS peers receive is unchanged unless they ask: no listing
+    /// field in `peer`, and a `join` without it reads as not asking.
+    #[test]
+    fn the_listing_flag_is_written_only_when_set() {
+        let plain = PeerMetadata {
+            storage_id: Some("s".into()),
+            is_ephemeral: false,
+            listing: false,
+        };
+        let peer = Message::Peer {
+            sender_id: "r".into(),
+            target_id: "a".into(),
+            selected_protocol_version: "1".into(),
+            metadata: plain.clone(),
+        };
+        let bytes = peer.encode();
+        assert!(!bytes.windows(18).any(|w| w == b"partnerplanListing"));
+        let Message::Peer { metadata, .. } = Message::decode(&bytes, 1024).unwrap() else {
+            panic!("a peer message");
+        };
+        assert_eq!(metadata, plain);
+    }
+
+    #[test]
+    fn a_listing_with_a_role_this_client_does_not_know_reads_as_viewer() {
+        let doc = DocumentId::random();
+        let mut e = Encoder::new(Vec::new());
+        e.map(5).unwrap();
+        e.str("type").unwrap().str(LISTING_TYPE).unwrap();
+        e.str("senderId").unwrap().str("r").unwrap();
+        e.str("targetId").unwrap().str("a").unwrap();
+        e.str("partnerships").unwrap().array(1).unwrap();
+        e.map(4).unwrap();
+        e.str("id").unwrap().str("p").unwrap();
+        e.str("role").unwrap().str("auditor").unwrap();
+        e.str("documents").unwrap().array(1).unwrap();
+        e.str(&doc.to_string()).unwrap();
+        e.str("somethingNew").unwrap().u8(1).unwrap();
+        e.str("extra").unwrap().undefined().unwrap();
+        let message = Message::decode(&e.into_writer(), 1024).unwrap();
+        let Message::Listing {
+            partnerships, more, ..
+        } = message
+        else {
+            panic!("a listing");
+        };
+        assert!(!more);
+        assert_eq!(partnerships[0].role, Role::Viewer);
+        assert_eq!(partnerships[0].name, "p");
+        assert_eq!(partnerships[0].documents, vec![doc]);
     }
 
     #[test]

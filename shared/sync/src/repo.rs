@@ -18,7 +18,7 @@
 //! `Persist` has committed. That is how a change is confirmed to its
 //! sender only once it is durable.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use automerge::sync::{self, SyncDoc};
@@ -26,7 +26,10 @@ use automerge::{Automerge, ChangeHash, ReadDoc};
 
 use crate::access::{Grant, Owner, Register};
 use crate::document_id::DocumentId;
-use crate::message::{DecodeError, Message, PROTOCOL_VERSION, PeerId, PeerMetadata, SyncFrame};
+use crate::message::{
+    DecodeError, ListedPartnership, MAX_LISTED_PER_MESSAGE, Message, PROTOCOL_VERSION, PeerId,
+    PeerMetadata, SyncFrame,
+};
 
 /// A driver's name for one connection.
 pub type ConnId = u64;
@@ -87,6 +90,19 @@ pub trait AccessPolicy: Send {
     fn register_changed(&mut self, _register: Arc<Register>) -> Vec<(ConnId, String)> {
         Vec::new()
     }
+
+    /// The partnerships whose documents `conn` may see, with its school's
+    /// role in each (documents left empty), for a client that asked for
+    /// the listing. A policy that records no owners lists nothing.
+    fn partnerships(&self, _conn: ConnId) -> Vec<ListedPartnership> {
+        Vec::new()
+    }
+
+    /// Every document that belongs to `partnership`, as recorded when it
+    /// was first written (never from what documents say).
+    fn documents_of(&self, _partnership: &str) -> Vec<DocumentId> {
+        Vec::new()
+    }
 }
 
 /// A policy that allows everything: for the client, and for tests.
@@ -113,6 +129,9 @@ pub struct RepoConfig {
     /// its disk traffic; a stale sync state only costs a longer first
     /// exchange after a crash).
     pub eager_sync_states: bool,
+    /// Ask the relay, in `join`, for the documents this school may see,
+    /// and track each as it is listed (our client; never JS peers).
+    pub ask_for_listing: bool,
 }
 
 impl RepoConfig {
@@ -123,13 +142,17 @@ impl RepoConfig {
             max_frame_bytes: crate::message::DEFAULT_MAX_FRAME_BYTES,
             idle_unload_ms: 60_000,
             eager_sync_states: true,
+            ask_for_listing: false,
         }
     }
 
-    fn metadata(&self) -> PeerMetadata {
+    /// What this peer says about itself; `listing` asks for (in `join`)
+    /// or promises (in `peer`) a listing.
+    fn metadata(&self, listing: bool) -> PeerMetadata {
         PeerMetadata {
             storage_id: self.storage_id.clone(),
             is_ephemeral: self.storage_id.is_none(),
+            listing,
         }
     }
 }
@@ -224,6 +247,11 @@ pub enum Effect {
         document_id: DocumentId,
         owner: Owner,
     },
+    /// Keep this document tracked in storage (listed by the relay), so it
+    /// is synced after a restart too.
+    PersistTracked {
+        document_id: DocumentId,
+    },
     /// Keep the sync state shared with the peer whose storage is `storage_id`.
     PersistSyncState {
         document_id: DocumentId,
@@ -246,6 +274,14 @@ pub enum Effect {
     RemoteError {
         conn: ConnId,
         message: String,
+    },
+    /// The relay listed documents this school may see (each is now
+    /// tracked): the school's partnerships, with its role in each. `more`:
+    /// the rest of this listing follows in further messages.
+    Listed {
+        conn: ConnId,
+        partnerships: Vec<ListedPartnership>,
+        more: bool,
     },
     /// Stored data for this document could not be read; it is left as is.
     StorageUnreadable {
@@ -287,6 +323,11 @@ struct Connection {
     /// Documents refused to this connection, answered as a missing
     /// document is: an empty sync the first time only.
     refused: HashSet<DocumentId>,
+    /// The peer asked for the listing: it hears of every document its
+    /// school may see, now and as they are created.
+    listing: bool,
+    /// Partnerships already listed to it.
+    listed: HashSet<String>,
 }
 
 struct PeerDoc {
@@ -327,6 +368,11 @@ pub const MAX_EPHEMERAL_BYTES: usize = 64 * 1024;
 /// The most sessions remembered for ephemeral deduplication.
 const MAX_EPHEMERAL_SESSIONS: usize = 1024;
 
+/// The most documents a client starts syncing between two ticks: one
+/// request frame each, so a listing of thousands (or a reconnect with
+/// thousands tracked) fills no outbox; the rest wait for the next ticks.
+pub const ANNOUNCE_PER_TICK: usize = 256;
+
 /// One peer's documents and connections. See the module documentation.
 pub struct Repo {
     config: RepoConfig,
@@ -336,6 +382,12 @@ pub struct Repo {
     tracked: HashSet<DocumentId>,
     /// Highest ephemeral count seen per (sender, session), to drop repeats.
     ephemeral_seen: HashMap<(PeerId, String), u64>,
+    /// Documents waiting to start syncing (listed, or tracked when a
+    /// connection opened), at most [`ANNOUNCE_PER_TICK`] a tick; `waiting`
+    /// holds the same ids, to queue each once.
+    to_announce: VecDeque<DocumentId>,
+    waiting: HashSet<DocumentId>,
+    announce_budget: usize,
     now_ms: u64,
     effects: Vec<Effect>,
 }
@@ -349,6 +401,9 @@ impl Repo {
             documents: HashMap::new(),
             tracked: HashSet::new(),
             ephemeral_seen: HashMap::new(),
+            to_announce: VecDeque::new(),
+            waiting: HashSet::new(),
+            announce_budget: ANNOUNCE_PER_TICK,
             now_ms: 0,
             effects: Vec::new(),
         }
@@ -402,6 +457,17 @@ impl Repo {
                         self.refuse(conn, &reason);
                     }
                 }
+                // A school added to a partnership keeps its connection:
+                // list that partnership's documents to it now.
+                let listening: Vec<ConnId> = self
+                    .connections
+                    .iter()
+                    .filter(|(_, c)| c.listing)
+                    .map(|(&conn, _)| conn)
+                    .collect();
+                for conn in listening {
+                    self.send_listing(conn, false);
+                }
             }
             Event::WriteFailed {
                 document_ids,
@@ -419,6 +485,11 @@ impl Repo {
             }
         }
         std::mem::take(&mut self.effects)
+    }
+
+    /// How many documents wait to start syncing (see [`ANNOUNCE_PER_TICK`]).
+    pub fn announcing(&self) -> usize {
+        self.to_announce.len()
     }
 
     /// The number of documents held in memory.
@@ -476,7 +547,7 @@ impl Repo {
                 &Message::Join {
                     sender_id: self.config.peer_id.clone(),
                     supported_protocol_versions: vec![PROTOCOL_VERSION.to_string()],
-                    metadata: self.config.metadata(),
+                    metadata: self.config.metadata(self.config.ask_for_listing),
                 },
             );
             ConnState::AwaitingPeer
@@ -490,6 +561,8 @@ impl Repo {
                 state,
                 documents: HashSet::new(),
                 refused: HashSet::new(),
+                listing: false,
+                listed: HashSet::new(),
             },
         );
         if let Err(reason) = admitted {
@@ -580,22 +653,171 @@ impl Repo {
         if let Err(reason) = self.policy.admit(conn, &peer_id, self.now_ms) {
             return self.refuse(conn, &reason);
         }
+        // Only a peer that asked hears of listings, so automerge-repo
+        // peers never receive a message type they do not know.
+        let listing = metadata.listing;
         self.send(
             conn,
             &Message::Peer {
                 sender_id: self.config.peer_id.clone(),
                 target_id: peer_id.clone(),
                 selected_protocol_version: PROTOCOL_VERSION.to_string(),
-                metadata: self.config.metadata(),
+                metadata: self.config.metadata(listing),
             },
         );
         self.open(conn, peer_id, metadata);
+        if listing && let Some(connection) = self.connections.get_mut(&conn) {
+            connection.listing = true;
+            self.send_listing(conn, true);
+        }
     }
 
     fn on_peer(&mut self, conn: ConnId, peer_id: PeerId, metadata: PeerMetadata) {
         self.open(conn, peer_id, metadata);
-        let tracked: Vec<DocumentId> = self.tracked.iter().copied().collect();
-        for document_id in tracked {
+        let mut tracked: Vec<DocumentId> = self.tracked.iter().copied().collect();
+        tracked.sort();
+        self.queue_announcements(tracked);
+    }
+
+    /// Lists to `conn` the documents of every partnership its school may
+    /// see that it has not been told of yet, [`MAX_LISTED_PER_MESSAGE`]
+    /// ids a message. Every message names all the school's partnerships
+    /// (a few), so even one with no documents is known. The `initial`
+    /// listing is sent even when empty: the client waits for its end.
+    fn send_listing(&mut self, conn: ConnId, initial: bool) {
+        let Some(target_id) = self.peer_id(conn) else {
+            return;
+        };
+        let headers = self.policy.partnerships(conn);
+        let Some(connection) = self.connections.get_mut(&conn) else {
+            return;
+        };
+        let new: Vec<String> = headers
+            .iter()
+            .map(|p| p.id.clone())
+            .filter(|id| !connection.listed.contains(id))
+            .collect();
+        if new.is_empty() && !initial {
+            return;
+        }
+        connection.listed.extend(new.iter().cloned());
+        let mut pending: Vec<(usize, DocumentId)> = Vec::new();
+        for (index, header) in headers.iter().enumerate() {
+            if new.contains(&header.id) {
+                pending.extend(
+                    self.policy
+                        .documents_of(&header.id)
+                        .into_iter()
+                        .map(|id| (index, id)),
+                );
+            }
+        }
+        let mut chunks = pending.chunks(MAX_LISTED_PER_MESSAGE).peekable();
+        let empty: &[(usize, DocumentId)] = &[];
+        let mut chunk = chunks.next().unwrap_or(empty);
+        loop {
+            let mut partnerships = headers.clone();
+            for (index, document_id) in chunk {
+                partnerships[*index].documents.push(*document_id);
+            }
+            let more = chunks.peek().is_some();
+            self.send(
+                conn,
+                &Message::Listing {
+                    sender_id: self.config.peer_id.clone(),
+                    target_id: target_id.clone(),
+                    partnerships,
+                    more,
+                },
+            );
+            match chunks.next() {
+                Some(next) => chunk = next,
+                None => break,
+            }
+        }
+    }
+
+    /// Tells every other connection that asked for listings, and may see
+    /// it, of a document just claimed for `partnership`.
+    fn announce_claim(&mut self, claimer: ConnId, document_id: DocumentId, partnership: &str) {
+        let listening: Vec<(ConnId, PeerId)> = self
+            .connections
+            .iter()
+            .filter(|(conn, c)| **conn != claimer && c.listing)
+            .filter_map(|(&conn, c)| match &c.state {
+                ConnState::Open { peer_id, .. } => Some((conn, peer_id.clone())),
+                _ => None,
+            })
+            .collect();
+        for (conn, target_id) in listening {
+            if !matches!(
+                self.policy.permission(conn, &document_id),
+                Permission::Read | Permission::ReadWrite
+            ) {
+                continue;
+            }
+            let mut partnerships = self.policy.partnerships(conn);
+            partnerships.retain(|p| p.id == partnership);
+            let Some(listed) = partnerships.first_mut() else {
+                continue;
+            };
+            listed.documents.push(document_id);
+            self.send(
+                conn,
+                &Message::Listing {
+                    sender_id: self.config.peer_id.clone(),
+                    target_id,
+                    partnerships,
+                    more: false,
+                },
+            );
+        }
+    }
+
+    /// A listing from the relay: track each document it names, so it is
+    /// requested, synced and kept across restarts.
+    fn on_listing(&mut self, conn: ConnId, mut partnerships: Vec<ListedPartnership>, more: bool) {
+        let initiated = self.connections.get(&conn).is_some_and(|c| c.initiate);
+        if !initiated || !self.config.ask_for_listing {
+            return; // not asked for: nothing to do with it
+        }
+        let mut new = Vec::new();
+        for partnership in &mut partnerships {
+            for document_id in std::mem::take(&mut partnership.documents) {
+                if !self.tracked.contains(&document_id) {
+                    new.push(document_id);
+                }
+            }
+        }
+        self.queue_announcements(new);
+        self.effects.push(Effect::Listed {
+            conn,
+            partnerships,
+            more,
+        });
+    }
+
+    /// Queues documents to start syncing with every peer we announce to,
+    /// and starts as many as this tick allows.
+    fn queue_announcements(&mut self, documents: Vec<DocumentId>) {
+        for document_id in documents {
+            if self.waiting.insert(document_id) {
+                self.to_announce.push_back(document_id);
+            }
+        }
+        self.start_announcements();
+    }
+
+    fn start_announcements(&mut self) {
+        while self.announce_budget > 0 {
+            let Some(document_id) = self.to_announce.pop_front() else {
+                break;
+            };
+            self.waiting.remove(&document_id);
+            self.announce_budget -= 1;
+            if self.tracked.insert(document_id) {
+                self.effects.push(Effect::PersistTracked { document_id });
+            }
             self.with_document(document_id, Queued::Announce);
         }
     }
@@ -660,6 +882,9 @@ impl Repo {
                 message: shorten(&message),
             }),
             Message::Gossip { .. } => {}
+            Message::Listing {
+                partnerships, more, ..
+            } => self.on_listing(conn, partnerships, more),
         }
     }
 
@@ -898,11 +1123,14 @@ impl Repo {
                 ),
             );
         }
+        let mut claimed = None;
         if permission == Permission::Create && !document.doc.get_heads().is_empty() {
             match self.policy.claim(conn, &document_id) {
-                Ok(Some(owner)) => self
-                    .effects
-                    .push(Effect::PersistOwner { document_id, owner }),
+                Ok(Some(owner)) => {
+                    claimed = Some(owner.partnership.clone());
+                    self.effects
+                        .push(Effect::PersistOwner { document_id, owner })
+                }
                 Ok(None) => {}
                 Err(reason) => {
                     // Forget what arrived: it may not be kept, nor passed
@@ -925,6 +1153,11 @@ impl Repo {
             connection.documents.insert(document_id);
         }
         self.persist_changes(document_id);
+        // Announced after the document's first chunk, so its frames go
+        // out only once it and its owner are kept.
+        if let Some(partnership) = claimed {
+            self.announce_claim(conn, document_id, &partnership);
+        }
         self.sync_peers(document_id);
         if request && self.is_empty(&document_id) {
             // We have nothing, and the requester has nothing: say so (after
@@ -1053,6 +1286,8 @@ impl Repo {
 
     fn on_tick(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
+        self.announce_budget = ANNOUNCE_PER_TICK;
+        self.start_announcements();
         let idle = self.config.idle_unload_ms;
         let tracked = &self.tracked;
         self.documents.retain(|document_id, slot| match slot {

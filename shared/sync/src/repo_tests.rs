@@ -8,6 +8,7 @@ use automerge::{AutoCommit, ObjType, ROOT, ReadDoc};
 
 use super::*;
 use crate::access::{Grant, Owner};
+use crate::message::ListedPartnership;
 
 /// Node 0 is the relay; node i > 0 is client i, whose connection to the
 /// relay is conn i at the relay and conn 0 at the client.
@@ -24,6 +25,8 @@ struct Net {
     grants: HashMap<usize, Grant>,
     /// Document owners the relay asked to keep.
     owners: HashMap<DocumentId, Owner>,
+    /// Documents each node asked to keep tracked, in order.
+    tracked: Vec<Vec<DocumentId>>,
 }
 
 impl Net {
@@ -52,6 +55,7 @@ impl Net {
             now_ms: 0,
             grants: HashMap::new(),
             owners: HashMap::new(),
+            tracked: vec![Vec::new(); clients + 1],
         }
     }
 
@@ -213,7 +217,11 @@ impl Net {
             Effect::PersistOwner { document_id, owner } => {
                 self.owners.entry(document_id).or_insert(owner);
             }
+            Effect::PersistTracked { document_id } => {
+                self.tracked[node].push(document_id);
+            }
             Effect::PeerJoined { .. }
+            | Effect::Listed { .. }
             | Effect::Unavailable { .. }
             | Effect::StorageUnreadable { .. }
             | Effect::RemoteError { .. } => {}
@@ -1306,5 +1314,211 @@ mod relay_policy {
         net.tick(crate::access::PEER_ID_KEPT_MS);
         net.connect(2);
         assert!(net.linked[2]);
+    }
+
+    // Listings: the relay tells a client that asks which documents its
+    // school may see, from the owners it recorded.
+
+    /// Client `client` asks for the listing, as our client does.
+    fn asks_for_listing(net: &mut Net, client: usize) {
+        net.nodes[client].config.ask_for_listing = true;
+    }
+
+    /// The listings the relay sent to `client`, in order.
+    fn listings_to(net: &Net, client: usize) -> Vec<(Vec<ListedPartnership>, bool)> {
+        net.log
+            .iter()
+            .filter_map(|(node, e)| match e {
+                Effect::Send { conn, bytes } if *node == 0 && *conn == client as ConnId => {
+                    match Message::decode(bytes, usize::MAX).unwrap() {
+                        Message::Listing {
+                            partnerships, more, ..
+                        } => Some((partnerships, more)),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn listed_ids(listings: &[(Vec<ListedPartnership>, bool)]) -> Vec<DocumentId> {
+        listings
+            .iter()
+            .flat_map(|(partnerships, _)| partnerships.iter().flat_map(|p| p.documents.clone()))
+            .collect()
+    }
+
+    fn north_south() -> Register {
+        register(
+            1,
+            &[
+                (1, &[("north", Role::Member)]),
+                (2, &[("north", Role::Member)]),
+                (3, &[("south", Role::Member)]),
+                (4, &[("south", Role::Member)]),
+                (5, &[("north", Role::Viewer)]),
+            ],
+        )
+    }
+
+    #[test]
+    fn a_member_that_asks_is_listed_its_partnerships_documents_and_receives_them() {
+        let mut net = net_with(north_south(), 5);
+        net.connect(1);
+        net.connect(3);
+        let north = new_doc_with_title(&mut net, 1, "North plan");
+        let south = new_doc_with_title(&mut net, 3, "South plan");
+
+        // School 2 never tracked anything: it asks, and is listed North's.
+        asks_for_listing(&mut net, 2);
+        net.connect(2);
+        let listings = listings_to(&net, 2);
+        assert_eq!(listed_ids(&listings), vec![north]);
+        let (partnerships, more) = &listings[0];
+        assert!(!more, "the listing is one message");
+        assert_eq!(partnerships.len(), 1);
+        assert_eq!(partnerships[0].name, "Cluster north");
+        assert_eq!(partnerships[0].role, Role::Member);
+        assert!(partnerships[0].home);
+        // Its core tracked the document (kept across restarts) and
+        // fetched it.
+        assert_eq!(net.tracked[2], vec![north]);
+        assert_eq!(text_of(&net.stored(2, north), "title"), "North plan");
+        assert!(!net.stores[2].contains_key(&south));
+        assert_eq!(net.nodes[2].progress(&north, 0), SyncProgress::InSync);
+        let listed = net
+            .log
+            .iter()
+            .any(|(node, e)| *node == 2 && matches!(e, Effect::Listed { more: false, .. }));
+        assert!(listed, "the driver hears the listing ended");
+
+        // A document North claims later reaches it by itself; South's
+        // later one does not.
+        let later = new_doc_with_title(&mut net, 1, "Later North plan");
+        let later_south = new_doc_with_title(&mut net, 3, "Later South plan");
+        assert_eq!(listed_ids(&listings_to(&net, 2)), vec![north, later]);
+        assert_eq!(text_of(&net.stored(2, later), "title"), "Later North plan");
+        assert!(!net.stores[2].contains_key(&later_south));
+        assert_eq!(net.tracked[2], vec![north, later]);
+
+        // South's asking school is listed South's documents only.
+        asks_for_listing(&mut net, 4);
+        net.connect(4);
+        // (in the relay's order: by id)
+        let mut south_ids = vec![south, later_south];
+        south_ids.sort();
+        assert_eq!(listed_ids(&listings_to(&net, 4)), south_ids);
+        assert!(!net.stores[4].contains_key(&north) && !net.stores[4].contains_key(&later));
+    }
+
+    #[test]
+    fn a_viewers_listing_says_viewer_and_it_reads_what_is_listed() {
+        let mut net = net_with(north_south(), 5);
+        net.connect(1);
+        let plan = new_doc_with_title(&mut net, 1, "North plan");
+        asks_for_listing(&mut net, 5);
+        net.connect(5);
+        let listings = listings_to(&net, 5);
+        assert_eq!(listed_ids(&listings), vec![plan]);
+        assert_eq!(listings[0].0[0].role, Role::Viewer);
+        assert!(!listings[0].0[0].home, "a viewer creates nowhere");
+        assert_eq!(text_of(&net.stored(5, plan), "title"), "North plan");
+    }
+
+    #[test]
+    fn a_connection_that_did_not_ask_receives_no_listing_message() {
+        let mut net = net_with(north_south(), 5);
+        net.connect(1);
+        net.connect(2);
+        let plan = new_doc_with_title(&mut net, 1, "North plan");
+        new_doc_with_title(&mut net, 1, "Another");
+        net.disconnect(2);
+        net.connect(2);
+        net.track(2, plan);
+        // As a JS client: only automerge-repo message types, and nothing
+        // in the relay's `peer` about listings.
+        for client in [1, 2] {
+            for (node, effect) in &net.log {
+                if let Effect::Send { conn, bytes } = effect
+                    && *node == 0
+                    && *conn == client as ConnId
+                {
+                    let message = Message::decode(bytes, usize::MAX).unwrap();
+                    assert!(!matches!(message, Message::Listing { .. }), "{message:?}");
+                    if let Message::Peer { metadata, .. } = message {
+                        assert!(!metadata.listing);
+                    }
+                }
+            }
+        }
+        assert_eq!(text_of(&net.stored(2, plan), "title"), "North plan");
+    }
+
+    #[test]
+    fn a_long_listing_is_split_and_its_documents_start_a_few_hundred_a_tick() {
+        let register = Arc::new(north_south());
+        let owners: HashMap<DocumentId, String> = (0..2_500)
+            .map(|_| (DocumentId::random(), "north".to_string()))
+            .collect();
+        let policy = PartnershipPolicy::new(register.clone(), owners.clone(), 2);
+        let mut net = Net::with_relay_policy(2, Box::new(policy));
+        net.grants
+            .insert(2, register.authenticate(&credential(2), None).unwrap());
+        asks_for_listing(&mut net, 2);
+        net.connect(2);
+        let mut sizes = Vec::new();
+        for (node, effect) in &net.log {
+            if let Effect::Send { conn: 2, bytes } = effect
+                && *node == 0
+                && matches!(
+                    Message::decode(bytes, usize::MAX),
+                    Ok(Message::Listing { .. })
+                )
+            {
+                sizes.push(bytes.len());
+            }
+        }
+        let listings = listings_to(&net, 2);
+        assert_eq!(
+            listings.iter().map(|(_, more)| *more).collect::<Vec<_>>(),
+            vec![true, true, false]
+        );
+        assert!(sizes.iter().all(|&size| size < 64 * 1024), "{sizes:?}");
+        let mut listed = listed_ids(&listings);
+        listed.sort();
+        let mut expected: Vec<DocumentId> = owners.keys().copied().collect();
+        expected.sort();
+        assert_eq!(listed, expected);
+        // Each document costs a request frame: a few hundred a tick.
+        assert_eq!(net.tracked[2].len(), ANNOUNCE_PER_TICK);
+        assert!(net.nodes[2].announcing() > 0);
+        for _ in 0..10 {
+            net.tick(200);
+        }
+        assert_eq!(net.nodes[2].announcing(), 0);
+        assert_eq!(net.tracked[2].len(), 2_500);
+    }
+
+    #[test]
+    fn a_school_added_to_a_partnership_is_listed_its_documents_without_reconnecting() {
+        let mut net = net_with(north_south(), 5);
+        net.connect(3);
+        let south = new_doc_with_title(&mut net, 3, "South plan");
+        asks_for_listing(&mut net, 2);
+        net.connect(2);
+        assert!(listed_ids(&listings_to(&net, 2)).is_empty());
+        let mut changed = north_south();
+        changed.version = 2;
+        changed
+            .schools
+            .get_mut("school-id-2")
+            .unwrap()
+            .memberships
+            .insert("south".into(), Role::Viewer);
+        change_register(&mut net, changed);
+        assert!(net.linked[2]);
+        assert_eq!(listed_ids(&listings_to(&net, 2)), vec![south]);
+        assert_eq!(text_of(&net.stored(2, south), "title"), "South plan");
     }
 }

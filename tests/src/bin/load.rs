@@ -309,6 +309,7 @@ async fn connect(
         metadata: PeerMetadata {
             is_ephemeral: storage_id.is_none(),
             storage_id,
+            listing: false,
         },
     };
     sink.send(WsMessage::Binary(join.encode().into()))
