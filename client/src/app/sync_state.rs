@@ -88,8 +88,13 @@ mod tests {
         state.connected = true;
         assert_eq!(state.describe().1, "Sharing…");
         state.unconfirmed = 0;
-        state.last_success = Some(crate::status::now_unix());
-        assert!(state.describe().1.starts_with("Shared with partners at "));
-        assert!(!state.describe().1.contains('-'), "today's time only");
+        let now = crate::status::now_unix();
+        state.last_success = Some(now);
+        assert_eq!(
+            state.describe(),
+            ("shared", "Shared with partners at".into(), Some(now))
+        );
+        assert!(state.today(now), "today's moments show only the time");
+        assert!(!state.today(now - 2 * 86_400));
     }
 }
