@@ -10,8 +10,12 @@ const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 
 export const CHROMIUM = process.env.PARTNERPLAN_CHROMIUM || "/usr/bin/chromium";
 
+const launched = [];
+
+/// A browser of its own (a school's own computer). Every browser launched
+/// is closed when the scenario ends, however it ends.
 export async function launch() {
-  return chromium.launch({
+  const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     timeout: 30_000,
@@ -25,6 +29,8 @@ export async function launch() {
       "--disable-sync",
     ],
   });
+  launched.push(browser);
+  return browser;
 }
 
 export async function newPage(browser, options = {}) {
@@ -95,6 +101,6 @@ export async function scenario(name, body) {
     process.exitCode = 1;
   } finally {
     clearTimeout(timer);
-    await browser.close();
+    for (const b of launched) await b.close().catch(() => {});
   }
 }

@@ -1,7 +1,7 @@
 // Two schools' apps through one relay: a partner's edit appears live, and
 // a partner's text that arrives while a cell is being typed in keeps both.
 // node live.mjs APP_A APP_B DOC_ID
-import { check, eventually, newPage, scenario } from "./lib.mjs";
+import { check, eventually, launch, newPage, scenario } from "./lib.mjs";
 
 const [appA, appB, doc] = process.argv.slice(2);
 
@@ -15,8 +15,11 @@ async function openPlan(browser, app) {
 const saved = (page) => eventually(async () => (await page.evaluate(() => window.partnerplan.pending())) === 0, "saved");
 
 await scenario("live", async (browser) => {
+  // Two schools, two computers: each its own browser, so working in one
+  // never takes the focus from the other.
+  const other = await launch();
   const a = await openPlan(browser, appA);
-  const b = await openPlan(browser, appB);
+  const b = await openPlan(other, appB);
 
   // An edit at one school appears at the other without a reload.
   const statusA = a.getByRole("combobox", { name: "Status" }).nth(1);

@@ -1,10 +1,12 @@
 // One school's app with the imported 000 plan: the home page, the plan
 // as the paper has it, editing in place, rows added and removed (with
 // undo), the print view, and axe-core on every page.
-// node plan.mjs APP_URL SCREENSHOT_DIR
+// node plan.mjs APP_URL SCREENSHOT_DIR FIXTURE_JSON
+import { readFileSync } from "node:fs";
 import { check, checkAccessibility, eventually, newPage, scenario } from "./lib.mjs";
 
-const [app, shots] = process.argv.slice(2);
+const [app, shots, fixture] = process.argv.slice(2);
+const paper = JSON.parse(readFileSync(fixture, "utf8"));
 
 await scenario("plan", async (browser) => {
   const page = await newPage(browser);
@@ -65,6 +67,22 @@ await scenario("plan", async (browser) => {
     const values = await page.getByRole("textbox", { name: "Action" }).evaluateAll((els) => els.map((e) => e.value));
     return values.includes("Share the safeguarding audit with governors");
   }, "undo brings the action back");
+
+  // The print view holds every area and action of the paper, and no ids.
+  const id = new URL(page.url()).pathname.split("/")[2];
+  await page.goto(app + "doc/" + id + "/print");
+  const printed = await page.locator("main").innerText();
+  for (const area of paper.areas) {
+    check(printed.includes(area.name), "the print view holds the area " + area.name);
+    for (const action of area.actions || []) {
+      check(printed.includes(action.what.trim().split("\n")[0]), "the print view holds the action " + action.what);
+    }
+  }
+  check(!/automerge:|[0-9a-f]{16}|\/tmp\//.test(printed), "the print view shows no ids or paths");
+  check(/Printed on /.test(printed), "the print view says when it was printed");
+  await checkAccessibility(page, "print view");
+  await page.emulateMedia({ media: "print" });
+  await page.pdf({ path: `${shots}/../plan-print.pdf`, format: "A4", landscape: true }).catch(() => {});
 
   const problems = page.problems.filter((p) => !p.includes("422"));
   check(problems.length === 0, "no script errors: " + problems.join("; "));

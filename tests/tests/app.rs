@@ -24,7 +24,14 @@ fn the_plan_reads_like_the_paper_and_is_edited_in_place() {
     let app = AppProcess::start(&school);
     let shots = screenshots_dir();
     std::fs::create_dir_all(&shots).unwrap();
-    scenario("plan.mjs", &[&app.url, shots.to_str().unwrap()]);
+    scenario(
+        "plan.mjs",
+        &[
+            &app.url,
+            shots.to_str().unwrap(),
+            fixture().to_str().unwrap(),
+        ],
+    );
 }
 
 #[test]
@@ -148,6 +155,17 @@ fn a_conflict_made_offline_is_shown_at_both_schools_and_resolved_with_a_click() 
     std::fs::create_dir_all(&shots).unwrap();
     scenario(
         "conflict_resolve.mjs",
+        &[&p.a.url, &p.b.url, &p.plan, shots.to_str().unwrap()],
+    );
+}
+
+#[test]
+fn each_school_signs_from_its_own_app_and_later_edits_are_marked() {
+    let p = partners();
+    let shots = screenshots_dir();
+    std::fs::create_dir_all(&shots).unwrap();
+    scenario(
+        "review.mjs",
         &[&p.a.url, &p.b.url, &p.plan, shots.to_str().unwrap()],
     );
 }

@@ -10,6 +10,7 @@
 pub mod library;
 pub mod pages;
 pub mod sync_state;
+pub mod versions;
 pub mod web;
 
 use std::net::SocketAddr;

@@ -5,11 +5,15 @@
 use automerge::ChangeHash;
 use maud::{DOCTYPE, Markup, html};
 use partnerplan_model::schema::{Field, FieldType, Table};
-use partnerplan_model::values::STATUS;
+use partnerplan_model::values::{SIGNATORY_ROLE, STATUS};
+use partnerplan_model::when::when_text;
 use partnerplan_model::{DocView, FieldView, KINDS, Kind, RowView, TableView};
+
+use std::collections::HashSet;
 
 use super::library::Summary;
 use super::sync_state::SyncState;
+use super::versions::SinceSigned;
 
 /// What every page carries: who is using the app, and the secret that
 /// proves a change came from one of its own pages.
@@ -152,7 +156,15 @@ pub fn home(chrome: &Chrome<'_>, home: &Home<'_>) -> Markup {
 /// A whole document page: its body, which live updates replace.
 pub fn document(chrome: &Chrome<'_>, page: &DocPage<'_>) -> Markup {
     let body = html! {
-        p class="back" { a href="/" { "← All documents" } }
+        nav class="doc-links" aria-label="This document" {
+            a href="/" { "← All documents" }
+            @if page.version.is_some() {
+                a href={"/doc/" (page.id)} { "The document as it is now" }
+            } @else {
+                a href={"/doc/" (page.id) "/history"} { "History" }
+                a href={"/doc/" (page.id) "/print"} { "Print" }
+            }
+        }
         (document_body(page))
     };
     layout(&page.view.title, Some(chrome), body)
@@ -163,6 +175,13 @@ pub struct DocPage<'a> {
     pub view: &'a DocView,
     pub heads: &'a [ChangeHash],
     pub editable: bool,
+    /// This school, and the person using the app (for signing).
+    pub school: &'a str,
+    pub person: Option<&'a str>,
+    /// What changed since the last signature, to mark.
+    pub since: Option<&'a SinceSigned>,
+    /// An earlier version ("as signed on 11 July 2017"): read only.
+    pub version: Option<&'a str>,
 }
 
 /// The part of a document page that changes when the document does.
@@ -171,13 +190,25 @@ pub fn document_body(page: &DocPage<'_>) -> Markup {
     let heads: Vec<String> = page.heads.iter().map(|h| h.to_string()).collect();
     let conflicts = view.conflicts().len();
     let ctx = Ctx {
-        editable: page.editable,
+        editable: page.editable && page.version.is_none(),
         objectives: objective_numbers(view),
+        marks: page.since.map(|s| s.marks.clone()).unwrap_or_default(),
     };
     html! {
         div id="doc" data-doc=(page.id) data-heads=(heads.join(",")) {
             p class="kind" { (view.kind.label()) }
             h1 { (view.title) }
+            @if let Some(version) = page.version {
+                p class="notice version" { "This is the document " strong { (version) } ". It cannot be changed here." }
+            }
+            @if let Some(since) = page.since.filter(|s| s.changes > 0) {
+                p class="notice" {
+                    (plural(since.changes, "change", "changes")) " since it was signed on " (since.signed_on) " "
+                    (if since.changes == 1 { "is" } else { "are" }) " marked "
+                    span class="marked sample" { "like this" } ". "
+                    a href={"/doc/" (page.id) "/signed/" (since.review)} { "See it as signed" }
+                }
+            }
             @if conflicts > 0 {
                 p class="notice" role="note" { strong { (plural(conflicts, "field holds", "fields hold")) } " values two schools gave at once: each is shown where it is, with who gave it. Choose the one to keep." }
             }
@@ -192,13 +223,77 @@ pub fn document_body(page: &DocPage<'_>) -> Markup {
                     (generic_table(&ctx, None, table))
                 }
             }
+            @if page.version.is_none() {
+                (reviews(&ctx, page))
+            }
         }
     }
+}
+
+/// Reviews, their signatures, and the forms to record and sign one.
+fn reviews(ctx: &Ctx, page: &DocPage<'_>) -> Markup {
+    let view = page.view;
+    html! {
+        section class="reviews" aria-labelledby="reviews-heading" {
+            h2 id="reviews-heading" { "Reviews and signatures" }
+            @if view.reviews.is_empty() {
+                p { "No review has been recorded yet." }
+            }
+            @for review in view.reviews.iter().rev() {
+                article class="review" id={"review-" (review.id)} aria-labelledby={"review-h-" (review.id)} {
+                    h3 id={"review-h-" (review.id)} { "Reviewed on " (when_text(&review.date)) }
+                    @if !review.by.is_empty() { p { "By " (review.by) "." } }
+                    @if let Some(note) = &review.note { p { (note) } }
+                    @if review.signatures.is_empty() {
+                        p { "Not signed yet." }
+                    } @else {
+                        ul class="signatures" {
+                            @for s in &review.signatures {
+                                li { "Signed by " (s.name.as_deref().unwrap_or("")) @if s.name.is_some() { ", " } (s.role) ", " (s.school) ", on " (when_text(&s.date)) "." }
+                            }
+                        }
+                        p { a href={"/doc/" (page.id) "/signed/" (review.id)} { "See the document as signed on " (when_text(&review.signatures.last().map(|s| s.date.clone()).unwrap_or_default())) } }
+                    }
+                    @if ctx.editable {
+                        form class="sign inline" data-post={"/doc/" (page.id) "/sign"} {
+                            input type="hidden" name="review" value=(review.id);
+                            label { span { "Your name" } input type="text" name="name" required value=(page.person.unwrap_or("")); }
+                            label { span { "Signing as" }
+                                select name="role" {
+                                    @for (name, _) in SIGNATORY_ROLE.options { option value=(name) { (capitalise(name)) } }
+                                }
+                            }
+                            button type="submit" { "Sign for " (page.school) }
+                        }
+                    }
+                }
+            }
+            @if ctx.editable {
+                form class="record stack narrow" data-post={"/doc/" (page.id) "/review"} {
+                    h3 { "Record a review" }
+                    label for="review-date" { "Date of the review" }
+                    p class="hint" id="review-date-hint" { "A date, such as 11 July 2017." }
+                    input id="review-date" name="date" type="text" required aria-describedby="review-date-hint" value=(today_text());
+                    label for="review-by" { "Reviewed by" }
+                    input id="review-by" name="by" type="text" placeholder="The headteachers and members of the JCC";
+                    label for="review-note" { "Note (optional)" }
+                    textarea id="review-note" name="note" rows="2" {}
+                    button type="submit" { "Record the review" }
+                }
+            }
+        }
+    }
+}
+
+fn today_text() -> String {
+    partnerplan_model::when::date_from_unix(crate::status::now_unix()).human()
 }
 
 struct Ctx {
     editable: bool,
     objectives: Vec<i64>,
+    /// Cells and rows changed since the last signature.
+    marks: HashSet<String>,
 }
 
 fn objective_numbers(view: &DocView) -> Vec<i64> {
@@ -234,18 +329,23 @@ fn control(ctx: &Ctx, row: Option<&str>, f: &Field, v: &FieldView, label: Option
     let id = control_id(row, f.key);
     let row_attr = row.unwrap_or("");
     let aria = label.unwrap_or(f.label);
+    // A cell changed since the last signature is marked on the control
+    // itself, so marking never rebuilds the cell someone is typing in.
+    let marked = ctx.marks.contains(&id);
+    let mark = if marked { " marked" } else { "" };
+    let title = marked.then_some("Changed since it was signed");
     if !v.conflict.is_empty() {
         return conflict(ctx, row, f, v);
     }
     if !ctx.editable {
-        return html! { div class={"value " (value_class(f, v))} id=(id) { (display(f, v)) } };
+        return html! { div class={"value " (value_class(f, v)) (mark)} id=(id) title=[title] { (display(f, v)) } };
     }
     match f.ty {
         FieldType::Prose => html! {
-            textarea id=(id) class="prose" data-text="" data-row=(row_attr) data-key=(f.key) aria-label=[label.map(|_| aria)] rows=(rows_for(&v.text)) { (v.text) }
+            textarea id=(id) class={"prose" (mark)} title=[title] data-text="" data-row=(row_attr) data-key=(f.key) aria-label=[label.map(|_| aria)] rows=(rows_for(&v.text)) { (v.text) }
         },
         FieldType::Choice(choices) => html! {
-            select id=(id) class={"choice " (value_class(f, v))} data-field="" data-row=(row_attr) data-key=(f.key) aria-label=[label.map(|_| aria)] {
+            select id=(id) class={"choice " (value_class(f, v)) (mark)} title=[title] data-field="" data-row=(row_attr) data-key=(f.key) aria-label=[label.map(|_| aria)] {
                 option value="" selected[v.text.is_empty()] { "Not set" }
                 @for (name, _) in choices.options {
                     option value=(name) selected[v.text == *name] { (capitalise(name)) }
@@ -259,7 +359,7 @@ fn control(ctx: &Ctx, row: Option<&str>, f: &Field, v: &FieldView, label: Option
                 .map(|a| a.iter().filter_map(|n| n.as_i64()).collect())
                 .unwrap_or_default();
             html! {
-                fieldset class="links" id=(id) data-links="" data-row=(row_attr) data-key=(f.key) {
+                fieldset class={"links" (mark)} title=[title] id=(id) data-links="" data-row=(row_attr) data-key=(f.key) {
                     legend { (aria) }
                     @if ctx.objectives.is_empty() { span class="hint" { "Add the plan's objectives first." } }
                     @for n in &ctx.objectives {
@@ -280,7 +380,7 @@ fn control(ctx: &Ctx, row: Option<&str>, f: &Field, v: &FieldView, label: Option
                     .to_string()
             };
             html! {
-                fieldset class="responsibility" id=(id) data-responsibility="" data-row=(row_attr) data-key=(f.key) {
+                fieldset class={"responsibility" (mark)} title=[title] id=(id) data-responsibility="" data-row=(row_attr) data-key=(f.key) {
                     legend { (aria) }
                     label { span { "Person" } input type="text" data-part="person" value=(part("person")); }
                     label { span { "Role" } input type="text" data-part="role" value=(part("role")); }
@@ -289,13 +389,13 @@ fn control(ctx: &Ctx, row: Option<&str>, f: &Field, v: &FieldView, label: Option
             }
         }
         FieldType::When => html! {
-            input id=(id) type="text" class="when" data-field="" data-row=(row_attr) data-key=(f.key) value=(v.text) placeholder="A date or a term" aria-label=[label.map(|_| aria)];
+            input id=(id) type="text" class={"when" (mark)} title=[title] data-field="" data-row=(row_attr) data-key=(f.key) value=(v.text) placeholder="A date or a term" aria-label=[label.map(|_| aria)];
         },
         FieldType::Integer | FieldType::Percent => html! {
-            input id=(id) type="text" inputmode="numeric" class="number" data-field="" data-row=(row_attr) data-key=(f.key) value=(v.text) aria-label=[label.map(|_| aria)];
+            input id=(id) type="text" inputmode="numeric" class={"number" (mark)} title=[title] data-field="" data-row=(row_attr) data-key=(f.key) value=(v.text) aria-label=[label.map(|_| aria)];
         },
         FieldType::Line => html! {
-            input id=(id) type="text" data-field="" data-row=(row_attr) data-key=(f.key) value=(v.text) aria-label=[label.map(|_| aria)];
+            input id=(id) type="text" class=[marked.then_some("marked")] title=[title] data-field="" data-row=(row_attr) data-key=(f.key) value=(v.text) aria-label=[label.map(|_| aria)];
         },
     }
 }
@@ -390,7 +490,7 @@ fn plan_grid(ctx: &Ctx, areas: &TableView) -> Markup {
                         } @else {
                             @let id = area.id.as_str();
                             @let name = area.field("name").map(|v| v.text.clone()).unwrap_or_default();
-                            tr id={"row-" (id)} class="area" {
+                            tr id={"row-" (id)} class={"area" @if ctx.marks.contains(&format!("row-{id}")) { " marked" }} {
                                 td {
                                     (cell(ctx, area, f("name"), "Area"))
                                     (cell(ctx, area, f("links"), "Objective links"))
@@ -452,7 +552,7 @@ fn action_item(ctx: &Ctx, action: &RowView, table: &Table) -> Markup {
         @if let Some(removal) = &action.removed {
             (removed_item(ctx, action, removal))
         } @else {
-            li id={"row-" (action.id)} class="action" {
+            li id={"row-" (action.id)} class={"action" @if ctx.marks.contains(&format!("row-{}", action.id)) { " marked" }} {
                 (cell(ctx, action, f("what"), "Action"))
                 (cell(ctx, action, f("responsibility"), "Named responsibility"))
                 div class="action-details" {
@@ -528,7 +628,7 @@ fn generic_table(ctx: &Ctx, parent: Option<&str>, table: &TableView) -> Markup {
                         @if let Some(removal) = &row.removed {
                             (removed_row(ctx, row, removal, schema.fields.len() + 1))
                         } @else {
-                            tr id={"row-" (row.id)} {
+                            tr id={"row-" (row.id)} class=[ctx.marks.contains(&format!("row-{}", row.id)).then_some("marked")] {
                                 @for f in schema.fields {
                                     td { (cell(ctx, row, f, &format!("{} of {} “{}”", f.label, table.row, row.label()))) }
                                 }
@@ -601,4 +701,90 @@ fn utc_parts(seconds: i64) -> (String, String) {
     let date = parts.next().unwrap_or_default().to_string();
     let clock = parts.next().unwrap_or_default().to_string();
     (date, clock)
+}
+
+/// One change in a document's history, as a person reads it.
+pub struct Change {
+    pub time: i64,
+    pub who: String,
+    pub what: String,
+}
+
+pub fn history(chrome: &Chrome<'_>, id: &str, title: &str, changes: &[Change]) -> Markup {
+    let body = html! {
+        nav class="doc-links" aria-label="This document" {
+            a href={"/doc/" (id)} { "← Back to the document" }
+        }
+        p class="kind" { "History" }
+        h1 { (title) }
+        form class="inline" method="get" action={"/doc/" (id) "/as-of"} {
+            label for="as-of" { "See the document as it stood at the end of" }
+            input id="as-of" name="date" type="date" required;
+            button type="submit" { "Show it" }
+        }
+        h2 { "Who changed what, newest first" }
+        @if changes.is_empty() { p { "No changes yet." } }
+        table class="history" {
+            thead { tr { th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "What" } } }
+            tbody {
+                @for c in changes {
+                    tr { td { (time(c.time)) } td { (c.who) } td { (c.what) } }
+                }
+            }
+        }
+    };
+    layout(&format!("History of {title}"), Some(chrome), body)
+}
+
+/// A document as it prints: the paper's layout, every value in full, no
+/// controls, the date it was printed, and a line for each school to sign.
+pub fn print(view: &DocView, schools: &[String], printed: i64) -> Markup {
+    let ctx = Ctx {
+        editable: false,
+        objectives: objective_numbers(view),
+        marks: HashSet::new(),
+    };
+    let body = html! {
+        div id="doc" class="print" {
+            p class="kind" { (view.kind.label()) }
+            h1 { (view.title) }
+            (fields(&ctx, None, view.kind.schema().fields, &view.fields))
+            @for table in &view.tables {
+                @if view.kind == Kind::ActionPlan && table.key == "areas" {
+                    (plan_grid(&ctx, table))
+                } @else {
+                    (generic_table(&ctx, None, table))
+                }
+            }
+            @if !view.reviews.is_empty() {
+                h2 { "Reviews" }
+                @for review in &view.reviews {
+                    p {
+                        "Monitored and reviewed"
+                        @if !review.by.is_empty() { " by " (review.by) }
+                        " on " (when_text(&review.date)) "."
+                        @for s in &review.signatures {
+                            br; "Signed by " (s.name.as_deref().unwrap_or("")) @if s.name.is_some() { ", " } (s.role) ", " (s.school) ", on " (when_text(&s.date)) "."
+                        }
+                    }
+                }
+            }
+            section class="signature-lines" {
+                h2 { "Signatures" }
+                @for school in schools {
+                    @for role in ["Headteacher", "Chair of governors"] {
+                        div class="signature-line" {
+                            span { (school) ", " (role) }
+                            span class="line" { "Signed" }
+                            span class="line" { "Name" }
+                            span class="line short" { "Date" }
+                        }
+                    }
+                }
+            }
+            p class="printed" { "Printed on " (partnerplan_model::when::date_from_unix(printed).human()) "." }
+        }
+        p class="print-tools" { button type="button" data-print="" { "Print" } }
+    };
+    layout(&view.title, None, body)
 }

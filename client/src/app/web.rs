@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use automerge::Automerge;
 use automerge::{ActorId, ChangeHash};
 use axum::Json;
 use axum::Router;
@@ -20,17 +21,20 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use futures_util::stream::{self, Stream};
-use partnerplan_model::{Author, Placement, ProseEdit, create, edit as model_edit, read, rows};
+use partnerplan_model::records::SignatureInput;
+use partnerplan_model::{
+    Author, Placement, ProseEdit, When, create, edit as model_edit, read, review, rows,
+};
 use partnerplan_model::{DocView, Kind, RowView, TableView};
 use partnerplan_sync::DocumentId;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use super::Joining;
 use super::library::{EditError, Library};
 use super::pages::{self, Chrome, DocPage, Home, JoinForm};
 use super::sync_state::SyncState;
+use super::{Joining, versions};
 
 pub struct AppState {
     pub library: Arc<Library>,
@@ -54,6 +58,12 @@ pub fn router(state: Shared) -> Router {
         .route("/doc/{id}/text", post(type_text))
         .route("/doc/{id}/rows", post(row_change))
         .route("/doc/{id}/resolve", post(resolve))
+        .route("/doc/{id}/review", post(record_review))
+        .route("/doc/{id}/sign", post(sign_review))
+        .route("/doc/{id}/signed/{review}", get(signed))
+        .route("/doc/{id}/history", get(history))
+        .route("/doc/{id}/as-of", get(as_of))
+        .route("/doc/{id}/print", get(print))
         .route("/events", get(events))
         .route("/hello", get(hello))
         .route("/assets/app.css", get(css))
@@ -357,30 +367,147 @@ fn not_found() -> Response {
 }
 
 async fn document(State(state): State<Shared>, Path(id): Path<String>) -> Response {
-    let who = match who(&state) {
-        Ok(who) => who,
-        Err(redirect) => return redirect.into_response(),
-    };
-    let Some(id) = parse_id(&id) else {
-        return not_found();
-    };
-    match state.library.read(&id) {
-        Ok(Some((view, heads))) => {
-            let sync = state.sync.borrow().clone();
-            let page = DocPage {
-                id: &id.to_string(),
-                view: &view,
-                heads: &heads,
-                editable: who.can_edit,
-            };
-            Html(pages::document(&chrome(&state, &who, &sync), &page).into_string()).into_response()
-        }
-        Ok(None) => not_found(),
-        Err(error) => failure(&error.to_string()),
-    }
+    render_document(&state, &id, false)
 }
 
 async fn document_body(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    render_document(&state, &id, true)
+}
+
+/// The document page, or only its body (for live refreshes).
+fn render_document(state: &AppState, id: &str, body_only: bool) -> Response {
+    let who = match who(state) {
+        Ok(who) => who,
+        Err(redirect) => return redirect.into_response(),
+    };
+    let Some(id) = parse_id(id) else {
+        return not_found();
+    };
+    let (view, heads) = match state.library.read(&id) {
+        Ok(Some(read)) => read,
+        Ok(None) => return not_found(),
+        Err(error) => return failure(&error.to_string()),
+    };
+    let since = state
+        .library
+        .with_doc(&id, |d| versions::since_signed(d.document(), &view))
+        .ok()
+        .flatten()
+        .flatten();
+    let id_text = id.to_string();
+    let page = DocPage {
+        id: &id_text,
+        view: &view,
+        heads: &heads,
+        editable: who.can_edit,
+        school: &who.school,
+        person: who.person.as_deref(),
+        since: since.as_ref(),
+        version: None,
+    };
+    if body_only {
+        return Html(pages::document_body(&page).into_string()).into_response();
+    }
+    let sync = state.sync.borrow().clone();
+    Html(pages::document(&chrome(state, &who, &sync), &page).into_string()).into_response()
+}
+
+/// An earlier version, read only: as a review signed it, or as it stood
+/// at the end of a day.
+fn render_version(
+    state: &AppState,
+    id: &DocumentId,
+    version: impl FnOnce(&Automerge, &DocView) -> Result<(DocView, String), String>,
+) -> Response {
+    let who = match who(state) {
+        Ok(who) => who,
+        Err(redirect) => return redirect.into_response(),
+    };
+    let Ok(Some((now, heads))) = state.library.read(id) else {
+        return not_found();
+    };
+    let earlier = match state.library.with_doc(id, |d| version(d.document(), &now)) {
+        Ok(Some(Ok(earlier))) => earlier,
+        Ok(Some(Err(reason))) => {
+            return (
+                StatusCode::NOT_FOUND,
+                Html(pages::message("That version cannot be shown", None, &reason).into_string()),
+            )
+                .into_response();
+        }
+        _ => return not_found(),
+    };
+    let (view, name) = earlier;
+    let id_text = id.to_string();
+    let sync = state.sync.borrow().clone();
+    let page = DocPage {
+        id: &id_text,
+        view: &view,
+        heads: &heads,
+        editable: false,
+        school: &who.school,
+        person: who.person.as_deref(),
+        since: None,
+        version: Some(&name),
+    };
+    Html(pages::document(&chrome(state, &who, &sync), &page).into_string()).into_response()
+}
+
+async fn signed(
+    State(state): State<Shared>,
+    Path((id, review)): Path<(String, String)>,
+) -> Response {
+    let Some(id) = parse_id(&id) else {
+        return not_found();
+    };
+    render_version(&state, &id, |doc, now| {
+        versions::as_signed(doc, now, &review).map_err(|e| sentence(&e.to_string()))
+    })
+}
+
+#[derive(Deserialize)]
+struct AsOfInput {
+    date: String,
+}
+
+async fn as_of(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    axum::extract::Query(input): axum::extract::Query<AsOfInput>,
+) -> Response {
+    let Some(id) = parse_id(&id) else {
+        return not_found();
+    };
+    let day = match When::parse(&input.date) {
+        Ok(When::Date { year, month, day }) => (year, month, day),
+        _ => {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Html(pages::message("That is not a date", None, "Choose a day, such as 11 July 2017, to see the document as it stood at its end.").into_string()),
+            )
+                .into_response();
+        }
+    };
+    let end_of_day = partnerplan_model::when::unix_from_date(day.0, day.1, day.2) + 86_399;
+    let human = When::Date {
+        year: day.0,
+        month: day.1,
+        day: day.2,
+    }
+    .human();
+    render_version(&state, &id, move |doc, _| {
+        match versions::as_of(doc, end_of_day) {
+            Some(heads) => partnerplan_model::read::read_at(doc, &heads)
+                .map(|view| (view, format!("as it stood at the end of {human}")))
+                .map_err(|e| sentence(&e.to_string())),
+            None => Err(format!(
+                "The document did not exist yet at the end of {human}."
+            )),
+        }
+    })
+}
+
+async fn history(State(state): State<Shared>, Path(id): Path<String>) -> Response {
     let who = match who(&state) {
         Ok(who) => who,
         Err(redirect) => return redirect.into_response(),
@@ -388,20 +515,83 @@ async fn document_body(State(state): State<Shared>, Path(id): Path<String>) -> R
     let Some(id) = parse_id(&id) else {
         return not_found();
     };
-    match state.library.read(&id) {
-        Ok(Some((view, heads))) => Html(
-            pages::document_body(&DocPage {
-                id: &id.to_string(),
-                view: &view,
-                heads: &heads,
-                editable: who.can_edit,
-            })
-            .into_string(),
+    let Ok(Some((view, _))) = state.library.read(&id) else {
+        return not_found();
+    };
+    let entries = state
+        .library
+        .with_doc(&id, |d| {
+            partnerplan_model::history::history(d.document(), &[])
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let changes: Vec<pages::Change> = entries
+        .into_iter()
+        .rev()
+        .map(|e| pages::Change {
+            time: e.time,
+            who: match (&e.person, &e.school) {
+                (Some(p), Some(s)) => format!("{p} ({s})"),
+                (None, Some(s)) => s.clone(),
+                (Some(p), None) => p.clone(),
+                (None, None) => "Another school".into(),
+            },
+            what: e
+                .message
+                .map(|m| sentence(&m))
+                .unwrap_or_else(|| "Changed the document".into()),
+        })
+        .collect();
+    let sync = state.sync.borrow().clone();
+    Html(
+        pages::history(
+            &chrome(&state, &who, &sync),
+            &id.to_string(),
+            &view.title,
+            &changes,
         )
-        .into_response(),
-        Ok(None) => not_found(),
-        Err(error) => failure(&error.to_string()),
-    }
+        .into_string(),
+    )
+    .into_response()
+}
+
+async fn print(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    let Some(id) = parse_id(&id) else {
+        return not_found();
+    };
+    let Ok(Some((view, _))) = state.library.read(&id) else {
+        return not_found();
+    };
+    // A signature line for each member school, from the partnership the
+    // document belongs to.
+    let schools: Vec<String> = view
+        .partnership
+        .as_deref()
+        .and_then(parse_id)
+        .and_then(|p| state.library.read(&p).ok().flatten())
+        .map(|(partnership, _)| {
+            partnership
+                .live("schools")
+                .iter()
+                .filter_map(|r| r.field("name").map(|f| f.text.clone()))
+                .filter(|n| !n.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let schools = if schools.is_empty() {
+        vec![
+            state
+                .library
+                .meta("school_name")
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+        ]
+    } else {
+        schools
+    };
+    Html(pages::print(&view, &schools, crate::status::now_unix()).into_string()).into_response()
 }
 
 fn parse_heads(text: &str) -> Result<Vec<ChangeHash>, Refusal> {
@@ -641,6 +831,71 @@ fn neighbour(view: &DocView, row: &str, up: bool) -> Option<Placement> {
     } else {
         siblings.get(at + 1).map(|r| Placement::After(r.id.clone()))
     }
+}
+
+#[derive(Deserialize)]
+struct ReviewInput {
+    date: String,
+    #[serde(default)]
+    by: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn record_review(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(input): Json<ReviewInput>,
+) -> Response {
+    edit(
+        &state,
+        &headers,
+        &id,
+        None,
+        "recorded a review".into(),
+        |d, who| review::record(d, &input.date, &input.by, Some(&input.note), &[], who),
+    )
+}
+
+#[derive(Deserialize)]
+struct SignInput {
+    review: String,
+    name: String,
+    role: String,
+}
+
+/// A signature is given at this school, for this school: the school is
+/// never taken from the page.
+async fn sign_review(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(input): Json<SignInput>,
+) -> Response {
+    let school = state
+        .library
+        .meta("school_name")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let today = partnerplan_model::when::date_from_unix(crate::status::now_unix()).to_string();
+    edit(
+        &state,
+        &headers,
+        &id,
+        None,
+        "signed a review".into(),
+        |d, who| {
+            let signature = SignatureInput {
+                name: Some(input.name.trim().to_string()).filter(|n| !n.is_empty()),
+                role: input.role.clone(),
+                school: school.clone(),
+                date: None,
+            };
+            review::sign(d, &input.review, &signature, &today, who).map(|_| ())
+        },
+    )
 }
 
 #[derive(Deserialize)]

@@ -424,6 +424,11 @@ fn weekday(year: i32, month: u8, day: u8) -> usize {
     (days_from_civil(year, month, day) + 3).rem_euclid(7) as usize
 }
 
+/// Seconds since 1970 at the start (00:00 UTC) of a day.
+pub fn unix_from_date(year: i32, month: u8, day: u8) -> i64 {
+    days_from_civil(year, month, day) * 86_400
+}
+
 /// Today's date from seconds since 1970, for signatures given today.
 pub fn date_from_unix(seconds: i64) -> When {
     let days = seconds.div_euclid(86_400);

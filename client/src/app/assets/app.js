@@ -213,6 +213,32 @@
     }
   });
 
+  // Forms that change a document (record a review, sign) post their
+  // fields as JSON, like every other change.
+  document.addEventListener("submit", async (event) => {
+    const form = event.target;
+    if (!form.dataset || !form.dataset.post) return;
+    event.preventDefault();
+    const body = Object.fromEntries(new FormData(form).entries());
+    const button = form.querySelector("button[type=submit]");
+    if (button) button.disabled = true;
+    try {
+      await post(form.dataset.post, body);
+      for (const e of form.elements) if (e.tagName === "TEXTAREA") e.value = "";
+      await refresh();
+      toast(form.classList.contains("sign") ? "Signed." : "The review is recorded.");
+    } catch (e) {
+      const first = form.querySelector("input[type=text], select");
+      if (first) showError(first, e.message); else toast(e.message);
+    } finally {
+      if (button) button.disabled = false;
+    }
+  });
+
+  document.addEventListener("click", (event) => {
+    if (event.target.closest && event.target.closest("[data-print]")) window.print();
+  });
+
   // ---- Live updates -----------------------------------------------------
 
   // Brings a fresh copy of the page into the one shown, element by

@@ -1,0 +1,133 @@
+//! Earlier versions of a document, as pages show them: as signed at a
+//! review, as it stood at the end of a day, and which cells changed since
+//! the last signature. Reads only, through the model.
+
+use std::collections::HashSet;
+
+use automerge::{Automerge, ChangeHash, ReadDoc};
+use partnerplan_model::diff::{Difference, diff};
+use partnerplan_model::read::read_at;
+use partnerplan_model::records::Review;
+use partnerplan_model::when::when_text;
+use partnerplan_model::{DocView, ModelError};
+
+/// The cells and rows that differ from the last signed version.
+#[derive(Debug, Clone, Default)]
+pub struct SinceSigned {
+    /// "Tuesday 11 July 2017": when the version was signed.
+    pub signed_on: String,
+    pub review: String,
+    /// Control ids (`f-<row or doc>-<field>`) and row ids (`row-<id>`).
+    pub marks: HashSet<String>,
+    pub changes: usize,
+}
+
+/// The latest review with a signature, and the version its latest
+/// signature signed.
+pub fn last_signed(view: &DocView) -> Option<(&Review, Vec<ChangeHash>, String)> {
+    view.reviews
+        .iter()
+        .rev()
+        .find(|r| !r.signatures.is_empty())
+        .and_then(|review| {
+            let signature = review.signatures.last()?;
+            let heads = signature
+                .heads
+                .iter()
+                .map(|h| h.parse().ok())
+                .collect::<Option<Vec<ChangeHash>>>()?;
+            Some((review, heads, when_text(&signature.date)))
+        })
+}
+
+/// What changed since the last signed version, if the document was ever signed.
+pub fn since_signed(doc: &Automerge, view: &DocView) -> Option<SinceSigned> {
+    let (review, heads, signed_on) = last_signed(view)?;
+    if heads.iter().any(|h| doc.get_change_by_hash(h).is_none()) {
+        return None;
+    }
+    let signed = read_at(doc, &heads).ok()?;
+    let differences = diff(&signed, view);
+    let mut marks = HashSet::new();
+    for difference in &differences {
+        match difference {
+            Difference::Changed { row, field, .. } => {
+                marks.insert(format!("f-{}-{field}", row.as_deref().unwrap_or("doc")));
+            }
+            Difference::Added { row, .. } => {
+                marks.insert(format!("row-{row}"));
+            }
+            Difference::Removed { .. } => {}
+        }
+    }
+    Some(SinceSigned {
+        signed_on,
+        review: review.id.clone(),
+        marks,
+        changes: differences.len(),
+    })
+}
+
+/// The document as the review `id`'s latest signature (or the review
+/// itself) signed it, with the words that name that version.
+pub fn as_signed(
+    doc: &Automerge,
+    view: &DocView,
+    id: &str,
+) -> Result<(DocView, String), ModelError> {
+    let review = view
+        .reviews
+        .iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| ModelError::NoSuchReview { id: id.into() })?;
+    let (heads, name) = match review.signatures.last() {
+        Some(signature) => (
+            signature
+                .heads
+                .iter()
+                .filter_map(|h| h.parse().ok())
+                .collect::<Vec<ChangeHash>>(),
+            format!("as signed on {}", when_text(&signature.date)),
+        ),
+        None => (
+            review.heads()?,
+            format!("as reviewed on {}", when_text(&review.date)),
+        ),
+    };
+    if heads.is_empty() || heads.iter().any(|h| doc.get_change_by_hash(h).is_none()) {
+        return Err(ModelError::UnreadableVersion {
+            date: when_text(&review.date),
+            detail: "this computer does not hold that version".into(),
+        });
+    }
+    Ok((read_at(doc, &heads)?, name))
+}
+
+/// The version that stood at the end of `until` (seconds since 1970):
+/// every change made by then, as the schools' clocks recorded them, and
+/// everything those changes were made on.
+pub fn as_of(doc: &Automerge, until: i64) -> Option<Vec<ChangeHash>> {
+    let changes = doc.get_changes(&[]);
+    let mut kept: HashSet<ChangeHash> = HashSet::new();
+    // Causal order: a change is kept if it was made by then and every
+    // change it was made on is kept.
+    for change in &changes {
+        if change.timestamp() <= until && change.deps().iter().all(|d| kept.contains(d)) {
+            kept.insert(change.hash());
+        }
+    }
+    if kept.is_empty() {
+        return None;
+    }
+    let mut heads: HashSet<ChangeHash> = kept.clone();
+    for change in &changes {
+        if kept.contains(&change.hash()) {
+            for dep in change.deps() {
+                heads.remove(dep);
+            }
+        }
+    }
+    let mut heads: Vec<ChangeHash> = heads.into_iter().collect();
+    heads.sort();
+    Some(heads)
+}
