@@ -4,12 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use automerge::{Automerge, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use automerge::iter::MapRangeItem;
+use automerge::{
+    Automerge, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value, ValueRef,
+};
 use serde_json::{Map, Value as Json, json};
 
-use crate::doc::{kind_of, list_of, str_at};
+use crate::doc::{kind_of, str_at};
 use crate::error::ModelError;
-use crate::locate::{edits_of, ordered};
 use crate::records::{self, ActorEntry, Readable, Review};
 use crate::schema::{Field, FieldType, RESPONSIBILITY_PARTS, Table};
 use crate::text::short;
@@ -23,17 +25,18 @@ pub fn read(doc: &impl Readable) -> Result<DocView, ModelError> {
     let (kind, schema_version) = kind_of(doc)?;
     let schema = kind.schema();
     let actors = records::actors(doc);
-    let title = str_at(doc, &ROOT, "title").unwrap_or_default();
-    let partnership = str_at(doc, &ROOT, "partnership");
+    let root = Entries::of(doc, &ROOT);
+    let title = root.str(doc, "title").unwrap_or_default();
+    let partnership = root.str(doc, "partnership");
     let fields = schema
         .fields
         .iter()
-        .map(|f| read_field(doc, &ROOT, f, &actors))
+        .map(|f| read_field(doc, &ROOT, &root, f, &actors))
         .collect();
     let tables = schema
         .tables
         .iter()
-        .map(|t| read_table(doc, &ROOT, t, &actors))
+        .map(|t| read_table(doc, &root, t, &actors))
         .collect();
     Ok(DocView {
         kind,
@@ -47,16 +50,61 @@ pub fn read(doc: &impl Readable) -> Result<DocView, ModelError> {
     })
 }
 
+/// One map's keys with their winning values, read in one pass over the
+/// map (`map_range`) rather than one seek per key: a seek costs about as
+/// much as reading the whole of a row. Keys that hold several values are
+/// flagged; only those are read again with `get_all`.
+struct Entries<'d> {
+    items: Vec<MapRangeItem<'d>>,
+}
+
+impl<'d> Entries<'d> {
+    fn of(doc: &'d impl ReadDoc, obj: &ObjId) -> Self {
+        Entries {
+            items: doc.map_range(obj, ..).collect(),
+        }
+    }
+
+    fn item(&self, key: &str) -> Option<&MapRangeItem<'d>> {
+        self.items.iter().find(|i| i.key == key)
+    }
+
+    /// The winning value without its id, for scalars.
+    fn value(&self, key: &str) -> Option<Value<'static>> {
+        self.item(key).map(|i| i.value.clone().into_value())
+    }
+
+    /// The id of the object at `key`, if it holds one of this type.
+    fn object(&self, key: &str, ty: ObjType) -> Option<ObjId> {
+        self.item(key)
+            .filter(|i| matches!(i.value, ValueRef::Object(t) if t == ty))
+            .map(MapRangeItem::id)
+    }
+
+    /// What `str_at` gives: the string or text at `key`.
+    fn str(&self, doc: &impl ReadDoc, key: &str) -> Option<String> {
+        let item = self.item(key)?;
+        match &item.value {
+            ValueRef::Scalar(_) => match item.value.clone().into_value() {
+                Value::Scalar(s) => s.as_str().map(str::to_string),
+                Value::Object(_) => None,
+            },
+            ValueRef::Object(ObjType::Text) => doc.text(item.id()).ok(),
+            ValueRef::Object(_) => None,
+        }
+    }
+}
+
 fn read_table(
     doc: &impl ReadDoc,
-    parent: &ObjId,
+    parent: &Entries,
     table: &'static Table,
     actors: &BTreeMap<String, ActorEntry>,
 ) -> TableView {
-    let rows = match list_of(doc, parent, table.key) {
+    let rows = match parent.object(table.key, ObjType::List) {
         Some(list) => ordered(doc, &list)
             .into_iter()
-            .map(|(_, obj)| read_row(doc, &obj, table, actors))
+            .map(|(obj, entries)| read_row(doc, &obj, &entries, table, actors))
             .collect(),
         None => Vec::new(),
     };
@@ -69,16 +117,34 @@ fn read_table(
     }
 }
 
+/// The rows of a list in display order (by `position`, then place in the
+/// list, as `locate::ordered`), each with its keys read once.
+fn ordered<'d>(doc: &'d impl ReadDoc, list: &ObjId) -> Vec<(ObjId, Entries<'d>)> {
+    let mut rows: Vec<(f64, usize, ObjId, Entries<'d>)> = doc
+        .list_range(list, ..)
+        .filter(|item| matches!(item.value, ValueRef::Object(ObjType::Map)))
+        .map(|item| {
+            let obj = item.id();
+            let entries = Entries::of(doc, &obj);
+            let position = match entries.value("position") {
+                Some(Value::Scalar(s)) => s.as_f64().unwrap_or(item.index as f64),
+                _ => item.index as f64,
+            };
+            (position, item.index, obj, entries)
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    rows.into_iter().map(|(_, _, o, e)| (o, e)).collect()
+}
+
 fn read_row(
     doc: &impl ReadDoc,
     obj: &ObjId,
+    entries: &Entries,
     table: &'static Table,
     actors: &BTreeMap<String, ActorEntry>,
 ) -> RowView {
-    let removal = match doc.get(obj, "removed").ok().flatten() {
-        Some((Value::Object(ObjType::Map), id)) => Some(id),
-        _ => None,
-    };
+    let removal = entries.object("removed", ObjType::Map);
     let (removed, edited_after_removal) = match removal {
         Some(id) => {
             let by = str_at(doc, &id, "by").unwrap_or_else(|| "another school".into());
@@ -91,22 +157,26 @@ fn read_row(
                 }
                 _ => (0, i64::MAX),
             };
-            (Some(Removal { by, at }), edits_of(doc, obj) > seen)
+            let edits = match entries.value("edits") {
+                Some(Value::Scalar(s)) => s.as_i64().unwrap_or(0),
+                _ => 0,
+            };
+            (Some(Removal { by, at }), edits > seen)
         }
         None => (None, false),
     };
     RowView {
-        id: str_at(doc, obj, "id").unwrap_or_default(),
+        id: entries.str(doc, "id").unwrap_or_default(),
         row: table.row,
         fields: table
             .fields
             .iter()
-            .map(|f| read_field(doc, obj, f, actors))
+            .map(|f| read_field(doc, obj, entries, f, actors))
             .collect(),
         tables: table
             .tables
             .iter()
-            .map(|t| read_table(doc, obj, t, actors))
+            .map(|t| read_table(doc, entries, t, actors))
             .collect(),
         removed,
         edited_after_removal,
@@ -137,23 +207,35 @@ fn candidate(
 }
 
 /// Every value a key holds, as (JSON, display text, actor), with equal
-/// values set by several schools counted once.
+/// values set by several schools counted once. A key that holds one value
+/// is read from `entries`; its actor is left empty, as it is shown only
+/// when there are several.
 fn values_at(
     doc: &impl ReadDoc,
     obj: &ObjId,
+    entries: &Entries,
     key: &str,
     ty: FieldType,
 ) -> Vec<(Json, String, String)> {
+    let view = |value: Value, id: &dyn Fn() -> ObjId| match value {
+        Value::Scalar(s) => scalar_view(&s, ty),
+        Value::Object(ObjType::Text) => {
+            let t = doc.text(id()).unwrap_or_default();
+            (json!(t), t)
+        }
+        Value::Object(_) => (Json::Null, String::new()),
+    };
+    match entries.item(key) {
+        None => return Vec::new(),
+        Some(item) if !item.conflict => {
+            let (json, text) = view(item.value.clone().into_value(), &|| item.id());
+            return vec![(json, text, String::new())];
+        }
+        Some(_) => {}
+    }
     let mut out: Vec<(Json, String, String)> = Vec::new();
     for (value, id) in doc.get_all(obj, key).unwrap_or_default() {
-        let (json, text) = match value {
-            Value::Scalar(s) => scalar_view(&s, ty),
-            Value::Object(ObjType::Text) => {
-                let t = doc.text(&id).unwrap_or_default();
-                (json!(t), t)
-            }
-            Value::Object(_) => (Json::Null, String::new()),
-        };
+        let (json, text) = view(value, &|| id.clone());
         if !out.iter().any(|(j, _, _)| *j == json) {
             out.push((json, text, actor_of(&id)));
         }
@@ -182,6 +264,7 @@ fn scalar_view(s: &ScalarValue, ty: FieldType) -> (Json, String) {
 fn read_field(
     doc: &impl ReadDoc,
     obj: &ObjId,
+    entries: &Entries,
     field: &'static Field,
     actors: &BTreeMap<String, ActorEntry>,
 ) -> FieldView {
@@ -194,9 +277,7 @@ fn read_field(
     };
     match field.ty {
         FieldType::Links => {
-            if let Some((Value::Object(ObjType::Map), links)) =
-                doc.get(obj, field.key).ok().flatten()
-            {
+            if let Some(links) = entries.object(field.key, ObjType::Map) {
                 let mut numbers: Vec<i64> =
                     doc.keys(&links).filter_map(|k| k.parse().ok()).collect();
                 numbers.sort();
@@ -210,9 +291,11 @@ fn read_field(
                 view.value = json!([]);
             }
         }
-        FieldType::Responsibility => read_responsibilities(doc, obj, field.key, &mut view, actors),
+        FieldType::Responsibility => {
+            read_responsibilities(doc, obj, entries, field.key, &mut view, actors)
+        }
         ty => {
-            let values = values_at(doc, obj, field.key, ty);
+            let values = values_at(doc, obj, entries, field.key, ty);
             if values.len() > 1 {
                 view.conflict = values
                     .into_iter()
@@ -281,11 +364,16 @@ fn add_whole(
 fn read_responsibilities(
     doc: &impl ReadDoc,
     obj: &ObjId,
+    entries: &Entries,
     key: &str,
     view: &mut FieldView,
     actors: &BTreeMap<String, ActorEntry>,
 ) {
-    let values = doc.get_all(obj, key).unwrap_or_default();
+    let values = match entries.item(key) {
+        None => Vec::new(),
+        Some(item) if !item.conflict => vec![(item.value.clone().into_value(), item.id())],
+        Some(_) => doc.get_all(obj, key).unwrap_or_default(),
+    };
     if let [(value, id)] = values.as_slice() {
         match value {
             Value::Object(ObjType::Map) => read_responsibility(doc, id, view, actors),
@@ -339,9 +427,13 @@ type PartValues = Vec<(String, String)>;
 /// Every value one part of a responsibility holds, with the actor that
 /// set it; equal values set by several schools are all kept, so each
 /// school's whole can be put back together.
-fn part_values(doc: &impl ReadDoc, map: &ObjId, part: &str) -> PartValues {
-    doc.get_all(map, part)
-        .unwrap_or_default()
+fn part_values(doc: &impl ReadDoc, map: &ObjId, entries: &Entries, part: &str) -> PartValues {
+    let values = match entries.item(part) {
+        None => Vec::new(),
+        Some(item) if !item.conflict => vec![(item.value.clone().into_value(), item.id())],
+        Some(_) => doc.get_all(map, part).unwrap_or_default(),
+    };
+    values
         .into_iter()
         .filter_map(|(value, id)| {
             let text = match value {
@@ -363,9 +455,10 @@ fn read_responsibility(
     view: &mut FieldView,
     actors: &BTreeMap<String, ActorEntry>,
 ) {
+    let entries = Entries::of(doc, map);
     let per_part: Vec<(&str, PartValues)> = RESPONSIBILITY_PARTS
         .iter()
-        .map(|part| (*part, part_values(doc, map, part)))
+        .map(|part| (*part, part_values(doc, map, &entries, part)))
         .collect();
     let distinct = |values: &PartValues| {
         let mut seen: Vec<&str> = values.iter().map(|(v, _)| v.as_str()).collect();

@@ -6,12 +6,15 @@
 //! These are written once and read whole, which is what autosurgeon's
 //! derive fits. (Fields that schools edit concurrently are read with
 //! `get_all` in `read`, because hydrating picks one value of a conflict
-//! and we must show both.)
+//! and we must show both.) Reviews are read on every read of a document,
+//! so `reviews` reads them in one pass per object instead of hydrating,
+//! accepting exactly what the derived `Hydrate` accepts.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use automerge::{ChangeHash, ObjType, ROOT, Value};
+use automerge::iter::MapRangeItem;
+use automerge::{ChangeHash, ObjId, ObjType, ROOT, ScalarValueRef, Value, ValueRef};
 use autosurgeon::{Hydrate, Reconcile};
 use serde::{Deserialize, Serialize};
 
@@ -110,9 +113,99 @@ pub fn reviews(doc: &impl Readable) -> Vec<Review> {
     else {
         return Vec::new();
     };
-    (0..automerge::ReadDoc::length(doc, &list))
-        .filter_map(|i| autosurgeon::hydrate_prop::<_, Review, _, _>(doc, &list, i).ok())
+    automerge::ReadDoc::list_range(doc, &list, ..)
+        .filter_map(|item| match item.value {
+            ValueRef::Object(ObjType::Map | ObjType::Table) => review_at(doc, &item.id()),
+            _ => None,
+        })
         .collect()
+}
+
+// Reviews are read on every read of a document, so rather than
+// autosurgeon's hydrate (one seek per key and per list element) each
+// object is read in one pass with `map_range` / `list_range`. What is
+// accepted is what the derived `Hydrate` accepts (tests below compare
+// them): every key present, a `String` a string, an `Option` null or a
+// string, a list a list; anything else and the review is skipped.
+
+/// A map's keys and winning values, as `get` would give them.
+fn entries<'d>(doc: &'d impl automerge::ReadDoc, obj: &ObjId) -> Vec<MapRangeItem<'d>> {
+    doc.map_range(obj, ..).collect()
+}
+
+fn entry<'a, 'd>(entries: &'a [MapRangeItem<'d>], key: &str) -> Option<&'a MapRangeItem<'d>> {
+    entries.iter().find(|e| e.key == key)
+}
+
+fn string_of(value: &ValueRef) -> Option<String> {
+    match value {
+        ValueRef::Scalar(ScalarValueRef::Str(s)) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+fn string(entries: &[MapRangeItem], key: &str) -> Option<String> {
+    string_of(&entry(entries, key)?.value)
+}
+
+/// An `Option<String>`: `Some(None)` for null, `None` if it does not read.
+fn optional_string(entries: &[MapRangeItem], key: &str) -> Option<Option<String>> {
+    match &entry(entries, key)?.value {
+        ValueRef::Scalar(ScalarValueRef::Null) => Some(None),
+        value => string_of(value).map(Some),
+    }
+}
+
+/// The list at `key`, each element read by `each`; `None` if the key is
+/// not a list or any element does not read.
+fn list<'d, D: automerge::ReadDoc, T>(
+    doc: &'d D,
+    entries: &[MapRangeItem<'d>],
+    key: &str,
+    each: impl Fn(&'d D, automerge::iter::ListRangeItem<'d>) -> Option<T>,
+) -> Option<Vec<T>> {
+    let item = entry(entries, key)?;
+    if !matches!(item.value, ValueRef::Object(ObjType::List)) {
+        return None;
+    }
+    doc.list_range(item.id(), ..)
+        .map(|element| each(doc, element))
+        .collect()
+}
+
+fn strings<'d, D: automerge::ReadDoc>(
+    doc: &'d D,
+    entries: &[MapRangeItem<'d>],
+    key: &str,
+) -> Option<Vec<String>> {
+    list(doc, entries, key, |_, element| string_of(&element.value))
+}
+
+fn signature_at(doc: &impl automerge::ReadDoc, obj: &ObjId) -> Option<Signature> {
+    let e = entries(doc, obj);
+    Some(Signature {
+        name: optional_string(&e, "name")?,
+        role: string(&e, "role")?,
+        school: string(&e, "school")?,
+        date: string(&e, "date")?,
+        heads: strings(doc, &e, "heads")?,
+    })
+}
+
+fn review_at(doc: &impl automerge::ReadDoc, obj: &ObjId) -> Option<Review> {
+    let e = entries(doc, obj);
+    Some(Review {
+        id: string(&e, "id")?,
+        date: string(&e, "date")?,
+        by: string(&e, "by")?,
+        heads: strings(doc, &e, "heads")?,
+        recorded_by: string(&e, "recordedBy")?,
+        note: optional_string(&e, "note")?,
+        signatures: list(doc, &e, "signatures", |doc, element| match element.value {
+            ValueRef::Object(ObjType::Map | ObjType::Table) => signature_at(doc, &element.id()),
+            _ => None,
+        })?,
+    })
 }
 
 /// A review by its id or the start of it, or by its date.
@@ -153,5 +246,132 @@ pub fn describe_signature(s: &Signature) -> String {
             }
             format!("{role} (name not recorded), {}", s.school)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ScalarValue};
+
+    use super::*;
+
+    /// What reviews read as through autosurgeon's derived `Hydrate`, which
+    /// `reviews` must agree with.
+    fn hydrated(doc: &AutoCommit) -> Vec<Review> {
+        let Some((Value::Object(ObjType::List), list)) =
+            automerge::ReadDoc::get(doc, ROOT, "reviews").unwrap()
+        else {
+            return Vec::new();
+        };
+        (0..automerge::ReadDoc::length(doc, &list))
+            .filter_map(|i| autosurgeon::hydrate_prop::<_, Review, _, _>(doc, &list, i).ok())
+            .collect()
+    }
+
+    fn review(id: &str) -> Review {
+        Review {
+            id: id.into(),
+            date: "2017-07-11".into(),
+            by: "the JCC".into(),
+            heads: vec!["ab".repeat(32)],
+            recorded_by: "Bank Road".into(),
+            note: Some("Agreed.".into()),
+            signatures: vec![Signature {
+                name: Some("Carole Clemens".into()),
+                role: "headteacher".into(),
+                school: "Bank Road".into(),
+                date: "2017-07-12".into(),
+                heads: vec!["cd".repeat(32)],
+            }],
+        }
+    }
+
+    /// A change made to one review after it was written whole.
+    type Damage<'a> = &'a dyn Fn(&mut AutoCommit, &ObjId);
+
+    /// Adds two reviews whole (the second with no note and unnamed
+    /// signers), then `damage` changes the n-th one.
+    fn doc_with(damage: &[(usize, Damage)]) -> AutoCommit {
+        let mut doc = AutoCommit::new();
+        let list = doc.put_object(ROOT, "reviews", ObjType::List).unwrap();
+        for n in 0..2 {
+            let mut one = review(&format!("r{n}"));
+            if n == 1 {
+                one.note = None;
+                one.signatures[0].name = None;
+                one.signatures.push(one.signatures[0].clone());
+            }
+            doc.insert_object(&list, n, ObjType::Map).unwrap();
+            autosurgeon::reconcile_prop(&mut doc, &list, n, &one).unwrap();
+        }
+        for (n, hurt) in damage {
+            let Some((_, obj)) = automerge::ReadDoc::get(&doc, &list, *n).unwrap() else {
+                panic!("no review {n}");
+            };
+            hurt(&mut doc, &obj);
+        }
+        doc
+    }
+
+    #[test]
+    fn reviews_read_as_autosurgeon_hydrates_them_damaged_or_not() {
+        let untouched: Damage = &|_, _| {};
+        let cases: Vec<Vec<(usize, Damage)>> = vec![
+            vec![(0, untouched), (1, untouched)],
+            vec![(0, &|d, o| d.delete(o, "note").unwrap())],
+            vec![(0, &|d, o| d.put(o, "note", 3).unwrap())],
+            vec![(0, &|d, o| d.put(o, "by", ScalarValue::Null).unwrap())],
+            vec![
+                (0, &|d, o| d.delete(o, "recordedBy").unwrap()),
+                (1, untouched),
+            ],
+            vec![(0, &|d, o| {
+                d.put_object(o, "date", ObjType::Text).unwrap();
+            })],
+            vec![(0, &|d, o| d.put(o, "heads", "ab").unwrap())],
+            vec![(0, &|d, o| {
+                let heads = d.put_object(o, "heads", ObjType::List).unwrap();
+                d.insert(&heads, 0, "ab").unwrap();
+                d.insert(&heads, 1, 7).unwrap();
+            })],
+            vec![(0, &|d, o| {
+                d.put_object(o, "heads", ObjType::List).unwrap();
+            })],
+            vec![(1, &|d, o| {
+                let Some((_, sigs)) = automerge::ReadDoc::get(d, o, "signatures").unwrap() else {
+                    panic!("signatures");
+                };
+                d.insert(&sigs, 0, "a signature").unwrap();
+            })],
+            vec![(1, &|d, o| {
+                let Some((_, sigs)) = automerge::ReadDoc::get(d, o, "signatures").unwrap() else {
+                    panic!("signatures");
+                };
+                let Some((_, sig)) = automerge::ReadDoc::get(d, &sigs, 1).unwrap() else {
+                    panic!("signature");
+                };
+                d.delete(&sig, "name").unwrap();
+            })],
+        ];
+        for (n, case) in cases.iter().enumerate() {
+            let doc = doc_with(case);
+            assert_eq!(reviews(&doc), hydrated(&doc), "case {n}");
+        }
+        // A review that is not a map, and one set at once by two schools.
+        let mut doc = doc_with(&[(0, untouched)]);
+        let Some((_, list)) = automerge::ReadDoc::get(&doc, ROOT, "reviews").unwrap() else {
+            panic!("reviews");
+        };
+        doc.insert(&list, 0, "a review").unwrap();
+        let mut other = doc.fork();
+        let Some((_, first)) = automerge::ReadDoc::get(&doc, &list, 1).unwrap() else {
+            panic!("review");
+        };
+        doc.put(&first, "date", "2017-07-13").unwrap();
+        other.put(&first, "date", "2017-07-14").unwrap();
+        doc.merge(&mut other).unwrap();
+        assert_eq!(reviews(&doc).len(), 2);
+        assert_eq!(reviews(&doc), hydrated(&doc));
     }
 }

@@ -152,6 +152,9 @@ fn main() {
 }
 
 fn summary(times: &mut [Duration]) -> String {
+    if times.is_empty() {
+        return "not measured (0 runs)".into();
+    }
     times.sort();
     let at = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize];
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
