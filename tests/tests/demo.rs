@@ -4,12 +4,13 @@
 
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use partnerplan_tests::app::raw_http;
 use partnerplan_tests::{client_binary, relay_binary, wait_until};
 
 /// The demo, stopped (SIGTERM, then killed) if the test ends early.
@@ -39,27 +40,6 @@ impl Drop for DemoProcess {
             let _ = self.0.wait();
         }
     }
-}
-
-/// GET `path` from `host` (host:port) with that Host header.
-fn get(host: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(host).expect("the app accepts connections");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, answer)
 }
 
 fn host_of(url: &str) -> String {
@@ -114,7 +94,10 @@ fn the_demo_runs_two_schools_apps_with_the_seed_plan_and_stops_them_all() {
 
     for app in &apps {
         let host = host_of(app);
-        let (status, page) = get(&host, "/");
+        let (status, page) = raw_http(
+            &host,
+            &format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        );
         assert_eq!(status, 200, "{app}: {page}");
         assert!(
             page.contains("Collaboration action plan 2017-2018"),
