@@ -118,8 +118,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Start a relay and two schools on this machine and show them merging offline edits.
-    Demo,
+    /// Start a relay and two schools' apps on this machine, with the seed
+    /// action plan, to edit in two tabs and watch edits merge.
+    Demo {
+        /// Do not open the web browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
     #[command(flatten)]
     Model(crate::plan::ModelCommand),
 }
@@ -315,7 +320,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                 println!("{}", status::describe(&status));
             }
         }
-        Command::Demo => crate::demo::run()?,
+        Command::Demo { no_browser } => crate::demo::run(!no_browser)?,
         Command::Model(command) => crate::plan::run(&dir, cli.person.as_deref(), command)?,
     }
     Ok(())

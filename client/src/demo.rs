@@ -1,147 +1,487 @@
-//! `partnerplan demo`: a relay and two schools on this machine, showing
-//! the loop the product exists for: edit offline, reconnect, converge.
+//! `partnerplan demo`: the product as a partnership would run it, on
+//! this machine. It starts the real programs — the lead school's relay
+//! (`partnerplan-relay serve`, found beside this program) and two
+//! schools' apps (this program, `app`) — with the seed action plan
+//! imported into one school and opened by the other, prints both apps'
+//! addresses, and keeps running until Ctrl-C. Pressing Enter stops the
+//! relay and starts it again: both schools keep editing on their own
+//! computers meanwhile, and their edits merge when it returns.
+//!
+//! The client does not link the relay: the demo runs it as a program,
+//! so it shows exactly what a lead school runs.
 
-use std::time::Duration;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use partnerplan_relay::directory::{Directory, Role};
-use partnerplan_relay::{Relay, RelayConfig};
-
-use crate::documents::{self, TextEdit};
 use crate::error::ClientError;
-use crate::school::School;
-use crate::sync::{self, SyncOptions};
 
-pub fn run() -> Result<(), ClientError> {
+/// The seed plan (the 2017–18 plan of Bank Road and William Lilley infant
+/// schools), in the binary so the demo works wherever it is run.
+const SEED_PLAN: &str = include_str!("../../tests/fixtures/action-plan-000.json");
+
+const PARTNERSHIP: &str = "Hilltop and Valley Federation";
+const FIRST: &str = "Hilltop Primary";
+const SECOND: &str = "Valley Infants";
+
+/// Names a relay program to run instead of the one beside this program.
+pub const RELAY_PROGRAM_ENV: &str = "PARTNERPLAN_RELAY_PROGRAM";
+
+/// The longest one setup command (join, import, sync …) may take.
+const COMMAND_LIMIT: Duration = Duration::from_secs(90);
+/// How long a started program has to say where it listens.
+const START_LIMIT: Duration = Duration::from_secs(30);
+/// How long a program has to stop after being asked, before it is killed.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
+
+/// What the demo waits for once it runs.
+enum Event {
+    /// Enter was pressed: take the relay offline, or bring it back.
+    Toggle,
+    /// Ctrl-C or SIGTERM.
+    Stop,
+}
+
+/// Runs the demo until Ctrl-C (or SIGTERM); `open_browser` opens the
+/// first school's app.
+pub fn run(open_browser: bool) -> Result<(), ClientError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
         .map_err(|e| ClientError::Other(format!("could not start: {e}")))?;
-    runtime.block_on(demo())
-}
+    let (events, waiting) = mpsc::channel();
+    // Listening for Ctrl-C before any program starts, so a stop during
+    // setup still stops what was started and removes the folder.
+    let stop = events.clone();
+    let (listening, listening_rx) = mpsc::channel();
+    runtime.spawn(async move {
+        stop_signal(listening).await;
+        let _ = stop.send(Event::Stop);
+    });
+    let _ = listening_rx.recv_timeout(Duration::from_secs(5));
+    let mut demo = Demo::set_up(&waiting)?;
 
-async fn demo() -> Result<(), ClientError> {
-    let workspace = tempfile::tempdir()
-        .map_err(|e| ClientError::Other(format!("could not make a folder for the demo: {e}")))?;
-    let relay_dir = workspace.path().join("relay");
-    let listen = "127.0.0.1:0".parse().expect("a valid address");
-    let relay = start_relay(RelayConfig::new(listen, &relay_dir)).await?;
-    let addr = relay.addr();
+    let (first, second) = (demo.apps[0].url.clone(), demo.apps[1].url.clone());
     println!(
-        "1. The lead school's relay is running at {} (data in {}).",
-        relay.url(),
-        relay_dir.display()
+        "\n{} app: {first}  {} app: {second} — edit in one tab and watch the other.",
+        possessive(FIRST),
+        possessive(SECOND)
     );
-
-    let mut register =
-        Directory::open(&relay_dir).map_err(|e| ClientError::Other(e.to_string()))?;
-    let admin = |e: partnerplan_relay::directory::DirectoryError| ClientError::Other(e.to_string());
-    register
-        .create_partnership("Hilltop and Valley Federation")
-        .map_err(admin)?;
-    let mut invite = |name: &str| -> Result<String, ClientError> {
-        let (invite, _, _) = register
-            .add_school(
-                "Hilltop and Valley Federation",
-                name,
-                Role::Member,
-                &relay.url(),
-            )
-            .map_err(admin)?;
-        Ok(invite.map(|i| i.line()).unwrap_or_default())
-    };
-    let (a_invite, b_invite) = (invite("Hilltop Primary")?, invite("Valley Infants")?);
-    let a_dir = workspace.path().join("hilltop-primary");
-    let b_dir = workspace.path().join("valley-infants");
-    let mut a = School::init(&a_dir, "Hilltop Primary", None)?;
-    a.join(&a_invite, None)?;
-    let mut b = School::init(&b_dir, "Valley Infants", None)?;
-    b.join(&b_invite, None)?;
-    println!(
-        "2. The lead school registered a partnership and invited two schools, Hilltop Primary and Valley Infants; each set up its own copy with its invite."
-    );
-
-    let id = documents::create(&mut a, "Partnership action plan 2026-27")?;
-    let url = id.url();
-    sync_once(&a_dir).await?;
-    documents::open(&mut b, &url)?;
-    sync_once(&b_dir).await?;
-    println!("3. Hilltop created {url}; Valley opened it by that URL.");
-
-    relay.shutdown().await;
-    println!("4. The relay goes offline. Both schools keep editing:");
-    documents::set_field(&mut a, &url, "status", "amber")?;
-    documents::set_field(&mut a, &url, "lead", "Mrs Okafor (Hilltop)")?;
-    documents::edit_text(&mut a, &url, "title", TextEdit::Append(" (draft)".into()))?;
-    println!("   Hilltop sets status to amber, names a lead, and adds “(draft)” to the title.");
-    documents::set_field(&mut b, &url, "status", "green")?;
-    documents::set_field(&mut b, &url, "review", "Spring 1")?;
-    documents::edit_text(
-        &mut b,
-        &url,
-        "title",
-        TextEdit::Insert {
-            at: 0,
-            text: "Joint ".into(),
-        },
-    )?;
-    println!(
-        "   Valley sets status to green, a review in Spring 1, and writes “Joint ” before the title."
-    );
-    for (name, school) in [("Hilltop", &a), ("Valley", &b)] {
-        let status = crate::status::status(school)?;
-        println!(
-            "   {name} has {} document(s) waiting to sync.",
-            status.unconfirmed.len()
-        );
+    if open_browser && webbrowser::open(&first).is_err() {
+        println!("Open {first} in your web browser.");
     }
-
-    let relay = start_relay(RelayConfig::new(addr, &relay_dir)).await?;
     println!(
-        "5. The relay is back at {}. Both schools sync:",
-        relay.url()
+        "\nPress Enter to take the relay offline: each school keeps editing on its own computer. Press Enter again to bring it back and watch the edits merge. Ctrl-C stops the demo."
     );
-    sync_once(&a_dir).await?;
-    sync_once(&b_dir).await?;
-    sync_once(&a_dir).await?;
-
-    let (_, doc_a) = documents::load(&a, &url)?;
-    let (_, doc_b) = documents::load(&b, &url)?;
-    let json_a = documents::to_json(&doc_a);
-    let json_b = documents::to_json(&doc_b);
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json_a).unwrap_or_default()
-    );
-    if json_a == json_b {
-        println!("6. Both schools now hold the same document, with every edit.");
-    } else {
-        println!("6. The schools differ; this is a bug:\n{json_b}");
+    std::thread::spawn(move || {
+        for _ in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if events.send(Event::Toggle).is_err() {
+                break;
+            }
+        }
+    });
+    while let Ok(event) = waiting.recv() {
+        match event {
+            Event::Stop => break,
+            Event::Toggle if demo.relay.is_some() => {
+                demo.stop_relay();
+                println!(
+                    "The relay is offline. Edit the same action in both tabs: each school keeps its edits on its own computer. Press Enter to bring the relay back."
+                );
+            }
+            Event::Toggle => {
+                demo.start_relay()?;
+                println!(
+                    "The relay is back. Both schools reconnect by themselves (within half a minute) and their edits merge in both tabs; a value both set differently shows as a conflict to resolve. Press Enter to take it offline again."
+                );
+            }
+        }
     }
-    for conflict in documents::conflicts(&doc_a) {
-        let values: Vec<String> = conflict.values.iter().map(|v| v.to_string()).collect();
-        println!(
-            "   “{}” was set to {} at once: both stay visible until someone chooses.",
-            conflict.path,
-            values.join(" and ")
-        );
-    }
-    relay.shutdown().await;
+    println!("Stopping the demo: its relay, its two apps, and its folder.");
+    drop(demo);
     Ok(())
 }
 
-async fn start_relay(config: RelayConfig) -> Result<Relay, ClientError> {
-    Relay::start(config)
-        .await
-        .map_err(|e| ClientError::Other(e.to_string()))
+/// "Hilltop Primary's", "Valley Infants'".
+fn possessive(name: &str) -> String {
+    match name.ends_with('s') {
+        true => format!("{name}'"),
+        false => format!("{name}'s"),
+    }
 }
 
-async fn sync_once(dir: &std::path::Path) -> Result<(), ClientError> {
-    let options = SyncOptions {
-        watch: false,
-        timeout: Duration::from_secs(30),
+/// A program the demo started.
+struct Running {
+    child: Child,
+    /// Where it listens: the relay's ws:// address, an app's http:// one.
+    url: String,
+}
+
+/// Everything the demo started, stopped (and its folder removed) when
+/// dropped, however the demo ends.
+struct Demo {
+    client: PathBuf,
+    relay_program: PathBuf,
+    relay_dir: PathBuf,
+    /// The relay's listen address, kept so it comes back where the
+    /// schools' invites point.
+    relay_listen: String,
+    relay: Option<Running>,
+    apps: Vec<Running>,
+    // Last, so its folder goes after every program using it has stopped.
+    workspace: tempfile::TempDir,
+}
+
+impl Demo {
+    fn set_up(events: &mpsc::Receiver<Event>) -> Result<Demo, ClientError> {
+        let client = std::env::current_exe().map_err(|e| {
+            ClientError::Other(format!("could not tell where this program is: {e}."))
+        })?;
+        let relay_program = relay_program(&client)?;
+        let workspace = tempfile::tempdir().map_err(|e| {
+            ClientError::Other(format!(
+                "could not make a folder for the demo: {e}. Check the temporary folder can be written to."
+            ))
+        })?;
+        let relay_dir = workspace.path().join("relay");
+        let mut demo = Demo {
+            client,
+            relay_program,
+            relay_dir,
+            relay_listen: "127.0.0.1:0".into(),
+            relay: None,
+            apps: Vec::new(),
+            workspace,
+        };
+        let stopped = || -> Result<(), ClientError> {
+            match events.try_recv() {
+                Ok(Event::Stop) => Err(ClientError::Other("the demo was stopped.".into())),
+                _ => Ok(()),
+            }
+        };
+
+        demo.start_relay()?;
+        let relay_url = demo
+            .relay
+            .as_ref()
+            .map(|r| r.url.clone())
+            .unwrap_or_default();
+        println!(
+            "1. The lead school's relay is running at {relay_url} (its data in {}).",
+            demo.relay_dir.display()
+        );
+        demo.admin(&["partnership", "create", PARTNERSHIP])?;
+        let mut dirs = Vec::new();
+        for school in [FIRST, SECOND] {
+            stopped()?;
+            let added = demo.admin(&[
+                "school",
+                "add",
+                "--partnership",
+                PARTNERSHIP,
+                school,
+                "--json",
+            ])?;
+            let invite = serde_json::from_str::<serde_json::Value>(&added)
+                .ok()
+                .and_then(|v| v["invite"].as_str().map(str::to_string))
+                .ok_or_else(|| {
+                    ClientError::Other(format!(
+                        "the relay gave no invite for {school}. Check that {} is the relay of this version of partnerplan.",
+                        demo.relay_program.display()
+                    ))
+                })?;
+            let dir = demo
+                .workspace
+                .path()
+                .join(school.to_lowercase().replace(' ', "-"));
+            demo.school(&dir, &["join", &invite, "--school", school])?;
+            dirs.push(dir);
+        }
+        println!(
+            "2. It registered the {PARTNERSHIP} and invited {FIRST} and {SECOND}; each school joined with its invite and keeps its own copy."
+        );
+
+        stopped()?;
+        let file = demo.workspace.path().join("action-plan-000.json");
+        std::fs::write(&file, SEED_PLAN).map_err(|e| {
+            ClientError::Other(format!("could not write the seed plan for the demo: {e}."))
+        })?;
+        let file = file.to_string_lossy().into_owned();
+        let imported = demo.school(&dirs[0], &["--as", "Ann Head", "import", &file])?;
+        let urls: Vec<&str> = imported
+            .lines()
+            .filter_map(|line| {
+                line.split_whitespace()
+                    .find(|w| w.starts_with("automerge:"))
+            })
+            .collect();
+        demo.school(&dirs[0], &["sync", "--timeout", "60"])?;
+        stopped()?;
+        for url in &urls {
+            demo.school(&dirs[1], &["open", url])?;
+        }
+        demo.school(&dirs[1], &["sync", "--timeout", "60"])?;
+        println!(
+            "3. {FIRST} imported the 2017-18 action plan of Bank Road and William Lilley infant schools and synced it; {SECOND} opened it and synced."
+        );
+
+        for dir in &dirs {
+            stopped()?;
+            let app = demo.start(
+                demo.client.clone(),
+                &[
+                    "--data",
+                    &dir.to_string_lossy(),
+                    "app",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--no-browser",
+                ],
+                "running for this school at ",
+            )?;
+            demo.apps.push(app);
+        }
+        println!("4. Both schools' apps are running, each on its own copy.");
+        Ok(demo)
+    }
+
+    /// Starts the relay (again, at the address it had).
+    fn start_relay(&mut self) -> Result<(), ClientError> {
+        let relay = self.start(
+            self.relay_program.clone(),
+            &[
+                "serve",
+                "--listen",
+                &self.relay_listen.clone(),
+                "--data",
+                &self.relay_dir.to_string_lossy(),
+            ],
+            "listening on ",
+        )?;
+        if let Some(addr) = relay.url.strip_prefix("ws://") {
+            self.relay_listen = addr.trim_end_matches('/').to_string();
+        }
+        self.relay = Some(relay);
+        Ok(())
+    }
+
+    fn stop_relay(&mut self) {
+        if let Some(mut relay) = self.relay.take() {
+            stop(&mut relay.child);
+        }
+    }
+
+    /// Starts `program` and waits for the line that says where it
+    /// listens: the word after `marker`.
+    fn start(&self, program: PathBuf, args: &[&str], marker: &str) -> Result<Running, ClientError> {
+        let mut command = Command::new(&program);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        quiet(&mut command);
+        let mut child = command.spawn().map_err(|e| {
+            ClientError::Other(format!("could not start {}: {e}.", program.display()))
+        })?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (lines, said) = mpsc::channel();
+        // Reads every line, so the program never waits on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let deadline = Instant::now() + START_LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match said.recv_timeout(left) {
+                Ok(line) => {
+                    let Some((_, rest)) = line.split_once(marker) else {
+                        continue;
+                    };
+                    let url = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    return Ok(Running { child, url });
+                }
+                Err(_) => {
+                    stop(&mut child);
+                    return Err(ClientError::Other(format!(
+                        "{} did not start within {} seconds; what it said is above.",
+                        program.display(),
+                        START_LIMIT.as_secs()
+                    )));
+                }
+            }
+        }
+    }
+
+    /// One of the relay's admin commands; returns what it printed.
+    fn admin(&self, args: &[&str]) -> Result<String, ClientError> {
+        let mut command = Command::new(&self.relay_program);
+        command.arg("--data").arg(&self.relay_dir).args(args);
+        run_bounded(command)
+    }
+
+    /// One `partnerplan` command for the school in `dir`.
+    fn school(&self, dir: &Path, args: &[&str]) -> Result<String, ClientError> {
+        let mut command = Command::new(&self.client);
+        command.arg("--data").arg(dir).args(args);
+        run_bounded(command)
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        for app in &mut self.apps {
+            stop(&mut app.child);
+        }
+        self.stop_relay();
+    }
+}
+
+/// The relay program: named by `PARTNERPLAN_RELAY_PROGRAM`, or beside
+/// this program (as `cargo build` leaves them, under either name the
+/// workspace builds it).
+fn relay_program(client: &Path) -> Result<PathBuf, ClientError> {
+    if let Some(named) = std::env::var_os(RELAY_PROGRAM_ENV) {
+        let named = PathBuf::from(named);
+        return match named.is_file() {
+            true => Ok(named),
+            false => Err(ClientError::Other(format!(
+                "{RELAY_PROGRAM_ENV} names {}, which is not a program. Give the path of partnerplan-relay, or unset it to use the one beside partnerplan.",
+                named.display()
+            ))),
+        };
+    }
+    let folder = client.parent().unwrap_or(Path::new("."));
+    ["partnerplan-relay", "e2e-partnerplan-relay"]
+        .iter()
+        .map(|name| folder.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
+        .find(|path| path.is_file())
+        .ok_or_else(|| {
+            ClientError::Other(format!(
+                "the demo runs the relay program, partnerplan-relay, but it is not in {}. Build both programs with `cargo build --release` and run `./target/release/partnerplan demo`.",
+                folder.display()
+            ))
+        })
+}
+
+/// The demo's programs log only errors, unless `PARTNERPLAN_LOG` asks for
+/// more: a relay taken offline on purpose is not worth a warning.
+fn quiet(command: &mut Command) {
+    if std::env::var_os("PARTNERPLAN_LOG").is_none() {
+        command.env("PARTNERPLAN_LOG", "error");
+    }
+}
+
+/// Runs a setup command to its end, within `COMMAND_LIMIT`; its output,
+/// or a sentence with what it said.
+fn run_bounded(mut command: Command) -> Result<String, ClientError> {
+    quiet(&mut command);
+    let program = command.get_program().to_string_lossy().into_owned();
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| ClientError::Other(format!("could not start {program}: {e}.")))?;
+    let pid = child.id();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let output: Output = match finished.recv_timeout(COMMAND_LIMIT) {
+        Ok(Ok(output)) => output,
+        Ok(Err(e)) => {
+            return Err(ClientError::Other(format!(
+                "{program} could not be run: {e}."
+            )));
+        }
+        Err(_) => {
+            send_signal(pid, Signal::Kill);
+            return Err(ClientError::Other(format!(
+                "{program} did not finish within {} seconds; the demo stops.",
+                COMMAND_LIMIT.as_secs()
+            )));
+        }
     };
-    sync::run(dir, options, std::future::pending())
-        .await
-        .map(|_| ())
+    if !output.status.success() {
+        return Err(ClientError::Other(format!(
+            "the demo's setup failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+enum Signal {
+    Terminate,
+    Kill,
+}
+
+fn send_signal(pid: u32, signal: Signal) {
+    #[cfg(unix)]
+    {
+        let number = match signal {
+            Signal::Terminate => libc::SIGTERM,
+            Signal::Kill => libc::SIGKILL,
+        };
+        // SAFETY: kill(2) with a pid this process started.
+        unsafe {
+            libc::kill(pid as libc::pid_t, number);
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (pid, signal);
+    }
+}
+
+/// Asks a program to stop (SIGTERM, so the relay finishes its writes),
+/// and kills it if it has not within `STOP_LIMIT`.
+fn stop(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    send_signal(child.id(), Signal::Terminate);
+    let deadline = Instant::now() + STOP_LIMIT;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Ctrl-C, or SIGTERM where there is one. Says on `listening` once the
+/// handlers are in place.
+async fn stop_signal(listening: mpsc::Sender<()>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            let _ = listening.send(());
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
+    let ctrl_c = tokio::signal::ctrl_c();
+    let _ = listening.send(());
+    let _ = ctrl_c.await;
 }

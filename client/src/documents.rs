@@ -3,7 +3,7 @@
 //! SQLite file before the call returns; the background sync sends it on.
 
 use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use automerge::{AutoCommit, Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 use partnerplan_sync::DocumentId;
 use serde_json::{Map, Value as Json, json};
 
@@ -45,15 +45,13 @@ pub fn open(school: &mut School, url: &str) -> Result<DocumentId, ClientError> {
     Ok(id)
 }
 
-/// The document as this school holds it.
-pub fn load(school: &School, url: &str) -> Result<(DocumentId, AutoCommit), ClientError> {
+/// The document as this school holds it, assembled from its chunks.
+pub fn load(school: &School, url: &str) -> Result<(DocumentId, Automerge), ClientError> {
     let id = DocumentId::parse_url_or_id(url)?;
     let doc = school
         .store
         .load_document(&id)?
         .ok_or_else(|| ClientError::UnknownDocument { url: id.url() })?;
-    let bytes = doc.save();
-    let doc = AutoCommit::load(&bytes)?;
     Ok((id, doc))
 }
 
@@ -178,12 +176,12 @@ pub fn edit_text(
 
 /// The document as JSON: text as strings, and a field two schools set at
 /// once as `{"conflict": [value, value]}`.
-pub fn to_json(doc: &AutoCommit) -> Json {
+pub fn to_json(doc: &impl ReadDoc) -> Json {
     object_to_json(doc, &ROOT, ObjType::Map)
 }
 
 /// Every field that holds a conflict, with its values.
-pub fn conflicts(doc: &AutoCommit) -> Vec<Conflict> {
+pub fn conflicts(doc: &impl ReadDoc) -> Vec<Conflict> {
     let mut found = Vec::new();
     collect_conflicts(doc, &ROOT, ObjType::Map, String::new(), &mut found);
     found
@@ -369,14 +367,14 @@ fn scalar_json(value: &ScalarValue) -> Json {
     }
 }
 
-fn value_json(doc: &AutoCommit, value: &Value<'_>, id: &ObjId) -> Json {
+fn value_json(doc: &impl ReadDoc, value: &Value<'_>, id: &ObjId) -> Json {
     match value {
         Value::Object(kind) => object_to_json(doc, id, *kind),
         Value::Scalar(scalar) => scalar_json(scalar),
     }
 }
 
-fn object_to_json(doc: &AutoCommit, obj: &ObjId, kind: ObjType) -> Json {
+fn object_to_json(doc: &impl ReadDoc, obj: &ObjId, kind: ObjType) -> Json {
     match kind {
         ObjType::Text => Json::String(doc.text(obj).unwrap_or_default()),
         ObjType::List => {
@@ -409,7 +407,7 @@ fn object_to_json(doc: &AutoCommit, obj: &ObjId, kind: ObjType) -> Json {
 }
 
 fn collect_conflicts(
-    doc: &AutoCommit,
+    doc: &impl ReadDoc,
     obj: &ObjId,
     kind: ObjType,
     prefix: String,
@@ -464,7 +462,6 @@ pub fn list(school: &School) -> Result<Vec<(DocumentId, Option<String>)>, Client
     let mut out = Vec::new();
     for (_, id) in school.store.tracked_after(0)? {
         let title = school.store.load_document(&id)?.and_then(|doc| {
-            let doc = AutoCommit::load(&doc.save()).ok()?;
             match doc.get(ROOT, "title").ok().flatten()? {
                 (Value::Object(ObjType::Text), text) => doc.text(&text).ok(),
                 (Value::Scalar(s), _) => Some(scalar_text(&s)),

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use partnerplan_model::ModelError;
 use partnerplan_sync::StoreError;
 use partnerplan_sync::document_id::DocumentIdError;
 
@@ -40,6 +41,16 @@ pub enum ClientError {
     BadEdit { path: String, reason: String },
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// What the document model refused, in its own sentence.
+    #[error("{0}")]
+    Model(#[from] ModelError),
+    /// The document named by `--partnership` cannot list a new one.
+    #[error("{url}, given to --partnership, cannot list the new document: {error}")]
+    Listing { url: String, error: ModelError },
+    /// An import that stopped before writing anything: `reason` says
+    /// where and why.
+    #[error("{reason} Nothing was imported.")]
+    NotImported { reason: String },
     #[error(
         "the relay at {url} could not be reached ({detail}). Your edits are kept here and will be sent when it can be reached."
     )]

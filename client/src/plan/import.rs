@@ -1,0 +1,104 @@
+//! `import`: an action plan file (and the partnership it describes, or
+//! the one named by `--partnership`) written in one store transaction,
+//! so a file with any problem writes nothing.
+
+use std::path::Path;
+
+use partnerplan_model::plan_file::{self, PlanFile};
+use partnerplan_model::schema::Kind;
+use partnerplan_model::{Author, ModelError};
+use partnerplan_sync::DocumentId;
+
+use super::edits::{actor, held, list_in_partnership};
+use crate::error::ClientError;
+use crate::school::School;
+
+/// Reads, checks and imports the action plan file `file`; prints the new
+/// documents' URLs.
+pub(super) fn import_file(
+    school: &mut School,
+    who: &Author,
+    file: &Path,
+    partnership: Option<&str>,
+) -> Result<(), ClientError> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        ClientError::Other(format!(
+            "could not read {}: {e}. Check the path.",
+            file.display()
+        ))
+    })?;
+    let in_file = |e: ModelError| ClientError::NotImported {
+        reason: format!("{}: {}", file.display(), sentence(&e.to_string())),
+    };
+    let plan = PlanFile::from_json(&text).map_err(in_file)?;
+    let listed_in = partnership.map(DocumentId::parse_url_or_id).transpose()?;
+    let actor = actor(school, who)?;
+    let id = DocumentId::random();
+    let written = school.store.transaction(|changes| {
+        // The partnership first, so the plan can name it.
+        let partnership_id = match (listed_in, &plan.partnership) {
+            (Some(pid), _) => Some(pid),
+            (None, Some(p)) => {
+                let pid = DocumentId::random();
+                changes.change(
+                    &pid,
+                    &actor,
+                    Some("imported the partnership".into()),
+                    |doc| plan_file::import_partnership(doc, p, who).map_err(in_file),
+                )?;
+                Some(pid)
+            }
+            (None, None) => None,
+        };
+        let partnership_url = partnership_id.map(|p| p.url());
+        changes.change(
+            &id,
+            &actor,
+            Some("imported the action plan".into()),
+            |doc| {
+                plan_file::import_content(doc, &plan, partnership_url.as_deref(), who)
+                    .map_err(in_file)
+            },
+        )?;
+        // A second change, so the reviews sign the version just imported.
+        if !plan.reviews.is_empty() {
+            changes.change(&id, &actor, Some("imported the reviews".into()), |doc| {
+                held(doc, &id)?;
+                plan_file::import_reviews(doc, &plan, who)
+                    .map(|_| ())
+                    .map_err(in_file)
+            })?;
+        }
+        if let Some(pid) = &partnership_id {
+            list_in_partnership(
+                changes,
+                &actor,
+                who,
+                pid,
+                (Kind::ActionPlan, &plan.title, &id),
+            )?;
+        }
+        Ok::<_, ClientError>(partnership_id)
+    });
+    let partnership_id = written.map_err(|error| match error {
+        ClientError::NotImported { .. } => error,
+        other => ClientError::NotImported {
+            reason: sentence(&other.to_string()),
+        },
+    })?;
+    if let (Some(pid), None) = (partnership_id, partnership) {
+        println!("Partnership: {}", pid.url());
+    }
+    println!("Action plan: {}", id.url());
+    Ok(())
+}
+
+/// Ends a message with a full stop if it has none.
+fn sentence(text: &str) -> String {
+    let text = text.trim_end();
+    if text.ends_with(['.', '!', '?']) {
+        text.to_string()
+    } else {
+        format!("{text}.")
+    }
+}

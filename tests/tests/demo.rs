@@ -1,0 +1,131 @@
+//! `partnerplan demo` end to end: it starts the real relay and two
+//! schools' apps holding the seed plan, and stops every one of them when
+//! it is stopped.
+
+#![cfg(unix)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use partnerplan_tests::app::raw_http;
+use partnerplan_tests::{client_binary, relay_binary, wait_until};
+
+/// The demo, stopped (SIGTERM, then killed) if the test ends early.
+struct DemoProcess(Child);
+
+impl DemoProcess {
+    fn terminate(&mut self) {
+        // SAFETY: kill(2) with the pid of the child this test started.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+}
+
+impl Drop for DemoProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            self.terminate();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn host_of(url: &str) -> String {
+    url.split("://")
+        .nth(1)
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_string()
+}
+
+#[test]
+fn the_demo_runs_two_schools_apps_with_the_seed_plan_and_stops_them_all() {
+    let child = Command::new(client_binary())
+        .args(["demo", "--no-browser"])
+        .env("PARTNERPLAN_RELAY_PROGRAM", relay_binary())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the demo starts");
+    let mut demo = DemoProcess(child);
+    let stdout = demo.0.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+
+    // The relay's address, then the line with both apps' addresses.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut relay = None;
+    let apps: Vec<String> = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("the demo prints both apps' addresses within two minutes");
+        let urls: Vec<String> = line
+            .split_whitespace()
+            .filter(|w| w.starts_with("http://") || w.starts_with("ws://"))
+            .map(str::to_string)
+            .collect();
+        if line.contains("relay is running at") {
+            relay = urls.first().map(|u| host_of(u));
+        }
+        if line.contains("Hilltop Primary's app:") && line.contains("Valley Infants' app:") {
+            break urls;
+        }
+    };
+    assert_eq!(apps.len(), 2, "{apps:?}");
+    let relay = relay.expect("the demo says where its relay runs");
+
+    for app in &apps {
+        let host = host_of(app);
+        let (status, page) = raw_http(
+            &host,
+            &format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(status, 200, "{app}: {page}");
+        assert!(
+            page.contains("Collaboration action plan 2017-2018"),
+            "{app} lists the seed plan: {page}"
+        );
+    }
+
+    demo.terminate();
+    let stopping = Instant::now();
+    let status = loop {
+        if let Some(status) = demo.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopping.elapsed() < Duration::from_secs(30),
+            "the demo stops within 30 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "the demo ends cleanly when stopped: {status}"
+    );
+    for host in apps.iter().map(|a| host_of(a)).chain([relay]) {
+        wait_until(
+            Duration::from_secs(10),
+            &format!("nothing answers at {host} once the demo stopped"),
+            || TcpStream::connect(&host).is_err(),
+        );
+    }
+}
