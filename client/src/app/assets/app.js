@@ -19,10 +19,11 @@
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
       body: JSON.stringify(body),
     });
+    const text = await response.text();
     let answer = {};
-    try { answer = await response.json(); } catch (_) { /* not JSON */ }
+    try { answer = JSON.parse(text); } catch (_) { answer = { error: text.length < 300 && !text.includes("<") ? text : "" }; }
     if (!response.ok) {
-      throw new Error(answer.error || "The change could not be saved. Reload the page and try again.");
+      throw new Error(answer.error || "The change could not be saved (the app answered " + response.status + "). Reload the page and try again.");
     }
     return answer;
   }
@@ -248,7 +249,10 @@
       if (old.nodeValue !== fresh.nodeValue) old.nodeValue = fresh.nodeValue;
       return;
     }
-    const busy = old === document.activeElement || pending.has(old.id) || bases.has(old.id);
+    // What a person is using, or filling in on a form, is theirs until
+    // they leave it: never overwritten by a refresh.
+    const busy = old === document.activeElement || pending.has(old.id) || bases.has(old.id)
+      || (old.form !== undefined && old.form !== null);
     for (const a of [...old.attributes]) {
       if (!fresh.hasAttribute(a.name) && !(busy && a.name.startsWith("aria-"))) old.removeAttribute(a.name);
     }
@@ -298,7 +302,7 @@
     while (old.childNodes.length > i) old.lastChild.remove();
     if (old.tagName === "SELECT") {
       const chosen = fresh.querySelector("option[selected]");
-      old.value = chosen ? chosen.value : "";
+      old.value = chosen ? chosen.value : (fresh.options[0] ? fresh.options[0].value : "");
     }
   }
 
