@@ -25,18 +25,17 @@ impl School {
             check_relay_url(relay)?;
         }
         let path = dir.join(DATABASE_FILE);
-        if path.exists() {
-            let school = School::open(dir)?;
-            if school.name()?.is_some() {
-                return Err(ClientError::AlreadyInitialized {
-                    dir: dir.to_path_buf(),
-                });
-            }
-        }
+        // The file may exist without a school in it (the app made it
+        // before the school joined): only a named school is set up.
         let mut school = School {
             dir: dir.to_path_buf(),
             store: Store::open(&path)?,
         };
+        if school.name()?.is_some() {
+            return Err(ClientError::AlreadyInitialized {
+                dir: dir.to_path_buf(),
+            });
+        }
         school.store.set_meta("school_name", name)?;
         let actor = ActorId::random();
         school.store.set_meta("actor_id", &actor.to_hex_string())?;

@@ -169,3 +169,78 @@ fn each_school_signs_from_its_own_app_and_later_edits_are_marked() {
         &[&p.a.url, &p.b.url, &p.plan, shots.to_str().unwrap()],
     );
 }
+
+#[test]
+fn a_school_joins_from_the_invite_and_every_document_arrives_by_itself() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(&root.path().join("relay"), &[]);
+    let a = School::init(root.path(), "Bank Road Infant and Nursery School", &relay);
+    a.ok(&["--as", "Ann Head", "import", fixture().to_str().unwrap()]);
+    a.sync();
+    let invite = relay
+        .invite(
+            partnerplan_tests::TEST_PARTNERSHIP,
+            "William Lilley Infant and Nursery School",
+            "member",
+        )
+        .unwrap();
+    // A new computer: nothing set up, the app started first.
+    let b = School::unjoined(root.path(), "William Lilley Infant and Nursery School");
+    let app = AppProcess::start(&b);
+    let shots = screenshots_dir();
+    std::fs::create_dir_all(&shots).unwrap();
+    scenario(
+        "join.mjs",
+        &[
+            &app.url,
+            &invite,
+            partnerplan_tests::client_binary().to_str().unwrap(),
+            a.dir.to_str().unwrap(),
+            b.dir.to_str().unwrap(),
+            shots.to_str().unwrap(),
+        ],
+    );
+}
+
+#[test]
+fn a_viewer_sees_no_edit_control_and_its_edits_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(&root.path().join("relay"), &[]);
+    let a = School::init(root.path(), "Bank Road Infant and Nursery School", &relay);
+    let out = a.ok(&["--as", "Ann Head", "import", fixture().to_str().unwrap()]);
+    let plan = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Action plan: "))
+        .unwrap()
+        .trim()
+        .trim_start_matches("automerge:")
+        .to_string();
+    a.sync();
+    let invite = relay
+        .invite(
+            partnerplan_tests::TEST_PARTNERSHIP,
+            "Kent County Council",
+            "viewer",
+        )
+        .unwrap();
+    let la = School::join(root.path(), "Kent County Council", &invite);
+    let app = AppProcess::start(&la);
+    scenario("viewer.mjs", &[&app.url, &plan]);
+}
+
+#[test]
+fn a_second_start_finds_the_running_app() {
+    let root = tempfile::tempdir().unwrap();
+    let school = school_with_plan(root.path());
+    let app = AppProcess::start(&school);
+    let output = partnerplan_tests::run_bounded(
+        school.command(&["app", "--no-browser"]),
+        std::time::Duration::from_secs(20),
+    );
+    assert!(output.status.success());
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        said.contains(&format!("already running for this school at {}", app.url)),
+        "{said}"
+    );
+}

@@ -56,6 +56,12 @@ struct Entry {
 /// Why an edit from a page was not made: the model's sentence, or the store's.
 #[derive(Debug, thiserror::Error)]
 pub enum EditError {
+    /// This school may only read its partnership's documents: an edit
+    /// made here would never be shared, so none is made.
+    #[error(
+        "your school can read this partnership's documents but not change them, so nothing was changed. Ask your lead school if your school should be a member."
+    )]
+    ReadOnly,
     #[error("{0}")]
     Model(#[from] ModelError),
     #[error("{0}")]
@@ -165,6 +171,7 @@ impl Library {
         message: String,
         edit: impl FnOnce(&mut AutoCommit) -> Result<T, ModelError>,
     ) -> Result<(T, Option<ChangeHash>), EditError> {
+        self.writable()?;
         let actor = person_actor(base, who.person.as_deref());
         let result = {
             let mut inner = self.lock();
@@ -188,6 +195,7 @@ impl Library {
         message: String,
         create: impl FnOnce(&mut AutoCommit) -> Result<(), ModelError>,
     ) -> Result<DocumentId, EditError> {
+        self.writable()?;
         let id = DocumentId::random();
         let actor = person_actor(base, who.person.as_deref());
         self.lock()
@@ -220,6 +228,15 @@ impl Library {
                 .unwrap_or(0);
         }
         Ok(total)
+    }
+
+    /// A viewer's edits are refused here, before anything is written,
+    /// so a viewer never holds a private version that looks real.
+    fn writable(&self) -> Result<(), EditError> {
+        match self.meta(crate::sync::META_ROLE)? {
+            Some(role) if role == "viewer" => Err(EditError::ReadOnly),
+            _ => Ok(()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -121,7 +121,7 @@ pub fn home(chrome: &Chrome<'_>, home: &Home<'_>) -> Markup {
         }
         h2 { "Documents" }
         @if home.documents.is_empty() {
-            p { "No documents yet. They arrive by themselves when your partners share them." }
+            p class="no-documents" { "No documents yet. They arrive by themselves when your partners share them." }
         } @else {
             table class="documents" {
                 thead { tr { th scope="col" { "Document" } th scope="col" { "Kind" } th scope="col" { "Last changed" } } }

@@ -329,9 +329,6 @@ async fn new_document(State(state): State<Shared>, Form(input): Form<NewInput>) 
         Ok(who) => who,
         Err(redirect) => return redirect.into_response(),
     };
-    if !who.can_edit {
-        return viewer_refusal();
-    }
     let kind = match Kind::parse(&input.kind) {
         Ok(kind) => kind,
         Err(reason) => return (StatusCode::UNPROCESSABLE_ENTITY, reason).into_response(),
@@ -350,6 +347,7 @@ async fn new_document(State(state): State<Shared>, Form(input): Form<NewInput>) 
         |d| create::create(d, kind, title, None, &author),
     ) {
         Ok(id) => Redirect::to(&format!("/doc/{id}")).into_response(),
+        Err(EditError::ReadOnly) => viewer_refusal(),
         Err(error) => failure(&error.to_string()),
     }
 }
@@ -615,7 +613,7 @@ fn refusal(text: &str) -> Response {
 fn viewer_refusal() -> Response {
     (
         StatusCode::FORBIDDEN,
-        Json(json!({"error": "Your school can read this partnership's documents but not change them, so nothing was changed."})),
+        Json(json!({"error": sentence(&EditError::ReadOnly.to_string())})),
     )
         .into_response()
 }
@@ -637,9 +635,6 @@ fn edit<T: serde::Serialize>(
         Ok(who) => who,
         Err(redirect) => return redirect.into_response(),
     };
-    if !who.can_edit {
-        return viewer_refusal();
-    }
     let Some(id) = parse_id(id) else {
         return not_found();
     };
@@ -660,8 +655,8 @@ fn edit<T: serde::Serialize>(
             "heads": hash.map(|h| h.to_string()),
         }))
         .into_response(),
-        Err(EditError::Model(error)) => refusal(&sentence(&error.to_string())),
-        Err(EditError::Store(error)) => refusal(&sentence(&error.to_string())),
+        Err(EditError::ReadOnly) => viewer_refusal(),
+        Err(error) => refusal(&sentence(&error.to_string())),
     }
 }
 

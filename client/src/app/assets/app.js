@@ -339,6 +339,9 @@
   function listen() {
     if (!window.EventSource || !csrf) return;
     const events = new EventSource("/events");
+    // Whatever changed between the page being made and the live channel
+    // opening (or while it was down) is fetched once it opens.
+    events.addEventListener("open", refreshAll);
     events.addEventListener("doc", (e) => {
       const id = docId();
       if (id && (e.data === id || e.data === "*")) refreshSoon();
@@ -351,6 +354,11 @@
       if (old && holder.firstElementChild) old.replaceWith(holder.firstElementChild);
       localTimes();
     });
+  }
+
+  function refreshAll() {
+    if (docId()) refreshSoon();
+    else if (document.querySelector("table.documents, .no-documents")) homeRefreshSoon();
   }
 
   let homeTimer = null;
