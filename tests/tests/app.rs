@@ -244,3 +244,11 @@ fn a_second_start_finds_the_running_app() {
         "{said}"
     );
 }
+
+#[test]
+fn every_kind_of_document_has_its_page() {
+    let root = tempfile::tempdir().unwrap();
+    let school = School::offline(root.path(), "Hilltop Primary");
+    let app = AppProcess::start(&school);
+    scenario("kinds.mjs", &[&app.url]);
+}

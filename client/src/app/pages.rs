@@ -337,6 +337,15 @@ fn control(ctx: &Ctx, row: Option<&str>, f: &Field, v: &FieldView, label: Option
     if !v.conflict.is_empty() {
         return conflict(ctx, row, f, v);
     }
+    // A partnership lists its documents by address: a link by name
+    // instead, never the address itself.
+    if f.key == "url" {
+        let target = v.text.trim_start_matches("automerge:");
+        return html! {
+            @if target.is_empty() { span class="empty" id=(id) { "—" } }
+            @else { a id=(id) href={"/doc/" (target)} { "Open it" } }
+        };
+    }
     if !ctx.editable {
         return html! { div class={"value " (value_class(f, v)) (mark)} id=(id) title=[title] { (display(f, v)) } };
     }
