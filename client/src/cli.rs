@@ -46,7 +46,14 @@ enum Command {
         /// Do not open the web browser.
         #[arg(long)]
         no_browser: bool,
+        /// Ask for the app's password even on this computer's own address
+        /// (it is always asked when --listen is beyond this computer).
+        #[arg(long)]
+        require_password: bool,
     },
+    /// Set the password the app asks for when it is served to the
+    /// school's network (read from the standard input).
+    AppPassword,
     /// Set up this school's data directory.
     Init {
         /// The school's name, as partners know it.
@@ -154,13 +161,33 @@ fn run(cli: Cli) -> Result<(), ClientError> {
     let command = cli.command.unwrap_or(Command::App {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], crate::app::DEFAULT_PORT)),
         no_browser: false,
+        require_password: false,
     });
     match command {
-        Command::App { listen, no_browser } => crate::app::run(crate::app::AppOptions {
+        Command::App {
+            listen,
+            no_browser,
+            require_password,
+        } => crate::app::run(crate::app::AppOptions {
             dir: dir.clone(),
             listen,
             open_browser: !no_browser,
+            require_password,
         })?,
+        Command::AppPassword => {
+            eprintln!(
+                "Type the new password for the app (at least 10 characters), then press Enter:"
+            );
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| ClientError::Other(format!("could not read the password: {e}")))?;
+            let hash = crate::app::password::hash(line.trim_end_matches(['\r', '\n']))
+                .map_err(ClientError::Other)?;
+            let mut store = partnerplan_sync::Store::open(dir.join(crate::school::DATABASE_FILE))?;
+            store.set_meta(crate::app::password::META_PASSWORD, &hash)?;
+            println!("The app's password is set. Start the app again for it to take effect.");
+        }
         Command::Init { school, relay } => {
             School::init(&dir, &school, relay.as_deref())?;
             println!("Set up {school} in {}.", dir.display());

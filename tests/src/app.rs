@@ -20,8 +20,15 @@ pub struct AppProcess {
 impl AppProcess {
     /// Starts the school's app on a random port of 127.0.0.1.
     pub fn start(school: &School) -> AppProcess {
+        Self::start_with(school, &[])
+    }
+
+    /// Starts the app with more arguments (such as `--require-password`).
+    pub fn start_with(school: &School, extra: &[&str]) -> AppProcess {
+        let mut args = vec!["app", "--listen", "127.0.0.1:0", "--no-browser"];
+        args.extend_from_slice(extra);
         let mut child = school
-            .command(&["app", "--listen", "127.0.0.1:0", "--no-browser"])
+            .command(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -252,3 +252,47 @@ fn every_kind_of_document_has_its_page() {
     let app = AppProcess::start(&school);
     scenario("kinds.mjs", &[&app.url]);
 }
+
+#[test]
+fn served_with_a_password_the_app_opens_only_to_it() {
+    let root = tempfile::tempdir().unwrap();
+    let school = school_with_plan(root.path());
+    // No password set: the app will not serve beyond this computer.
+    let output = partnerplan_tests::run_bounded(
+        school.command(&[
+            "app",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-browser",
+            "--require-password",
+        ]),
+        std::time::Duration::from_secs(20),
+    );
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("needs a password") && said.contains("partnerplan app-password"),
+        "{said}"
+    );
+
+    let password = "the hall is booked for Tuesday";
+    let mut set = school
+        .command(&["app-password"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(set.stdin.take().unwrap(), "{password}").unwrap();
+    assert!(set.wait().unwrap().success());
+
+    let app = AppProcess::start_with(&school, &["--require-password"]);
+    // Without logging in, a change is refused too.
+    let host = app.host();
+    let (status, _) = app.raw(&format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(status, 303, "the home page sends to the login page");
+    scenario("login.mjs", &[&app.url, password]);
+}

@@ -9,6 +9,7 @@
 
 pub mod library;
 pub mod pages;
+pub mod password;
 pub mod sync_state;
 pub mod versions;
 pub mod web;
@@ -40,6 +41,9 @@ pub struct AppOptions {
     pub listen: SocketAddr,
     /// Open the page in the browser once started.
     pub open_browser: bool,
+    /// Ask for the app's password even on this computer's own address
+    /// (it is always asked beyond it).
+    pub require_password: bool,
 }
 
 /// Joins the school to its partnership from the join page, and wakes the
@@ -119,6 +123,15 @@ async fn serve(options: AppOptions) -> Result<(), ClientError> {
     })?;
     let library = Arc::new(Library::open(&options.dir)?);
     let storage = library_storage_id(&options.dir)?;
+    let password = if options.require_password || password::needs_password(&options.listen) {
+        Some(library.meta(password::META_PASSWORD)?.ok_or_else(|| {
+            ClientError::Other(
+                "serving the app to other computers needs a password. Set one with `partnerplan app-password` on this computer, then start the app again.".into(),
+            )
+        })?)
+    } else {
+        None
+    };
 
     // A second start finds the running app and opens its page.
     if let Some(url) = library.meta("app.url")?
@@ -156,6 +169,8 @@ async fn serve(options: AppOptions) -> Result<(), ClientError> {
         csrf,
         hosts,
         sync: sync_rx,
+        password,
+        sessions: password::Sessions::default(),
         joining: Joining {
             dir: options.dir.clone(),
             joined: joined.clone(),

@@ -100,6 +100,22 @@ pub fn join(csrf: &str, error: Option<&str>, form: &JoinForm<'_>) -> Markup {
     layout("Join your partnership", None, body)
 }
 
+pub fn login(csrf: &str, error: Option<&str>) -> Markup {
+    let body = html! {
+        h1 { "Log in to your school's partnerplan" }
+        @if let Some(error) = error {
+            div class="error-summary" role="alert" { h2 { "There is a problem" } p { (error) } }
+        }
+        form method="post" action="/login" class="stack narrow" {
+            input type="hidden" name="csrf" value=(csrf);
+            label for="password" { "The app's password" }
+            input id="password" name="password" type="password" required autocomplete="current-password";
+            button type="submit" { "Log in" }
+        }
+    };
+    layout("Log in", None, body)
+}
+
 pub struct Home<'a> {
     pub partnership: Option<&'a str>,
     pub schools: &'a [String],

@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, watch};
 use super::library::{EditError, Library};
 use super::pages::{self, Chrome, DocPage, Home, JoinForm};
 use super::sync_state::SyncState;
-use super::{Joining, versions};
+use super::{Joining, password, versions};
 
 pub struct AppState {
     pub library: Arc<Library>,
@@ -42,6 +42,9 @@ pub struct AppState {
     /// `Host` values this app answers to.
     pub hosts: Vec<String>,
     pub sync: watch::Receiver<SyncState>,
+    /// The password's hash, when the app is served beyond this computer.
+    pub password: Option<String>,
+    pub sessions: password::Sessions,
     pub joining: Joining,
 }
 
@@ -51,6 +54,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/join", get(join_form).post(join))
+        .route("/login", get(login_form).post(login))
         .route("/new", post(new_document))
         .route("/doc/{id}", get(document))
         .route("/doc/{id}/body", get(document_body))
@@ -80,7 +84,10 @@ async fn guard(State(state): State<Shared>, request: Request, next: Next) -> Res
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    if !state.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+    // On the school's network the app answers to whatever name the
+    // network gives it, and the password guards it instead.
+    let known_host = state.hosts.iter().any(|h| h.eq_ignore_ascii_case(host));
+    if !known_host && state.password.is_none() {
         tracing::warn!("refused a request addressed to another host name");
         return (
             StatusCode::MISDIRECTED_REQUEST,
@@ -108,7 +115,74 @@ async fn guard(State(state): State<Shared>, request: Request, next: Next) -> Res
                 .into_response();
         }
     }
+    if state.password.is_some() && !logged_in(&state, headers) {
+        let path = request.uri().path();
+        let open = path == "/login" || path.starts_with("/assets/") || path == "/favicon.ico";
+        if !open {
+            return if changes {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({"error": "Log in to the app again, then make the change."})),
+                )
+                    .into_response()
+            } else {
+                Redirect::to("/login").into_response()
+            };
+        }
+    }
     next.run(request).await
+}
+
+const SESSION_COOKIE: &str = "pp_session";
+
+fn logged_in(state: &AppState, headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .any(|(name, value)| name == SESSION_COOKIE && state.sessions.valid(value))
+}
+
+async fn login_form(State(state): State<Shared>) -> Response {
+    Html(pages::login(&state.csrf, None).into_string()).into_response()
+}
+
+#[derive(Deserialize)]
+struct LoginInput {
+    csrf: String,
+    password: String,
+}
+
+async fn login(State(state): State<Shared>, Form(input): Form<LoginInput>) -> Response {
+    if !constant_time_eq(&input.csrf, &state.csrf) {
+        return refused_token();
+    }
+    let Some(stored) = state.password.clone() else {
+        return Redirect::to("/").into_response();
+    };
+    let password = input.password;
+    let right = tokio::task::spawn_blocking(move || password::verify(&password, &stored))
+        .await
+        .unwrap_or(false);
+    if !right {
+        tracing::warn!("a wrong password was given at the login page");
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html(pages::login(&state.csrf, Some("That is not the app's password. Try again, or ask whoever set it up at your school.")).into_string()),
+        )
+            .into_response();
+    }
+    let session = state.sessions.start();
+    (
+        [(
+            header::SET_COOKIE,
+            format!("{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/"),
+        )],
+        Redirect::to("/"),
+    )
+        .into_response()
 }
 
 /// A JSON change must carry the page's token in `X-CSRF-Token`.
