@@ -2,8 +2,6 @@
 //! is connected, which documents hold changes the relay has not yet
 //! confirmed, and when the last sync succeeded.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use automerge::sync;
 use partnerplan_model::when::format_utc;
 use partnerplan_sync::DocumentId;
@@ -60,12 +58,7 @@ pub struct Unconfirmed {
     pub changes: usize,
 }
 
-pub fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use partnerplan_sync::clock::unix_seconds as now_unix;
 
 pub fn status(school: &School) -> Result<Status, ClientError> {
     let store = &school.store;

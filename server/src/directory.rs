@@ -440,10 +440,7 @@ fn bump(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    partnerplan_sync::clock::unix_seconds()
 }
 
 fn sqlite(path: &Path, error: rusqlite::Error) -> DirectoryError {

@@ -74,13 +74,7 @@ impl FromStr for DocumentId {
 /// Ids in error messages are cut short so that a hostile peer cannot make
 /// our logs and errors arbitrarily long.
 fn shorten(text: &str) -> String {
-    const MAX: usize = 64;
-    if text.chars().count() <= MAX {
-        text.to_string()
-    } else {
-        let head: String = text.chars().take(MAX).collect();
-        format!("{head}…")
-    }
+    crate::peer_text::peer_text(text, 64)
 }
 
 impl fmt::Display for DocumentId {

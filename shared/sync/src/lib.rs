@@ -5,9 +5,11 @@
 //! `partnerplan-model`).
 
 pub mod access;
+pub mod clock;
 pub mod document_id;
 pub mod engine;
 pub mod message;
+pub mod peer_text;
 pub mod repo;
 pub mod store;
 

@@ -762,7 +762,7 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
 }
 
 fn shorten(text: &str) -> String {
-    text.chars().take(64).collect()
+    crate::peer_text::peer_text(text, 64)
 }
 
 #[cfg(test)]

@@ -1447,16 +1447,7 @@ fn describe_decode_error(error: &DecodeError) -> String {
 /// Text a peer supplied, cut to a length fit for an error or a log line,
 /// on one line.
 fn shorten(text: &str) -> String {
-    const MAX: usize = 200;
-    let mut short: String = text
-        .chars()
-        .take(MAX)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if text.chars().count() > MAX {
-        short.push('…');
-    }
-    short
+    crate::peer_text::peer_text(text, 200)
 }
 
 #[cfg(test)]

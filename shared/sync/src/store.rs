@@ -635,12 +635,7 @@ impl Store {
     }
 }
 
-fn unix_seconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use crate::clock::unix_seconds;
 
 fn register_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(
