@@ -1,7 +1,6 @@
 //! The school's app as a real process, and browser scenarios that drive it
 //! in Debian's headless Chromium (tests/browser, playwright-core).
 
-use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -103,27 +102,7 @@ pub fn browser_dir() -> PathBuf {
 /// Installs tests/browser's npm packages if missing, and checks that
 /// Debian's Chromium is there. Fails loudly: these tests never skip.
 pub fn ensure_browser() {
-    let dir = browser_dir();
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(".install.lock"))
-        .expect("the install lock file can be created");
-    lock.lock().expect("the install lock can be taken");
-    if !dir.join("node_modules/.package-lock.json").exists() {
-        let mut npm = Command::new("npm");
-        npm.args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir);
-        let output = run_bounded(npm, Duration::from_secs(600));
-        assert!(
-            output.status.success(),
-            "npm ci in {} failed (node and npm must be installed; .ci/run installs them): {}",
-            dir.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let _ = lock.unlock();
+    crate::js::npm_ci(&browser_dir());
     assert!(
         Path::new("/usr/bin/chromium").exists()
             || std::env::var_os("PARTNERPLAN_CHROMIUM").is_some(),

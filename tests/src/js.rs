@@ -18,7 +18,12 @@ pub fn js_dir() -> PathBuf {
 /// Installs tests/js's npm packages if they are missing. Fails loudly when
 /// node or npm is not installed: these tests never skip.
 pub fn ensure_installed() {
-    let dir = js_dir();
+    npm_ci(&js_dir());
+}
+
+/// Runs `npm ci` in `dir` unless its packages are installed, once per
+/// checkout, under a file lock so parallel tests do not race.
+pub fn npm_ci(dir: &std::path::Path) {
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -29,7 +34,7 @@ pub fn ensure_installed() {
     if !dir.join("node_modules/.package-lock.json").exists() {
         let mut npm = Command::new("npm");
         npm.args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir);
+            .current_dir(dir);
         let output = run_bounded(npm, Duration::from_secs(600));
         assert!(
             output.status.success(),

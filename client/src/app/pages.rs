@@ -231,14 +231,7 @@ pub fn document_body(page: &DocPage<'_>) -> Markup {
             @if !page.editable {
                 p class="notice" { "You can read this document. Changes are made by the partnership's member schools." }
             }
-            (fields(&ctx, None, view.kind.schema().fields, &view.fields))
-            @for table in &view.tables {
-                @if view.kind == Kind::ActionPlan && table.key == "areas" {
-                    (plan_grid(&ctx, table))
-                } @else {
-                    (generic_table(&ctx, None, table))
-                }
-            }
+            (contents(&ctx, view))
             @if page.version.is_none() {
                 (reviews(&ctx, page))
             }
@@ -303,6 +296,21 @@ fn reviews(ctx: &Ctx, page: &DocPage<'_>) -> Markup {
 
 fn today_text() -> String {
     partnerplan_model::when::date_from_unix(crate::status::now_unix()).human()
+}
+
+/// A document's fields and tables: the action plan's areas as the
+/// paper's grid, every other table from its schema.
+fn contents(ctx: &Ctx, view: &DocView) -> Markup {
+    html! {
+        (fields(ctx, None, view.kind.schema().fields, &view.fields))
+        @for table in &view.tables {
+            @if view.kind == Kind::ActionPlan && table.key == "areas" {
+                (plan_grid(ctx, table))
+            } @else {
+                (generic_table(ctx, None, table))
+            }
+        }
+    }
 }
 
 struct Ctx {
@@ -773,14 +781,7 @@ pub fn print(view: &DocView, schools: &[String], printed: i64) -> Markup {
         div id="doc" class="print" {
             p class="kind" { (view.kind.label()) }
             h1 { (view.title) }
-            (fields(&ctx, None, view.kind.schema().fields, &view.fields))
-            @for table in &view.tables {
-                @if view.kind == Kind::ActionPlan && table.key == "areas" {
-                    (plan_grid(&ctx, table))
-                } @else {
-                    (generic_table(&ctx, None, table))
-                }
-            }
+            (contents(&ctx, view))
             @if !view.reviews.is_empty() {
                 h2 { "Reviews" }
                 @for review in &view.reviews {
