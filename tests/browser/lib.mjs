@@ -40,7 +40,8 @@ export async function newPage(browser, options = {}) {
     ...options,
   });
   const page = await context.newPage();
-  page.setDefaultTimeout(10_000);
+  // Generous: CI machines are shared and busy; a real failure still fails.
+  page.setDefaultTimeout(20_000);
   const problems = [];
   page.on("pageerror", (e) => problems.push("script error: " + e.message));
   page.on("console", (m) => {

@@ -31,6 +31,19 @@ await scenario("plan", async (browser) => {
   await page.locator("#areas-heading").evaluate((e) => e.scrollIntoView());
   await page.screenshot({ path: `${shots}/plan.png` });
 
+  // From the keyboard alone: a button pressed with Enter adds an impact
+  // entry, whose date and text are typed and saved.
+  const addImpact = page.getByRole("button", { name: "Add impact to date for Safeguarding" });
+  const impactsBefore = await page.getByRole("textbox", { name: "Impact", exact: true }).count();
+  await addImpact.focus();
+  await page.keyboard.press("Enter");
+  await eventually(async () => (await page.getByRole("textbox", { name: "Impact", exact: true }).count()) === impactsBefore + 1, "Enter adds an impact entry");
+  await page.keyboard.type("December 2017");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("Audit shared with both governing boards.");
+  await page.keyboard.press("Tab");
+  await eventually(async () => (await page.evaluate(() => window.partnerplan.pending())) === 0, "the impact entry is saved");
+
   // A status picked from the keyboard becomes a chip, saved at once.
   const status = page.getByRole("combobox", { name: "Status" }).first();
   await status.focus();

@@ -64,4 +64,13 @@ await scenario("review", async (browser) => {
   await a.getByRole("cell", { name: /William Lilley Infant and Nursery School/ }).first().waitFor();
   await a.getByRole("cell", { name: "Signed a review" }).first().waitFor();
   await checkAccessibility(a, "history page");
+
+  // The document as it stood at the end of a day: today's, which holds
+  // every change so far.
+  const today = new Date().toISOString().slice(0, 10);
+  await a.getByLabel("See the document as it stood at the end of").fill(today);
+  await a.getByRole("button", { name: "Show it" }).click();
+  await a.getByText(/This is the document as it stood at the end of/).waitFor();
+  check((await a.locator("#doc").innerText()).includes("Changed after signing."), "the end of today holds today's edit");
+  await checkAccessibility(a, "the plan as of a day");
 });

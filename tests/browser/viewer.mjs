@@ -29,4 +29,23 @@ await scenario("viewer", async (browser) => {
   check(answer.body.error.includes("can read this partnership's documents but not change them"), "with a sentence: " + answer.body.error);
   await page.reload();
   check(!(await page.locator("main").innerText()).includes("Changed by a viewer"), "nothing changed");
+
+  // A page of another origin: it can send, but the app refuses the change,
+  // and the browser does not let it read the app's pages.
+  const other = await newPage(browser);
+  await other.setContent("<p>another site</p>");
+  const attempt = await other.evaluate(async ([base, d]) => {
+    const out = {};
+    try {
+      const r = await fetch(base + "doc/" + d + "/field", { method: "POST", body: '{"key":"title","value":"x","heads":""}' });
+      out.change = r.status;
+    } catch (e) { out.change = "blocked"; }
+    try {
+      const r = await fetch(base + "doc/" + d);
+      out.read = await r.text();
+    } catch (e) { out.read = "blocked"; }
+    return out;
+  }, [app, doc]);
+  check(attempt.read === "blocked", "another origin cannot read the page: " + String(attempt.read).slice(0, 80));
+  check(attempt.change === "blocked" || attempt.change === 403, "another origin cannot change it: " + attempt.change);
 });
