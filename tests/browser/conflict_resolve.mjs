@@ -15,6 +15,7 @@ await scenario("conflict_resolve", async (browser) => {
     const text = await conflict.innerText();
     check(text.includes("red") && text.includes("Bank Road"), "the conflict says who gave red: " + text);
     check(text.includes("amber") && text.includes("William Lilley"), "the conflict says who gave amber: " + text);
+    check((text.match(/ on \d+ \w+ \d{4}/g) || []).length === 2 || (text.match(/ on \w+day \d+ \w+ \d{4}/g) || []).length === 2, "the conflict says when each was given: " + text);
     const notes = await page.getByRole("textbox", { name: "Notes" }).nth(3).inputValue();
     check(notes.includes("Hilltop: waiting for dates.") && notes.includes("Valley: booked the hall."), "both notes are kept: " + notes);
     pages.push(page);

@@ -9,7 +9,7 @@ use partnerplan_model::values::{SIGNATORY_ROLE, STATUS};
 use partnerplan_model::when::when_text;
 use partnerplan_model::{DocView, FieldView, KINDS, Kind, RowView, TableView};
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::library::Summary;
 use super::sync_state::SyncState;
@@ -198,6 +198,8 @@ pub struct DocPage<'a> {
     pub since: Option<&'a SinceSigned>,
     /// An earlier version ("as signed on 11 July 2017"): read only.
     pub version: Option<&'a str>,
+    /// When each value in conflict was set, by `actor:op`.
+    pub set_at: &'a HashMap<String, i64>,
 }
 
 /// The part of a document page that changes when the document does.
@@ -209,6 +211,7 @@ pub fn document_body(page: &DocPage<'_>) -> Markup {
         editable: page.editable && page.version.is_none(),
         objectives: objective_numbers(view),
         marks: page.since.map(|s| s.marks.clone()).unwrap_or_default(),
+        set_at: page.set_at.clone(),
     };
     html! {
         div id="doc" data-doc=(page.id) data-heads=(heads.join(",")) {
@@ -318,6 +321,8 @@ struct Ctx {
     objectives: Vec<i64>,
     /// Cells and rows changed since the last signature.
     marks: HashSet<String>,
+    /// When each value in conflict was set, by `actor:op`.
+    set_at: HashMap<String, i64>,
 }
 
 fn objective_numbers(view: &DocView) -> Vec<i64> {
@@ -442,6 +447,7 @@ fn conflict(ctx: &Ctx, row: Option<&str>, f: &Field, v: &FieldView) -> Markup {
                     li {
                         span class={"value " (choice_class(f, &c.text))} { (if c.text.is_empty() { "(empty)" } else { &c.text }) }
                         " — set by " (c.who())
+                        @if let Some(at) = ctx.set_at.get(&format!("{}:{}", c.actor, c.op)) { " on " (time(*at)) }
                         @if ctx.editable {
                             " "
                             button type="button" data-resolve="" data-row=(row.unwrap_or("")) data-key=(f.key) data-choice=(c.text) { "Keep “" (short_text(&c.text)) "”" }
@@ -776,6 +782,7 @@ pub fn print(view: &DocView, schools: &[String], printed: i64) -> Markup {
         editable: false,
         objectives: objective_numbers(view),
         marks: HashSet::new(),
+        set_at: HashMap::new(),
     };
     let body = html! {
         div id="doc" class="print" {

@@ -466,6 +466,7 @@ fn render_document(state: &AppState, id: &str, body_only: bool) -> Response {
         .ok()
         .flatten()
         .flatten();
+    let set_at = conflict_times(state, &id, &view);
     let id_text = id.to_string();
     let page = DocPage {
         id: &id_text,
@@ -476,12 +477,37 @@ fn render_document(state: &AppState, id: &str, body_only: bool) -> Response {
         person: who.person.as_deref(),
         since: since.as_ref(),
         version: None,
+        set_at: &set_at,
     };
     if body_only {
         return Html(pages::document_body(&page).into_string()).into_response();
     }
     let sync = state.sync.borrow().clone();
     Html(pages::document(&chrome(state, &who, &sync), &page).into_string()).into_response()
+}
+
+/// When each value two schools gave at once was set.
+fn conflict_times(state: &AppState, id: &DocumentId, view: &DocView) -> HashMap<String, i64> {
+    let conflicts = view.conflicts();
+    if conflicts.is_empty() {
+        return HashMap::new();
+    }
+    state
+        .library
+        .with_doc(id, |d| {
+            let doc = d.document();
+            conflicts
+                .iter()
+                .flat_map(|c| c.values.iter())
+                .filter_map(|c| {
+                    partnerplan_model::history::set_at(doc, c)
+                        .map(|t| (format!("{}:{}", c.actor, c.op), t))
+                })
+                .collect()
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 /// An earlier version, read only: as a review signed it, or as it stood
@@ -521,6 +547,7 @@ fn render_version(
         person: who.person.as_deref(),
         since: None,
         version: Some(&name),
+        set_at: &HashMap::new(),
     };
     Html(pages::document(&chrome(state, &who, &sync), &page).into_string()).into_response()
 }
@@ -1063,6 +1090,3 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
     )
         .into_response()
 }
-
-#[allow(dead_code)]
-fn unused(_: HashMap<(), ()>) {}

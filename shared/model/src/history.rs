@@ -54,3 +54,20 @@ pub fn history(doc: &Automerge, since: &[ChangeHash]) -> Vec<HistoryEntry> {
     entries.sort_by_key(|e| e.time);
     entries
 }
+
+/// When the value `candidate` holds was set, as the setting school's
+/// clock said: the time of the change holding its operation. `None` where
+/// the value was put together from several (a whole responsibility).
+pub fn set_at(doc: &Automerge, candidate: &crate::view::Candidate) -> Option<i64> {
+    if candidate.op == 0 {
+        return None;
+    }
+    doc.get_changes(&[])
+        .into_iter()
+        .find(|change| {
+            change.actor_id().to_hex_string() == candidate.actor
+                && change.start_op().get() <= candidate.op
+                && candidate.op < change.start_op().get() + change.len() as u64
+        })
+        .map(|change| change.timestamp())
+}

@@ -190,23 +190,33 @@ fn actor_of(id: &automerge::ObjId) -> String {
     }
 }
 
+fn op_of(id: &automerge::ObjId) -> u64 {
+    match id {
+        automerge::ObjId::Id(counter, _, _) => *counter,
+        automerge::ObjId::Root => 0,
+    }
+}
+
 fn candidate(
     value: Json,
     text: String,
     actor: String,
+    op: u64,
     actors: &BTreeMap<String, ActorEntry>,
 ) -> Candidate {
     let entry = actors.get(&actor);
     Candidate {
         value,
         text,
+        op,
         school: entry.map(|e| e.school.clone()),
         person: entry.and_then(|e| e.person.clone()),
         actor,
     }
 }
 
-/// Every value a key holds, as (JSON, display text, actor), with equal
+/// Every value a key holds, as (JSON, display text, actor, operation
+/// counter), with equal
 /// values set by several schools counted once. A key that holds one value
 /// is read from `entries`; its actor is left empty, as it is shown only
 /// when there are several.
@@ -216,7 +226,7 @@ fn values_at(
     entries: &Entries,
     key: &str,
     ty: FieldType,
-) -> Vec<(Json, String, String)> {
+) -> Vec<(Json, String, String, u64)> {
     let view = |value: Value, id: &dyn Fn() -> ObjId| match value {
         Value::Scalar(s) => scalar_view(&s, ty),
         Value::Object(ObjType::Text) => {
@@ -229,15 +239,15 @@ fn values_at(
         None => return Vec::new(),
         Some(item) if !item.conflict => {
             let (json, text) = view(item.value.clone().into_value(), &|| item.id());
-            return vec![(json, text, String::new())];
+            return vec![(json, text, String::new(), 0)];
         }
         Some(_) => {}
     }
-    let mut out: Vec<(Json, String, String)> = Vec::new();
+    let mut out: Vec<(Json, String, String, u64)> = Vec::new();
     for (value, id) in doc.get_all(obj, key).unwrap_or_default() {
         let (json, text) = view(value, &|| id.clone());
-        if !out.iter().any(|(j, _, _)| *j == json) {
-            out.push((json, text, actor_of(&id)));
+        if !out.iter().any(|(j, _, _, _)| *j == json) {
+            out.push((json, text, actor_of(&id), op_of(&id)));
         }
     }
     out
@@ -299,10 +309,10 @@ fn read_field(
             if values.len() > 1 {
                 view.conflict = values
                     .into_iter()
-                    .map(|(v, t, a)| candidate(v, t, a, actors))
+                    .map(|(v, t, a, op)| candidate(v, t, a, op, actors))
                     .collect();
                 view.text = conflict_text(&view.conflict);
-            } else if let Some((v, t, _)) = values.into_iter().next() {
+            } else if let Some((v, t, _, _)) = values.into_iter().next() {
                 view.value = v;
                 view.text = t;
             }
@@ -353,7 +363,7 @@ fn add_whole(
     let text = responsibility_text(&parts);
     let value = Json::Object(parts);
     if !view.conflict.iter().any(|c| c.value == value) {
-        view.conflict.push(candidate(value, text, actor, actors));
+        view.conflict.push(candidate(value, text, actor, 0, actors));
     }
 }
 

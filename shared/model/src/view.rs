@@ -18,6 +18,11 @@ pub struct Candidate {
     pub value: Json,
     pub text: String,
     pub actor: String,
+    /// The counter of the operation that set this value (0 where the
+    /// value was put together from several, as a whole responsibility):
+    /// with `actor`, what `history::set_at` finds the time of.
+    #[serde(skip)]
+    pub op: u64,
     pub school: Option<String>,
     pub person: Option<String>,
 }
