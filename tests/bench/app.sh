@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The school's app on the 000 plan: an edit saved and the page's update
+# fetched, the plan page served, the page's size, and a partner's change
+# on screen in a headless Chromium. See BENCHMARKS.md ("The school's app,
+# on the 000 plan").
+#
+#   tests/bench/app.sh            # from the repository root
+#
+# Environment:
+#   BENCH_EDITS        edits of each kind (status, text)      default 200
+#   BENCH_PAGES        plan page loads                         default 100
+#   BENCH_PARTNER      partner changes watched in Chromium     default 30
+#   BENCH_SKIP_BUILD   1: use the release binaries as they are
+#   BENCH_SKIP_PARTNER 1: only the one-school part
+#   BENCH_SKIP_SINGLE  1: only the partner part
+#   BENCH_OUT          where logs and JSON go (default: a new /tmp/partnerplan-app-bench.*)
+#   PARTNERPLAN_CHROMIUM  the browser (default /usr/bin/chromium)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  cargo build --release -p partnerplan -p partnerplan-relay >&2
+fi
+if [ ! -d tests/browser/node_modules ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund >&2)
+fi
+PP="$root/target/release/partnerplan"
+RELAY="$root/target/release/partnerplan-relay"
+OUT=${BENCH_OUT:-$(mktemp -d /tmp/partnerplan-app-bench.XXXXXX)}
+mkdir -p "$OUT"
+FIXTURE="$root/tests/fixtures/action-plan-000.json"
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+
+# Starts `partnerplan app` for a data directory; prints its address.
+start_app() {
+  local data=$1 name=$2
+  "$PP" --data "$data" app --listen 127.0.0.1:0 --no-browser \
+    >"$OUT/$name.out" 2>"$OUT/$name.err" </dev/null &
+  pids+=($!)
+  for _ in $(seq 1 200); do
+    if grep -q 'running for this school at' "$OUT/$name.out" 2>/dev/null; then
+      grep -o 'http://[^ ]*/' "$OUT/$name.out" | head -1
+      return
+    fi
+    sleep 0.05
+  done
+  echo "the app for $data did not say where it listens" >&2
+  cat "$OUT/$name.err" >&2
+  exit 1
+}
+
+plan_id() { grep '^Action plan:' | sed 's/.*automerge://'; }
+
+echo "machine: $(nproc) cores; $(uptime)" | tee "$OUT/machine.txt"
+
+# 1. One school, no relay.
+if [ "${BENCH_SKIP_SINGLE:-0}" != 1 ]; then
+"$PP" --data "$OUT/solo" init --school "Bank Road Infant and Nursery School" >/dev/null
+DOC=$("$PP" --data "$OUT/solo" --as "Ann Head" import "$FIXTURE" | plan_id)
+APP=$(start_app "$OUT/solo" solo-app)
+echo "one school: $APP doc/$DOC" >&2
+node tests/bench/app_bench.mjs single "$APP" "$DOC" | tee "$OUT/single.json"
+echo "after the one-school part: $(uptime)" | tee -a "$OUT/machine.txt"
+fi
+
+if [ "${BENCH_SKIP_PARTNER:-0}" = 1 ]; then exit 0; fi
+
+# 2. Two schools and a relay.
+"$RELAY" serve --listen 127.0.0.1:0 --data "$OUT/relay" >"$OUT/relay.out" 2>"$OUT/relay.err" </dev/null &
+pids+=($!)
+for _ in $(seq 1 200); do
+  grep -q '://' "$OUT/relay.out" 2>/dev/null && break
+  sleep 0.05
+done
+RELAY_URL=$(grep -o 'ws://[^ ]*' "$OUT/relay.out" | head -1)
+RELAY_URL=${RELAY_URL%/}
+"$RELAY" --data "$OUT/relay" partnership create "Bench Cluster" >/dev/null
+invite() {
+  "$RELAY" --data "$OUT/relay" school add --partnership "Bench Cluster" "$1" --url "$RELAY_URL" --json |
+    node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).invite))'
+}
+INV_A=$(invite "Bank Road Infant and Nursery School")
+INV_B=$(invite "William Lilley Infant and Nursery School")
+"$PP" --data "$OUT/a" join "$INV_A" --school "Bank Road Infant and Nursery School" >/dev/null
+"$PP" --data "$OUT/b" join "$INV_B" --school "William Lilley Infant and Nursery School" >/dev/null
+DOC=$("$PP" --data "$OUT/a" --as "Ann Head" import "$FIXTURE" | plan_id)
+"$PP" --data "$OUT/a" sync --timeout 60 >/dev/null
+"$PP" --data "$OUT/b" --as "Bea Chair" open "automerge:$DOC" >/dev/null
+APP_A=$(start_app "$OUT/a" app-a)
+APP_B=$(start_app "$OUT/b" app-b)
+echo "two schools: $APP_A and $APP_B, doc/$DOC, relay $RELAY_URL" >&2
+node tests/bench/app_bench.mjs partner "$APP_A" "$APP_B" "$DOC" | tee "$OUT/partner.json"
+echo "after the partner part: $(uptime)" | tee -a "$OUT/machine.txt"
+echo "logs and figures in $OUT" >&2
