@@ -42,12 +42,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts `partnerplan app` for a data directory; prints its address.
+# Starts `partnerplan app` for a data directory (in this shell, so the
+# trap stops it); `app_url NAME` then prints its address.
 start_app() {
   local data=$1 name=$2
   "$PP" --data "$data" app --listen 127.0.0.1:0 --no-browser \
     >"$OUT/$name.out" 2>"$OUT/$name.err" </dev/null &
   pids+=($!)
+}
+app_url() {
+  local name=$1
   for _ in $(seq 1 200); do
     if grep -q 'running for this school at' "$OUT/$name.out" 2>/dev/null; then
       grep -o 'http://[^ ]*/' "$OUT/$name.out" | head -1
@@ -55,8 +59,8 @@ start_app() {
     fi
     sleep 0.05
   done
-  echo "the app for $data did not say where it listens" >&2
-  cat "$OUT/$name.err" >&2
+  echo "the app $name did not say where it listens" >&2
+  cat "$OUT/$name.out" "$OUT/$name.err" >&2
   exit 1
 }
 
@@ -68,7 +72,8 @@ echo "machine: $(nproc) cores; $(uptime)" | tee "$OUT/machine.txt"
 if [ "${BENCH_SKIP_SINGLE:-0}" != 1 ]; then
 "$PP" --data "$OUT/solo" init --school "Bank Road Infant and Nursery School" >/dev/null
 DOC=$("$PP" --data "$OUT/solo" --as "Ann Head" import "$FIXTURE" | plan_id)
-APP=$(start_app "$OUT/solo" solo-app)
+start_app "$OUT/solo" solo-app
+APP=$(app_url solo-app)
 echo "one school: $APP doc/$DOC" >&2
 node tests/bench/app_bench.mjs single "$APP" "$DOC" | tee "$OUT/single.json"
 echo "after the one-school part: $(uptime)" | tee -a "$OUT/machine.txt"
@@ -97,8 +102,10 @@ INV_B=$(invite "William Lilley Infant and Nursery School")
 DOC=$("$PP" --data "$OUT/a" --as "Ann Head" import "$FIXTURE" | plan_id)
 "$PP" --data "$OUT/a" sync --timeout 60 >/dev/null
 "$PP" --data "$OUT/b" --as "Bea Chair" open "automerge:$DOC" >/dev/null
-APP_A=$(start_app "$OUT/a" app-a)
-APP_B=$(start_app "$OUT/b" app-b)
+start_app "$OUT/a" app-a
+start_app "$OUT/b" app-b
+APP_A=$(app_url app-a)
+APP_B=$(app_url app-b)
 echo "two schools: $APP_A and $APP_B, doc/$DOC, relay $RELAY_URL" >&2
 node tests/bench/app_bench.mjs partner "$APP_A" "$APP_B" "$DOC" | tee "$OUT/partner.json"
 echo "after the partner part: $(uptime)" | tee -a "$OUT/machine.txt"

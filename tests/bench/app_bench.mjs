@@ -76,6 +76,8 @@ async function single(url, doc) {
   const rows = statusRows(first);
   if (rows.length === 0) throw new Error("the plan page shows no status controls");
   let heads = headsOf(first);
+  // As imported, before this run's edits lengthen the notes.
+  const sizesFresh = await sizesOf(url, doc);
   // Warm up: the page, its body, one edit of each kind.
   for (let i = 0; i < 5; i++) await app.body();
 
@@ -133,16 +135,7 @@ async function single(url, doc) {
     html = await app.page();
     page.push(performance.now() - t0);
   }
-  const sizes = {};
-  for (const [name, path] of [["page", "doc/" + doc], ["body", "doc/" + doc + "/body"], ["app.css", "assets/app.css"], ["app.js", "assets/app.js"], ["favicon", "favicon.ico"]]) {
-    const response = await fetch(url + path);
-    const bytes = Buffer.from(await response.arrayBuffer());
-    sizes[name] = { bytes: bytes.length, gzip: gzipSync(bytes).length, encoding: response.headers.get("content-encoding") || "none" };
-  }
-  sizes.total = {
-    bytes: sizes.page.bytes + sizes["app.css"].bytes + sizes["app.js"].bytes + sizes.favicon.bytes,
-    gzip: sizes.page.gzip + sizes["app.css"].gzip + sizes["app.js"].gzip + sizes.favicon.gzip,
-  };
+  const sizes = await sizesOf(url, doc);
   const rowsShown = statusRows(html).length;
   return {
     edits: EDITS,
@@ -153,9 +146,26 @@ async function single(url, doc) {
     text_edit_post: quantiles(text.post),
     text_body_get: quantiles(text.body),
     plan_page_get: quantiles(page),
-    sizes,
+    sizes_as_imported: sizesFresh,
+    sizes_after_edits: sizes,
     actions_on_page: rowsShown,
   };
+}
+
+// The plan page, its body and its assets as served, and gzipped.
+async function sizesOf(url, doc) {
+  const sizes = {};
+  for (const [name, path] of [["page", "doc/" + doc], ["body", "doc/" + doc + "/body"], ["app.css", "assets/app.css"], ["app.js", "assets/app.js"], ["favicon", "favicon.ico"]]) {
+    const response = await fetch(url + path);
+    const bytes = Buffer.from(await response.arrayBuffer());
+    sizes[name] = { bytes: bytes.length, gzip: gzipSync(bytes).length, encoding: response.headers.get("content-encoding") || "none" };
+  }
+  const assets = ["page", "app.css", "app.js", "favicon"];
+  sizes.total = {
+    bytes: assets.reduce((n, a) => n + sizes[a].bytes, 0),
+    gzip: assets.reduce((n, a) => n + sizes[a].gzip, 0),
+  };
+  return sizes;
 }
 
 // Reads the app's live updates (SSE) and calls `on(event, data)` for each.
