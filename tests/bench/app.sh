@@ -14,6 +14,7 @@
 #   BENCH_SKIP_PARTNER 1: only the one-school part
 #   BENCH_SKIP_SINGLE  1: only the partner part
 #   BENCH_OUT          where logs and JSON go (default: a new /tmp/partnerplan-app-bench.*)
+#   BENCH_STRACE_RELAY a file: strace the relay's reads and writes into it (partner part)
 #   PARTNERPLAN_CHROMIUM  the browser (default /usr/bin/chromium)
 set -euo pipefail
 
@@ -83,7 +84,8 @@ if [ "${BENCH_SKIP_PARTNER:-0}" = 1 ]; then exit 0; fi
 
 # 2. Two schools and a relay.
 "$RELAY" serve --listen 127.0.0.1:0 --data "$OUT/relay" >"$OUT/relay.out" 2>"$OUT/relay.err" </dev/null &
-pids+=($!)
+RELAY_PID=$!
+pids+=($RELAY_PID)
 for _ in $(seq 1 200); do
   grep -q '://' "$OUT/relay.out" 2>/dev/null && break
   sleep 0.05
@@ -107,6 +109,13 @@ start_app "$OUT/b" app-b
 APP_A=$(app_url app-a)
 APP_B=$(app_url app-b)
 echo "two schools: $APP_A and $APP_B, doc/$DOC, relay $RELAY_URL" >&2
+if [ -n "${BENCH_STRACE_RELAY:-}" ]; then
+  # The relay's socket reads and writes with their times, to split the
+  # partner's change into A to relay, the relay, and relay to B.
+  strace -f -ttt -e trace=read,write,recvfrom,sendto,writev -p "$RELAY_PID" -o "$BENCH_STRACE_RELAY" 2>/dev/null &
+  pids+=($!)
+  sleep 0.5
+fi
 node tests/bench/app_bench.mjs partner "$APP_A" "$APP_B" "$DOC" | tee "$OUT/partner.json"
 echo "after the partner part: $(uptime)" | tee -a "$OUT/machine.txt"
 echo "logs and figures in $OUT" >&2

@@ -217,6 +217,17 @@ async function partner(urlA, urlB, doc) {
     const stop = await listenEvents(urlB, (event, data, at) => {
       if (event === "doc" && (data === doc || data === "*")) bNotice.push(at);
     });
+    // When B's page fetched its body (Chromium's own timing of it).
+    let bodyFetches = [];
+    page.on("requestfinished", (request) => {
+      if (!request.url().endsWith("/body")) return;
+      const t = request.timing();
+      bodyFetches.push({ start: t.startTime, end: t.startTime + t.responseEnd });
+    });
+    const raw = [];
+    const fetchStartAfterNotice = [];
+    const fetchTime = [];
+    const fetchEndToShown = [];
     const total = [];
     const toB = [];
     const bPage = [];
@@ -226,6 +237,7 @@ async function partner(urlA, urlB, doc) {
       const before = await page.$eval(`#f-${row}-status`, (e) => e.value);
       const value = STATUSES.find((s) => s !== before && s !== STATUSES[i % 4]) || "red";
       bNotice = [];
+      bodyFetches = [];
       await new Promise((r) => setTimeout(r, 300));
       const sent = Date.now();
       const watch = page.waitForFunction(
@@ -246,6 +258,15 @@ async function partner(urlA, urlB, doc) {
         toB.push(notice - sent);
         bPage.push(shown - notice);
       }
+      // The fetch that brought the change: the last one to end before it
+      // was on screen.
+      const fetched = bodyFetches.filter((f) => f.end <= shown + 1).pop();
+      if (fetched && notice !== undefined) {
+        fetchStartAfterNotice.push(fetched.start - notice);
+        fetchTime.push(fetched.end - fetched.start);
+        fetchEndToShown.push(shown - fetched.end);
+      }
+      raw.push({ sent, notice, fetch: fetched, shown });
     }
     stop();
     return {
@@ -254,6 +275,10 @@ async function partner(urlA, urlB, doc) {
       a_edit_post: quantiles(aPost),
       a_edit_to_b_app_notice: quantiles(toB),
       b_notice_to_screen: quantiles(bPage),
+      b_notice_to_body_fetch_start: quantiles(fetchStartAfterNotice),
+      b_body_fetch: quantiles(fetchTime),
+      b_body_fetched_to_screen: quantiles(fetchEndToShown),
+      raw,
       problems: page.problems,
     };
   } finally {
