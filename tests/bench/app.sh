@@ -15,6 +15,7 @@
 #   BENCH_SKIP_SINGLE  1: only the partner part
 #   BENCH_OUT          where logs and JSON go (default: a new /tmp/partnerplan-app-bench.*)
 #   BENCH_STRACE_RELAY a file: strace the relay's reads and writes into it (partner part)
+#   BENCH_PROFILE_PAGE 1: then profile B's page (V8) over 10 more partner changes
 #   PARTNERPLAN_CHROMIUM  the browser (default /usr/bin/chromium)
 set -euo pipefail
 
@@ -118,4 +119,10 @@ if [ -n "${BENCH_STRACE_RELAY:-}" ]; then
 fi
 node tests/bench/app_bench.mjs partner "$APP_A" "$APP_B" "$DOC" | tee "$OUT/partner.json"
 echo "after the partner part: $(uptime)" | tee -a "$OUT/machine.txt"
+if [ -n "${BENCH_STRACE_RELAY:-}" ]; then
+  node tests/bench/partner_legs.mjs "$OUT/partner.json" "$BENCH_STRACE_RELAY" | tee "$OUT/legs.json"
+fi
+if [ "${BENCH_PROFILE_PAGE:-0}" = 1 ]; then
+  node tests/bench/page_profile.mjs "$APP_A" "$APP_B" "$DOC" 10 | tee "$OUT/page-profile.json"
+fi
 echo "logs and figures in $OUT" >&2
