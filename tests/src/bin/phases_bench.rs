@@ -25,7 +25,7 @@ use partnerplan_client::app::library::Library;
 use partnerplan_client::app::{pages, versions};
 use partnerplan_client::school::{School, person_actor};
 use partnerplan_client::{documents, plan, status};
-use partnerplan_model::{Author, edit, read};
+use partnerplan_model::{Author, diff, edit, read};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -119,6 +119,21 @@ fn main() {
                 .with_doc(&id, |d| versions::since_signed(d.document(), &view))
                 .unwrap(),
         );
+    });
+    let (_, signed_heads, _) = versions::last_signed(&view).expect("the 000 plan is signed");
+    line("  of which fork_at the signed version", &mut || {
+        black_box(
+            library
+                .with_doc(&id, |d| d.document().fork_at(&signed_heads).unwrap())
+                .unwrap(),
+        );
+    });
+    let signed = library
+        .with_doc(&id, |d| read::read_at(d.document(), &signed_heads).unwrap())
+        .unwrap()
+        .unwrap();
+    line("  of which the diff of the two views", &mut || {
+        black_box(diff::diff(&signed, &view));
     });
     let since = library
         .with_doc(&id, |d| versions::since_signed(d.document(), &view))
