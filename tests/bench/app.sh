@@ -10,6 +10,7 @@
 #   BENCH_EDITS        edits of each kind (status, text)      default 200
 #   BENCH_PAGES        plan page loads                         default 100
 #   BENCH_PARTNER      partner changes watched in Chromium     default 30
+#   BENCH_BROWSER_EDITS status changes made in the page itself  default 30
 #   BENCH_SKIP_BUILD   1: use the release binaries as they are
 #   BENCH_SKIP_PARTNER 1: only the one-school part
 #   BENCH_SKIP_SINGLE  1: only the partner part

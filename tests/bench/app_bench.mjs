@@ -11,6 +11,7 @@ import { performance } from "node:perf_hooks";
 const EDITS = Number(process.env.BENCH_EDITS || 200);
 const PAGES = Number(process.env.BENCH_PAGES || 100);
 const PARTNER = Number(process.env.BENCH_PARTNER || 30);
+const BROWSER_EDITS = Number(process.env.BENCH_BROWSER_EDITS || 30);
 const STATUSES = ["red", "amber", "green", "done"];
 
 function quantiles(xs) {
@@ -137,6 +138,41 @@ async function single(url, doc) {
   }
   const sizes = await sizesOf(url, doc);
   const rowsShown = statusRows(html).length;
+
+  // The same edit made in the page itself, in Chromium: from the change
+  // of a status to the page's refresh done (its version moved on and
+  // nothing is being saved), as the person editing sees it.
+  const { launch, newPage } = await import("../browser/lib.mjs");
+  const browser = await launch();
+  const own = [];
+  try {
+    const page = await newPage(browser);
+    await page.goto(url + "doc/" + doc);
+    await page.waitForSelector(`#f-${rows[0]}-status`);
+    for (let i = 0; i < BROWSER_EDITS; i++) {
+      const row = rows[(i * 3) % rows.length];
+      await new Promise((r) => setTimeout(r, 200));
+      const [heads, started] = await page.evaluate(([id, statuses, i]) => {
+        const root = document.getElementById("doc");
+        const select = document.getElementById(id);
+        const value = statuses.find((s) => s !== select.value && s !== statuses[i % 4]);
+        const heads = root.dataset.heads;
+        const started = Date.now();
+        select.value = value;
+        select.dispatchEvent(new Event("change", { bubbles: true }));
+        return [heads, started];
+      }, [`f-${row}-status`, STATUSES, i]);
+      const done = await page.waitForFunction(
+        (before) => document.getElementById("doc").dataset.heads !== before && window.partnerplan.pending() === 0 ? Date.now() : false,
+        heads,
+        { polling: 5, timeout: 15_000 },
+      );
+      own.push((await done.jsonValue()) - started);
+    }
+    if (page.problems.length) throw new Error("the page reported: " + page.problems.join("; "));
+  } finally {
+    await browser.close().catch(() => {});
+  }
   return {
     edits: EDITS,
     status_edit_then_body: quantiles(field.total),
@@ -146,6 +182,7 @@ async function single(url, doc) {
     text_edit_post: quantiles(text.post),
     text_body_get: quantiles(text.body),
     plan_page_get: quantiles(page),
+    browser_status_change_to_page_refreshed: quantiles(own),
     sizes_as_imported: sizesFresh,
     sizes_after_edits: sizes,
     actions_on_page: rowsShown,
