@@ -171,6 +171,7 @@ async fn serve(options: AppOptions) -> Result<(), ClientError> {
         sync: sync_rx,
         password,
         sessions: password::Sessions::default(),
+        signed_views: versions::SignedViews::default(),
         joining: Joining {
             dir: options.dir.clone(),
             joined: joined.clone(),

@@ -3,6 +3,7 @@
 //! the last signature. Reads only, through the model.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
 use partnerplan_model::diff::{Difference, diff};
@@ -40,13 +41,64 @@ pub fn last_signed(view: &DocView) -> Option<(&Review, Vec<ChangeHash>, String)>
         })
 }
 
+/// Signed versions already read: a signed version never changes, and
+/// reading one (`read_at`) costs far more than comparing it, so each is
+/// read once. Bounded in bytes (the text each view holds, roughly).
+#[derive(Default)]
+pub struct SignedViews {
+    /// Least recently used first.
+    views: Mutex<Vec<SignedView>>,
+}
+
+/// One signed version: its heads, the view, and its rough size in bytes.
+type SignedView = (Vec<ChangeHash>, Arc<DocView>, usize);
+
+/// The most bytes of signed versions kept.
+const SIGNED_VIEW_BYTES: usize = 16 * 1024 * 1024;
+
+impl SignedViews {
+    fn get_or_read(&self, doc: &Automerge, heads: &[ChangeHash]) -> Option<Arc<DocView>> {
+        let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(at) = views.iter().position(|(h, _, _)| h == heads) {
+            // Most recently used last.
+            let entry = views.remove(at);
+            let view = entry.1.clone();
+            views.push(entry);
+            return Some(view);
+        }
+        let view = Arc::new(read_at(doc, heads).ok()?);
+        let bytes = approximate_bytes(&view);
+        views.push((heads.to_vec(), view.clone(), bytes));
+        let mut total: usize = views.iter().map(|(_, _, b)| b).sum();
+        while total > SIGNED_VIEW_BYTES && views.len() > 1 {
+            total -= views.remove(0).2;
+        }
+        Some(view)
+    }
+}
+
+fn approximate_bytes(view: &DocView) -> usize {
+    fn table(t: &partnerplan_model::TableView) -> usize {
+        t.rows
+            .iter()
+            .map(|r| {
+                r.fields.iter().map(|f| f.text.len() + 64).sum::<usize>()
+                    + r.tables.iter().map(table).sum::<usize>()
+            })
+            .sum()
+    }
+    view.fields.iter().map(|f| f.text.len() + 64).sum::<usize>()
+        + view.tables.iter().map(table).sum::<usize>()
+        + 1024
+}
+
 /// What changed since the last signed version, if the document was ever signed.
-pub fn since_signed(doc: &Automerge, view: &DocView) -> Option<SinceSigned> {
+pub fn since_signed(doc: &Automerge, view: &DocView, signed: &SignedViews) -> Option<SinceSigned> {
     let (review, heads, signed_on) = last_signed(view)?;
     if heads.iter().any(|h| doc.get_change_by_hash(h).is_none()) {
         return None;
     }
-    let signed = read_at(doc, &heads).ok()?;
+    let signed = signed.get_or_read(doc, &heads)?;
     let differences = diff(&signed, view);
     let mut marks = HashSet::new();
     for difference in &differences {

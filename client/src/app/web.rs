@@ -45,6 +45,7 @@ pub struct AppState {
     /// The password's hash, when the app is served beyond this computer.
     pub password: Option<String>,
     pub sessions: password::Sessions,
+    pub signed_views: versions::SignedViews,
     pub joining: Joining,
 }
 
@@ -462,7 +463,9 @@ fn render_document(state: &AppState, id: &str, body_only: bool) -> Response {
     };
     let since = state
         .library
-        .with_doc(&id, |d| versions::since_signed(d.document(), &view))
+        .with_doc(&id, |d| {
+            versions::since_signed(d.document(), &view, &state.signed_views)
+        })
         .ok()
         .flatten()
         .flatten();

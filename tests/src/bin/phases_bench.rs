@@ -113,10 +113,22 @@ fn main() {
         black_box(library.read(&id).unwrap().unwrap());
     });
     let (view, heads) = library.read(&id).unwrap().unwrap();
-    line("since_signed (fork_at, read, diff)", &mut || {
+    line(
+        "since_signed, first time (fork_at, read, diff)",
+        &mut || {
+            let fresh = versions::SignedViews::default();
+            black_box(
+                library
+                    .with_doc(&id, |d| versions::since_signed(d.document(), &view, &fresh))
+                    .unwrap(),
+            );
+        },
+    );
+    let kept = versions::SignedViews::default();
+    line("since_signed, signed version kept (diff)", &mut || {
         black_box(
             library
-                .with_doc(&id, |d| versions::since_signed(d.document(), &view))
+                .with_doc(&id, |d| versions::since_signed(d.document(), &view, &kept))
                 .unwrap(),
         );
     });
@@ -136,7 +148,7 @@ fn main() {
         black_box(diff::diff(&signed, &view));
     });
     let since = library
-        .with_doc(&id, |d| versions::since_signed(d.document(), &view))
+        .with_doc(&id, |d| versions::since_signed(d.document(), &view, &kept))
         .unwrap()
         .flatten();
     let id_text = id.to_string();
@@ -149,6 +161,7 @@ fn main() {
         person: Some("Ann Head"),
         since: since.as_ref(),
         version: None,
+        set_at: &Default::default(),
     };
     line(
         "render the body to HTML (pages::document_body)",

@@ -124,12 +124,21 @@
   }
 
   // Every text is readable in full: a text box is as tall as its text.
+  // Browsers that size boxes to their content (CSS field-sizing) need no
+  // script; for others, every height is read before any is written, so
+  // the page is laid out once rather than once per box.
+  const sizedByCss = window.CSS && CSS.supports && CSS.supports("field-sizing", "content");
   function fit(t) {
+    if (sizedByCss) return;
     t.style.height = "auto";
     t.style.height = t.scrollHeight + 2 + "px";
   }
   function fitAll() {
-    for (const t of document.querySelectorAll("#doc textarea")) fit(t);
+    if (sizedByCss) return;
+    const boxes = [...document.querySelectorAll("#doc textarea")];
+    for (const t of boxes) t.style.height = "auto";
+    const heights = boxes.map((t) => t.scrollHeight + 2);
+    boxes.forEach((t, i) => { t.style.height = heights[i] + "px"; });
   }
 
   const timers = new Map();
