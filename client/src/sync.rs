@@ -54,6 +54,9 @@ const SILENT_LIMIT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a single sync waits for the relay's words about changes it
+/// will not take from a school that may only read.
+const READ_ONLY_SETTLE: Duration = Duration::from_secs(2);
 
 /// What hears the documents that changed.
 pub type Changed = Box<dyn Fn(&[DocumentId]) + Send>;
@@ -310,6 +313,7 @@ where
     let mut in_sync_now = false;
     let mut warnings: Vec<String> = Vec::new();
     let mut check = tokio::time::interval(Duration::from_millis(100));
+    let mut read_only_since: Option<Instant> = None;
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut last_heard = Instant::now();
@@ -415,8 +419,15 @@ where
                     set_status(sender, &[(StatusKey::LastSuccess, now_unix().to_string())]).await;
                 }
                 in_sync_now = now_in_sync;
+                // A document this school may only read, holding changes
+                // of ours: the relay says so in words once it has seen
+                // them; wait a moment for that, so the report gives them.
+                let settling = report.as_ref().is_some_and(|r| !r.read_only.is_empty())
+                    && warnings.is_empty()
+                    && *read_only_since.get_or_insert_with(Instant::now) + READ_ONLY_SETTLE > Instant::now();
                 if let Some(mut report) = report
                     && deadline.is_some()
+                    && !settling
                 {
                     report.warnings = std::mem::take(&mut warnings);
                     let _ = sink.send(WsMessage::Close(None)).await;
