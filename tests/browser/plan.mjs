@@ -95,7 +95,7 @@ await scenario("plan", async (browser) => {
   check(/Printed on /.test(printed), "the print view says when it was printed");
   await checkAccessibility(page, "print view");
   await page.emulateMedia({ media: "print" });
-  await page.pdf({ path: `${shots}/../plan-print.pdf`, format: "A4", landscape: true }).catch(() => {});
+  await page.pdf({ path: `${shots}/plan-print.pdf`, format: "A4", landscape: true, printBackground: true });
 
   const problems = page.problems.filter((p) => !p.includes("422"));
   check(problems.length === 0, "no script errors: " + problems.join("; "));

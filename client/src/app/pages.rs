@@ -461,6 +461,7 @@ fn conflict(ctx: &Ctx, row: Option<&str>, f: &Field, v: &FieldView) -> Markup {
 
 fn display(f: &Field, v: &FieldView) -> Markup {
     match f.ty {
+        FieldType::Links if !v.text.is_empty() => html! { "Links: objectives " (v.text) },
         FieldType::Choice(_) if !v.text.is_empty() => html! { (capitalise(&v.text)) },
         _ if v.text.is_empty() => html! { span class="empty" { "—" } },
         _ => html! { (v.text) },
