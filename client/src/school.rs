@@ -24,6 +24,7 @@ impl School {
         if let Some(relay) = relay {
             check_relay_url(relay)?;
         }
+        make_private_dir(dir)?;
         let path = dir.join(DATABASE_FILE);
         // The file may exist without a school in it (the app made it
         // before the school joined): only a named school is set up.
@@ -133,6 +134,25 @@ impl School {
             ))
         })
     }
+}
+
+/// Makes the school's data folder, readable only by its owner: it holds
+/// every document and the relay token. An existing folder keeps its
+/// permissions.
+pub fn make_private_dir(dir: &Path) -> Result<(), ClientError> {
+    let existed = dir.exists();
+    std::fs::create_dir_all(dir).map_err(|e| {
+        ClientError::Other(format!(
+            "could not make the data folder {}: {e}. Choose another with --data.",
+            dir.display()
+        ))
+    })?;
+    #[cfg(unix)]
+    if !existed {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    Ok(())
 }
 
 /// The Automerge actor for this school's edits made by `person`: the

@@ -296,3 +296,105 @@ fn served_with_a_password_the_app_opens_only_to_it() {
     assert_eq!(status, 303, "the home page sends to the login page");
     scenario("login.mjs", &[&app.url, password]);
 }
+
+/// The page's token and the plan's address, read from the app's pages.
+fn token_and_plan(app: &AppProcess) -> (String, String) {
+    let host = app.host();
+    let (_, body) = app.raw(&format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    ));
+    let token = body
+        .split("name=\"csrf\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let plan = body
+        .split("href=\"/doc/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    (token, plan)
+}
+
+#[test]
+fn huge_or_odd_input_gets_a_sentence_and_a_long_text_does_not_stall_the_app() {
+    let root = tempfile::tempdir().unwrap();
+    let school = school_with_plan(root.path());
+    let app = AppProcess::start(&school);
+    let host = app.host();
+    let (token, plan) = token_and_plan(&app);
+    let post = |path: &str, body: &str| {
+        app.raw(&format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nX-CSRF-Token: {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+    };
+    let (status, body) = post(&format!("/doc/{plan}/field"), &"x".repeat(2 * 1024 * 1024));
+    assert_eq!(status, 413);
+    assert!(body.contains("more than one change can carry"), "{body}");
+    let (status, body) = post(&format!("/doc/{plan}/rows"), r#"{"do":"explode"}"#);
+    assert!(status == 422 || status == 400, "{status}");
+    assert!(
+        body.contains("could not read, so nothing was changed"),
+        "{body}"
+    );
+
+    // A long text pasted over another, as one change: quick, and the app
+    // answers others meanwhile and after.
+    let long: String = (0..30_000).map(|i| format!("w{i} ")).collect();
+    let started = std::time::Instant::now();
+    let (status, body) = post(
+        &format!("/doc/{plan}/text"),
+        &serde_json::json!({"key": "overridingObjective", "heads": "", "after": long}).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let reversed: String = long.chars().rev().collect();
+    let (status, _) = post(
+        &format!("/doc/{plan}/text"),
+        &serde_json::json!({"key": "overridingObjective", "heads": "", "after": reversed})
+            .to_string(),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let (status, _) = app.raw(&format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn the_command_lines_as_does_not_change_who_edits_in_the_app() {
+    let root = tempfile::tempdir().unwrap();
+    let school = school_with_plan(root.path());
+    let app = AppProcess::start(&school);
+    let (_, plan) = token_and_plan(&app);
+    school.ok(&[
+        "--as",
+        "Bob Office",
+        "put",
+        &plan,
+        "title",
+        "The two schools' partnership",
+    ]);
+    let host = app.host();
+    let (_, page) = app.raw(&format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(
+        page.contains("· Ann Head"),
+        "the app still edits as Ann Head"
+    );
+    // The data folder is the school's alone.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&school.dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+}

@@ -115,12 +115,7 @@ pub fn run(options: AppOptions) -> Result<(), ClientError> {
 }
 
 async fn serve(options: AppOptions) -> Result<(), ClientError> {
-    std::fs::create_dir_all(&options.dir).map_err(|e| {
-        ClientError::Other(format!(
-            "could not make the data folder {}: {e}. Choose another with --data.",
-            options.dir.display()
-        ))
-    })?;
+    crate::school::make_private_dir(&options.dir)?;
     let library = Arc::new(Library::open(&options.dir)?);
     let storage = library_storage_id(&options.dir)?;
     let password = if options.require_password || password::needs_password(&options.listen) {
@@ -172,6 +167,7 @@ async fn serve(options: AppOptions) -> Result<(), ClientError> {
         password,
         sessions: password::Sessions::default(),
         signed_views: versions::SignedViews::default(),
+        person: std::sync::RwLock::new(library.meta("person")?),
         joining: Joining {
             dir: options.dir.clone(),
             joined: joined.clone(),

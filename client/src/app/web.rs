@@ -46,6 +46,7 @@ pub struct AppState {
     pub password: Option<String>,
     pub sessions: password::Sessions,
     pub signed_views: versions::SignedViews,
+    pub person: std::sync::RwLock<Option<String>>,
     pub joining: Joining,
 }
 
@@ -75,6 +76,7 @@ pub fn router(state: Shared) -> Router {
         .route("/assets/app.js", get(js))
         .route("/favicon.ico", get(favicon))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -118,7 +120,10 @@ async fn guard(State(state): State<Shared>, request: Request, next: Next) -> Res
     }
     if state.password.is_some() && !logged_in(&state, headers) {
         let path = request.uri().path();
-        let open = path == "/login" || path.starts_with("/assets/") || path == "/favicon.ico";
+        let open = path == "/login"
+            || path == "/hello"
+            || path.starts_with("/assets/")
+            || path == "/favicon.ico";
         if !open {
             return if changes {
                 (
@@ -131,7 +136,34 @@ async fn guard(State(state): State<Shared>, request: Request, next: Next) -> Res
             };
         }
     }
-    next.run(request).await
+    plain_refusals(next.run(request).await)
+}
+
+/// The most one request may carry: far more than any cell a person types.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// axum's own refusals (a body too large, JSON that does not parse) are
+/// for programmers; a page shows these sentences instead.
+fn plain_refusals(response: Response) -> Response {
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    let sentence = match response.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "That is more than one change can carry (1 MB). Split the text into several cells or paste it in parts."
+        }
+        StatusCode::BAD_REQUEST
+        | StatusCode::UNPROCESSABLE_ENTITY
+        | StatusCode::UNSUPPORTED_MEDIA_TYPE
+            if plain =>
+        {
+            "The page sent something this app could not read, so nothing was changed. Reload the page and try again."
+        }
+        _ => return response,
+    };
+    (response.status(), Json(json!({ "error": sentence }))).into_response()
 }
 
 const SESSION_COOKIE: &str = "pp_session";
@@ -236,7 +268,13 @@ fn who(state: &AppState) -> Result<Who, Refusal> {
         .ok_or_else(|| Refusal(Box::new(Redirect::to("/join").into_response())))?;
     Ok(Who {
         school: meta("school_name").unwrap_or_default(),
-        person: meta("person"),
+        // The person the app was started (or joined) as: a command-line
+        // `--as` meanwhile does not change who edits here.
+        person: state
+            .person
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
         actor,
         can_edit: meta("role").as_deref() != Some("viewer"),
     })
@@ -368,7 +406,11 @@ async fn join(State(state): State<Shared>, Form(input): Form<JoinInput>) -> Resp
         input.role.trim(),
     );
     match result {
-        Ok(()) => Redirect::to("/").into_response(),
+        Ok(()) => {
+            *state.person.write().unwrap_or_else(|p| p.into_inner()) =
+                Some(input.person.trim().to_string());
+            Redirect::to("/").into_response()
+        }
         Err(error) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Html(
@@ -440,11 +482,11 @@ fn not_found() -> Response {
 }
 
 async fn document(State(state): State<Shared>, Path(id): Path<String>) -> Response {
-    render_document(&state, &id, false)
+    tokio::task::block_in_place(|| render_document(&state, &id, false))
 }
 
 async fn document_body(State(state): State<Shared>, Path(id): Path<String>) -> Response {
-    render_document(&state, &id, true)
+    tokio::task::block_in_place(|| render_document(&state, &id, true))
 }
 
 /// The document page, or only its body (for live refreshes).
@@ -748,11 +790,15 @@ fn edit<T: serde::Serialize>(
         Err(refused) => return refused.into_response(),
     };
     let author = author(&who);
-    match state
-        .library
-        .edit(&id, &who.actor, &author, at.as_deref(), message, |d| {
-            f(d, &author)
-        }) {
+    // The edit runs on this worker thread without holding up the others.
+    let edited = tokio::task::block_in_place(|| {
+        state
+            .library
+            .edit(&id, &who.actor, &author, at.as_deref(), message, |d| {
+                f(d, &author)
+            })
+    });
+    match edited {
         Ok((result, hash)) => Json(json!({
             "ok": true,
             "result": result,
@@ -762,6 +808,50 @@ fn edit<T: serde::Serialize>(
         Err(EditError::ReadOnly) => viewer_refusal(),
         Err(error) => refusal(&sentence(&error.to_string())),
     }
+}
+
+/// A field's name as people read it ("review date"), for the history.
+fn label_of(key: &str) -> String {
+    fn find(
+        tables: &'static [partnerplan_model::schema::Table],
+        key: &str,
+    ) -> Option<&'static str> {
+        tables.iter().find_map(|t| {
+            t.field(key)
+                .map(|f| f.label)
+                .or_else(|| find(t.tables, key))
+        })
+    }
+    if key == "title" {
+        return "the title".into();
+    }
+    partnerplan_model::KINDS
+        .iter()
+        .find_map(|k| {
+            let schema = k.schema();
+            schema
+                .field(key)
+                .map(|f| f.label)
+                .or_else(|| find(schema.tables, key))
+        })
+        .map(|label| label.to_lowercase())
+        .unwrap_or_else(|| key.to_string())
+}
+
+/// What one row of a table is called ("an action"), for the history.
+fn row_name_of(table: &str) -> String {
+    partnerplan_model::KINDS
+        .iter()
+        .find_map(|k| k.schema().table(table))
+        .map(|t| {
+            let article = if t.row.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
+            format!("{article} {}", t.row)
+        })
+        .unwrap_or_else(|| "a row".into())
 }
 
 /// The model speaks to the command line; the page shows the same
@@ -795,7 +885,7 @@ async fn set_field(
         &headers,
         &id,
         Some(&input.heads),
-        format!("set {}", input.key),
+        format!("set {}", label_of(&input.key)),
         |d, who| model_edit::set_field(d, row.as_deref(), &input.key, &input.value, who),
     )
 }
@@ -821,7 +911,7 @@ async fn type_text(
         &headers,
         &id,
         Some(&input.heads),
-        format!("typed in {}", input.key),
+        format!("typed in {}", label_of(&input.key)),
         |d, who| {
             model_edit::edit_prose(
                 d,
@@ -869,7 +959,7 @@ async fn row_change(
                 &headers,
                 &id,
                 None,
-                format!("added a row to {table}"),
+                format!("added {}", row_name_of(&table)),
                 |d, who| rows::add_row(d, &table, parent.as_deref(), &[], &Placement::End, who),
             )
         }
@@ -1017,7 +1107,7 @@ async fn resolve(
         &headers,
         &id,
         None,
-        format!("chose the value of {}", input.key),
+        format!("chose the value of {}", label_of(&input.key)),
         |d, who| model_edit::resolve(d, row.as_deref(), &input.key, &input.choice, who),
     )
 }

@@ -395,6 +395,28 @@
     }
   }
 
+  // Leaving the page with typing not yet saved: save it now, and let the
+  // browser ask before it goes.
+  window.addEventListener("beforeunload", (event) => {
+    let unsaved = pending.size > 0;
+    const active = document.activeElement;
+    if (active && active.matches && active.matches("textarea[data-text]") && active.value !== baseOf(active).text) {
+      clearTimeout(timers.get(active.id));
+      saveText(active);
+      unsaved = true;
+    } else if (active && active.matches && active.matches("input[data-field]") && active.value !== active.defaultValue) {
+      saveField(active, active.value);
+      unsaved = true;
+    } else if (active && active.closest && active.closest("[data-responsibility]") && active.value !== active.defaultValue) {
+      active.dispatchEvent(new Event("change", { bubbles: true }));
+      unsaved = true;
+    }
+    if (unsaved) {
+      event.preventDefault();
+      event.returnValue = "";
+    }
+  });
+
   window.partnerplan = { refresh: refresh, pending: () => pending.size, morph: morph };
   localTimes();
   fitAll();
