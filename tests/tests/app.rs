@@ -398,3 +398,20 @@ fn the_command_lines_as_does_not_change_who_edits_in_the_app() {
         assert_eq!(mode & 0o077, 0, "{mode:o}");
     }
 }
+
+#[test]
+fn a_command_line_edit_shows_on_the_open_page_before_the_school_joins() {
+    let root = tempfile::tempdir().unwrap();
+    let school = School::unjoined(root.path(), "Hilltop Primary");
+    school.ok(&["init", "--school", "Hilltop Primary"]);
+    school.ok(&["--as", "Ann Head", "import", fixture().to_str().unwrap()]);
+    let app = AppProcess::start(&school);
+    scenario(
+        "cli_beside.mjs",
+        &[
+            &app.url,
+            partnerplan_tests::client_binary().to_str().unwrap(),
+            school.dir.to_str().unwrap(),
+        ],
+    );
+}

@@ -102,6 +102,21 @@ impl Library {
         self.lock().store.set_meta(key, value)
     }
 
+    /// The last chunk stored in the file, by any process.
+    pub fn last_stored(&self) -> Result<i64, StoreError> {
+        self.lock().store.last_chunk_seq()
+    }
+
+    /// The documents stored since chunk `seq`, and the last chunk now.
+    pub fn stored_after(&self, seq: i64) -> Result<(Vec<DocumentId>, i64), StoreError> {
+        let chunks = self.lock().store.chunks_after(seq)?;
+        let last = chunks.last().map_or(seq, |c| c.seq);
+        let mut documents: Vec<DocumentId> = chunks.into_iter().map(|c| c.document_id).collect();
+        documents.sort();
+        documents.dedup();
+        Ok((documents, last))
+    }
+
     /// Starts keeping a document in sync (a partner's, newly listed).
     pub fn track(&self, id: DocumentId) -> Result<(), StoreError> {
         self.lock()

@@ -275,11 +275,25 @@ async fn keep_syncing(
     loop {
         let has_relay = library.meta("relay_url").ok().flatten().is_some();
         if !has_relay {
+            // No sync to notice what the command line stores: look for
+            // it here, until the school joins.
             let mut stop = stop.clone();
-            tokio::select! {
-                _ = joined.notified() => continue,
-                _ = stop.wait_for(|s| *s) => return,
+            let mut seen = library.last_stored().unwrap_or(0);
+            loop {
+                tokio::select! {
+                    _ = joined.notified() => break,
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep(Duration::from_millis(300)) => {
+                        if let Ok((documents, last)) = library.stored_after(seen) {
+                            seen = last;
+                            for id in documents {
+                                library.changed_elsewhere(id);
+                            }
+                        }
+                    }
+                }
             }
+            continue;
         }
         let changed_library = library.clone();
         let link = Link {
