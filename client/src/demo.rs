@@ -3,9 +3,10 @@
 //! (`partnerplan-relay serve`, found beside this program) and two
 //! schools' apps (this program, `app`) — with the seed action plan
 //! imported into one school and opened by the other, prints both apps'
-//! addresses, and keeps running until Ctrl-C. Pressing Enter stops the
-//! relay and starts it again: both schools keep editing on their own
-//! computers meanwhile, and their edits merge when it returns.
+//! addresses, and keeps running until Ctrl-C. Pressing Enter takes the
+//! second school offline and brings it back: its line to the relay runs
+//! through a small forwarder here (`Line`), which the demo cuts. Both
+//! schools keep editing meanwhile, and their edits merge when it returns.
 //!
 //! The client does not link the relay: the demo runs it as a program,
 //! so it shows exactly what a lead school runs.
@@ -38,7 +39,7 @@ const STOP_LIMIT: Duration = Duration::from_secs(10);
 
 /// What the demo waits for once it runs.
 enum Event {
-    /// Enter was pressed: take the relay offline, or bring it back.
+    /// Enter was pressed: take the second school offline, or bring it back.
     Toggle,
     /// Ctrl-C or SIGTERM.
     Stop,
@@ -62,7 +63,7 @@ pub fn run(open_browser: bool) -> Result<(), ClientError> {
         let _ = stop.send(Event::Stop);
     });
     let _ = listening_rx.recv_timeout(Duration::from_secs(5));
-    let mut demo = Demo::set_up(&waiting)?;
+    let demo = Demo::set_up(&waiting)?;
 
     let (first, second) = (demo.apps[0].url.clone(), demo.apps[1].url.clone());
     println!(
@@ -74,7 +75,7 @@ pub fn run(open_browser: bool) -> Result<(), ClientError> {
         println!("Open {first} in your web browser.");
     }
     println!(
-        "\nPress Enter to take the relay offline: each school keeps editing on its own computer. Press Enter again to bring it back and watch the edits merge. Ctrl-C stops the demo."
+        "\nPress Enter to take {SECOND} offline: both schools keep editing on their own computers. Press Enter again to bring it back and watch the edits merge. Ctrl-C stops the demo."
     );
     std::thread::spawn(move || {
         for _ in std::io::stdin().lock().lines().map_while(Result::ok) {
@@ -86,16 +87,16 @@ pub fn run(open_browser: bool) -> Result<(), ClientError> {
     while let Ok(event) = waiting.recv() {
         match event {
             Event::Stop => break,
-            Event::Toggle if demo.relay.is_some() => {
-                demo.stop_relay();
+            Event::Toggle if demo.line.is_up() => {
+                demo.line.cut();
                 println!(
-                    "The relay is offline. Edit the same action in both tabs: each school keeps its edits on its own computer. Press Enter to bring the relay back."
+                    "{SECOND} is offline. Edit the same action in both tabs: {SECOND}'s edits stay on its own computer, and its tab says so. Press Enter to bring it back."
                 );
             }
             Event::Toggle => {
-                demo.start_relay()?;
+                demo.line.restore();
                 println!(
-                    "The relay is back. Both schools reconnect by themselves (within half a minute) and their edits merge in both tabs; a value both set differently shows as a conflict to resolve. Press Enter to take it offline again."
+                    "{SECOND} is back online. It reconnects by itself (within half a minute) and the edits merge in both tabs; a value both set differently shows as a conflict to resolve. Press Enter to take it offline again."
                 );
             }
         }
@@ -130,6 +131,8 @@ struct Demo {
     /// schools' invites point.
     relay_listen: String,
     relay: Option<Running>,
+    /// The second school's line to the relay, which the demo can cut.
+    line: Line,
     apps: Vec<Running>,
     // Last, so its folder goes after every program using it has stopped.
     workspace: tempfile::TempDir,
@@ -153,6 +156,7 @@ impl Demo {
             relay_dir,
             relay_listen: "127.0.0.1:0".into(),
             relay: None,
+            line: Line::default(),
             apps: Vec::new(),
             workspace,
         };
@@ -198,6 +202,14 @@ impl Demo {
                 .workspace
                 .path()
                 .join(school.to_lowercase().replace(' ', "-"));
+            // The second school reaches the relay through a line the demo
+            // can cut, as a rural school's connection drops.
+            let invite = if school == SECOND {
+                let through = demo.line.open(&demo.relay_listen)?;
+                invite.replacen(&demo.relay_listen, &through, 1)
+            } else {
+                invite
+            };
             demo.school(&dir, &["join", &invite, "--school", school])?;
             dirs.push(dir);
         }
@@ -484,4 +496,88 @@ async fn stop_signal(listening: mpsc::Sender<()>) {
     let ctrl_c = tokio::signal::ctrl_c();
     let _ = listening.send(());
     let _ = ctrl_c.await;
+}
+
+/// A school's line to the relay: a forwarder on 127.0.0.1 that the demo
+/// can cut (every connection through it is dropped, and new ones are
+/// refused) and restore.
+#[derive(Default, Clone)]
+struct Line {
+    state: std::sync::Arc<std::sync::Mutex<LineState>>,
+}
+
+#[derive(Default)]
+struct LineState {
+    down: bool,
+    open: Vec<std::net::TcpStream>,
+}
+
+impl Line {
+    /// Starts forwarding to `relay` (host:port); returns the address to use instead.
+    fn open(&self, relay: &str) -> Result<String, ClientError> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| ClientError::Other(format!("could not start the demo's line: {e}")))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| ClientError::Other(format!("could not start the demo's line: {e}")))?
+            .to_string();
+        let relay = relay.to_string();
+        let line = self.clone();
+        std::thread::spawn(move || {
+            for incoming in listener.incoming() {
+                let Ok(school) = incoming else { continue };
+                if line.lock().down {
+                    continue; // dropped: the line is cut
+                }
+                let Ok(upstream) = std::net::TcpStream::connect(&relay) else {
+                    continue;
+                };
+                let (Ok(school_copy), Ok(upstream_copy)) =
+                    (school.try_clone(), upstream.try_clone())
+                else {
+                    continue;
+                };
+                {
+                    let mut state = line.lock();
+                    state.open.push(school_copy);
+                    state.open.push(upstream_copy);
+                }
+                pipe(&school, &upstream);
+                pipe(&upstream, &school);
+            }
+        });
+        Ok(address)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LineState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_up(&self) -> bool {
+        !self.lock().down
+    }
+
+    fn cut(&self) {
+        let mut state = self.lock();
+        state.down = true;
+        for stream in state.open.drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.lock().down = false;
+    }
+}
+
+/// Copies one direction of a forwarded connection until either side ends.
+fn pipe(from: &std::net::TcpStream, to: &std::net::TcpStream) {
+    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+        let _ = from.shutdown(std::net::Shutdown::Both);
+    });
 }

@@ -4,7 +4,7 @@
 
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -104,6 +104,42 @@ fn the_demo_runs_two_schools_apps_with_the_seed_plan_and_stops_them_all() {
             "{app} lists the seed plan: {page}"
         );
     }
+
+    // Enter takes Valley Infants offline; Enter again brings it back.
+    let indicator = |app: &str| {
+        let host = host_of(app);
+        let (_, page) = raw_http(
+            &host,
+            &format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        );
+        page.split("id=\"sync\"")
+            .nth(1)
+            .and_then(|rest| rest.split('>').nth(1))
+            .unwrap_or("")
+            .to_string()
+    };
+    for app in &apps {
+        wait_until(Duration::from_secs(45), "both schools are online", || {
+            indicator(app).starts_with("Shared")
+        });
+    }
+    let mut enter = demo.0.stdin.take().expect("piped");
+    writeln!(enter).unwrap();
+    wait_until(
+        Duration::from_secs(15),
+        "Valley Infants shows it is offline",
+        || indicator(&apps[1]).starts_with("Offline"),
+    );
+    assert!(
+        !indicator(&apps[0]).starts_with("Offline"),
+        "Hilltop Primary stays online"
+    );
+    writeln!(enter).unwrap();
+    wait_until(
+        Duration::from_secs(45),
+        "Valley Infants is back online",
+        || indicator(&apps[1]).starts_with("Shared"),
+    );
 
     demo.terminate();
     let stopping = Instant::now();
