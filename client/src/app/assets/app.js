@@ -380,7 +380,10 @@
       holder.innerHTML = await response.text();
       const fresh = holder.querySelector("main");
       const main = document.getElementById("main");
-      if (fresh && main && !main.contains(document.activeElement)) morph(main, fresh);
+      if (fresh && main && !main.contains(document.activeElement)) {
+        morph(main, fresh);
+        localTimes();
+      }
     }, 200);
   }
 
