@@ -53,7 +53,15 @@ await scenario("review", async (browser) => {
   // The plan as signed: read only, without the later edit.
   await a.getByRole("link", { name: "See it as signed" }).click();
   await a.getByText(/This is the document as signed on/).waitFor();
+  // A partner's edit arriving meanwhile leaves the signed version as it is.
+  const notesB2 = b.getByRole("textbox", { name: "Notes" }).nth(1);
+  await notesB2.click();
+  await notesB2.pressSequentially("Arrives while A reads the signed plan.");
+  await b.keyboard.press("Tab");
+  await eventually(async () => (await b.evaluate(() => window.partnerplan.pending())) === 0, "B's edit is saved");
+  await a.waitForTimeout(1500);
   check((await a.getByRole("textbox").count()) === 0, "the signed version has no edit controls");
+  check(!(await a.locator("#doc").innerText()).includes("Arrives while A reads"), "the signed version stays as signed");
   const text = await a.locator("#doc").innerText();
   check(!text.includes("Changed after signing."), "the signed version lacks the later edit");
   check(!/[0-9a-f]{16}/.test(text), "no hex ids on the signed version");

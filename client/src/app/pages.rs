@@ -214,7 +214,7 @@ pub fn document_body(page: &DocPage<'_>) -> Markup {
         set_at: page.set_at.clone(),
     };
     html! {
-        div id="doc" data-doc=(page.id) data-heads=(heads.join(",")) {
+        div id="doc" data-doc=(page.id) data-heads=(heads.join(",")) data-version=[page.version] {
             p class="kind" { (view.kind.label()) }
             h1 { (view.title) }
             @if let Some(version) = page.version {

@@ -11,6 +11,9 @@
 
   function docRoot() { return document.getElementById("doc"); }
   function docId() { const d = docRoot(); return d && d.dataset.doc; }
+  // An earlier version (as signed, as of a day) never changes: it is not
+  // refreshed with the document as it is now.
+  function liveDocId() { const d = docRoot(); return d && !d.dataset.version ? d.dataset.doc : null; }
   function pageHeads() { const d = docRoot(); return d ? d.dataset.heads : ""; }
 
   async function post(path, body) {
@@ -319,7 +322,7 @@
   let again = false;
   async function refresh() {
     const root = docRoot();
-    if (!root) return;
+    if (!root || root.dataset.version) return;
     if (refreshing) { again = true; return refreshing; }
     refreshing = (async () => {
       try {
@@ -352,7 +355,7 @@
     // opening (or while it was down) is fetched once it opens.
     events.addEventListener("open", refreshAll);
     events.addEventListener("doc", (e) => {
-      const id = docId();
+      const id = liveDocId();
       if (id && (e.data === id || e.data === "*")) refreshSoon();
       if (!id && document.querySelector("table.documents, .no-documents")) homeRefreshSoon();
     });
@@ -366,7 +369,8 @@
   }
 
   function refreshAll() {
-    if (docId()) refreshSoon();
+    if (liveDocId()) refreshSoon();
+    else if (docId()) return;
     else if (document.querySelector("table.documents, .no-documents")) homeRefreshSoon();
   }
 
