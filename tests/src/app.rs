@@ -72,7 +72,7 @@ impl AppProcess {
 pub fn raw_http(host: &str, request: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(host).expect("the app accepts connections");
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     stream.write_all(request.as_bytes()).unwrap();
     let mut answer = String::new();

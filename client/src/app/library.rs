@@ -62,6 +62,10 @@ pub enum EditError {
         "your school can read this partnership's documents but not change them, so nothing was changed. Ask your lead school if your school should be a member."
     )]
     ReadOnly,
+    #[error(
+        "this computer holds no such document, so nothing was changed. It may not have arrived from your partners yet: go back to the list of documents."
+    )]
+    NoSuchDocument,
     #[error("{0}")]
     Model(#[from] ModelError),
     #[error("{0}")]
@@ -190,9 +194,13 @@ impl Library {
         let actor = person_actor(base, who.person.as_deref());
         let result = {
             let mut inner = self.lock();
-            inner.ensure(id)?;
+            if !inner.ensure(id)? {
+                return Err(EditError::NoSuchDocument);
+            }
             let Inner { store, held, .. } = &mut *inner;
-            let entry = held.get_mut(id).expect("ensured above");
+            let Some(entry) = held.get_mut(id) else {
+                return Err(EditError::NoSuchDocument);
+            };
             store.change_held(id, &mut entry.held, at, &actor, Some(message), |doc| {
                 doc::kind_of(doc).map_err(EditError::from)?;
                 edit(doc).map_err(EditError::from)

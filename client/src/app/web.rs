@@ -782,7 +782,7 @@ fn edit<T: serde::Serialize>(
         Err(redirect) => return redirect.into_response(),
     };
     let Some(id) = parse_id(id) else {
-        return not_found();
+        return refusal(&sentence(&EditError::NoSuchDocument.to_string()));
     };
     // No version named: the latest.
     let at = match heads.map(parse_heads).transpose() {
