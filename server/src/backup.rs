@@ -32,6 +32,8 @@ pub const LOCK_FILE: &str = "relay.lock";
 /// Meta keys: when the last backup finished (UTC, ISO 8601) and where it went.
 pub const META_LAST: &str = "backup.last";
 pub const META_LAST_FILE: &str = "backup.last_file";
+/// When a scheduled backup last failed, and why: `<time> <sentence>`.
+pub const META_LAST_FAILURE: &str = "backup.last_failure";
 
 /// A sentence that says what went wrong and what to do.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -534,8 +536,10 @@ fn sqlite_problem(folder: &Path, error: &rusqlite::Error) -> BackupError {
     };
     let io = match code {
         Some(ErrorCode::DiskFull) => std::io::Error::from(ErrorKind::StorageFull),
+        // SQLite's own text names the temporary file, which means nothing
+        // to the person reading.
         Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen) => {
-            std::io::Error::new(ErrorKind::PermissionDenied, error.to_string())
+            std::io::Error::from(ErrorKind::PermissionDenied)
         }
         _ => std::io::Error::other(error.to_string()),
     };
@@ -590,6 +594,48 @@ mod tests {
             .filter(|n| n.starts_with('.'))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn restore_keeps_the_old_database_and_refuses_what_is_not_a_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let database = data.join(DATABASE_FILE);
+        let mut store = Store::open(&database).unwrap();
+        store.set_meta("which", "old").unwrap();
+        let old_id = store.storage_id().unwrap();
+        let good = dir.path().join("good.sqlite");
+        backup(&data, &good, false).unwrap();
+        store.set_meta("which", "newer").unwrap();
+        drop(store);
+
+        // A damaged copy of our database is refused, and nothing moves.
+        let mut bytes = std::fs::read(&good).unwrap();
+        let page = 4096.min(bytes.len() / 2);
+        for b in &mut bytes[page..] {
+            *b = 0xA5;
+        }
+        let damaged = dir.path().join("damaged.sqlite");
+        std::fs::write(&damaged, bytes).unwrap();
+        let refused = restore(&data, &damaged).unwrap_err().0;
+        assert!(refused.contains("nothing was changed"), "{refused}");
+        let kept = Store::open(&database).unwrap();
+        assert_eq!(kept.meta("which").unwrap().as_deref(), Some("newer"));
+        drop(kept);
+
+        // While the data directory is locked (a relay runs), refused.
+        let lock = DataLock::acquire(&data).unwrap();
+        let refused = restore(&data, &good).unwrap_err().0;
+        assert!(refused.contains("Stop it first"), "{refused}");
+        drop(lock);
+
+        let restored = restore(&data, &good).unwrap();
+        let aside = restored.set_aside.expect("the old database is kept");
+        let mut back = Store::open(&database).unwrap();
+        assert_eq!(back.meta("which").unwrap().as_deref(), Some("old"));
+        assert_ne!(back.storage_id().unwrap(), old_id, "a new identity");
+        let before = Store::open(&aside).unwrap();
+        assert_eq!(before.meta("which").unwrap().as_deref(), Some("newer"));
     }
 
     #[test]

@@ -327,7 +327,18 @@ async fn run_backups(
                     tracing::warn!(%error, "could not record the backup's time");
                 }
             }
-            Ok(Err(error)) => tracing::error!(%error, "the scheduled backup failed"),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "the scheduled backup failed");
+                // For /health and the admin pages later: newer than
+                // backup.last means backups are failing.
+                let now = partnerplan_sync::clock::unix_seconds();
+                let _ = engine
+                    .set_meta(vec![(
+                        backup::META_LAST_FAILURE.into(),
+                        format!("{} {error}", backup::iso_time(now)),
+                    )])
+                    .await;
+            }
             Err(error) => tracing::error!(%error, "the scheduled backup stopped"),
         }
         // A backup slower than the period: the next starts a period after.
