@@ -61,6 +61,32 @@ enum Command {
         /// times this long is dropped.
         #[arg(long, default_value_t = 20)]
         keepalive_secs: u64,
+        /// Back the database up this often while serving: 30m, 6h, 24h
+        /// (s, m, h or d). Each backup is a dated file in --backup-dir.
+        #[arg(long, value_parser = crate::backup::parse_duration)]
+        backup_every: Option<std::time::Duration>,
+        /// How many scheduled backups to keep; older ones are removed.
+        #[arg(long, default_value_t = 14, requires = "backup_every")]
+        backup_keep: usize,
+        /// The folder for scheduled backups (default: backups in the data
+        /// directory). A folder on another disk survives that disk failing.
+        #[arg(long, requires = "backup_every")]
+        backup_dir: Option<PathBuf>,
+    },
+    /// Copy the database to a file, safely, even while the relay runs.
+    Backup {
+        /// The backup file to make.
+        #[arg(long)]
+        to: PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Put a backup in place of the database. The relay must be stopped;
+    /// the database it replaces is kept beside it.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
     },
     /// Partnerships on this relay.
     #[command(subcommand)]
@@ -165,6 +191,9 @@ pub fn main() -> ExitCode {
             max_connections_per_school,
             max_messages_per_second,
             keepalive_secs,
+            backup_every,
+            backup_keep,
+            backup_dir,
         } => {
             let mut config = RelayConfig::new(listen, cli.data.clone());
             config.max_frame_bytes = max_frame_bytes;
@@ -172,11 +201,18 @@ pub fn main() -> ExitCode {
             config.max_messages_per_second = max_messages_per_second.max(1);
             config.keepalive = std::time::Duration::from_secs(keepalive_secs.max(1));
             config.public_url = public_url;
+            config.backups = backup_every.map(|every| crate::backup::Schedule {
+                every,
+                keep: backup_keep.max(1),
+                dir: backup_dir.unwrap_or_else(|| cli.data.join("backups")),
+            });
             config.tls = tls_cert
                 .zip(tls_key)
                 .map(|(cert, key)| TlsFiles { cert, key });
             serve(config)
         }
+        Command::Backup { to, force } => backup(&cli.data, &to, force),
+        Command::Restore { file } => restore(&cli.data, &file),
         Command::Partnership(command) => partnership(&cli.data, command),
         Command::School(command) => school(&cli.data, command),
         Command::Token(command) => token(&cli.data, command),
@@ -208,6 +244,41 @@ fn serve(config: RelayConfig) -> Result<(), String> {
         relay.shutdown().await;
         Ok(())
     })
+}
+
+fn backup(data: &Path, to: &Path, force: bool) -> Result<(), String> {
+    let done = crate::backup::backup(data, to, force).map_err(|e| e.to_string())?;
+    // For the admin pages and /health: when the last backup was made. The
+    // copy is safe whether or not this is recorded.
+    let recorded =
+        partnerplan_sync::Store::open(data.join(crate::DATABASE_FILE)).and_then(|mut store| {
+            let now = partnerplan_sync::clock::unix_seconds();
+            store.set_meta(crate::backup::META_LAST, &crate::backup::iso_time(now))?;
+            store.set_meta(
+                crate::backup::META_LAST_FILE,
+                &done.path.display().to_string(),
+            )
+        });
+    if let Err(error) = recorded {
+        eprintln!("partnerplan-relay: the backup is made, but its time was not recorded: {error}");
+    }
+    println!("{}", done.sentence());
+    Ok(())
+}
+
+fn restore(data: &Path, file: &Path) -> Result<(), String> {
+    let restored = crate::backup::restore(data, file).map_err(|e| e.to_string())?;
+    let kept = match &restored.set_aside {
+        Some(aside) => format!(" The database it replaced is kept as {}.", aside.display()),
+        None => String::new(),
+    };
+    println!(
+        "Restored {} from {} ({} documents).{kept} Start the relay again: schools send whatever they changed since the backup when they next sync. Schools added or tokens rotated after the backup need doing again.",
+        restored.database.display(),
+        file.display(),
+        restored.documents
+    );
+    Ok(())
 }
 
 fn open(data: &Path) -> Result<Directory, String> {

@@ -5,6 +5,7 @@
 //! `Relay::start` is what the binary, the demo and the tests all run.
 
 mod access;
+pub mod backup;
 pub mod cli;
 pub mod directory;
 mod websocket;
@@ -52,6 +53,8 @@ pub struct RelayConfig {
     pub public_url: Option<String>,
     /// Serve wss:// with these files.
     pub tls: Option<TlsFiles>,
+    /// Scheduled backups, if any.
+    pub backups: Option<backup::Schedule>,
 }
 
 /// A certificate chain and its private key, both PEM.
@@ -73,6 +76,7 @@ impl RelayConfig {
             max_messages_per_second: 1000,
             public_url: None,
             tls: None,
+            backups: None,
         }
     }
 }
@@ -91,6 +95,12 @@ pub enum RelayError {
         key: PathBuf,
         detail: String,
     },
+    /// The data directory is in use (another relay, a restore), or cannot
+    /// be locked; the sentence says which.
+    #[error("{0}")]
+    Locked(String),
+    #[error("could not start scheduled backups: {0}")]
+    Backups(String),
     #[error(
         "could not listen on {addr}: {source}. Is another relay already running there? Choose another address with --listen."
     )]
@@ -117,13 +127,27 @@ pub struct Relay {
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     engine: Engine,
+    backups: Option<tokio::task::JoinHandle<()>>,
+    /// Held while the relay runs, so a restore cannot replace the
+    /// database under it.
+    _lock: backup::DataLock,
 }
 
 impl Relay {
     /// Opens the database, binds the address and starts serving.
     pub async fn start(config: RelayConfig) -> Result<Relay, RelayError> {
-        // One handle on the database, checked once, owned by the engine
-        // thread from here on: documents, owners and the register.
+        let lock = backup::DataLock::acquire(&config.data_dir)
+            .map_err(|e| RelayError::Locked(e.for_serve(&config.data_dir)))?;
+        if let Some(schedule) = &config.backups {
+            std::fs::create_dir_all(&schedule.dir).map_err(|e| {
+                RelayError::Backups(format!(
+                    "the folder {} cannot be made ({e}). Choose another with --backup-dir.",
+                    schedule.dir.display()
+                ))
+            })?;
+        }
+        // One writing handle on the database, checked once, owned by the
+        // engine thread from here on: documents, owners and the register.
         let mut store = Store::open(config.data_dir.join(DATABASE_FILE))?;
         let storage_id = store.storage_id()?;
         let register = Arc::new(store.register()?);
@@ -171,6 +195,14 @@ impl Relay {
         );
         let access = Access::new(engine.sender(), register_rx);
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let backups = config.backups.clone().map(|schedule| {
+            tokio::spawn(run_backups(
+                config.data_dir.clone(),
+                schedule,
+                engine.sender(),
+                shutdown_rx.clone(),
+            ))
+        });
         let state = Arc::new(AppState {
             engine: engine.sender(),
             access,
@@ -226,6 +258,8 @@ impl Relay {
             shutdown,
             server,
             engine,
+            backups,
+            _lock: lock,
         })
     }
 
@@ -247,9 +281,71 @@ impl Relay {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
+        if let Some(backups) = self.backups {
+            // A backup under way finishes (it only reads); none starts.
+            let _ = tokio::time::timeout(Duration::from_secs(60), backups).await;
+        }
         let engine = self.engine;
         let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
         tracing::info!("relay stopped");
+    }
+}
+
+/// Scheduled backups, off the engine thread: each is an online backup
+/// through a read connection of its own (see `backup.rs`), run as blocking
+/// work, so the engine keeps serving schools while the file is copied; only
+/// the time it finished goes through the engine, into `meta`.
+async fn run_backups(
+    data: PathBuf,
+    schedule: backup::Schedule,
+    engine: EngineSender,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut next = tokio::time::Instant::now() + schedule.every;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        }
+        next += schedule.every;
+        let (dir, s) = (data.clone(), schedule.clone());
+        let done = tokio::task::spawn_blocking(move || backup::scheduled(&dir, &s)).await;
+        match done {
+            Ok(Ok(done)) => {
+                tracing::info!(file = %done.path.display(), bytes = done.bytes, "scheduled backup made");
+                let now = partnerplan_sync::clock::unix_seconds();
+                let recorded = engine
+                    .set_meta(vec![
+                        (backup::META_LAST.into(), backup::iso_time(now)),
+                        (
+                            backup::META_LAST_FILE.into(),
+                            done.path.display().to_string(),
+                        ),
+                    ])
+                    .await;
+                if let Some(Err(error)) = recorded {
+                    tracing::warn!(%error, "could not record the backup's time");
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%error, "the scheduled backup failed");
+                // For /health and the admin pages later: newer than
+                // backup.last means backups are failing.
+                let now = partnerplan_sync::clock::unix_seconds();
+                let _ = engine
+                    .set_meta(vec![(
+                        backup::META_LAST_FAILURE.into(),
+                        format!("{} {error}", backup::iso_time(now)),
+                    )])
+                    .await;
+            }
+            Err(error) => tracing::error!(%error, "the scheduled backup stopped"),
+        }
+        // A backup slower than the period: the next starts a period after.
+        let now = tokio::time::Instant::now();
+        if next < now {
+            next = now + schedule.every;
+        }
     }
 }
 

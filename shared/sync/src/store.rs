@@ -635,6 +635,68 @@ impl Store {
     }
 }
 
+/// What [`check_copy`] found in a copy of a database.
+#[derive(Debug, Clone)]
+pub struct CopySummary {
+    pub documents: i64,
+    pub schema: i32,
+}
+
+/// Checks, without changing it, that the file at `path` is a whole
+/// partnerplan database this version can open: ours (`application_id`),
+/// not from a newer version, passing `PRAGMA quick_check`, with the
+/// tables [`Store::open`] expects. Backups and restores use it.
+pub fn check_copy(path: &Path) -> Result<CopySummary, StoreError> {
+    let err = |e| classify(path, e);
+    if !path.is_file() {
+        return Err(StoreError::Io {
+            path: path.to_path_buf(),
+            detail: "there is no such file".into(),
+        });
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(err)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+    let app_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(err)?;
+    if app_id != APPLICATION_ID {
+        return Err(StoreError::NotOurs {
+            path: path.to_path_buf(),
+            detail: "it does not carry partnerplan's mark".into(),
+        });
+    }
+    let schema: i32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    if schema > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: schema,
+        });
+    }
+    let check: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(err)?;
+    if check != "ok" {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: check,
+        });
+    }
+    let documents: i64 = conn
+        .query_row("SELECT count(DISTINCT document_id) FROM chunks", [], |r| {
+            r.get(0)
+        })
+        .map_err(err)?;
+    conn.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))
+        .map_err(err)?;
+    Ok(CopySummary { documents, schema })
+}
+
 use crate::clock::unix_seconds;
 
 fn register_version(conn: &Connection) -> rusqlite::Result<i64> {
