@@ -116,8 +116,10 @@ enum Command {
         /// Keep syncing in the foreground, reconnecting by itself.
         #[arg(long)]
         watch: bool,
-        /// For a single sync: give up after this many seconds. A relay
-        /// that cannot be reached at all is reported after a few seconds.
+        /// For a single sync: give up after this many seconds without
+        /// progress (documents that keep arriving over a slow line keep
+        /// it going). A relay that cannot be reached at all is reported
+        /// after a few seconds.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
@@ -304,7 +306,15 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                 .build()
                 .map_err(|e| ClientError::Other(format!("could not start: {e}")))?;
             runtime.block_on(async {
-                let options = SyncOptions { watch, timeout: Duration::from_secs(timeout) };
+                // A first sync over a slow line says how far it has got.
+                let on_receiving: sync::OnReceiving = std::sync::Arc::new(|receiving| {
+                    println!("Receiving {} from the relay.", receiving.describe());
+                });
+                let options = SyncOptions {
+                    watch,
+                    timeout: Duration::from_secs(timeout),
+                    on_receiving: Some(on_receiving),
+                };
                 if watch {
                     println!("Syncing continuously; press Ctrl-C to stop.");
                 }

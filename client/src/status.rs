@@ -5,7 +5,7 @@
 use automerge::sync;
 use partnerplan_model::when::format_utc;
 use partnerplan_sync::DocumentId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
 use crate::school::School;
@@ -19,6 +19,9 @@ pub enum StatusKey {
     LastError,
     LastSuccess,
     RelayStorageId,
+    /// How far fetching the partnership's documents has got
+    /// ([`Receiving`]); empty once everything listed has arrived.
+    Receiving,
 }
 
 impl StatusKey {
@@ -30,6 +33,7 @@ impl StatusKey {
             StatusKey::LastError => "sync.last_error",
             StatusKey::LastSuccess => "sync.last_success",
             StatusKey::RelayStorageId => "relay.storage_id",
+            StatusKey::Receiving => "sync.receiving",
         }
     }
 }
@@ -49,6 +53,61 @@ pub struct Status {
     pub documents: usize,
     /// Documents with changes the relay has not confirmed.
     pub unconfirmed: Vec<Unconfirmed>,
+    /// While the partnership's documents are still arriving (a school
+    /// that just joined), how far that has got.
+    pub receiving: Option<Receiving>,
+}
+
+/// How far a sync fetching the documents the relay listed has got: the
+/// documents that have arrived whole, and their bytes as the relay
+/// stores them. The sync keeps it in `meta`; `status`, the sync's own
+/// output and the app's indicator say it with [`Receiving::describe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receiving {
+    pub documents: usize,
+    pub documents_done: usize,
+    pub bytes: u64,
+    pub bytes_done: u64,
+}
+
+impl Receiving {
+    /// "12 of 40 documents, 1.2 of 5.0 MB".
+    pub fn describe(&self) -> String {
+        let (done, total, unit) = if self.bytes >= 1_000_000 {
+            (
+                format!("{:.1}", self.bytes_done as f64 / 1e6),
+                format!("{:.1}", self.bytes as f64 / 1e6),
+                "MB",
+            )
+        } else {
+            (
+                (self.bytes_done.div_ceil(1000)).to_string(),
+                (self.bytes.div_ceil(1000)).to_string(),
+                "KB",
+            )
+        };
+        format!(
+            "{} of {} document{}, {done} of {total} {unit}",
+            self.documents_done,
+            self.documents,
+            if self.documents == 1 { "" } else { "s" }
+        )
+    }
+
+    pub fn complete(&self) -> bool {
+        self.documents_done >= self.documents
+    }
+
+    /// What is kept in `meta`.
+    pub fn to_meta(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Read back from `meta`; `None` when empty (nothing is arriving) or
+    /// unreadable.
+    pub fn from_meta(text: &str) -> Option<Receiving> {
+        serde_json::from_str(text).ok()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -82,7 +141,12 @@ pub fn status(school: &School) -> Result<Status, ClientError> {
             });
         }
     }
+    let receiving = meta(StatusKey::Receiving)?
+        .as_deref()
+        .and_then(Receiving::from_meta)
+        .filter(|r| !r.complete());
     Ok(Status {
+        receiving,
         school: school.name()?.unwrap_or_default(),
         relay: school.relay()?,
         sync_running,
@@ -135,6 +199,19 @@ pub fn describe(status: &Status) -> String {
     } else {
         lines.push("Not connected: no background sync is running. Start one with `partnerplan sync --watch`, or sync once with `partnerplan sync`.".into());
     }
+    if let Some(receiving) = &status.receiving {
+        lines.push(if status.connected {
+            format!(
+                "Receiving {} from the relay.",
+                receiving.describe()
+            )
+        } else {
+            format!(
+                "The partnership's documents have partly arrived: {}. The rest arrive when the sync runs again, without starting over.",
+                receiving.describe()
+            )
+        });
+    }
     if status.unconfirmed.is_empty() {
         lines.push(format!(
             "All {} document{} confirmed by the relay.",
@@ -183,5 +260,30 @@ fn ago(seconds: i64) -> String {
         s if s < 7200 => format!("{} minutes ago", s / 60),
         s if s < 172_800 => format!("{} hours ago", s / 3600),
         s => format!("{} days ago", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_reads_as_documents_and_megabytes() {
+        let receiving = Receiving {
+            documents: 40,
+            documents_done: 12,
+            bytes: 5_000_000,
+            bytes_done: 1_200_000,
+        };
+        assert_eq!(receiving.describe(), "12 of 40 documents, 1.2 of 5.0 MB");
+        assert_eq!(Receiving::from_meta(&receiving.to_meta()), Some(receiving));
+        let small = Receiving {
+            documents: 1,
+            documents_done: 0,
+            bytes: 640_000,
+            bytes_done: 0,
+        };
+        assert_eq!(small.describe(), "0 of 1 document, 0 of 640 KB");
+        assert_eq!(Receiving::from_meta(""), None);
     }
 }

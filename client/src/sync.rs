@@ -7,8 +7,9 @@
 //! partners create more), and records the partnerships' names and the
 //! school's role in each in the `meta` table, for the app.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -24,14 +25,80 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::error::ClientError;
 use crate::school::{DATABASE_FILE, School};
-use crate::status::{StatusKey, now_unix};
+use crate::status::{Receiving, StatusKey, now_unix};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SyncOptions {
     /// Keep syncing until stopped, rather than until everything is in sync.
     pub watch: bool,
-    /// For a single sync: give up after this long.
+    /// For a single sync: give up after this long without progress (a
+    /// first sync over a slow line may take longer, as long as documents
+    /// keep arriving).
     pub timeout: Duration,
+    /// Hears how fetching the listed documents goes, at most once a
+    /// second while they arrive and once when they all have.
+    pub on_receiving: Option<OnReceiving>,
+}
+
+/// What hears a sync's [`Receiving`] progress (the command line prints it).
+pub type OnReceiving = Arc<dyn Fn(&Receiving) + Send + Sync>;
+
+/// How often progress is told while documents arrive.
+const RECEIVING_EVERY: Duration = Duration::from_secs(1);
+
+/// What a sync knows of the documents the relay listed, across the
+/// reconnections of one run: how big each is, and which have arrived
+/// (so a cut line does not count them again).
+#[derive(Default)]
+struct Arrivals {
+    listed: HashMap<DocumentId, u64>,
+    arrived: HashSet<DocumentId>,
+    /// What was last kept in `meta`, and when it was last told.
+    kept: Option<Receiving>,
+    told: Option<Instant>,
+}
+
+impl Arrivals {
+    fn listed(&mut self, partnerships: &[ListedPartnership]) {
+        for partnership in partnerships {
+            for (index, id) in partnership.documents.iter().enumerate() {
+                let size = partnership.sizes.get(index).copied().unwrap_or(0);
+                self.listed.insert(*id, size);
+            }
+        }
+    }
+
+    /// Counts as arrived every listed document now in sync (or that the
+    /// relay does not have, or that this school may only read); returns
+    /// whether any newly arrived.
+    fn survey(&mut self, progress: &[(DocumentId, SyncProgress)]) -> bool {
+        let mut moved = false;
+        for (id, progress) in progress {
+            if self.listed.contains_key(id)
+                && matches!(
+                    progress,
+                    SyncProgress::InSync | SyncProgress::Unavailable | SyncProgress::ReadOnly
+                )
+            {
+                moved |= self.arrived.insert(*id);
+            }
+        }
+        moved
+    }
+
+    fn receiving(&self) -> Receiving {
+        let bytes_done = self
+            .arrived
+            .iter()
+            .filter_map(|id| self.listed.get(id))
+            .sum();
+        Receiving {
+            documents: self.listed.len(),
+            documents_done: self.arrived.len(),
+            bytes: self.listed.values().sum(),
+            bytes_done,
+        }
+    }
 }
 
 /// What a finished single sync did.
@@ -153,7 +220,8 @@ pub async fn run_linked(
     )
     .await;
 
-    let deadline = (!options.watch).then(|| Instant::now() + options.timeout);
+    let mut deadline = (!options.watch).then(|| Instant::now() + options.timeout);
+    let mut arrivals = Arrivals::default();
     // Until the relay answers once, a single sync gives up after
     // REACH_LIMIT (or its own deadline, if sooner).
     let mut reach_deadline = deadline.map(|d| d.min(Instant::now() + REACH_LIMIT));
@@ -172,18 +240,23 @@ pub async fn run_linked(
         let ended = match connected {
             None => break Ok(None),
             Some(Ok(Ok((socket, _)))) => {
-                reach_deadline = deadline;
                 let ended = drive(
                     &sender,
                     &mut notices,
                     socket,
-                    conn,
-                    &url,
-                    deadline,
+                    Drive {
+                        conn,
+                        url: &url,
+                        options: &options,
+                        deadline: &mut deadline,
+                        arrivals: &mut arrivals,
+                    },
                     &mut stop,
                     &mut attempt,
                 )
                 .await;
+                // Documents that kept arriving moved the deadline on.
+                reach_deadline = deadline;
                 sender.send(Input::Closed { conn });
                 ended
             }
@@ -292,21 +365,35 @@ enum Ended {
     Failed(ClientError),
 }
 
+/// What one connection's run works with and moves on.
+struct Drive<'a> {
+    conn: u64,
+    url: &'a str,
+    options: &'a SyncOptions,
+    /// When a single sync gives up; moved on while documents arrive.
+    deadline: &'a mut Option<Instant>,
+    arrivals: &'a mut Arrivals,
+}
+
 /// Runs one connection until it ends.
-#[allow(clippy::too_many_arguments)]
 async fn drive<S>(
     sender: &EngineSender,
     notices: &mut mpsc::UnboundedReceiver<Notice>,
     socket: tokio_tungstenite::WebSocketStream<S>,
-    conn: u64,
-    url: &str,
-    deadline: Option<Instant>,
+    run: Drive<'_>,
     stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     attempt: &mut u32,
 ) -> Ended
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let Drive {
+        conn,
+        url,
+        options,
+        deadline,
+        arrivals,
+    } = run;
     let (outbox, mut outgoing) = mpsc::channel(OUTBOX_FRAMES);
     sender.send(Input::Open {
         conn,
@@ -328,12 +415,12 @@ where
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut last_heard = Instant::now();
-    let until = async move {
-        match deadline {
-            Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-            None => std::future::pending().await,
-        }
-    };
+    // A watching sync has no deadline: its sleep is never looked at.
+    let until = tokio::time::sleep_until(
+        deadline
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400))
+            .into(),
+    );
     tokio::pin!(until);
     let refused = |reason: String| {
         Ended::Failed(ClientError::Refused {
@@ -407,6 +494,7 @@ where
                     }
                 }
                 Some(Notice::Core(Effect::Listed { conn: c, partnerships: listing, more })) if c == conn => {
+                    arrivals.listed(&listing);
                     for partnership in listing {
                         partnerships.insert(partnership.id.clone(), partnership);
                     }
@@ -422,7 +510,17 @@ where
                 _ => {}
             },
             _ = check.tick(), if joined && (listed || !expect_listing) => {
-                let report = in_sync(sender, conn).await;
+                let survey = survey(sender, conn).await;
+                if let Some((_, progress)) = &survey
+                    && arrivals.survey(progress)
+                    && let Some(deadline) = deadline.as_mut()
+                {
+                    // Documents keep arriving: a slow line is not a dead one.
+                    *deadline = Instant::now() + options.timeout;
+                    until.as_mut().reset((*deadline).into());
+                }
+                tell_receiving(sender, arrivals, options).await;
+                let report = survey.and_then(|(announcing, progress)| in_sync(announcing, &progress));
                 let now_in_sync = report.is_some();
                 // Written when sync completes, then with each heartbeat
                 // while it stays complete: not on every check.
@@ -459,7 +557,7 @@ where
                 }
                 let _ = sink.send(WsMessage::Ping(Vec::new().into())).await;
             }
-            _ = &mut until => {
+            _ = &mut until, if deadline.is_some() => {
                 let waiting = waiting_for(sender, conn).await;
                 return Ended::Failed(ClientError::Timeout { seconds: 0, waiting });
             }
@@ -566,26 +664,66 @@ async fn record_partnerships(
     let _ = sender.set_meta(values).await;
 }
 
+/// Where every tracked document stands with the relay, and how many
+/// wait to start syncing.
+async fn survey(
+    sender: &EngineSender,
+    conn: u64,
+) -> Option<(usize, Vec<(DocumentId, SyncProgress)>)> {
+    sender
+        .query(move |repo, store| {
+            let tracked = store.tracked_after(0).unwrap_or_default();
+            let progress = tracked
+                .into_iter()
+                .map(|(_, id)| (id, repo.progress(&id, conn)))
+                .collect::<Vec<_>>();
+            (repo.announcing(), progress)
+        })
+        .await
+}
+
+/// Keeps the progress of the listed documents in `meta` when it moves,
+/// and tells `on_receiving` (at most once a second, and at the end).
+async fn tell_receiving(sender: &EngineSender, arrivals: &mut Arrivals, options: &SyncOptions) {
+    if arrivals.listed.is_empty() {
+        return;
+    }
+    let receiving = arrivals.receiving();
+    if arrivals.kept == Some(receiving) {
+        return;
+    }
+    let first = arrivals.kept.is_none();
+    arrivals.kept = Some(receiving);
+    // Nothing to tell of a sync that had every document at once.
+    if first && receiving.complete() {
+        return;
+    }
+    let kept = if receiving.complete() {
+        String::new()
+    } else {
+        receiving.to_meta()
+    };
+    set_status(sender, &[(StatusKey::Receiving, kept)]).await;
+    let due = arrivals
+        .told
+        .is_none_or(|told| told.elapsed() >= RECEIVING_EVERY);
+    if let Some(on_receiving) = &options.on_receiving
+        && (due || receiving.complete())
+    {
+        arrivals.told = Some(Instant::now());
+        on_receiving(&receiving);
+    }
+}
+
 /// `Some` when every tracked document is in sync with the relay (or the
 /// relay does not have it either), and none waits to start syncing.
-async fn in_sync(sender: &EngineSender, conn: u64) -> Option<SyncReport> {
-    let progress = sender
-        .query(move |repo, store| {
-            if repo.announcing() > 0 {
-                return None;
-            }
-            let tracked = store.tracked_after(0).unwrap_or_default();
-            Some(
-                tracked
-                    .into_iter()
-                    .map(|(_, id)| (id, repo.progress(&id, conn)))
-                    .collect::<Vec<_>>(),
-            )
-        })
-        .await??;
+fn in_sync(announcing: usize, progress: &[(DocumentId, SyncProgress)]) -> Option<SyncReport> {
+    if announcing > 0 {
+        return None;
+    }
     let mut unavailable = Vec::new();
     let mut read_only = Vec::new();
-    for (id, progress) in &progress {
+    for (id, progress) in progress {
         match progress {
             SyncProgress::InSync => {}
             SyncProgress::Unavailable => unavailable.push(*id),

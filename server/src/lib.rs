@@ -162,7 +162,8 @@ impl Relay {
         repo_config.max_frame_bytes = config.max_frame_bytes;
         repo_config.idle_unload_ms = config.idle_unload.as_millis() as u64;
         repo_config.eager_sync_states = false;
-        let repo = Repo::new(repo_config, Box::new(policy));
+        let mut repo = Repo::new(repo_config, Box::new(policy));
+        repo.set_stored_sizes(store.document_sizes()?);
         let listen = config.listen;
         let listen_error = move |source| RelayError::Listen {
             addr: listen,

@@ -75,3 +75,67 @@ pub fn client(args: &[&str]) -> Result<Value, String> {
         ))
     }
 }
+
+/// The Node reference sync server (`js/reference-server.mjs`: automerge-repo
+/// with its WebSocket server adapter and file storage) on a random port of
+/// 127.0.0.1, stopped when dropped.
+pub struct ReferenceServer {
+    child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl ReferenceServer {
+    /// Starts it over the data directory `data`.
+    pub fn start(data: &std::path::Path) -> ReferenceServer {
+        use std::io::BufRead;
+        ensure_installed();
+        std::fs::create_dir_all(data).expect("the server's folder can be made");
+        let mut child = Command::new("node")
+            .arg(js_dir().join("reference-server.mjs"))
+            .arg("0")
+            .arg(data)
+            .current_dir(js_dir())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node starts the reference server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(port) = line.strip_prefix("listening ") {
+                    let _ = tx.send(port.trim().parse::<u16>().ok());
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(30))
+            .ok()
+            .flatten()
+            .expect("the reference server says where it listens");
+        ReferenceServer {
+            child,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// The process, for reading its CPU time and memory.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ReferenceServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

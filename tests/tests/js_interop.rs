@@ -136,3 +136,39 @@ fn the_js_client_is_told_why_a_bad_connection_is_refused() {
         "{big}"
     );
 }
+
+/// Our client against the Node reference server: the server never says
+/// `partnerplanCompact` (nor lists documents), so our client keeps to the
+/// standard protocol, and documents go both ways as with our relay.
+#[test]
+fn our_client_syncs_with_the_reference_server_in_the_standard_protocol() {
+    let root = tempfile::tempdir().unwrap();
+    let server = js::ReferenceServer::start(&root.path().join("reference"));
+    let school = School::unjoined(root.path(), "Hilltop");
+    school.ok(&["init", "--school", "Hilltop", "--relay", &server.url()]);
+    let ours = school.create("Plan from Rust");
+    school.ok(&["set", &ours, "status", "\"amber\""]);
+    school.sync();
+    let read = js::client(&["read", &server.url(), &ours]).unwrap();
+    assert_eq!(read["doc"]["title"], json!("Plan from Rust"));
+    assert_eq!(read["doc"]["status"], json!("amber"));
+
+    let created = js::client(&[
+        "create",
+        &server.url(),
+        r#"{"title":"Audit from JS","pupils":212}"#,
+    ])
+    .unwrap();
+    let theirs = created["url"].as_str().unwrap().to_string();
+    school.ok(&["open", &theirs]);
+    school.sync();
+    assert_eq!(school.show(&theirs)["pupils"], json!(212));
+
+    // Offline edits at our school reach a JS reader through the server.
+    for i in 0..10 {
+        school.ok(&["set", &ours, &format!("note{i}"), &format!("\"seen {i}\"")]);
+    }
+    school.sync();
+    let read = js::client(&["wait-for", &server.url(), &ours, "note9", "\"seen 9\""]).unwrap();
+    assert!(read.get("error").is_none(), "{read}");
+}

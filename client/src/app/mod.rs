@@ -310,6 +310,7 @@ async fn keep_syncing(
             SyncOptions {
                 watch: true,
                 timeout: Duration::from_secs(60),
+                on_receiving: None,
             },
             async move {
                 let _ = stop_wait.wait_for(|s| *s).await;
@@ -372,6 +373,9 @@ async fn watch_sync_state(
             unconfirmed,
             last_success: meta(StatusKey::LastSuccess).and_then(|v| v.parse().ok()),
             last_error: meta(StatusKey::LastError),
+            receiving: meta(StatusKey::Receiving)
+                .as_deref()
+                .and_then(crate::status::Receiving::from_meta),
         };
         state.send_if_modified(|current| {
             if *current == next {

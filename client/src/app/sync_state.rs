@@ -1,6 +1,8 @@
 //! What the sync indicator says, from what the in-process sync records
 //! and from the changes the relay has not yet confirmed.
 
+use crate::status::Receiving;
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncState {
     /// Whether this school has joined a partnership (has a relay).
@@ -12,6 +14,8 @@ pub struct SyncState {
     pub last_success: Option<i64>,
     /// What the last failure said, for the indicator's tooltip.
     pub last_error: Option<String>,
+    /// While the partnership's documents are still arriving.
+    pub receiving: Option<Receiving>,
 }
 
 impl SyncState {
@@ -31,6 +35,25 @@ impl SyncState {
                 "Not joined to a partnership yet: changes stay on this computer".into(),
                 None,
             );
+        }
+        let receiving = self.receiving.filter(|r| !r.complete());
+        if let Some(receiving) = receiving {
+            return if self.connected {
+                (
+                    "sharing",
+                    format!("Receiving {}", receiving.describe()),
+                    None,
+                )
+            } else {
+                (
+                    "offline",
+                    format!(
+                        "Offline: {} received so far; the rest follow when the line is back",
+                        receiving.describe()
+                    ),
+                    None,
+                )
+            };
         }
         if !self.connected {
             return if self.unconfirmed > 0 {
@@ -80,6 +103,7 @@ mod tests {
             unconfirmed: 3,
             last_success: None,
             last_error: None,
+            receiving: None,
         };
         assert_eq!(
             state.describe().1,
@@ -95,6 +119,16 @@ mod tests {
             ("shared", "Shared with partners at".into(), Some(now))
         );
         assert!(state.today(now), "today's moments show only the time");
+        state.receiving = Some(Receiving {
+            documents: 40,
+            documents_done: 12,
+            bytes: 5_000_000,
+            bytes_done: 1_200_000,
+        });
+        assert_eq!(
+            state.describe().1,
+            "Receiving 12 of 40 documents, 1.2 of 5.0 MB"
+        );
         assert!(!state.today(now - 2 * 86_400));
     }
 }

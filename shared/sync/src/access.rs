@@ -427,6 +427,7 @@ impl AccessPolicy for PartnershipPolicy {
                 role: *role,
                 home: grant.home.as_ref() == Some(id),
                 documents: Vec::new(),
+                sizes: Vec::new(),
             })
             .collect();
         listed.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));

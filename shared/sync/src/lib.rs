@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod clock;
+pub mod compact;
 pub mod document_id;
 pub mod engine;
 pub mod message;

@@ -34,7 +34,23 @@ pub struct PeerMetadata {
     /// of the documents I may see" ([`Message::Listing`]); in a relay's
     /// `peer`, "it follows". JS peers never set it, and ignore it.
     pub listing: bool,
+    /// `partnerplanCompact`: the version of the compact sync format
+    /// ([`Message::Compact`], `compact.rs`) this peer offers (in `join`)
+    /// or accepts (in `peer`); 0 for none. Only when both sides say
+    /// [`COMPACT_VERSION`] do they send each other compact frames, so JS
+    /// and samod peers, which never set it, keep the standard protocol.
+    pub compact: u64,
 }
+
+/// The compact sync format this build speaks. Bump it whenever
+/// `compact.rs` changes what it writes, or an automerge upgrade changes
+/// its bundle format: peers then fall back to the standard protocol
+/// rather than misread each other.
+pub const COMPACT_VERSION: u64 = 1;
+
+/// The wire name of [`Message::Compact`]: short, since it is on every
+/// frame between our own peers.
+pub const COMPACT_TYPE: &str = "pp-sync";
 
 /// The wire name of [`Message::Listing`]. Only our relay sends it, and
 /// only to a client that asked in its `join`: automerge-repo peers drop
@@ -55,6 +71,10 @@ pub struct ListedPartnership {
     /// The partnership documents this connection creates belong to.
     pub home: bool,
     pub documents: Vec<DocumentId>,
+    /// The bytes the relay stores for each of `documents`, in order, so a
+    /// school joining knows how much is coming ("1.2 of 5 MB"); empty
+    /// when not said.
+    pub sizes: Vec<u64>,
 }
 
 /// One protocol message.
@@ -82,6 +102,11 @@ pub enum Message {
     /// A sync message from a peer that does not have the document yet.
     Request(SyncFrame),
     Sync(SyncFrame),
+    /// partnerplan's own `sync` (and `request`), between peers that both
+    /// said [`COMPACT_VERSION`] in `join` and `peer`: no peer ids (the
+    /// connection says who sent it), the document id as 16 bytes, and the
+    /// sync message in the compact form of `compact.rs`.
+    Compact(CompactFrame),
     DocUnavailable {
         sender_id: PeerId,
         target_id: PeerId,
@@ -122,6 +147,16 @@ pub struct SyncFrame {
     pub target_id: PeerId,
     pub document_id: DocumentId,
     /// An encoded `automerge::sync::Message`.
+    pub data: Vec<u8>,
+}
+
+/// The fields of a [`Message::Compact`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompactFrame {
+    pub document_id: DocumentId,
+    /// Sent by a peer that does not have the document yet (as `request`).
+    pub request: bool,
+    /// A sync message as `compact::encode` writes it.
     pub data: Vec<u8>,
 }
 
@@ -169,6 +204,7 @@ impl Message {
             Message::Error { .. } => "error",
             Message::Request(_) => "request",
             Message::Sync(_) => "sync",
+            Message::Compact(_) => COMPACT_TYPE,
             Message::DocUnavailable { .. } => "doc-unavailable",
             Message::Ephemeral { .. } => "ephemeral",
             Message::Gossip { kind, .. } => kind,
@@ -188,6 +224,8 @@ impl Message {
             | Message::Listing { sender_id, .. } => Some(sender_id),
             Message::Request(frame) | Message::Sync(frame) => Some(&frame.sender_id),
             Message::Error { sender_id, .. } => sender_id.as_deref(),
+            // Only the connection says who sent it.
+            Message::Compact(_) => None,
         }
     }
 
@@ -195,6 +233,7 @@ impl Message {
     pub fn document_id(&self) -> Option<DocumentId> {
         match self {
             Message::Request(frame) | Message::Sync(frame) => Some(frame.document_id),
+            Message::Compact(frame) => Some(frame.document_id),
             Message::DocUnavailable { document_id, .. }
             | Message::Ephemeral { document_id, .. } => Some(*document_id),
             _ => None,
@@ -265,6 +304,11 @@ impl Message {
                 sender_id: fields.required("gossip", "senderId", &fields.sender_id)?,
                 kind,
             },
+            COMPACT_TYPE => Message::Compact(CompactFrame {
+                document_id: fields.document_bytes()?,
+                request: fields.request.unwrap_or(false),
+                data: fields.required(COMPACT_TYPE, "m", &fields.body)?,
+            }),
             LISTING_TYPE => Message::Listing {
                 sender_id: fields.required(LISTING_TYPE, "senderId", &fields.sender_id)?,
                 target_id: fields.required(LISTING_TYPE, "targetId", &fields.target_id)?,
@@ -342,6 +386,16 @@ impl Message {
                 e.str("documentId")?.str(&frame.document_id.to_string())?;
                 e.str("data")?.bytes(&frame.data)?;
             }
+            Message::Compact(frame) => {
+                e.map(3 + frame.request as u64)?
+                    .str("type")?
+                    .str(COMPACT_TYPE)?;
+                e.str("d")?.bytes(frame.document_id.as_bytes())?;
+                if frame.request {
+                    e.str("r")?.bool(true)?;
+                }
+                e.str("m")?.bytes(&frame.data)?;
+            }
             Message::DocUnavailable {
                 sender_id,
                 target_id,
@@ -383,7 +437,7 @@ impl Message {
                 e.str("targetId")?.str(target_id)?;
                 e.str("partnerships")?.array(partnerships.len() as u64)?;
                 for partnership in partnerships {
-                    e.map(5)?;
+                    e.map(5 + !partnership.sizes.is_empty() as u64)?;
                     e.str("id")?.str(&partnership.id)?;
                     e.str("name")?.str(&partnership.name)?;
                     e.str("role")?.str(partnership.role.as_str())?;
@@ -392,6 +446,12 @@ impl Message {
                         .array(partnership.documents.len() as u64)?;
                     for document_id in &partnership.documents {
                         e.str(&document_id.to_string())?;
+                    }
+                    if !partnership.sizes.is_empty() {
+                        e.str("sizes")?.array(partnership.sizes.len() as u64)?;
+                        for size in &partnership.sizes {
+                            e.u64(*size)?;
+                        }
                     }
                 }
                 e.str("more")?.bool(*more)?;
@@ -405,8 +465,11 @@ fn write_metadata(
     e: &mut Encoder<Vec<u8>>,
     metadata: &PeerMetadata,
 ) -> Result<(), minicbor::encode::Error<std::convert::Infallible>> {
-    e.str("peerMetadata")?
-        .map(1 + metadata.storage_id.is_some() as u64 + metadata.listing as u64)?;
+    e.str("peerMetadata")?.map(
+        1 + metadata.storage_id.is_some() as u64
+            + metadata.listing as u64
+            + (metadata.compact > 0) as u64,
+    )?;
     if let Some(storage_id) = &metadata.storage_id {
         e.str("storageId")?.str(storage_id)?;
     }
@@ -414,6 +477,9 @@ fn write_metadata(
     // Written only when set, so what JS peers receive is unchanged.
     if metadata.listing {
         e.str("partnerplanListing")?.bool(true)?;
+    }
+    if metadata.compact > 0 {
+        e.str("partnerplanCompact")?.u64(metadata.compact)?;
     }
     Ok(())
 }
@@ -434,6 +500,10 @@ struct Fields {
     metadata: PeerMetadata,
     partnerships: Vec<ListedPartnership>,
     more: Option<bool>,
+    /// [`Message::Compact`]'s short fields.
+    document_bytes: Option<Vec<u8>>,
+    request: Option<bool>,
+    body: Option<Vec<u8>>,
 }
 
 impl Fields {
@@ -461,6 +531,9 @@ impl Fields {
                 "peerMetadata" => fields.metadata = metadata(d)?,
                 "partnerships" => fields.partnerships = partnership_list(d)?,
                 "more" => fields.more = opt_bool(d)?,
+                "d" => fields.document_bytes = opt_bytes(d, "d")?,
+                "r" => fields.request = opt_bool(d)?,
+                "m" => fields.body = opt_bytes(d, "m")?,
                 _ => d.skip()?,
             }
             Ok(())
@@ -477,6 +550,19 @@ impl Fields {
         value
             .clone()
             .ok_or(DecodeError::MissingField { kind, field })
+    }
+
+    /// The document id of a [`Message::Compact`]: its 16 bytes.
+    fn document_bytes(&self) -> Result<DocumentId, DecodeError> {
+        let bytes = self.required(COMPACT_TYPE, "d", &self.document_bytes)?;
+        let array: [u8; 16] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| DecodeError::WrongType {
+                field: "d".into(),
+                expected: "a document id of 16 bytes",
+            })?;
+        Ok(DocumentId::from_bytes(array))
     }
 
     fn document_id(&self, kind: &'static str) -> Result<DocumentId, DecodeError> {
@@ -673,6 +759,9 @@ fn metadata(d: &mut Decoder<'_>) -> Result<PeerMetadata, DecodeError> {
             "storageId" => metadata.storage_id = opt_string(d, "storageId")?,
             "isEphemeral" => metadata.is_ephemeral = opt_bool(d)?.unwrap_or(false),
             "partnerplanListing" => metadata.listing = opt_bool(d)?.unwrap_or(false),
+            "partnerplanCompact" => {
+                metadata.compact = opt_count(d, "partnerplanCompact")?.unwrap_or(0)
+            }
             _ => d.skip()?,
         }
         Ok(())
@@ -725,6 +814,7 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
         }
         let (mut id, mut name, mut role, mut home) = (None, None, None, false);
         let mut documents = Vec::new();
+        let mut sizes = Vec::new();
         for_each_entry(d, |d, key| {
             match key {
                 "id" => id = opt_string(d, "id")?,
@@ -737,10 +827,18 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
                     }
                     Ok(())
                 })?,
+                "sizes" => for_each_item(d, "sizes", |d| {
+                    sizes.push(opt_count(d, "sizes")?.unwrap_or(0));
+                    Ok(())
+                })?,
                 _ => d.skip()?,
             }
             Ok(())
         })?;
+        // Sizes that do not match the documents one for one say nothing.
+        if sizes.len() != documents.len() {
+            sizes.clear();
+        }
         let id = id.ok_or(DecodeError::MissingField {
             kind: LISTING_TYPE,
             field: "id",
@@ -755,6 +853,7 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
             },
             home,
             documents,
+            sizes,
         });
         Ok(())
     })?;
@@ -779,6 +878,7 @@ mod tests {
                     storage_id: Some("s".into()),
                     is_ephemeral: false,
                     listing: true,
+                    compact: COMPACT_VERSION,
                 },
             },
             Message::Peer {
@@ -809,6 +909,16 @@ mod tests {
                 target_id: "a".into(),
                 document_id: doc,
             },
+            Message::Compact(CompactFrame {
+                document_id: doc,
+                request: true,
+                data: vec![4, 5],
+            }),
+            Message::Compact(CompactFrame {
+                document_id: doc,
+                request: false,
+                data: vec![],
+            }),
             Message::Ephemeral {
                 sender_id: "a".into(),
                 target_id: "r".into(),
@@ -830,6 +940,7 @@ mod tests {
                         role: Role::Member,
                         home: true,
                         documents: vec![doc, DocumentId::random()],
+                        sizes: vec![1_200_000, 7],
                     },
                     ListedPartnership {
                         id: "p2".into(),
@@ -837,6 +948,7 @@ mod tests {
                         role: Role::Viewer,
                         home: false,
                         documents: vec![],
+                        sizes: vec![],
                     },
                 ],
                 more: true,
@@ -936,6 +1048,7 @@ mod tests {
             storage_id: Some("s".into()),
             is_ephemeral: false,
             listing: false,
+            compact: 0,
         };
         let peer = Message::Peer {
             sender_id: "r".into(),
@@ -945,6 +1058,7 @@ mod tests {
         };
         let bytes = peer.encode();
         assert!(!bytes.windows(18).any(|w| w == b"partnerplanListing"));
+        assert!(!bytes.windows(18).any(|w| w == b"partnerplanCompact"));
         let Message::Peer { metadata, .. } = Message::decode(&bytes, 1024).unwrap() else {
             panic!("a peer message");
         };
@@ -978,6 +1092,29 @@ mod tests {
         assert_eq!(partnerships[0].role, Role::Viewer);
         assert_eq!(partnerships[0].name, "p");
         assert_eq!(partnerships[0].documents, vec![doc]);
+    }
+
+    /// What a compact frame costs beyond its sync message: the envelope
+    /// of a `sync` names both peers and spells the document id out.
+    #[test]
+    fn a_compact_frame_costs_a_few_dozen_bytes_beyond_its_data() {
+        let doc = DocumentId::random();
+        let data = vec![7u8; 40];
+        let compact = Message::Compact(CompactFrame {
+            document_id: doc,
+            request: false,
+            data: data.clone(),
+        })
+        .encode();
+        let standard = Message::Sync(SyncFrame {
+            sender_id: "school-0123456789abcdef".into(),
+            target_id: "relay-0123456789abcdef".into(),
+            document_id: doc,
+            data,
+        })
+        .encode();
+        assert!(compact.len() - 40 <= 40, "{} bytes", compact.len());
+        assert!(standard.len() > compact.len() + 60);
     }
 
     #[test]

@@ -25,10 +25,11 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash, ReadDoc};
 
 use crate::access::{Grant, Owner, Register};
+use crate::compact;
 use crate::document_id::DocumentId;
 use crate::message::{
-    DecodeError, ListedPartnership, MAX_LISTED_PER_MESSAGE, Message, PROTOCOL_VERSION, PeerId,
-    PeerMetadata, SyncFrame,
+    COMPACT_VERSION, CompactFrame, DecodeError, ListedPartnership, MAX_LISTED_PER_MESSAGE, Message,
+    PROTOCOL_VERSION, PeerId, PeerMetadata, SyncFrame,
 };
 
 /// A driver's name for one connection.
@@ -132,6 +133,10 @@ pub struct RepoConfig {
     /// Ask the relay, in `join`, for the documents this school may see,
     /// and track each as it is listed (our client; never JS peers).
     pub ask_for_listing: bool,
+    /// Offer (in `join`) and accept (in `peer`) the compact sync format
+    /// (`compact.rs`) with peers that offer it too. Off only to measure
+    /// the standard protocol against it.
+    pub compact: bool,
 }
 
 impl RepoConfig {
@@ -143,16 +148,23 @@ impl RepoConfig {
             idle_unload_ms: 60_000,
             eager_sync_states: true,
             ask_for_listing: false,
+            compact: true,
         }
     }
 
     /// What this peer says about itself; `listing` asks for (in `join`)
-    /// or promises (in `peer`) a listing.
-    fn metadata(&self, listing: bool) -> PeerMetadata {
+    /// or promises (in `peer`) a listing, `compact` offers or accepts the
+    /// compact sync format.
+    fn metadata(&self, listing: bool, compact: bool) -> PeerMetadata {
         PeerMetadata {
             storage_id: self.storage_id.clone(),
             is_ephemeral: self.storage_id.is_none(),
             listing,
+            compact: if compact && self.compact {
+                COMPACT_VERSION
+            } else {
+                0
+            },
         }
     }
 }
@@ -276,8 +288,9 @@ pub enum Effect {
         message: String,
     },
     /// The relay listed documents this school may see (each is now
-    /// tracked): the school's partnerships, with its role in each. `more`:
-    /// the rest of this listing follows in further messages.
+    /// tracked): the school's partnerships, with its role in each, and the
+    /// documents of this message with their sizes. `more`: the rest of
+    /// this listing follows in further messages.
     Listed {
         conn: ConnId,
         partnerships: Vec<ListedPartnership>,
@@ -328,6 +341,9 @@ struct Connection {
     listing: bool,
     /// Partnerships already listed to it.
     listed: HashSet<String>,
+    /// Both sides offered the compact sync format: sync messages go as
+    /// [`Message::Compact`].
+    compact: bool,
 }
 
 struct PeerDoc {
@@ -388,6 +404,9 @@ pub struct Repo {
     to_announce: VecDeque<DocumentId>,
     waiting: HashSet<DocumentId>,
     announce_budget: usize,
+    /// Bytes stored per document (as the store had them at start, plus
+    /// what was persisted since), for the sizes in listings.
+    stored_sizes: HashMap<DocumentId, u64>,
     now_ms: u64,
     effects: Vec<Effect>,
 }
@@ -404,6 +423,7 @@ impl Repo {
             to_announce: VecDeque::new(),
             waiting: HashSet::new(),
             announce_budget: ANNOUNCE_PER_TICK,
+            stored_sizes: HashMap::new(),
             now_ms: 0,
             effects: Vec::new(),
         }
@@ -411,6 +431,12 @@ impl Repo {
 
     pub fn config(&self) -> &RepoConfig {
         &self.config
+    }
+
+    /// The bytes stored for each document when the driver started, for
+    /// the sizes listings give (the core adds what it persists).
+    pub fn set_stored_sizes(&mut self, sizes: HashMap<DocumentId, u64>) {
+        self.stored_sizes = sizes;
     }
 
     /// Handles one event and returns what the driver must do, in order.
@@ -547,7 +573,7 @@ impl Repo {
                 &Message::Join {
                     sender_id: self.config.peer_id.clone(),
                     supported_protocol_versions: vec![PROTOCOL_VERSION.to_string()],
-                    metadata: self.config.metadata(self.config.ask_for_listing),
+                    metadata: self.config.metadata(self.config.ask_for_listing, true),
                 },
             );
             ConnState::AwaitingPeer
@@ -563,6 +589,7 @@ impl Repo {
                 refused: HashSet::new(),
                 listing: false,
                 listed: HashSet::new(),
+                compact: false,
             },
         );
         if let Err(reason) = admitted {
@@ -614,6 +641,13 @@ impl Repo {
                     ),
                 )
             }
+            (ConnState::Open { .. }, Message::Compact(_)) if !connection.compact => self.refuse(
+                conn,
+                "a compact sync message came on a connection that did not agree to them in “join” and “peer”",
+            ),
+            (ConnState::Open { .. }, message @ Message::Compact(_)) => {
+                self.on_open_message(conn, message)
+            }
             (ConnState::Open { peer_id, .. }, message) => {
                 if message.sender_id() != Some(peer_id.as_str()) {
                     if matches!(message, Message::Ephemeral { .. }) {
@@ -662,7 +696,9 @@ impl Repo {
                 sender_id: self.config.peer_id.clone(),
                 target_id: peer_id.clone(),
                 selected_protocol_version: PROTOCOL_VERSION.to_string(),
-                metadata: self.config.metadata(listing),
+                metadata: self
+                    .config
+                    .metadata(listing, metadata.compact == COMPACT_VERSION),
             },
         );
         self.open(conn, peer_id, metadata);
@@ -718,7 +754,9 @@ impl Repo {
         loop {
             let mut partnerships = headers.clone();
             for (index, document_id) in chunk {
+                let size = self.stored_sizes.get(document_id).copied().unwrap_or(0);
                 partnerships[*index].documents.push(*document_id);
+                partnerships[*index].sizes.push(size);
             }
             let more = chunks.peek().is_some();
             self.send(
@@ -762,6 +800,9 @@ impl Repo {
                 continue;
             };
             listed.documents.push(document_id);
+            listed
+                .sizes
+                .push(self.stored_sizes.get(&document_id).copied().unwrap_or(0));
             self.send(
                 conn,
                 &Message::Listing {
@@ -776,16 +817,16 @@ impl Repo {
 
     /// A listing from the relay: track each document it names, so it is
     /// requested, synced and kept across restarts.
-    fn on_listing(&mut self, conn: ConnId, mut partnerships: Vec<ListedPartnership>, more: bool) {
+    fn on_listing(&mut self, conn: ConnId, partnerships: Vec<ListedPartnership>, more: bool) {
         let initiated = self.connections.get(&conn).is_some_and(|c| c.initiate);
         if !initiated || !self.config.ask_for_listing {
             return; // not asked for: nothing to do with it
         }
         let mut new = Vec::new();
-        for partnership in &mut partnerships {
-            for document_id in std::mem::take(&mut partnership.documents) {
-                if !self.tracked.contains(&document_id) {
-                    new.push(document_id);
+        for partnership in &partnerships {
+            for document_id in &partnership.documents {
+                if !self.tracked.contains(document_id) {
+                    new.push(*document_id);
                 }
             }
         }
@@ -824,6 +865,9 @@ impl Repo {
 
     fn open(&mut self, conn: ConnId, peer_id: PeerId, metadata: PeerMetadata) {
         if let Some(connection) = self.connections.get_mut(&conn) {
+            // Either side's metadata offers it: the `join` (we accept) or
+            // the `peer` (it accepted ours).
+            connection.compact = self.config.compact && metadata.compact == COMPACT_VERSION;
             connection.state = ConnState::Open {
                 peer_id: peer_id.clone(),
                 metadata: metadata.clone(),
@@ -838,8 +882,14 @@ impl Repo {
 
     fn on_open_message(&mut self, conn: ConnId, message: Message) {
         match message {
-            Message::Request(ref frame) | Message::Sync(ref frame) => {
-                let document_id = frame.document_id;
+            Message::Request(_) | Message::Sync(_) | Message::Compact(_) => {
+                let Some(document_id) = message.document_id() else {
+                    return;
+                };
+                let request = matches!(
+                    message,
+                    Message::Request(_) | Message::Compact(CompactFrame { request: true, .. })
+                );
                 if self.policy.permission(conn, &document_id) == Permission::None {
                     // The same answer as for a document that does not exist
                     // (an empty sync, then doc-unavailable), so ids cannot
@@ -850,7 +900,7 @@ impl Repo {
                         }
                         c.refused.insert(document_id)
                     });
-                    if first_time && matches!(message, Message::Request(_)) {
+                    if first_time && request {
                         self.send_empty_sync(conn, document_id);
                     }
                     return self.send_unavailable(conn, document_id);
@@ -1052,6 +1102,11 @@ impl Repo {
             Queued::Frame(conn, Message::Sync(frame)) => {
                 self.on_sync(conn, document_id, frame, false)
             }
+            Queued::Frame(conn, Message::Compact(frame)) => {
+                let max_bytes = self.config.max_frame_bytes.saturating_mul(4);
+                let message = compact::decode(&frame.data, max_bytes);
+                self.on_sync_message(conn, document_id, message, frame.request)
+            }
             Queued::Frame(..) => {}
             Queued::Local(chunk) => self.on_local_changes(document_id, &chunk),
             Queued::Announce => self.announce(document_id),
@@ -1059,13 +1114,21 @@ impl Repo {
     }
 
     fn on_sync(&mut self, conn: ConnId, document_id: DocumentId, frame: SyncFrame, request: bool) {
+        let message = sync::Message::decode(&frame.data).map_err(|e| e.to_string());
+        self.on_sync_message(conn, document_id, message, request)
+    }
+
+    fn on_sync_message(
+        &mut self,
+        conn: ConnId,
+        document_id: DocumentId,
+        message: Result<sync::Message, String>,
+        request: bool,
+    ) {
         if !self.connections.contains_key(&conn) {
             return; // it went away while the document loaded
         }
-        let message = match sync::Message::decode(&frame.data)
-            .map_err(|e| e.to_string())
-            .and_then(|m| check_blooms(&m).map(|()| m))
-        {
+        let message = match message.and_then(|m| check_blooms(&m).map(|()| m)) {
             Ok(message) => message,
             Err(error) => {
                 let reason = format!(
@@ -1217,12 +1280,15 @@ impl Repo {
         }
         // A document's first write is a compressed snapshot, not a run of
         // changes: about a third of the size, and much faster to load.
-        let chunk = if document.persisted_heads.is_empty() {
+        let first = document.persisted_heads.is_empty();
+        let chunk = if first {
             document.doc.save()
         } else {
             document.doc.save_after(&document.persisted_heads)
         };
         document.persisted_heads = heads;
+        let size = self.stored_sizes.entry(document_id).or_default();
+        *size = if first { 0 } else { *size } + chunk.len() as u64;
         self.effects.push(Effect::Persist { document_id, chunk });
     }
 
@@ -1249,19 +1315,30 @@ impl Repo {
             let ConnState::Open { peer_id, metadata } = &connection.state else {
                 continue;
             };
-            if let Some(message) = document.doc.generate_sync_message(&mut peer.sync) {
-                let frame = SyncFrame {
-                    sender_id: self.config.peer_id.clone(),
-                    target_id: peer_id.clone(),
-                    document_id,
-                    data: message.encode(),
-                };
+            if let Some(mut message) = document.doc.generate_sync_message(&mut peer.sync) {
                 // We ask with `request` while we have nothing ourselves.
-                outgoing.push(if empty && connection.initiate {
-                    (conn, Message::Request(frame))
+                let request = empty && connection.initiate;
+                let message = if connection.compact {
+                    compact::catch_up(&document.doc, &mut peer.sync, &mut message);
+                    Message::Compact(CompactFrame {
+                        document_id,
+                        request,
+                        data: compact::encode(&document.doc, message),
+                    })
                 } else {
-                    (conn, Message::Sync(frame))
-                });
+                    let frame = SyncFrame {
+                        sender_id: self.config.peer_id.clone(),
+                        target_id: peer_id.clone(),
+                        document_id,
+                        data: message.encode(),
+                    };
+                    if request {
+                        Message::Request(frame)
+                    } else {
+                        Message::Sync(frame)
+                    }
+                };
+                outgoing.push((conn, message));
             }
             if eager
                 && let Some(storage_id) = &metadata.storage_id
@@ -1329,16 +1406,24 @@ impl Repo {
             return;
         };
         let mut state = sync::State::new();
-        if let Some(message) = Automerge::new().generate_sync_message(&mut state) {
-            self.send(
-                conn,
-                &Message::Sync(SyncFrame {
+        let empty = Automerge::new();
+        if let Some(message) = empty.generate_sync_message(&mut state) {
+            let compact = self.connections.get(&conn).is_some_and(|c| c.compact);
+            let message = if compact {
+                Message::Compact(CompactFrame {
+                    document_id,
+                    request: false,
+                    data: compact::encode(&empty, message),
+                })
+            } else {
+                Message::Sync(SyncFrame {
                     sender_id: self.config.peer_id.clone(),
                     target_id,
                     document_id,
                     data: message.encode(),
-                }),
-            );
+                })
+            };
+            self.send(conn, &message);
         }
     }
 

@@ -1,7 +1,7 @@
 //! The protocol core driven through an in-memory network: one relay,
 //! several clients, storage as maps. No sockets, no sleeps.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ROOT, ReadDoc};
@@ -650,6 +650,98 @@ fn reconnect_sends_only_what_is_new(eager_relay: bool) {
             .as_str(),
         Some("green")
     );
+}
+
+/// The frames `node` sent on `conn`, decoded, from log entry `since` on.
+fn frames_sent(net: &Net, node: usize, conn: ConnId, since: usize) -> Vec<Message> {
+    net.log[since..]
+        .iter()
+        .filter_map(|(n, e)| match e {
+            Effect::Send { conn: c, bytes } if *n == node && *c == conn => {
+                Some(Message::decode(bytes, usize::MAX).unwrap())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Our own peers agree on compact frames in `join` and `peer`; a peer
+/// that does not offer them (a JS or samod client) is sent the standard
+/// `sync`, and syncs as before.
+#[test]
+fn compact_sync_is_used_only_when_both_sides_offer_it() {
+    let mut net = Net::new(2);
+    let mut plain = RepoConfig::new("school-2", Some("school-2-storage".into()));
+    plain.compact = false;
+    net.nodes[2] = Repo::new(plain, Box::new(AllowAll));
+    net.connect(1);
+    net.connect(2);
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    net.track(2, id);
+    net.edit(2, id, |doc| {
+        doc.put(ROOT, "status", "amber").unwrap();
+    });
+    let status = net.stored(1, id);
+    assert_eq!(
+        status.get(ROOT, "status").unwrap().unwrap().0.as_str(),
+        Some("amber")
+    );
+    let kinds = |node: usize, conn: ConnId| -> HashSet<String> {
+        frames_sent(&net, node, conn, 0)
+            .iter()
+            .filter(|m| m.document_id().is_some())
+            .map(|m| m.kind().to_string())
+            .collect()
+    };
+    let compact: HashSet<String> = [crate::message::COMPACT_TYPE.to_string()].into();
+    assert_eq!(kinds(0, 1), compact, "relay to our client");
+    assert_eq!(kinds(1, 0), compact, "our client to the relay");
+    let standard: HashSet<String> = ["sync".to_string()].into();
+    assert_eq!(kinds(0, 2), standard, "relay to a standard peer");
+    assert!(kinds(2, 0).is_subset(&["sync".into(), "request".into()].into()));
+}
+
+/// A school that edited offline, reconnecting with the sync state both
+/// sides kept: its edits go in its first message and the relay's answer
+/// completes the sync. One round trip, in a few hundred bytes.
+#[test]
+fn offline_edits_reach_the_relay_in_one_round_trip() {
+    let mut net = Net::new(1);
+    net.connect(1);
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    net.edit(1, id, |doc| {
+        doc.put_object(ROOT, "notes", ObjType::Text).unwrap();
+    });
+    net.disconnect(1);
+    for i in 0..50 {
+        net.edit(1, id, move |doc| {
+            if i % 2 == 0 {
+                doc.put(ROOT, "status", ["red", "amber", "green"][i % 3])
+                    .unwrap();
+            } else {
+                let (_, notes) = doc.get(ROOT, "notes").unwrap().unwrap();
+                let len = doc.length(&notes);
+                doc.splice_text(&notes, len, 0, &format!(" Visit {i} went well."))
+                    .unwrap();
+            }
+        });
+    }
+    let before = net.log.len();
+    net.connect(1);
+    let up: Vec<Message> = frames_sent(&net, 1, 0, before)
+        .into_iter()
+        .filter(|m| m.document_id() == Some(id))
+        .collect();
+    let down: Vec<Message> = frames_sent(&net, 0, 1, before)
+        .into_iter()
+        .filter(|m| m.document_id() == Some(id))
+        .collect();
+    assert_eq!((up.len(), down.len()), (1, 1), "one message each way");
+    assert_eq!(net.nodes[1].progress(&id, 0), SyncProgress::InSync);
+    let mut school = net.stored(1, id);
+    assert_eq!(net.stored(0, id).get_heads(), school.get_heads());
+    let sent = up[0].encode().len();
+    assert!(sent < 1500, "the fifty edits took {sent} bytes");
 }
 
 /// Partnerships as the relay keeps them, reduced to what the core asks:
@@ -1381,6 +1473,10 @@ mod relay_policy {
         assert_eq!(partnerships[0].name, "Cluster north");
         assert_eq!(partnerships[0].role, Role::Member);
         assert!(partnerships[0].home);
+        // With the bytes the relay stores for it, so the school can tell
+        // how much is coming.
+        let stored: usize = net.stores[0][&north].iter().map(Vec::len).sum();
+        assert_eq!(partnerships[0].sizes, vec![stored as u64]);
         // Its core tracked the document (kept across restarts) and
         // fetched it.
         assert_eq!(net.tracked[2], vec![north]);

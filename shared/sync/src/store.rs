@@ -607,6 +607,24 @@ impl Store {
         Ok(out)
     }
 
+    /// The bytes stored for each document, for listings' sizes.
+    pub fn document_sizes(&self) -> Result<HashMap<DocumentId, u64>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT document_id, SUM(length(data)) FROM chunks GROUP BY document_id")
+            .map_err(err)?;
+        let sizes = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(err)?
+            .filter_map(|r| {
+                let (id, size) = r.ok()?;
+                Some((id.parse().ok()?, size.max(0) as u64))
+            })
+            .collect();
+        Ok(sizes)
+    }
+
     /// Every document that has at least one chunk.
     pub fn document_ids(&self) -> Result<Vec<DocumentId>, StoreError> {
         let err = |e| classify(&self.path, e);
