@@ -168,6 +168,7 @@ async fn serve(options: AppOptions) -> Result<(), ClientError> {
         sessions: password::Sessions::default(),
         signed_views: versions::SignedViews::default(),
         person: std::sync::RwLock::new(library.meta("person")?),
+        dir: options.dir.clone(),
         joining: Joining {
             dir: options.dir.clone(),
             joined: joined.clone(),
