@@ -332,7 +332,7 @@ fn signature(page: &DocPage<'_>, review: &Review, s: &Signature) -> Markup {
             "Signed by " (s.name.as_deref().unwrap_or("")) @if s.name.is_some() { ", " } (s.role) ", " (s.school) ", "
             @if s.signed_at.is_some() { "at " } @else { "on " }
             (render::signed_when(s)) ". "
-            strong class="verification" { (verification.label()) } ": "
+            strong class="verification" { (verification.label()) ":" } " "
             (verification.explanation(s))
         }
     }

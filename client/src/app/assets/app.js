@@ -267,8 +267,10 @@
     // they leave it: never overwritten by a refresh.
     const busy = old === document.activeElement || pending.has(old.id) || bases.has(old.id)
       || (old.form !== undefined && old.form !== null);
+    // A disclosure a person opened (withdrawing a review) stays open.
+    const opened = (name) => name === "open" && old.tagName === "DETAILS";
     for (const a of [...old.attributes]) {
-      if (!fresh.hasAttribute(a.name) && !(busy && a.name.startsWith("aria-"))) old.removeAttribute(a.name);
+      if (!fresh.hasAttribute(a.name) && !(busy && a.name.startsWith("aria-")) && !opened(a.name)) old.removeAttribute(a.name);
     }
     for (const a of fresh.attributes) {
       let value = a.value;
