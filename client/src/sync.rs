@@ -112,6 +112,7 @@ pub async fn run_linked(
     let peer_id = format!("school-{:016x}", rand::rng().random::<u64>());
     let mut config = RepoConfig::new(peer_id, Some(storage_id));
     config.ask_for_listing = true;
+    config.client = Some(concat!("partnerplan ", env!("CARGO_PKG_VERSION")).into());
     let repo = Repo::new(config, Box::new(AllowAll));
     let (notices_tx, mut notices) = mpsc::unbounded_channel();
     let (engine_link, changed) = match link {

@@ -24,8 +24,9 @@ use crate::document_id::DocumentId;
 const APPLICATION_ID: i32 = 0x5050_4C4E;
 /// 1: documents, sync states, tracked documents, meta. 2: the relay's
 /// register (partnerships, schools, memberships, document owners) joins
-/// them, so one file, one check and one version cover both.
-const SCHEMA_VERSION: i32 = 2;
+/// them, so one file, one check and one version cover both. 3: when each
+/// document last changed (`document_changes`), for the relay's admin pages.
+const SCHEMA_VERSION: i32 = 3;
 
 /// A document with more chunks than this is compacted into one snapshot.
 pub const COMPACT_AFTER_CHUNKS: i64 = 64;
@@ -214,7 +215,7 @@ impl Store {
             // Relays made before version 2 already have these tables (the
             // register made them itself), hence IF NOT EXISTS.
             self.conn
-                .execute_batch(&format!(
+                .execute_batch(
                     "BEGIN IMMEDIATE;
                      CREATE TABLE IF NOT EXISTS partnerships (
                          id TEXT PRIMARY KEY,
@@ -245,6 +246,21 @@ impl Store {
                          version INTEGER NOT NULL
                      );
                      INSERT OR IGNORE INTO directory_version (id, version) VALUES (1, 1);
+                     PRAGMA user_version = 2;
+                     COMMIT;",
+                )
+                .map_err(err)?;
+        }
+        if version < 3 {
+            // Each step of version 3 is idempotent (IF NOT EXISTS), so the
+            // tables several changes add meet in one step.
+            self.conn
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE;
+                     CREATE TABLE IF NOT EXISTS document_changes (
+                         document_id TEXT PRIMARY KEY,
+                         changed_at INTEGER NOT NULL
+                     );
                      PRAGMA user_version = {SCHEMA_VERSION};
                      COMMIT;"
                 ))
@@ -452,7 +468,16 @@ impl Store {
         }
         touched.sort();
         touched.dedup();
+        let now = unix_seconds();
         for document_id in touched {
+            // When it last changed: one small row per document a turn,
+            // beside the chunks it wrote.
+            tx.prepare_cached(
+                "INSERT INTO document_changes (document_id, changed_at) VALUES (?1, ?2)
+                 ON CONFLICT (document_id) DO UPDATE SET changed_at = excluded.changed_at",
+            )
+            .and_then(|mut s| s.execute(params![document_id.to_string(), now]))
+            .map_err(err)?;
             compact_if_needed(&tx, &document_id).map_err(err)?;
         }
         tx.commit().map_err(err)?;
