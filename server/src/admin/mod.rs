@@ -229,6 +229,7 @@ pub fn router(state: Shared) -> Router<Shared> {
         )
         .route("/admin/assets/admin.css", get(css))
         .route("/admin/assets/admin.js", get(js))
+        .route("/admin/assets/icon.svg", get(icon))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state, guard))
 }
@@ -333,7 +334,7 @@ async fn guard(
     let who = match access(peer.ip(), &host, forwarded(headers), hash.is_some()) {
         Access::Local => Who::Local,
         Access::Refused => {
-            tracing::warn!(from = %ip, %path, "refused an admin request from another computer: no admin password is set");
+            tracing::warn!(from = %ip, %path, "refused an admin request not from the relay's own computer (its address, host name or a proxy say so): no admin password is set");
             return page(
                 StatusCode::FORBIDDEN,
                 pages::refusal(
@@ -385,13 +386,16 @@ async fn guard(
     request.extensions_mut().insert(who);
     let mut response = next.run(request).await;
     // Admin pages are never kept by browsers or proxies (an invite is on
-    // one), nor shown inside another site's frame.
+    // one), nor shown inside another site's frame, and their addresses
+    // go to no other site.
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // `same-origin`, not `no-referrer`: with the latter, browsers send
+    // `Origin: null` on the pages' own form posts, which are then refused.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     response
 }
@@ -753,7 +757,7 @@ async fn create_partnership(
                 &who,
                 None,
                 Some((sentence(&error.to_string()), "partnership-name")),
-                StatusCode::BAD_REQUEST,
+                StatusCode::UNPROCESSABLE_ENTITY,
             )
             .await
         }
@@ -837,7 +841,7 @@ async fn add_school(
                 &input.partnership,
                 None,
                 Some((sentence(&error.to_string()), "school-name")),
-                StatusCode::BAD_REQUEST,
+                StatusCode::UNPROCESSABLE_ENTITY,
             )
             .await
         }
@@ -1066,6 +1070,13 @@ async fn js() -> Response {
     asset(
         "text/javascript; charset=utf-8",
         include_str!("assets/admin.js"),
+    )
+}
+
+async fn icon() -> Response {
+    asset(
+        "image/svg+xml",
+        "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'><rect width='16' height='16' fill='#0b0c0c'/><text x='3' y='13' font-size='12' fill='white'>r</text></svg>",
     )
 }
 

@@ -85,6 +85,7 @@ pub fn layout(title: &str, logged_in: Option<&str>, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " – partnerplan relay" }
                 link rel="stylesheet" href="/admin/assets/admin.css";
+                link rel="icon" href="/admin/assets/icon.svg";
                 script src="/admin/assets/admin.js" defer {}
             }
             body {
