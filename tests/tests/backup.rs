@@ -297,8 +297,14 @@ fn a_backup_during_a_live_load_of_nine_schools_then_a_restore_loses_nothing() {
     for school in &schools {
         school.sync();
     }
-    // Every school syncs live.
+    // Every school syncs live, and holds every plan before the load.
     let watchers: Vec<_> = schools.iter().map(School::watch).collect();
+    wait_until(CONVERGE, "every school holds every plan", || {
+        schools.iter().all(|s| {
+            let held = titles(s);
+            first.iter().all(|url| held.contains_key(url))
+        })
+    });
 
     // The load: each school edits its own plan and a neighbour's, and
     // starts new documents, while the backup is made.
