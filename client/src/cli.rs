@@ -117,7 +117,8 @@ enum Command {
         /// Keep syncing in the foreground, reconnecting by itself.
         #[arg(long)]
         watch: bool,
-        /// For a single sync: give up after this many seconds.
+        /// For a single sync: give up after this many seconds. A relay
+        /// that cannot be reached at all is reported after a few seconds.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
