@@ -294,6 +294,16 @@ fn serve(config: RelayConfig) -> Result<(), String> {
             relay.url(),
             data.display()
         );
+        let web = if relay.url().starts_with("wss://") {
+            "https"
+        } else {
+            "http"
+        };
+        let mut admin = relay.addr();
+        if admin.ip().is_unspecified() {
+            admin.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        println!("Its admin pages, on this computer: {web}://{admin}/admin");
         wait_for_stop_signal().await;
         println!("stopping: closing connections and finishing writes");
         relay.shutdown().await;

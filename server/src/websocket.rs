@@ -49,14 +49,8 @@ pub async fn serve_connection(
         }
     };
     tracing::info!(conn, school = %grant.school_id(), "connection opened");
-    let live = state
-        .activity
-        .opened(conn, grant.school_id(), grant.school_name());
-    state
-        .metrics
-        .connections_opened
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (outbox, mut outgoing) = mpsc::channel(OUTBOX_FRAMES);
+    let (school_id, school_name) = (grant.school_id().clone(), grant.school_name().to_string());
     if !state.engine.send(Input::Open {
         conn,
         initiate: false,
@@ -65,6 +59,11 @@ pub async fn serve_connection(
     }) {
         return;
     }
+    let live = state.activity.opened(conn, &school_id, &school_name);
+    state
+        .metrics
+        .connections_opened
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut budget = Budget::new(state.config.max_messages_per_second);
     let mut shutdown = state.shutdown.clone();
     let keepalive = state.config.keepalive;

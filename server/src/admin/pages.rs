@@ -365,7 +365,7 @@ pub fn invite(
         div class="notice" role="status" { p { (invite.school) " " (what) "." } }
         p { strong { "This invite is shown only this once." } " Give it to the school privately, for example read out over the phone or in a sealed letter: anyone who has it can read and change the partnership's documents as that school." }
         label for="invite-line" { "Invite" }
-        textarea id="invite-line" class="invite" readonly rows="3" spellcheck="false" { (line) }
+        textarea id="invite-line" class="invite" readonly rows="4" spellcheck="false" { (line) }
         p { button type="button" id="copy-invite" data-copy="invite-line" { "Copy the invite" } span id="copied" role="status" aria-live="polite" {} }
         p { "The school pastes it into partnerplan's join page, or runs " code { "partnerplan join '…'" } " with it. Or it scans this code:" }
         @if let Some(svg) = qr {
