@@ -119,6 +119,7 @@ pub async fn run_linked(
     let mut config = RepoConfig::new(peer_id, Some(storage_id));
     config.ask_for_listing = true;
     config.signing_key = Some(public_key);
+    config.client = Some(concat!("partnerplan ", env!("CARGO_PKG_VERSION")).into());
     let repo = Repo::new(config, Box::new(AllowAll));
     let (notices_tx, mut notices) = mpsc::unbounded_channel();
     let (engine_link, changed) = match link {

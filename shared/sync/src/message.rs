@@ -38,10 +38,17 @@ pub struct PeerMetadata {
     /// public Ed25519 key, which the relay keeps for the school the
     /// connection authenticated as and publishes to its partnerships.
     pub signing_key: Option<PublicKey>,
+    /// `partnerplanClient`: in our client's `join`, which program and
+    /// version it is ("partnerplan 0.1.0"), for the relay's admin pages.
+    /// Written only when set; JS peers never set it, and ignore it.
+    pub client: Option<String>,
 }
 
 /// A school's public Ed25519 signing key.
 pub type PublicKey = [u8; 32];
+
+/// The longest `partnerplanClient` kept; a longer one is cut.
+pub const MAX_CLIENT_CHARS: usize = 64;
 
 /// The wire name of [`Message::Listing`]. Only our relay sends it, and
 /// only to a client that asked in its `join`: automerge-repo peers drop
@@ -434,7 +441,8 @@ fn write_metadata(
     e.str("peerMetadata")?.map(
         1 + metadata.storage_id.is_some() as u64
             + metadata.listing as u64
-            + metadata.signing_key.is_some() as u64,
+            + metadata.signing_key.is_some() as u64
+            + metadata.client.is_some() as u64,
     )?;
     if let Some(storage_id) = &metadata.storage_id {
         e.str("storageId")?.str(storage_id)?;
@@ -446,6 +454,9 @@ fn write_metadata(
     }
     if let Some(key) = &metadata.signing_key {
         e.str("partnerplanSigningKey")?.bytes(key)?;
+    }
+    if let Some(client) = &metadata.client {
+        e.str("partnerplanClient")?.str(client)?;
     }
     Ok(())
 }
@@ -710,6 +721,10 @@ fn metadata(d: &mut Decoder<'_>) -> Result<PeerMetadata, DecodeError> {
                     .map(|bytes| public_key(&bytes, "partnerplanSigningKey"))
                     .transpose()?
             }
+            "partnerplanClient" => {
+                metadata.client = opt_string(d, "partnerplanClient")?
+                    .map(|c| c.chars().take(MAX_CLIENT_CHARS).collect())
+            }
             _ => d.skip()?,
         }
         Ok(())
@@ -862,6 +877,7 @@ mod tests {
                     is_ephemeral: false,
                     listing: true,
                     signing_key: Some([3; 32]),
+                    client: Some("partnerplan 0.1.0".into()),
                 },
             },
             Message::Peer {
@@ -1031,6 +1047,7 @@ mod tests {
             is_ephemeral: false,
             listing: false,
             signing_key: None,
+            client: None,
         };
         let peer = Message::Peer {
             sender_id: "r".into(),
@@ -1041,6 +1058,7 @@ mod tests {
         let bytes = peer.encode();
         assert!(!bytes.windows(18).any(|w| w == b"partnerplanListing"));
         assert!(!bytes.windows(21).any(|w| w == b"partnerplanSigningKey"));
+        assert!(!bytes.windows(17).any(|w| w == b"partnerplanClient"));
         let Message::Peer { metadata, .. } = Message::decode(&bytes, 1024).unwrap() else {
             panic!("a peer message");
         };

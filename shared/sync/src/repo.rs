@@ -148,6 +148,9 @@ pub struct RepoConfig {
     pub ask_for_listing: bool,
     /// The school's public signing key, given in `join` (our client).
     pub signing_key: Option<PublicKey>,
+    /// Which program this is, said in `join` (`partnerplanClient`), so a
+    /// relay's admin pages show each school's version. `None` says nothing.
+    pub client: Option<String>,
 }
 
 impl RepoConfig {
@@ -160,6 +163,7 @@ impl RepoConfig {
             eager_sync_states: true,
             ask_for_listing: false,
             signing_key: None,
+            client: None,
         }
     }
 
@@ -171,6 +175,7 @@ impl RepoConfig {
             is_ephemeral: self.storage_id.is_none(),
             listing,
             signing_key: None,
+            client: self.client.clone(),
         }
     }
 }

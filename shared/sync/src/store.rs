@@ -27,7 +27,9 @@ use crate::message::PublicKey;
 const APPLICATION_ID: i32 = 0x5050_4C4E;
 /// 1: documents, sync states, tracked documents, meta. 2: the relay's
 /// register (partnerships, schools, memberships, document owners) joins
-/// them, so one file, one check and one version cover both.
+/// them, so one file, one check and one version cover both. 3: when each
+/// document last changed (`document_changes`), for the relay's admin pages,
+/// and the schools' public signing keys (`signing_keys`).
 const SCHEMA_VERSION: i32 = 3;
 
 /// A document with more chunks than this is compacted into one snapshot.
@@ -258,19 +260,23 @@ impl Store {
                 .map_err(err)?;
         }
         if version < 3 {
-            // Each step's tables are made IF NOT EXISTS, so steps added on
-            // different branches merge without renumbering.
+            // Each step of version 3 is idempotent (IF NOT EXISTS), so the
+            // tables several changes add meet in one step.
             self.conn
-                .execute_batch(
+                .execute_batch(&format!(
                     "BEGIN IMMEDIATE;
+                     CREATE TABLE IF NOT EXISTS document_changes (
+                         document_id TEXT PRIMARY KEY,
+                         changed_at INTEGER NOT NULL
+                     );
                      CREATE TABLE IF NOT EXISTS signing_keys (
                          public_key BLOB PRIMARY KEY,
                          school_id TEXT NOT NULL,
                          registered_at INTEGER NOT NULL
                      );
-                     PRAGMA user_version = 3;
-                     COMMIT;",
-                )
+                     PRAGMA user_version = {SCHEMA_VERSION};
+                     COMMIT;"
+                ))
                 .map_err(err)?;
         }
         Ok(())
@@ -505,7 +511,16 @@ impl Store {
         }
         touched.sort();
         touched.dedup();
+        let now = unix_seconds();
         for document_id in touched {
+            // When it last changed: one small row per document a turn,
+            // beside the chunks it wrote.
+            tx.prepare_cached(
+                "INSERT INTO document_changes (document_id, changed_at) VALUES (?1, ?2)
+                 ON CONFLICT (document_id) DO UPDATE SET changed_at = excluded.changed_at",
+            )
+            .and_then(|mut s| s.execute(params![document_id.to_string(), now]))
+            .map_err(err)?;
             compact_if_needed(&tx, &document_id).map_err(err)?;
         }
         tx.commit().map_err(err)?;

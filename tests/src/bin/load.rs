@@ -311,6 +311,7 @@ async fn connect(
             storage_id,
             listing: false,
             signing_key: None,
+            client: None,
         },
     };
     sink.send(WsMessage::Binary(join.encode().into()))
