@@ -172,6 +172,8 @@ pub async fn run_linked(
     let school = School::open(dir)?;
     let url = school.relay()?.ok_or(ClientError::NoRelay)?;
     let token = school.token()?;
+    // Given in `join`, so the relay publishes it to the partners.
+    let public_key = crate::school::signing_key(dir)?.verifying_key().to_bytes();
     let tls = if url.starts_with("wss://") {
         Some(crate::tls::client_config(school.ca_file()?.as_deref())?)
     } else {
@@ -183,6 +185,8 @@ pub async fn run_linked(
     let peer_id = format!("school-{:016x}", rand::rng().random::<u64>());
     let mut config = RepoConfig::new(peer_id, Some(storage_id));
     config.ask_for_listing = true;
+    config.signing_key = Some(public_key);
+    config.client = Some(concat!("partnerplan ", env!("CARGO_PKG_VERSION")).into());
     let repo = Repo::new(config, Box::new(AllowAll));
     let (notices_tx, mut notices) = mpsc::unbounded_channel();
     let (engine_link, changed) = match link {
@@ -635,11 +639,23 @@ fn dropped(url: &str) -> ClientError {
     }
 }
 
-/// Keeps the school's partnerships, as the relay listed them, in `meta`.
+/// Keeps the school's partnerships, as the relay listed them, in `meta`,
+/// and every school's signing keys it named with those learned before.
 async fn record_partnerships(
     sender: &EngineSender,
     partnerships: &BTreeMap<String, ListedPartnership>,
 ) {
+    let listed: Vec<ListedPartnership> = partnerships.values().cloned().collect();
+    let keys = sender
+        .query(move |_, store| {
+            let before = store
+                .meta(crate::signatures::META_SIGNING_KEYS)
+                .ok()
+                .flatten();
+            crate::signatures::with_listed(before.as_deref(), &listed)
+        })
+        .await
+        .flatten();
     let mut list: Vec<&ListedPartnership> = partnerships.values().collect();
     list.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
     let json: Vec<serde_json::Value> = list
@@ -660,6 +676,9 @@ async fn record_partnerships(
     if let Some(main) = list.iter().find(|p| p.home).or(list.first()) {
         values.push((META_PARTNERSHIP_NAME.to_string(), main.name.clone()));
         values.push((META_ROLE.to_string(), main.role.as_str().to_string()));
+    }
+    if let Some(keys) = keys {
+        values.push((crate::signatures::META_SIGNING_KEYS.to_string(), keys));
     }
     let _ = sender.set_meta(values).await;
 }

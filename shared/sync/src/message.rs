@@ -34,6 +34,14 @@ pub struct PeerMetadata {
     /// of the documents I may see" ([`Message::Listing`]); in a relay's
     /// `peer`, "it follows". JS peers never set it, and ignore it.
     pub listing: bool,
+    /// `partnerplanSigningKey`: in our client's `join`, the school's
+    /// public Ed25519 key, which the relay keeps for the school the
+    /// connection authenticated as and publishes to its partnerships.
+    pub signing_key: Option<PublicKey>,
+    /// `partnerplanClient`: in our client's `join`, which program and
+    /// version it is ("partnerplan 0.1.0"), for the relay's admin pages.
+    /// Written only when set; JS peers never set it, and ignore it.
+    pub client: Option<String>,
     /// `partnerplanCompact`: the version of the compact sync format
     /// ([`Message::Compact`], `compact.rs`) this peer offers (in `join`)
     /// or accepts (in `peer`); 0 for none. Only when both sides say
@@ -41,6 +49,12 @@ pub struct PeerMetadata {
     /// and samod peers, which never set it, keep the standard protocol.
     pub compact: u64,
 }
+
+/// A school's public Ed25519 signing key.
+pub type PublicKey = [u8; 32];
+
+/// The longest `partnerplanClient` kept; a longer one is cut.
+pub const MAX_CLIENT_CHARS: usize = 64;
 
 /// The compact sync format this build speaks. Bump it whenever
 /// `compact.rs` changes what it writes, or an automerge upgrade changes
@@ -75,6 +89,17 @@ pub struct ListedPartnership {
     /// school joining knows how much is coming ("1.2 of 5 MB"); empty
     /// when not said.
     pub sizes: Vec<u64>,
+    /// The partnership's schools, each with the public keys its
+    /// signatures are checked against.
+    pub schools: Vec<ListedSchool>,
+}
+
+/// A school of a listed partnership: its name on the register and its
+/// public signing keys (one per computer it signed from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedSchool {
+    pub name: String,
+    pub keys: Vec<PublicKey>,
 }
 
 /// One protocol message.
@@ -437,7 +462,7 @@ impl Message {
                 e.str("targetId")?.str(target_id)?;
                 e.str("partnerships")?.array(partnerships.len() as u64)?;
                 for partnership in partnerships {
-                    e.map(5 + !partnership.sizes.is_empty() as u64)?;
+                    e.map(6 + !partnership.sizes.is_empty() as u64)?;
                     e.str("id")?.str(&partnership.id)?;
                     e.str("name")?.str(&partnership.name)?;
                     e.str("role")?.str(partnership.role.as_str())?;
@@ -451,6 +476,14 @@ impl Message {
                         e.str("sizes")?.array(partnership.sizes.len() as u64)?;
                         for size in &partnership.sizes {
                             e.u64(*size)?;
+                        }
+                    }
+                    e.str("schools")?.array(partnership.schools.len() as u64)?;
+                    for school in &partnership.schools {
+                        e.map(2)?.str("name")?.str(&school.name)?;
+                        e.str("keys")?.array(school.keys.len() as u64)?;
+                        for key in &school.keys {
+                            e.bytes(key)?;
                         }
                     }
                 }
@@ -468,7 +501,9 @@ fn write_metadata(
     e.str("peerMetadata")?.map(
         1 + metadata.storage_id.is_some() as u64
             + metadata.listing as u64
-            + (metadata.compact > 0) as u64,
+            + (metadata.compact > 0) as u64
+            + metadata.signing_key.is_some() as u64
+            + metadata.client.is_some() as u64,
     )?;
     if let Some(storage_id) = &metadata.storage_id {
         e.str("storageId")?.str(storage_id)?;
@@ -480,6 +515,12 @@ fn write_metadata(
     }
     if metadata.compact > 0 {
         e.str("partnerplanCompact")?.u64(metadata.compact)?;
+    }
+    if let Some(key) = &metadata.signing_key {
+        e.str("partnerplanSigningKey")?.bytes(key)?;
+    }
+    if let Some(client) = &metadata.client {
+        e.str("partnerplanClient")?.str(client)?;
     }
     Ok(())
 }
@@ -762,6 +803,15 @@ fn metadata(d: &mut Decoder<'_>) -> Result<PeerMetadata, DecodeError> {
             "partnerplanCompact" => {
                 metadata.compact = opt_count(d, "partnerplanCompact")?.unwrap_or(0)
             }
+            "partnerplanSigningKey" => {
+                metadata.signing_key = opt_bytes(d, "partnerplanSigningKey")?
+                    .map(|bytes| public_key(&bytes, "partnerplanSigningKey"))
+                    .transpose()?
+            }
+            "partnerplanClient" => {
+                metadata.client = opt_string(d, "partnerplanClient")?
+                    .map(|c| c.chars().take(MAX_CLIENT_CHARS).collect())
+            }
             _ => d.skip()?,
         }
         Ok(())
@@ -815,6 +865,7 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
         let (mut id, mut name, mut role, mut home) = (None, None, None, false);
         let mut documents = Vec::new();
         let mut sizes = Vec::new();
+        let mut schools = Vec::new();
         for_each_entry(d, |d, key| {
             match key {
                 "id" => id = opt_string(d, "id")?,
@@ -831,6 +882,7 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
                     sizes.push(opt_count(d, "sizes")?.unwrap_or(0));
                     Ok(())
                 })?,
+                "schools" => schools = school_list(d)?,
                 _ => d.skip()?,
             }
             Ok(())
@@ -854,10 +906,53 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
             home,
             documents,
             sizes,
+            schools,
         });
         Ok(())
     })?;
     Ok(list)
+}
+
+/// A partnership's schools in a listing: each a map of `name` and
+/// `keys` (a list of 32-byte keys).
+fn school_list(d: &mut Decoder<'_>) -> Result<Vec<ListedSchool>, DecodeError> {
+    let mut list = Vec::new();
+    for_each_item(d, "schools", |d| {
+        skip_tags(d)?;
+        if !matches!(d.datatype()?, Type::Map | Type::MapIndef) {
+            return Err(DecodeError::WrongType {
+                field: "schools".into(),
+                expected: "a list of maps",
+            });
+        }
+        let mut school = ListedSchool {
+            name: String::new(),
+            keys: Vec::new(),
+        };
+        for_each_entry(d, |d, key| {
+            match key {
+                "name" => school.name = opt_string(d, "name")?.unwrap_or_default(),
+                "keys" => for_each_item(d, "keys", |d| {
+                    if let Some(bytes) = opt_bytes(d, "keys")? {
+                        school.keys.push(public_key(&bytes, "keys")?);
+                    }
+                    Ok(())
+                })?,
+                _ => d.skip()?,
+            }
+            Ok(())
+        })?;
+        list.push(school);
+        Ok(())
+    })?;
+    Ok(list)
+}
+
+fn public_key(bytes: &[u8], field: &str) -> Result<PublicKey, DecodeError> {
+    PublicKey::try_from(bytes).map_err(|_| DecodeError::WrongType {
+        field: field.to_string(),
+        expected: "a 32-byte public key",
+    })
 }
 
 fn shorten(text: &str) -> String {
@@ -879,6 +974,8 @@ mod tests {
                     is_ephemeral: false,
                     listing: true,
                     compact: COMPACT_VERSION,
+                    signing_key: Some([3; 32]),
+                    client: Some("partnerplan 0.1.0".into()),
                 },
             },
             Message::Peer {
@@ -941,6 +1038,16 @@ mod tests {
                         home: true,
                         documents: vec![doc, DocumentId::random()],
                         sizes: vec![1_200_000, 7],
+                        schools: vec![
+                            ListedSchool {
+                                name: "Hilltop Primary".into(),
+                                keys: vec![[7; 32], [8; 32]],
+                            },
+                            ListedSchool {
+                                name: "Valley Infants".into(),
+                                keys: vec![],
+                            },
+                        ],
                     },
                     ListedPartnership {
                         id: "p2".into(),
@@ -949,6 +1056,7 @@ mod tests {
                         home: false,
                         documents: vec![],
                         sizes: vec![],
+                        schools: vec![],
                     },
                 ],
                 more: true,
@@ -1049,6 +1157,8 @@ mod tests {
             is_ephemeral: false,
             listing: false,
             compact: 0,
+            signing_key: None,
+            client: None,
         };
         let peer = Message::Peer {
             sender_id: "r".into(),
@@ -1059,6 +1169,8 @@ mod tests {
         let bytes = peer.encode();
         assert!(!bytes.windows(18).any(|w| w == b"partnerplanListing"));
         assert!(!bytes.windows(18).any(|w| w == b"partnerplanCompact"));
+        assert!(!bytes.windows(21).any(|w| w == b"partnerplanSigningKey"));
+        assert!(!bytes.windows(17).any(|w| w == b"partnerplanClient"));
         let Message::Peer { metadata, .. } = Message::decode(&bytes, 1024).unwrap() else {
             panic!("a peer message");
         };

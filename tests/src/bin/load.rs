@@ -311,6 +311,8 @@ async fn connect(
             storage_id,
             listing: false,
             compact: 0,
+            signing_key: None,
+            client: None,
         },
     };
     sink.send(WsMessage::Binary(join.encode().into()))
