@@ -27,10 +27,15 @@ pub fn client_binary() -> PathBuf {
 }
 
 /// This crate's binaries sit in the target directory, one level above the
-/// test executable (`target/<profile>/deps/<test>`). Cargo builds them
+/// test executable (`target/<profile>/deps/<test>`), or beside a benchmark
+/// program of this crate (`target/<profile>/<bench>`). Cargo builds them
 /// before it runs the integration tests.
 fn built_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows where it runs from");
+    let beside = exe.with_file_name(name);
+    if beside.exists() {
+        return beside;
+    }
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
