@@ -71,8 +71,18 @@ pub struct Receiving {
 }
 
 impl Receiving {
-    /// "12 of 40 documents, 1.2 of 5.0 MB".
+    /// "12 of 40 documents, 1.2 of 5.0 MB" (the documents alone from a
+    /// relay that does not give sizes).
     pub fn describe(&self) -> String {
+        let documents = format!(
+            "{} of {} document{}",
+            self.documents_done,
+            self.documents,
+            if self.documents == 1 { "" } else { "s" }
+        );
+        if self.bytes == 0 {
+            return documents;
+        }
         let (done, total, unit) = if self.bytes >= 1_000_000 {
             (
                 format!("{:.1}", self.bytes_done as f64 / 1e6),
@@ -86,12 +96,7 @@ impl Receiving {
                 "KB",
             )
         };
-        format!(
-            "{} of {} document{}, {done} of {total} {unit}",
-            self.documents_done,
-            self.documents,
-            if self.documents == 1 { "" } else { "s" }
-        )
+        format!("{documents}, {done} of {total} {unit}")
     }
 
     pub fn complete(&self) -> bool {
@@ -285,5 +290,7 @@ mod tests {
         };
         assert_eq!(small.describe(), "0 of 1 document, 0 of 640 KB");
         assert_eq!(Receiving::from_meta(""), None);
+        let unmeasured = Receiving { bytes: 0, ..small };
+        assert_eq!(unmeasured.describe(), "0 of 1 document");
     }
 }
