@@ -429,7 +429,7 @@ fn control(ctx: &Ctx, row: Option<&str>, f: &Field, v: &FieldView, label: Option
         FieldType::When => html! {
             input id=(id) type="text" class={"when" (mark)} title=[title] data-field="" data-row=(row_attr) data-key=(f.key) value=(v.text) placeholder="A date or a term" aria-label=[label.map(|_| aria)];
         },
-        FieldType::Integer | FieldType::Percent => html! {
+        FieldType::Integer | FieldType::Percent | FieldType::Money => html! {
             input id=(id) type="text" inputmode="numeric" class={"number" (mark)} title=[title] data-field="" data-row=(row_attr) data-key=(f.key) value=(v.text) aria-label=[label.map(|_| aria)];
         },
         FieldType::Line => html! {
@@ -483,7 +483,7 @@ fn choice_class(f: &Field, text: &str) -> String {
 
 fn column_class(f: &Field) -> &'static str {
     match f.ty {
-        FieldType::Integer | FieldType::Percent => "narrow",
+        FieldType::Integer | FieldType::Percent | FieldType::Money => "narrow",
         FieldType::Prose => "wide",
         _ => "",
     }

@@ -1105,6 +1105,160 @@ mod tests {
         );
     }
 
+    fn fixture_views(text: &str) -> Vec<DocView> {
+        let file = DocumentsFile::from_json(text).unwrap();
+        let who = Author {
+            school: "Test".into(),
+            person: None,
+            time: 0,
+        };
+        file.documents
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let mut doc = AutoCommit::new();
+                write_document(&mut doc, i, entry, None, &who).unwrap();
+                read::read(&doc).unwrap()
+            })
+            .collect()
+    }
+
+    /// The transcription of seed 002 gives the two groups; the paper's
+    /// own line for all schools is what weighting them by pupils gives.
+    #[test]
+    fn the_seed_002_fixture_gives_the_papers_figures() {
+        let views = fixture_views(include_str!(
+            "../../../tests/fixtures/county/lincolnshire-2014-outcomes.json"
+        ));
+        let tables = outcomes(&views.iter().collect::<Vec<_>>());
+        let rows: Vec<Vec<Vec<String>>> = tables.iter().map(|t| t.sheet().rows).collect();
+        let line = |cells: &[&str]| cells.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        assert_eq!(tables[0].heading(), "Key stage 1, 2014");
+        assert_eq!(
+            rows[0],
+            [
+                line(&[
+                    "In a partnership",
+                    "132",
+                    "2,174",
+                    "85.4%",
+                    "68.1%",
+                    "12.3%"
+                ]),
+                line(&[
+                    "Not in a partnership",
+                    "132",
+                    "5,250",
+                    "83.4%",
+                    "63.6%",
+                    "11.6%"
+                ]),
+                line(&["All schools", "264", "7,424", "84.0%", "64.9%", "11.8%"]),
+            ]
+        );
+        assert_eq!(tables[1].heading(), "Key stage 2, 2014");
+        assert_eq!(
+            rows[1],
+            [
+                line(&[
+                    "In a partnership",
+                    "130",
+                    "1,990",
+                    "78.3%",
+                    "66.9%",
+                    "23.3%",
+                    "0.1%"
+                ]),
+                line(&[
+                    "Not in a partnership",
+                    "130",
+                    "5,064",
+                    "78.2%",
+                    "66.7%",
+                    "22.1%",
+                    "0.1%"
+                ]),
+                line(&[
+                    "All schools",
+                    "260",
+                    "7,054",
+                    "78.2%",
+                    "66.8%",
+                    "22.4%",
+                    "0.1%"
+                ]),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_seed_001_fixtures_read_as_the_county_table() {
+        let files = [
+            include_str!("../../../tests/fixtures/county/kent-2013-cats.json"),
+            include_str!("../../../tests/fixtures/county/kent-2013-ace.json"),
+            include_str!("../../../tests/fixtures/county/kent-2013-eas-hub.json"),
+            include_str!("../../../tests/fixtures/county/kent-2013-tenterden.json"),
+            include_str!("../../../tests/fixtures/county/kent-2013-coastal-alliance.json"),
+            include_str!("../../../tests/fixtures/county/kent-2013-wickhambreaux.json"),
+            include_str!("../../../tests/fixtures/county/kent-2013-raid.json"),
+            include_str!("../../../tests/fixtures/county/kent-2013-dover-collaboration.json"),
+            include_str!("../../../tests/fixtures/county/kent-2013-samphire-hub.json"),
+            include_str!("../../../tests/fixtures/county/kent-2013-sandwich-consortium.json"),
+            include_str!("../../../tests/fixtures/county/kent-2013-faversham.json"),
+        ];
+        let views: Vec<Vec<DocView>> = files.iter().map(|f| fixture_views(f)).collect();
+        let partnerships: Vec<Partnership> = views
+            .iter()
+            .map(|v| Partnership {
+                name: v[0].title.clone(),
+                documents: v.iter().collect(),
+            })
+            .collect();
+        let spring = date("Spring 2013");
+        let rows = county_rows(&partnerships, Question::Development, Some(&spring));
+        assert_eq!(rows.len(), 11);
+        assert!(
+            rows.iter()
+                .all(|r| r.answer.as_ref().is_some_and(|a| !a.is_empty()))
+        );
+        let districts: Vec<&str> = rows.iter().map(|r| r.district.as_str()).collect();
+        assert_eq!(
+            districts,
+            [
+                "Ashford",
+                "Ashford",
+                "Ashford",
+                "Ashford",
+                "Canterbury",
+                "Canterbury",
+                "Dover",
+                "Dover",
+                "Dover",
+                "Dover",
+                "Swale"
+            ]
+        );
+        let tenterden = rows
+            .iter()
+            .find(|r| r.collaborative == "Tenterden Rural Alliance")
+            .unwrap();
+        assert_eq!(tenterden.leads, "Tenterden Junior (budget holder)");
+        assert!(
+            tenterden
+                .answer
+                .as_ref()
+                .unwrap()
+                .ends_with("join the TRA in September 2013.")
+        );
+        let today = date("1 June 2013");
+        let s = summarise(&partnerships[3], &today, &spring);
+        assert_eq!(
+            (s.leads.as_str(), s.budget_holder.as_str()),
+            ("Tenterden Junior", "Tenterden Junior")
+        );
+        assert!(s.report_in);
+    }
+
     #[test]
     fn funding_adds_up_what_is_recorded() {
         let summary = |name: &str, schools: usize, funding: Option<i64>| Summary {
