@@ -20,6 +20,7 @@ use tokio::sync::broadcast;
 
 use crate::error::ClientError;
 use crate::school::{DATABASE_FILE, person_actor};
+use crate::sync::{KnownPartnership, META_PARTNERSHIPS};
 
 /// The most stored bytes of documents kept in memory at once; past it the
 /// least recently used are dropped (and read again when next needed).
@@ -129,6 +130,65 @@ impl Library {
             .map(|_| ())
     }
 
+    /// The school's partnerships as the relay last listed them.
+    pub fn partnerships(&self) -> Vec<KnownPartnership> {
+        KnownPartnership::read(self.meta(META_PARTNERSHIPS).ok().flatten().as_deref())
+    }
+
+    /// Whether this school may change the document: not where it is only
+    /// a viewer of the partnership the relay lists it in (a local
+    /// authority reads the partnerships it views and writes only its
+    /// own), and not at all where its home partnership is one it views.
+    /// A document the relay has not listed (one made here) is the home
+    /// partnership's.
+    pub fn can_edit(&self, id: &DocumentId) -> bool {
+        self.writable_doc(id, &self.partnerships()).is_ok()
+    }
+
+    /// The documents `ids` that this computer holds and that are of one
+    /// of `kinds`, read into views under one lock. Documents of other
+    /// kinds are not read beyond their kind.
+    pub fn read_kinds(
+        &self,
+        ids: &[DocumentId],
+        kinds: &[Kind],
+    ) -> Result<Vec<(DocumentId, DocView)>, ClientError> {
+        let mut inner = self.lock();
+        let mut out = Vec::new();
+        for id in ids {
+            let read = inner.with(id, |doc| match doc::kind_of(doc) {
+                Ok((kind, _)) if kinds.contains(&kind) => read::read(doc).ok(),
+                _ => None,
+            })?;
+            if let Some(Some(view)) = read {
+                out.push((*id, view));
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many of the listed documents this computer holds, of how
+    /// many the relay listed: "12 of 40", while the first join fetches
+    /// them.
+    pub fn arrived(&self) -> Result<(usize, usize), StoreError> {
+        let listed: std::collections::HashSet<DocumentId> = self
+            .partnerships()
+            .iter()
+            .flat_map(|p| p.document_ids().collect::<Vec<_>>())
+            .collect();
+        if listed.is_empty() {
+            return Ok((0, 0));
+        }
+        let held = self.lock().store.document_ids()?;
+        let arrived = held.iter().filter(|id| listed.contains(id)).count();
+        Ok((arrived, listed.len()))
+    }
+
+    /// The ids of every document this computer holds.
+    pub fn document_ids(&self) -> Result<Vec<DocumentId>, ClientError> {
+        Ok(self.lock().store.document_ids()?)
+    }
+
     /// Every document this school holds, newest change first.
     pub fn list(&self) -> Result<Vec<Summary>, ClientError> {
         let mut inner = self.lock();
@@ -190,7 +250,7 @@ impl Library {
         message: String,
         edit: impl FnOnce(&mut AutoCommit) -> Result<T, ModelError>,
     ) -> Result<(T, Option<ChangeHash>), EditError> {
-        self.writable()?;
+        self.writable_doc(id, &self.partnerships())?;
         let actor = person_actor(base, who.person.as_deref());
         let result = {
             let mut inner = self.lock();
@@ -260,6 +320,27 @@ impl Library {
             Some(role) if role == "viewer" => Err(EditError::ReadOnly),
             _ => Ok(()),
         }
+    }
+
+    /// `writable`, and the role the school has where the relay lists
+    /// this document: a member of any partnership listing it may edit,
+    /// a school that only views those may not.
+    fn writable_doc(
+        &self,
+        id: &DocumentId,
+        partnerships: &[KnownPartnership],
+    ) -> Result<(), EditError> {
+        let listing: Vec<&KnownPartnership> = partnerships
+            .iter()
+            .filter(|p| p.document_ids().any(|d| d == *id))
+            .collect();
+        if listing.is_empty() {
+            return self.writable();
+        }
+        if listing.iter().all(|p| p.viewer()) {
+            return Err(EditError::ReadOnly);
+        }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

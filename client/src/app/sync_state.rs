@@ -12,6 +12,10 @@ pub struct SyncState {
     pub last_success: Option<i64>,
     /// What the last failure said, for the indicator's tooltip.
     pub last_error: Option<String>,
+    /// Of the documents the relay listed, how many are on this computer
+    /// and how many there are: "12 of 40" while a first join fetches
+    /// them.
+    pub arrived: (usize, usize),
 }
 
 impl SyncState {
@@ -53,6 +57,14 @@ impl SyncState {
                 }
             };
         }
+        let (arrived, listed) = self.arrived;
+        if arrived < listed {
+            return (
+                "sharing",
+                format!("Receiving documents: {arrived} of {listed}"),
+                None,
+            );
+        }
         if self.unconfirmed > 0 {
             return ("sharing", "Sharing…".into(), None);
         }
@@ -80,6 +92,7 @@ mod tests {
             unconfirmed: 3,
             last_success: None,
             last_error: None,
+            arrived: (0, 0),
         };
         assert_eq!(
             state.describe().1,
@@ -95,6 +108,10 @@ mod tests {
             ("shared", "Shared with partners at".into(), Some(now))
         );
         assert!(state.today(now), "today's moments show only the time");
+        state.arrived = (12, 40);
+        assert_eq!(state.describe().1, "Receiving documents: 12 of 40");
+        state.arrived = (40, 40);
+        assert_eq!(state.describe().0, "shared");
         assert!(!state.today(now - 2 * 86_400));
     }
 }

@@ -296,11 +296,7 @@ pub fn overview(mut summaries: Vec<Summary>, filter: &Filter) -> Vec<Summary> {
     let by_name = |a: &Summary, b: &Summary| a.name.to_lowercase().cmp(&b.name.to_lowercase());
     summaries.sort_by(|a, b| match filter.sort {
         Sort::Name => by_name(a, b),
-        Sort::District => a
-            .district
-            .to_lowercase()
-            .cmp(&b.district.to_lowercase())
-            .then_with(|| by_name(a, b)),
+        Sort::District => district_order(&a.district, &b.district).then_with(|| by_name(a, b)),
         Sort::Red => b
             .actions
             .red
@@ -310,6 +306,11 @@ pub fn overview(mut summaries: Vec<Summary>, filter: &Filter) -> Vec<Summary> {
         Sort::Report => a.report_in.cmp(&b.report_in).then_with(|| by_name(a, b)),
     });
     summaries
+}
+
+/// By district, those with none given last.
+fn district_order(a: &str, b: &str) -> std::cmp::Ordering {
+    (a.is_empty(), a.to_lowercase()).cmp(&(b.is_empty(), b.to_lowercase()))
 }
 
 /// The districts among the summaries, for the filter's choices.
@@ -422,14 +423,11 @@ pub fn county_rows(
         })
         .collect();
     rows.sort_by(|a, b| {
-        a.district
-            .to_lowercase()
-            .cmp(&b.district.to_lowercase())
-            .then_with(|| {
-                a.collaborative
-                    .to_lowercase()
-                    .cmp(&b.collaborative.to_lowercase())
-            })
+        district_order(&a.district, &b.district).then_with(|| {
+            a.collaborative
+                .to_lowercase()
+                .cmp(&b.collaborative.to_lowercase())
+        })
     });
     rows
 }
@@ -827,9 +825,7 @@ pub fn funding(summaries: &[Summary]) -> Funding {
         })
         .collect();
     rows.sort_by(|a, b| {
-        a.district
-            .to_lowercase()
-            .cmp(&b.district.to_lowercase())
+        district_order(&a.district, &b.district)
             .then_with(|| a.name.to_lowercase().cmp(&b.name.to_lowercase()))
     });
     let funded: Vec<&FundingRow> = rows.iter().filter(|r| r.amount.is_some()).collect();
