@@ -70,7 +70,9 @@ impl SyncState {
         }
         match self.last_success {
             Some(t) => ("shared", "Shared with partners at".into(), Some(t)),
-            None => ("shared", "Shared with partners".into(), None),
+            // Connected, but never yet in sync: a first join before the
+            // relay has listed anything is not "shared".
+            None => ("sharing", "Sharing…".into(), None),
         }
     }
 
@@ -108,6 +110,9 @@ mod tests {
             ("shared", "Shared with partners at".into(), Some(now))
         );
         assert!(state.today(now), "today's moments show only the time");
+        state.last_success = None;
+        assert_eq!(state.describe().1, "Sharing…", "never in sync yet");
+        state.last_success = Some(now);
         state.arrived = (12, 40);
         assert_eq!(state.describe().1, "Receiving documents: 12 of 40");
         state.arrived = (40, 40);
