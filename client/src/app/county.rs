@@ -685,6 +685,10 @@ pub async fn funding(State(state): State<Shared>) -> Response {
             (plural(funding.funded_schools, "school", "schools")) "."
             @if unrecorded > 0 { " " (plural(unrecorded, "partnership has", "partnerships have")) " no amount recorded." }
         }
+        p {
+            (plural(funding.planned, "action plan has", "action plans have")) " been received, from partnerships of "
+            (plural(funding.planned_schools, "school", "schools")) ", of the " (plural(funding.rows.len(), "partnership", "partnerships")) " you view."
+        }
         p class="hint" { "Each partnership records the funding it receives in its partnership document." }
         (exports("/funding", "", "this table"))
         table class="funding" {

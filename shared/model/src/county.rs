@@ -802,6 +802,10 @@ pub struct Funding {
     pub funded: usize,
     pub funded_schools: usize,
     pub schools: usize,
+    /// Partnerships with an action plan, and their schools (seed 003:
+    /// "58 action plans have been received, which reflects 436 schools").
+    pub planned: usize,
+    pub planned_schools: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -829,7 +833,10 @@ pub fn funding(summaries: &[Summary]) -> Funding {
             .then_with(|| a.name.to_lowercase().cmp(&b.name.to_lowercase()))
     });
     let funded: Vec<&FundingRow> = rows.iter().filter(|r| r.amount.is_some()).collect();
+    let planned: Vec<&FundingRow> = rows.iter().filter(|r| r.has_plan).collect();
     Funding {
+        planned: planned.len(),
+        planned_schools: planned.iter().map(|r| r.schools).sum(),
         total: funded.iter().filter_map(|r| r.amount).sum(),
         funded: funded.len(),
         funded_schools: funded.iter().map(|r| r.schools).sum(),
@@ -1278,6 +1285,7 @@ mod tests {
         ]);
         assert_eq!(f.total, 2_978_326);
         assert_eq!((f.funded, f.funded_schools, f.schools), (2, 12, 16));
+        assert_eq!((f.planned, f.planned_schools), (3, 16));
         let sheet = f.sheet();
         assert_eq!(sheet.rows.last().unwrap()[3], "£2,978,326");
         assert!(
