@@ -52,6 +52,10 @@ pub struct SyncReport {
 const PING_EVERY: Duration = Duration::from_secs(20);
 const SILENT_LIMIT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a single sync tries to reach a relay it has not reached yet
+/// before saying it cannot: a person at a command line waits for an
+/// answer, and the background sync keeps trying anyway.
+const REACH_LIMIT: Duration = Duration::from_millis(3500);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a single sync waits for the relay's words about changes it
@@ -136,6 +140,8 @@ pub async fn run_linked(
     let school = School::open(dir)?;
     let url = school.relay()?.ok_or(ClientError::NoRelay)?;
     let token = school.token()?;
+    // Given in `join`, so the relay publishes it to the partners.
+    let public_key = crate::school::signing_key(dir)?.verifying_key().to_bytes();
     let tls = if url.starts_with("wss://") {
         Some(crate::tls::client_config(school.ca_file()?.as_deref())?)
     } else {
@@ -147,6 +153,8 @@ pub async fn run_linked(
     let peer_id = format!("school-{:016x}", rand::rng().random::<u64>());
     let mut config = RepoConfig::new(peer_id, Some(storage_id));
     config.ask_for_listing = true;
+    config.signing_key = Some(public_key);
+    config.client = Some(concat!("partnerplan ", env!("CARGO_PKG_VERSION")).into());
     let repo = Repo::new(config, Box::new(AllowAll));
     let (notices_tx, mut notices) = mpsc::unbounded_channel();
     let (engine_link, changed) = match link {
@@ -185,13 +193,16 @@ pub async fn run_linked(
     .await;
 
     let deadline = (!options.watch).then(|| Instant::now() + options.timeout);
+    // Until the relay answers once, a single sync gives up after
+    // REACH_LIMIT (or its own deadline, if sooner).
+    let mut reach_deadline = deadline.map(|d| d.min(Instant::now() + REACH_LIMIT));
     let mut attempt: u32 = 0;
     let mut conn: u64 = 0;
     let mut last_error: Option<ClientError> = None;
     tokio::pin!(stop);
     let result = loop {
         conn += 1;
-        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let remaining = reach_deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let connect_limit = remaining.map_or(CONNECT_TIMEOUT, |r| r.min(CONNECT_TIMEOUT));
         let connected = tokio::select! {
             result = tokio::time::timeout(connect_limit, connect(&url, token.as_deref(), tls.clone())) => Some(result),
@@ -200,6 +211,7 @@ pub async fn run_linked(
         let ended = match connected {
             None => break Ok(None),
             Some(Ok(Ok((socket, _)))) => {
+                reach_deadline = deadline;
                 let ended = drive(
                     &sender,
                     &mut notices,
@@ -230,13 +242,16 @@ pub async fn run_linked(
             }
             // Cut short by the deadline: what went wrong before says more.
             Some(Err(_))
-                if last_error.is_some() && deadline.is_some_and(|d| Instant::now() >= d) =>
+                if last_error.is_some() && reach_deadline.is_some_and(|d| Instant::now() >= d) =>
             {
                 break Err(last_error.take().expect("checked"));
             }
             Some(Err(_)) => Ended::Failed(ClientError::Unreachable {
                 url: url.clone(),
-                detail: "no answer in time".into(),
+                detail: format!(
+                    "no answer in {} seconds; check this computer's internet connection, or ask the lead school whether its relay is running",
+                    connect_limit.as_secs_f64().round()
+                ),
             }),
         };
         match ended {
@@ -269,7 +284,7 @@ pub async fn run_linked(
                 last_error = Some(error);
             }
         }
-        if let Some(deadline) = deadline
+        if let Some(deadline) = reach_deadline
             && Instant::now() >= deadline
         {
             break Err(last_error.take().unwrap_or(ClientError::Timeout {
@@ -279,7 +294,7 @@ pub async fn run_linked(
         }
         let delay = backoff(attempt);
         attempt = attempt.saturating_add(1);
-        let delay = deadline.map_or(delay, |d| {
+        let delay = reach_deadline.map_or(delay, |d| {
             delay.min(d.saturating_duration_since(Instant::now()))
         });
         tokio::select! {
@@ -433,22 +448,19 @@ where
                 Some(Notice::Core(Effect::Listed { conn: c, partnerships: listing, more })) if c == conn => {
                     // A listing comes in parts, and a document claimed
                     // later comes alone: each adds to what was listed.
-                    for partnership in listing {
-                        match partnerships.get_mut(&partnership.id) {
-                            Some(known) => {
-                                for id in partnership.documents {
-                                    if !known.documents.contains(&id) {
-                                        known.documents.push(id);
-                                    }
+                    // The latest message says the rest (name, role,
+                    // schools) as it is now.
+                    for mut partnership in listing {
+                        if let Some(known) = partnerships.remove(&partnership.id) {
+                            let mut documents = known.documents;
+                            for id in partnership.documents {
+                                if !documents.contains(&id) {
+                                    documents.push(id);
                                 }
-                                known.name = partnership.name;
-                                known.role = partnership.role;
-                                known.home = partnership.home;
                             }
-                            None => {
-                                partnerships.insert(partnership.id.clone(), partnership);
-                            }
+                            partnership.documents = documents;
                         }
+                        partnerships.insert(partnership.id.clone(), partnership);
                     }
                     if !more {
                         listed = true;
@@ -577,11 +589,23 @@ fn dropped(url: &str) -> ClientError {
     }
 }
 
-/// Keeps the school's partnerships, as the relay listed them, in `meta`.
+/// Keeps the school's partnerships, as the relay listed them, in `meta`,
+/// and every school's signing keys it named with those learned before.
 async fn record_partnerships(
     sender: &EngineSender,
     partnerships: &BTreeMap<String, ListedPartnership>,
 ) {
+    let listed: Vec<ListedPartnership> = partnerships.values().cloned().collect();
+    let keys = sender
+        .query(move |_, store| {
+            let before = store
+                .meta(crate::signatures::META_SIGNING_KEYS)
+                .ok()
+                .flatten();
+            crate::signatures::with_listed(before.as_deref(), &listed)
+        })
+        .await
+        .flatten();
     let mut list: Vec<&ListedPartnership> = partnerships.values().collect();
     list.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
     let known: Vec<KnownPartnership> = list
@@ -601,6 +625,9 @@ async fn record_partnerships(
     if let Some(main) = list.iter().find(|p| p.home).or(list.first()) {
         values.push((META_PARTNERSHIP_NAME.to_string(), main.name.clone()));
         values.push((META_ROLE.to_string(), main.role.as_str().to_string()));
+    }
+    if let Some(keys) = keys {
+        values.push((crate::signatures::META_SIGNING_KEYS.to_string(), keys));
     }
     let _ = sender.set_meta(values).await;
 }

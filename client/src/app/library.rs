@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use automerge::{ActorId, AutoCommit, ChangeHash, ReadDoc};
+use partnerplan_model::signing::{KnownKeys, Signer};
 use partnerplan_model::{Author, doc, read, records};
 use partnerplan_model::{DocView, Kind, ModelError};
 use partnerplan_sync::store::{Held, Write};
@@ -142,7 +143,7 @@ impl Library {
     /// A document the relay has not listed (one made here) is the home
     /// partnership's.
     pub fn can_edit(&self, id: &DocumentId) -> bool {
-        self.writable_doc(id, &self.partnerships()).is_ok()
+        self.writable(Some(id)).is_ok()
     }
 
     /// The documents `ids` that this computer holds and that are of one
@@ -250,7 +251,7 @@ impl Library {
         message: String,
         edit: impl FnOnce(&mut AutoCommit) -> Result<T, ModelError>,
     ) -> Result<(T, Option<ChangeHash>), EditError> {
-        self.writable_doc(id, &self.partnerships())?;
+        self.writable(Some(id))?;
         let actor = person_actor(base, who.person.as_deref());
         let result = {
             let mut inner = self.lock();
@@ -278,7 +279,7 @@ impl Library {
         message: String,
         create: impl FnOnce(&mut AutoCommit) -> Result<(), ModelError>,
     ) -> Result<DocumentId, EditError> {
-        self.writable()?;
+        self.writable(None)?;
         let id = DocumentId::random();
         let actor = person_actor(base, who.person.as_deref());
         self.lock()
@@ -313,31 +314,22 @@ impl Library {
         Ok(total)
     }
 
-    /// A viewer's edits are refused here, before anything is written,
-    /// so a viewer never holds a private version that looks real.
-    fn writable(&self) -> Result<(), EditError> {
-        match self.meta(crate::sync::META_ROLE)? {
-            Some(role) if role == "viewer" => Err(EditError::ReadOnly),
-            _ => Ok(()),
-        }
+    /// How this school signs (its key is in `dir`).
+    pub fn signer(&self, dir: &Path) -> Result<Signer, ClientError> {
+        crate::signatures::signer(&self.lock().store, dir)
     }
 
-    /// `writable`, and the role the school has where the relay lists
-    /// this document: a member of any partnership listing it may edit,
-    /// a school that only views those may not.
-    fn writable_doc(
-        &self,
-        id: &DocumentId,
-        partnerships: &[KnownPartnership],
-    ) -> Result<(), EditError> {
-        let listing: Vec<&KnownPartnership> = partnerships
-            .iter()
-            .filter(|p| p.document_ids().any(|d| d == *id))
-            .collect();
-        if listing.is_empty() {
-            return self.writable();
-        }
-        if listing.iter().all(|p| p.viewer()) {
+    /// The keys every signature shown is checked against.
+    pub fn known_keys(&self, dir: &Path) -> Result<KnownKeys, ClientError> {
+        crate::signatures::known_keys(&self.lock().store, dir)
+    }
+
+    /// A viewer's edits are refused here, before anything is written,
+    /// so a viewer never holds a private version that looks real: of a
+    /// new document, by its role at home; of `id`, by its role where the
+    /// relay lists it (`school::may_edit`).
+    fn writable(&self, id: Option<&DocumentId>) -> Result<(), EditError> {
+        if !crate::school::may_edit(&self.lock().store, id)? {
             return Err(EditError::ReadOnly);
         }
         Ok(())

@@ -23,6 +23,11 @@ pub(super) fn import_file(
     file: &Path,
     partnership: Option<&str>,
 ) -> Result<(), ClientError> {
+    school.editable()?;
+    if let Some(pid) = partnership {
+        // Listing in an existing partnership changes it.
+        school.editable_doc(&DocumentId::parse_url_or_id(pid)?)?;
+    }
     let text = std::fs::read_to_string(file).map_err(|e| {
         ClientError::Other(format!(
             "could not read {}: {e}. Check the path.",
