@@ -184,4 +184,16 @@ fn the_local_authority_reads_every_partnership_it_views() {
             shots.to_str().unwrap(),
         ],
     );
+
+    // The command line beside the app refuses the same: a local authority
+    // is a member of its own partnership, yet changes none it views.
+    let refused = la.fails(&["put", &partnership_urls[5], "funding", "£1"]);
+    assert!(refused.contains("can read"), "{refused}");
+    let refused = la.fails(&[
+        "import",
+        county_fixture("kent-2013-raid.json").to_str().unwrap(),
+        "--partnership",
+        &partnership_urls[5],
+    ]);
+    assert!(refused.contains("can read"), "{refused}");
 }
