@@ -303,8 +303,9 @@ pub enum Effect {
         message: String,
     },
     /// The relay listed documents this school may see (each is now
-    /// tracked): the school's partnerships, with its role in each. `more`:
-    /// the rest of this listing follows in further messages.
+    /// tracked): the school's partnerships, with its role in each and the
+    /// documents of each this message lists. `more`: the rest of this
+    /// listing follows in further messages.
     Listed {
         conn: ConnId,
         partnerships: Vec<ListedPartnership>,
@@ -851,16 +852,16 @@ impl Repo {
 
     /// A listing from the relay: track each document it names, so it is
     /// requested, synced and kept across restarts.
-    fn on_listing(&mut self, conn: ConnId, mut partnerships: Vec<ListedPartnership>, more: bool) {
+    fn on_listing(&mut self, conn: ConnId, partnerships: Vec<ListedPartnership>, more: bool) {
         let initiated = self.connections.get(&conn).is_some_and(|c| c.initiate);
         if !initiated || !self.config.ask_for_listing {
             return; // not asked for: nothing to do with it
         }
         let mut new = Vec::new();
-        for partnership in &mut partnerships {
-            for document_id in std::mem::take(&mut partnership.documents) {
-                if !self.tracked.contains(&document_id) {
-                    new.push(document_id);
+        for partnership in &partnerships {
+            for document_id in &partnership.documents {
+                if !self.tracked.contains(document_id) {
+                    new.push(*document_id);
                 }
             }
         }
