@@ -65,8 +65,8 @@ pub fn set_field(
     path: &str,
     value: &str,
 ) -> Result<(), ClientError> {
-    school.editable()?;
     let id = existing(school, url)?;
+    school.editable_doc(&id)?;
     let segments = parse_path(path)?;
     let value: Json =
         serde_json::from_str(value).unwrap_or_else(|_| Json::String(value.to_string()));
@@ -143,8 +143,8 @@ pub fn edit_text(
     path: &str,
     edit: TextEdit,
 ) -> Result<String, ClientError> {
-    school.editable()?;
     let id = existing(school, url)?;
+    school.editable_doc(&id)?;
     let segments = parse_path(path)?;
     let actor = school.actor()?;
     school.store.change(

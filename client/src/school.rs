@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use automerge::ActorId;
 use ed25519_dalek::SigningKey;
+use partnerplan_sync::DocumentId;
 use partnerplan_sync::Store;
 
 use crate::error::ClientError;
@@ -119,6 +120,15 @@ impl School {
         Ok(())
     }
 
+    /// Refuses an edit of the document `id` when this school may only
+    /// read it: see [`may_edit`].
+    pub fn editable_doc(&self, id: &DocumentId) -> Result<(), ClientError> {
+        if !may_edit(&self.store, Some(id))? {
+            return Err(ClientError::ReadOnly);
+        }
+        Ok(())
+    }
+
     /// The token from the invite, if the school has joined.
     pub fn token(&self) -> Result<Option<String>, ClientError> {
         let path = self.dir.join(TOKEN_FILE);
@@ -189,6 +199,32 @@ pub fn signing_key(dir: &Path) -> Result<SigningKey, ClientError> {
 /// take them, so they would only be a private version that looks real.
 pub fn is_viewer(store: &Store) -> Result<bool, partnerplan_sync::StoreError> {
     Ok(store.meta(crate::sync::META_ROLE)?.as_deref() == Some("viewer"))
+}
+
+/// Whether this school may change the document `id` (`None`: a new one,
+/// which belongs to its home partnership). Where the relay lists the
+/// document, the school's role in the partnerships listing it decides: a
+/// member of any of them may, a school that only views them may not (a
+/// local authority is a member of its own partnership and views the
+/// ones it oversees). A document the relay has not listed (one made
+/// here) is the home partnership's: [`is_viewer`].
+pub fn may_edit(
+    store: &Store,
+    id: Option<&DocumentId>,
+) -> Result<bool, partnerplan_sync::StoreError> {
+    if let Some(id) = id {
+        let partnerships = crate::sync::KnownPartnership::read(
+            store.meta(crate::sync::META_PARTNERSHIPS)?.as_deref(),
+        );
+        let listing: Vec<_> = partnerships
+            .iter()
+            .filter(|p| p.document_ids().any(|d| d == *id))
+            .collect();
+        if !listing.is_empty() {
+            return Ok(listing.iter().any(|p| !p.viewer()));
+        }
+    }
+    Ok(!is_viewer(store)?)
 }
 
 /// Makes the school's data folder, readable only by its owner: it holds

@@ -149,8 +149,43 @@ pub const META_PARTNERSHIP_NAME: &str = "partnership_name";
 /// `viewer` (a viewer's changes are never kept).
 pub const META_ROLE: &str = "role";
 /// `meta` key: every partnership of the school, as a JSON list of
-/// `{"id", "name", "role", "home"}`, sorted by name.
+/// [`KnownPartnership`] (`{"id", "name", "role", "home", "documents"}`),
+/// sorted by name.
 pub const META_PARTNERSHIPS: &str = "partnerships";
+
+/// One of the school's partnerships as the relay last listed it: what
+/// the app knows of which documents are whose, and what the school may
+/// do with them. From the relay's record of owners, never from what
+/// documents say.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KnownPartnership {
+    pub id: String,
+    pub name: String,
+    /// `member` or `viewer`.
+    pub role: String,
+    /// Where the documents this school creates belong.
+    pub home: bool,
+    /// Its documents' ids, as listed (records made before listings
+    /// carried them have none).
+    #[serde(default)]
+    pub documents: Vec<String>,
+}
+
+impl KnownPartnership {
+    pub fn viewer(&self) -> bool {
+        self.role == "viewer"
+    }
+
+    pub fn document_ids(&self) -> impl Iterator<Item = DocumentId> + '_ {
+        self.documents.iter().filter_map(|d| d.parse().ok())
+    }
+
+    /// The partnerships recorded in `meta` (none if nothing readable).
+    pub fn read(meta: Option<&str>) -> Vec<KnownPartnership> {
+        meta.and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default()
+    }
+}
 
 /// Syncs the school's documents with its relay: once (until everything is
 /// in sync) or, with `watch`, until `stop` resolves.
@@ -499,7 +534,20 @@ where
                 }
                 Some(Notice::Core(Effect::Listed { conn: c, partnerships: listing, more })) if c == conn => {
                     arrivals.listed(&listing);
-                    for partnership in listing {
+                    // A listing comes in parts, and a document claimed
+                    // later comes alone: each adds to what was listed.
+                    // The latest message says the rest (name, role,
+                    // schools) as it is now.
+                    for mut partnership in listing {
+                        if let Some(known) = partnerships.remove(&partnership.id) {
+                            let mut documents = known.documents;
+                            for id in partnership.documents {
+                                if !documents.contains(&id) {
+                                    documents.push(id);
+                                }
+                            }
+                            partnership.documents = documents;
+                        }
                         partnerships.insert(partnership.id.clone(), partnership);
                     }
                     if !more {
@@ -658,20 +706,19 @@ async fn record_partnerships(
         .flatten();
     let mut list: Vec<&ListedPartnership> = partnerships.values().collect();
     list.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
-    let json: Vec<serde_json::Value> = list
+    let known: Vec<KnownPartnership> = list
         .iter()
-        .map(|p| {
-            serde_json::json!({
-                "id": p.id,
-                "name": p.name,
-                "role": p.role.as_str(),
-                "home": p.home,
-            })
+        .map(|p| KnownPartnership {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            role: p.role.as_str().to_string(),
+            home: p.home,
+            documents: p.documents.iter().map(|d| d.to_string()).collect(),
         })
         .collect();
     let mut values = vec![(
         META_PARTNERSHIPS.to_string(),
-        serde_json::Value::Array(json).to_string(),
+        serde_json::to_string(&known).unwrap_or_else(|_| "[]".into()),
     )];
     if let Some(main) = list.iter().find(|p| p.home).or(list.first()) {
         values.push((META_PARTNERSHIP_NAME.to_string(), main.name.clone()));
@@ -713,16 +760,17 @@ async fn tell_receiving(sender: &EngineSender, arrivals: &mut Arrivals, options:
     }
     let first = arrivals.kept.is_none();
     arrivals.kept = Some(receiving);
-    // Nothing to tell of a sync that had every document at once.
-    if first && receiving.complete() {
-        return;
-    }
+    // Kept even when complete at once: what an earlier run left is gone.
     let kept = if receiving.complete() {
         String::new()
     } else {
         receiving.to_meta()
     };
     set_status(sender, &[(StatusKey::Receiving, kept)]).await;
+    // Nothing to tell of a sync that had every document at once.
+    if first && receiving.complete() {
+        return;
+    }
     let due = arrivals
         .told
         .is_none_or(|told| told.elapsed() >= RECEIVING_EVERY);

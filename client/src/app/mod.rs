@@ -5,8 +5,11 @@
 //! - [`library`]: the documents, read and edited through the model.
 //! - [`web`]: routes, request checks (host, origin, token) and handlers.
 //! - [`pages`]: the HTML, rendered from the model's views.
+//! - [`county`]: the local authority's pages across the partnerships it
+//!   views.
 //! - [`sync_state`]: what the sync indicator says.
 
+pub mod county;
 pub mod library;
 pub mod pages;
 pub mod password;

@@ -470,7 +470,7 @@ fn control(ctx: &Ctx, row: Option<&str>, f: &Field, v: &FieldView, label: Option
         FieldType::When => html! {
             input id=(id) type="text" class={"when" (mark)} title=[title] data-field="" data-row=(row_attr) data-key=(f.key) value=(v.text) placeholder="A date or a term" aria-label=[label.map(|_| aria)];
         },
-        FieldType::Integer | FieldType::Percent => html! {
+        FieldType::Integer | FieldType::Percent | FieldType::Money => html! {
             input id=(id) type="text" inputmode="numeric" class={"number" (mark)} title=[title] data-field="" data-row=(row_attr) data-key=(f.key) value=(v.text) aria-label=[label.map(|_| aria)];
         },
         FieldType::Line => html! {
@@ -524,7 +524,7 @@ fn choice_class(f: &Field, text: &str) -> String {
 
 fn column_class(f: &Field) -> &'static str {
     match f.ty {
-        FieldType::Integer | FieldType::Percent => "narrow",
+        FieldType::Integer | FieldType::Percent | FieldType::Money => "narrow",
         FieldType::Prose => "wide",
         _ => "",
     }
@@ -742,7 +742,7 @@ fn a_or_an(word: &str) -> &'static str {
     }
 }
 
-fn plural(n: usize, one: &str, many: &str) -> String {
+pub fn plural(n: usize, one: &str, many: &str) -> String {
     if n == 1 {
         format!("1 {one}")
     } else {

@@ -81,7 +81,9 @@ impl SyncState {
         }
         match self.last_success {
             Some(t) => ("shared", "Shared with partners at".into(), Some(t)),
-            None => ("shared", "Shared with partners".into(), None),
+            // Connected, but never yet in sync: a first join before the
+            // relay has listed anything is not "shared".
+            None => ("sharing", "Sharing…".into(), None),
         }
     }
 
@@ -119,6 +121,9 @@ mod tests {
             ("shared", "Shared with partners at".into(), Some(now))
         );
         assert!(state.today(now), "today's moments show only the time");
+        state.last_success = None;
+        assert_eq!(state.describe().1, "Sharing…", "never in sync yet");
+        state.last_success = Some(now);
         state.receiving = Some(Receiving {
             documents: 40,
             documents_done: 12,
@@ -129,6 +134,12 @@ mod tests {
             state.describe().1,
             "Receiving 12 of 40 documents, 1.2 of 5.0 MB"
         );
+        state.receiving = state.receiving.map(|r| Receiving {
+            documents_done: 40,
+            bytes_done: r.bytes,
+            ..r
+        });
+        assert_eq!(state.describe().0, "shared");
         assert!(!state.today(now - 2 * 86_400));
     }
 }

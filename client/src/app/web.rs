@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, watch};
 use super::library::{EditError, Library};
 use super::pages::{self, Chrome, DocPage, Home, JoinForm};
 use super::sync_state::SyncState;
-use super::{Joining, password, versions};
+use super::{Joining, county, password, versions};
 
 pub struct AppState {
     pub library: Arc<Library>,
@@ -54,11 +54,22 @@ pub struct AppState {
     pub joining: Joining,
 }
 
-type Shared = Arc<AppState>;
+pub(super) type Shared = Arc<AppState>;
 
 pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/", get(home))
+        .route("/documents", get(documents))
+        .route("/partnerships", get(county::overview))
+        .route("/county", get(county::county_table))
+        .route("/county.csv", get(county::county_csv))
+        .route("/county.md", get(county::county_markdown))
+        .route("/outcomes", get(county::outcomes))
+        .route("/outcomes.csv", get(county::outcomes_csv))
+        .route("/outcomes.md", get(county::outcomes_markdown))
+        .route("/funding", get(county::funding))
+        .route("/funding.csv", get(county::funding_csv))
+        .route("/funding.md", get(county::funding_markdown))
         .route("/join", get(join_form).post(join))
         .route("/login", get(login_form).post(login))
         .route("/new", post(new_document))
@@ -228,7 +239,7 @@ fn check_token(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
 
 /// A request turned away before it did anything, with the page or
 /// sentence that says why.
-struct Refusal(Box<Response>);
+pub(super) struct Refusal(pub(super) Box<Response>);
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
@@ -244,14 +255,14 @@ fn refused_token() -> Response {
         .into_response()
 }
 
-struct Who {
+pub(super) struct Who {
     school: String,
     person: Option<String>,
     actor: ActorId,
     can_edit: bool,
 }
 
-fn who(state: &AppState) -> Result<Who, Refusal> {
+pub(super) fn who(state: &AppState) -> Result<Who, Refusal> {
     let meta = |key: &str| state.library.meta(key).ok().flatten();
     let actor = meta("actor_id")
         .and_then(|hex| ActorId::try_from(hex.as_str()).ok())
@@ -278,7 +289,7 @@ fn author(who: &Who) -> Author {
     }
 }
 
-fn chrome<'a>(state: &'a AppState, who: &'a Who, sync: &'a SyncState) -> Chrome<'a> {
+pub(super) fn chrome<'a>(state: &'a AppState, who: &'a Who, sync: &'a SyncState) -> Chrome<'a> {
     Chrome {
         school: &who.school,
         person: who.person.as_deref(),
@@ -287,7 +298,20 @@ fn chrome<'a>(state: &'a AppState, who: &'a Who, sync: &'a SyncState) -> Chrome<
     }
 }
 
+/// The home page: the partnership's documents, or, for a school that
+/// views several partnerships (a local authority), the overview of them.
 async fn home(State(state): State<Shared>) -> Response {
+    if let Err(redirect) = who(&state) {
+        return redirect.into_response();
+    }
+    if county::overview_is_home(&state.library) {
+        return county::overview_page(&state, &Default::default());
+    }
+    documents(State(state)).await
+}
+
+/// Every document this school holds, newest change first.
+async fn documents(State(state): State<Shared>) -> Response {
     let who = match who(&state) {
         Ok(who) => who,
         Err(redirect) => return redirect.into_response(),
@@ -317,6 +341,15 @@ async fn home(State(state): State<Shared>) -> Response {
         }
     }
     let partnership = partnership.or_else(|| state.library.meta("partnership_name").ok().flatten());
+    // A school that views several partnerships holds all their documents.
+    let (partnership, schools) = if county::overview_is_home(&state.library) {
+        (
+            Some("Every document on this computer".to_string()),
+            Vec::new(),
+        )
+    } else {
+        (partnership, schools)
+    };
     let sync = state.sync.borrow().clone();
     Html(
         pages::home(
@@ -334,7 +367,7 @@ async fn home(State(state): State<Shared>) -> Response {
     .into_response()
 }
 
-fn failure(text: &str) -> Response {
+pub(super) fn failure(text: &str) -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         Html(pages::message("Something went wrong", None, &format!("{text}. Your documents are safe on this computer; try again, and if it keeps happening ask your IT support to look at partnerplan's log.")).into_string()),
@@ -511,7 +544,7 @@ fn render_document(state: &AppState, id: &str, body_only: bool) -> Response {
         id: &id_text,
         view: &view,
         heads: &heads,
-        editable: who.can_edit,
+        editable: state.library.can_edit(&id),
         school: &who.school,
         person: who.person.as_deref(),
         since: since.as_ref(),

@@ -104,11 +104,12 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Import an action plan file (see the README for its format) and print the new URLs.
+    /// Import an action plan file, or a documents file of any kinds (see
+    /// the README for both formats), and print the new URLs.
     Import {
         file: PathBuf,
-        /// List the plan in this existing partnership document instead of
-        /// creating the one the file describes.
+        /// List the documents in this existing partnership document
+        /// instead of creating the one the file describes.
         #[arg(long)]
         partnership: Option<String>,
     },

@@ -61,8 +61,8 @@ fn change<T>(
     message: String,
     edit: impl FnOnce(&mut AutoCommit) -> Result<T, ClientError>,
 ) -> Result<T, ClientError> {
-    school.editable()?;
     let id = DocumentId::parse_url_or_id(url)?;
+    school.editable_doc(&id)?;
     let actor = actor(school, who)?;
     school.store.change(&id, &actor, Some(message), |doc| {
         held(doc, &id)?;
@@ -83,6 +83,9 @@ pub(super) fn new_document(
     school.editable()?;
     let kind = Kind::parse(kind).map_err(|e| ClientError::Other(format!("{e}.")))?;
     let partnership = partnership.map(DocumentId::parse_url_or_id).transpose()?;
+    if let Some(pid) = &partnership {
+        school.editable_doc(pid)?;
+    }
     let id = DocumentId::random();
     let actor = actor(school, who)?;
     let partnership_url = partnership.map(|p| p.url());

@@ -23,6 +23,8 @@ const LAYERS: &[(&str, &str)] = &[
     ("render", include_str!("render.rs")),
     ("history", include_str!("history.rs")),
     ("plan_file", include_str!("plan_file.rs")),
+    ("documents_file", include_str!("documents_file.rs")),
+    ("county", include_str!("county.rs")),
 ];
 
 /// The modules `code` names: `crate::name::…`, `crate::name;` and the

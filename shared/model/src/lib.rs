@@ -33,17 +33,22 @@
 //! 4. `read`: a whole document, or a past version of it, into a view.
 //! 5. `create`, `edit`, `rows`, `review`: the typed edits, each on a
 //!    `&mut AutoCommit` inside the caller's change.
-//! 6. `diff`, `render`, `history`, `plan_file`: comparing, printing,
-//!    who-changed-what, the import and export file.
+//! 6. `diff`, `render`, `history`, `plan_file`, `documents_file`:
+//!    comparing, printing, who-changed-what, the action plan's import and
+//!    export file and the file for any document.
+//! 7. `county`: the local authority's reading across partnerships (the
+//!    overview, the county table, outcomes, funding).
 //!
 //! Readers take any Automerge document (`&impl ReadDoc`, `&impl
 //! Readable`, or `&Automerge` for past versions and history), so a caller
 //! holding the store's `Automerge` reads it without a copy.
 
 pub mod author;
+pub mod county;
 pub mod create;
 pub mod diff;
 pub mod doc;
+pub mod documents_file;
 pub mod edit;
 pub mod error;
 pub mod history;

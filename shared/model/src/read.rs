@@ -14,7 +14,7 @@ use crate::doc::{kind_of, str_at};
 use crate::error::ModelError;
 use crate::records::{self, ActorEntry, Readable, Review};
 use crate::schema::{Field, FieldType, RESPONSIBILITY_PARTS, Table};
-use crate::text::short;
+use crate::text::{pounds, short};
 use crate::view::{Candidate, DocView, FieldView, Removal, RowView, TableView};
 use crate::when::when_text;
 
@@ -262,6 +262,7 @@ fn scalar_view(s: &ScalarValue, ty: FieldType) -> (Json, String) {
             };
             (json!(v.to_string()), text)
         }
+        ScalarValue::Int(i) if matches!(ty, FieldType::Money) => (json!(i), pounds(*i)),
         ScalarValue::Int(i) => (json!(i), i.to_string()),
         ScalarValue::Uint(u) => (json!(u), u.to_string()),
         ScalarValue::F64(f) => (json!(f), format!("{f}")),

@@ -92,7 +92,7 @@ fn md_code(s: &str) -> String {
 }
 
 /// For a table cell: no column breaks, lines as `<br>`.
-fn md_escape(s: &str) -> String {
+pub fn md_escape(s: &str) -> String {
     md_text(s).replace('|', "\\|").replace('\n', "<br>")
 }
 
@@ -434,7 +434,7 @@ fn reviews(reviews: &[Review], markup: &impl Markup, out: &mut String) {
 /// One CSV cell. A spreadsheet runs a cell that starts with = + - @, a
 /// tab or a carriage return as a formula, so such a cell (partners
 /// write these words) starts with a quote mark, which shows it as text.
-fn csv_field(s: &str) -> String {
+pub fn csv_field(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {

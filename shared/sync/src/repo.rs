@@ -315,9 +315,9 @@ pub enum Effect {
         message: String,
     },
     /// The relay listed documents this school may see (each is now
-    /// tracked): the school's partnerships, with its role in each, and the
-    /// documents of this message with their sizes. `more`: the rest of
-    /// this listing follows in further messages.
+    /// tracked): the school's partnerships, with its role in each and the
+    /// documents of each this message lists, with their sizes. `more`:
+    /// the rest of this listing follows in further messages.
     Listed {
         conn: ConnId,
         partnerships: Vec<ListedPartnership>,

@@ -1492,6 +1492,21 @@ mod relay_policy {
             .iter()
             .any(|(node, e)| *node == 2 && matches!(e, Effect::Listed { more: false, .. }));
         assert!(listed, "the driver hears the listing ended");
+        let heard: Vec<DocumentId> = net
+            .log
+            .iter()
+            .filter(|(node, _)| *node == 2)
+            .filter_map(|(_, e)| match e {
+                Effect::Listed { partnerships, .. } => Some(partnerships),
+                _ => None,
+            })
+            .flat_map(|partnerships| partnerships.iter().flat_map(|p| p.documents.clone()))
+            .collect();
+        assert_eq!(
+            heard,
+            vec![north],
+            "and which documents are the partnership's"
+        );
 
         // A document North claims later reaches it by itself; South's
         // later one does not.

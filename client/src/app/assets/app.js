@@ -361,7 +361,7 @@
     events.addEventListener("doc", (e) => {
       const id = liveDocId();
       if (id && (e.data === id || e.data === "*")) refreshSoon();
-      if (!id && document.querySelector("table.documents, .no-documents")) homeRefreshSoon();
+      if (!id && listPage()) homeRefreshSoon();
     });
     events.addEventListener("sync", (e) => {
       const old = document.getElementById("sync");
@@ -375,14 +375,23 @@
   function refreshAll() {
     if (liveDocId()) refreshSoon();
     else if (docId()) return;
-    else if (document.querySelector("table.documents, .no-documents")) homeRefreshSoon();
+    else if (listPage()) homeRefreshSoon();
+  }
+
+  // A page that lists documents, or reads across partnerships (the local
+  // authority's): refreshed whole when any document changes.
+  function listPage() {
+    return document.querySelector("table.documents, .no-documents, [data-live-page]");
   }
 
   let homeTimer = null;
   function homeRefreshSoon() {
     clearTimeout(homeTimer);
+    // Pages across many partnerships read many documents: while a
+    // partnership's documents arrive, refresh them at most once a second.
+    const wait = document.querySelector("[data-live-page]") ? 1000 : 200;
     homeTimer = setTimeout(async () => {
-      const response = await fetch("/");
+      const response = await fetch(location.pathname + location.search);
       if (!response.ok) return;
       const holder = document.createElement("html");
       holder.innerHTML = await response.text();
@@ -392,7 +401,7 @@
         morph(main, fresh);
         localTimes();
       }
-    }, 200);
+    }, wait);
   }
 
   // Times in the reader's own clock.
