@@ -181,8 +181,15 @@ fn restore_refuses_while_the_relay_runs_and_backup_refuses_to_overwrite() {
     let second = partnerplan_tests::run_bounded(
         {
             let mut c = std::process::Command::new(partnerplan_tests::relay_binary());
-            c.args(["serve", "--listen", "127.0.0.1:0", "--data"])
-                .arg(&relay.data);
+            c.args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
+            .arg(&relay.data);
             c
         },
         Duration::from_secs(30),
