@@ -208,7 +208,7 @@ pub fn overview(o: &Overview<'_>) -> Markup {
         form method="post" action="/admin/partnerships" class="stack" {
             input type="hidden" name="csrf" value=(o.csrf);
             label for="partnership-name" { "Name of a new partnership" }
-            input id="partnership-name" name="name" type="text" required autocomplete="off";
+            input id="partnership-name" name="name" type="text" required autocomplete="off" maxlength=(crate::directory::NAME_CHARS);
             button type="submit" { "Create the partnership" }
         }
 
@@ -310,7 +310,7 @@ pub fn partnership(p: &PartnershipPage<'_>) -> Markup {
             input type="hidden" name="csrf" value=(p.csrf);
             input type="hidden" name="partnership" value=(p.partnership.id);
             label for="school-name" { "The school's name, as its partners know it" }
-            input id="school-name" name="name" type="text" required autocomplete="off";
+            input id="school-name" name="name" type="text" required autocomplete="off" maxlength=(crate::directory::NAME_CHARS);
             fieldset {
                 legend { "What the school may do" }
                 div class="radio" {
