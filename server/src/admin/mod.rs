@@ -61,6 +61,10 @@ const TITLE_CHARS: usize = 120;
 const WRONG_PASSWORDS_PER_MINUTE: usize = 10;
 /// Notices waiting to be shown after a change (a sentence each).
 const NOTICES_KEPT: usize = 64;
+/// Invites made and waiting for the page the browser is sent to next
+/// (a few KB each), and how long one waits before it is forgotten.
+const INVITES_WAITING: usize = 16;
+const INVITE_WAITS: Duration = Duration::from_secs(60);
 
 /// Which of the relay's listeners a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +113,11 @@ pub struct Admin {
     titles: Mutex<VecDeque<Title>>,
     wrong_passwords: Mutex<VecDeque<Instant>>,
     notices: Mutex<VecDeque<(String, String)>>,
+    /// Invite pages made by a change and not yet shown: the change
+    /// answers with a redirect to `/admin/invites/{id}`, which shows the
+    /// page once and forgets it, so reloading it (or going back to it)
+    /// never makes another token.
+    invites: Mutex<VecDeque<(String, Instant, String)>>,
     /// Served over TLS: cookies are `Secure`.
     secure: bool,
 }
@@ -126,6 +135,7 @@ impl Admin {
             titles: Mutex::new(VecDeque::new()),
             wrong_passwords: Mutex::new(VecDeque::new()),
             notices: Mutex::new(VecDeque::new()),
+            invites: Mutex::new(VecDeque::new()),
             secure,
         }
     }
@@ -165,6 +175,27 @@ impl Admin {
         }
         notices.push_back((id.clone(), text));
         id
+    }
+
+    /// Keeps an invite's page for the one request that shows it; its id.
+    fn keep_invite(&self, page: String) -> String {
+        let id = new_secret();
+        let mut invites = lock(&self.invites);
+        invites.retain(|(_, made, _)| made.elapsed() < INVITE_WAITS);
+        if invites.len() >= INVITES_WAITING {
+            invites.pop_front();
+        }
+        invites.push_back((id.clone(), Instant::now(), page));
+        id
+    }
+
+    fn take_invite(&self, id: &str) -> Option<String> {
+        let mut invites = lock(&self.invites);
+        invites.retain(|(_, made, _)| made.elapsed() < INVITE_WAITS);
+        let i = invites
+            .iter()
+            .position(|(known, _, _)| constant_time_eq(known, id))?;
+        invites.remove(i).map(|(_, _, page)| page)
     }
 
     fn take_notice(&self, id: Option<&str>) -> Option<String> {
@@ -332,6 +363,7 @@ pub fn router(state: Shared, listener: Listener) -> Router<Shared> {
         .route("/admin/partnerships/{id}", get(partnership))
         .route("/admin/schools", post(add_school))
         .route("/admin/schools/token", post(rotate_token))
+        .route("/admin/invites/{id}", get(show_invite))
         .route("/admin/schools/role", post(change_role))
         .route(
             "/admin/schools/remove",
@@ -986,6 +1018,9 @@ async fn add_school(
     }
 }
 
+/// Answers a change that made an invite: the page is kept for the next
+/// request only, and the browser is sent there, so the page in its
+/// history is a GET that shows the invite once and never makes another.
 fn invite_page(
     state: &AppState,
     who: &Who,
@@ -994,16 +1029,22 @@ fn invite_page(
     what: &str,
 ) -> Response {
     let line = invite.line();
-    page(
-        StatusCode::OK,
-        pages::invite(
-            invite,
-            &line,
-            partnership,
-            what,
-            logged_in(who).then_some(state.admin.csrf.as_str()),
-        ),
-    )
+    let markup = pages::invite(
+        invite,
+        &line,
+        partnership,
+        what,
+        logged_in(who).then_some(state.admin.csrf.as_str()),
+    );
+    let id = state.admin.keep_invite(markup.into_string());
+    Redirect::to(&format!("/admin/invites/{id}")).into_response()
+}
+
+async fn show_invite(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    match state.admin.take_invite(&id) {
+        Some(page) => (StatusCode::OK, Html(page)).into_response(),
+        None => page(StatusCode::GONE, pages::invite_gone()),
+    }
 }
 
 #[derive(Deserialize)]

@@ -378,6 +378,17 @@ pub fn invite(
     layout(&format!("Invite for {}", invite.school), csrf, body)
 }
 
+/// An invite's page asked for again: it was shown once and not kept.
+pub fn invite_gone() -> Markup {
+    let body = html! {
+        p class="back" { a href="/admin" { "Back to your relay" } }
+        h1 { "This invite has been shown already" }
+        p { "An invite is shown only once, and the relay does not keep it, so it cannot be shown again. The school can still use it." }
+        p { "If the school did not get it, give the school a new invite from its partnership's page (" strong { "New invite" } "): the one shown before then stops working." }
+    };
+    layout("Invite shown already", None, body)
+}
+
 fn qr_svg(text: &str) -> Option<String> {
     let code = qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M).ok()?;
     let svg = code
