@@ -41,6 +41,10 @@ async function run(browser) {
   await page.getByLabel("The school's name, as its partners know it").fill("   ");
   await page.getByRole("button", { name: "Add the school" }).click();
   await page.getByRole("alert").getByText("A name cannot be empty").waitFor();
+  await eventually(async () => (await page.evaluate(() => document.activeElement?.id)) === "error-summary", "the keyboard is taken to the mistake");
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
+  await eventually(async () => (await page.evaluate(() => document.activeElement?.id)) === "school-name", "the mistake's link leads to its field");
   await checkAccessibility(page, "adding a school, with a mistake");
 
   // Add the school: its invite, shown once.
