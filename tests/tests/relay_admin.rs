@@ -590,3 +590,25 @@ fn install_service_shows_the_unit_it_would_install() {
             .exists()
     );
 }
+
+#[test]
+fn the_admin_pages_never_listen_beyond_this_computer() {
+    let root = tempfile::tempdir().unwrap();
+    let out = partnerplan_tests::run_bounded(
+        {
+            let mut c = Command::new(relay_binary());
+            c.arg("--data")
+                .arg(root.path().join("relay"))
+                .args(["serve", "--listen", "127.0.0.1:0"])
+                .args(["--admin-listen", "0.0.0.0:0"]);
+            c
+        },
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("must be a loopback address") && said.contains("admin-password"),
+        "{said}"
+    );
+}
