@@ -186,7 +186,8 @@ impl Relay {
             register.clone(),
             store.owners()?,
             config.max_connections_per_school,
-        );
+        )
+        .with_signing_keys(store.signing_keys()?);
         let (register_tx, register_rx) = watch::channel(register);
         let peer_id = format!("partnerplan-relay-{storage_id}");
         let mut repo_config = RepoConfig::new(peer_id.clone(), Some(storage_id.clone()));

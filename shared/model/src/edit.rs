@@ -407,6 +407,16 @@ pub(crate) fn put_value(
             };
             put_scalar(doc, obj, field.key, value)?
         }
+        FieldType::Money => {
+            let value = if trimmed.is_empty() {
+                None
+            } else {
+                Some(ScalarValue::Int(
+                    crate::text::parse_pounds(trimmed).map_err(bad)?,
+                ))
+            };
+            put_scalar(doc, obj, field.key, value)?
+        }
         FieldType::Percent => {
             let value = if trimmed.is_empty() {
                 None

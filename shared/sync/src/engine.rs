@@ -477,6 +477,7 @@ impl Worker {
                 Effect::PersistOwner { document_id, owner } => {
                     writes.push(Write::Owner { document_id, owner })
                 }
+                Effect::PersistSigningKey { key } => writes.push(Write::SigningKey { key }),
                 Effect::PersistSyncState {
                     document_id,
                     storage_id,
@@ -578,7 +579,7 @@ impl Worker {
                         | Write::SyncState { document_id, .. }
                         | Write::Owner { document_id, .. }
                         | Write::Track { document_id } => Some(*document_id),
-                        Write::Meta { .. } => None,
+                        Write::Meta { .. } | Write::SigningKey { .. } => None,
                     })
                     .collect();
                 document_ids.sort();
