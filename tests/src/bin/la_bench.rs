@@ -354,7 +354,14 @@ struct Relay {
 impl Relay {
     fn start(program: &Path, data: &Path) -> Relay {
         let mut child = Command::new(program)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
             .arg(data)
             .env("PARTNERPLAN_LOG", "warn")
             .stdin(Stdio::null())
