@@ -91,6 +91,17 @@ pub async fn run(
     run_linked(dir, options, stop, None).await
 }
 
+/// A school's sync core, as each sync process starts it: a new peer id
+/// of its own, the store's storage id, trusting its relay, asking it for
+/// the listing of the school's documents. The random-schedule tests
+/// (`tests/tests/random_schedules.rs`) run the same core.
+pub fn school_core(storage_id: String) -> Repo {
+    let peer_id = format!("school-{:016x}", rand::rng().random::<u64>());
+    let mut config = RepoConfig::new(peer_id, Some(storage_id));
+    config.ask_for_listing = true;
+    Repo::new(config, Box::new(AllowAll))
+}
+
 /// [`run`], inside a program that also edits (the app).
 pub async fn run_linked(
     dir: &Path,
@@ -109,10 +120,7 @@ pub async fn run_linked(
     drop(school);
     let mut store = Store::open(dir.join(DATABASE_FILE))?;
     let storage_id = store.storage_id()?;
-    let peer_id = format!("school-{:016x}", rand::rng().random::<u64>());
-    let mut config = RepoConfig::new(peer_id, Some(storage_id));
-    config.ask_for_listing = true;
-    let repo = Repo::new(config, Box::new(AllowAll));
+    let repo = school_core(storage_id);
     let (notices_tx, mut notices) = mpsc::unbounded_channel();
     let (engine_link, changed) = match link {
         Some(Link { engine, changed }) => (Some(engine), Some(changed)),
