@@ -1174,6 +1174,21 @@ impl Net {
     }
 
     fn check(&mut self) -> Result<(), String> {
+        // Once all is quiet, each school's status says all is confirmed.
+        let storage = self.relay().storage_id();
+        for (i, school) in self.schools.iter_mut().enumerate() {
+            for id in school.held.clone() {
+                let mut acknowledged = school.acknowledged(&id, &storage);
+                let mut heads = school.doc(&id).get_heads();
+                acknowledged.sort();
+                heads.sort();
+                if acknowledged != heads {
+                    return Err(format!(
+                        "School {i} holds every change the relay holds of {id}, but its status would still list some as unconfirmed"
+                    ));
+                }
+            }
+        }
         // What the relay's file holds after one more restart is what counts.
         self.restart_relay()?;
         if !self.converged() {
