@@ -20,6 +20,7 @@ pub struct Conflict {
 
 /// Creates a new document whose `title` is editable text. Returns its id.
 pub fn create(school: &mut School, title: &str) -> Result<DocumentId, ClientError> {
+    school.editable()?;
     let id = DocumentId::random();
     let actor = school.actor()?;
     let title = title.to_string();
@@ -64,6 +65,7 @@ pub fn set_field(
     path: &str,
     value: &str,
 ) -> Result<(), ClientError> {
+    school.editable()?;
     let id = existing(school, url)?;
     let segments = parse_path(path)?;
     let value: Json =
@@ -141,6 +143,7 @@ pub fn edit_text(
     path: &str,
     edit: TextEdit,
 ) -> Result<String, ClientError> {
+    school.editable()?;
     let id = existing(school, url)?;
     let segments = parse_path(path)?;
     let actor = school.actor()?;

@@ -36,9 +36,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use automerge::sync;
 use automerge::{ActorId, AutoCommit, ChangeHash, ObjId, ReadDoc};
+use ed25519_dalek::SigningKey;
 use partnerplan_client::sync::school_core;
 use partnerplan_model::doc::kind_of;
 use partnerplan_model::records::SignatureInput;
+use partnerplan_model::review::Given;
+use partnerplan_model::signing::Signer;
 use partnerplan_model::{
     Author, DocView, Kind, Placement, ProseEdit, create, edit, locate, read, review, rows,
 };
@@ -303,6 +306,8 @@ struct School {
     name: String,
     person: String,
     actor: ActorId,
+    /// The seed of its signing key.
+    key: [u8; 32],
     grant: Grant,
     repo: Repo,
     chunks: HashMap<DocumentId, Vec<Vec<u8>>>,
@@ -495,10 +500,16 @@ impl Net {
                 name: format!("School {i}"),
                 person: format!("Head of school {i}"),
                 actor: ActorId::from(format!("school-{i}-actor").as_bytes()),
+                key: [i as u8 + 1; 32],
                 grant: register
                     .authenticate(&hash_token(token), Some(&partnership.id))
                     .expect("each school's token is good"),
-                repo: school_core(format!("school-{i}-storage")),
+                repo: school_core(
+                    format!("school-{i}-storage"),
+                    SigningKey::from_bytes(&[i as u8 + 1; 32])
+                        .verifying_key()
+                        .to_bytes(),
+                ),
                 chunks: HashMap::new(),
                 sync_states: HashMap::new(),
                 cache: HashMap::new(),
@@ -1047,7 +1058,7 @@ impl Net {
             Edit::Review => {
                 let by = "the heads and the JCC";
                 if let Some(review_id) = self.edit(school, id, |d, a| {
-                    review::record(d, "2026-11-29", by, None, &[], a)
+                    review::record(d, "2026-11-29", by, None, Given::Nothing, a)
                 }) {
                     self.expected.reviews.insert((id, review_id), 0);
                 }
@@ -1064,9 +1075,11 @@ impl Net {
                     school: s.name.clone(),
                     date: None,
                 };
+                let signer = Signer::new(SigningKey::from_bytes(&s.key), &s.name, Vec::new());
+                let document = id.to_string();
                 if self
                     .edit(school, id, |d, a| {
-                        review::sign(d, &review_id, &input, "2026-11-29", a)
+                        review::sign(d, &document, &review_id, &input, &signer, a)
                     })
                     .is_some()
                 {

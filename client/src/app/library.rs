@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use automerge::{ActorId, AutoCommit, ChangeHash, ReadDoc};
+use partnerplan_model::signing::{KnownKeys, Signer};
 use partnerplan_model::{Author, doc, read, records};
 use partnerplan_model::{DocView, Kind, ModelError};
 use partnerplan_sync::store::{Held, Write};
@@ -253,13 +254,23 @@ impl Library {
         Ok(total)
     }
 
+    /// How this school signs (its key is in `dir`).
+    pub fn signer(&self, dir: &Path) -> Result<Signer, ClientError> {
+        crate::signatures::signer(&self.lock().store, dir)
+    }
+
+    /// The keys every signature shown is checked against.
+    pub fn known_keys(&self, dir: &Path) -> Result<KnownKeys, ClientError> {
+        crate::signatures::known_keys(&self.lock().store, dir)
+    }
+
     /// A viewer's edits are refused here, before anything is written,
     /// so a viewer never holds a private version that looks real.
     fn writable(&self) -> Result<(), EditError> {
-        match self.meta(crate::sync::META_ROLE)? {
-            Some(role) if role == "viewer" => Err(EditError::ReadOnly),
-            _ => Ok(()),
+        if crate::school::is_viewer(&self.lock().store)? {
+            return Err(EditError::ReadOnly);
         }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

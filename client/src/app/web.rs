@@ -22,11 +22,13 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use futures_util::stream::{self, Stream};
 use partnerplan_model::records::SignatureInput;
+use partnerplan_model::signing::KnownKeys;
 use partnerplan_model::{
     Author, Placement, ProseEdit, When, create, edit as model_edit, read, review, rows,
 };
 use partnerplan_model::{DocView, Kind, RowView, TableView};
 use partnerplan_sync::DocumentId;
+use partnerplan_web::guard::constant_time_eq;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
@@ -47,6 +49,8 @@ pub struct AppState {
     pub sessions: password::Sessions,
     pub signed_views: versions::SignedViews,
     pub person: std::sync::RwLock<Option<String>>,
+    /// The school's data folder (its signing key is there).
+    pub dir: std::path::PathBuf,
     pub joining: Joining,
 }
 
@@ -66,6 +70,7 @@ pub fn router(state: Shared) -> Router {
         .route("/doc/{id}/resolve", post(resolve))
         .route("/doc/{id}/review", post(record_review))
         .route("/doc/{id}/sign", post(sign_review))
+        .route("/doc/{id}/withdraw", post(withdraw_review))
         .route("/doc/{id}/signed/{review}", get(signed))
         .route("/doc/{id}/history", get(history))
         .route("/doc/{id}/as-of", get(as_of))
@@ -101,15 +106,8 @@ async fn guard(State(state): State<Shared>, request: Request, next: Next) -> Res
     let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
     if changes {
         let origin = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok());
-        let own = origin.is_none_or(|o| {
-            o.strip_prefix("http://")
-                .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
-        });
-        let cross_site = headers
-            .get("sec-fetch-site")
-            .and_then(|h| h.to_str().ok())
-            .is_some_and(|s| s == "cross-site");
-        if !own || cross_site {
+        let fetch_site = headers.get("sec-fetch-site").and_then(|h| h.to_str().ok());
+        if !partnerplan_web::guard::same_origin(origin, fetch_site, host) {
             tracing::warn!("refused a change sent from another web page");
             return (
                 StatusCode::FORBIDDEN,
@@ -244,14 +242,6 @@ fn refused_token() -> Response {
         Json(json!({"error": "This change did not come from one of this app's pages, so it was not made. Reload the page and try again."})),
     )
         .into_response()
-}
-
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 struct Who {
@@ -512,6 +502,10 @@ fn render_document(state: &AppState, id: &str, body_only: bool) -> Response {
         .flatten()
         .flatten();
     let set_at = conflict_times(state, &id, &view);
+    let keys = match state.library.known_keys(&state.dir) {
+        Ok(keys) => keys,
+        Err(error) => return failure(&error.to_string()),
+    };
     let id_text = id.to_string();
     let page = DocPage {
         id: &id_text,
@@ -523,6 +517,7 @@ fn render_document(state: &AppState, id: &str, body_only: bool) -> Response {
         since: since.as_ref(),
         version: None,
         set_at: &set_at,
+        keys: &keys,
     };
     if body_only {
         return Html(pages::document_body(&page).into_string()).into_response();
@@ -593,6 +588,7 @@ fn render_version(
         since: None,
         version: Some(&name),
         set_at: &HashMap::new(),
+        keys: &KnownKeys::default(),
     };
     Html(pages::document(&chrome(state, &who, &sync), &page).into_string()).into_response()
 }
@@ -1043,7 +1039,16 @@ async fn record_review(
         &id,
         None,
         "recorded a review".into(),
-        |d, who| review::record(d, &input.date, &input.by, Some(&input.note), &[], who),
+        |d, who| {
+            review::record(
+                d,
+                &input.date,
+                &input.by,
+                Some(&input.note),
+                review::Given::Nothing,
+                who,
+            )
+        },
     )
 }
 
@@ -1055,20 +1060,19 @@ struct SignInput {
 }
 
 /// A signature is given at this school, for this school: the school is
-/// never taken from the page.
+/// never taken from the page, and the signature is sealed with the
+/// school's key and carries the time it is made.
 async fn sign_review(
     State(state): State<Shared>,
     Path(id): Path<String>,
     headers: HeaderMap,
     Json(input): Json<SignInput>,
 ) -> Response {
-    let school = state
-        .library
-        .meta("school_name")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let today = partnerplan_model::when::date_from_unix(crate::status::now_unix()).to_string();
+    let signer = match tokio::task::block_in_place(|| state.library.signer(&state.dir)) {
+        Ok(signer) => signer,
+        Err(error) => return refusal(&sentence(&error.to_string())),
+    };
+    let document = parse_id(&id).map(|d| d.to_string()).unwrap_or_default();
     edit(
         &state,
         &headers,
@@ -1079,11 +1083,35 @@ async fn sign_review(
             let signature = SignatureInput {
                 name: Some(input.name.trim().to_string()).filter(|n| !n.is_empty()),
                 role: input.role.clone(),
-                school: school.clone(),
+                school: String::new(),
                 date: None,
             };
-            review::sign(d, &input.review, &signature, &today, who).map(|_| ())
+            review::sign(d, &document, &input.review, &signature, &signer, who).map(|_| ())
         },
+    )
+}
+
+#[derive(Deserialize)]
+struct WithdrawInput {
+    review: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// A review recorded by mistake is withdrawn: it stays, marked.
+async fn withdraw_review(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(input): Json<WithdrawInput>,
+) -> Response {
+    edit(
+        &state,
+        &headers,
+        &id,
+        None,
+        "withdrew a review".into(),
+        |d, who| review::withdraw(d, &input.review, Some(&input.reason), who).map(|_| ()),
     )
 }
 

@@ -21,6 +21,7 @@ pub(super) fn import_file(
     file: &Path,
     partnership: Option<&str>,
 ) -> Result<(), ClientError> {
+    school.editable()?;
     let text = std::fs::read_to_string(file).map_err(|e| {
         ClientError::Other(format!(
             "could not read {}: {e}. Check the path.",

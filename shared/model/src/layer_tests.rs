@@ -9,6 +9,7 @@ const LAYERS: &[(&str, &str)] = &[
     ("schema", include_str!("schema.rs")),
     ("error", include_str!("error.rs")),
     ("records", include_str!("records.rs")),
+    ("signing", include_str!("signing.rs")),
     ("doc", include_str!("doc.rs")),
     ("view", include_str!("view.rs")),
     ("author", include_str!("author.rs")),

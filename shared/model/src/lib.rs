@@ -24,9 +24,10 @@
 //! 1. `text`, `when`, `values`, `schema`, `error`: words, dates and terms,
 //!    choices, each kind's fields and tables, the one error type. No
 //!    Automerge.
-//! 2. `records`, `doc`: what a document keeps whole (actors, reviews,
-//!    signatures) and reading it back; a document's kind and version, and
-//!    the check every typed edit makes inside its own change.
+//! 2. `records`, `signing`, `doc`: what a document keeps whole (actors,
+//!    reviews, signatures) and reading it back; what a signature seals
+//!    and checking it against schools' keys; a document's kind and
+//!    version, and the check every typed edit makes inside its own change.
 //! 3. `view`, `author`, `locate`: a document as read (`DocView`); who
 //!    made a change; where rows are and in what order.
 //! 4. `read`: a whole document, or a past version of it, into a view.
@@ -54,6 +55,7 @@ pub mod render;
 pub mod review;
 pub mod rows;
 pub mod schema;
+pub mod signing;
 pub mod text;
 pub mod values;
 pub mod view;
@@ -63,6 +65,8 @@ pub mod when;
 mod layer_tests;
 #[cfg(test)]
 mod merge_tests;
+#[cfg(test)]
+mod signature_tests;
 
 pub use author::Author;
 pub use edit::ProseEdit;

@@ -549,7 +549,7 @@ mod tests {
     use crate::create::create;
     use crate::edit::set_field;
     use crate::history::history;
-    use crate::review::record;
+    use crate::review::{Given, record};
     use crate::schema::Kind;
 
     /// The store assembles an `Automerge`: it reads as the `AutoCommit`
@@ -564,7 +564,15 @@ mod tests {
         let mut doc = AutoCommit::new();
         create(&mut doc, Kind::ActionPlan, "Plan 2017-18", None, &who).unwrap();
         doc.commit();
-        record(&mut doc, "11 July 2017", "the JCC", None, &[], &who).unwrap();
+        record(
+            &mut doc,
+            "11 July 2017",
+            "the JCC",
+            None,
+            Given::Nothing,
+            &who,
+        )
+        .unwrap();
         doc.commit();
         set_field(&mut doc, None, "period", "2017-18", &who).unwrap();
         doc.commit();

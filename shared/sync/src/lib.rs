@@ -8,6 +8,7 @@ pub mod access;
 pub mod clock;
 pub mod document_id;
 pub mod engine;
+pub mod invite;
 pub mod message;
 pub mod peer_text;
 pub mod repo;

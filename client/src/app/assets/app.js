@@ -226,7 +226,7 @@
     }
   });
 
-  // Forms that change a document (record a review, sign) post their
+  // Forms that change a document (record a review, sign, withdraw) post their
   // fields as JSON, like every other change.
   document.addEventListener("submit", async (event) => {
     const form = event.target;
@@ -239,7 +239,9 @@
       await post(form.dataset.post, body);
       for (const e of form.elements) if (e.tagName === "TEXTAREA") e.value = "";
       await refresh();
-      toast(form.classList.contains("sign") ? "Signed." : "The review is recorded.");
+      toast(form.classList.contains("sign") ? "Signed."
+        : form.classList.contains("withdraw") ? "The review is withdrawn."
+        : "The review is recorded.");
     } catch (e) {
       const first = form.querySelector("input[type=text], select");
       if (first) showError(first, e.message); else toast(e.message);
@@ -265,8 +267,10 @@
     // they leave it: never overwritten by a refresh.
     const busy = old === document.activeElement || pending.has(old.id) || bases.has(old.id)
       || (old.form !== undefined && old.form !== null);
+    // A disclosure a person opened (withdrawing a review) stays open.
+    const opened = (name) => name === "open" && old.tagName === "DETAILS";
     for (const a of [...old.attributes]) {
-      if (!fresh.hasAttribute(a.name) && !(busy && a.name.startsWith("aria-"))) old.removeAttribute(a.name);
+      if (!fresh.hasAttribute(a.name) && !(busy && a.name.startsWith("aria-")) && !opened(a.name)) old.removeAttribute(a.name);
     }
     for (const a of fresh.attributes) {
       let value = a.value;
