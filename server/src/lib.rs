@@ -147,15 +147,24 @@ impl Relay {
             })?;
         }
         // One writing handle on the database, checked once, owned by the
-        // engine thread from here on: documents, owners and the register.
+        // engine thread from here on: documents, owners, the register and
+        // what the access policy keeps (actors' schools, peer-id claims).
         let mut store = Store::open(config.data_dir.join(DATABASE_FILE))?;
         let storage_id = store.storage_id()?;
         let register = Arc::new(store.register()?);
+        let kept = store.kept_access()?;
+        if !kept.returning.is_empty() {
+            tracing::warn!(
+                schools = kept.returning.len(),
+                "restored from a backup: changes of schools that have not connected since are taken from their partners until they do"
+            );
+        }
         let policy = PartnershipPolicy::new(
             register.clone(),
             store.owners()?,
             config.max_connections_per_school,
-        );
+        )
+        .with_kept(kept);
         let (register_tx, register_rx) = watch::channel(register);
         let peer_id = format!("partnerplan-relay-{storage_id}");
         let mut repo_config = RepoConfig::new(peer_id.clone(), Some(storage_id.clone()));

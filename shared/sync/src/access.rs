@@ -22,9 +22,21 @@
 //! - When the register changes (a school removed, a token rotated), the
 //!   connections that lost rights are cut at once with a sentence saying
 //!   why; they reconnect with whatever rights they still have.
+//! - Every Automerge actor belongs to one school: the first school that
+//!   sends a change made under it. A connection may send only changes
+//!   made under its own school's actors, so no school can write in
+//!   another's name (see [`PartnershipPolicy`]'s `authors`). After a
+//!   restore from a backup, changes of schools that have not connected
+//!   since are taken from their partners too: the relay lost them, and
+//!   their partners hold them.
+//! - Which school speaks as which peer id, and which actor is whose, are
+//!   kept across restarts ([`AccessRecord`], written by the engine with
+//!   the changes they go with, read back as [`Kept`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+
+use automerge::ActorId;
 
 use crate::document_id::DocumentId;
 use crate::message::ListedPartnership;
@@ -105,6 +117,45 @@ pub struct Owner {
     pub claimed_by: SchoolId,
 }
 
+/// What the policy keeps across restarts, for the engine to write in the
+/// same transaction as the changes it goes with
+/// ([`Effect::PersistAccess`](crate::repo::Effect::PersistAccess)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessRecord {
+    /// An Automerge actor belongs to this school from now on: it was the
+    /// first to send a change made under it.
+    ActorBound { actor: Vec<u8>, school: SchoolId },
+    /// A school spoke as this peer id at this time (ms since 1970).
+    PeerSeen {
+        peer_id: String,
+        school: SchoolId,
+        at_ms: u64,
+    },
+    /// A school connected for the first time since the relay was restored
+    /// from a backup: from now on its changes come only from itself.
+    SchoolReturned { school: SchoolId },
+}
+
+/// What the policy kept before the relay last stopped, as read from its
+/// database at start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kept {
+    /// Each actor's school.
+    pub actors: Vec<(Vec<u8>, SchoolId)>,
+    /// Peer ids with their school and when it last used them (ms since 1970).
+    pub peers: Vec<(String, SchoolId, u64)>,
+    /// Schools that have not connected since the relay was restored.
+    pub returning: Vec<SchoolId>,
+}
+
+/// The longest Automerge actor id taken (ours are 16 bytes, as are the
+/// JavaScript clients').
+pub const MAX_ACTOR_BYTES: usize = 64;
+/// How many bytes of actor ids one school may have bound to it: 16,384
+/// of the usual 16 bytes. Our client uses one actor per person; the
+/// JavaScript client one per document each session.
+pub const ACTOR_BYTES_PER_SCHOOL: usize = 256 * 1024;
+
 const TOKEN_NOT_VALID: &str = "the access token is not valid: it may have been replaced or revoked. Ask your lead school for a new invite";
 
 impl Register {
@@ -181,6 +232,15 @@ pub struct PartnershipPolicy {
     /// one closed (the id stays the school's for a while after).
     peers: HashMap<String, PeerClaim>,
     peer_of: HashMap<ConnId, String>,
+    /// Each Automerge actor's school, and the bytes of actor ids bound to
+    /// each school (bounded by [`ACTOR_BYTES_PER_SCHOOL`]).
+    actors: HashMap<ActorId, SchoolId>,
+    actor_bytes: HashMap<SchoolId, usize>,
+    /// Schools that have not connected since the relay was restored from
+    /// a backup, whose changes their partners may still send.
+    returning: HashSet<SchoolId>,
+    /// What to keep, waiting for the core to take it.
+    records: Vec<AccessRecord>,
 }
 
 struct PeerClaim {
@@ -218,7 +278,50 @@ impl PartnershipPolicy {
             max_connections_per_school,
             peers: HashMap::new(),
             peer_of: HashMap::new(),
+            actors: HashMap::new(),
+            actor_bytes: HashMap::new(),
+            returning: HashSet::new(),
+            records: Vec::new(),
         }
+    }
+
+    /// The policy with what it kept before the relay last stopped: actor
+    /// bindings, peer-id claims, and the schools a restore still waits for.
+    pub fn with_kept(mut self, kept: Kept) -> PartnershipPolicy {
+        for (actor, school) in kept.actors {
+            *self.actor_bytes.entry(school.clone()).or_default() += actor.len();
+            self.actors.insert(ActorId::from(actor), school);
+        }
+        for (peer_id, school, last_seen_ms) in kept.peers.into_iter().take(MAX_PEER_IDS) {
+            self.peers.insert(
+                peer_id,
+                PeerClaim {
+                    school,
+                    open: 0,
+                    last_seen_ms,
+                },
+            );
+        }
+        self.returning = kept
+            .returning
+            .into_iter()
+            .filter(|school| self.register.schools.contains_key(school))
+            .collect();
+        self
+    }
+
+    /// The school an Automerge actor belongs to, if it is bound.
+    pub fn actor_school(&self, actor: &ActorId) -> Option<&SchoolId> {
+        self.actors.get(actor)
+    }
+
+    fn bind(&mut self, actor: &ActorId, school: &SchoolId) {
+        *self.actor_bytes.entry(school.clone()).or_default() += actor.to_bytes().len();
+        self.actors.insert(actor.clone(), school.clone());
+        self.records.push(AccessRecord::ActorBound {
+            actor: actor.to_bytes().to_vec(),
+            school: school.clone(),
+        });
     }
 
     /// The partnership a document belongs to, if anyone's.
@@ -256,6 +359,11 @@ impl AccessPolicy for PartnershipPolicy {
                 "{} already has {already} connections open to this relay, the most allowed; close one (another `partnerplan sync --watch`?) and try again",
                 grant.school_name
             ));
+        }
+        if self.returning.remove(&grant.school_id) {
+            self.records.push(AccessRecord::SchoolReturned {
+                school: grant.school_id.clone(),
+            });
         }
         self.grants.insert(conn, grant);
         Ok(())
@@ -339,7 +447,7 @@ impl AccessPolicy for PartnershipPolicy {
                 ));
             }
             Some(claim) => {
-                claim.school = school;
+                claim.school = school.clone();
                 claim.open += 1;
                 claim.last_seen_ms = now_ms;
             }
@@ -350,7 +458,7 @@ impl AccessPolicy for PartnershipPolicy {
                 self.peers.insert(
                     peer_id.to_string(),
                     PeerClaim {
-                        school,
+                        school: school.clone(),
                         open: 1,
                         last_seen_ms: now_ms,
                     },
@@ -358,6 +466,11 @@ impl AccessPolicy for PartnershipPolicy {
             }
         }
         self.peer_of.insert(conn, peer_id.to_string());
+        self.records.push(AccessRecord::PeerSeen {
+            peer_id: peer_id.to_string(),
+            school,
+            at_ms: now_ms,
+        });
         Ok(())
     }
 
@@ -368,11 +481,96 @@ impl AccessPolicy for PartnershipPolicy {
         {
             claim.open = claim.open.saturating_sub(1);
             claim.last_seen_ms = now_ms;
+            self.records.push(AccessRecord::PeerSeen {
+                peer_id,
+                school: claim.school.clone(),
+                at_ms: now_ms,
+            });
+        }
+    }
+
+    fn checks_authors(&self) -> bool {
+        true
+    }
+
+    /// A school sends only changes made under its own actors; an actor
+    /// no school has used yet becomes the sender's. The exceptions come
+    /// from a restore: the relay lost what schools sent after the backup,
+    /// and a partner that holds those changes sends them back. So while
+    /// a school has not connected since the restore, its partners may
+    /// send its changes, and while any school has not, a new actor is
+    /// taken without being bound (it may be a partner's, from after the
+    /// backup); its next change after that binds it.
+    fn authors(
+        &mut self,
+        conn: ConnId,
+        document_id: &DocumentId,
+        actors: &[ActorId],
+    ) -> Result<(), String> {
+        let grant = self.grants.get(&conn).ok_or("the connection has closed")?;
+        let school = grant.school_id.clone();
+        let school_name = grant.school_name.clone();
+        let refused = |why: String| {
+            format!(
+                "the changes sent for document {document_id} were not accepted: {why}. Nothing of them was saved or passed on, and the document stops syncing on this connection"
+            )
+        };
+        let mut new: Vec<&ActorId> = Vec::new();
+        for actor in actors {
+            match self.actors.get(actor) {
+                Some(owner) if *owner == school || self.returning.contains(owner) => {}
+                Some(_) => {
+                    return Err(refused(
+                        "they are made under an Automerge actor id that belongs to another school, and a school may send only changes it made itself. If this computer's partnerplan data was copied from another school's, ask your lead school for help".into(),
+                    ));
+                }
+                None if actor.to_bytes().len() > MAX_ACTOR_BYTES => {
+                    return Err(refused(format!(
+                        "their Automerge actor id is {} bytes long, and this relay takes at most {MAX_ACTOR_BYTES}",
+                        actor.to_bytes().len()
+                    )));
+                }
+                None if !self.returning.is_empty() => {}
+                None => new.push(actor),
+            }
+        }
+        let used = self.actor_bytes.get(&school).copied().unwrap_or(0);
+        let adding: usize = new.iter().map(|a| a.to_bytes().len()).sum();
+        if used + adding > ACTOR_BYTES_PER_SCHOOL {
+            return Err(refused(format!(
+                "{school_name} has already sent changes under {} different Automerge actor ids, the most this relay keeps for one school. The partnerplan app and command line use one per person; set any other program to keep its actor id rather than make a new one each time",
+                self.actors.values().filter(|s| **s == school).count()
+            )));
+        }
+        for actor in new {
+            self.bind(actor, &school);
+        }
+        Ok(())
+    }
+
+    fn take_records(&mut self) -> Vec<AccessRecord> {
+        std::mem::take(&mut self.records)
+    }
+
+    fn forget(&mut self, records: &[AccessRecord]) {
+        for record in records {
+            if let AccessRecord::ActorBound { actor, school } = record {
+                let actor = ActorId::from(actor.as_slice());
+                if self.actors.get(&actor) == Some(school) {
+                    self.actors.remove(&actor);
+                    if let Some(bytes) = self.actor_bytes.get_mut(school) {
+                        *bytes = bytes.saturating_sub(actor.to_bytes().len());
+                    }
+                }
+            }
         }
     }
 
     fn register_changed(&mut self, register: Arc<Register>) -> Vec<(ConnId, String)> {
         self.register = register;
+        // A school removed from the relay will not send its changes again.
+        let schools = &self.register.schools;
+        self.returning.retain(|school| schools.contains_key(school));
         let register = &self.register;
         let mut cut: Vec<(ConnId, String)> = self
             .grants

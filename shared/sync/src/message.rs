@@ -78,6 +78,10 @@ pub enum Message {
         sender_id: Option<PeerId>,
         target_id: Option<PeerId>,
         message: String,
+        /// Ours: the document this error stopped syncing on the
+        /// connection (its changes were refused), as `documentId`. Peers
+        /// that do not know it read only the sentence.
+        document_id: Option<DocumentId>,
     },
     /// A sync message from a peer that does not have the document yet.
     Request(SyncFrame),
@@ -233,6 +237,11 @@ impl Message {
                 sender_id: fields.sender_id.clone(),
                 target_id: fields.target_id.clone(),
                 message: fields.message.clone().unwrap_or_default(),
+                // A document id that cannot be read names no document.
+                document_id: fields
+                    .document_id
+                    .as_deref()
+                    .and_then(|text| DocumentId::parse_url_or_id(text).ok()),
             },
             "request" | "sync" => {
                 let kind_name = if kind == "request" { "request" } else { "sync" };
@@ -324,8 +333,12 @@ impl Message {
                 sender_id,
                 target_id,
                 message,
+                document_id,
             } => {
-                let len = 2 + sender_id.is_some() as u64 + target_id.is_some() as u64;
+                let len = 2
+                    + sender_id.is_some() as u64
+                    + target_id.is_some() as u64
+                    + document_id.is_some() as u64;
                 e.map(len)?.str("type")?.str("error")?;
                 if let Some(sender_id) = sender_id {
                     e.str("senderId")?.str(sender_id)?;
@@ -334,6 +347,9 @@ impl Message {
                     e.str("targetId")?.str(target_id)?;
                 }
                 e.str("message")?.str(message)?;
+                if let Some(document_id) = document_id {
+                    e.str("documentId")?.str(&document_id.to_string())?;
+                }
             }
             Message::Request(frame) | Message::Sync(frame) => {
                 e.map(5)?.str("type")?.str(self.kind())?;
@@ -791,6 +807,13 @@ mod tests {
                 sender_id: Some("r".into()),
                 target_id: None,
                 message: "no".into(),
+                document_id: None,
+            },
+            Message::Error {
+                sender_id: Some("r".into()),
+                target_id: Some("a".into()),
+                message: "not yours".into(),
+                document_id: Some(doc),
             },
             Message::Request(SyncFrame {
                 sender_id: "a".into(),

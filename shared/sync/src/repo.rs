@@ -22,9 +22,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, ChangeHash, ReadDoc};
+use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 
-use crate::access::{Grant, Owner, Register};
+use crate::access::{AccessRecord, Grant, Owner, Register};
 use crate::document_id::DocumentId;
 use crate::message::{
     DecodeError, ListedPartnership, MAX_LISTED_PER_MESSAGE, Message, PROTOCOL_VERSION, PeerId,
@@ -84,6 +84,39 @@ pub trait AccessPolicy: Send {
 
     /// `conn` has closed.
     fn disconnected(&mut self, _conn: ConnId, _now_ms: u64) {}
+
+    /// Whether [`authors`](Self::authors) is asked before changes are
+    /// applied (the relay's policy). Reading who made each change costs
+    /// a parse of the changes, so a policy that does not care says no.
+    fn checks_authors(&self) -> bool {
+        false
+    }
+
+    /// `conn` sent changes to `document_id` made under these Automerge
+    /// actors (only changes the document lacks count). `Ok`: they may be
+    /// applied, and whatever the policy decided to keep (an actor bound
+    /// to the sender's school) waits in [`take_records`](Self::take_records).
+    /// `Err`: the sentence they are refused with.
+    fn authors(
+        &mut self,
+        _conn: ConnId,
+        _document_id: &DocumentId,
+        _actors: &[ActorId],
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// What the policy decided to keep since it was last asked, for the
+    /// driver to write ([`Effect::PersistAccess`]) with the changes it
+    /// goes with.
+    fn take_records(&mut self) -> Vec<AccessRecord> {
+        Vec::new()
+    }
+
+    /// These records were not kept (their write failed, or the changes
+    /// they went with were not applied): forget them, so they are made
+    /// again when next needed.
+    fn forget(&mut self, _records: &[AccessRecord]) {}
 
     /// The register changed. Returns the connections that lost rights,
     /// each with the sentence it is cut with.
@@ -204,6 +237,8 @@ pub enum Event {
         /// Documents whose new owner ([`Effect::PersistOwner`]) was among
         /// the writes refused.
         unowned: Vec<DocumentId>,
+        /// The policy's records ([`Effect::PersistAccess`]) among them.
+        forgotten: Vec<AccessRecord>,
     },
     /// The register changed (an admin command): the policy judges by it
     /// from now on, and connections that lost rights are cut.
@@ -246,6 +281,12 @@ pub enum Effect {
     PersistOwner {
         document_id: DocumentId,
         owner: Owner,
+    },
+    /// Keep what the access policy decided (an actor's school, a peer
+    /// id's school, a school back after a restore), in the same write as
+    /// the changes around it.
+    PersistAccess {
+        record: AccessRecord,
     },
     /// Keep this document tracked in storage (listed by the relay), so it
     /// is synced after a restart too.
@@ -303,6 +344,10 @@ pub enum SyncProgress {
     /// from us (it said it is read-only for us): there is nothing more to
     /// exchange, though our own changes stay with us.
     ReadOnly,
+    /// The peer refused our changes to this document, saying why
+    /// ([`Repo::refusal`]), and stopped syncing it with us: they stay
+    /// with us, and are not sent again on this connection.
+    Refused,
     /// The document is not being synced with that peer.
     NotSyncing,
 }
@@ -328,6 +373,9 @@ struct Connection {
     listing: bool,
     /// Partnerships already listed to it.
     listed: HashSet<String>,
+    /// Documents whose changes from this peer were refused: what it sends
+    /// for them is ignored until it reconnects.
+    stopped: HashSet<DocumentId>,
 }
 
 struct PeerDoc {
@@ -337,6 +385,8 @@ struct PeerDoc {
     remote_unavailable: bool,
     /// Whether this read-only peer was told its changes are not kept.
     told_read_only: bool,
+    /// The peer refused our changes, saying this: nothing more is sent.
+    refused: Option<String>,
 }
 
 struct Document {
@@ -472,10 +522,12 @@ impl Repo {
             Event::WriteFailed {
                 document_ids,
                 unowned,
+                forgotten,
             } => {
                 for document_id in unowned {
                     self.policy.unclaim(&document_id);
                 }
+                self.policy.forget(&forgotten);
                 for document_id in document_ids {
                     self.documents.remove(&document_id);
                     for connection in self.connections.values_mut() {
@@ -505,6 +557,15 @@ impl Repo {
         }
     }
 
+    /// Why the peer on `conn` refused our changes to `document_id`, in
+    /// its words, if it did ([`SyncProgress::Refused`]).
+    pub fn refusal(&self, document_id: &DocumentId, conn: ConnId) -> Option<&str> {
+        match self.documents.get(document_id) {
+            Some(Slot::Ready(document)) => document.peers.get(&conn)?.refused.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Where `document_id` stands with the peer on `conn`.
     pub fn progress(&self, document_id: &DocumentId, conn: ConnId) -> SyncProgress {
         let Some(Slot::Ready(document)) = self.documents.get(document_id) else {
@@ -513,6 +574,9 @@ impl Repo {
         let Some(peer) = document.peers.get(&conn) else {
             return SyncProgress::NotSyncing;
         };
+        if peer.refused.is_some() {
+            return SyncProgress::Refused;
+        }
         let mut ours = document.doc.get_heads();
         // The peer does not have it, or will not take it from us.
         if peer.remote_unavailable {
@@ -563,8 +627,10 @@ impl Repo {
                 refused: HashSet::new(),
                 listing: false,
                 listed: HashSet::new(),
+                stopped: HashSet::new(),
             },
         );
+        self.keep_records();
         if let Err(reason) = admitted {
             self.refuse(conn, &reason);
         }
@@ -650,7 +716,9 @@ impl Repo {
             );
             return self.refuse(conn, &reason);
         }
-        if let Err(reason) = self.policy.admit(conn, &peer_id, self.now_ms) {
+        let admitted = self.policy.admit(conn, &peer_id, self.now_ms);
+        self.keep_records();
+        if let Err(reason) = admitted {
             return self.refuse(conn, &reason);
         }
         // Only a peer that asked hears of listings, so automerge-repo
@@ -840,6 +908,13 @@ impl Repo {
         match message {
             Message::Request(ref frame) | Message::Sync(ref frame) => {
                 let document_id = frame.document_id;
+                if self
+                    .connections
+                    .get(&conn)
+                    .is_some_and(|c| c.stopped.contains(&document_id))
+                {
+                    return; // refused already, and told why
+                }
                 if self.policy.permission(conn, &document_id) == Permission::None {
                     // The same answer as for a document that does not exist
                     // (an empty sync, then doc-unavailable), so ids cannot
@@ -877,10 +952,17 @@ impl Repo {
                 conn,
                 "the connection is already open; send “join” only once",
             ),
-            Message::Error { message, .. } => self.effects.push(Effect::RemoteError {
-                conn,
-                message: shorten(&message),
-            }),
+            Message::Error {
+                message,
+                document_id,
+                ..
+            } => {
+                let message = shorten(&message);
+                if let Some(document_id) = document_id {
+                    self.on_refused(conn, document_id, &message);
+                }
+                self.effects.push(Effect::RemoteError { conn, message })
+            }
             Message::Gossip { .. } => {}
             Message::Listing {
                 partnerships, more, ..
@@ -950,6 +1032,7 @@ impl Repo {
             return;
         };
         self.policy.disconnected(conn, self.now_ms);
+        self.keep_records();
         let storage_id = match &connection.state {
             ConnState::Open { metadata, .. } if !metadata.is_ephemeral => {
                 metadata.storage_id.clone()
@@ -1106,17 +1189,35 @@ impl Repo {
                 .iter()
                 .any(|h| document.doc.get_change_by_hash(h).is_none())
             && !std::mem::replace(&mut peer.told_read_only, true);
+        // Who made the changes is asked before any is applied: a school
+        // sends only its own (the relay's policy), so none can write in
+        // another's name.
+        if matches!(permission, Permission::ReadWrite | Permission::Create)
+            && !message.changes.is_empty()
+            && self.policy.checks_authors()
+        {
+            let verdict = crate::authors::new_authors(&document.doc, message.changes.iter())
+                .map_err(|why| {
+                    format!(
+                        "the changes sent for document {document_id} could not be read: {why}. Nothing of them was saved, and the document stops syncing on this connection"
+                    )
+                })
+                .and_then(|actors| self.policy.authors(conn, &document_id, &actors));
+            if let Err(reason) = verdict {
+                tracing::warn!(conn, document = %document_id, "changes refused: {reason}");
+                return self.stop_document(conn, document_id, &reason);
+            }
+        }
+        let records = self.policy.take_records();
         if let Err(error) = document.doc.receive_sync_message(&mut peer.sync, message) {
+            self.policy.forget(&records);
             // One document's trouble (a change that clashes with one already
             // here, say after a data directory was restored from a backup)
             // stops that document on this connection, not the connection.
-            document.peers.remove(&conn);
-            if let Some(connection) = self.connections.get_mut(&conn) {
-                connection.documents.remove(&document_id);
-            }
             self.persist_changes(document_id);
-            return self.warn(
+            return self.stop_document(
                 conn,
+                document_id,
                 &format!(
                     "the changes sent for document {document_id} were refused ({}), so it stops syncing on this connection; nothing else is affected. If this school's data was restored from a backup or copied to another computer, ask for help before editing it further",
                     shorten(&error.to_string())
@@ -1137,10 +1238,17 @@ impl Repo {
                     // on. The peer keeps its changes and sends them again
                     // when it reconnects.
                     self.documents.remove(&document_id);
+                    self.policy.forget(&records);
                     return self.refuse(conn, &reason);
                 }
             }
         }
+        // An actor bound by these changes is kept in the same write.
+        self.effects.extend(
+            records
+                .into_iter()
+                .map(|record| Effect::PersistAccess { record }),
+        );
         if refused_changes {
             self.warn(
                 conn,
@@ -1249,6 +1357,9 @@ impl Repo {
             let ConnState::Open { peer_id, metadata } = &connection.state else {
                 continue;
             };
+            if peer.refused.is_some() {
+                continue; // the peer stopped this document with us
+            }
             if let Some(message) = document.doc.generate_sync_message(&mut peer.sync) {
                 let frame = SyncFrame {
                     sender_id: self.config.peer_id.clone(),
@@ -1364,6 +1475,10 @@ impl Repo {
 
     /// Tells the peer something it should know, keeping the connection.
     fn warn(&mut self, conn: ConnId, reason: &str) {
+        self.send_error(conn, reason, None);
+    }
+
+    fn send_error(&mut self, conn: ConnId, reason: &str, document_id: Option<DocumentId>) {
         let target_id = self.peer_id(conn);
         self.send(
             conn,
@@ -1371,8 +1486,56 @@ impl Repo {
                 sender_id: Some(self.config.peer_id.clone()),
                 target_id,
                 message: reason.to_string(),
+                document_id,
             },
         );
+    }
+
+    /// Stops syncing `document_id` with `conn`, whose changes to it were
+    /// refused, and tells the peer why, naming the document (so a client
+    /// of ours knows which one stopped; others read the sentence). What
+    /// it sends for that document is ignored until it reconnects.
+    fn stop_document(&mut self, conn: ConnId, document_id: DocumentId, reason: &str) {
+        let initiated = self.connections.get(&conn).is_some_and(|c| c.initiate);
+        if let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) {
+            if initiated {
+                // Our side of the connection keeps saying why it stopped.
+                if let Some(peer) = document.peers.get_mut(&conn) {
+                    peer.refused = Some(reason.to_string());
+                }
+            } else {
+                document.peers.remove(&conn);
+            }
+        }
+        if let Some(connection) = self.connections.get_mut(&conn) {
+            connection.documents.remove(&document_id);
+            if connection.stopped.len() >= MAX_EPHEMERAL_SESSIONS {
+                connection.stopped.clear();
+            }
+            connection.stopped.insert(document_id);
+        }
+        self.send_error(conn, reason, Some(document_id));
+    }
+
+    /// The peer refused our changes to a document and stopped syncing it
+    /// with us: keep its words, and send it nothing more of it.
+    fn on_refused(&mut self, conn: ConnId, document_id: DocumentId, reason: &str) {
+        let initiated = self.connections.get(&conn).is_some_and(|c| c.initiate);
+        if !initiated {
+            return; // only a relay stops documents
+        }
+        if let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id)
+            && let Some(peer) = document.peers.get_mut(&conn)
+        {
+            peer.refused = Some(reason.to_string());
+        }
+    }
+
+    /// Hands the driver what the policy decided to keep.
+    fn keep_records(&mut self) {
+        for record in self.policy.take_records() {
+            self.effects.push(Effect::PersistAccess { record });
+        }
     }
 
     /// Tells the peer what was wrong, then closes only its connection.
@@ -1403,6 +1566,7 @@ fn new_peer_doc(stored: &HashMap<String, Vec<u8>>, storage_id: Option<&str>) -> 
         sync,
         remote_unavailable: false,
         told_read_only: false,
+        refused: None,
     }
 }
 

@@ -17,15 +17,19 @@ use std::time::Duration;
 use automerge::{AutoCommit, Automerge, ChangeHash};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
-use crate::access::{Credential, Owner, PartnershipId, Register, Role, School};
+use crate::access::{
+    AccessRecord, Credential, Kept, Owner, PEER_ID_KEPT_MS, PartnershipId, Register, Role, School,
+};
 use crate::document_id::DocumentId;
 
 /// Marks a SQLite file as ours (`PRAGMA application_id`): "PPLN".
 const APPLICATION_ID: i32 = 0x5050_4C4E;
 /// 1: documents, sync states, tracked documents, meta. 2: the relay's
 /// register (partnerships, schools, memberships, document owners) joins
-/// them, so one file, one check and one version cover both.
-const SCHEMA_VERSION: i32 = 2;
+/// them, so one file, one check and one version cover both. 3: what the
+/// relay's access policy keeps across restarts (each actor's school,
+/// peer-id claims, the schools a restore waits for).
+const SCHEMA_VERSION: i32 = 3;
 
 /// A document with more chunks than this is compacted into one snapshot.
 pub const COMPACT_AFTER_CHUNKS: i64 = 64;
@@ -87,6 +91,8 @@ pub enum Write {
         key: String,
         value: String,
     },
+    /// What the relay's access policy keeps across restarts.
+    Access(AccessRecord),
 }
 
 /// A stored chunk, with its place in the file's order of writes.
@@ -214,7 +220,7 @@ impl Store {
             // Relays made before version 2 already have these tables (the
             // register made them itself), hence IF NOT EXISTS.
             self.conn
-                .execute_batch(&format!(
+                .execute_batch(
                     "BEGIN IMMEDIATE;
                      CREATE TABLE IF NOT EXISTS partnerships (
                          id TEXT PRIMARY KEY,
@@ -245,6 +251,31 @@ impl Store {
                          version INTEGER NOT NULL
                      );
                      INSERT OR IGNORE INTO directory_version (id, version) VALUES (1, 1);
+                     PRAGMA user_version = 2;
+                     COMMIT;",
+                )
+                .map_err(err)?;
+        }
+        if version < 3 {
+            // Each step of version 3 is idempotent (IF NOT EXISTS), so
+            // tables added to it by separate changes merge.
+            self.conn
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE;
+                     CREATE TABLE IF NOT EXISTS actor_schools (
+                         actor BLOB PRIMARY KEY,
+                         school_id TEXT NOT NULL,
+                         bound_at INTEGER NOT NULL
+                     );
+                     CREATE TABLE IF NOT EXISTS peer_claims (
+                         peer_id TEXT PRIMARY KEY,
+                         school_id TEXT NOT NULL,
+                         last_seen_ms INTEGER NOT NULL
+                     );
+                     CREATE INDEX IF NOT EXISTS peer_claims_by_age ON peer_claims (last_seen_ms);
+                     CREATE TABLE IF NOT EXISTS restore_waits_for (
+                         school_id TEXT PRIMARY KEY
+                     );
                      PRAGMA user_version = {SCHEMA_VERSION};
                      COMMIT;"
                 ))
@@ -288,6 +319,44 @@ impl Store {
             }
         }
         Ok(owners)
+    }
+
+    /// What the relay's access policy kept before it last stopped: each
+    /// actor's school, peer-id claims, and the schools a restore waits for.
+    pub fn kept_access(&self) -> Result<Kept, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut kept = Kept::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT actor, school_id FROM actor_schools")
+            .map_err(err)?;
+        for row in stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?
+        {
+            kept.actors.push(row.map_err(err)?);
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT peer_id, school_id, last_seen_ms FROM peer_claims ORDER BY last_seen_ms DESC",
+            )
+            .map_err(err)?;
+        for row in stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?)))
+            .map_err(err)?
+        {
+            let (peer_id, school, at): (String, String, i64) = row.map_err(err)?;
+            kept.peers.push((peer_id, school, at.max(0) as u64));
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT school_id FROM restore_waits_for")
+            .map_err(err)?;
+        for row in stmt.query_map([], |r| r.get(0)).map_err(err)? {
+            kept.returning.push(row.map_err(err)?);
+        }
+        Ok(kept)
     }
 
     /// This store's id on the wire (`storageId`): made once, kept forever.
@@ -448,6 +517,7 @@ impl Store {
                     .and_then(|mut s| s.execute(params![key, value]))
                     .map_err(err)?;
                 }
+                Write::Access(record) => write_access(&tx, record).map_err(err)?,
             }
         }
         touched.sort();
@@ -698,6 +768,41 @@ pub fn check_copy(path: &Path) -> Result<CopySummary, StoreError> {
 }
 
 use crate::clock::unix_seconds;
+
+/// Keeps one of the access policy's records. An actor's first school
+/// stays its school; a peer id's claim moves with its last use, and
+/// claims unused for longer than they are kept go.
+fn write_access(tx: &rusqlite::Transaction<'_>, record: &AccessRecord) -> rusqlite::Result<()> {
+    match record {
+        AccessRecord::ActorBound { actor, school } => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO actor_schools (actor, school_id, bound_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![actor, school, unix_seconds()])?;
+        }
+        AccessRecord::PeerSeen {
+            peer_id,
+            school,
+            at_ms,
+        } => {
+            let at = i64::try_from(*at_ms).unwrap_or(i64::MAX);
+            tx.prepare_cached(
+                "INSERT INTO peer_claims (peer_id, school_id, last_seen_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (peer_id) DO UPDATE SET school_id = excluded.school_id,
+                     last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)",
+            )?
+            .execute(params![peer_id, school, at])?;
+            let expired = at.saturating_sub(PEER_ID_KEPT_MS as i64);
+            tx.prepare_cached("DELETE FROM peer_claims WHERE last_seen_ms < ?1")?
+                .execute(params![expired])?;
+        }
+        AccessRecord::SchoolReturned { school } => {
+            tx.prepare_cached("DELETE FROM restore_waits_for WHERE school_id = ?1")?
+                .execute(params![school])?;
+        }
+    }
+    Ok(())
+}
 
 fn register_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(
