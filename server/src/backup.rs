@@ -336,12 +336,16 @@ pub fn restore(data: &Path, from: &Path) -> Result<Restored, BackupError> {
     // storage id, what they believe it holds, and would not send those
     // changes again. A new storage id (and no sync states of its own)
     // makes every school sync each document from the start, sending what
-    // the relay lacks; Automerge sends only the missing changes.
+    // the relay lacks; Automerge sends only the missing changes. A school
+    // sends back its partners' changes too: until a school has connected
+    // to the restored relay, its partners may send its changes (the
+    // relay waits for every school in the register).
     let conn = Store::open(&database)?.into_connection();
     conn.execute_batch(
         "BEGIN IMMEDIATE;
          DELETE FROM sync_states;
          DELETE FROM meta WHERE key = 'storage_id';
+         INSERT OR IGNORE INTO restore_waits_for (school_id) SELECT id FROM schools;
          COMMIT;",
     )
     .map_err(|e| {
@@ -350,6 +354,12 @@ pub fn restore(data: &Path, from: &Path) -> Result<Restored, BackupError> {
             database.display()
         ))
     })?;
+    // Which school each actor is, and whose each peer id is, never go
+    // back in time: what the replaced database knew is kept, when it can
+    // be read (it may be what was damaged).
+    if let Some(aside) = &set_aside {
+        carry_identities(&conn, aside);
+    }
     drop(conn);
     let mut store = Store::open(&database)?;
     store.storage_id()?;
@@ -366,6 +376,31 @@ pub fn restore(data: &Path, from: &Path) -> Result<Restored, BackupError> {
         set_aside,
         documents: summary.documents,
     })
+}
+
+/// Copies actor bindings and peer-id claims from the database a restore
+/// replaced into the restored one, as far as it can be read; an earlier
+/// binding in the restored one stays.
+fn carry_identities(conn: &Connection, aside: &Path) {
+    let carried = conn
+        .execute("ATTACH DATABASE ?1 AS replaced", [aside.to_string_lossy()])
+        .and_then(|_| {
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 INSERT OR IGNORE INTO actor_schools (actor, school_id, bound_at)
+                     SELECT actor, school_id, bound_at FROM replaced.actor_schools;
+                 INSERT INTO peer_claims (peer_id, school_id, last_seen_ms)
+                     SELECT peer_id, school_id, last_seen_ms FROM replaced.peer_claims WHERE true
+                     ON CONFLICT (peer_id) DO UPDATE SET school_id = excluded.school_id,
+                         last_seen_ms = max(last_seen_ms, excluded.last_seen_ms);
+                 COMMIT;",
+            )
+        });
+    if let Err(error) = carried {
+        let _ = conn.execute_batch("ROLLBACK;");
+        tracing::warn!(%error, "the replaced database's actor bindings could not be carried over");
+    }
+    let _ = conn.execute_batch("DETACH DATABASE replaced;");
 }
 
 /// Scheduled backups: every `every`, into `dir`, keeping the newest `keep`.
@@ -636,6 +671,66 @@ mod tests {
         assert_ne!(back.storage_id().unwrap(), old_id, "a new identity");
         let before = Store::open(&aside).unwrap();
         assert_eq!(before.meta("which").unwrap().as_deref(), Some("newer"));
+    }
+
+    #[test]
+    fn a_restore_waits_for_every_school_and_keeps_the_newer_identities() {
+        use partnerplan_sync::access::AccessRecord;
+        use partnerplan_sync::store::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let database = data.join(DATABASE_FILE);
+        let mut store = Store::open(&database).unwrap();
+        let conn = Store::open(&database).unwrap().into_connection();
+        for (id, name, token) in [("h", "Hilltop", [1u8; 32]), ("v", "Valley", [2u8; 32])] {
+            conn.execute(
+                "INSERT INTO schools (id, name, token_hash, created_at) VALUES (?1, ?2, ?3, 0)",
+                rusqlite::params![id, name, token.as_slice()],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        let bound = |actor: &[u8], school: &str| {
+            Write::Access(AccessRecord::ActorBound {
+                actor: actor.to_vec(),
+                school: school.into(),
+            })
+        };
+        store.write(&[bound(b"hilltop-1", "h")]).unwrap();
+        let good = dir.path().join("good.sqlite");
+        backup(&data, &good, false).unwrap();
+        // After the backup: a new actor and a peer id, both lost with it.
+        store
+            .write(&[
+                bound(b"valley-1", "v"),
+                Write::Access(AccessRecord::PeerSeen {
+                    peer_id: "valley-peer".into(),
+                    school: "v".into(),
+                    at_ms: partnerplan_sync::clock::unix_millis(),
+                }),
+            ])
+            .unwrap();
+        drop(store);
+
+        restore(&data, &good).unwrap();
+        let kept = Store::open(&database).unwrap().kept_access().unwrap();
+        let mut actors = kept.actors.clone();
+        actors.sort();
+        assert_eq!(
+            actors,
+            vec![
+                (b"hilltop-1".to_vec(), "h".to_string()),
+                (b"valley-1".to_vec(), "v".to_string())
+            ]
+        );
+        assert!(
+            kept.peers
+                .iter()
+                .any(|(p, s, _)| p == "valley-peer" && s == "v")
+        );
+        let mut returning = kept.returning.clone();
+        returning.sort();
+        assert_eq!(returning, vec!["h".to_string(), "v".to_string()]);
     }
 
     #[test]

@@ -169,6 +169,11 @@ impl Library {
         }
     }
 
+    /// A document's title, as people name it (empty if it has none).
+    pub fn title(&self, id: &DocumentId) -> Result<Option<String>, ClientError> {
+        Ok(self.lock().with(id, |doc| title_of(doc))?)
+    }
+
     /// Runs `f` on the held document (for history and other reads).
     pub fn with_doc<T>(
         &self,

@@ -521,7 +521,7 @@ impl AccessPolicy for PartnershipPolicy {
                 Some(owner) if *owner == school || self.returning.contains(owner) => {}
                 Some(_) => {
                     return Err(refused(
-                        "they are made under an Automerge actor id that belongs to another school, and a school may send only changes it made itself. If this computer's partnerplan data was copied from another school's, ask your lead school for help".into(),
+                        "they are made under an Automerge actor id that belongs to another school, and a school may send only changes it made itself (was this computer's partnerplan folder copied from another school's? Ask your lead school for help)".into(),
                     ));
                 }
                 None if actor.to_bytes().len() > MAX_ACTOR_BYTES => {

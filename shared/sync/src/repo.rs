@@ -415,6 +415,9 @@ enum Slot {
 /// copied to every subscriber, so it is dropped.
 pub const MAX_EPHEMERAL_BYTES: usize = 64 * 1024;
 
+/// The longest sentence kept from a peer's `error` message.
+const MAX_ERROR_CHARS: usize = 1000;
+
 /// The most sessions remembered for ephemeral deduplication.
 const MAX_EPHEMERAL_SESSIONS: usize = 1024;
 
@@ -957,7 +960,8 @@ impl Repo {
                 document_id,
                 ..
             } => {
-                let message = shorten(&message);
+                // Long enough for a relay's sentence, still bounded.
+                let message = crate::peer_text::peer_text(&message, MAX_ERROR_CHARS);
                 if let Some(document_id) = document_id {
                     self.on_refused(conn, document_id, &message);
                 }
