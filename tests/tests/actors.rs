@@ -70,6 +70,24 @@ fn a_school_writing_under_a_partners_actor_is_refused_and_the_partner_keeps_sync
         school.sync();
     }
 
+    // Valley calls itself Hilltop, and edits under its own actor: taken
+    // (its changes are its own), and history names it as the relay knows
+    // it, not as it called itself.
+    Store::open(valley.dir.join("school.sqlite"))
+        .unwrap()
+        .set_meta("school_name", "Hilltop")
+        .unwrap();
+    valley.ok(&["put", &plan, "source", "signed by Hilltop, honest"]);
+    valley.sync();
+    cedar.sync();
+    let named = credited(&cedar, &plan);
+    assert!(
+        named
+            .iter()
+            .any(|(s, m)| s == "Valley" && m.contains("source")),
+        "{named:?}"
+    );
+
     // Valley edits under Hilltop's actor and syncs: refused, and told
     // the truth about it.
     copy_actor(&hilltop, &valley);
@@ -111,16 +129,24 @@ fn a_school_writing_under_a_partners_actor_is_refused_and_the_partner_keeps_sync
     assert_eq!(seen["period"], json!("2018-19"));
     assert_eq!(seen["source"], json!("the JCC"));
 
-    // History names Hilltop for Hilltop's changes, and nowhere Valley's.
+    // History credits Hilltop with Hilltop's changes and Valley with
+    // Valley's own, and holds nothing made under Hilltop's actor by Valley.
     for school in [&hilltop, &cedar] {
         let credited = credited(school, &plan);
+        let hilltops: Vec<&String> = credited
+            .iter()
+            .filter(|(s, _)| s == "Hilltop")
+            .map(|(_, m)| m)
+            .collect();
         assert!(
-            credited
-                .iter()
-                .any(|(s, m)| s == "Hilltop" && m.contains("period")),
+            hilltops.iter().any(|m| m.contains("period"))
+                && hilltops.iter().all(|m| !m.contains("signed by")),
             "{credited:?}"
         );
-        assert!(credited.iter().all(|(s, _)| s == "Hilltop"), "{credited:?}");
+        let valleys = credited.iter().filter(|(s, _)| s == "Valley").count();
+        assert_eq!(valleys, 1, "{credited:?}");
+        let view = json_of(&school.ok(&["view", &plan, "--json"]));
+        assert_ne!(view["period"], json!("taken over by Valley"));
     }
 }
 

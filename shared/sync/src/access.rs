@@ -39,7 +39,7 @@ use std::sync::Arc;
 use automerge::ActorId;
 
 use crate::document_id::DocumentId;
-use crate::message::ListedPartnership;
+use crate::message::{ListedPartnership, NamedActor};
 use crate::repo::{AccessPolicy, ConnId, Permission};
 
 pub type PartnershipId = String;
@@ -315,6 +315,25 @@ impl PartnershipPolicy {
         self.actors.get(actor)
     }
 
+    /// The schools that share a partnership with `conn`'s school (itself
+    /// included), by id, with their names: whose actors it may know.
+    fn partners(&self, conn: ConnId) -> HashMap<&str, &str> {
+        let Some(school) = self.grants.get(&conn).and_then(|g| self.current(g)) else {
+            return HashMap::new();
+        };
+        self.register
+            .schools
+            .iter()
+            .filter(|(_, other)| {
+                other
+                    .memberships
+                    .keys()
+                    .any(|p| school.memberships.contains_key(p))
+            })
+            .map(|(id, other)| (id.as_str(), other.name.as_str()))
+            .collect()
+    }
+
     fn bind(&mut self, actor: &ActorId, school: &SchoolId) {
         *self.actor_bytes.entry(school.clone()).or_default() += actor.to_bytes().len();
         self.actors.insert(actor.clone(), school.clone());
@@ -546,6 +565,29 @@ impl AccessPolicy for PartnershipPolicy {
             self.bind(actor, &school);
         }
         Ok(())
+    }
+
+    fn named_actors(&self, conn: ConnId) -> Vec<NamedActor> {
+        let partners = self.partners(conn);
+        let mut named: Vec<NamedActor> = self
+            .actors
+            .iter()
+            .filter_map(|(actor, school)| {
+                Some(NamedActor {
+                    actor: actor.to_bytes().to_vec(),
+                    school: partners.get(school.as_str())?.to_string(),
+                })
+            })
+            .collect();
+        named.sort_by(|a, b| a.actor.cmp(&b.actor));
+        named
+    }
+
+    fn actor_name(&self, conn: ConnId, actor: &[u8]) -> Option<String> {
+        let school = self.actors.get(&ActorId::from(actor))?;
+        self.partners(conn)
+            .get(school.as_str())
+            .map(|name| name.to_string())
     }
 
     fn take_records(&mut self) -> Vec<AccessRecord> {

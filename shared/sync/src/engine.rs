@@ -476,6 +476,7 @@ impl Worker {
                 }
                 Effect::PersistTracked { document_id } => writes.push(Write::Track { document_id }),
                 Effect::PersistAccess { record } => writes.push(Write::Access(record)),
+                Effect::ActorsNamed { actors } => writes.push(Write::ActorNames(actors)),
                 Effect::PeerJoined { .. }
                 | Effect::RemoteError { .. }
                 | Effect::Unavailable { .. }
@@ -561,7 +562,7 @@ impl Worker {
                         | Write::SyncState { document_id, .. }
                         | Write::Owner { document_id, .. }
                         | Write::Track { document_id } => Some(*document_id),
-                        Write::Meta { .. } | Write::Access(_) => None,
+                        Write::Meta { .. } | Write::Access(_) | Write::ActorNames(_) => None,
                     })
                     .collect();
                 document_ids.sort();

@@ -27,8 +27,8 @@ use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use crate::access::{AccessRecord, Grant, Owner, Register};
 use crate::document_id::DocumentId;
 use crate::message::{
-    DecodeError, ListedPartnership, MAX_LISTED_PER_MESSAGE, Message, PROTOCOL_VERSION, PeerId,
-    PeerMetadata, SyncFrame,
+    DecodeError, ListedPartnership, MAX_ACTORS_PER_MESSAGE, MAX_LISTED_PER_MESSAGE, Message,
+    NamedActor, PROTOCOL_VERSION, PeerId, PeerMetadata, SyncFrame,
 };
 
 /// A driver's name for one connection.
@@ -117,6 +117,18 @@ pub trait AccessPolicy: Send {
     /// they went with were not applied): forget them, so they are made
     /// again when next needed.
     fn forget(&mut self, _records: &[AccessRecord]) {}
+
+    /// Every Automerge actor whose school `conn` may know (one sharing a
+    /// partnership with its own), with that school's name, for a client
+    /// that asked for listings. A policy that binds no actors names none.
+    fn named_actors(&self, _conn: ConnId) -> Vec<NamedActor> {
+        Vec::new()
+    }
+
+    /// The name of the school `actor` belongs to, if `conn` may know it.
+    fn actor_name(&self, _conn: ConnId, _actor: &[u8]) -> Option<String> {
+        None
+    }
 
     /// The register changed. Returns the connections that lost rights,
     /// each with the sentence it is cut with.
@@ -315,6 +327,11 @@ pub enum Effect {
     RemoteError {
         conn: ConnId,
         message: String,
+    },
+    /// The relay named the schools of these Automerge actors (for the
+    /// client to keep: history names schools by it).
+    ActorsNamed {
+        actors: Vec<NamedActor>,
     },
     /// The relay listed documents this school may see (each is now
     /// tracked): the school's partnerships, with its role in each. `more`:
@@ -740,6 +757,8 @@ impl Repo {
         if listing && let Some(connection) = self.connections.get_mut(&conn) {
             connection.listing = true;
             self.send_listing(conn, true);
+            let named = self.policy.named_actors(conn);
+            self.send_actor_names(conn, named);
         }
     }
 
@@ -804,6 +823,60 @@ impl Repo {
             match chunks.next() {
                 Some(next) => chunk = next,
                 None => break,
+            }
+        }
+    }
+
+    /// Tells `conn` which schools these actors belong to,
+    /// [`MAX_ACTORS_PER_MESSAGE`] a message.
+    fn send_actor_names(&mut self, conn: ConnId, named: Vec<NamedActor>) {
+        let Some(target_id) = self.peer_id(conn) else {
+            return;
+        };
+        for chunk in named.chunks(MAX_ACTORS_PER_MESSAGE) {
+            self.send(
+                conn,
+                &Message::Actors {
+                    sender_id: self.config.peer_id.clone(),
+                    target_id: target_id.clone(),
+                    actors: chunk.to_vec(),
+                },
+            );
+        }
+    }
+
+    /// Tells every connection that asked for listings, and may know it,
+    /// the school of each actor just bound: before the changes made under
+    /// it reach them.
+    fn announce_bindings(&mut self, records: &[AccessRecord]) {
+        let bound: Vec<&[u8]> = records
+            .iter()
+            .filter_map(|record| match record {
+                AccessRecord::ActorBound { actor, .. } => Some(actor.as_slice()),
+                _ => None,
+            })
+            .collect();
+        if bound.is_empty() {
+            return;
+        }
+        let listening: Vec<ConnId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.listing && matches!(c.state, ConnState::Open { .. }))
+            .map(|(&conn, _)| conn)
+            .collect();
+        for conn in listening {
+            let named: Vec<NamedActor> = bound
+                .iter()
+                .filter_map(|actor| {
+                    Some(NamedActor {
+                        school: self.policy.actor_name(conn, actor)?,
+                        actor: actor.to_vec(),
+                    })
+                })
+                .collect();
+            if !named.is_empty() {
+                self.send_actor_names(conn, named);
             }
         }
     }
@@ -971,6 +1044,13 @@ impl Repo {
             Message::Listing {
                 partnerships, more, ..
             } => self.on_listing(conn, partnerships, more),
+            Message::Actors { actors, .. } => {
+                let initiated = self.connections.get(&conn).is_some_and(|c| c.initiate);
+                // Only our relay names actors, and only when asked.
+                if initiated && self.config.ask_for_listing && !actors.is_empty() {
+                    self.effects.push(Effect::ActorsNamed { actors });
+                }
+            }
         }
     }
 
@@ -1247,7 +1327,9 @@ impl Repo {
                 }
             }
         }
-        // An actor bound by these changes is kept in the same write.
+        // An actor bound by these changes is kept in the same write, and
+        // its school named to those who will see them.
+        self.announce_bindings(&records);
         self.effects.extend(
             records
                 .into_iter()

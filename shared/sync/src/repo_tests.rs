@@ -29,6 +29,8 @@ struct Net {
     tracked: Vec<Vec<DocumentId>>,
     /// What the relay's policy asked to keep, in order.
     records: Vec<AccessRecord>,
+    /// The schools each node was told its actors belong to.
+    named: Vec<HashMap<Vec<u8>, String>>,
 }
 
 impl Net {
@@ -59,6 +61,7 @@ impl Net {
             owners: HashMap::new(),
             tracked: vec![Vec::new(); clients + 1],
             records: Vec::new(),
+            named: vec![HashMap::new(); clients + 1],
         }
     }
 
@@ -256,6 +259,11 @@ impl Net {
                 self.tracked[node].push(document_id);
             }
             Effect::PersistAccess { record } => self.records.push(record),
+            Effect::ActorsNamed { actors } => {
+                for named in actors {
+                    self.named[node].insert(named.actor, named.school);
+                }
+            }
             Effect::PeerJoined { .. }
             | Effect::Listed { .. }
             | Effect::Unavailable { .. }
@@ -1658,6 +1666,70 @@ mod relay_policy {
             doc.put(ROOT, "note", "bound").unwrap()
         });
         assert!(net.records.iter().any(|r| matches!(r, AccessRecord::ActorBound { actor, school } if *actor == self::actor("actor-1-person") && school == "school-id-1")));
+    }
+
+    #[test]
+    fn schools_that_ask_are_told_whose_each_actor_is_before_its_changes_arrive() {
+        let mut net = net_with(
+            register(
+                1,
+                &[
+                    (1, &[("north", Role::Member)]),
+                    (2, &[("north", Role::Viewer)]),
+                    (3, &[("south", Role::Member)]),
+                    (4, &[("north", Role::Member)]),
+                ],
+            ),
+            4,
+        );
+        for client in 1..=3 {
+            asks_for_listing(&mut net, client);
+            net.connect(client);
+        }
+        let plan = new_doc_with_title(&mut net, 1, "Plan");
+        net.track(2, plan);
+        let hilltop = actor("actor-1");
+        assert_eq!(
+            net.named[2].get(&hilltop).map(String::as_str),
+            Some("School 1")
+        );
+        assert_eq!(
+            net.named[1].get(&hilltop).map(String::as_str),
+            Some("School 1")
+        );
+        assert!(
+            net.named[3].is_empty(),
+            "another partnership's actors stay unnamed"
+        );
+        // The name went out before the changes made under it.
+        let to_2: Vec<&str> = net
+            .log
+            .iter()
+            .filter_map(|(node, e)| match e {
+                Effect::Send { conn: 2, bytes } if *node == 0 => {
+                    Message::decode(bytes, usize::MAX).ok()
+                }
+                _ => None,
+            })
+            .filter_map(|m| match m {
+                Message::Actors { .. } => Some("actors"),
+                Message::Sync(_) => Some("sync"),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(to_2.first(), Some(&"actors"), "{to_2:?}");
+
+        // A school that connects later is told every actor of its
+        // partnerships as it joins; a client that did not ask, nothing.
+        net.connect(4);
+        assert!(net.named[4].is_empty());
+        net.disconnect(2);
+        net.named[2].clear();
+        net.connect(2);
+        assert_eq!(
+            net.named[2].get(&hilltop).map(String::as_str),
+            Some("School 1")
+        );
     }
 
     #[test]

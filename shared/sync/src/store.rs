@@ -21,6 +21,7 @@ use crate::access::{
     AccessRecord, Credential, Kept, Owner, PEER_ID_KEPT_MS, PartnershipId, Register, Role, School,
 };
 use crate::document_id::DocumentId;
+use crate::message::NamedActor;
 
 /// Marks a SQLite file as ours (`PRAGMA application_id`): "PPLN".
 const APPLICATION_ID: i32 = 0x5050_4C4E;
@@ -28,7 +29,8 @@ const APPLICATION_ID: i32 = 0x5050_4C4E;
 /// register (partnerships, schools, memberships, document owners) joins
 /// them, so one file, one check and one version cover both. 3: what the
 /// relay's access policy keeps across restarts (each actor's school,
-/// peer-id claims, the schools a restore waits for).
+/// peer-id claims, the schools a restore waits for), and on a client the
+/// schools the relay named for actors.
 const SCHEMA_VERSION: i32 = 3;
 
 /// A document with more chunks than this is compacted into one snapshot.
@@ -93,6 +95,9 @@ pub enum Write {
     },
     /// What the relay's access policy keeps across restarts.
     Access(AccessRecord),
+    /// Which school each of these actors belongs to, as the relay named
+    /// them (the client keeps them for history).
+    ActorNames(Vec<NamedActor>),
 }
 
 /// A stored chunk, with its place in the file's order of writes.
@@ -276,6 +281,10 @@ impl Store {
                      CREATE TABLE IF NOT EXISTS restore_waits_for (
                          school_id TEXT PRIMARY KEY
                      );
+                     CREATE TABLE IF NOT EXISTS actor_names (
+                         actor BLOB PRIMARY KEY,
+                         school TEXT NOT NULL
+                     );
                      PRAGMA user_version = {SCHEMA_VERSION};
                      COMMIT;"
                 ))
@@ -357,6 +366,27 @@ impl Store {
             kept.returning.push(row.map_err(err)?);
         }
         Ok(kept)
+    }
+
+    /// The school of each Automerge actor the relay named (a client's
+    /// store), keyed by the actor id in hex: what history names schools by.
+    pub fn actor_names(&self) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT actor, school FROM actor_names")
+            .map_err(err)?;
+        let mut names = std::collections::BTreeMap::new();
+        for row in stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(err)?
+        {
+            let (actor, school) = row.map_err(err)?;
+            names.insert(automerge::ActorId::from(actor).to_hex_string(), school);
+        }
+        Ok(names)
     }
 
     /// This store's id on the wire (`storageId`): made once, kept forever.
@@ -518,6 +548,16 @@ impl Store {
                     .map_err(err)?;
                 }
                 Write::Access(record) => write_access(&tx, record).map_err(err)?,
+                Write::ActorNames(actors) => {
+                    for named in actors {
+                        tx.prepare_cached(
+                            "INSERT INTO actor_names (actor, school) VALUES (?1, ?2)
+                             ON CONFLICT (actor) DO UPDATE SET school = excluded.school",
+                        )
+                        .and_then(|mut s| s.execute(params![named.actor, named.school]))
+                        .map_err(err)?;
+                    }
+                }
             }
         }
         touched.sort();
