@@ -190,33 +190,16 @@ fn check_relay_url(url: &str) -> Result<&str, ClientError> {
     Ok(url)
 }
 
-/// Splits `…?partnership=P&token=T` into the address without the token,
-/// and the token.
+/// Splits `…?partnership=P&school=S&token=T` into the address without the
+/// token (nor the school's name), and the token.
 fn split_invite(invite: &str) -> Result<(String, String), ClientError> {
-    if !(invite.starts_with("ws://") || invite.starts_with("wss://")) {
-        return Err(ClientError::BadInvite(
-            "it should start with ws:// or wss://; copy the whole line your lead school gave you"
-                .into(),
-        ));
-    }
-    let (base, query) = invite.split_once('?').unwrap_or((invite, ""));
-    let mut token = None;
-    let mut kept = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.strip_prefix("token=") {
-            Some(value) => token = Some(value.to_string()),
-            None => kept.push(pair),
-        }
-    }
-    let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
-        ClientError::BadInvite("it has no token: it should end in &token=pp_…; copy the whole line your lead school gave you".into())
-    })?;
-    let url = if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
-    Ok((url, token))
+    let invite = partnerplan_sync::invite::parse(invite).map_err(ClientError::BadInvite)?;
+    Ok((invite.relay_url, invite.token))
+}
+
+/// The school's name an invite carries, if it does.
+pub fn invite_school(invite: &str) -> Option<String> {
+    partnerplan_sync::invite::parse(invite).ok()?.school
 }
 
 /// Writes a secret so that only this user can read it, and makes sure it

@@ -78,6 +78,10 @@ fn refusal(refused: &[(DocumentId, String)]) -> Option<ClientError> {
 const PING_EVERY: Duration = Duration::from_secs(20);
 const SILENT_LIMIT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a single sync tries to reach a relay it has not reached yet
+/// before saying it cannot: a person at a command line waits for an
+/// answer, and the background sync keeps trying anyway.
+const REACH_LIMIT: Duration = Duration::from_millis(3500);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a single sync waits for the relay's words about changes it
@@ -138,6 +142,7 @@ pub async fn run_linked(
     let peer_id = format!("school-{:016x}", rand::rng().random::<u64>());
     let mut config = RepoConfig::new(peer_id, Some(storage_id));
     config.ask_for_listing = true;
+    config.client = Some(concat!("partnerplan ", env!("CARGO_PKG_VERSION")).into());
     let repo = Repo::new(config, Box::new(AllowAll));
     let (notices_tx, mut notices) = mpsc::unbounded_channel();
     let (engine_link, changed) = match link {
@@ -176,13 +181,16 @@ pub async fn run_linked(
     .await;
 
     let deadline = (!options.watch).then(|| Instant::now() + options.timeout);
+    // Until the relay answers once, a single sync gives up after
+    // REACH_LIMIT (or its own deadline, if sooner).
+    let mut reach_deadline = deadline.map(|d| d.min(Instant::now() + REACH_LIMIT));
     let mut attempt: u32 = 0;
     let mut conn: u64 = 0;
     let mut last_error: Option<ClientError> = None;
     tokio::pin!(stop);
     let result = loop {
         conn += 1;
-        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let remaining = reach_deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let connect_limit = remaining.map_or(CONNECT_TIMEOUT, |r| r.min(CONNECT_TIMEOUT));
         let connected = tokio::select! {
             result = tokio::time::timeout(connect_limit, connect(&url, token.as_deref(), tls.clone())) => Some(result),
@@ -191,6 +199,7 @@ pub async fn run_linked(
         let ended = match connected {
             None => break Ok(None),
             Some(Ok(Ok((socket, _)))) => {
+                reach_deadline = deadline;
                 let ended = drive(
                     &sender,
                     &mut notices,
@@ -221,13 +230,16 @@ pub async fn run_linked(
             }
             // Cut short by the deadline: what went wrong before says more.
             Some(Err(_))
-                if last_error.is_some() && deadline.is_some_and(|d| Instant::now() >= d) =>
+                if last_error.is_some() && reach_deadline.is_some_and(|d| Instant::now() >= d) =>
             {
                 break Err(last_error.take().expect("checked"));
             }
             Some(Err(_)) => Ended::Failed(ClientError::Unreachable {
                 url: url.clone(),
-                detail: "no answer in time".into(),
+                detail: format!(
+                    "no answer in {} seconds; check this computer's internet connection, or ask the lead school whether its relay is running",
+                    connect_limit.as_secs_f64().round()
+                ),
             }),
         };
         match ended {
@@ -260,7 +272,7 @@ pub async fn run_linked(
                 last_error = Some(error);
             }
         }
-        if let Some(deadline) = deadline
+        if let Some(deadline) = reach_deadline
             && Instant::now() >= deadline
         {
             break Err(last_error.take().unwrap_or(ClientError::Timeout {
@@ -270,7 +282,7 @@ pub async fn run_linked(
         }
         let delay = backoff(attempt);
         attempt = attempt.saturating_add(1);
-        let delay = deadline.map_or(delay, |d| {
+        let delay = reach_deadline.map_or(delay, |d| {
             delay.min(d.saturating_duration_since(Instant::now()))
         });
         tokio::select! {

@@ -71,6 +71,12 @@ impl Joining {
                     .into(),
             );
         }
+        // The invite carries the school's name as the relay knows it.
+        let from_invite = crate::school::invite_school(invite);
+        let school = match (school.is_empty(), &from_invite) {
+            (true, Some(name)) => name.as_str(),
+            _ => school,
+        };
         if school.is_empty() {
             return Err("Enter your school's name, as your partners know it.".into());
         }

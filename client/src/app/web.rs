@@ -27,6 +27,7 @@ use partnerplan_model::{
 };
 use partnerplan_model::{DocView, Kind, RowView, TableView};
 use partnerplan_sync::DocumentId;
+use partnerplan_web::guard::constant_time_eq;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
@@ -101,15 +102,8 @@ async fn guard(State(state): State<Shared>, request: Request, next: Next) -> Res
     let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
     if changes {
         let origin = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok());
-        let own = origin.is_none_or(|o| {
-            o.strip_prefix("http://")
-                .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
-        });
-        let cross_site = headers
-            .get("sec-fetch-site")
-            .and_then(|h| h.to_str().ok())
-            .is_some_and(|s| s == "cross-site");
-        if !own || cross_site {
+        let fetch_site = headers.get("sec-fetch-site").and_then(|h| h.to_str().ok());
+        if !partnerplan_web::guard::same_origin(origin, fetch_site, host) {
             tracing::warn!("refused a change sent from another web page");
             return (
                 StatusCode::FORBIDDEN,
@@ -244,14 +238,6 @@ fn refused_token() -> Response {
         Json(json!({"error": "This change did not come from one of this app's pages, so it was not made. Reload the page and try again."})),
     )
         .into_response()
-}
-
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 struct Who {

@@ -108,6 +108,10 @@ impl Grant {
     pub fn school_id(&self) -> &SchoolId {
         &self.school_id
     }
+
+    pub fn school_name(&self) -> &str {
+        &self.school_name
+    }
 }
 
 /// A new document's owner, for the driver to record with its first chunk.

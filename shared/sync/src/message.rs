@@ -34,7 +34,14 @@ pub struct PeerMetadata {
     /// of the documents I may see" ([`Message::Listing`]); in a relay's
     /// `peer`, "it follows". JS peers never set it, and ignore it.
     pub listing: bool,
+    /// `partnerplanClient`: in our client's `join`, which program and
+    /// version it is ("partnerplan 0.1.0"), for the relay's admin pages.
+    /// Written only when set; JS peers never set it, and ignore it.
+    pub client: Option<String>,
 }
+
+/// The longest `partnerplanClient` kept; a longer one is cut.
+pub const MAX_CLIENT_CHARS: usize = 64;
 
 /// The wire name of [`Message::Listing`]. Only our relay sends it, and
 /// only to a client that asked in its `join`: automerge-repo peers drop
@@ -468,8 +475,11 @@ fn write_metadata(
     e: &mut Encoder<Vec<u8>>,
     metadata: &PeerMetadata,
 ) -> Result<(), minicbor::encode::Error<std::convert::Infallible>> {
-    e.str("peerMetadata")?
-        .map(1 + metadata.storage_id.is_some() as u64 + metadata.listing as u64)?;
+    e.str("peerMetadata")?.map(
+        1 + metadata.storage_id.is_some() as u64
+            + metadata.listing as u64
+            + metadata.client.is_some() as u64,
+    )?;
     if let Some(storage_id) = &metadata.storage_id {
         e.str("storageId")?.str(storage_id)?;
     }
@@ -477,6 +487,9 @@ fn write_metadata(
     // Written only when set, so what JS peers receive is unchanged.
     if metadata.listing {
         e.str("partnerplanListing")?.bool(true)?;
+    }
+    if let Some(client) = &metadata.client {
+        e.str("partnerplanClient")?.str(client)?;
     }
     Ok(())
 }
@@ -738,6 +751,10 @@ fn metadata(d: &mut Decoder<'_>) -> Result<PeerMetadata, DecodeError> {
             "storageId" => metadata.storage_id = opt_string(d, "storageId")?,
             "isEphemeral" => metadata.is_ephemeral = opt_bool(d)?.unwrap_or(false),
             "partnerplanListing" => metadata.listing = opt_bool(d)?.unwrap_or(false),
+            "partnerplanClient" => {
+                metadata.client = opt_string(d, "partnerplanClient")?
+                    .map(|c| c.chars().take(MAX_CLIENT_CHARS).collect())
+            }
             _ => d.skip()?,
         }
         Ok(())
@@ -872,6 +889,7 @@ mod tests {
                     storage_id: Some("s".into()),
                     is_ephemeral: false,
                     listing: true,
+                    client: Some("partnerplan 0.1.0".into()),
                 },
             },
             Message::Peer {
@@ -1050,6 +1068,7 @@ mod tests {
             storage_id: Some("s".into()),
             is_ephemeral: false,
             listing: false,
+            client: None,
         };
         let peer = Message::Peer {
             sender_id: "r".into(),
@@ -1059,6 +1078,7 @@ mod tests {
         };
         let bytes = peer.encode();
         assert!(!bytes.windows(18).any(|w| w == b"partnerplanListing"));
+        assert!(!bytes.windows(17).any(|w| w == b"partnerplanClient"));
         let Message::Peer { metadata, .. } = Message::decode(&bytes, 1024).unwrap() else {
             panic!("a peer message");
         };

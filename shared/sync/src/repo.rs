@@ -177,6 +177,9 @@ pub struct RepoConfig {
     /// Ask the relay, in `join`, for the documents this school may see,
     /// and track each as it is listed (our client; never JS peers).
     pub ask_for_listing: bool,
+    /// Which program this is, said in `join` (`partnerplanClient`), so a
+    /// relay's admin pages show each school's version. `None` says nothing.
+    pub client: Option<String>,
 }
 
 impl RepoConfig {
@@ -188,6 +191,7 @@ impl RepoConfig {
             idle_unload_ms: 60_000,
             eager_sync_states: true,
             ask_for_listing: false,
+            client: None,
         }
     }
 
@@ -198,6 +202,7 @@ impl RepoConfig {
             storage_id: self.storage_id.clone(),
             is_ephemeral: self.storage_id.is_none(),
             listing,
+            client: self.client.clone(),
         }
     }
 }

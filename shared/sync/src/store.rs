@@ -27,10 +27,11 @@ use crate::message::NamedActor;
 const APPLICATION_ID: i32 = 0x5050_4C4E;
 /// 1: documents, sync states, tracked documents, meta. 2: the relay's
 /// register (partnerships, schools, memberships, document owners) joins
-/// them, so one file, one check and one version cover both. 3: what the
-/// relay's access policy keeps across restarts (each actor's school,
-/// peer-id claims, the schools a restore waits for), and on a client the
-/// schools the relay named for actors.
+/// them, so one file, one check and one version cover both. 3: when each
+/// document last changed (`document_changes`, for the relay's admin
+/// pages), what the relay's access policy keeps across restarts (each
+/// actor's school, peer-id claims, the schools a restore waits for), and
+/// on a client the schools the relay named for actors.
 const SCHEMA_VERSION: i32 = 3;
 
 /// A document with more chunks than this is compacted into one snapshot.
@@ -261,12 +262,17 @@ impl Store {
                 )
                 .map_err(err)?;
         }
-        if version < 3 {
-            // Each step of version 3 is idempotent (IF NOT EXISTS), so
-            // tables added to it by separate changes merge.
+        if version < 3 || !has_tables(&self.conn, VERSION_3_TABLES).map_err(err)? {
+            // Each step of version 3 is idempotent (IF NOT EXISTS), so the
+            // tables several changes add meet in one step; it runs again
+            // on a version 3 file that lacks one (made while they met).
             self.conn
                 .execute_batch(&format!(
                     "BEGIN IMMEDIATE;
+                     CREATE TABLE IF NOT EXISTS document_changes (
+                         document_id TEXT PRIMARY KEY,
+                         changed_at INTEGER NOT NULL
+                     );
                      CREATE TABLE IF NOT EXISTS actor_schools (
                          actor BLOB PRIMARY KEY,
                          school_id TEXT NOT NULL,
@@ -562,7 +568,16 @@ impl Store {
         }
         touched.sort();
         touched.dedup();
+        let now = unix_seconds();
         for document_id in touched {
+            // When it last changed: one small row per document a turn,
+            // beside the chunks it wrote.
+            tx.prepare_cached(
+                "INSERT INTO document_changes (document_id, changed_at) VALUES (?1, ?2)
+                 ON CONFLICT (document_id) DO UPDATE SET changed_at = excluded.changed_at",
+            )
+            .and_then(|mut s| s.execute(params![document_id.to_string(), now]))
+            .map_err(err)?;
             compact_if_needed(&tx, &document_id).map_err(err)?;
         }
         tx.commit().map_err(err)?;
@@ -842,6 +857,28 @@ fn write_access(tx: &rusqlite::Transaction<'_>, record: &AccessRecord) -> rusqli
         }
     }
     Ok(())
+}
+
+/// The tables the version 3 step makes.
+const VERSION_3_TABLES: &[&str] = &[
+    "document_changes",
+    "actor_schools",
+    "peer_claims",
+    "restore_waits_for",
+    "actor_names",
+];
+
+/// Whether the database holds every one of these tables.
+fn has_tables(conn: &Connection, tables: &[&str]) -> rusqlite::Result<bool> {
+    let mut stmt = conn
+        .prepare_cached("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1")?;
+    for table in tables {
+        let found: i64 = stmt.query_row([table], |r| r.get(0))?;
+        if found == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn register_version(conn: &Connection) -> rusqlite::Result<i64> {
@@ -1182,6 +1219,19 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(store.owners().unwrap()[&id], "north");
+    }
+
+    #[test]
+    fn a_version_3_file_missing_a_version_3_table_gets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.sqlite");
+        Store::open(&path)
+            .unwrap()
+            .into_connection()
+            .execute_batch("DROP TABLE actor_schools; DROP TABLE peer_claims;")
+            .unwrap();
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.kept_access().unwrap(), Kept::default());
     }
 
     #[test]
