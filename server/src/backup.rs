@@ -19,7 +19,8 @@ use std::io::{ErrorKind, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use partnerplan_sync::store::{CopySummary, check_copy};
+use partnerplan_sync::access::RESTORE_WAITS_MS;
+use partnerplan_sync::store::{BINDINGS_INCOMPLETE, CopySummary, RESTORE_BINDINGS, check_copy};
 use partnerplan_sync::{Store, StoreError};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
@@ -337,17 +338,19 @@ pub fn restore(data: &Path, from: &Path) -> Result<Restored, BackupError> {
     // changes again. A new storage id (and no sync states of its own)
     // makes every school sync each document from the start, sending what
     // the relay lacks; Automerge sends only the missing changes. A school
-    // sends back its partners' changes too: until a school has connected
-    // to the restored relay, its partners may send its changes (the
-    // relay waits for every school in the register).
+    // sends back its partners' changes too: for a while, a school's lost
+    // changes to a document are taken from its partners until it has sent
+    // that document all it holds itself (every school in the register).
+    let until = partnerplan_sync::clock::unix_millis() + RESTORE_WAITS_MS;
     let conn = Store::open(&database)?.into_connection();
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "BEGIN IMMEDIATE;
          DELETE FROM sync_states;
          DELETE FROM meta WHERE key = 'storage_id';
-         INSERT OR IGNORE INTO restore_waits_for (school_id) SELECT id FROM schools;
-         COMMIT;",
-    )
+         DELETE FROM restore_waits_for;
+         INSERT INTO restore_waits_for (school_id, until_ms) SELECT id, {until} FROM schools;
+         COMMIT;"
+    ))
     .map_err(|e| {
         BackupError(format!(
             "the backup is in place as {}, but it could not be prepared for the schools ({e}). Run restore again.",
@@ -357,9 +360,23 @@ pub fn restore(data: &Path, from: &Path) -> Result<Restored, BackupError> {
     // Which school each actor is, and whose each peer id is, never go
     // back in time: what the replaced database knew is kept, when it can
     // be read (it may be what was damaged).
-    if let Some(aside) = &set_aside {
-        carry_identities(&conn, aside);
-    }
+    let carried = set_aside
+        .as_ref()
+        .is_some_and(|aside| carry_identities(&conn, aside));
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [
+            RESTORE_BINDINGS,
+            if carried { "carried" } else { BINDINGS_INCOMPLETE },
+        ],
+    )
+    .map_err(|e| {
+        BackupError(format!(
+            "the backup is in place as {}, but it could not be prepared for the schools ({e}). Run restore again.",
+            database.display()
+        ))
+    })?;
     drop(conn);
     let mut store = Store::open(&database)?;
     store.storage_id()?;
@@ -380,8 +397,8 @@ pub fn restore(data: &Path, from: &Path) -> Result<Restored, BackupError> {
 
 /// Copies actor bindings and peer-id claims from the database a restore
 /// replaced into the restored one, as far as it can be read; an earlier
-/// binding in the restored one stays.
-fn carry_identities(conn: &Connection, aside: &Path) {
+/// binding in the restored one stays. Whether they were.
+fn carry_identities(conn: &Connection, aside: &Path) -> bool {
     let carried = conn
         .execute("ATTACH DATABASE ?1 AS replaced", [aside.to_string_lossy()])
         .and_then(|_| {
@@ -396,11 +413,12 @@ fn carry_identities(conn: &Connection, aside: &Path) {
                  COMMIT;",
             )
         });
-    if let Err(error) = carried {
+    if let Err(error) = &carried {
         let _ = conn.execute_batch("ROLLBACK;");
         tracing::warn!(%error, "the replaced database's actor bindings could not be carried over");
     }
     let _ = conn.execute_batch("DETACH DATABASE replaced;");
+    carried.is_ok()
 }
 
 /// Scheduled backups: every `every`, into `dir`, keeping the newest `keep`.
@@ -728,9 +746,12 @@ mod tests {
                 .iter()
                 .any(|(p, s, _)| p == "valley-peer" && s == "v")
         );
-        let mut returning = kept.returning.clone();
-        returning.sort();
-        assert_eq!(returning, vec!["h".to_string(), "v".to_string()]);
+        let mut restored: Vec<&str> = kept.restored.iter().map(|(s, _)| s.as_str()).collect();
+        restored.sort();
+        assert_eq!(restored, vec!["h", "v"]);
+        let now = partnerplan_sync::clock::unix_millis();
+        assert!(kept.restored.iter().all(|(_, until)| *until > now));
+        assert!(!kept.bindings_incomplete, "carried over");
     }
 
     #[test]

@@ -163,10 +163,10 @@ impl Relay {
         let storage_id = store.storage_id()?;
         let register = Arc::new(store.register()?);
         let kept = store.kept_access()?;
-        if !kept.returning.is_empty() {
-            tracing::warn!(
-                schools = kept.returning.len(),
-                "restored from a backup: changes of schools that have not connected since are taken from their partners until they do"
+        if !kept.restored.is_empty() {
+            tracing::info!(
+                schools = kept.restored.len(),
+                "restored from a backup: a school's lost changes to a document are taken from its partners until it has sent that document all it holds"
             );
         }
         let policy = PartnershipPolicy::new(

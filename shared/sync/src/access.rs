@@ -26,9 +26,9 @@
 //!   sends a change made under it. A connection may send only changes
 //!   made under its own school's actors, so no school can write in
 //!   another's name (see [`PartnershipPolicy`]'s `authors`). After a
-//!   restore from a backup, changes of schools that have not connected
-//!   since are taken from their partners too: the relay lost them, and
-//!   their partners hold them.
+//!   restore from a backup, a school's changes to a document are taken
+//!   from its partners too until it has sent that document all it holds
+//!   itself: the relay lost them, and its partners hold them.
 //! - Which school speaks as which peer id, and which actor is whose, are
 //!   kept across restarts ([`AccessRecord`], written by the engine with
 //!   the changes they go with, read back as [`Kept`]).
@@ -135,9 +135,6 @@ pub enum AccessRecord {
         school: SchoolId,
         at_ms: u64,
     },
-    /// A school connected for the first time since the relay was restored
-    /// from a backup: from now on its changes come only from itself.
-    SchoolReturned { school: SchoolId },
 }
 
 /// What the policy kept before the relay last stopped, as read from its
@@ -148,9 +145,20 @@ pub struct Kept {
     pub actors: Vec<(Vec<u8>, SchoolId)>,
     /// Peer ids with their school and when it last used them (ms since 1970).
     pub peers: Vec<(String, SchoolId, u64)>,
-    /// Schools that have not connected since the relay was restored.
-    pub returning: Vec<SchoolId>,
+    /// Schools whose changes a restore from a backup lost, each with when
+    /// the relay stops taking those changes from their partners (ms since
+    /// 1970).
+    pub restored: Vec<(SchoolId, u64)>,
+    /// The restore could not carry over the actor bindings of the database
+    /// it replaced: an actor not bound may be a partner's from after the
+    /// backup.
+    pub bindings_incomplete: bool,
 }
+
+/// How long after a restore the relay takes a school's lost changes from
+/// its partners (for each document, until the school has sent it all it
+/// holds itself): long enough for every school to come back.
+pub const RESTORE_WAITS_MS: u64 = 30 * 24 * 60 * 60 * 1000;
 
 /// The longest Automerge actor id taken (ours are 16 bytes, as are the
 /// JavaScript clients').
@@ -236,15 +244,26 @@ pub struct PartnershipPolicy {
     /// one closed (the id stays the school's for a while after).
     peers: HashMap<String, PeerClaim>,
     peer_of: HashMap<ConnId, String>,
-    /// Each Automerge actor's school, and the bytes of actor ids bound to
-    /// each school (bounded by [`ACTOR_BYTES_PER_SCHOOL`]).
+    /// Each Automerge actor's school, and each school's actors (their
+    /// bytes bounded by [`ACTOR_BYTES_PER_SCHOOL`]).
     actors: HashMap<ActorId, SchoolId>,
-    actor_bytes: HashMap<SchoolId, usize>,
-    /// Schools that have not connected since the relay was restored from
-    /// a backup, whose changes their partners may still send.
-    returning: HashSet<SchoolId>,
+    by_school: HashMap<SchoolId, SchoolActors>,
+    /// Schools a restore from a backup lost changes of, with when the
+    /// relay stops taking them from partners; the documents each has since
+    /// sent all it holds (from then on its changes to them come only from
+    /// it; kept in memory, so after a restart the relay waits again, which
+    /// only takes more); and whether the restore lost actor bindings.
+    restored: HashMap<SchoolId, u64>,
+    caught_up: HashSet<(SchoolId, DocumentId)>,
+    bindings_incomplete: bool,
     /// What to keep, waiting for the core to take it.
     records: Vec<AccessRecord>,
+}
+
+#[derive(Default)]
+struct SchoolActors {
+    bytes: usize,
+    actors: HashSet<ActorId>,
 }
 
 struct PeerClaim {
@@ -256,6 +275,9 @@ struct PeerClaim {
 /// How long a peer id stays its school's after its last connection
 /// closes: long enough for a dropped client to come back under it.
 pub const PEER_ID_KEPT_MS: u64 = 24 * 60 * 60 * 1000;
+/// Peer ids longer than this are not kept across restarts (ours are 23
+/// bytes, the JavaScript client's 36).
+const MAX_KEPT_PEER_ID_BYTES: usize = 256;
 /// The most peer ids remembered; the oldest unused go first past this.
 const MAX_PEER_IDS: usize = 100_000;
 
@@ -283,8 +305,10 @@ impl PartnershipPolicy {
             peers: HashMap::new(),
             peer_of: HashMap::new(),
             actors: HashMap::new(),
-            actor_bytes: HashMap::new(),
-            returning: HashSet::new(),
+            by_school: HashMap::new(),
+            restored: HashMap::new(),
+            caught_up: HashSet::new(),
+            bindings_incomplete: false,
             records: Vec::new(),
         }
     }
@@ -293,8 +317,7 @@ impl PartnershipPolicy {
     /// bindings, peer-id claims, and the schools a restore still waits for.
     pub fn with_kept(mut self, kept: Kept) -> PartnershipPolicy {
         for (actor, school) in kept.actors {
-            *self.actor_bytes.entry(school.clone()).or_default() += actor.len();
-            self.actors.insert(ActorId::from(actor), school);
+            self.add_actor(ActorId::from(actor), school);
         }
         for (peer_id, school, last_seen_ms) in kept.peers.into_iter().take(MAX_PEER_IDS) {
             self.peers.insert(
@@ -306,12 +329,23 @@ impl PartnershipPolicy {
                 },
             );
         }
-        self.returning = kept
-            .returning
+        self.restored = kept
+            .restored
             .into_iter()
-            .filter(|school| self.register.schools.contains_key(school))
+            .filter(|(school, _)| self.register.schools.contains_key(school))
             .collect();
+        self.bindings_incomplete = kept.bindings_incomplete;
         self
+    }
+
+    /// Whether `school`'s changes to `document_id` that the relay lacks
+    /// may come from its partners: a restore lost them, and the school
+    /// has not sent that document all it holds since.
+    fn lost_by_restore(&self, school: &SchoolId, document_id: &DocumentId, now_ms: u64) -> bool {
+        self.restored
+            .get(school)
+            .is_some_and(|until| *until > now_ms)
+            && !self.caught_up.contains(&(school.clone(), *document_id))
     }
 
     /// The school an Automerge actor belongs to, if it is bound.
@@ -338,9 +372,16 @@ impl PartnershipPolicy {
             .collect()
     }
 
+    fn add_actor(&mut self, actor: ActorId, school: SchoolId) {
+        let own = self.by_school.entry(school.clone()).or_default();
+        if own.actors.insert(actor.clone()) {
+            own.bytes += actor.to_bytes().len();
+        }
+        self.actors.insert(actor, school);
+    }
+
     fn bind(&mut self, actor: &ActorId, school: &SchoolId) {
-        *self.actor_bytes.entry(school.clone()).or_default() += actor.to_bytes().len();
-        self.actors.insert(actor.clone(), school.clone());
+        self.add_actor(actor.clone(), school.clone());
         self.records.push(AccessRecord::ActorBound {
             actor: actor.to_bytes().to_vec(),
             school: school.clone(),
@@ -382,11 +423,6 @@ impl AccessPolicy for PartnershipPolicy {
                 "{} already has {already} connections open to this relay, the most allowed; close one (another `partnerplan sync --watch`?) and try again",
                 grant.school_name
             ));
-        }
-        if self.returning.remove(&grant.school_id) {
-            self.records.push(AccessRecord::SchoolReturned {
-                school: grant.school_id.clone(),
-            });
         }
         self.grants.insert(conn, grant);
         Ok(())
@@ -489,11 +525,13 @@ impl AccessPolicy for PartnershipPolicy {
             }
         }
         self.peer_of.insert(conn, peer_id.to_string());
-        self.records.push(AccessRecord::PeerSeen {
-            peer_id: peer_id.to_string(),
-            school,
-            at_ms: now_ms,
-        });
+        if peer_id.len() <= MAX_KEPT_PEER_ID_BYTES {
+            self.records.push(AccessRecord::PeerSeen {
+                peer_id: peer_id.to_string(),
+                school,
+                at_ms: now_ms,
+            });
+        }
         Ok(())
     }
 
@@ -504,6 +542,9 @@ impl AccessPolicy for PartnershipPolicy {
         {
             claim.open = claim.open.saturating_sub(1);
             claim.last_seen_ms = now_ms;
+            if peer_id.len() > MAX_KEPT_PEER_ID_BYTES {
+                return;
+            }
             self.records.push(AccessRecord::PeerSeen {
                 peer_id,
                 school: claim.school.clone(),
@@ -519,16 +560,19 @@ impl AccessPolicy for PartnershipPolicy {
     /// A school sends only changes made under its own actors; an actor
     /// no school has used yet becomes the sender's. The exceptions come
     /// from a restore: the relay lost what schools sent after the backup,
-    /// and a partner that holds those changes sends them back. So while
-    /// a school has not connected since the restore, its partners may
-    /// send its changes, and while any school has not, a new actor is
-    /// taken without being bound (it may be a partner's, from after the
-    /// backup); its next change after that binds it.
+    /// and a partner that holds those changes sends them back. So a
+    /// school's changes to a document are taken from its partners until
+    /// it has sent that document all it holds (then the relay holds every
+    /// change of its a partner can have), for at most
+    /// [`RESTORE_WAITS_MS`]; and if the restore lost the actor bindings,
+    /// a new actor is taken without being bound meanwhile (it may be a
+    /// partner's, from after the backup).
     fn authors(
         &mut self,
         conn: ConnId,
         document_id: &DocumentId,
         actors: &[ActorId],
+        now_ms: u64,
     ) -> Result<(), String> {
         let grant = self.grants.get(&conn).ok_or("the connection has closed")?;
         let school = grant.school_id.clone();
@@ -541,7 +585,8 @@ impl AccessPolicy for PartnershipPolicy {
         let mut new: Vec<&ActorId> = Vec::new();
         for actor in actors {
             match self.actors.get(actor) {
-                Some(owner) if *owner == school || self.returning.contains(owner) => {}
+                Some(owner)
+                    if *owner == school || self.lost_by_restore(owner, document_id, now_ms) => {}
                 Some(_) => {
                     return Err(refused(
                         "they are made under an Automerge actor id that belongs to another school, and a school may send only changes it made itself (was this computer's partnerplan folder copied from another school's? Ask your lead school for help)".into(),
@@ -553,16 +598,19 @@ impl AccessPolicy for PartnershipPolicy {
                         actor.to_bytes().len()
                     )));
                 }
-                None if !self.returning.is_empty() => {}
+                None if self.bindings_incomplete
+                    && self.restored.values().any(|until| *until > now_ms) => {}
                 None => new.push(actor),
             }
         }
-        let used = self.actor_bytes.get(&school).copied().unwrap_or(0);
+        let (used, count) = self
+            .by_school
+            .get(&school)
+            .map_or((0, 0), |own| (own.bytes, own.actors.len()));
         let adding: usize = new.iter().map(|a| a.to_bytes().len()).sum();
         if used + adding > ACTOR_BYTES_PER_SCHOOL {
             return Err(refused(format!(
-                "{school_name} has already sent changes under {} different Automerge actor ids, the most this relay keeps for one school. The partnerplan app and command line use one per person; set any other program to keep its actor id rather than make a new one each time",
-                self.actors.values().filter(|s| **s == school).count()
+                "{school_name} has already sent changes under {count} different Automerge actor ids, the most this relay keeps for one school. The partnerplan app and command line use one per person; set any other program to keep its actor id rather than make a new one each time"
             )));
         }
         for actor in new {
@@ -571,15 +619,16 @@ impl AccessPolicy for PartnershipPolicy {
         Ok(())
     }
 
+    /// Proportional to the partners' actors, not to every actor bound.
     fn named_actors(&self, conn: ConnId) -> Vec<NamedActor> {
-        let partners = self.partners(conn);
         let mut named: Vec<NamedActor> = self
-            .actors
-            .iter()
-            .filter_map(|(actor, school)| {
-                Some(NamedActor {
+            .partners(conn)
+            .into_iter()
+            .filter_map(|(school, name)| Some((self.by_school.get(school)?, name)))
+            .flat_map(|(own, name)| {
+                own.actors.iter().map(move |actor| NamedActor {
                     actor: actor.to_bytes().to_vec(),
-                    school: partners.get(school.as_str())?.to_string(),
+                    school: name.to_string(),
                 })
             })
             .collect();
@@ -594,6 +643,15 @@ impl AccessPolicy for PartnershipPolicy {
             .map(|name| name.to_string())
     }
 
+    fn caught_up(&mut self, conn: ConnId, document_id: &DocumentId) {
+        if let Some(grant) = self.grants.get(&conn)
+            && self.restored.contains_key(&grant.school_id)
+        {
+            self.caught_up
+                .insert((grant.school_id.clone(), *document_id));
+        }
+    }
+
     fn take_records(&mut self) -> Vec<AccessRecord> {
         std::mem::take(&mut self.records)
     }
@@ -604,8 +662,10 @@ impl AccessPolicy for PartnershipPolicy {
                 let actor = ActorId::from(actor.as_slice());
                 if self.actors.get(&actor) == Some(school) {
                     self.actors.remove(&actor);
-                    if let Some(bytes) = self.actor_bytes.get_mut(school) {
-                        *bytes = bytes.saturating_sub(actor.to_bytes().len());
+                    if let Some(own) = self.by_school.get_mut(school)
+                        && own.actors.remove(&actor)
+                    {
+                        own.bytes = own.bytes.saturating_sub(actor.to_bytes().len());
                     }
                 }
             }
@@ -616,7 +676,8 @@ impl AccessPolicy for PartnershipPolicy {
         self.register = register;
         // A school removed from the relay will not send its changes again.
         let schools = &self.register.schools;
-        self.returning.retain(|school| schools.contains_key(school));
+        self.restored
+            .retain(|school, _| schools.contains_key(school));
         let register = &self.register;
         let mut cut: Vec<(ConnId, String)> = self
             .grants

@@ -102,9 +102,14 @@ pub trait AccessPolicy: Send {
         _conn: ConnId,
         _document_id: &DocumentId,
         _actors: &[ActorId],
+        _now_ms: u64,
     ) -> Result<(), String> {
         Ok(())
     }
+
+    /// `conn`'s changes to `document_id` were applied, and the document
+    /// now holds everything the peer said it has (its heads).
+    fn caught_up(&mut self, _conn: ConnId, _document_id: &DocumentId) {}
 
     /// What the policy decided to keep since it was last asked, for the
     /// driver to write ([`Effect::PersistAccess`]) with the changes it
@@ -1291,13 +1296,17 @@ impl Repo {
                         "the changes sent for document {document_id} could not be read: {why}. Nothing of them was saved, and the document stops syncing on this connection"
                     )
                 })
-                .and_then(|actors| self.policy.authors(conn, &document_id, &actors));
+                .and_then(|actors| {
+                    self.policy
+                        .authors(conn, &document_id, &actors, self.now_ms)
+                });
             if let Err(reason) = verdict {
                 tracing::warn!(conn, document = %document_id, "changes refused: {reason}");
                 return self.stop_document(conn, document_id, &reason);
             }
         }
         let records = self.policy.take_records();
+        let their_heads = message.heads.clone();
         if let Err(error) = document.doc.receive_sync_message(&mut peer.sync, message) {
             self.policy.forget(&records);
             // One document's trouble (a change that clashes with one already
@@ -1312,6 +1321,13 @@ impl Repo {
                     shorten(&error.to_string())
                 ),
             );
+        }
+        if matches!(permission, Permission::ReadWrite | Permission::Create)
+            && their_heads
+                .iter()
+                .all(|h| document.doc.get_change_by_hash(h).is_some())
+        {
+            self.policy.caught_up(conn, &document_id);
         }
         let mut claimed = None;
         if permission == Permission::Create && !document.doc.get_heads().is_empty() {

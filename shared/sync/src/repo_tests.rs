@@ -1511,8 +1511,13 @@ mod relay_policy {
 
     /// A relay restarted (or restored) from what it kept: the stored
     /// chunks given, the policy's records replayed as its database would
-    /// hold them, `returning` the schools a restore waits for.
-    fn restart_relay(net: &mut Net, register: Register, returning: &[&str]) {
+    /// hold them, `restored` the schools whose changes a restore lost.
+    fn restart_relay(
+        net: &mut Net,
+        register: Register,
+        restored: &[&str],
+        bindings_incomplete: bool,
+    ) {
         let mut kept = crate::access::Kept::default();
         for record in &net.records {
             match record {
@@ -1524,10 +1529,11 @@ mod relay_policy {
                     school,
                     at_ms,
                 } => kept.peers.push((peer_id.clone(), school.clone(), *at_ms)),
-                AccessRecord::SchoolReturned { .. } => {}
             }
         }
-        kept.returning = returning.iter().map(|s| s.to_string()).collect();
+        let until = net.now_ms + crate::access::RESTORE_WAITS_MS;
+        kept.restored = restored.iter().map(|s| (s.to_string(), until)).collect();
+        kept.bindings_incomplete = bindings_incomplete;
         let register = Arc::new(register);
         let policy =
             PartnershipPolicy::new(register, net.owners_by_partnership(), 2).with_kept(kept);
@@ -1558,7 +1564,7 @@ mod relay_policy {
         let plan = new_doc_with_title(&mut net, 1, "Plan");
         net.disconnect(1);
         net.tick(60_000);
-        restart_relay(&mut net, register, &[]);
+        restart_relay(&mut net, register, &[], false);
 
         // School 2 introduces itself with school 1's peer id: refused,
         // though the relay restarted since school 1 used it.
@@ -1620,14 +1626,14 @@ mod relay_policy {
         });
         assert_eq!(status_at(&net, 2, plan).as_deref(), Some("green"));
 
-        // The relay is restored from the backup: it lost both changes,
-        // and waits for both schools.
+        // The relay is restored from the backup: it lost both changes
+        // (and, its replaced database lost, the binding of the new actor).
         net.stores[0] = backup;
         net.records = kept_records;
-        restart_relay(&mut net, register, &["school-id-1", "school-id-2"]);
+        restart_relay(&mut net, register, &["school-id-1", "school-id-2"], true);
 
         // School 2 comes back first and sends what it holds, school 1's
-        // change too: taken, since school 1 has not been back.
+        // change too: taken, since school 1 has not sent it back itself.
         net.log.clear();
         net.connect(2);
         assert_eq!(status_at(&net, 0, plan).as_deref(), Some("green"));
@@ -1643,16 +1649,14 @@ mod relay_policy {
             stopped_documents(&net)
         );
         assert_eq!(net.nodes[2].progress(&plan, 0), SyncProgress::InSync);
-        // The new actor is not bound while the relay waits for a school:
-        // it may be a partner's from after the backup.
+        // The new actor is not bound meanwhile: it may be a partner's
+        // from after the backup.
         assert!(
             !net.records.iter().any(|r| matches!(r, AccessRecord::ActorBound { actor, .. } if *actor == self::actor("actor-2-new")))
         );
-        assert!(net.records.contains(&AccessRecord::SchoolReturned {
-            school: "school-id-2".into()
-        }));
 
-        // School 1 comes back: from now on only it sends its changes.
+        // School 1 comes back and syncs the plan: from now on only it
+        // sends its changes to it.
         net.connect(1);
         assert_eq!(net.nodes[1].progress(&plan, 0), SyncProgress::InSync);
         net.log.clear();
@@ -1661,11 +1665,86 @@ mod relay_policy {
         });
         assert_eq!(status_at(&net, 0, plan).as_deref(), Some("green"));
         assert!(!stopped_documents(&net).is_empty());
-        // Every school is back: a new actor is bound on first use again.
+        // Once the relay has stopped waiting, a new actor is bound on
+        // first use again.
+        net.tick(crate::access::RESTORE_WAITS_MS);
         net.edit_as(1, "actor-1-person", plan, |doc| {
             doc.put(ROOT, "note", "bound").unwrap()
         });
         assert!(net.records.iter().any(|r| matches!(r, AccessRecord::ActorBound { actor, school } if *actor == self::actor("actor-1-person") && school == "school-id-1")));
+    }
+
+    #[test]
+    fn after_a_restore_schools_that_all_return_at_once_each_send_back_the_others_changes() {
+        let register = register(
+            1,
+            &[
+                (1, &[("north", Role::Member)]),
+                (2, &[("north", Role::Member)]),
+                (3, &[("north", Role::Member)]),
+            ],
+        );
+        let mut net = net_with(register.clone(), 3);
+        for c in 1..=3 {
+            net.connect(c);
+        }
+        let plan = new_doc_with_title(&mut net, 1, "Plan");
+        net.track(2, plan);
+        net.track(3, plan);
+        let backup = net.stores[0].clone();
+        let kept_records = net.records.clone();
+        // After the backup each school edits, and each holds them all.
+        for (c, key) in [(1, "status"), (2, "lead"), (3, "note")] {
+            net.edit(c, plan, |doc| {
+                doc.put(ROOT, key, format!("by {c}")).unwrap()
+            });
+        }
+        net.stores[0] = backup;
+        net.records = kept_records;
+        restart_relay(
+            &mut net,
+            register,
+            &["school-id-1", "school-id-2", "school-id-3"],
+            false,
+        );
+
+        // All three connect before any of them sends: each one's message
+        // holds the others' changes the relay lost.
+        net.log.clear();
+        for c in 1..=3 {
+            net.linked[c] = true;
+            net.queue.push_back((
+                0,
+                Event::Connected {
+                    conn: c as ConnId,
+                    initiate: false,
+                    grant: net.grants.get(&c).cloned(),
+                },
+            ));
+        }
+        for c in 1..=3 {
+            net.queue.push_back((
+                c,
+                Event::Connected {
+                    conn: 0,
+                    initiate: true,
+                    grant: None,
+                },
+            ));
+        }
+        net.run();
+        assert!(
+            stopped_documents(&net).is_empty(),
+            "{:?}",
+            stopped_documents(&net)
+        );
+        let relay = net.stored(0, plan);
+        for key in ["status", "lead", "note"] {
+            assert!(relay.get(ROOT, key).unwrap().is_some(), "{key}");
+        }
+        for c in 1..=3 {
+            assert_eq!(net.nodes[c].progress(&plan, 0), SyncProgress::InSync);
+        }
     }
 
     #[test]
@@ -1743,10 +1822,10 @@ mod relay_policy {
         let actors: Vec<automerge::ActorId> = (0..ACTOR_BYTES_PER_SCHOOL / 16)
             .map(|i| automerge::ActorId::from((i as u128).to_be_bytes().as_slice()))
             .collect();
-        policy.authors(7, &id, &actors).unwrap();
+        policy.authors(7, &id, &actors, 0).unwrap();
         assert_eq!(policy.take_records().len(), actors.len());
         let one_more = automerge::ActorId::from(u128::MAX.to_be_bytes().as_slice());
-        let refused = policy.authors(7, &id, &[one_more]).unwrap_err();
+        let refused = policy.authors(7, &id, &[one_more], 0).unwrap_err();
         assert!(
             refused.contains(
                 "School 1 has already sent changes under 16384 different Automerge actor ids"
@@ -1754,10 +1833,10 @@ mod relay_policy {
             "{refused}"
         );
         let long = automerge::ActorId::from([7u8; 65].as_slice());
-        let refused = policy.authors(7, &id, &[long]).unwrap_err();
+        let refused = policy.authors(7, &id, &[long], 0).unwrap_err();
         assert!(refused.contains("65 bytes long"), "{refused}");
         // Actors already its own still pass.
-        policy.authors(7, &id, &actors[..3]).unwrap();
+        policy.authors(7, &id, &actors[..3], 0).unwrap();
     }
 
     // Listings: the relay tells a client that asks which documents its

@@ -34,6 +34,11 @@ const APPLICATION_ID: i32 = 0x5050_4C4E;
 /// on a client the schools the relay named for actors.
 const SCHEMA_VERSION: i32 = 3;
 
+/// `meta` key a restore sets to [`BINDINGS_INCOMPLETE`] when it could not
+/// carry over the actor bindings of the database it replaced.
+pub const RESTORE_BINDINGS: &str = "restore.bindings";
+pub const BINDINGS_INCOMPLETE: &str = "incomplete";
+
 /// A document with more chunks than this is compacted into one snapshot.
 pub const COMPACT_AFTER_CHUNKS: i64 = 64;
 
@@ -285,7 +290,8 @@ impl Store {
                      );
                      CREATE INDEX IF NOT EXISTS peer_claims_by_age ON peer_claims (last_seen_ms);
                      CREATE TABLE IF NOT EXISTS restore_waits_for (
-                         school_id TEXT PRIMARY KEY
+                         school_id TEXT PRIMARY KEY,
+                         until_ms INTEGER NOT NULL
                      );
                      CREATE TABLE IF NOT EXISTS actor_names (
                          actor BLOB PRIMARY KEY,
@@ -366,11 +372,17 @@ impl Store {
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT school_id FROM restore_waits_for")
+            .prepare("SELECT school_id, until_ms FROM restore_waits_for")
             .map_err(err)?;
-        for row in stmt.query_map([], |r| r.get(0)).map_err(err)? {
-            kept.returning.push(row.map_err(err)?);
+        for row in stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?)))
+            .map_err(err)?
+        {
+            let (school, until): (String, i64) = row.map_err(err)?;
+            kept.restored.push((school, until.max(0) as u64));
         }
+        kept.bindings_incomplete =
+            self.meta(RESTORE_BINDINGS)?.as_deref() == Some(BINDINGS_INCOMPLETE);
         Ok(kept)
     }
 
@@ -850,10 +862,6 @@ fn write_access(tx: &rusqlite::Transaction<'_>, record: &AccessRecord) -> rusqli
             let expired = at.saturating_sub(PEER_ID_KEPT_MS as i64);
             tx.prepare_cached("DELETE FROM peer_claims WHERE last_seen_ms < ?1")?
                 .execute(params![expired])?;
-        }
-        AccessRecord::SchoolReturned { school } => {
-            tx.prepare_cached("DELETE FROM restore_waits_for WHERE school_id = ?1")?
-                .execute(params![school])?;
         }
     }
     Ok(())
