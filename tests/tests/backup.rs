@@ -442,10 +442,11 @@ fn a_backup_during_a_live_load_of_nine_schools_then_a_restore_loses_nothing() {
         }
         converged(&all)
     });
-    drop(watchers);
 
     // Nothing is lost at the relay either: a school joining now receives
-    // every document and every edit from the relay alone.
+    // every document and every edit from the relay alone. (The schools
+    // held everything all along, so the wait above ends at once; they
+    // keep running meanwhile, sending the relay what it lost.)
     let late = School::init(root.path(), "School 10", &relay);
     let mut with_late = all.clone();
     with_late.push(&late);
@@ -457,4 +458,5 @@ fn a_backup_during_a_live_load_of_nine_schools_then_a_restore_loses_nothing() {
             converged(&with_late)
         },
     );
+    drop(watchers);
 }
