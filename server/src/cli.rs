@@ -528,6 +528,11 @@ fn school(data: &Path, command: SchoolCommand) -> Result<(), String> {
                     "{}",
                     serde_json::json!({"school": school, "partnership": partnership, "role": role, "url": address, "token": null})
                 ),
+                // A viewer (governors, the local authority) creates
+                // nothing there: its next sync lists the documents.
+                None if role == Role::Viewer => println!(
+                    "{school} is now a viewer of {partnership}. It already has a token on this relay and uses it for this partnership too: {partnership}'s documents reach it at its next sync, with nothing to do at the school."
+                ),
                 None => println!(
                     "{school} is now a {} of {partnership}. It already has a token on this relay and uses it for this partnership too. To create documents for {partnership}, it runs: partnerplan set-relay '{address}'",
                     role.as_str()

@@ -174,7 +174,8 @@ impl Relay {
             store.owners()?,
             config.max_connections_per_school,
         )
-        .with_kept(kept);
+        .with_kept(kept)
+        .with_signing_keys(store.signing_keys()?);
         let (register_tx, register_rx) = watch::channel(register);
         let peer_id = format!("partnerplan-relay-{storage_id}");
         let mut repo_config = RepoConfig::new(peer_id.clone(), Some(storage_id.clone()));

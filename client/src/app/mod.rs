@@ -5,8 +5,11 @@
 //! - [`library`]: the documents, read and edited through the model.
 //! - [`web`]: routes, request checks (host, origin, token) and handlers.
 //! - [`pages`]: the HTML, rendered from the model's views.
+//! - [`county`]: the local authority's pages across the partnerships it
+//!   views.
 //! - [`sync_state`]: what the sync indicator says.
 
+pub mod county;
 pub mod library;
 pub mod pages;
 pub mod password;
@@ -174,6 +177,7 @@ async fn serve(options: AppOptions) -> Result<(), ClientError> {
         sessions: password::Sessions::default(),
         signed_views: versions::SignedViews::default(),
         person: std::sync::RwLock::new(library.meta("person")?),
+        dir: options.dir.clone(),
         joining: Joining {
             dir: options.dir.clone(),
             joined: joined.clone(),
@@ -390,11 +394,14 @@ async fn watch_sync_state(
         };
         let relay_storage = meta(StatusKey::RelayStorageId);
         let lib = library.clone();
-        let unconfirmed = tokio::task::spawn_blocking(move || {
-            lib.unconfirmed(relay_storage.as_deref()).unwrap_or(0)
+        let (unconfirmed, arrived) = tokio::task::spawn_blocking(move || {
+            (
+                lib.unconfirmed(relay_storage.as_deref()).unwrap_or(0),
+                lib.arrived().unwrap_or((0, 0)),
+            )
         })
         .await
-        .unwrap_or(0);
+        .unwrap_or((0, (0, 0)));
         let refused = refused_titles(&library, meta(StatusKey::Refused).as_deref());
         let next = SyncState {
             joined: library.meta("relay_url").ok().flatten().is_some(),
@@ -403,6 +410,7 @@ async fn watch_sync_state(
             last_success: meta(StatusKey::LastSuccess).and_then(|v| v.parse().ok()),
             last_error: meta(StatusKey::LastError),
             refused,
+            arrived,
         };
         state.send_if_modified(|current| {
             if *current == next {

@@ -15,6 +15,10 @@ pub struct SyncState {
     /// The titles of documents whose changes the relay refused: they
     /// are not shared, and will not be by syncing again.
     pub refused: Vec<String>,
+    /// Of the documents the relay listed, how many are on this computer
+    /// and how many there are: "12 of 40" while a first join fetches
+    /// them.
+    pub arrived: (usize, usize),
 }
 
 impl SyncState {
@@ -67,12 +71,22 @@ impl SyncState {
                 }
             };
         }
+        let (arrived, listed) = self.arrived;
+        if arrived < listed {
+            return (
+                "sharing",
+                format!("Receiving documents: {arrived} of {listed}"),
+                None,
+            );
+        }
         if self.unconfirmed > 0 {
             return ("sharing", "Sharing…".into(), None);
         }
         match self.last_success {
             Some(t) => ("shared", "Shared with partners at".into(), Some(t)),
-            None => ("shared", "Shared with partners".into(), None),
+            // Connected, but never yet in sync: a first join before the
+            // relay has listed anything is not "shared".
+            None => ("sharing", "Sharing…".into(), None),
         }
     }
 
@@ -95,6 +109,7 @@ mod tests {
             last_success: None,
             last_error: None,
             refused: Vec::new(),
+            arrived: (0, 0),
         };
         assert_eq!(
             state.describe().1,
@@ -110,6 +125,13 @@ mod tests {
             ("shared", "Shared with partners at".into(), Some(now))
         );
         assert!(state.today(now), "today's moments show only the time");
+        state.last_success = None;
+        assert_eq!(state.describe().1, "Sharing…", "never in sync yet");
+        state.last_success = Some(now);
+        state.arrived = (12, 40);
+        assert_eq!(state.describe().1, "Receiving documents: 12 of 40");
+        state.arrived = (40, 40);
+        assert_eq!(state.describe().0, "shared");
         assert!(!state.today(now - 2 * 86_400));
         // Changes the relay refused are never "shared" nor "sharing".
         state.unconfirmed = 2;

@@ -479,6 +479,7 @@ impl Worker {
                 Effect::PersistOwner { document_id, owner } => {
                     writes.push(Write::Owner { document_id, owner })
                 }
+                Effect::PersistSigningKey { key } => writes.push(Write::SigningKey { key }),
                 Effect::PersistSyncState {
                     document_id,
                     storage_id,
@@ -582,7 +583,10 @@ impl Worker {
                         | Write::SyncState { document_id, .. }
                         | Write::Owner { document_id, .. }
                         | Write::Track { document_id } => Some(*document_id),
-                        Write::Meta { .. } | Write::Access(_) | Write::ActorNames(_) => None,
+                        Write::Meta { .. }
+                        | Write::Access(_)
+                        | Write::ActorNames(_)
+                        | Write::SigningKey { .. } => None,
                     })
                     .collect();
                 document_ids.sort();

@@ -19,9 +19,10 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use crate::access::{
     AccessRecord, Credential, Kept, Owner, PEER_ID_KEPT_MS, PartnershipId, Register, Role, School,
+    SchoolId, SchoolKey,
 };
 use crate::document_id::DocumentId;
-use crate::message::NamedActor;
+use crate::message::{NamedActor, PublicKey};
 
 /// Marks a SQLite file as ours (`PRAGMA application_id`): "PPLN".
 const APPLICATION_ID: i32 = 0x5050_4C4E;
@@ -29,9 +30,10 @@ const APPLICATION_ID: i32 = 0x5050_4C4E;
 /// register (partnerships, schools, memberships, document owners) joins
 /// them, so one file, one check and one version cover both. 3: when each
 /// document last changed (`document_changes`, for the relay's admin
-/// pages), what the relay's access policy keeps across restarts (each
-/// actor's school, peer-id claims, the schools a restore waits for), and
-/// on a client the schools the relay named for actors.
+/// pages), the schools' public signing keys (`signing_keys`), what the
+/// relay's access policy keeps across restarts (each actor's school,
+/// peer-id claims, the schools a restore waits for), and on a client the
+/// schools the relay named for actors.
 const SCHEMA_VERSION: i32 = 3;
 
 /// `meta` key a restore sets to [`BINDINGS_INCOMPLETE`] when it could not
@@ -104,6 +106,10 @@ pub enum Write {
     /// Which school each of these actors belongs to, as the relay named
     /// them (the client keeps them for history).
     ActorNames(Vec<NamedActor>),
+    /// A school's public signing key; one kept is never replaced.
+    SigningKey {
+        key: SchoolKey,
+    },
 }
 
 /// A stored chunk, with its place in the file's order of writes.
@@ -297,6 +303,11 @@ impl Store {
                          actor BLOB PRIMARY KEY,
                          school TEXT NOT NULL
                      );
+                     CREATE TABLE IF NOT EXISTS signing_keys (
+                         public_key BLOB PRIMARY KEY,
+                         school_id TEXT NOT NULL,
+                         registered_at INTEGER NOT NULL
+                     );
                      PRAGMA user_version = {SCHEMA_VERSION};
                      COMMIT;"
                 ))
@@ -405,6 +416,28 @@ impl Store {
             names.insert(automerge::ActorId::from(actor).to_hex_string(), school);
         }
         Ok(names)
+    }
+
+    /// Every school's public signing keys, oldest first.
+    pub fn signing_keys(&self) -> Result<Vec<(PublicKey, SchoolId)>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT public_key, school_id FROM signing_keys ORDER BY registered_at, rowid")
+            .map_err(err)?;
+        let mut keys = Vec::new();
+        for row in stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(err)?
+        {
+            let (key, school) = row.map_err(err)?;
+            if let Ok(key) = PublicKey::try_from(key.as_slice()) {
+                keys.push((key, school));
+            }
+        }
+        Ok(keys)
     }
 
     /// This store's id on the wire (`storageId`): made once, kept forever.
@@ -555,6 +588,14 @@ impl Store {
                             unix_seconds()
                         ])
                     })
+                    .map_err(err)?;
+                }
+                Write::SigningKey { key } => {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO signing_keys (public_key, school_id, registered_at)
+                         VALUES (?1, ?2, ?3)",
+                    )
+                    .and_then(|mut s| s.execute(params![&key.key[..], key.school, unix_seconds()]))
                     .map_err(err)?;
                 }
                 Write::Meta { key, value } => {
@@ -874,6 +915,7 @@ const VERSION_3_TABLES: &[&str] = &[
     "peer_claims",
     "restore_waits_for",
     "actor_names",
+    "signing_keys",
 ];
 
 /// Whether the database holds every one of these tables.
@@ -1202,6 +1244,35 @@ mod tests {
             assert_eq!(value.as_i64(), Some(i));
         }
         assert_eq!(store.document_ids().unwrap(), vec![id]);
+    }
+
+    #[test]
+    fn signing_keys_are_kept_for_their_first_school_across_a_reopen_and_a_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.sqlite");
+        {
+            // A relay database from before signing keys (schema 2).
+            let store = Store::open(&path).unwrap();
+            store
+                .conn
+                .execute_batch("DROP TABLE signing_keys; PRAGMA user_version = 2;")
+                .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        let key = |school: &str, byte: u8| Write::SigningKey {
+            key: SchoolKey {
+                school: school.into(),
+                key: [byte; 32],
+            },
+        };
+        store.write(&[key("a", 1), key("b", 2)]).unwrap();
+        store.write(&[key("b", 1)]).unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.signing_keys().unwrap(),
+            vec![([1; 32], "a".to_string()), ([2; 32], "b".to_string())]
+        );
     }
 
     #[test]

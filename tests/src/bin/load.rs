@@ -310,6 +310,7 @@ async fn connect(
             is_ephemeral: storage_id.is_none(),
             storage_id,
             listing: false,
+            signing_key: None,
             client: None,
         },
     };
