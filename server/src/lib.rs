@@ -148,7 +148,9 @@ pub(crate) struct AppState {
 }
 
 /// The relay's sync core as it starts from its database: its storage id,
-/// and the register and document owners read into its access policy.
+/// and the register, document owners, signing keys and what the policy
+/// keeps across restarts (actors' schools, peer-id claims) read into its
+/// access policy.
 /// `Relay::start` runs it on the engine; the random-schedule tests
 /// (`tests/tests/random_schedules.rs`) restart it from the same file, as a
 /// relay killed and started again does. Also returns the register read.
@@ -158,11 +160,19 @@ pub fn core_from_store(
 ) -> Result<(Repo, Arc<Register>), RelayError> {
     let storage_id = store.storage_id()?;
     let register = Arc::new(store.register()?);
+    let kept = store.kept_access()?;
+    if !kept.restored.is_empty() {
+        tracing::info!(
+            schools = kept.restored.len(),
+            "restored from a backup: a school's lost changes to a document are taken from its partners until it has sent that document all it holds"
+        );
+    }
     let policy = PartnershipPolicy::new(
         register.clone(),
         store.owners()?,
         config.max_connections_per_school,
     )
+    .with_kept(kept)
     .with_signing_keys(store.signing_keys()?);
     let peer_id = format!("partnerplan-relay-{storage_id}");
     let mut repo_config = RepoConfig::new(peer_id, Some(storage_id));
@@ -203,7 +213,8 @@ impl Relay {
             })?;
         }
         // One writing handle on the database, checked once, owned by the
-        // engine thread from here on: documents, owners and the register.
+        // engine thread from here on: documents, owners, the register and
+        // what the access policy keeps (actors' schools, peer-id claims).
         let mut store = Store::open(config.data_dir.join(DATABASE_FILE))?;
         let (repo, register) = core_from_store(&mut store, &config)?;
         let peer_id = repo.config().peer_id.clone();

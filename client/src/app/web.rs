@@ -691,10 +691,11 @@ async fn history(State(state): State<Shared>, Path(id): Path<String>) -> Respons
     let Ok(Some((view, _))) = state.library.read(&id) else {
         return not_found();
     };
+    let names = state.library.actor_names().unwrap_or_default();
     let entries = state
         .library
         .with_doc(&id, |d| {
-            partnerplan_model::history::history(d.document(), &[])
+            partnerplan_model::history::history(d.document(), &[], &names)
         })
         .ok()
         .flatten()
