@@ -190,6 +190,7 @@ fn main() {
         ("/county?term=Spring+2013", "the county table"),
         ("/outcomes", "the outcomes"),
         ("/funding", "the funding"),
+        ("/documents", "every document (a list)"),
     ] {
         let (first, size, body) = app.get(path);
         assert!(
