@@ -15,7 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use partnerplan_sync::engine::{
     Engine, EngineConfig, EngineSender, Input, Notice, OUTBOX_FRAMES, Outgoing, Side,
 };
-use partnerplan_sync::message::ListedPartnership;
+use partnerplan_sync::message::{ListedPartnership, PublicKey};
 use partnerplan_sync::repo::AllowAll;
 use partnerplan_sync::{DocumentId, Effect, Repo, RepoConfig, Store, SyncProgress};
 use rand::Rng;
@@ -130,6 +130,20 @@ pub async fn run(
     run_linked(dir, options, stop, None).await
 }
 
+/// A school's sync core, as each sync process starts it: a new peer id
+/// of its own, the store's storage id, trusting its relay, asking it for
+/// the listing of the school's documents, giving the school's public
+/// signing key in `join`. The random-schedule tests
+/// (`tests/tests/random_schedules.rs`) run the same core.
+pub fn school_core(storage_id: String, public_key: PublicKey) -> Repo {
+    let peer_id = format!("school-{:016x}", rand::rng().random::<u64>());
+    let mut config = RepoConfig::new(peer_id, Some(storage_id));
+    config.ask_for_listing = true;
+    config.signing_key = Some(public_key);
+    config.client = Some(concat!("partnerplan ", env!("CARGO_PKG_VERSION")).into());
+    Repo::new(config, Box::new(AllowAll))
+}
+
 /// [`run`], inside a program that also edits (the app).
 pub async fn run_linked(
     dir: &Path,
@@ -150,12 +164,7 @@ pub async fn run_linked(
     drop(school);
     let mut store = Store::open(dir.join(DATABASE_FILE))?;
     let storage_id = store.storage_id()?;
-    let peer_id = format!("school-{:016x}", rand::rng().random::<u64>());
-    let mut config = RepoConfig::new(peer_id, Some(storage_id));
-    config.ask_for_listing = true;
-    config.signing_key = Some(public_key);
-    config.client = Some(concat!("partnerplan ", env!("CARGO_PKG_VERSION")).into());
-    let repo = Repo::new(config, Box::new(AllowAll));
+    let repo = school_core(storage_id, public_key);
     let (notices_tx, mut notices) = mpsc::unbounded_channel();
     let (engine_link, changed) = match link {
         Some(Link { engine, changed }) => (Some(engine), Some(changed)),

@@ -33,7 +33,7 @@ use tokio::sync::watch;
 
 use access::Access;
 use directory::DirectoryError;
-use partnerplan_sync::access::{Grant, PartnershipPolicy};
+use partnerplan_sync::access::{Grant, PartnershipPolicy, Register};
 use partnerplan_sync::invite::percent_decode;
 
 /// The database file inside the relay's data directory.
@@ -129,6 +129,31 @@ pub(crate) struct AppState {
     shutdown: watch::Receiver<bool>,
 }
 
+/// The relay's sync core as it starts from its database: its storage id,
+/// and the register and document owners read into its access policy.
+/// `Relay::start` runs it on the engine; the random-schedule tests
+/// (`tests/tests/random_schedules.rs`) restart it from the same file, as a
+/// relay killed and started again does. Also returns the register read.
+pub fn core_from_store(
+    store: &mut Store,
+    config: &RelayConfig,
+) -> Result<(Repo, Arc<Register>), RelayError> {
+    let storage_id = store.storage_id()?;
+    let register = Arc::new(store.register()?);
+    let policy = PartnershipPolicy::new(
+        register.clone(),
+        store.owners()?,
+        config.max_connections_per_school,
+    )
+    .with_signing_keys(store.signing_keys()?);
+    let peer_id = format!("partnerplan-relay-{storage_id}");
+    let mut repo_config = RepoConfig::new(peer_id, Some(storage_id));
+    repo_config.max_frame_bytes = config.max_frame_bytes;
+    repo_config.idle_unload_ms = config.idle_unload.as_millis() as u64;
+    repo_config.eager_sync_states = false;
+    Ok((Repo::new(repo_config, Box::new(policy)), register))
+}
+
 /// A running relay.
 pub struct Relay {
     addr: SocketAddr,
@@ -159,21 +184,10 @@ impl Relay {
         // One writing handle on the database, checked once, owned by the
         // engine thread from here on: documents, owners and the register.
         let mut store = Store::open(config.data_dir.join(DATABASE_FILE))?;
-        let storage_id = store.storage_id()?;
-        let register = Arc::new(store.register()?);
-        let policy = PartnershipPolicy::new(
-            register.clone(),
-            store.owners()?,
-            config.max_connections_per_school,
-        )
-        .with_signing_keys(store.signing_keys()?);
+        let (repo, register) = core_from_store(&mut store, &config)?;
+        let peer_id = repo.config().peer_id.clone();
+        let storage_id = repo.config().storage_id.clone().unwrap_or_default();
         let (register_tx, register_rx) = watch::channel(register);
-        let peer_id = format!("partnerplan-relay-{storage_id}");
-        let mut repo_config = RepoConfig::new(peer_id.clone(), Some(storage_id.clone()));
-        repo_config.max_frame_bytes = config.max_frame_bytes;
-        repo_config.idle_unload_ms = config.idle_unload.as_millis() as u64;
-        repo_config.eager_sync_states = false;
-        let repo = Repo::new(repo_config, Box::new(policy));
         let listen = config.listen;
         let listen_error = move |source| RelayError::Listen {
             addr: listen,
