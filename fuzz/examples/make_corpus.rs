@@ -103,6 +103,7 @@ fn main() {
                 role: partnerplan_sync::access::Role::Member,
                 home: true,
                 documents: vec![id],
+                shared: Vec::new(),
                 schools: Vec::new(),
             }],
             more: false,

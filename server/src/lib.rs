@@ -173,7 +173,8 @@ pub fn core_from_store(
         config.max_connections_per_school,
     )
     .with_kept(kept)
-    .with_signing_keys(store.signing_keys()?);
+    .with_signing_keys(store.signing_keys()?)
+    .with_writers(store.writers()?);
     let peer_id = format!("partnerplan-relay-{storage_id}");
     let mut repo_config = RepoConfig::new(peer_id, Some(storage_id));
     repo_config.max_frame_bytes = config.max_frame_bytes;

@@ -10,7 +10,7 @@ use partnerplan_model::schema::{Field, FieldType, Table};
 use partnerplan_model::signing::{KnownKeys, Verification, verify};
 use partnerplan_model::values::{SIGNATORY_ROLE, STATUS};
 use partnerplan_model::when::when_text;
-use partnerplan_model::{DocView, FieldView, KINDS, Kind, RowView, TableView};
+use partnerplan_model::{DocView, FieldView, Kind, PARTNERSHIP_KINDS, RowView, TableView};
 
 use std::collections::{HashMap, HashSet};
 
@@ -161,7 +161,7 @@ pub fn home(chrome: &Chrome<'_>, home: &Home<'_>) -> Markup {
                 input type="hidden" name="csrf" value=(chrome.csrf);
                 label for="new-kind" { "Kind of document" }
                 select id="new-kind" name="kind" {
-                    @for k in KINDS { option value=(k.key()) selected[k == Kind::ActionPlan] { (k.label()) } }
+                    @for k in PARTNERSHIP_KINDS { option value=(k.key()) selected[k == Kind::ActionPlan] { (k.label()) } }
                 }
                 label for="new-title" { "Title" }
                 input id="new-title" name="title" type="text" required;

@@ -78,7 +78,7 @@ pub use edit::ProseEdit;
 pub use error::ModelError;
 pub use records::{Review, Signature};
 pub use rows::Placement;
-pub use schema::{KINDS, Kind, SCHEMA_VERSION};
+pub use schema::{KINDS, Kind, PARTNERSHIP_KINDS, SCHEMA_VERSION};
 pub use values::Status;
 pub use view::{Candidate, Conflict, DocView, FieldView, RowView, TableView};
 pub use when::When;
