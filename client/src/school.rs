@@ -124,7 +124,11 @@ impl School {
     /// read it: see [`may_edit`].
     pub fn editable_doc(&self, id: &DocumentId) -> Result<(), ClientError> {
         if !may_edit(&self.store, Some(id))? {
-            return Err(ClientError::ReadOnly);
+            return Err(if shared_with_us(&self.store, id)? {
+                ClientError::SharedReadOnly
+            } else {
+                ClientError::ReadOnly
+            });
         }
         Ok(())
     }
@@ -232,6 +236,20 @@ pub fn may_edit(
         }
     }
     Ok(!is_viewer(store)?)
+}
+
+/// Whether the relay lists `id` as another school's alone, shared with one
+/// of this school's partnerships to read (a local authority's comments).
+pub fn shared_with_us(
+    store: &Store,
+    id: &DocumentId,
+) -> Result<bool, partnerplan_sync::StoreError> {
+    if store.claims()?.iter().any(|(claimed, _)| claimed == id) {
+        return Ok(false);
+    }
+    let partnerships =
+        crate::sync::KnownPartnership::read(store.meta(crate::sync::META_PARTNERSHIPS)?.as_deref());
+    Ok(partnerships.iter().any(|p| p.is_shared(id)))
 }
 
 /// Makes the school's data folder, readable only by its owner: it holds

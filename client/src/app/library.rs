@@ -13,9 +13,8 @@ use std::sync::Mutex;
 
 use automerge::{ActorId, AutoCommit, ChangeHash, ReadDoc};
 use partnerplan_model::history::{Authors, RelayNames};
-use partnerplan_model::rows::{self, Placement};
 use partnerplan_model::signing::{KnownKeys, Signer};
-use partnerplan_model::{Author, create, doc, edit, read};
+use partnerplan_model::{Author, doc, read};
 use partnerplan_model::{DocView, Kind, ModelError};
 use partnerplan_sync::store::{Held, Write};
 use partnerplan_sync::{DocumentId, Store, StoreError};
@@ -66,16 +65,16 @@ pub enum EditError {
         "your school can read this partnership's documents but not change them, so nothing was changed. Ask your lead school if your school should be a member."
     )]
     ReadOnly,
+    /// Another school's document shared with the partnership to read
+    /// (the local authority's comments).
+    #[error(
+        "this is the local authority's document, shared with your partnership to read: your school can read it but not change it, so nothing was changed."
+    )]
+    Shared,
     #[error(
         "this computer holds no such document, so nothing was changed. It may not have arrived from your partners yet: go back to the list of documents."
     )]
     NoSuchDocument,
-    /// Comments go to partnerships this school views; to its own it
-    /// writes in their documents.
-    #[error(
-        "your school is a member of this partnership, so it writes in the partnership's own documents rather than comments to it. Nothing was saved."
-    )]
-    NotViewed,
     #[error("{0}")]
     Model(#[from] ModelError),
     #[error("{0}")]
@@ -290,62 +289,22 @@ impl Library {
         Ok(result)
     }
 
-    /// The comments this school wrote to a partnership it views: its own
-    /// document of them, if it made one here.
-    pub fn comments_to(&self, partnership: &str) -> Result<Option<DocumentId>, StoreError> {
-        Ok(self
-            .lock()
-            .store
-            .claims()?
-            .into_iter()
-            .find(|(_, p)| p == partnership)
-            .map(|(id, _)| id))
+    /// The comments this school wrote to a partnership it views (by id):
+    /// its own document of them, if it made one here.
+    pub fn comments_to(&self, partnership: &str) -> Result<Option<DocumentId>, ClientError> {
+        crate::comments::document_for(&self.lock().store, partnership)
     }
 
-    /// Writes one comment (`values`: the comment row's fields by key) to
-    /// a partnership this school views, as a local authority does: into
-    /// its own comments document for that partnership, made with the
-    /// first comment and kept as claimed for that partnership in the same
-    /// transaction, so the sync names it to the relay before its first
-    /// changes. Nothing is written into the partnership's own documents.
+    /// Writes one comment to a partnership this school views
+    /// (`crate::comments::write`), and says the document changed.
     pub fn comment(
         &self,
         partnership: &KnownPartnership,
         base: &ActorId,
         who: &Author,
         values: &[(String, String)],
-    ) -> Result<DocumentId, EditError> {
-        if !partnership.viewer() {
-            return Err(EditError::NotViewed);
-        }
-        let add = |doc: &mut AutoCommit| {
-            rows::add_row(doc, "comments", None, values, &Placement::End, who).map(|_| ())
-        };
-        let message = format!("commented to {}", partnership.name);
-        if let Some(id) = self.comments_to(&partnership.id)? {
-            self.edit(&id, base, who, None, message, add)?;
-            return Ok(id);
-        }
-        let id = DocumentId::random();
-        let actor = person_actor(base, who.person.as_deref());
-        let title = format!("{}'s comments to {}", who.school, partnership.name);
-        self.lock().store.transaction(|changes| {
-            changes.claim(&id, &partnership.id)?;
-            changes.change(&id, &actor, Some(title.clone()), |doc| {
-                create::create(doc, Kind::Comments, &title, None, who).map_err(EditError::from)
-            })?;
-            for (key, value) in [
-                ("localAuthority", who.school.as_str()),
-                ("partnership", partnership.name.as_str()),
-            ] {
-                changes.change(&id, &actor, None, |doc| {
-                    edit::set_field(doc, None, key, value, who).map_err(EditError::from)
-                })?;
-            }
-            changes.change(&id, &actor, Some(message.clone()), |doc| {
-                add(doc).map_err(EditError::from)
-            })
-        })?;
+    ) -> Result<DocumentId, ClientError> {
+        let id = crate::comments::write(&mut self.lock().store, base, partnership, who, values)?;
         let _ = self.changed.send(id);
         Ok(id)
     }
@@ -408,8 +367,12 @@ impl Library {
     /// new document, by its role at home; of `id`, by its role where the
     /// relay lists it (`school::may_edit`).
     fn writable(&self, id: Option<&DocumentId>) -> Result<(), EditError> {
-        if !crate::school::may_edit(&self.lock().store, id)? {
-            return Err(EditError::ReadOnly);
+        let inner = self.lock();
+        if !crate::school::may_edit(&inner.store, id)? {
+            return Err(match id {
+                Some(id) if crate::school::shared_with_us(&inner.store, id)? => EditError::Shared,
+                _ => EditError::ReadOnly,
+            });
         }
         Ok(())
     }

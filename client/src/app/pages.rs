@@ -123,6 +123,8 @@ pub struct Home<'a> {
     pub partnership: Option<&'a str>,
     pub schools: &'a [String],
     pub documents: &'a [Summary],
+    /// The local authority's comments to the partnership, read only.
+    pub comments: &'a [(String, DocView)],
     pub conflicts: usize,
     pub can_edit: bool,
 }
@@ -138,6 +140,7 @@ pub fn home(chrome: &Chrome<'_>, home: &Home<'_>) -> Markup {
         @if home.conflicts > 0 {
             p class="notice" { strong { (plural(home.conflicts, "field waits", "fields wait")) } " for someone to choose between values two schools gave at once. Open the document to choose." }
         }
+        (super::comments::for_schools(&home.comments.iter().map(|(id, view)| (id.as_str(), view)).collect::<Vec<_>>()))
         h2 { "Documents" }
         @if home.documents.is_empty() {
             p class="no-documents" { "No documents yet. They arrive by themselves when your partners share them." }
@@ -236,7 +239,9 @@ pub fn document_body(page: &DocPage<'_>) -> Markup {
             @if conflicts > 0 {
                 p class="notice" role="note" { strong { (plural(conflicts, "field holds", "fields hold")) } " values two schools gave at once: each is shown where it is, with who gave it. Choose the one to keep." }
             }
-            @if !page.editable {
+            @if !page.editable && view.kind == Kind::Comments {
+                p class="notice" { "These are the local authority's comments to your partnership. You can read them; only the local authority changes them." }
+            } @else if !page.editable {
                 p class="notice" { "You can read this document. Changes are made by the partnership's member schools." }
             }
             (contents(&ctx, view))
