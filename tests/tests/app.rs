@@ -417,8 +417,14 @@ fn huge_or_odd_input_gets_a_sentence_and_a_long_text_does_not_stall_the_app() {
     ));
     assert_eq!(status, 200);
     let reversed = reversed.trim();
-    assert!(page.contains(&reversed[..60]), "the start of the new text is shown");
-    assert!(page.contains(&reversed[reversed.len() - 60..]), "and its end");
+    assert!(
+        page.contains(&reversed[..60]),
+        "the start of the new text is shown"
+    );
+    assert!(
+        page.contains(&reversed[reversed.len() - 60..]),
+        "and its end"
+    );
     assert!(!page.contains("w11999 "), "the old text is gone");
 }
 
