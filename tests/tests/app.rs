@@ -336,6 +336,33 @@ fn served_with_a_password_the_app_opens_only_to_it() {
     ));
     assert_eq!(status, 303, "the home page sends to the login page");
     scenario("login.mjs", &[&app.url, password]);
+
+    // Guessing is slow: after ten wrong passwords in a minute, even the
+    // right one waits, with a sentence that says how long.
+    let (_, form) = app.raw(&format!(
+        "GET /login HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    ));
+    let login_token = form
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the login form carries its token")
+        .to_string();
+    let try_password = |given: &str| {
+        let body = format!("csrf={login_token}&password={}", given.replace(' ', "+"));
+        app.raw(&format!(
+            "POST /login HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+    };
+    // One wrong guess was made in the browser above.
+    for i in 1..10 {
+        let (status, _) = try_password(&format!("guess number {i}"));
+        assert_eq!(status, 401, "guess {i}");
+    }
+    let (status, page) = try_password(password);
+    assert_eq!(status, 429, "{page}");
+    assert!(page.contains("Wait a minute, then try again"), "{page}");
 }
 
 /// The page's token and the plan's address, read from the app's pages.
