@@ -320,9 +320,13 @@ struct Connection {
     initiate: bool,
     state: ConnState,
     documents: HashSet<DocumentId>,
-    /// Documents refused to this connection, answered as a missing
-    /// document is: an empty sync the first time only.
-    refused: HashSet<DocumentId>,
+    /// Documents this connection asked for that it cannot have (nobody
+    /// has them, or they are not its partnerships'), answered as an empty
+    /// document would answer, once: the only trace a made-up id leaves,
+    /// 16 bytes, at most [`MAX_ABSENT`] and gone with the connection. If
+    /// one of them appears (a partner creates it) and the connection may
+    /// see it, it is synced to it.
+    absent: HashSet<DocumentId>,
     /// The peer asked for the listing: it hears of every document its
     /// school may see, now and as they are created.
     listing: bool,
@@ -350,8 +354,15 @@ struct Document {
     unreadable: bool,
 }
 
+/// A `request` or `sync` whose sync message has been read and checked.
+struct SyncIn {
+    conn: ConnId,
+    message: sync::Message,
+    request: bool,
+}
+
 enum Queued {
-    Frame(ConnId, Message),
+    Sync(SyncIn),
     Local(Vec<u8>),
     Announce,
 }
@@ -367,6 +378,18 @@ pub const MAX_EPHEMERAL_BYTES: usize = 64 * 1024;
 
 /// The most sessions remembered for ephemeral deduplication.
 const MAX_EPHEMERAL_SESSIONS: usize = 1024;
+
+/// The most absent documents remembered per connection (see
+/// `Connection::absent`); past this the set starts again.
+const MAX_ABSENT: usize = 1024;
+
+/// What a sync message may list, checked before automerge sees it. A real
+/// peer sends at most one `have` entry and as many heads and needs as the
+/// document has concurrent versions (a handful); automerge's work grows
+/// with `have` times the document's changes, and its reply with repeated
+/// needs, so a message beyond these is refused.
+pub const MAX_SYNC_HAVES: usize = 16;
+pub const MAX_SYNC_HASHES: usize = 1024;
 
 /// The most documents a client starts syncing between two ticks: one
 /// request frame each, so a listing of thousands (or a reconnect with
@@ -560,7 +583,7 @@ impl Repo {
                 initiate,
                 state,
                 documents: HashSet::new(),
-                refused: HashSet::new(),
+                absent: HashSet::new(),
                 listing: false,
                 listed: HashSet::new(),
             },
@@ -838,24 +861,40 @@ impl Repo {
 
     fn on_open_message(&mut self, conn: ConnId, message: Message) {
         match message {
-            Message::Request(ref frame) | Message::Sync(ref frame) => {
+            Message::Request(_) | Message::Sync(_) => {
+                let request = matches!(message, Message::Request(_));
+                let (Message::Request(frame) | Message::Sync(frame)) = message else {
+                    return;
+                };
                 let document_id = frame.document_id;
-                if self.policy.permission(conn, &document_id) == Permission::None {
-                    // The same answer as for a document that does not exist
-                    // (an empty sync, then doc-unavailable), so ids cannot
-                    // be probed.
-                    let first_time = self.connections.get_mut(&conn).is_some_and(|c| {
-                        if c.refused.len() >= MAX_EPHEMERAL_SESSIONS {
-                            c.refused.clear();
-                        }
-                        c.refused.insert(document_id)
-                    });
-                    if first_time && matches!(message, Message::Request(_)) {
-                        self.send_empty_sync(conn, document_id);
+                // Read and checked before anything else, so what a message
+                // may cost does not depend on the document.
+                let message = match sync::Message::decode(&frame.data)
+                    .map_err(|e| e.to_string())
+                    .and_then(check_sync_message)
+                {
+                    Ok(message) => message,
+                    Err(error) => {
+                        let reason = format!(
+                            "the sync data for document {document_id} could not be read: {}",
+                            shorten(&error)
+                        );
+                        return self.refuse(conn, &reason);
                     }
-                    return self.send_unavailable(conn, document_id);
+                };
+                if self.policy.permission(conn, &document_id) == Permission::None {
+                    // The same answer as for a document that does not exist,
+                    // so ids cannot be probed.
+                    return self.answer_absent(conn, document_id, message, request);
                 }
-                self.with_document(document_id, Queued::Frame(conn, message));
+                self.with_document(
+                    document_id,
+                    Queued::Sync(SyncIn {
+                        conn,
+                        message,
+                        request,
+                    }),
+                );
             }
             Message::DocUnavailable { document_id, .. } => {
                 if let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id)
@@ -1045,50 +1084,54 @@ impl Repo {
     }
 
     fn run(&mut self, document_id: DocumentId, work: Queued) {
+        // Work queued behind a message that found the document absent
+        // (and forgot it) loads it again.
+        if !matches!(self.documents.get(&document_id), Some(Slot::Ready(_))) {
+            return self.with_document(document_id, work);
+        }
         match work {
-            Queued::Frame(conn, Message::Request(frame)) => {
-                self.on_sync(conn, document_id, frame, true)
-            }
-            Queued::Frame(conn, Message::Sync(frame)) => {
-                self.on_sync(conn, document_id, frame, false)
-            }
-            Queued::Frame(..) => {}
+            Queued::Sync(SyncIn {
+                conn,
+                message,
+                request,
+            }) => self.on_sync(conn, document_id, message, request),
             Queued::Local(chunk) => self.on_local_changes(document_id, &chunk),
             Queued::Announce => self.announce(document_id),
         }
     }
 
-    fn on_sync(&mut self, conn: ConnId, document_id: DocumentId, frame: SyncFrame, request: bool) {
-        if !self.connections.contains_key(&conn) {
+    fn on_sync(
+        &mut self,
+        conn: ConnId,
+        document_id: DocumentId,
+        message: sync::Message,
+        request: bool,
+    ) {
+        let Some(connection) = self.connections.get(&conn) else {
             return; // it went away while the document loaded
-        }
-        let message = match sync::Message::decode(&frame.data)
-            .map_err(|e| e.to_string())
-            .and_then(|m| check_blooms(&m).map(|()| m))
-        {
-            Ok(message) => message,
-            Err(error) => {
-                let reason = format!(
-                    "the sync data for document {document_id} could not be read: {}",
-                    shorten(&error)
-                );
-                return self.refuse(conn, &reason);
-            }
         };
+        let answering = !connection.initiate;
         let permission = self.policy.permission(conn, &document_id);
         let storage_id = self.peer_storage_id(conn);
+        let tracked = self.tracked.contains(&document_id);
         let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
             return;
         };
         let empty = document.doc.get_heads().is_empty();
-        // A document that exists but belongs to no one (stored before
+        // Nobody has it: unless what arrives makes it, it is answered like
+        // a document the connection may not see, and nothing is kept. A
+        // document that exists but belongs to no one (stored before
         // ownership was recorded) cannot be claimed by whoever asks first.
+        let unknown = answering && empty && !tracked;
         if document.unreadable
             || permission == Permission::None
             || (permission == Permission::Create && !empty)
+            || (unknown && message.changes.is_empty())
         {
-            return self.send_unavailable(conn, document_id);
+            self.answer_absent(conn, document_id, message, request);
+            return self.forget_if_absent(document_id);
         }
+        let absent_answer = unknown.then(|| without_changes(&message));
         document.last_active_ms = self.now_ms;
         let peer = document
             .peers
@@ -1123,6 +1166,14 @@ impl Repo {
                 ),
             );
         }
+        if let Some(message) = absent_answer
+            && document.doc.get_heads().is_empty()
+        {
+            // What arrived made nothing (an empty document's snapshot).
+            document.peers.remove(&conn);
+            self.answer_absent(conn, document_id, message, request);
+            return self.forget_if_absent(document_id);
+        }
         let mut claimed = None;
         if permission == Permission::Create && !document.doc.get_heads().is_empty() {
             match self.policy.claim(conn, &document_id) {
@@ -1151,12 +1202,16 @@ impl Repo {
         }
         if let Some(connection) = self.connections.get_mut(&conn) {
             connection.documents.insert(document_id);
+            connection.absent.remove(&document_id);
         }
         self.persist_changes(document_id);
         // Announced after the document's first chunk, so its frames go
         // out only once it and its owner are kept.
         if let Some(partnership) = claimed {
             self.announce_claim(conn, document_id, &partnership);
+        }
+        if empty && !self.is_empty(&document_id) {
+            self.subscribe_awaiting(document_id);
         }
         self.sync_peers(document_id);
         if request && self.is_empty(&document_id) {
@@ -1323,22 +1378,91 @@ impl Repo {
         storage_id_of(&self.connections.get(&conn)?.state)
     }
 
-    /// What a peer that has nothing says first.
-    fn send_empty_sync(&mut self, conn: ConnId, document_id: DocumentId) {
+    /// Answers a sync message for a document this connection cannot have
+    /// (nobody has it, or it is not its partnerships') exactly as an empty
+    /// document would the first time, applying nothing and keeping
+    /// nothing but the id in the connection's `absent` set; a `request`
+    /// then hears `doc-unavailable`. Whether the document exists for
+    /// someone else cannot be told from the answer.
+    fn answer_absent(
+        &mut self,
+        conn: ConnId,
+        document_id: DocumentId,
+        message: sync::Message,
+        request: bool,
+    ) {
         let Some(target_id) = self.peer_id(conn) else {
             return;
         };
-        let mut state = sync::State::new();
-        if let Some(message) = Automerge::new().generate_sync_message(&mut state) {
-            self.send(
-                conn,
-                &Message::Sync(SyncFrame {
-                    sender_id: self.config.peer_id.clone(),
-                    target_id,
-                    document_id,
-                    data: message.encode(),
-                }),
-            );
+        let first_time = self.connections.get_mut(&conn).is_some_and(|c| {
+            if c.absent.len() >= MAX_ABSENT {
+                c.absent.clear();
+            }
+            c.absent.insert(document_id)
+        });
+        if first_time {
+            let mut empty = Automerge::new();
+            let mut state = sync::State::new();
+            if empty
+                .receive_sync_message(&mut state, without_changes(&message))
+                .is_ok()
+                && let Some(reply) = empty.generate_sync_message(&mut state)
+            {
+                self.send(
+                    conn,
+                    &Message::Sync(SyncFrame {
+                        sender_id: self.config.peer_id.clone(),
+                        target_id,
+                        document_id,
+                        data: reply.encode(),
+                    }),
+                );
+            }
+        }
+        if request {
+            self.send_unavailable(conn, document_id);
+        }
+    }
+
+    /// Drops a document that turned out to exist nowhere, once nothing
+    /// waits on it: a made-up id costs nothing past its answer.
+    fn forget_if_absent(&mut self, document_id: DocumentId) {
+        if let Some(Slot::Ready(document)) = self.documents.get(&document_id)
+            && document.peers.is_empty()
+            && document.doc.get_heads().is_empty()
+            && !document.unreadable
+            && !self.tracked.contains(&document_id)
+        {
+            self.documents.remove(&document_id);
+        }
+    }
+
+    /// A document just appeared: connections that asked for it while
+    /// nobody had it, and may see it now, are synced it.
+    fn subscribe_awaiting(&mut self, document_id: DocumentId) {
+        let waiting: Vec<(ConnId, Option<String>)> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.absent.contains(&document_id))
+            .map(|(&conn, c)| (conn, storage_id_of(&c.state)))
+            .collect();
+        for (conn, storage_id) in waiting {
+            if !matches!(
+                self.policy.permission(conn, &document_id),
+                Permission::Read | Permission::ReadWrite
+            ) {
+                continue;
+            }
+            let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
+                return;
+            };
+            document.peers.entry(conn).or_insert_with(|| {
+                new_peer_doc(&document.stored_sync_states, storage_id.as_deref())
+            });
+            if let Some(connection) = self.connections.get_mut(&conn) {
+                connection.absent.remove(&document_id);
+                connection.documents.insert(document_id);
+            }
         }
     }
 
@@ -1404,6 +1528,55 @@ fn new_peer_doc(stored: &HashMap<String, Vec<u8>>, storage_id: Option<&str>) -> 
         remote_unavailable: false,
         told_read_only: false,
     }
+}
+
+/// The message with its changes left out: what a document that applies
+/// nothing hears.
+fn without_changes(message: &sync::Message) -> sync::Message {
+    sync::Message {
+        heads: message.heads.clone(),
+        need: message.need.clone(),
+        have: message.have.clone(),
+        changes: sync::ChunkList::empty(),
+        flags: message.flags,
+        version: message.version.clone(),
+    }
+}
+
+/// Refuses what automerge cannot handle cheaply or safely (see
+/// [`MAX_SYNC_HAVES`]), and drops repeated needs, each of which would
+/// put the same change in our reply again.
+fn check_sync_message(mut message: sync::Message) -> Result<sync::Message, String> {
+    if message.have.len() > MAX_SYNC_HAVES {
+        return Err(format!(
+            "it lists {} summaries (“have”), where a peer sends at most {MAX_SYNC_HAVES}",
+            message.have.len()
+        ));
+    }
+    let lists = [
+        ("heads", message.heads.len()),
+        ("need", message.need.len()),
+        (
+            "lastSync",
+            message
+                .have
+                .iter()
+                .map(|h| h.last_sync.len())
+                .max()
+                .unwrap_or(0),
+        ),
+    ];
+    for (name, len) in lists {
+        if len > MAX_SYNC_HASHES {
+            return Err(format!(
+                "it lists {len} hashes in “{name}”, where a peer sends at most {MAX_SYNC_HASHES}"
+            ));
+        }
+    }
+    let mut seen = HashSet::new();
+    message.need.retain(|hash| seen.insert(*hash));
+    check_blooms(&message)?;
+    Ok(message)
 }
 
 /// Refuses bloom filters automerge cannot use safely: one that claims

@@ -901,6 +901,95 @@ fn a_poisoned_bloom_filter_is_refused_and_the_relay_keeps_serving() {
     );
 }
 
+/// What a real peer never sends is refused before automerge sees it:
+/// each `have` entry costs a pass over the document's changes, and each
+/// repeated need a copy of a change in the reply.
+#[test]
+fn oversized_sync_lists_are_refused_and_repeated_needs_answered_once() {
+    let mut net = Net::new(2);
+    net.connect(1);
+    net.connect(2);
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    let frame = |message: automerge::sync::Message| {
+        Message::Sync(SyncFrame {
+            sender_id: "school-2".into(),
+            target_id: "relay".into(),
+            document_id: id,
+            data: message.encode(),
+        })
+        .encode()
+    };
+    let empty = || automerge::sync::Message {
+        heads: vec![],
+        need: vec![],
+        have: vec![],
+        changes: automerge::sync::ChunkList::empty(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    };
+    let heads = net.stored(0, id).get_heads();
+    let cases = [
+        (
+            automerge::sync::Message {
+                have: vec![automerge::sync::Have::default(); MAX_SYNC_HAVES + 1],
+                ..empty()
+            },
+            "it lists 17 summaries (“have”), where a peer sends at most 16",
+        ),
+        (
+            automerge::sync::Message {
+                need: vec![heads[0]; MAX_SYNC_HASHES + 1],
+                ..empty()
+            },
+            "it lists 1025 hashes in “need”, where a peer sends at most 1024",
+        ),
+        (
+            automerge::sync::Message {
+                heads: vec![heads[0]; MAX_SYNC_HASHES + 1],
+                ..empty()
+            },
+            "it lists 1025 hashes in “heads”",
+        ),
+    ];
+    for (message, expected) in cases {
+        net.connect(2);
+        net.send_raw(2, frame(message));
+        assert!(!net.linked[2], "{expected}");
+        let errors = net.sent_errors(0);
+        assert!(errors.iter().any(|e| e.contains(expected)), "{errors:?}");
+    }
+
+    // A need repeated 1,000 times (within the limit) brings the change once.
+    net.connect(2);
+    let before = net.log.len();
+    net.send_raw(
+        2,
+        frame(automerge::sync::Message {
+            need: vec![heads[0]; 1000],
+            ..empty()
+        }),
+    );
+    let changes_sent: usize = net.log[before..]
+        .iter()
+        .filter_map(|(n, e)| match e {
+            Effect::Send { conn: 2, bytes } if *n == 0 => {
+                match Message::decode(bytes, usize::MAX).unwrap() {
+                    Message::Sync(f) => Some(
+                        automerge::sync::Message::decode(&f.data)
+                            .unwrap()
+                            .changes
+                            .len(),
+                    ),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .sum();
+    assert_eq!(changes_sent, 1, "the needed change is sent once");
+    assert!(net.linked[2]);
+}
+
 #[test]
 fn a_change_that_clashes_stops_only_that_document_not_the_connection() {
     let mut net = Net::new(2);
@@ -968,34 +1057,52 @@ fn a_forbidden_document_answers_exactly_like_a_missing_one() {
     net.connect(1);
     net.connect(2);
     let north = new_doc_with_title(&mut net, 1, "North plan");
-    let answers = |net: &mut Net, id: DocumentId| -> Vec<String> {
+    // What a peer with nothing sends, and what one that holds a version
+    // of the document sends first.
+    let nothing = automerge::Automerge::new()
+        .generate_sync_message(&mut automerge::sync::State::new())
+        .unwrap()
+        .encode();
+    let mut held = AutoCommit::new();
+    held.put(ROOT, "title", "mine").unwrap();
+    let something = held
+        .document()
+        .generate_sync_message(&mut automerge::sync::State::new())
+        .unwrap()
+        .encode();
+    // Everything the relay sends on school 2's connection, ids left out.
+    let answers = |net: &mut Net, id: DocumentId| -> Vec<(String, Vec<u8>)> {
         let before = net.log.len();
-        let mut state = automerge::sync::State::new();
-        let data = automerge::Automerge::new()
-            .generate_sync_message(&mut state)
-            .unwrap()
-            .encode();
-        net.send_raw(
-            2,
-            Message::Request(SyncFrame {
+        for (request, data) in [
+            (true, &nothing),
+            (true, &nothing),
+            (false, &something),
+            (false, &something),
+            (true, &something),
+        ] {
+            let frame = SyncFrame {
                 sender_id: "school-2".into(),
                 target_id: "relay".into(),
                 document_id: id,
-                data,
-            })
-            .encode(),
-        );
+                data: data.clone(),
+            };
+            let message = if request {
+                Message::Request(frame)
+            } else {
+                Message::Sync(frame)
+            };
+            net.send_raw(2, message.encode());
+        }
         net.log[before..]
             .iter()
             .filter_map(|(n, e)| match e {
-                Effect::Send { bytes, .. } if *n == 0 => {
-                    Message::decode(bytes, usize::MAX).ok().map(|m| match m {
-                        Message::Sync(f) => format!(
-                            "sync {:?}",
-                            automerge::sync::Message::decode(&f.data).unwrap().heads
-                        ),
-                        other => other.kind().to_string(),
-                    })
+                Effect::Send { bytes, conn: 2 } if *n == 0 => {
+                    let message = Message::decode(bytes, usize::MAX).unwrap();
+                    let data = match &message {
+                        Message::Sync(f) | Message::Request(f) => f.data.clone(),
+                        _ => Vec::new(),
+                    };
+                    Some((message.kind().to_string(), data))
                 }
                 _ => None,
             })
@@ -1004,23 +1111,33 @@ fn a_forbidden_document_answers_exactly_like_a_missing_one() {
     let forbidden = answers(&mut net, north);
     let missing = answers(&mut net, DocumentId::random());
     assert_eq!(forbidden, missing);
-    assert_eq!(missing.last().map(String::as_str), Some("doc-unavailable"));
+    let kinds: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(kinds.starts_with(&["sync", "doc-unavailable"]), "{kinds:?}");
+    assert_eq!(
+        net.nodes[0].loaded_documents(),
+        1,
+        "only the real document is held; the made-up one left nothing"
+    );
 }
 
 #[test]
-fn requests_for_made_up_ids_do_not_fill_memory() {
+fn requests_for_made_up_ids_leave_nothing_behind() {
     let mut net = Net::new(1);
     net.connect(1);
     for _ in 0..200 {
         net.track(1, DocumentId::random());
     }
-    assert!(net.nodes[0].loaded_documents() >= 200);
-    net.tick(120_000);
     assert_eq!(
         net.nodes[0].loaded_documents(),
         0,
-        "empty documents leave memory though their requesters stay"
+        "a document nobody has is answered and forgotten at once"
     );
+    let unavailable = net
+        .log
+        .iter()
+        .filter(|(n, e)| *n == 1 && matches!(e, Effect::Unavailable { .. }))
+        .count();
+    assert!(unavailable >= 200, "each request was answered");
 }
 
 // The relay's real policy, `access::PartnershipPolicy`, in the same network:
