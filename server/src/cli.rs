@@ -53,8 +53,10 @@ enum Command {
         /// The most connections one school may have open at once.
         #[arg(long, default_value_t = 16)]
         max_connections_per_school: usize,
-        /// The most messages one connection may send a second; a connection
-        /// that sends more is told so and closed.
+        /// The most messages one school may send a second, over all its
+        /// connections (ten seconds' worth may come at once); a connection
+        /// that goes over is told so and closed, and reconnecting does not
+        /// refill the allowance.
         #[arg(long, default_value_t = 1000)]
         max_messages_per_second: u32,
         /// Seconds between keepalive pings; a connection silent for three

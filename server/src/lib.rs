@@ -46,8 +46,8 @@ pub struct RelayConfig {
     pub idle_unload: Duration,
     /// The most connections one school may have open at once.
     pub max_connections_per_school: usize,
-    /// The most messages one connection may send per second (averaged over
-    /// a couple of seconds, so short bursts pass).
+    /// The most messages one school may send per second over all its
+    /// connections (with ten seconds' worth of burst).
     pub max_messages_per_second: u32,
     /// The address schools use to reach this relay, written into invites.
     pub public_url: Option<String>,
@@ -116,6 +116,8 @@ pub(crate) struct AppState {
     config: RelayConfig,
     peer_id: String,
     next_conn: AtomicU64,
+    /// Messages per second, per school.
+    budgets: websocket::Budgets,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -204,6 +206,7 @@ impl Relay {
             ))
         });
         let state = Arc::new(AppState {
+            budgets: websocket::Budgets::new(config.max_messages_per_second),
             engine: engine.sender(),
             access,
             config,

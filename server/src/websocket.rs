@@ -48,6 +48,7 @@ pub async fn serve_connection(
         }
     };
     tracing::info!(conn, school = %grant.school_id(), "connection opened");
+    let school = grant.school_id().clone();
     let (outbox, mut outgoing) = mpsc::channel(OUTBOX_FRAMES);
     if !state.engine.send(Input::Open {
         conn,
@@ -57,7 +58,6 @@ pub async fn serve_connection(
     }) {
         return;
     }
-    let mut budget = Budget::new(state.config.max_messages_per_second);
     let mut shutdown = state.shutdown.clone();
     let keepalive = state.config.keepalive;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
@@ -77,9 +77,9 @@ pub async fn serve_connection(
             incoming = stream.next() => match incoming {
                 Some(Ok(WsMessage::Binary(bytes))) => {
                     last_heard = Instant::now();
-                    if !budget.spend() {
+                    if !state.budgets.spend(&school) {
                         let reason = format!(
-                            "too many messages: this relay takes at most {} a second from one connection; your client will reconnect and carry on",
+                            "too many messages: this relay takes at most {} a second from one school, over all its connections; your client will reconnect and carry on",
                             state.config.max_messages_per_second
                         );
                         tracing::warn!(conn, "closing a connection that sent too many messages");
@@ -182,6 +182,37 @@ fn error_frame(state: &AppState, reason: &str) -> WsMessage {
         .encode()
         .into(),
     )
+}
+
+/// Each school's message budget, shared by all its connections and kept
+/// when they close, so reconnecting does not refill it. One entry per
+/// school that has connected (the register bounds them).
+pub(crate) struct Budgets {
+    rate: u32,
+    schools: std::sync::Mutex<std::collections::HashMap<String, Budget>>,
+}
+
+impl Budgets {
+    pub(crate) fn new(rate: u32) -> Budgets {
+        Budgets {
+            rate,
+            schools: Default::default(),
+        }
+    }
+
+    /// Takes one message from the school's budget; false if it is spent.
+    fn spend(&self, school: &str) -> bool {
+        let mut schools = self.schools.lock().unwrap_or_else(|e| e.into_inner());
+        match schools.get_mut(school) {
+            Some(budget) => budget.spend(),
+            None => {
+                let mut budget = Budget::new(self.rate);
+                let spent = budget.spend();
+                schools.insert(school.to_string(), budget);
+                spent
+            }
+        }
+    }
 }
 
 /// A token bucket: `rate` messages a second, with ten seconds' worth of

@@ -203,7 +203,8 @@ impl HonestSchool {
                         }
                         state = sync::State::new();
                     }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    // About 40 messages a second.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 samples
             })

@@ -77,3 +77,63 @@ async fn a_sync_message_listing_a_million_summaries_is_refused_unread() {
     school.finish("a million summaries");
     memory.finish(MEMORY_MIB, "a million summaries");
 }
+
+/// Reconnecting refilled a connection's message allowance, so a client
+/// that reconnected each time it was cut kept flooding the relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_does_not_refill_a_schools_message_allowance() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = relay(root.path(), &["--max-messages-per-second", "100"]);
+    let flooder = invite(&relay, "Flooder", "member");
+    let honest = invite(&relay, "Honest", "member");
+    let school = HonestSchool::start(&honest);
+    let memory = PeakMemory::watch(relay.pid());
+    let gossip = |peer: &str| {
+        tokio_tungstenite::tungstenite::Message::Binary(
+            partnerplan_sync::Message::Gossip {
+                sender_id: peer.into(),
+                kind: "remote-subscription-change".into(),
+            }
+            .encode()
+            .into(),
+        )
+    };
+    // The first connection spends the school's allowance (ten seconds'
+    // worth, 1,000 messages) and is cut.
+    let started = Instant::now();
+    let mut first = join(&flooder, "flooder-1").await.unwrap();
+    for _ in 0..2000 {
+        if first.send(gossip("flooder-1")).await.is_err() {
+            break;
+        }
+    }
+    let told = error_message(&mut first).await.expect("the flood is cut");
+    assert!(
+        told.contains("at most 100 a second from one school, over all its connections"),
+        "{told}"
+    );
+    // Connecting again at once does not start afresh: within a second's
+    // worth and a little more, each new connection is cut too.
+    let mut attempt = 1;
+    while started.elapsed() < ATTACK || attempt < 3 {
+        attempt += 1;
+        let peer = format!("flooder-{attempt}");
+        let told = match join(&flooder, &peer).await {
+            // Even its `join` is over the allowance.
+            Err(refused) => refused,
+            Ok(mut again) => {
+                for _ in 0..150 {
+                    if again.send(gossip(&peer)).await.is_err() {
+                        break;
+                    }
+                }
+                error_message(&mut again)
+                    .await
+                    .expect("the reconnected flood is cut before a fresh allowance")
+            }
+        };
+        assert!(told.contains("too many messages"), "{told}");
+    }
+    school.finish("a flood that reconnects");
+    memory.finish(MEMORY_MIB, "a flood that reconnects");
+}

@@ -383,13 +383,16 @@ const MAX_EPHEMERAL_SESSIONS: usize = 1024;
 /// `Connection::absent`); past this the set starts again.
 const MAX_ABSENT: usize = 1024;
 
-/// What a sync message may list, checked before automerge sees it. A real
-/// peer sends at most one `have` entry and as many heads and needs as the
-/// document has concurrent versions (a handful); automerge's work grows
-/// with `have` times the document's changes, and its reply with repeated
-/// needs, so a message beyond these is refused.
-pub const MAX_SYNC_HAVES: usize = 16;
-pub const MAX_SYNC_HASHES: usize = 1024;
+/// What a sync message may list, checked before automerge reads it. A
+/// real peer sends at most one `have` entry and as many heads and needs
+/// as the document has concurrent versions (a handful); automerge's work
+/// grows with `have` times the document's changes, and its reply with
+/// repeated needs, so a message beyond these is refused.
+pub const MAX_SYNC_HAVES: u64 = 16;
+pub const MAX_SYNC_HASHES: u64 = 1024;
+/// One chunk per change (a whole document is one): more than any
+/// document here is made of.
+pub const MAX_SYNC_CHUNKS: u64 = 200_000;
 
 /// The most documents a client starts syncing between two ticks: one
 /// request frame each, so a listing of thousands (or a reconnect with
@@ -869,10 +872,11 @@ impl Repo {
                 let document_id = frame.document_id;
                 // Read and checked before anything else, so what a message
                 // may cost does not depend on the document.
-                let message = match sync::Message::decode(&frame.data)
-                    .map_err(|e| e.to_string())
-                    .and_then(check_sync_message)
-                {
+                let message = match check_sync_shape(&frame.data).and_then(|()| {
+                    sync::Message::decode(&frame.data)
+                        .map_err(|e| e.to_string())
+                        .and_then(check_sync_message)
+                }) {
                     Ok(message) => message,
                     Err(error) => {
                         let reason = format!(
@@ -1543,36 +1547,40 @@ fn without_changes(message: &sync::Message) -> sync::Message {
     }
 }
 
-/// Refuses what automerge cannot handle cheaply or safely (see
-/// [`MAX_SYNC_HAVES`]), and drops repeated needs, each of which would
-/// put the same change in our reply again.
-fn check_sync_message(mut message: sync::Message) -> Result<sync::Message, String> {
-    if message.have.len() > MAX_SYNC_HAVES {
+/// Refuses, from its encoding alone, a sync message whose lists are
+/// longer than a real peer's (see [`MAX_SYNC_HAVES`]).
+fn check_sync_shape(data: &[u8]) -> Result<(), String> {
+    let shape = crate::chunk_size::sync_shape(data, MAX_SYNC_HASHES.max(MAX_SYNC_CHUNKS))
+        .map_err(|e| e.to_string())?;
+    if shape.have > MAX_SYNC_HAVES {
         return Err(format!(
             "it lists {} summaries (“have”), where a peer sends at most {MAX_SYNC_HAVES}",
-            message.have.len()
+            shape.have
         ));
     }
-    let lists = [
-        ("heads", message.heads.len()),
-        ("need", message.need.len()),
-        (
-            "lastSync",
-            message
-                .have
-                .iter()
-                .map(|h| h.last_sync.len())
-                .max()
-                .unwrap_or(0),
-        ),
-    ];
-    for (name, len) in lists {
+    for (name, len) in [
+        ("heads", shape.heads),
+        ("need", shape.need),
+        ("lastSync", shape.last_sync),
+    ] {
         if len > MAX_SYNC_HASHES {
             return Err(format!(
                 "it lists {len} hashes in “{name}”, where a peer sends at most {MAX_SYNC_HASHES}"
             ));
         }
     }
+    if shape.changes > MAX_SYNC_CHUNKS {
+        return Err(format!(
+            "it carries {} changes, more than the {MAX_SYNC_CHUNKS} this relay takes in one message",
+            shape.changes
+        ));
+    }
+    Ok(())
+}
+
+/// Drops repeated needs, each of which would put the same change in our
+/// reply again, and refuses unusable bloom filters.
+fn check_sync_message(mut message: sync::Message) -> Result<sync::Message, String> {
     let mut seen = HashSet::new();
     message.need.retain(|hash| seen.insert(*hash));
     check_blooms(&message)?;

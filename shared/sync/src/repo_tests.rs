@@ -931,21 +931,21 @@ fn oversized_sync_lists_are_refused_and_repeated_needs_answered_once() {
     let cases = [
         (
             automerge::sync::Message {
-                have: vec![automerge::sync::Have::default(); MAX_SYNC_HAVES + 1],
+                have: vec![automerge::sync::Have::default(); MAX_SYNC_HAVES as usize + 1],
                 ..empty()
             },
             "it lists 17 summaries (“have”), where a peer sends at most 16",
         ),
         (
             automerge::sync::Message {
-                need: vec![heads[0]; MAX_SYNC_HASHES + 1],
+                need: vec![heads[0]; MAX_SYNC_HASHES as usize + 1],
                 ..empty()
             },
             "it lists 1025 hashes in “need”, where a peer sends at most 1024",
         ),
         (
             automerge::sync::Message {
-                heads: vec![heads[0]; MAX_SYNC_HASHES + 1],
+                heads: vec![heads[0]; MAX_SYNC_HASHES as usize + 1],
                 ..empty()
             },
             "it lists 1025 hashes in “heads”",
