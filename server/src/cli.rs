@@ -59,6 +59,10 @@ enum Command {
         /// refill the allowance.
         #[arg(long, default_value_t = 1000)]
         max_messages_per_second: u32,
+        /// /health reports the relay unhealthy when the disk holding its data
+        /// directory has less free space than this, in megabytes.
+        #[arg(long, default_value_t = 256)]
+        min_free_disk_mb: u64,
         /// Seconds between keepalive pings; a connection silent for three
         /// times this long is dropped.
         #[arg(long, default_value_t = 20)]
@@ -192,6 +196,7 @@ pub fn main() -> ExitCode {
             max_frame_bytes,
             max_connections_per_school,
             max_messages_per_second,
+            min_free_disk_mb,
             keepalive_secs,
             backup_every,
             backup_keep,
@@ -203,6 +208,7 @@ pub fn main() -> ExitCode {
             config.max_messages_per_second = max_messages_per_second.max(1);
             config.keepalive = std::time::Duration::from_secs(keepalive_secs.max(1));
             config.public_url = public_url;
+            config.min_free_disk_bytes = min_free_disk_mb.saturating_mul(1024 * 1024);
             config.backups = backup_every.map(|every| crate::backup::Schedule {
                 every,
                 keep: backup_keep.max(1),

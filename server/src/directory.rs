@@ -22,7 +22,7 @@ use crate::DATABASE_FILE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
-    #[error("{0}")]
+    #[error("{}", crate::store_sentence(.0))]
     Store(#[from] StoreError),
     #[error(
         "there is no partnership called “{0}”. `partnerplan-relay partnership list` shows them."

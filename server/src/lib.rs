@@ -51,6 +51,10 @@ pub struct RelayConfig {
     pub max_messages_per_second: u32,
     /// The address schools use to reach this relay, written into invites.
     pub public_url: Option<String>,
+    /// `/health` reports the relay unhealthy when its data directory's
+    /// disk has less free space than this, in bytes: it can no longer be
+    /// sure of saving what schools send.
+    pub min_free_disk_bytes: u64,
     /// Serve wss:// with these files.
     pub tls: Option<TlsFiles>,
     /// Scheduled backups, if any.
@@ -75,6 +79,7 @@ impl RelayConfig {
             max_connections_per_school: 16,
             max_messages_per_second: 1000,
             public_url: None,
+            min_free_disk_bytes: 256 * 1024 * 1024,
             tls: None,
             backups: None,
         }
@@ -83,7 +88,7 @@ impl RelayConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    #[error("{0}")]
+    #[error("{}", store_sentence(.0))]
     Store(#[from] StoreError),
     #[error("{0}")]
     Directory(#[from] DirectoryError),
@@ -110,6 +115,19 @@ pub enum RelayError {
     },
 }
 
+/// What the relay's operator is told about its database: the store's own
+/// sentences, but for a damaged file, which a relay restores from a backup
+/// (the store's sentence tells a school to sync again from the relay).
+pub(crate) fn store_sentence(error: &StoreError) -> String {
+    match error {
+        StoreError::Corrupt { path, detail } => format!(
+            "{} is damaged ({detail}). It was left untouched: restore the latest backup with `partnerplan-relay restore FILE` (scheduled backups are in the backups folder of the data directory, or where --backup-dir says). Schools keep their own copies and send again whatever the restored relay lacks.",
+            path.display()
+        ),
+        other => other.to_string(),
+    }
+}
+
 pub(crate) struct AppState {
     engine: EngineSender,
     access: Access,
@@ -118,6 +136,7 @@ pub(crate) struct AppState {
     next_conn: AtomicU64,
     /// Messages per second, per school.
     budgets: websocket::Budgets,
+    storage: Arc<StorageHealth>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -184,6 +203,7 @@ impl Relay {
             .unwrap_or_else(|| format!("{scheme}://{addr}"));
         // Invites name the address schools reach this relay at.
         store.set_meta("public_url", &public_url)?;
+        let storage = Arc::new(StorageHealth::default());
         let engine = Engine::spawn(
             repo,
             store,
@@ -193,7 +213,13 @@ impl Relay {
                 side: Side::Relay,
                 register: Some(register_tx),
             },
-            Box::new(log_notice),
+            {
+                let storage = storage.clone();
+                Box::new(move |notice| {
+                    storage.note(&notice);
+                    log_notice(notice)
+                })
+            },
         );
         let access = Access::new(engine.sender(), register_rx);
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -207,6 +233,7 @@ impl Relay {
         });
         let state = Arc::new(AppState {
             budgets: websocket::Budgets::new(config.max_messages_per_second),
+            storage,
             engine: engine.sender(),
             access,
             config,
@@ -474,8 +501,76 @@ async fn tls_config(files: &TlsFiles) -> Result<axum_server::tls_rustls::RustlsC
         })
 }
 
-/// 200 only while the relay can read and write its database.
+/// The last time the engine could not save what schools sent, until a
+/// later save succeeds: a small health-check write can succeed on a disk
+/// too full for a document's changes.
+#[derive(Default)]
+struct StorageHealth(std::sync::Mutex<Option<(std::time::Instant, String)>>);
+
+impl StorageHealth {
+    /// How long a failed save keeps the relay unhealthy if nothing is
+    /// saved after it.
+    const REMEMBERED: Duration = Duration::from_secs(600);
+
+    fn note(&self, notice: &Notice) {
+        let mut failed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match notice {
+            Notice::StorageFailed(reason) => {
+                *failed = Some((std::time::Instant::now(), reason.clone()))
+            }
+            Notice::Saved { .. } => *failed = None,
+            _ => {}
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        let failed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        failed
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < Self::REMEMBERED)
+            .map(|(_, reason)| reason.clone())
+    }
+}
+
+/// Free bytes for the relay on the disk that holds `dir`.
+#[cfg(unix)]
+fn free_disk_bytes(dir: &std::path::Path) -> Option<u64> {
+    let stats = rustix::fs::statvfs(dir).ok()?;
+    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn free_disk_bytes(_dir: &std::path::Path) -> Option<u64> {
+    None
+}
+
+fn megabytes(bytes: u64) -> u64 {
+    bytes / (1024 * 1024)
+}
+
+/// 200 only while the relay can read and write its database and has room
+/// on its disk to keep doing so.
 async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let unhealthy = |text: String| {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {text}\n")).into_response()
+    };
+    let data = &state.config.data_dir;
+    let needed = state.config.min_free_disk_bytes;
+    if let Some(free) = free_disk_bytes(data)
+        && free < needed
+    {
+        return unhealthy(format!(
+            "the disk holding {} has {} MB free, less than the {} MB the relay keeps free to save what schools send. Free some space on it, or move the data directory to a larger disk.",
+            data.join(DATABASE_FILE).display(),
+            megabytes(free),
+            megabytes(needed)
+        ));
+    }
+    if let Some(reason) = state.storage.failure() {
+        return unhealthy(format!(
+            "the relay could not save schools' changes just now: {reason}"
+        ));
+    }
     let check = state.engine.check_writable();
     match tokio::time::timeout(Duration::from_secs(5), check).await {
         Ok(Some(Ok(()))) => (

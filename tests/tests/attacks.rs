@@ -137,3 +137,79 @@ async fn reconnecting_does_not_refill_a_schools_message_allowance() {
     school.finish("a flood that reconnects");
     memory.finish(MEMORY_MIB, "a flood that reconnects");
 }
+
+fn health(relay: &RelayProcess) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(relay.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        relay.addr
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// `/health` said 200 on a full disk: its own tiny write still fit. Here
+/// the disk is "full" by the relay's own measure, a free-space floor
+/// larger than any disk, read from the real filesystem.
+#[test]
+fn health_is_unhealthy_when_the_disk_is_too_full_to_save_changes() {
+    let root = tempfile::tempdir().unwrap();
+    let roomy = relay(root.path(), &[]);
+    assert!(health(&roomy).starts_with("HTTP/1.1 200"));
+    drop(roomy);
+    let full = RelayProcess::start(
+        &root.path().join("full"),
+        &["--min-free-disk-mb", "1000000000"],
+    );
+    let response = health(&full);
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    assert!(
+        response.contains("relay.sqlite has")
+            && response.contains("MB free, less than the 1000000000 MB the relay keeps free")
+            && response.contains("Free some space on it"),
+        "{response}"
+    );
+}
+
+/// A damaged relay database told the operator to "sync again from the
+/// relay", which is itself.
+#[test]
+fn a_damaged_relay_database_is_answered_with_the_relays_own_remedy() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("relay");
+    let mut made = relay(root.path(), &[]);
+    made.admin_ok(&["partnership", "create", "North"]);
+    made.stop();
+    let file = data.join("relay.sqlite");
+    let mut bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.len() > 3 * 4096, "the database has several pages");
+    // The header stays (it is still ours), the pages after it are junk.
+    for byte in &mut bytes[4096 * 2..] {
+        *byte = 0xa5;
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    let _ = std::fs::remove_file(data.join("relay.sqlite-wal"));
+    let _ = std::fs::remove_file(data.join("relay.sqlite-shm"));
+    let mut command = std::process::Command::new(partnerplan_tests::relay_binary());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data);
+    let output = partnerplan_tests::run_bounded(command, Duration::from_secs(30));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("relay.sqlite is damaged")
+            && stderr.contains("partnerplan-relay restore")
+            && stderr.contains("left untouched"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("sync again from the relay"), "{stderr}");
+    assert_eq!(std::fs::read(&file).unwrap(), bytes, "the file is left as it was");
+}
