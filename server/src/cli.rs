@@ -59,6 +59,14 @@ enum Command {
         /// refill the allowance.
         #[arg(long, default_value_t = 1000)]
         max_messages_per_second: u32,
+        /// Seconds a connection has to present a valid token (TLS, HTTP
+        /// request and upgrade) and then to send its first message.
+        #[arg(long, default_value_t = 10)]
+        handshake_timeout_secs: u64,
+        /// The most connections that may wait at once without a valid
+        /// token; past this the one that has waited longest is closed.
+        #[arg(long, default_value_t = 256)]
+        max_waiting_connections: usize,
         /// /health reports the relay unhealthy when the disk holding its data
         /// directory has less free space than this, in megabytes.
         #[arg(long, default_value_t = 256)]
@@ -197,6 +205,8 @@ pub fn main() -> ExitCode {
             max_connections_per_school,
             max_messages_per_second,
             min_free_disk_mb,
+            handshake_timeout_secs,
+            max_waiting_connections,
             keepalive_secs,
             backup_every,
             backup_keep,
@@ -209,6 +219,9 @@ pub fn main() -> ExitCode {
             config.keepalive = std::time::Duration::from_secs(keepalive_secs.max(1));
             config.public_url = public_url;
             config.min_free_disk_bytes = min_free_disk_mb.saturating_mul(1024 * 1024);
+            config.handshake_timeout =
+                std::time::Duration::from_secs(handshake_timeout_secs.max(1));
+            config.max_waiting_connections = max_waiting_connections.max(1);
             config.backups = backup_every.map(|every| crate::backup::Schedule {
                 every,
                 keep: backup_keep.max(1),

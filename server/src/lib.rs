@@ -8,6 +8,7 @@ mod access;
 pub mod backup;
 pub mod cli;
 pub mod directory;
+mod gate;
 mod websocket;
 
 use std::net::SocketAddr;
@@ -17,11 +18,10 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{RawQuery, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, RawQuery, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use partnerplan_sync::engine::{Engine, EngineConfig, EngineSender, Notice, Side};
 use partnerplan_sync::message::DEFAULT_MAX_FRAME_BYTES;
 use partnerplan_sync::{Effect, Repo, RepoConfig, Store, StoreError};
@@ -29,6 +29,7 @@ use tokio::sync::watch;
 
 use access::Access;
 use directory::DirectoryError;
+use gate::{Gate, GateAcceptor, GatedListener, Peer};
 use partnerplan_sync::access::{Grant, PartnershipPolicy};
 
 /// The database file inside the relay's data directory.
@@ -46,6 +47,13 @@ pub struct RelayConfig {
     pub idle_unload: Duration,
     /// The most connections one school may have open at once.
     pub max_connections_per_school: usize,
+    /// How long a connection has, from its first byte, to present a valid
+    /// token (TLS handshake, HTTP request, upgrade), and then to send its
+    /// `join`.
+    pub handshake_timeout: Duration,
+    /// The most connections that may wait at once without a valid token;
+    /// past this the one that has waited longest is closed.
+    pub max_waiting_connections: usize,
     /// The most messages one school may send per second over all its
     /// connections (with ten seconds' worth of burst).
     pub max_messages_per_second: u32,
@@ -77,6 +85,8 @@ impl RelayConfig {
             keepalive: Duration::from_secs(20),
             idle_unload: Duration::from_secs(60),
             max_connections_per_school: 16,
+            handshake_timeout: Duration::from_secs(10),
+            max_waiting_connections: 256,
             max_messages_per_second: 1000,
             public_url: None,
             min_free_disk_bytes: 256 * 1024 * 1024,
@@ -136,6 +146,8 @@ pub(crate) struct AppState {
     next_conn: AtomicU64,
     /// Messages per second, per school.
     budgets: websocket::Budgets,
+    /// Connections that have not presented a valid token yet.
+    gate: Arc<Gate>,
     storage: Arc<StorageHealth>,
     shutdown: watch::Receiver<bool>,
 }
@@ -231,8 +243,13 @@ impl Relay {
                 shutdown_rx.clone(),
             ))
         });
+        let gate = Arc::new(Gate::new(
+            config.max_waiting_connections,
+            config.handshake_timeout,
+        ));
         let state = Arc::new(AppState {
             budgets: websocket::Budgets::new(config.max_messages_per_second),
+            gate: gate.clone(),
             storage,
             engine: engine.sender(),
             access,
@@ -248,15 +265,17 @@ impl Relay {
         let mut stop = shutdown_rx;
         let server = match tls {
             None => {
-                let listener = tokio::net::TcpListener::from_std(listener)
-                    .map_err(listen_error)?
-                    .tap_io(no_delay);
+                let listener = GatedListener {
+                    listener: tokio::net::TcpListener::from_std(listener).map_err(listen_error)?,
+                    gate,
+                };
                 tokio::spawn(async move {
-                    let result = axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stop.wait_for(|stopping| *stopping).await;
-                        })
-                        .await;
+                    let result =
+                        axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+                            .with_graceful_shutdown(async move {
+                                let _ = stop.wait_for(|stopping| *stopping).await;
+                            })
+                            .await;
                     if let Err(error) = result {
                         tracing::error!(%error, "the relay stopped serving");
                     }
@@ -264,7 +283,8 @@ impl Relay {
             }
             Some(tls) => {
                 let handle = axum_server::Handle::new();
-                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(NoDelay);
+                let acceptor =
+                    axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(GateAcceptor(gate));
                 let server = axum_server::from_tcp(listener)
                     .map_err(listen_error)?
                     .acceptor(acceptor)
@@ -274,7 +294,10 @@ impl Relay {
                         let _ = stop.wait_for(|stopping| *stopping).await;
                         handle.graceful_shutdown(Some(Duration::from_secs(5)));
                     });
-                    if let Err(error) = server.serve(app.into_make_service()).await {
+                    if let Err(error) = server
+                        .serve(app.into_make_service_with_connect_info::<Peer>())
+                        .await
+                    {
                         tracing::error!(%error, "the relay stopped serving");
                     }
                 })
@@ -405,6 +428,7 @@ fn log_notice(notice: Notice) {
 /// client crashes on an HTTP error during the upgrade.
 async fn websocket(
     ws: WebSocketUpgrade,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     State(state): State<Arc<AppState>>,
@@ -426,6 +450,10 @@ async fn websocket(
             params.get("partnership").map(String::as_str),
         )
         .await;
+    if grant.is_ok() {
+        // Past the door: the school's own limits apply from here.
+        state.gate.admit(peer.0);
+    }
     let limit = state.config.max_frame_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
@@ -465,28 +493,6 @@ fn percent_decode(text: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
-}
-
-/// Small frames go out at once. Without this, a relay's reply waits behind
-/// Nagle's algorithm for the client's delayed ACK (some 40 ms): the
-/// benchmark's p95 latency fell several times over with it.
-fn no_delay(tcp: &mut tokio::net::TcpStream) {
-    let _ = tcp.set_nodelay(true);
-}
-
-/// [`no_delay`] for connections that then go through TLS.
-#[derive(Clone, Copy)]
-struct NoDelay;
-
-impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for NoDelay {
-    type Stream = tokio::net::TcpStream;
-    type Service = S;
-    type Future = std::future::Ready<std::io::Result<(Self::Stream, Self::Service)>>;
-
-    fn accept(&self, mut stream: tokio::net::TcpStream, service: S) -> Self::Future {
-        no_delay(&mut stream);
-        std::future::ready(Ok((stream, service)))
-    }
 }
 
 async fn tls_config(files: &TlsFiles) -> Result<axum_server::tls_rustls::RustlsConfig, RelayError> {
@@ -552,7 +558,11 @@ fn megabytes(bytes: u64) -> u64 {
 /// on its disk to keep doing so.
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     let unhealthy = |text: String| {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {text}\n")).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {text}\n"),
+        )
+            .into_response()
     };
     let data = &state.config.data_dir;
     let needed = state.config.min_free_disk_bytes;

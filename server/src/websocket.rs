@@ -63,6 +63,12 @@ pub async fn serve_connection(
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    // A connection that says nothing holds a place among its school's
+    // connections: it has the handshake's deadline to send `join`.
+    let join_within = state.config.handshake_timeout;
+    let join_deadline = tokio::time::sleep(join_within);
+    tokio::pin!(join_deadline);
+    let mut heard = false;
     let close_reason: Option<(u16, String)> = loop {
         tokio::select! {
             out = outgoing.recv() => match out {
@@ -77,6 +83,7 @@ pub async fn serve_connection(
             incoming = stream.next() => match incoming {
                 Some(Ok(WsMessage::Binary(bytes))) => {
                     last_heard = Instant::now();
+                    heard = true;
                     if !state.budgets.spend(&school) {
                         let reason = format!(
                             "too many messages: this relay takes at most {} a second from one school, over all its connections; your client will reconnect and carry on",
@@ -129,6 +136,15 @@ pub async fn serve_connection(
                 if sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
                     break None;
                 }
+            }
+            _ = &mut join_deadline, if !heard => {
+                tracing::info!(conn, "closing a connection that sent no join");
+                let reason = format!(
+                    "no “join” message arrived within {} seconds of connecting; your client will reconnect",
+                    join_within.as_secs()
+                );
+                let _ = sink.send(error_frame(&state, &reason)).await;
+                break Some((CLOSE_POLICY, reason));
             }
             _ = shutdown.changed() => break Some((CLOSE_GOING_AWAY, "the relay is shutting down; your client will reconnect".into())),
         }

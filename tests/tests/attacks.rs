@@ -211,5 +211,113 @@ fn a_damaged_relay_database_is_answered_with_the_relays_own_remedy() {
         "{stderr}"
     );
     assert!(!stderr.contains("sync again from the relay"), "{stderr}");
-    assert_eq!(std::fs::read(&file).unwrap(), bytes, "the file is left as it was");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        bytes,
+        "the file is left as it was"
+    );
+}
+
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| dir.count())
+        .unwrap_or(0)
+}
+
+/// Bare TCP connections that never finish a request took every file
+/// handle: /health stopped answering and honest schools could not
+/// connect. Now each has a deadline to present a token, and only so many
+/// may wait: the longest-waiting makes room for the newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_authenticate_cannot_use_up_the_relay() {
+    use tokio::io::AsyncWriteExt;
+    let root = tempfile::tempdir().unwrap();
+    let relay = relay(
+        root.path(),
+        &[
+            "--max-waiting-connections",
+            "64",
+            "--handshake-timeout-secs",
+            "3",
+        ],
+    );
+    let honest = invite(&relay, "Honest", "member");
+    let newcomer = invite(&relay, "Newcomer", "member");
+    let school = HonestSchool::start(&honest);
+    let memory = PeakMemory::watch(relay.pid());
+    let before = open_files(relay.pid());
+    let started = Instant::now();
+    let mut held = Vec::new();
+    let mut most_open = 0;
+    for i in 0..3000 {
+        let Ok(mut tcp) = tokio::net::TcpStream::connect(relay.addr).await else {
+            continue;
+        };
+        // Every other one starts a request and never finishes it.
+        if i % 2 == 0 {
+            let _ = tcp.write_all(b"GET / HTTP/1.1\r\nHost: relay\r\n").await;
+        }
+        held.push(tcp);
+        if i % 100 == 0 {
+            most_open = most_open.max(open_files(relay.pid()));
+        }
+    }
+    while started.elapsed() < ATTACK {
+        most_open = most_open.max(open_files(relay.pid()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        most_open <= before + 64 + 32,
+        "the relay held {most_open} files open ({before} before the attack)"
+    );
+    // While the attacker still holds its 3,000 sockets, a new school
+    // connects and the health check answers.
+    let mut fresh = join(&newcomer, "newcomer")
+        .await
+        .expect("a new school gets in");
+    let id = DocumentId::random();
+    push(&mut fresh, "newcomer", id, &mut document_with_changes(3)).await;
+    let response = tokio::task::spawn_blocking({
+        let addr = relay.addr;
+        move || {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            write!(
+                stream,
+                "GET /health HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut response = String::new();
+            let _ = stream.read_to_string(&mut response);
+            response
+        }
+    })
+    .await
+    .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    school.finish("3,000 connections that never authenticate");
+    memory.finish(MEMORY_MIB, "3,000 connections that never authenticate");
+    drop(held);
+}
+
+/// A connection with a valid token that never sends `join` is closed
+/// after the handshake deadline, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_joins_is_closed_after_the_deadline() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = relay(root.path(), &["--handshake-timeout-secs", "1"]);
+    let member = invite(&relay, "Hilltop", "member");
+    let (mut silent, _) = tokio_tungstenite::connect_async(&member).await.unwrap();
+    let started = Instant::now();
+    let told = error_message(&mut silent)
+        .await
+        .expect("the relay says why it closes the connection");
+    assert!(
+        told.contains("no “join” message arrived within 1 seconds"),
+        "{told}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

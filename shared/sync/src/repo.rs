@@ -889,7 +889,8 @@ impl Repo {
                 if self.policy.permission(conn, &document_id) == Permission::None {
                     // The same answer as for a document that does not exist,
                     // so ids cannot be probed.
-                    return self.answer_absent(conn, document_id, message, request);
+                    let unavailable = request || offers_changes(&message);
+                    return self.answer_absent(conn, document_id, message, unavailable);
                 }
                 self.with_document(
                     document_id,
@@ -1132,10 +1133,12 @@ impl Repo {
             || (permission == Permission::Create && !empty)
             || (unknown && message.changes.is_empty())
         {
-            self.answer_absent(conn, document_id, message, request);
+            let unavailable = request || offers_changes(&message);
+            self.answer_absent(conn, document_id, message, unavailable);
             return self.forget_if_absent(document_id);
         }
-        let absent_answer = unknown.then(|| without_changes(&message));
+        // To answer as if absent should the changes make nothing.
+        let absent_answer = unknown.then(|| (without_changes(&message), offers_changes(&message)));
         document.last_active_ms = self.now_ms;
         let peer = document
             .peers
@@ -1170,12 +1173,12 @@ impl Repo {
                 ),
             );
         }
-        if let Some(message) = absent_answer
+        if let Some((message, offered)) = absent_answer
             && document.doc.get_heads().is_empty()
         {
             // What arrived made nothing (an empty document's snapshot).
             document.peers.remove(&conn);
-            self.answer_absent(conn, document_id, message, request);
+            self.answer_absent(conn, document_id, message, request || offered);
             return self.forget_if_absent(document_id);
         }
         let mut claimed = None;
@@ -1385,15 +1388,18 @@ impl Repo {
     /// Answers a sync message for a document this connection cannot have
     /// (nobody has it, or it is not its partnerships') exactly as an empty
     /// document would the first time, applying nothing and keeping
-    /// nothing but the id in the connection's `absent` set; a `request`
-    /// then hears `doc-unavailable`. Whether the document exists for
-    /// someone else cannot be told from the answer.
+    /// nothing but the id in the connection's `absent` set; then, if
+    /// `unavailable` (a `request`, or a message offering changes, which
+    /// are not taken), `doc-unavailable`. Whether the document exists for
+    /// someone else cannot be told from the answer. (Only offering changes
+    /// for a document nobody has, with the right to create it, makes a
+    /// difference: the document is then created.)
     fn answer_absent(
         &mut self,
         conn: ConnId,
         document_id: DocumentId,
         message: sync::Message,
-        request: bool,
+        unavailable: bool,
     ) {
         let Some(target_id) = self.peer_id(conn) else {
             return;
@@ -1423,7 +1429,7 @@ impl Repo {
                 );
             }
         }
-        if request {
+        if unavailable {
             self.send_unavailable(conn, document_id);
         }
     }
@@ -1532,6 +1538,12 @@ fn new_peer_doc(stored: &HashMap<String, Vec<u8>>, storage_id: Option<&str>) -> 
         remote_unavailable: false,
         told_read_only: false,
     }
+}
+
+/// Whether a peer that holds the document sends changes of it (an empty
+/// document's snapshot, from a peer with nothing, does not count).
+fn offers_changes(message: &sync::Message) -> bool {
+    !message.heads.is_empty() && !message.changes.is_empty()
 }
 
 /// The message with its changes left out: what a document that applies

@@ -1053,9 +1053,11 @@ fn a_forbidden_document_answers_exactly_like_a_missing_one() {
     let partnerships = SharedPartnerships::default();
     partnerships.member(1, "north", true);
     partnerships.member(2, "south", true);
-    let mut net = Net::with_relay_policy(2, Box::new(partnerships.clone()));
+    partnerships.member(3, "south", false);
+    let mut net = Net::with_relay_policy(3, Box::new(partnerships.clone()));
     net.connect(1);
     net.connect(2);
+    net.connect(3);
     let north = new_doc_with_title(&mut net, 1, "North plan");
     // What a peer with nothing sends, and what one that holds a version
     // of the document sends first.
@@ -1070,18 +1072,29 @@ fn a_forbidden_document_answers_exactly_like_a_missing_one() {
         .generate_sync_message(&mut automerge::sync::State::new())
         .unwrap()
         .encode();
+    // And its changes, which only a school that may create documents
+    // gets to create one with: a viewer's are answered alike.
+    let changes = automerge::sync::Message {
+        changes: vec![held.save()].into(),
+        ..automerge::sync::Message::decode(&something).unwrap()
+    }
+    .encode();
     // Everything the relay sends on school 2's connection, ids left out.
-    let answers = |net: &mut Net, id: DocumentId| -> Vec<(String, Vec<u8>)> {
+    let answers = |net: &mut Net, school: usize, id: DocumentId| -> Vec<(String, Vec<u8>)> {
         let before = net.log.len();
-        for (request, data) in [
+        let mut sent = vec![
             (true, &nothing),
             (true, &nothing),
             (false, &something),
             (false, &something),
             (true, &something),
-        ] {
+        ];
+        if school == 3 {
+            sent.push((false, &changes));
+        }
+        for (request, data) in sent {
             let frame = SyncFrame {
-                sender_id: "school-2".into(),
+                sender_id: format!("school-{school}"),
                 target_id: "relay".into(),
                 document_id: id,
                 data: data.clone(),
@@ -1091,12 +1104,12 @@ fn a_forbidden_document_answers_exactly_like_a_missing_one() {
             } else {
                 Message::Sync(frame)
             };
-            net.send_raw(2, message.encode());
+            net.send_raw(school, message.encode());
         }
         net.log[before..]
             .iter()
             .filter_map(|(n, e)| match e {
-                Effect::Send { bytes, conn: 2 } if *n == 0 => {
+                Effect::Send { bytes, conn } if *n == 0 && *conn == school as ConnId => {
                     let message = Message::decode(bytes, usize::MAX).unwrap();
                     let data = match &message {
                         Message::Sync(f) | Message::Request(f) => f.data.clone(),
@@ -1108,9 +1121,17 @@ fn a_forbidden_document_answers_exactly_like_a_missing_one() {
             })
             .collect()
     };
-    let forbidden = answers(&mut net, north);
-    let missing = answers(&mut net, DocumentId::random());
+    let forbidden = answers(&mut net, 2, north);
+    let missing = answers(&mut net, 2, DocumentId::random());
     assert_eq!(forbidden, missing);
+    let forbidden = answers(&mut net, 3, north);
+    let missing = answers(&mut net, 3, DocumentId::random());
+    assert_eq!(forbidden, missing, "a viewer offering changes");
+    assert_eq!(
+        forbidden.last().map(|(k, _)| k.as_str()),
+        Some("doc-unavailable"),
+        "changes that are not taken are answered as unavailable"
+    );
     let kinds: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
     assert!(kinds.starts_with(&["sync", "doc-unavailable"]), "{kinds:?}");
     assert_eq!(
