@@ -22,7 +22,7 @@ use axum::extract::{ConnectInfo, RawQuery, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use partnerplan_sync::engine::{Engine, EngineConfig, EngineSender, Notice, Side};
+use partnerplan_sync::engine::{Engine, EngineConfig, EngineSender, InputLimit, Notice, Side};
 use partnerplan_sync::message::DEFAULT_MAX_FRAME_BYTES;
 use partnerplan_sync::{Effect, Repo, RepoConfig, Store, StoreError};
 use tokio::sync::watch;
@@ -47,6 +47,15 @@ pub struct RelayConfig {
     pub idle_unload: Duration,
     /// The most connections one school may have open at once.
     pub max_connections_per_school: usize,
+    /// How many bytes of frames may wait for the engine, from all
+    /// connections together (each connection may have 1 MiB waiting): past
+    /// this, connections stop reading until the engine catches up.
+    pub engine_input_bytes: usize,
+    /// How many bytes may wait to be written to one connection before the
+    /// relay holds back its sync messages for it (made later, with what
+    /// is new by then). A slow reader is never cut for being slow; it
+    /// costs at most this plus one message.
+    pub outbox_bytes: usize,
     /// How long a connection has, from its first byte, to present a valid
     /// token (TLS handshake, HTTP request, upgrade), and then to send its
     /// `join`.
@@ -85,6 +94,8 @@ impl RelayConfig {
             keepalive: Duration::from_secs(20),
             idle_unload: Duration::from_secs(60),
             max_connections_per_school: 16,
+            outbox_bytes: 1024 * 1024,
+            engine_input_bytes: 64 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
             max_waiting_connections: 256,
             max_messages_per_second: 1000,
@@ -148,6 +159,8 @@ pub(crate) struct AppState {
     budgets: websocket::Budgets,
     /// Connections that have not presented a valid token yet.
     gate: Arc<Gate>,
+    /// What frames may wait in the engine's input, in bytes.
+    input: InputLimit,
     storage: Arc<StorageHealth>,
     shutdown: watch::Receiver<bool>,
 }
@@ -195,6 +208,7 @@ impl Relay {
         repo_config.max_frame_bytes = config.max_frame_bytes;
         repo_config.idle_unload_ms = config.idle_unload.as_millis() as u64;
         repo_config.eager_sync_states = false;
+        repo_config.outbox_bytes = Some(config.outbox_bytes);
         let repo = Repo::new(repo_config, Box::new(policy));
         let listen = config.listen;
         let listen_error = move |source| RelayError::Listen {
@@ -250,6 +264,7 @@ impl Relay {
         let state = Arc::new(AppState {
             budgets: websocket::Budgets::new(config.max_messages_per_second),
             gate: gate.clone(),
+            input: InputLimit::new(config.engine_input_bytes, 1024 * 1024),
             storage,
             engine: engine.sender(),
             access,

@@ -22,6 +22,18 @@ const CLOSE_TOO_BIG: u16 = 1009;
 /// WebSocket close code for a server going away (1001).
 const CLOSE_GOING_AWAY: u16 = 1001;
 
+/// How often (in bytes written) the engine hears how far a busy writer
+/// has got, besides each time its queue empties.
+const REPORT_WRITTEN: usize = 256 * 1024;
+
+/// How long one frame may take to go out before the connection counts as
+/// dead. Slow is fine: a peer is cut only when it takes nothing of a frame
+/// for three keepalive periods, plus a second for each 16 KiB of it (a
+/// peer reading at least 16 KiB a second is never cut for it).
+fn write_deadline(keepalive: Duration, len: usize) -> Duration {
+    keepalive * 3 + Duration::from_secs((len / (16 * 1024)) as u64)
+}
+
 pub async fn serve_connection(
     socket: WebSocket,
     state: Arc<AppState>,
@@ -58,6 +70,7 @@ pub async fn serve_connection(
     }) {
         return;
     }
+    let input = state.input.connection();
     let mut shutdown = state.shutdown.clone();
     let keepalive = state.config.keepalive;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
@@ -69,12 +82,29 @@ pub async fn serve_connection(
     let join_deadline = tokio::time::sleep(join_within);
     tokio::pin!(join_deadline);
     let mut heard = false;
+    // Bytes written since the engine last heard, so it makes the sync
+    // messages it held back for us (see `RelayConfig::outbox_bytes`).
+    let mut written = 0usize;
     let close_reason: Option<(u16, String)> = loop {
         tokio::select! {
+            // What the engine sends goes out before more is read from the
+            // peer: a peer that does not read cannot make us queue more.
+            biased;
             out = outgoing.recv() => match out {
                 Some(Outgoing::Frame(bytes)) => {
-                    if sink.send(WsMessage::Binary(bytes.into())).await.is_err() {
-                        break None;
+                    let len = bytes.len();
+                    let deadline = write_deadline(keepalive, len);
+                    match tokio::time::timeout(deadline, sink.send(WsMessage::Binary(bytes.into()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break None,
+                        Err(_) => {
+                            tracing::info!(conn, "closing a connection that stopped reading");
+                            break None;
+                        }
+                    }
+                    written += len;
+                    if written >= REPORT_WRITTEN || outgoing.is_empty() {
+                        state.engine.send(Input::Written { conn, bytes: std::mem::take(&mut written) });
                     }
                 }
                 Some(Outgoing::Close(reason)) => break Some((CLOSE_POLICY, reason)),
@@ -93,7 +123,11 @@ pub async fn serve_connection(
                         let _ = sink.send(error_frame(&state, &reason)).await;
                         break Some((CLOSE_POLICY, reason));
                     }
-                    if !state.engine.send(Input::Frame { conn, bytes: bytes.to_vec() }) {
+                    // Waits while the engine holds this connection's share
+                    // of its input (or everyone's): the peer's further
+                    // frames wait in TCP meanwhile.
+                    let reserved = input.reserve(bytes.len()).await;
+                    if !state.engine.send(Input::Frame { conn, bytes: bytes.to_vec(), reserved: Some(reserved) }) {
                         break Some((CLOSE_GOING_AWAY, "the relay is shutting down".into()));
                     }
                 }

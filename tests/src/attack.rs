@@ -28,6 +28,12 @@ pub async fn join(url: &str, peer_id: &str) -> Result<Socket, String> {
         .await
         .map_err(|_| "no connection within 10 s".to_string())?
         .map_err(|e| e.to_string())?;
+    handshake(&mut socket, peer_id).await?;
+    Ok(socket)
+}
+
+/// Sends `join` as `peer_id` and reads the relay's `peer`.
+async fn handshake(socket: &mut Socket, peer_id: &str) -> Result<(), String> {
     let join = Message::Join {
         sender_id: peer_id.into(),
         supported_protocol_versions: vec!["1".into()],
@@ -37,11 +43,32 @@ pub async fn join(url: &str, peer_id: &str) -> Result<Socket, String> {
         .send(Ws::Binary(join.encode().into()))
         .await
         .map_err(|e| e.to_string())?;
-    match next_message(&mut socket).await {
-        Some(Message::Peer { .. }) => Ok(socket),
+    match next_message(socket).await {
+        Some(Message::Peer { .. }) => Ok(()),
         Some(Message::Error { message, .. }) => Err(message),
         other => Err(format!("expected peer, got {other:?}")),
     }
+}
+
+/// [`join`], over a socket whose receive buffer is kept small (64 KiB),
+/// so that a peer that stops reading stops taking data at once, as a slow
+/// link would, rather than after the kernel has taken megabytes for it.
+pub async fn join_small_buffer(url: &str, peer_id: &str) -> Result<Socket, String> {
+    let addr = url
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.split(['/', '?']).next())
+        .ok_or("a ws:// address")?;
+    let addr: std::net::SocketAddr = addr.parse().map_err(|_| "an address".to_string())?;
+    let tcp = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    tcp.set_recv_buffer_size(64 * 1024)
+        .map_err(|e| e.to_string())?;
+    let stream = tcp.connect(addr).await.map_err(|e| e.to_string())?;
+    let (mut socket, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    handshake(&mut socket, peer_id).await?;
+    Ok(socket)
 }
 
 /// The next protocol message, or None once the connection is closed or
@@ -120,6 +147,44 @@ async fn push_with(
             return;
         }
         assert!(Instant::now() < deadline, "the relay took the document");
+        match next_message(socket).await {
+            Some(Message::Sync(frame)) if frame.document_id == document_id => {
+                let message = sync::Message::decode(&frame.data).unwrap();
+                doc.receive_sync_message(state, message).unwrap();
+            }
+            Some(Message::Error { message, .. }) => panic!("the relay refused: {message}"),
+            Some(_) => {}
+            None => panic!("the relay closed the connection"),
+        }
+    }
+}
+
+/// Syncs `doc` from the relay until it holds `heads` (the relay sends
+/// what it has as the sync goes). Panics if that takes over [`STEP`].
+pub async fn pull(
+    socket: &mut Socket,
+    sender: &str,
+    document_id: DocumentId,
+    doc: &mut Automerge,
+    state: &mut sync::State,
+    heads: &[automerge::ChangeHash],
+) {
+    let deadline = Instant::now() + STEP;
+    loop {
+        if let Some(message) = doc.generate_sync_message(state) {
+            socket
+                .send(sync_frame(sender, document_id, message, false))
+                .await
+                .expect("the relay takes the message");
+        }
+        let mut ours = doc.get_heads();
+        let mut wanted = heads.to_vec();
+        ours.sort();
+        wanted.sort();
+        if ours == wanted {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the document arrived in time");
         match next_message(socket).await {
             Some(Message::Sync(frame)) if frame.document_id == document_id => {
                 let message = sync::Message::decode(&frame.data).unwrap();

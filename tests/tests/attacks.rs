@@ -10,7 +10,8 @@ use automerge::sync::{self, ChunkList, Have};
 use futures_util::SinkExt;
 use partnerplan_sync::DocumentId;
 use partnerplan_tests::attack::{
-    HonestSchool, PeakMemory, document_with_changes, error_message, join, push, sync_frame,
+    HonestSchool, PeakMemory, document_with_changes, error_message, join, join_small_buffer, pull,
+    push, sync_frame,
 };
 use partnerplan_tests::{RelayProcess, TEST_PARTNERSHIP};
 
@@ -492,4 +493,97 @@ async fn another_partnerships_document_answers_exactly_like_a_missing_one() {
     let for_missing = answers(&mut prober, "riverside", DocumentId::random(), &messages).await;
     assert!(!for_owned.is_empty());
     assert_eq!(for_owned, for_missing);
+}
+
+/// Connections that never read held everything a partner pushed: eight
+/// of them and 150 MB pushed took the relay to 2.5 GB, and none was cut
+/// (outboxes were bounded in frames, not bytes). Now a connection that is
+/// behind gets no new sync messages until it reads; when it does, it
+/// gets everything. It is never cut for being slow. Here 12 readers stop
+/// reading while 24 MB is pushed: held in full, that is 288 MB; the
+/// relay may hold each reader's 1 MiB and a message in flight (and the
+/// kernel takes a few MB for each socket), and the 24 MB document, so its
+/// bound here is 250 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_that_stop_reading_hold_little_and_get_everything_when_they_resume() {
+    use automerge::sync::SyncDoc;
+    use automerge::transaction::Transactable;
+    let root = tempfile::tempdir().unwrap();
+    let relay = relay(root.path(), &[]);
+    let partner = invite(&relay, "Hilltop", "member");
+    let governors = invite(&relay, "Governors", "viewer");
+    let authority = invite(&relay, "Local Authority", "viewer");
+    let honest = invite(&relay, "Honest", "member");
+    let id = DocumentId::random();
+    let mut pusher = join(&partner, "hilltop").await.unwrap();
+    let mut doc = document_with_changes(1);
+    let mut pushed = sync::State::new();
+    let mut heads = doc.get_heads();
+    push(&mut pusher, "hilltop", id, &mut doc).await;
+
+    // 12 connections fetch the document, then read nothing more.
+    let mut idle = Vec::new();
+    for i in 0..12 {
+        let peer = format!("reader-{i}");
+        let readers = if i % 2 == 0 { &governors } else { &authority };
+        let mut socket = join_small_buffer(readers, &peer).await.unwrap();
+        let mut copy = automerge::Automerge::new();
+        let mut state = sync::State::new();
+        socket
+            .send(sync_frame(&peer, id, request_data(), true))
+            .await
+            .unwrap();
+        pull(&mut socket, &peer, id, &mut copy, &mut state, &heads).await;
+        idle.push((peer, socket, copy, state));
+    }
+
+    let memory = PeakMemory::watch(relay.pid());
+    // The partner pushes 24 MB, 1 MB a change, then keeps editing while
+    // an honest school is timed; the readers still read nothing.
+    let mut round = 0u32;
+    let mut school: Option<(HonestSchool, Instant)> = None;
+    while school
+        .as_ref()
+        .is_none_or(|(_, since)| since.elapsed() < ATTACK)
+    {
+        let size = if round < 24 { 1024 * 1024 } else { 16 };
+        if round == 24 {
+            school = Some((HonestSchool::start(&honest), Instant::now()));
+        }
+        let mut tx = doc.transaction();
+        tx.put(
+            automerge::ROOT,
+            format!("attachment-{}", round % 32),
+            vec![round as u8; size],
+        )
+        .unwrap();
+        tx.commit();
+        round += 1;
+        heads = doc.get_heads();
+        while let Some(message) = doc.generate_sync_message(&mut pushed) {
+            pusher
+                .send(sync_frame("hilltop", id, message, false))
+                .await
+                .unwrap();
+            // The relay's answer (its new heads) lets the next go out.
+            if let Some(partnerplan_sync::Message::Sync(frame)) =
+                partnerplan_tests::attack::next_message(&mut pusher).await
+            {
+                let answer = sync::Message::decode(&frame.data).unwrap();
+                doc.receive_sync_message(&mut pushed, answer).unwrap();
+            }
+        }
+        if round >= 24 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let peak = memory.finish(250, "readers that stopped reading");
+    eprintln!("12 readers behind on 24 MB: the relay peaked at {peak} MiB");
+    let (school, _) = school.expect("the honest school ran");
+    school.finish("readers that stopped reading");
+
+    // Each reads again and gets everything, on the same connection.
+    for (peer, mut socket, mut copy, mut state) in idle {
+        pull(&mut socket, &peer, id, &mut copy, &mut state, &heads).await;
+    }
 }

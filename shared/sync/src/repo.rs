@@ -132,6 +132,13 @@ pub struct RepoConfig {
     /// Ask the relay, in `join`, for the documents this school may see,
     /// and track each as it is listed (our client; never JS peers).
     pub ask_for_listing: bool,
+    /// How many bytes may wait to be written to one connection before the
+    /// core holds back its sync messages (they are made when it has
+    /// caught up, with whatever is new by then): a peer that reads slowly
+    /// gets everything, later, and never costs more than this plus one
+    /// message. `None` holds nothing back; a driver that sets it reports
+    /// what it wrote with [`Event::Written`].
+    pub outbox_bytes: Option<usize>,
 }
 
 impl RepoConfig {
@@ -143,6 +150,7 @@ impl RepoConfig {
             idle_unload_ms: 60_000,
             eager_sync_states: true,
             ask_for_listing: false,
+            outbox_bytes: None,
         }
     }
 
@@ -218,6 +226,12 @@ pub enum Event {
     Refuse {
         conn: ConnId,
         reason: String,
+    },
+    /// The driver has written `bytes` of the frames sent on `conn` (see
+    /// [`RepoConfig::outbox_bytes`]).
+    Written {
+        conn: ConnId,
+        bytes: usize,
     },
 }
 
@@ -332,6 +346,10 @@ struct Connection {
     listing: bool,
     /// Partnerships already listed to it.
     listed: HashSet<String>,
+    /// Bytes sent and not yet reported written.
+    unsent: usize,
+    /// Documents whose sync messages wait for the connection to catch up.
+    deferred: HashSet<DocumentId>,
 }
 
 struct PeerDoc {
@@ -462,6 +480,7 @@ impl Repo {
                 self.with_document(document_id, Queued::Announce)
             }
             Event::Tick { now_ms } => self.on_tick(now_ms),
+            Event::Written { conn, bytes } => self.on_written(conn, bytes),
             Event::Refuse { conn, reason } => {
                 if self.connections.contains_key(&conn) {
                     self.refuse(conn, &reason);
@@ -589,6 +608,8 @@ impl Repo {
                 absent: HashSet::new(),
                 listing: false,
                 listed: HashSet::new(),
+                unsent: 0,
+                deferred: HashSet::new(),
             },
         );
         if let Err(reason) = admitted {
@@ -964,12 +985,17 @@ impl Repo {
         }
         self.ephemeral_seen.insert(key, count);
         let policy = &self.policy;
+        let connections = &self.connections;
+        let limit = self.config.outbox_bytes;
         let targets: Vec<ConnId> = document
             .peers
             .keys()
             .copied()
             .filter(|&other| other != conn)
             .filter(|&other| policy.permission(other, &document_id) != Permission::None)
+            // Presence is worth nothing late: a peer behind on reading
+            // misses it.
+            .filter(|other| !connections.get(other).is_some_and(|c| backed_up(c, limit)))
             .collect();
         for target in targets {
             let Some(target_id) = self.peer_id(target) else {
@@ -1291,13 +1317,45 @@ impl Repo {
     /// Sends each peer of the document whatever it is missing, and keeps
     /// the sync states of peers with storage.
     fn sync_peers(&mut self, document_id: DocumentId) {
+        self.sync_peers_of(document_id, None);
+    }
+
+    /// A connection's writer caught up: sync messages held back for it
+    /// are made now, while it keeps up.
+    fn on_written(&mut self, conn: ConnId, bytes: usize) {
+        let limit = self.config.outbox_bytes;
+        let Some(connection) = self.connections.get_mut(&conn) else {
+            return;
+        };
+        connection.unsent = connection.unsent.saturating_sub(bytes);
+        let mut waiting: Vec<DocumentId> = connection.deferred.drain().collect();
+        waiting.sort();
+        for document_id in waiting {
+            if self
+                .connections
+                .get(&conn)
+                .is_some_and(|c| backed_up(c, limit))
+            {
+                if let Some(connection) = self.connections.get_mut(&conn) {
+                    connection.deferred.insert(document_id);
+                }
+                continue;
+            }
+            self.sync_peers_of(document_id, Some(conn));
+        }
+    }
+
+    /// [`Self::sync_peers`], for one peer only if `only` says so.
+    fn sync_peers_of(&mut self, document_id: DocumentId, only: Option<ConnId>) {
         let eager = self.config.eager_sync_states;
+        let limit = self.config.outbox_bytes;
         let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
             return;
         };
         let empty = document.doc.get_heads().is_empty();
         let mut outgoing = Vec::new();
         let mut states = Vec::new();
+        let mut held_back = Vec::new();
         // Rights can change while a peer is subscribed (a school removed
         // from a partnership): it then receives nothing more.
         let policy = &self.policy;
@@ -1305,12 +1363,19 @@ impl Repo {
             .peers
             .retain(|&conn, _| policy.permission(conn, &document_id) != Permission::None);
         for (&conn, peer) in document.peers.iter_mut() {
+            if only.is_some_and(|only| only != conn) {
+                continue;
+            }
             let Some(connection) = self.connections.get(&conn) else {
                 continue;
             };
             let ConnState::Open { peer_id, metadata } = &connection.state else {
                 continue;
             };
+            if backed_up(connection, limit) {
+                held_back.push(conn);
+                continue;
+            }
             if let Some(message) = document.doc.generate_sync_message(&mut peer.sync) {
                 let frame = SyncFrame {
                     sender_id: self.config.peer_id.clone(),
@@ -1340,6 +1405,11 @@ impl Repo {
                 storage_id,
                 state,
             });
+        }
+        for conn in held_back {
+            if let Some(connection) = self.connections.get_mut(&conn) {
+                connection.deferred.insert(document_id);
+            }
         }
         for (conn, message) in outgoing {
             self.send(conn, &message);
@@ -1490,10 +1560,11 @@ impl Repo {
     }
 
     fn send(&mut self, conn: ConnId, message: &Message) {
-        self.effects.push(Effect::Send {
-            conn,
-            bytes: message.encode(),
-        });
+        let bytes = message.encode();
+        if let Some(connection) = self.connections.get_mut(&conn) {
+            connection.unsent += bytes.len();
+        }
+        self.effects.push(Effect::Send { conn, bytes });
     }
 
     /// Tells the peer something it should know, keeping the connection.
@@ -1518,6 +1589,12 @@ impl Repo {
             reason: reason.to_string(),
         });
     }
+}
+
+/// Whether a connection has more waiting to be written than its limit,
+/// so its sync messages wait.
+fn backed_up(connection: &Connection, limit: Option<usize>) -> bool {
+    limit.is_some_and(|limit| connection.unsent >= limit)
 }
 
 fn storage_id_of(state: &ConnState) -> Option<String> {

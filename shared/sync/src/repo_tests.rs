@@ -27,6 +27,8 @@ struct Net {
     owners: HashMap<DocumentId, Owner>,
     /// Documents each node asked to keep tracked, in order.
     tracked: Vec<Vec<DocumentId>>,
+    /// Clients that stopped reading, and what the relay sent them since.
+    not_reading: HashMap<usize, Vec<Vec<u8>>>,
 }
 
 impl Net {
@@ -56,6 +58,7 @@ impl Net {
             grants: HashMap::new(),
             owners: HashMap::new(),
             tracked: vec![Vec::new(); clients + 1],
+            not_reading: HashMap::new(),
         }
     }
 
@@ -159,7 +162,23 @@ impl Net {
                     (0, node as ConnId)
                 };
                 let client = if node == 0 { conn as usize } else { node };
+                if node == 0
+                    && let Some(unread) = self.not_reading.get_mut(&client)
+                {
+                    unread.push(bytes);
+                    return;
+                }
                 if self.linked[client] {
+                    if node == 0 {
+                        // Written at once: the relay hears so.
+                        self.queue.push_back((
+                            0,
+                            Event::Written {
+                                conn,
+                                bytes: bytes.len(),
+                            },
+                        ));
+                    }
                     self.queue.push_back((
                         to,
                         Event::Frame {
@@ -226,6 +245,39 @@ impl Net {
             | Effect::StorageUnreadable { .. }
             | Effect::RemoteError { .. } => {}
         }
+    }
+
+    /// The client stops reading what the relay sends it.
+    fn stop_reading(&mut self, client: usize) {
+        self.not_reading.insert(client, Vec::new());
+    }
+
+    /// Bytes the relay has sent the client that it has not read.
+    fn unread_bytes(&self, client: usize) -> usize {
+        self.not_reading
+            .get(&client)
+            .map(|unread| unread.iter().map(Vec::len).sum())
+            .unwrap_or(0)
+    }
+
+    /// The client reads everything waiting for it, and stops again.
+    fn read_waiting(&mut self, client: usize) {
+        let unread = self
+            .not_reading
+            .insert(client, Vec::new())
+            .unwrap_or_default();
+        for bytes in unread {
+            self.queue.push_back((
+                0,
+                Event::Written {
+                    conn: client as ConnId,
+                    bytes: bytes.len(),
+                },
+            ));
+            self.queue
+                .push_back((client, Event::Frame { conn: 0, bytes }));
+        }
+        self.run();
     }
 
     fn tick(&mut self, advance_ms: u64) {
@@ -1659,4 +1711,49 @@ mod relay_policy {
         assert_eq!(listed_ids(&listings_to(&net, 2)), vec![south]);
         assert_eq!(text_of(&net.stored(2, south), "title"), "South plan");
     }
+}
+
+/// A peer that reads slowly is never cut: the relay holds back its sync
+/// messages while more than its outbox limit waits, and makes them, with
+/// whatever is new, once the peer has read.
+#[test]
+fn a_slow_reader_is_held_back_not_cut_and_gets_everything() {
+    let mut net = Net::new(2);
+    let mut config = RepoConfig::new("relay", Some("relay-storage".into()));
+    config.outbox_bytes = Some(4096);
+    net.nodes[0] = Repo::new(config, Box::new(AllowAll));
+    net.connect(1);
+    net.connect(2);
+    let long: String = (0..3000).map(|i| format!("{i} ")).collect();
+    let ids: Vec<DocumentId> = (0..5)
+        .map(|_| new_doc_with_title(&mut net, 1, &long))
+        .collect();
+    net.stop_reading(2);
+    for id in &ids {
+        net.track(2, *id);
+    }
+    let mut most = 0;
+    for _ in 0..50 {
+        most = most.max(net.unread_bytes(2));
+        if ids
+            .iter()
+            .all(|id| net.nodes[2].progress(id, 0) == SyncProgress::InSync)
+        {
+            break;
+        }
+        net.read_waiting(2);
+    }
+    for id in &ids {
+        assert_eq!(
+            text_of(&net.stored(2, *id), "title"),
+            long,
+            "everything arrived"
+        );
+    }
+    let one_document = net.stores[0][&ids[0]].iter().map(Vec::len).sum::<usize>();
+    assert!(
+        most <= 4096 + 2 * one_document,
+        "at most the limit and a message waited: {most} bytes"
+    );
+    assert!(net.linked[2], "the slow reader was never cut");
 }
