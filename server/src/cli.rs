@@ -59,6 +59,20 @@ enum Command {
         /// refill the allowance.
         #[arg(long, default_value_t = 1000)]
         max_messages_per_second: u32,
+        /// The most operations (one per character typed, or value set) one
+        /// document may hold, and one message may bring.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_document_ops: u64,
+        /// The most megabytes one document may take on disk.
+        #[arg(long, default_value_t = 32)]
+        max_document_mb: u64,
+        /// The most operations one school may send in a day, over all its
+        /// documents and connections.
+        #[arg(long, default_value_t = 4_000_000)]
+        school_ops_per_day: u64,
+        /// The most megabytes one school may send in a day.
+        #[arg(long, default_value_t = 256)]
+        school_mb_per_day: u64,
         /// Seconds a connection has to present a valid token (TLS, HTTP
         /// request and upgrade) and then to send its first message.
         #[arg(long, default_value_t = 10)]
@@ -205,6 +219,10 @@ pub fn main() -> ExitCode {
             max_connections_per_school,
             max_messages_per_second,
             min_free_disk_mb,
+            max_document_ops,
+            max_document_mb,
+            school_ops_per_day,
+            school_mb_per_day,
             handshake_timeout_secs,
             max_waiting_connections,
             keepalive_secs,
@@ -222,6 +240,15 @@ pub fn main() -> ExitCode {
             config.handshake_timeout =
                 std::time::Duration::from_secs(handshake_timeout_secs.max(1));
             config.max_waiting_connections = max_waiting_connections.max(1);
+            config.quotas = partnerplan_sync::repo::Quotas {
+                message_ops: max_document_ops.max(1),
+                document_ops: max_document_ops.max(1),
+                document_bytes: max_document_mb.max(1).saturating_mul(1024 * 1024),
+            };
+            config.daily_allowance = partnerplan_sync::access::DailyAllowance {
+                ops: school_ops_per_day.max(1),
+                bytes: school_mb_per_day.max(1).saturating_mul(1024 * 1024),
+            };
             config.backups = backup_every.map(|every| crate::backup::Schedule {
                 every,
                 keep: backup_keep.max(1),

@@ -24,13 +24,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use partnerplan_sync::engine::{Engine, EngineConfig, EngineSender, InputLimit, Notice, Side};
 use partnerplan_sync::message::DEFAULT_MAX_FRAME_BYTES;
+use partnerplan_sync::repo::Quotas;
 use partnerplan_sync::{Effect, Repo, RepoConfig, Store, StoreError};
 use tokio::sync::watch;
 
 use access::Access;
 use directory::DirectoryError;
 use gate::{Gate, GateAcceptor, GatedListener, Peer};
-use partnerplan_sync::access::{Grant, PartnershipPolicy};
+use partnerplan_sync::access::{DailyAllowance, Grant, PartnershipPolicy};
 
 /// The database file inside the relay's data directory.
 pub const DATABASE_FILE: &str = "relay.sqlite";
@@ -47,6 +48,10 @@ pub struct RelayConfig {
     pub idle_unload: Duration,
     /// The most connections one school may have open at once.
     pub max_connections_per_school: usize,
+    /// What one message and one document may hold.
+    pub quotas: Quotas,
+    /// What one school may send a day.
+    pub daily_allowance: DailyAllowance,
     /// How many bytes of frames may wait for the engine, from all
     /// connections together (each connection may have 1 MiB waiting): past
     /// this, connections stop reading until the engine catches up.
@@ -95,6 +100,15 @@ impl RelayConfig {
             idle_unload: Duration::from_secs(60),
             max_connections_per_school: 16,
             outbox_bytes: 1024 * 1024,
+            quotas: Quotas {
+                message_ops: 1_000_000,
+                document_ops: 1_000_000,
+                document_bytes: 32 * 1024 * 1024,
+            },
+            daily_allowance: DailyAllowance {
+                ops: 4_000_000,
+                bytes: 256 * 1024 * 1024,
+            },
             engine_input_bytes: 64 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
             max_waiting_connections: 256,
@@ -201,7 +215,8 @@ impl Relay {
             register.clone(),
             store.owners()?,
             config.max_connections_per_school,
-        );
+        )
+        .with_daily_allowance(config.daily_allowance);
         let (register_tx, register_rx) = watch::channel(register);
         let peer_id = format!("partnerplan-relay-{storage_id}");
         let mut repo_config = RepoConfig::new(peer_id.clone(), Some(storage_id.clone()));
@@ -209,6 +224,7 @@ impl Relay {
         repo_config.idle_unload_ms = config.idle_unload.as_millis() as u64;
         repo_config.eager_sync_states = false;
         repo_config.outbox_bytes = Some(config.outbox_bytes);
+        repo_config.quotas = Some(config.quotas);
         let repo = Repo::new(repo_config, Box::new(policy));
         let listen = config.listen;
         let listen_error = move |source| RelayError::Listen {

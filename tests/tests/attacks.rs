@@ -587,3 +587,171 @@ async fn readers_that_stop_reading_hold_little_and_get_everything_when_they_resu
         pull(&mut socket, &peer, id, &mut copy, &mut state, &heads).await;
     }
 }
+
+/// One change of `chars` characters typed into a new text.
+fn typed(chars: usize) -> automerge::Automerge {
+    use automerge::transaction::Transactable;
+    let mut doc = automerge::Automerge::new();
+    let mut tx = doc.transaction();
+    let text = tx
+        .put_object(automerge::ROOT, "notes", automerge::ObjType::Text)
+        .unwrap();
+    tx.splice_text(&text, 0, 0, &"a".repeat(chars)).unwrap();
+    tx.commit();
+    doc
+}
+
+/// A member pushing 50 MB of text in five changes took the relay to
+/// 5.5 GB and 64 s of engine time. Operations are counted from the
+/// changes' encoding before automerge sees them: a message or document
+/// over the relay's limit is refused at once, and only that document
+/// stops on that connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_over_the_operation_limit_are_refused_before_any_work() {
+    use automerge::sync::SyncDoc;
+    let root = tempfile::tempdir().unwrap();
+    let relay = relay(root.path(), &["--max-document-ops", "100000"]);
+    let member = invite(&relay, "Hilltop", "member");
+    let honest = invite(&relay, "Honest", "member");
+    // 400,000 characters: a few KB on the wire, some three seconds of
+    // automerge's time to apply.
+    let mut huge = typed(400_000);
+    let school = HonestSchool::start(&honest);
+    let memory = PeakMemory::watch(relay.pid());
+    let started = Instant::now();
+    let mut attempts = 0;
+    let mut socket = join(&member, "hilltop").await.unwrap();
+    let mut other_id = None;
+    while started.elapsed() < ATTACK && attempts < 200 {
+        attempts += 1;
+        let id = DocumentId::random();
+        let mut state = sync::State::new();
+        // The first message offers the heads; the relay asks for the
+        // changes, which come in the second.
+        for _ in 0..2 {
+            if let Some(message) = huge.generate_sync_message(&mut state) {
+                socket
+                    .send(sync_frame("hilltop", id, message, false))
+                    .await
+                    .unwrap();
+            }
+            match partnerplan_tests::attack::next_message(&mut socket).await {
+                Some(partnerplan_sync::Message::Sync(frame)) => {
+                    let answer = sync::Message::decode(&frame.data).unwrap();
+                    huge.receive_sync_message(&mut state, answer).unwrap();
+                }
+                Some(partnerplan_sync::Message::Error { message, .. }) => {
+                    assert!(
+                        message.contains("they hold more than 100000 operations, this relay's limit for one message"),
+                        "{message}"
+                    );
+                    assert!(message.contains("they stay on your computer"), "{message}");
+                    other_id = Some(id);
+                    break;
+                }
+                other => panic!("expected an answer, got {other:?}"),
+            }
+        }
+        assert_eq!(other_id, Some(id), "the changes were refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    school.finish("400,000 operations in one change");
+    memory.finish(MEMORY_MIB, "400,000 operations in one change");
+    // The connection carries on with documents within the limit.
+    push(
+        &mut socket,
+        "hilltop",
+        DocumentId::random(),
+        &mut typed(1000),
+    )
+    .await;
+}
+
+/// Documents and schools have limits in bytes too, each refused with a
+/// sentence that says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_and_a_school_are_held_to_their_byte_allowances() {
+    use automerge::transaction::Transactable;
+    let root = tempfile::tempdir().unwrap();
+    let relay = relay(
+        root.path(),
+        &["--max-document-mb", "2", "--school-mb-per-day", "3"],
+    );
+    let member = invite(&relay, "Hilltop", "member");
+    let mut socket = join(&member, "hilltop").await.unwrap();
+    // 900 KB that do not compress, as the disk holds them.
+    let attach = |doc: &mut automerge::Automerge, key: &str| {
+        let mut seed = key.bytes().fold(0x9e37_79b9_7f4a_7c15u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let bytes: Vec<u8> = (0..900 * 1024)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let mut tx = doc.transaction();
+        tx.put(automerge::ROOT, key, bytes).unwrap();
+        tx.commit();
+    };
+    // Two attachments fit one document; a third is over its 2 MB.
+    let first = DocumentId::random();
+    let mut doc = automerge::Automerge::new();
+    attach(&mut doc, "one");
+    push(&mut socket, "hilltop", first, &mut doc).await;
+    attach(&mut doc, "two");
+    push(&mut socket, "hilltop", first, &mut doc).await;
+    attach(&mut doc, "three");
+    let mut state = sync::State::new();
+    let refused = loop {
+        use automerge::sync::SyncDoc;
+        if let Some(message) = doc.generate_sync_message(&mut state) {
+            socket
+                .send(sync_frame("hilltop", first, message, false))
+                .await
+                .unwrap();
+        }
+        match partnerplan_tests::attack::next_message(&mut socket).await {
+            Some(partnerplan_sync::Message::Sync(frame)) => {
+                let answer = sync::Message::decode(&frame.data).unwrap();
+                doc.receive_sync_message(&mut state, answer).unwrap();
+            }
+            Some(partnerplan_sync::Message::Error { message, .. }) => break message,
+            other => panic!("expected an answer, got {other:?}"),
+        }
+    };
+    assert!(
+        refused.contains("would take more than 2 MB, this relay's limit for one document")
+            && refused.contains("Start a new document"),
+        "{refused}"
+    );
+    // A second document takes the school past its 3 MB a day.
+    let second = DocumentId::random();
+    let mut other = automerge::Automerge::new();
+    attach(&mut other, "uno");
+    attach(&mut other, "dos");
+    let mut state = sync::State::new();
+    let refused = loop {
+        use automerge::sync::SyncDoc;
+        if let Some(message) = other.generate_sync_message(&mut state) {
+            socket
+                .send(sync_frame("hilltop", second, message, false))
+                .await
+                .unwrap();
+        }
+        match partnerplan_tests::attack::next_message(&mut socket).await {
+            Some(partnerplan_sync::Message::Sync(frame)) => {
+                let answer = sync::Message::decode(&frame.data).unwrap();
+                other.receive_sync_message(&mut state, answer).unwrap();
+            }
+            Some(partnerplan_sync::Message::Error { message, .. }) => break message,
+            other => panic!("expected an answer, got {other:?}"),
+        }
+    };
+    assert!(
+        refused.contains("Hilltop has sent this relay all it takes from one school in a day"),
+        "{refused}"
+    );
+}

@@ -59,6 +59,20 @@ pub struct Limits {
     pub inflated_bytes: u64,
 }
 
+impl Limits {
+    /// No limit: for data already accepted (what is stored).
+    pub const NONE: Limits = Limits {
+        entries: u64::MAX,
+        inflated_bytes: u64::MAX,
+    };
+}
+
+/// Whether `bytes` starts with a whole document (or a bundle of
+/// changes), rather than with single changes.
+pub fn is_snapshot(bytes: &[u8]) -> bool {
+    bytes.len() > 8 && bytes[..4] == MAGIC && matches!(bytes[8], 0 | 3)
+}
+
 /// Measures every chunk in `bytes` (as stored, or as a sync message
 /// carries them).
 pub fn measure(bytes: &[u8], limits: Limits) -> Result<ChunkSize, SizeError> {

@@ -25,6 +25,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash, ReadDoc};
 
 use crate::access::{Grant, Owner, Register};
+use crate::chunk_size::{self, ChunkSize};
 use crate::document_id::DocumentId;
 use crate::message::{
     DecodeError, ListedPartnership, MAX_LISTED_PER_MESSAGE, Message, PROTOCOL_VERSION, PeerId,
@@ -79,6 +80,19 @@ pub trait AccessPolicy: Send {
 
     /// May `conn` speak as `peer_id`? `Err` refuses the connection, saying why.
     fn admit(&mut self, _conn: ConnId, _peer_id: &str, _now_ms: u64) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// `conn` sends changes holding `ops` operations and `bytes` bytes:
+    /// take them from its school's allowance. `Err` refuses them, saying
+    /// why in a sentence for the peer.
+    fn charge(
+        &mut self,
+        _conn: ConnId,
+        _ops: u64,
+        _bytes: u64,
+        _now_ms: u64,
+    ) -> Result<(), String> {
         Ok(())
     }
 
@@ -139,6 +153,32 @@ pub struct RepoConfig {
     /// message. `None` holds nothing back; a driver that sets it reports
     /// what it wrote with [`Event::Written`].
     pub outbox_bytes: Option<usize>,
+    /// How much one message and one document may hold; `None` takes
+    /// anything (the client, which trusts its relay).
+    pub quotas: Option<Quotas>,
+}
+
+/// The relay's limits on what peers send, measured from the changes'
+/// encoding before automerge sees them (see `chunk_size`). Automerge's
+/// work is per operation (measured: about 6 µs each to apply, and a
+/// document of a million operations takes 2.7 s to load), so operations
+/// are what is counted; bytes bound the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Operations in the changes of one sync message.
+    pub message_ops: u64,
+    /// Operations one document may hold.
+    pub document_ops: u64,
+    /// Bytes one document may take in storage.
+    pub document_bytes: u64,
+}
+
+impl Quotas {
+    /// Bytes inflated while measuring one message's changes: more than
+    /// any message within these limits inflates to.
+    fn inflate_limit(&self) -> u64 {
+        self.document_bytes.saturating_mul(4).max(64 * 1024 * 1024)
+    }
 }
 
 impl RepoConfig {
@@ -151,6 +191,7 @@ impl RepoConfig {
             eager_sync_states: true,
             ask_for_listing: false,
             outbox_bytes: None,
+            quotas: None,
         }
     }
 
@@ -370,6 +411,10 @@ struct Document {
     stored_sync_states: HashMap<String, Vec<u8>>,
     last_active_ms: u64,
     unreadable: bool,
+    /// What it holds, as measured from its chunks when loaded and from
+    /// the changes applied since, for the document quotas.
+    size: ChunkSize,
+    stored_bytes: u64,
 }
 
 /// A `request` or `sync` whose sync message has been read and checked.
@@ -377,6 +422,31 @@ struct SyncIn {
     conn: ConnId,
     message: sync::Message,
     request: bool,
+    /// What its changes hold.
+    carried: Carried,
+}
+
+/// What a message's changes hold: whole documents (which repeat what the
+/// receiver may hold already) apart from changes (which add to it).
+#[derive(Debug, Clone, Copy, Default)]
+struct Carried {
+    snapshot_ops: u64,
+    snapshot_bytes: u64,
+    added_ops: u64,
+    added_bytes: u64,
+}
+
+impl Carried {
+    /// What a document holding `ops` operations in `bytes` bytes would
+    /// hold, at most, with these changes.
+    fn after(&self, ops: u64, bytes: u64) -> (u64, u64) {
+        (
+            ops.max(self.snapshot_ops).saturating_add(self.added_ops),
+            bytes
+                .max(self.snapshot_bytes)
+                .saturating_add(self.added_bytes),
+        )
+    }
 }
 
 enum Queued {
@@ -494,7 +564,13 @@ impl Repo {
                     document_id,
                     reason,
                 });
-                self.on_loaded_document(document_id, Automerge::new(), Vec::new(), true);
+                self.on_loaded_document(
+                    document_id,
+                    Automerge::new(),
+                    Vec::new(),
+                    true,
+                    Default::default(),
+                );
             }
             Event::RegisterChanged { register } => {
                 for (conn, reason) in self.policy.register_changed(register) {
@@ -913,12 +989,25 @@ impl Repo {
                     let unavailable = request || offers_changes(&message);
                     return self.answer_absent(conn, document_id, message, unavailable);
                 }
+                let carried = match self.measure_message(&message) {
+                    Ok(carried) => carried,
+                    Err(reason) => {
+                        return self.stop_document(
+                            conn,
+                            document_id,
+                            &format!(
+                                "the changes sent for document {document_id} were not saved: {reason}; they stay on your computer"
+                            ),
+                        );
+                    }
+                };
                 self.with_document(
                     document_id,
                     Queued::Sync(SyncIn {
                         conn,
                         message,
                         request,
+                        carried,
                     }),
                 );
             }
@@ -1074,7 +1163,17 @@ impl Repo {
         };
         let mut doc = Automerge::new();
         let mut unreadable = false;
+        let mut size = ChunkSize::default();
+        let mut stored_bytes = 0u64;
         for chunk in &chunks {
+            stored_bytes += chunk.len() as u64;
+            // What is stored was accepted once: measured, never refused.
+            if self.config.quotas.is_some()
+                && let Ok(measured) = chunk_size::measure(chunk, chunk_size::Limits::NONE)
+            {
+                size.ops = size.ops.saturating_add(measured.ops);
+                size.changes = size.changes.saturating_add(measured.changes);
+            }
             if let Err(error) = doc.load_incremental(chunk) {
                 unreadable = true;
                 self.effects.push(Effect::StorageUnreadable {
@@ -1084,7 +1183,13 @@ impl Repo {
                 break;
             }
         }
-        self.on_loaded_document(document_id, doc, sync_states, unreadable);
+        self.on_loaded_document(
+            document_id,
+            doc,
+            sync_states,
+            unreadable,
+            (size, stored_bytes),
+        );
     }
 
     fn on_loaded_document(
@@ -1093,6 +1198,7 @@ impl Repo {
         doc: Automerge,
         sync_states: Vec<(String, Vec<u8>)>,
         unreadable: bool,
+        (size, stored_bytes): (ChunkSize, u64),
     ) {
         let persisted_heads = doc.get_heads();
         let document = Document {
@@ -1102,6 +1208,8 @@ impl Repo {
             stored_sync_states: sync_states.into_iter().collect(),
             last_active_ms: self.now_ms,
             unreadable,
+            size,
+            stored_bytes,
         };
         let Some(Slot::Loading(queue)) = self
             .documents
@@ -1121,23 +1229,19 @@ impl Repo {
             return self.with_document(document_id, work);
         }
         match work {
-            Queued::Sync(SyncIn {
-                conn,
-                message,
-                request,
-            }) => self.on_sync(conn, document_id, message, request),
+            Queued::Sync(incoming) => self.on_sync(document_id, incoming),
             Queued::Local(chunk) => self.on_local_changes(document_id, &chunk),
             Queued::Announce => self.announce(document_id),
         }
     }
 
-    fn on_sync(
-        &mut self,
-        conn: ConnId,
-        document_id: DocumentId,
-        message: sync::Message,
-        request: bool,
-    ) {
+    fn on_sync(&mut self, document_id: DocumentId, incoming: SyncIn) {
+        let SyncIn {
+            conn,
+            message,
+            request,
+            carried,
+        } = incoming;
         let Some(connection) = self.connections.get(&conn) else {
             return; // it went away while the document loaded
         };
@@ -1165,6 +1269,15 @@ impl Repo {
         }
         // To answer as if absent should the changes make nothing.
         let absent_answer = unknown.then(|| (without_changes(&message), offers_changes(&message)));
+        let writes = !message.changes.is_empty()
+            && matches!(permission, Permission::ReadWrite | Permission::Create);
+        if writes && let Err(reason) = self.admit_changes(conn, document_id, carried) {
+            return self.stop_document(conn, document_id, &reason);
+        }
+        let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
+            return;
+        };
+        let heads_before = document.doc.get_heads();
         document.last_active_ms = self.now_ms;
         let peer = document
             .peers
@@ -1186,18 +1299,18 @@ impl Repo {
             // One document's trouble (a change that clashes with one already
             // here, say after a data directory was restored from a backup)
             // stops that document on this connection, not the connection.
-            document.peers.remove(&conn);
-            if let Some(connection) = self.connections.get_mut(&conn) {
-                connection.documents.remove(&document_id);
-            }
             self.persist_changes(document_id);
-            return self.warn(
+            return self.stop_document(
                 conn,
+                document_id,
                 &format!(
                     "the changes sent for document {document_id} were refused ({}), so it stops syncing on this connection; nothing else is affected. If this school's data was restored from a backup or copied to another computer, ask for help before editing it further",
                     shorten(&error.to_string())
                 ),
             );
+        }
+        if document.doc.get_heads() != heads_before {
+            document.size.ops = carried.after(document.size.ops, 0).0;
         }
         if let Some((message, offered)) = absent_answer
             && document.doc.get_heads().is_empty()
@@ -1311,6 +1424,7 @@ impl Repo {
             document.doc.save_after(&document.persisted_heads)
         };
         document.persisted_heads = heads;
+        document.stored_bytes = document.stored_bytes.saturating_add(chunk.len() as u64);
         self.effects.push(Effect::Persist { document_id, chunk });
     }
 
@@ -1453,6 +1567,88 @@ impl Repo {
 
     fn peer_storage_id(&self, conn: ConnId) -> Option<String> {
         storage_id_of(&self.connections.get(&conn)?.state)
+    }
+
+    /// What a message's changes hold, refused past the message quota.
+    fn measure_message(&self, message: &sync::Message) -> Result<Carried, String> {
+        let Some(quotas) = self.config.quotas else {
+            return Ok(Carried::default());
+        };
+        let limits = chunk_size::Limits {
+            entries: quotas.message_ops,
+            inflated_bytes: quotas.inflate_limit(),
+        };
+        let over = || {
+            format!(
+                "they hold more than {} operations, this relay's limit for one message (make smaller edits, or ask the relay's operator)",
+                quotas.message_ops
+            )
+        };
+        let mut carried = Carried::default();
+        for chunk in message.changes.iter() {
+            let size = chunk_size::measure(chunk, limits).map_err(|error| match error {
+                chunk_size::SizeError::TooManyOps { .. } => over(),
+                other => other.to_string(),
+            })?;
+            let bytes = chunk.len() as u64;
+            if chunk_size::is_snapshot(chunk) {
+                carried.snapshot_ops = carried.snapshot_ops.max(size.ops);
+                carried.snapshot_bytes = carried.snapshot_bytes.max(bytes);
+            } else {
+                carried.added_ops = carried.added_ops.saturating_add(size.ops);
+                carried.added_bytes = carried.added_bytes.saturating_add(bytes);
+            }
+        }
+        if carried.after(0, 0).0 > quotas.message_ops {
+            return Err(over());
+        }
+        Ok(carried)
+    }
+
+    /// Whether these changes may be added to the document: within its
+    /// quotas, and within its school's allowance, which is charged what
+    /// they add.
+    fn admit_changes(
+        &mut self,
+        conn: ConnId,
+        document_id: DocumentId,
+        carried: Carried,
+    ) -> Result<(), String> {
+        let (ops, bytes) = match self.documents.get(&document_id) {
+            Some(Slot::Ready(document)) => (document.size.ops, document.stored_bytes),
+            _ => (0, 0),
+        };
+        let (ops_after, bytes_after) = carried.after(ops, bytes);
+        if let Some(quotas) = self.config.quotas {
+            let kept = "so the changes sent were not saved; they stay on your computer. Start a new document for further work, or ask the relay's operator";
+            if ops_after > quotas.document_ops {
+                return Err(format!(
+                    "document {document_id} would hold more than {} operations, this relay's limit for one document, {kept}",
+                    quotas.document_ops
+                ));
+            }
+            if bytes_after > quotas.document_bytes {
+                return Err(format!(
+                    "document {document_id} would take more than {} MB, this relay's limit for one document, {kept}",
+                    quotas.document_bytes / (1024 * 1024)
+                ));
+            }
+        }
+        self.policy
+            .charge(conn, ops_after - ops, bytes_after - bytes, self.now_ms)
+    }
+
+    /// Stops syncing one document on one connection, saying why; the
+    /// connection and its other documents carry on.
+    fn stop_document(&mut self, conn: ConnId, document_id: DocumentId, reason: &str) {
+        if let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) {
+            document.peers.remove(&conn);
+        }
+        if let Some(connection) = self.connections.get_mut(&conn) {
+            connection.documents.remove(&document_id);
+            connection.deferred.remove(&document_id);
+        }
+        self.warn(conn, reason);
     }
 
     /// Answers a sync message for a document this connection cannot have
