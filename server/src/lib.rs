@@ -52,8 +52,12 @@ pub struct RelayConfig {
     pub quotas: Quotas,
     /// What one school may send a day.
     pub daily_allowance: DailyAllowance,
+    /// A message holding more operations than this is applied on the
+    /// engine's worker thread, so other documents do not wait for it
+    /// (about 6 µs an operation: 10,000 is some 60 ms).
+    pub heavy_ops: u64,
     /// How many bytes of frames may wait for the engine, from all
-    /// connections together (each connection may have 1 MiB waiting): past
+    /// connections together (each connection may have 256 KiB waiting): past
     /// this, connections stop reading until the engine catches up.
     pub engine_input_bytes: usize,
     /// How many bytes may wait to be written to one connection before the
@@ -109,6 +113,7 @@ impl RelayConfig {
                 ops: 4_000_000,
                 bytes: 256 * 1024 * 1024,
             },
+            heavy_ops: 10_000,
             engine_input_bytes: 64 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
             max_waiting_connections: 256,
@@ -225,6 +230,7 @@ impl Relay {
         repo_config.eager_sync_states = false;
         repo_config.outbox_bytes = Some(config.outbox_bytes);
         repo_config.quotas = Some(config.quotas);
+        repo_config.heavy_ops = Some(config.heavy_ops);
         let repo = Repo::new(repo_config, Box::new(policy));
         let listen = config.listen;
         let listen_error = move |source| RelayError::Listen {
@@ -280,7 +286,7 @@ impl Relay {
         let state = Arc::new(AppState {
             budgets: websocket::Budgets::new(config.max_messages_per_second),
             gate: gate.clone(),
-            input: InputLimit::new(config.engine_input_bytes, 1024 * 1024),
+            input: InputLimit::new(config.engine_input_bytes, 256 * 1024),
             storage,
             engine: engine.sender(),
             access,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::access::{Grant, Register};
 use crate::document_id::DocumentId;
-use crate::repo::{ConnId, Effect, Event, Repo};
+use crate::repo::{ConnId, Effect, Event, Repo, Work, Worked};
 use crate::store::{Store, StoreError, Write};
 
 /// The most frames queued for one connection before it counts as too slow
@@ -62,6 +62,8 @@ pub enum Input {
         conn: ConnId,
         bytes: usize,
     },
+    /// Heavy work the engine handed its worker thread is done.
+    Worked(Worked),
     Track(DocumentId),
     /// Another part of this process (the app) just stored local changes:
     /// look at the store now rather than at the next tick, so they go to
@@ -300,6 +302,20 @@ impl Engine {
         notify: Box<dyn FnMut(Notice) + Send>,
     ) -> Engine {
         let (tx, rx) = mpsc::channel();
+        // Heavy automerge work (applying a large message to one document)
+        // runs here, so the engine keeps serving every other document.
+        let (work_tx, work_rx) = mpsc::channel::<Work>();
+        let worked = tx.clone();
+        std::thread::Builder::new()
+            .name("partnerplan-worker".into())
+            .spawn(move || {
+                for work in work_rx {
+                    if worked.send(Input::Worked(work.run())).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("the worker thread could not start");
         let thread = std::thread::Builder::new()
             .name("partnerplan-engine".into())
             .spawn(move || {
@@ -308,6 +324,7 @@ impl Engine {
                     store,
                     config,
                     notify,
+                    work: work_tx,
                     outboxes: HashMap::new(),
                     started: Instant::now(),
                     last_tick: Instant::now(),
@@ -354,6 +371,8 @@ struct Worker {
     store: Store,
     config: EngineConfig,
     notify: Box<dyn FnMut(Notice) + Send>,
+    /// The worker thread's queue (see `Effect::Work`).
+    work: mpsc::Sender<Work>,
     outboxes: HashMap<ConnId, tokio::sync::mpsc::Sender<Outgoing>>,
     started: Instant,
     last_tick: Instant,
@@ -461,6 +480,7 @@ impl Worker {
                 Input::Written { conn, bytes } => {
                     effects.extend(self.repo.handle(Event::Written { conn, bytes }))
                 }
+                Input::Worked(worked) => effects.extend(self.repo.handle(Event::Worked(worked))),
                 Input::Track(document_id) => {
                     effects.extend(self.repo.handle(Event::Track { document_id }))
                 }
@@ -563,6 +583,10 @@ impl Worker {
                     (self.notify)(Notice::Core(effect));
                 }
                 Effect::PersistTracked { document_id } => writes.push(Write::Track { document_id }),
+                Effect::Work(work) => {
+                    // The worker runs as long as the engine does.
+                    let _ = self.work.send(work);
+                }
                 Effect::PeerJoined { .. }
                 | Effect::RemoteError { .. }
                 | Effect::Unavailable { .. }

@@ -156,6 +156,11 @@ pub struct RepoConfig {
     /// How much one message and one document may hold; `None` takes
     /// anything (the client, which trusts its relay).
     pub quotas: Option<Quotas>,
+    /// A sync message whose changes hold more operations than this is
+    /// applied by [`Effect::Work`], which the driver runs on another
+    /// thread, rather than here: applying costs some 6 µs an operation,
+    /// and meanwhile every other document waits. `None` applies all here.
+    pub heavy_ops: Option<u64>,
 }
 
 /// The relay's limits on what peers send, measured from the changes'
@@ -192,6 +197,7 @@ impl RepoConfig {
             ask_for_listing: false,
             outbox_bytes: None,
             quotas: None,
+            heavy_ops: None,
         }
     }
 
@@ -274,6 +280,8 @@ pub enum Event {
         conn: ConnId,
         bytes: usize,
     },
+    /// The result of [`Effect::Work`].
+    Worked(Worked),
 }
 
 /// Something the driver must do, in order.
@@ -343,6 +351,9 @@ pub enum Effect {
         document_id: DocumentId,
         reason: String,
     },
+    /// Run this where it stalls nothing else, and hand back what
+    /// [`Work::run`] returns as [`Event::Worked`].
+    Work(Work),
 }
 
 /// Where one document stands with one connected peer.
@@ -393,6 +404,7 @@ struct Connection {
     deferred: HashSet<DocumentId>,
 }
 
+#[derive(Clone)]
 struct PeerDoc {
     sync: sync::State,
     /// The shared heads last handed to storage, to persist only changes.
@@ -402,6 +414,7 @@ struct PeerDoc {
     told_read_only: bool,
 }
 
+#[derive(Clone)]
 struct Document {
     doc: Automerge,
     persisted_heads: Vec<ChangeHash>,
@@ -458,7 +471,183 @@ enum Queued {
 enum Slot {
     Loading(Vec<Queued>),
     Ready(Box<Document>),
+    /// Away being worked on ([`Effect::Work`]); what arrives meanwhile
+    /// waits, and connections that closed meanwhile are noted, with their
+    /// storage ids, to be dropped from it when it returns.
+    Busy {
+        queue: Vec<Queued>,
+        departed: Vec<(ConnId, Option<String>)>,
+    },
 }
+
+/// What applying a sync message needs to know afterwards, wherever it ran.
+#[derive(Clone)]
+struct Applying {
+    conn: ConnId,
+    request: bool,
+    permission: Permission,
+    /// The document was empty before.
+    empty: bool,
+    heads_before: Vec<ChangeHash>,
+    /// How to answer if what arrived makes nothing (see `on_sync`).
+    absent_answer: Option<(sync::Message, bool)>,
+    /// A reader sent changes of its own: tell it they are not kept.
+    refused_changes: bool,
+    carried: Carried,
+}
+
+/// Heavy automerge work for the driver to run where it stalls nothing
+/// else ([`Effect::Work`]): applying a sync message whose changes hold
+/// many operations to a document set aside meanwhile, or assembling a
+/// large document from its stored chunks. Pure: `run` it anywhere and
+/// hand the result back as [`Event::Worked`].
+#[derive(Clone)]
+pub struct Work(Box<WorkItem>);
+
+#[derive(Clone)]
+struct WorkItem {
+    document_id: DocumentId,
+    job: Job,
+}
+
+// Held boxed in `Work`, so the variants' sizes cost nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+enum Job {
+    Receive {
+        document: Box<Document>,
+        message: sync::Message,
+        applying: Applying,
+    },
+    Load {
+        chunks: Vec<Vec<u8>>,
+        sync_states: Vec<(String, Vec<u8>)>,
+        sizes: (ChunkSize, u64),
+    },
+}
+
+/// The outcome of [`Work::run`].
+pub struct Worked(Box<WorkedItem>);
+
+struct WorkedItem {
+    document_id: DocumentId,
+    done: Done,
+}
+
+// Held boxed in `Worked`, like `Job`.
+#[allow(clippy::large_enum_variant)]
+enum Done {
+    Received {
+        /// `None` if applying it panicked: what memory held is not trusted.
+        document: Option<Box<Document>>,
+        result: Result<(), String>,
+        applying: Applying,
+    },
+    Loaded {
+        doc: Automerge,
+        /// Why the stored chunks could not all be read.
+        unreadable: Option<String>,
+        sync_states: Vec<(String, Vec<u8>)>,
+        sizes: (ChunkSize, u64),
+    },
+}
+
+impl Work {
+    /// Does the work; never panics (a panic becomes a result).
+    pub fn run(self) -> Worked {
+        let WorkItem { document_id, job } = *self.0;
+        let done = match job {
+            Job::Receive {
+                mut document,
+                message,
+                applying,
+            } => {
+                let conn = applying.conn;
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    let result = receive(&mut document, conn, message);
+                    (document, result)
+                }));
+                let (document, result) = match outcome {
+                    Ok((document, result)) => (Some(document), result),
+                    Err(_) => (None, Err("applying them failed".to_string())),
+                };
+                Done::Received {
+                    document,
+                    result,
+                    applying,
+                }
+            }
+            Job::Load {
+                chunks,
+                sync_states,
+                sizes,
+            } => {
+                let (doc, unreadable) = std::panic::catch_unwind(|| assemble(&chunks))
+                    .unwrap_or_else(|_| (Automerge::new(), Some("reading it failed".to_string())));
+                Done::Loaded {
+                    doc,
+                    unreadable,
+                    sync_states,
+                    sizes,
+                }
+            }
+        };
+        Worked(Box::new(WorkedItem { document_id, done }))
+    }
+
+    pub fn document_id(&self) -> DocumentId {
+        self.0.document_id
+    }
+}
+
+impl std::fmt::Debug for Work {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match &self.0.job {
+            Job::Receive { .. } => "apply",
+            Job::Load { .. } => "load",
+        };
+        write!(f, "Work({what} {})", self.0.document_id)
+    }
+}
+
+impl PartialEq for Work {
+    fn eq(&self, other: &Work) -> bool {
+        format!("{self:?}") == format!("{other:?}")
+    }
+}
+
+impl std::fmt::Debug for Worked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Worked({})", self.0.document_id)
+    }
+}
+
+/// A document from its stored chunks, and why not all could be read.
+fn assemble(chunks: &[Vec<u8>]) -> (Automerge, Option<String>) {
+    let mut doc = Automerge::new();
+    for chunk in chunks {
+        if let Err(error) = doc.load_incremental(chunk) {
+            return (doc, Some(error.to_string()));
+        }
+    }
+    (doc, None)
+}
+
+/// Applies `message` from `conn` to the document.
+fn receive(document: &mut Document, conn: ConnId, message: sync::Message) -> Result<(), String> {
+    let peer = document
+        .peers
+        .get_mut(&conn)
+        .ok_or("the connection is not syncing it")?;
+    document
+        .doc
+        .receive_sync_message(&mut peer.sync, message)
+        .map_err(|error| error.to_string())
+}
+
+/// The most documents away being worked on at once; a heavy message
+/// beyond them is refused for now.
+const MAX_BUSY: usize = 16;
 
 /// Ephemeral messages (presence, cursors) are small; a larger one would be
 /// copied to every subscriber, so it is dropped.
@@ -551,6 +740,7 @@ impl Repo {
             }
             Event::Tick { now_ms } => self.on_tick(now_ms),
             Event::Written { conn, bytes } => self.on_written(conn, bytes),
+            Event::Worked(worked) => self.on_worked(worked),
             Event::Refuse { conn, reason } => {
                 if self.connections.contains_key(&conn) {
                     self.refuse(conn, &reason);
@@ -1116,6 +1306,10 @@ impl Repo {
             _ => None,
         };
         for document_id in connection.documents {
+            if let Some(Slot::Busy { departed, .. }) = self.documents.get_mut(&document_id) {
+                departed.push((conn, storage_id.clone()));
+                continue;
+            }
             let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
                 continue;
             };
@@ -1147,7 +1341,7 @@ impl Repo {
                     .insert(document_id, Slot::Loading(vec![work]));
                 self.effects.push(Effect::Load { document_id });
             }
-            Some(Slot::Loading(queue)) => queue.push(work),
+            Some(Slot::Loading(queue) | Slot::Busy { queue, .. }) => queue.push(work),
             Some(Slot::Ready(_)) => self.run(document_id, work),
         }
     }
@@ -1161,35 +1355,39 @@ impl Repo {
         let Some(Slot::Loading(_)) = self.documents.get(&document_id) else {
             return;
         };
-        let mut doc = Automerge::new();
-        let mut unreadable = false;
         let mut size = ChunkSize::default();
         let mut stored_bytes = 0u64;
+        let measure = self.config.quotas.is_some() || self.config.heavy_ops.is_some();
         for chunk in &chunks {
             stored_bytes += chunk.len() as u64;
             // What is stored was accepted once: measured, never refused.
-            if self.config.quotas.is_some()
-                && let Ok(measured) = chunk_size::measure(chunk, chunk_size::Limits::NONE)
-            {
+            if measure && let Ok(measured) = chunk_size::measure(chunk, chunk_size::Limits::NONE) {
                 size.ops = size.ops.saturating_add(measured.ops);
                 size.changes = size.changes.saturating_add(measured.changes);
             }
-            if let Err(error) = doc.load_incremental(chunk) {
-                unreadable = true;
-                self.effects.push(Effect::StorageUnreadable {
-                    document_id,
-                    reason: error.to_string(),
-                });
-                break;
-            }
         }
-        self.on_loaded_document(
-            document_id,
-            doc,
-            sync_states,
-            unreadable,
-            (size, stored_bytes),
-        );
+        let sizes = (size, stored_bytes);
+        if self.config.heavy_ops.is_some_and(|heavy| size.ops > heavy) {
+            // Assembled on the driver's worker; what arrives meanwhile
+            // waits in the loading queue.
+            self.effects.push(Effect::Work(Work(Box::new(WorkItem {
+                document_id,
+                job: Job::Load {
+                    chunks,
+                    sync_states,
+                    sizes,
+                },
+            }))));
+            return;
+        }
+        let (doc, unreadable) = assemble(&chunks);
+        if let Some(reason) = &unreadable {
+            self.effects.push(Effect::StorageUnreadable {
+                document_id,
+                reason: reason.clone(),
+            });
+        }
+        self.on_loaded_document(document_id, doc, sync_states, unreadable.is_some(), sizes);
     }
 
     fn on_loaded_document(
@@ -1295,7 +1493,154 @@ impl Repo {
                 .iter()
                 .any(|h| document.doc.get_change_by_hash(h).is_none())
             && !std::mem::replace(&mut peer.told_read_only, true);
-        if let Err(error) = document.doc.receive_sync_message(&mut peer.sync, message) {
+        let applying = Applying {
+            conn,
+            request,
+            permission,
+            empty,
+            heads_before,
+            absent_answer,
+            refused_changes,
+            carried,
+        };
+        let heavy = self
+            .config
+            .heavy_ops
+            .is_some_and(|heavy| carried.after(0, 0).0 > heavy);
+        if heavy {
+            let busy = self
+                .documents
+                .values()
+                .filter(|slot| matches!(slot, Slot::Busy { .. }))
+                .count();
+            if busy >= MAX_BUSY {
+                return self.stop_document(
+                    conn,
+                    document_id,
+                    &format!(
+                        "the relay is busy with other large changes, so the changes sent for document {document_id} were not saved now; they stay on your computer and are sent again when you next sync"
+                    ),
+                );
+            }
+            let Some(Slot::Ready(document)) = self.documents.insert(
+                document_id,
+                Slot::Busy {
+                    queue: Vec::new(),
+                    departed: Vec::new(),
+                },
+            ) else {
+                unreachable!("the document was ready above");
+            };
+            self.effects.push(Effect::Work(Work(Box::new(WorkItem {
+                document_id,
+                job: Job::Receive {
+                    document,
+                    message,
+                    applying,
+                },
+            }))));
+            return;
+        }
+        let result = receive(document, conn, message);
+        self.after_receive(document_id, applying, result);
+    }
+
+    /// A document comes back from [`Effect::Work`]: it carries on where
+    /// `on_sync` left it, then what waited for it runs.
+    fn on_worked(&mut self, worked: Worked) {
+        let WorkedItem { document_id, done } = *worked.0;
+        let (document, result, applying) = match done {
+            Done::Loaded {
+                doc,
+                unreadable,
+                sync_states,
+                sizes,
+            } => {
+                if let Some(reason) = &unreadable {
+                    self.effects.push(Effect::StorageUnreadable {
+                        document_id,
+                        reason: reason.clone(),
+                    });
+                }
+                return self.on_loaded_document(
+                    document_id,
+                    doc,
+                    sync_states,
+                    unreadable.is_some(),
+                    sizes,
+                );
+            }
+            Done::Received {
+                document,
+                result,
+                applying,
+            } => (document, result, applying),
+        };
+        let Some(Slot::Busy { queue, departed }) = self.documents.remove(&document_id) else {
+            // Forgotten meanwhile (its writes failed): it loads again.
+            return;
+        };
+        match document {
+            None => {
+                let reason = format!(
+                    "the changes sent for document {document_id} could not be applied, so the relay closed this connection; the relay's operator has been told"
+                );
+                self.effects.push(Effect::StorageUnreadable {
+                    document_id,
+                    reason: "applying a message to it failed; it is read again from storage".into(),
+                });
+                if self.connections.contains_key(&applying.conn) {
+                    self.refuse(applying.conn, &reason);
+                }
+            }
+            Some(mut document) => {
+                for (conn, storage_id) in departed {
+                    if let Some(peer) = document.peers.remove(&conn)
+                        && let Some(storage_id) = storage_id
+                    {
+                        let state = peer.sync.encode();
+                        document
+                            .stored_sync_states
+                            .insert(storage_id.clone(), state.clone());
+                        self.effects.push(Effect::PersistSyncState {
+                            document_id,
+                            storage_id,
+                            state,
+                        });
+                    }
+                }
+                self.documents.insert(document_id, Slot::Ready(document));
+                if self.connections.contains_key(&applying.conn) {
+                    self.after_receive(document_id, applying, result);
+                } else {
+                    self.persist_changes(document_id);
+                    self.sync_peers(document_id);
+                }
+            }
+        }
+        for work in queue {
+            self.run(document_id, work);
+        }
+    }
+
+    /// The part of `on_sync` after the message was applied.
+    fn after_receive(
+        &mut self,
+        document_id: DocumentId,
+        applying: Applying,
+        result: Result<(), String>,
+    ) {
+        let Applying {
+            conn,
+            request,
+            permission,
+            empty,
+            heads_before,
+            absent_answer,
+            refused_changes,
+            carried,
+        } = applying;
+        if let Err(error) = result {
             // One document's trouble (a change that clashes with one already
             // here, say after a data directory was restored from a backup)
             // stops that document on this connection, not the connection.
@@ -1305,10 +1650,13 @@ impl Repo {
                 document_id,
                 &format!(
                     "the changes sent for document {document_id} were refused ({}), so it stops syncing on this connection; nothing else is affected. If this school's data was restored from a backup or copied to another computer, ask for help before editing it further",
-                    shorten(&error.to_string())
+                    shorten(&error)
                 ),
             );
         }
+        let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
+            return;
+        };
         if document.doc.get_heads() != heads_before {
             document.size.ops = carried.after(document.size.ops, 0).0;
         }
@@ -1537,7 +1885,7 @@ impl Repo {
         let idle = self.config.idle_unload_ms;
         let tracked = &self.tracked;
         self.documents.retain(|document_id, slot| match slot {
-            Slot::Loading(_) => true,
+            Slot::Loading(_) | Slot::Busy { .. } => true,
             Slot::Ready(document) => {
                 let idle_for = now_ms.saturating_sub(document.last_active_ms);
                 // A document nobody has (requests for unknown ids) is kept
@@ -1571,9 +1919,16 @@ impl Repo {
 
     /// What a message's changes hold, refused past the message quota.
     fn measure_message(&self, message: &sync::Message) -> Result<Carried, String> {
-        let Some(quotas) = self.config.quotas else {
+        if self.config.quotas.is_none() && self.config.heavy_ops.is_none() {
             return Ok(Carried::default());
-        };
+        }
+        // Without quotas (a client trusting its relay), measured only to
+        // tell heavy messages apart.
+        let quotas = self.config.quotas.unwrap_or(Quotas {
+            message_ops: u64::MAX,
+            document_ops: u64::MAX,
+            document_bytes: u64::MAX,
+        });
         let limits = chunk_size::Limits {
             entries: quotas.message_ops,
             inflated_bytes: quotas.inflate_limit(),

@@ -239,6 +239,11 @@ impl Net {
             Effect::PersistTracked { document_id } => {
                 self.tracked[node].push(document_id);
             }
+            Effect::Work(work) => {
+                // Run here, after what is already queued, as a worker
+                // thread would finish it later.
+                self.queue.push_back((node, Event::Worked(work.run())));
+            }
             Effect::PeerJoined { .. }
             | Effect::Listed { .. }
             | Effect::Unavailable { .. }
@@ -1756,4 +1761,70 @@ fn a_slow_reader_is_held_back_not_cut_and_gets_everything() {
         "at most the limit and a message waited: {most} bytes"
     );
     assert!(net.linked[2], "the slow reader was never cut");
+}
+
+/// A message with many operations is applied by `Effect::Work`, off the
+/// core (on the relay, the engine's worker thread); meanwhile what
+/// arrives for that document waits, other documents carry on, and the
+/// result is the same as applying it here.
+#[test]
+fn a_heavy_message_is_applied_as_work_and_what_waits_for_it_follows() {
+    let mut net = Net::new(2);
+    let mut config = RepoConfig::new("relay", Some("relay-storage".into()));
+    config.heavy_ops = Some(100);
+    net.nodes[0] = Repo::new(config, Box::new(AllowAll));
+    net.connect(1);
+    net.connect(2);
+    let small = new_doc_with_title(&mut net, 1, "Small");
+    let long: String = "typed ".repeat(200);
+    let big = new_doc_with_title(&mut net, 1, &long);
+    let worked: Vec<DocumentId> = net
+        .log
+        .iter()
+        .filter_map(|(n, e)| match e {
+            Effect::Work(work) if *n == 0 => Some(work.document_id()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(worked, vec![big], "only the heavy message went to work");
+    net.edit(1, big, |doc| {
+        doc.put(ROOT, "status", "green").unwrap();
+    });
+    net.track(2, big);
+    net.track(2, small);
+    assert_eq!(
+        text_of(&net.stored(0, big), "title"),
+        long,
+        "the relay kept it"
+    );
+    let at_school = net.stored(2, big);
+    assert_eq!(text_of(&at_school, "title"), long);
+    assert_eq!(
+        at_school.get(ROOT, "status").unwrap().unwrap().0.as_str(),
+        Some("green")
+    );
+    assert_eq!(text_of(&net.stored(2, small), "title"), "Small");
+
+    // After a restart the large document is assembled as work too.
+    net.disconnect(1);
+    net.disconnect(2);
+    let mut config = RepoConfig::new("relay", Some("relay-storage".into()));
+    config.heavy_ops = Some(100);
+    net.nodes[0] = Repo::new(config, Box::new(AllowAll));
+    let before = net.log.len();
+    net.connect(2);
+    net.edit(2, big, |doc| {
+        doc.put(ROOT, "status", "red").unwrap();
+    });
+    let loads = net.log[before..]
+        .iter()
+        .filter(|(n, e)| *n == 0 && format!("{e:?}").contains("Work(load"))
+        .count();
+    assert_eq!(loads, 1, "loaded once, as work");
+    let at_relay = net.stored(0, big);
+    assert_eq!(text_of(&at_relay, "title"), long);
+    assert_eq!(
+        at_relay.get(ROOT, "status").unwrap().unwrap().0.as_str(),
+        Some("red")
+    );
 }
