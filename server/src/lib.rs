@@ -57,7 +57,7 @@ pub struct RelayConfig {
     /// (about 6 µs an operation: 10,000 is some 60 ms).
     pub heavy_ops: u64,
     /// How many bytes of frames may wait for the engine, from all
-    /// connections together (each connection may have 256 KiB waiting): past
+    /// connections together (each connection may have 64 KiB waiting): past
     /// this, connections stop reading until the engine catches up.
     pub engine_input_bytes: usize,
     /// How many bytes may wait to be written to one connection before the
@@ -214,6 +214,8 @@ impl Relay {
         // One writing handle on the database, checked once, owned by the
         // engine thread from here on: documents, owners and the register.
         let mut store = Store::open(config.data_dir.join(DATABASE_FILE))?;
+        // Snapshots of large documents are made on the engine's worker.
+        store.compact_later();
         let storage_id = store.storage_id()?;
         let register = Arc::new(store.register()?);
         let policy = PartnershipPolicy::new(
@@ -286,7 +288,7 @@ impl Relay {
         let state = Arc::new(AppState {
             budgets: websocket::Budgets::new(config.max_messages_per_second),
             gate: gate.clone(),
-            input: InputLimit::new(config.engine_input_bytes, 256 * 1024),
+            input: InputLimit::new(config.engine_input_bytes, 64 * 1024),
             storage,
             engine: engine.sender(),
             access,

@@ -308,6 +308,7 @@ impl HonestSchool {
 pub struct PeakMemory {
     stop: Arc<AtomicBool>,
     peak_kib: Arc<AtomicU64>,
+    start_kib: u64,
     thread: JoinHandle<()>,
 }
 
@@ -327,8 +328,22 @@ impl PeakMemory {
         PeakMemory {
             stop,
             peak_kib,
+            start_kib: resident_kib(pid).unwrap_or(0),
             thread,
         }
+    }
+
+    /// Stops watching; fails the test if the process grew by more than
+    /// `limit_mib` over what it held when watching began.
+    pub fn finish_growth(self, limit_mib: u64, what: &str) -> u64 {
+        let start_mib = self.start_kib / 1024;
+        let peak_mib = self.finish(u64::MAX, what);
+        let grown = peak_mib.saturating_sub(start_mib);
+        assert!(
+            grown <= limit_mib,
+            "during {what} the relay grew by {grown} MiB (from {start_mib} to {peak_mib}), over {limit_mib} MiB"
+        );
+        grown
     }
 
     /// Stops watching; fails the test if the peak was over `limit_mib`.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::access::{Grant, Register};
 use crate::document_id::DocumentId;
 use crate::repo::{ConnId, Effect, Event, Repo, Work, Worked};
-use crate::store::{Store, StoreError, Write};
+use crate::store::{Store, StoreError, ToCompact, Write};
 
 /// The most frames queued for one connection before it counts as too slow
 /// and is closed.
@@ -64,6 +64,13 @@ pub enum Input {
     },
     /// Heavy work the engine handed its worker thread is done.
     Worked(Worked),
+    /// A snapshot made on the worker thread to replace a document's
+    /// chunks up to `upto_seq` (`None`: they could not be read).
+    Compacted {
+        document_id: DocumentId,
+        upto_seq: i64,
+        snapshot: Option<Vec<u8>>,
+    },
     Track(DocumentId),
     /// Another part of this process (the app) just stored local changes:
     /// look at the store now rather than at the next tick, so they go to
@@ -84,6 +91,12 @@ pub enum Input {
     #[cfg(test)]
     LimitPages(i64),
     Shutdown,
+}
+
+/// What the engine's worker thread does.
+enum Job {
+    Work(Work),
+    Compact(ToCompact),
 }
 
 /// What the engine tells one connection's writer.
@@ -304,13 +317,23 @@ impl Engine {
         let (tx, rx) = mpsc::channel();
         // Heavy automerge work (applying a large message to one document)
         // runs here, so the engine keeps serving every other document.
-        let (work_tx, work_rx) = mpsc::channel::<Work>();
+        let (work_tx, work_rx) = mpsc::channel::<Job>();
         let worked = tx.clone();
         std::thread::Builder::new()
             .name("partnerplan-worker".into())
             .spawn(move || {
-                for work in work_rx {
-                    if worked.send(Input::Worked(work.run())).is_err() {
+                for job in work_rx {
+                    let done = match job {
+                        Job::Work(work) => Input::Worked(work.run()),
+                        Job::Compact(compact) => Input::Compacted {
+                            document_id: compact.document_id,
+                            upto_seq: compact.upto_seq,
+                            snapshot: std::panic::catch_unwind(|| compact.snapshot())
+                                .ok()
+                                .flatten(),
+                        },
+                    };
+                    if worked.send(done).is_err() {
                         return;
                     }
                 }
@@ -325,6 +348,7 @@ impl Engine {
                     config,
                     notify,
                     work: work_tx,
+                    compacting: HashSet::new(),
                     outboxes: HashMap::new(),
                     started: Instant::now(),
                     last_tick: Instant::now(),
@@ -372,7 +396,9 @@ struct Worker {
     config: EngineConfig,
     notify: Box<dyn FnMut(Notice) + Send>,
     /// The worker thread's queue (see `Effect::Work`).
-    work: mpsc::Sender<Work>,
+    work: mpsc::Sender<Job>,
+    /// Documents whose snapshot the worker is making.
+    compacting: HashSet<DocumentId>,
     outboxes: HashMap<ConnId, tokio::sync::mpsc::Sender<Outgoing>>,
     started: Instant,
     last_tick: Instant,
@@ -481,6 +507,20 @@ impl Worker {
                     effects.extend(self.repo.handle(Event::Written { conn, bytes }))
                 }
                 Input::Worked(worked) => effects.extend(self.repo.handle(Event::Worked(worked))),
+                Input::Compacted {
+                    document_id,
+                    upto_seq,
+                    snapshot,
+                } => {
+                    self.compacting.remove(&document_id);
+                    if let Some(data) = snapshot {
+                        meta.push(Write::Compacted {
+                            document_id,
+                            upto_seq,
+                            data,
+                        });
+                    }
+                }
                 Input::Track(document_id) => {
                     effects.extend(self.repo.handle(Event::Track { document_id }))
                 }
@@ -585,7 +625,7 @@ impl Worker {
                 Effect::PersistTracked { document_id } => writes.push(Write::Track { document_id }),
                 Effect::Work(work) => {
                     // The worker runs as long as the engine does.
-                    let _ = self.work.send(work);
+                    let _ = self.work.send(Job::Work(work));
                 }
                 Effect::PeerJoined { .. }
                 | Effect::RemoteError { .. }
@@ -655,6 +695,9 @@ impl Worker {
                 if self.config.watch_store {
                     self.own_seqs.extend(seqs);
                 }
+                if self.store.compacts_later() {
+                    self.compact(&documents);
+                }
                 if !documents.is_empty() {
                     (self.notify)(Notice::Saved {
                         documents: documents.into_iter().collect(),
@@ -672,7 +715,7 @@ impl Worker {
                         | Write::SyncState { document_id, .. }
                         | Write::Owner { document_id, .. }
                         | Write::Track { document_id } => Some(*document_id),
-                        Write::Meta { .. } => None,
+                        Write::Meta { .. } | Write::Compacted { .. } => None,
                     })
                     .collect();
                 document_ids.sort();
@@ -689,6 +732,24 @@ impl Worker {
                     unowned,
                 });
                 Err(error)
+            }
+        }
+    }
+
+    /// Hands the worker the documents that have gathered many chunks, to
+    /// make each one snapshot off this thread.
+    fn compact(&mut self, documents: &HashSet<DocumentId>) {
+        for document_id in documents {
+            if self.compacting.contains(document_id) {
+                continue;
+            }
+            match self.store.to_compact(document_id) {
+                Ok(Some(job)) => {
+                    self.compacting.insert(*document_id);
+                    let _ = self.work.send(Job::Compact(job));
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "could not read chunks to compact"),
             }
         }
     }

@@ -623,7 +623,7 @@ impl std::fmt::Debug for Worked {
 }
 
 /// A document from its stored chunks, and why not all could be read.
-fn assemble(chunks: &[Vec<u8>]) -> (Automerge, Option<String>) {
+pub(crate) fn assemble(chunks: &[Vec<u8>]) -> (Automerge, Option<String>) {
     let mut doc = Automerge::new();
     for chunk in chunks {
         if let Err(error) = doc.load_incremental(chunk) {
