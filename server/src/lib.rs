@@ -5,10 +5,14 @@
 //! `Relay::start` is what the binary, the demo and the tests all run.
 
 mod access;
+mod activity;
+mod admin;
 pub mod backup;
 pub mod cli;
 pub mod directory;
 mod gate;
+mod metrics;
+mod service;
 mod websocket;
 
 use std::net::SocketAddr;
@@ -31,7 +35,8 @@ use tokio::sync::watch;
 use access::Access;
 use directory::DirectoryError;
 use gate::{Gate, GateAcceptor, GatedListener, Peer};
-use partnerplan_sync::access::{DailyAllowance, Grant, PartnershipPolicy};
+use partnerplan_sync::access::{DailyAllowance, Grant, PartnershipPolicy, Register};
+use partnerplan_sync::invite::percent_decode;
 
 /// The database file inside the relay's data directory.
 pub const DATABASE_FILE: &str = "relay.sqlite";
@@ -170,6 +175,11 @@ pub(crate) fn store_sentence(error: &StoreError) -> String {
 
 pub(crate) struct AppState {
     engine: EngineSender,
+    /// Counters for `/metrics`, bumped by connections and the engine.
+    metrics: Arc<metrics::Metrics>,
+    /// Who is connected now, for the admin pages.
+    activity: Arc<activity::Activity>,
+    admin: admin::Admin,
     access: Access,
     config: RelayConfig,
     peer_id: String,
@@ -182,6 +192,35 @@ pub(crate) struct AppState {
     input: InputLimit,
     storage: Arc<StorageHealth>,
     shutdown: watch::Receiver<bool>,
+}
+
+/// The relay's sync core as it starts from its database: its storage id,
+/// and the register and document owners read into its access policy.
+/// `Relay::start` runs it on the engine; the random-schedule tests
+/// (`tests/tests/random_schedules.rs`) restart it from the same file, as a
+/// relay killed and started again does. Also returns the register read.
+pub fn core_from_store(
+    store: &mut Store,
+    config: &RelayConfig,
+) -> Result<(Repo, Arc<Register>), RelayError> {
+    let storage_id = store.storage_id()?;
+    let register = Arc::new(store.register()?);
+    let policy = PartnershipPolicy::new(
+        register.clone(),
+        store.owners()?,
+        config.max_connections_per_school,
+    )
+    .with_signing_keys(store.signing_keys()?)
+    .with_daily_allowance(config.daily_allowance);
+    let peer_id = format!("partnerplan-relay-{storage_id}");
+    let mut repo_config = RepoConfig::new(peer_id, Some(storage_id));
+    repo_config.max_frame_bytes = config.max_frame_bytes;
+    repo_config.idle_unload_ms = config.idle_unload.as_millis() as u64;
+    repo_config.eager_sync_states = false;
+    repo_config.outbox_bytes = Some(config.outbox_bytes);
+    repo_config.quotas = Some(config.quotas);
+    repo_config.heavy_ops = Some(config.heavy_ops);
+    Ok((Repo::new(repo_config, Box::new(policy)), register))
 }
 
 /// A running relay.
@@ -216,24 +255,10 @@ impl Relay {
         let mut store = Store::open(config.data_dir.join(DATABASE_FILE))?;
         // Snapshots of large documents are made on the engine's worker.
         store.compact_later();
-        let storage_id = store.storage_id()?;
-        let register = Arc::new(store.register()?);
-        let policy = PartnershipPolicy::new(
-            register.clone(),
-            store.owners()?,
-            config.max_connections_per_school,
-        )
-        .with_daily_allowance(config.daily_allowance);
+        let (repo, register) = core_from_store(&mut store, &config)?;
+        let peer_id = repo.config().peer_id.clone();
+        let storage_id = repo.config().storage_id.clone().unwrap_or_default();
         let (register_tx, register_rx) = watch::channel(register);
-        let peer_id = format!("partnerplan-relay-{storage_id}");
-        let mut repo_config = RepoConfig::new(peer_id.clone(), Some(storage_id.clone()));
-        repo_config.max_frame_bytes = config.max_frame_bytes;
-        repo_config.idle_unload_ms = config.idle_unload.as_millis() as u64;
-        repo_config.eager_sync_states = false;
-        repo_config.outbox_bytes = Some(config.outbox_bytes);
-        repo_config.quotas = Some(config.quotas);
-        repo_config.heavy_ops = Some(config.heavy_ops);
-        let repo = Repo::new(repo_config, Box::new(policy));
         let listen = config.listen;
         let listen_error = move |source| RelayError::Listen {
             addr: listen,
@@ -254,6 +279,24 @@ impl Relay {
         // Invites name the address schools reach this relay at.
         store.set_meta("public_url", &public_url)?;
         let storage = Arc::new(StorageHealth::default());
+        // The admin pages' own connection, as the admin commands have.
+        let directory = directory::Directory::beside_running(&config.data_dir)?;
+        let metrics = Arc::new(metrics::Metrics::default());
+        let activity = Arc::new(activity::Activity::default());
+        let notices = {
+            let (metrics, activity, storage) = (metrics.clone(), activity.clone(), storage.clone());
+            move |notice: Notice| {
+                storage.note(&notice);
+                match &notice {
+                    Notice::Core(Effect::PeerJoined { conn, metadata, .. }) => {
+                        activity.joined(*conn, metadata.client.clone())
+                    }
+                    Notice::Turn { latencies } => latencies.iter().for_each(|l| metrics.synced(*l)),
+                    _ => {}
+                }
+                log_notice(notice)
+            }
+        };
         let engine = Engine::spawn(
             repo,
             store,
@@ -263,13 +306,7 @@ impl Relay {
                 side: Side::Relay,
                 register: Some(register_tx),
             },
-            {
-                let storage = storage.clone();
-                Box::new(move |notice| {
-                    storage.note(&notice);
-                    log_notice(notice)
-                })
-            },
+            Box::new(notices),
         );
         let access = Access::new(engine.sender(), register_rx);
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -291,6 +328,9 @@ impl Relay {
             input: InputLimit::new(config.engine_input_bytes, 64 * 1024),
             storage,
             engine: engine.sender(),
+            metrics,
+            activity,
+            admin: admin::Admin::new(directory, tls.is_some()),
             access,
             config,
             peer_id,
@@ -300,6 +340,7 @@ impl Relay {
         let app = Router::new()
             .route("/", get(websocket))
             .route("/health", get(health))
+            .merge(admin::router(state.clone()))
             .with_state(state);
         let mut stop = shutdown_rx;
         let server = match tls {
@@ -458,7 +499,7 @@ fn log_notice(notice: Notice) {
             tracing::info!(conn, %message, "a peer reported an error")
         }
         Notice::StorageFailed(reason) => tracing::error!(%reason, "storage failed"),
-        Notice::Core(_) | Notice::Saved { .. } | Notice::Stored { .. } => {}
+        Notice::Core(_) | Notice::Saved { .. } | Notice::Stored { .. } | Notice::Turn { .. } => {}
     }
 }
 
@@ -493,6 +534,12 @@ async fn websocket(
         // Past the door: the school's own limits apply from here.
         state.gate.admit(peer.0);
     }
+    if grant.is_err() {
+        state.metrics.refused(match token {
+            None => metrics::Refusal::NoToken,
+            Some(_) => metrics::Refusal::BadToken,
+        });
+    }
     let limit = state.config.max_frame_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
@@ -510,30 +557,6 @@ fn query_params(query: &str) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 async fn tls_config(files: &TlsFiles) -> Result<axum_server::tls_rustls::RustlsConfig, RelayError> {
     // One crypto provider for the process: ring, which builds anywhere.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -544,6 +567,35 @@ async fn tls_config(files: &TlsFiles) -> Result<axum_server::tls_rustls::RustlsC
             key: files.key.clone(),
             detail: e.to_string(),
         })
+}
+
+/// A connection's task ended: count it, and keep its school's last sync
+/// (for the admin pages, across restarts) through the engine.
+pub(crate) fn connection_closed(state: &AppState, conn: u64) {
+    state
+        .metrics
+        .connections_closed
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some((school, last)) = state.activity.closed(conn) {
+        let engine = state.engine.clone();
+        let value = serde_json::to_string(&last).unwrap_or_default();
+        tokio::spawn(async move {
+            let _ = engine
+                .set_meta(vec![(activity::last_sync_key(&school), value)])
+                .await;
+        });
+    }
+}
+
+/// Whether the relay can read and write its database now; the sentence
+/// says what is wrong.
+pub(crate) async fn database_health(engine: &EngineSender) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(5), engine.check_writable()).await {
+        Ok(Some(Ok(()))) => Ok(()),
+        Ok(Some(Err(error))) => Err(error.to_string()),
+        Ok(None) => Err("the relay is shutting down".into()),
+        Err(_) => Err("the database did not answer within 5 seconds".into()),
+    }
 }
 
 /// The last time the engine could not save what schools sent, until a
@@ -593,22 +645,15 @@ fn megabytes(bytes: u64) -> u64 {
     bytes / (1024 * 1024)
 }
 
-/// 200 only while the relay can read and write its database and has room
-/// on its disk to keep doing so.
-async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let unhealthy = |text: String| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("unhealthy: {text}\n"),
-        )
-            .into_response()
-    };
+/// Whether the relay has room on its disk, and saved what schools sent
+/// last; the sentence says what is wrong.
+pub(crate) fn storage_health(state: &AppState) -> Result<(), String> {
     let data = &state.config.data_dir;
     let needed = state.config.min_free_disk_bytes;
     if let Some(free) = free_disk_bytes(data)
         && free < needed
     {
-        return unhealthy(format!(
+        return Err(format!(
             "the disk holding {} has {} MB free, less than the {} MB the relay keeps free to save what schools send. Free some space on it, or move the data directory to a larger disk.",
             data.join(DATABASE_FILE).display(),
             megabytes(free),
@@ -616,30 +661,40 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         ));
     }
     if let Some(reason) = state.storage.failure() {
-        return unhealthy(format!(
+        return Err(format!(
             "the relay could not save schools' changes just now: {reason}"
         ));
     }
-    let check = state.engine.check_writable();
-    match tokio::time::timeout(Duration::from_secs(5), check).await {
-        Ok(Some(Ok(()))) => (
-            StatusCode::OK,
-            "ok: the relay can read and write its database\n",
-        )
-            .into_response(),
-        Ok(Some(Err(error))) => (
+    Ok(())
+}
+
+/// 200 only while the relay can read and write its database and has room
+/// on its disk to keep doing so; says when the last backup was made.
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let healthy = match storage_health(&state) {
+        Ok(()) => database_health(&state.engine).await,
+        Err(why) => Err(why),
+    };
+    match healthy {
+        Ok(()) => {
+            let last = state
+                .engine
+                .query(|_, store| store.meta(backup::META_LAST).ok().flatten())
+                .await
+                .flatten();
+            let backup = match last {
+                Some(at) => format!("last backup: {at}"),
+                None => "last backup: none yet".into(),
+            };
+            (
+                StatusCode::OK,
+                format!("ok: the relay can read and write its database\n{backup}\n"),
+            )
+                .into_response()
+        }
+        Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("unhealthy: {error}\n"),
-        )
-            .into_response(),
-        Ok(None) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unhealthy: the relay is shutting down\n",
-        )
-            .into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unhealthy: the database did not answer within 5 seconds\n",
+            format!("unhealthy: {why}\n"),
         )
             .into_response(),
     }

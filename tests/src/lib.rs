@@ -13,6 +13,7 @@ use serde_json::Value;
 pub mod app;
 pub mod attack;
 pub mod js;
+pub mod shaper;
 
 /// The longest any single command in a test may take.
 pub const COMMAND_LIMIT: Duration = Duration::from_secs(90);
@@ -204,6 +205,18 @@ impl RelayProcess {
     /// Adds a school to a partnership and returns its invite line (or
     /// `None` if the school already had a token).
     pub fn invite(&self, partnership: &str, school: &str, role: &str) -> Option<String> {
+        self.invite_at(partnership, school, role, &self.url())
+    }
+
+    /// An invite that names `url` as the relay's address: a school that
+    /// reaches the relay through a [`shaper::Shaper`].
+    pub fn invite_at(
+        &self,
+        partnership: &str,
+        school: &str,
+        role: &str,
+        url: &str,
+    ) -> Option<String> {
         self.partnership(partnership);
         let out = self.admin_ok(&[
             "school",
@@ -214,7 +227,7 @@ impl RelayProcess {
             "--role",
             role,
             "--url",
-            &self.url(),
+            url,
             "--json",
         ]);
         let json: Value = serde_json::from_str(&out).expect("school add --json prints JSON");

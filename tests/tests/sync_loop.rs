@@ -99,6 +99,52 @@ fn two_schools_edit_offline_and_converge_when_the_relay_returns() {
     );
 }
 
+/// A person who runs `partnerplan sync` while the relay is down hears so
+/// in seconds, whether nothing listens there or something listens and
+/// never answers, and the sentence says why and that edits are kept.
+#[test]
+fn a_single_sync_says_within_seconds_that_the_relay_cannot_be_reached() {
+    let (_root, mut relay, schools) = setup(1);
+    let school = &schools[0];
+    school.create("Action plan");
+    relay.stop();
+
+    let started = std::time::Instant::now();
+    let error = school.fails(&["sync"]);
+    let took = started.elapsed();
+    assert!(
+        error.contains("could not be reached")
+            && error.contains("is the relay running")
+            && error.contains("kept"),
+        "{error}"
+    );
+    assert!(took < Duration::from_secs(5), "said so after {took:?}");
+
+    // Something listens at the relay's address but never answers (a
+    // stalled proxy, a half-dead host): the same, in the same time.
+    let silent = std::net::TcpListener::bind(relay.addr).expect("the relay's address is free");
+    let started = std::time::Instant::now();
+    let error = school.fails(&["sync"]);
+    let took = started.elapsed();
+    assert!(
+        error.contains("could not be reached") && error.contains("no answer in"),
+        "{error}"
+    );
+    assert!(took < Duration::from_secs(5), "said so after {took:?}");
+    drop(silent);
+
+    // The background sync keeps trying: it sends the edit once the relay
+    // is back, without being started again.
+    let _watch = school.watch();
+    std::thread::sleep(Duration::from_secs(2));
+    relay.start_again();
+    wait_until(CONVERGE, "the background sync reaches the relay", || {
+        school
+            .ok(&["status"])
+            .contains("All 1 document is confirmed")
+    });
+}
+
 #[test]
 fn nine_schools_converge_after_editing_offline() {
     let (_root, mut relay, schools) = setup(9);

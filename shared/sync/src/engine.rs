@@ -124,6 +124,13 @@ pub enum Notice {
         documents: Vec<DocumentId>,
     },
     StorageFailed(String),
+    /// A turn that handled frames from connections is done: for each
+    /// frame, how long it took from reaching the engine's queue to its
+    /// writes committed and the answers handed to connections (the
+    /// relay's sync latency).
+    Turn {
+        latencies: Vec<Duration>,
+    },
 }
 
 #[derive(Debug)]
@@ -250,17 +257,18 @@ impl ConnectionInput {
 /// A handle to the engine thread. Cloning the sender is how network tasks
 /// talk to it.
 pub struct Engine {
-    tx: mpsc::Sender<Input>,
+    tx: mpsc::Sender<(Instant, Input)>,
     thread: Option<JoinHandle<()>>,
 }
 
 #[derive(Clone)]
-pub struct EngineSender(mpsc::Sender<Input>);
+pub struct EngineSender(mpsc::Sender<(Instant, Input)>);
 
 impl EngineSender {
     /// Hands an input to the engine; false once the engine has stopped.
+    /// The time it was handed over goes with it, for [`Notice::Turn`].
     pub fn send(&self, input: Input) -> bool {
-        self.0.send(input).is_ok()
+        self.0.send((Instant::now(), input)).is_ok()
     }
 
     /// Runs `f` on the engine thread and returns its answer.
@@ -314,7 +322,7 @@ impl Engine {
         config: EngineConfig,
         notify: Box<dyn FnMut(Notice) + Send>,
     ) -> Engine {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::channel::<(Instant, Input)>();
         // Heavy automerge work (applying a large message to one document)
         // runs here, so the engine keeps serving every other document.
         let (work_tx, work_rx) = mpsc::channel::<Job>();
@@ -333,7 +341,7 @@ impl Engine {
                                 .flatten(),
                         },
                     };
-                    if worked.send(done).is_err() {
+                    if worked.send((Instant::now(), done)).is_err() {
                         return;
                     }
                 }
@@ -377,7 +385,7 @@ impl Engine {
     }
 
     fn stop(&mut self) {
-        let _ = self.tx.send(Input::Shutdown);
+        let _ = self.tx.send((Instant::now(), Input::Shutdown));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -412,7 +420,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(&mut self, rx: mpsc::Receiver<Input>) {
+    fn run(&mut self, rx: mpsc::Receiver<(Instant, Input)>) {
         if self.config.watch_store {
             // From here on, what other processes write arrives as local
             // changes: a document loaded before the first tick (listed by
@@ -421,24 +429,36 @@ impl Worker {
         }
         loop {
             let mut inputs: Vec<Input> = self.pending.drain(..).collect();
+            let mut arrived = Vec::new();
+            let mut take = |(at, input): (Instant, Input), inputs: &mut Vec<Input>| {
+                if matches!(input, Input::Frame { .. }) {
+                    arrived.push(at);
+                }
+                inputs.push(input);
+            };
             if inputs.is_empty() {
                 let wait = match self.config.register {
                     Some(_) => self.config.tick.min(REGISTER_POLL),
                     None => self.config.tick,
                 };
                 match rx.recv_timeout(wait) {
-                    Ok(input) => inputs.push(input),
+                    Ok(input) => take(input, &mut inputs),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
             }
             while inputs.len() < BATCH {
                 match rx.try_recv() {
-                    Ok(input) => inputs.push(input),
+                    Ok(input) => take(input, &mut inputs),
                     Err(_) => break,
                 }
             }
-            if !self.turn(inputs) {
+            let keep_running = self.turn(inputs);
+            if !arrived.is_empty() {
+                let latencies = arrived.iter().map(Instant::elapsed).collect();
+                (self.notify)(Notice::Turn { latencies });
+            }
+            if !keep_running {
                 return;
             }
         }
@@ -607,6 +627,7 @@ impl Worker {
                 Effect::PersistOwner { document_id, owner } => {
                     writes.push(Write::Owner { document_id, owner })
                 }
+                Effect::PersistSigningKey { key } => writes.push(Write::SigningKey { key }),
                 Effect::PersistSyncState {
                     document_id,
                     storage_id,
@@ -715,7 +736,9 @@ impl Worker {
                         | Write::SyncState { document_id, .. }
                         | Write::Owner { document_id, .. }
                         | Write::Track { document_id } => Some(*document_id),
-                        Write::Meta { .. } | Write::Compacted { .. } => None,
+                        Write::Meta { .. } | Write::SigningKey { .. } | Write::Compacted { .. } => {
+                            None
+                        }
                     })
                     .collect();
                 document_ids.sort();

@@ -9,6 +9,7 @@ pub mod chunk_size;
 pub mod clock;
 pub mod document_id;
 pub mod engine;
+pub mod invite;
 pub mod message;
 pub mod peer_text;
 pub mod repo;
