@@ -214,6 +214,14 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Gate
     }
 }
 
+/// The admin listener (loopback only, no door): the admin pages decide
+/// local or remote from this address.
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
+
 impl axum::extract::connect_info::Connected<SocketAddr> for Peer {
     fn connect_info(peer: SocketAddr) -> Peer {
         Peer(peer)

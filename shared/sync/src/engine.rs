@@ -358,7 +358,6 @@ impl Engine {
                     work: work_tx,
                     compacting: HashSet::new(),
                     outboxes: HashMap::new(),
-                    started: Instant::now(),
                     last_tick: Instant::now(),
                     last_register_check: Instant::now(),
                     own_seqs: HashSet::new(),
@@ -408,7 +407,6 @@ struct Worker {
     /// Documents whose snapshot the worker is making.
     compacting: HashSet<DocumentId>,
     outboxes: HashMap<ConnId, tokio::sync::mpsc::Sender<Outgoing>>,
-    started: Instant,
     last_tick: Instant,
     last_register_check: Instant,
     /// Chunks this engine wrote, so the store watcher skips them.
@@ -427,6 +425,10 @@ impl Worker {
             // the relay as the connection opens) misses nothing.
             self.seen_chunk_seq = self.store.last_chunk_seq().ok();
         }
+        // The core knows the time before the first connection opens.
+        let now_ms = crate::clock::unix_millis();
+        let effects = self.repo.handle(Event::Tick { now_ms }).into();
+        let _ = self.carry_out(effects, Vec::new());
         loop {
             let mut inputs: Vec<Input> = self.pending.drain(..).collect();
             let mut arrived = Vec::new();
@@ -483,7 +485,7 @@ impl Worker {
         let poked = inputs.iter().any(|input| matches!(input, Input::Poke));
         if self.last_tick.elapsed() >= self.config.tick {
             self.last_tick = Instant::now();
-            let now_ms = self.started.elapsed().as_millis() as u64;
+            let now_ms = crate::clock::unix_millis();
             effects.extend(self.repo.handle(Event::Tick { now_ms }));
             if self.config.watch_store {
                 self.watch_store(&mut effects);
@@ -648,6 +650,8 @@ impl Worker {
                     // The worker runs as long as the engine does.
                     let _ = self.work.send(Job::Work(work));
                 }
+                Effect::PersistAccess { record } => writes.push(Write::Access(record)),
+                Effect::ActorsNamed { actors } => writes.push(Write::ActorNames(actors)),
                 Effect::PeerJoined { .. }
                 | Effect::RemoteError { .. }
                 | Effect::Unavailable { .. }
@@ -736,9 +740,11 @@ impl Worker {
                         | Write::SyncState { document_id, .. }
                         | Write::Owner { document_id, .. }
                         | Write::Track { document_id } => Some(*document_id),
-                        Write::Meta { .. } | Write::SigningKey { .. } | Write::Compacted { .. } => {
-                            None
-                        }
+                        Write::Meta { .. }
+                        | Write::Access(_)
+                        | Write::ActorNames(_)
+                        | Write::SigningKey { .. }
+                        | Write::Compacted { .. } => None,
                     })
                     .collect();
                 document_ids.sort();
@@ -750,9 +756,17 @@ impl Worker {
                         _ => None,
                     })
                     .collect();
+                let forgotten = writes
+                    .iter()
+                    .filter_map(|w| match w {
+                        Write::Access(record) => Some(record.clone()),
+                        _ => None,
+                    })
+                    .collect();
                 let _ = self.repo.handle(Event::WriteFailed {
                     document_ids,
                     unowned,
+                    forgotten,
                 });
                 Err(error)
             }

@@ -22,14 +22,14 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, ChangeHash, ReadDoc};
+use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 
-use crate::access::{Grant, Owner, Register, SchoolKey};
+use crate::access::{AccessRecord, Grant, Owner, Register, SchoolKey};
 use crate::chunk_size::{self, ChunkSize};
 use crate::document_id::DocumentId;
 use crate::message::{
-    DecodeError, ListedPartnership, MAX_LISTED_PER_MESSAGE, Message, PROTOCOL_VERSION, PeerId,
-    PeerMetadata, PublicKey, SyncFrame,
+    DecodeError, ListedPartnership, MAX_ACTORS_PER_MESSAGE, MAX_LISTED_PER_MESSAGE, Message,
+    NamedActor, PROTOCOL_VERSION, PeerId, PeerMetadata, PublicKey, SyncFrame,
 };
 
 /// A driver's name for one connection.
@@ -98,6 +98,56 @@ pub trait AccessPolicy: Send {
 
     /// `conn` has closed.
     fn disconnected(&mut self, _conn: ConnId, _now_ms: u64) {}
+
+    /// Whether [`authors`](Self::authors) is asked before changes are
+    /// applied (the relay's policy). Reading who made each change costs
+    /// a parse of the changes, so a policy that does not care says no.
+    fn checks_authors(&self) -> bool {
+        false
+    }
+
+    /// `conn` sent changes to `document_id` made under these Automerge
+    /// actors (only changes the document lacks count). `Ok`: they may be
+    /// applied, and whatever the policy decided to keep (an actor bound
+    /// to the sender's school) waits in [`take_records`](Self::take_records).
+    /// `Err`: the sentence they are refused with.
+    fn authors(
+        &mut self,
+        _conn: ConnId,
+        _document_id: &DocumentId,
+        _actors: &[ActorId],
+        _now_ms: u64,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// `conn`'s changes to `document_id` were applied, and the document
+    /// now holds everything the peer said it has (its heads).
+    fn caught_up(&mut self, _conn: ConnId, _document_id: &DocumentId) {}
+
+    /// What the policy decided to keep since it was last asked, for the
+    /// driver to write ([`Effect::PersistAccess`]) with the changes it
+    /// goes with.
+    fn take_records(&mut self) -> Vec<AccessRecord> {
+        Vec::new()
+    }
+
+    /// These records were not kept (their write failed, or the changes
+    /// they went with were not applied): forget them, so they are made
+    /// again when next needed.
+    fn forget(&mut self, _records: &[AccessRecord]) {}
+
+    /// Every Automerge actor whose school `conn` may know (one sharing a
+    /// partnership with its own), with that school's name, for a client
+    /// that asked for listings. A policy that binds no actors names none.
+    fn named_actors(&self, _conn: ConnId) -> Vec<NamedActor> {
+        Vec::new()
+    }
+
+    /// The name of the school `actor` belongs to, if `conn` may know it.
+    fn actor_name(&self, _conn: ConnId, _actor: &[u8]) -> Option<String> {
+        None
+    }
 
     /// The register changed. Returns the connections that lost rights,
     /// each with the sentence it is cut with.
@@ -282,6 +332,8 @@ pub enum Event {
         /// Documents whose new owner ([`Effect::PersistOwner`]) was among
         /// the writes refused.
         unowned: Vec<DocumentId>,
+        /// The policy's records ([`Effect::PersistAccess`]) among them.
+        forgotten: Vec<AccessRecord>,
     },
     /// The register changed (an admin command): the policy judges by it
     /// from now on, and connections that lost rights are cut.
@@ -333,6 +385,11 @@ pub enum Effect {
         document_id: DocumentId,
         owner: Owner,
     },
+    /// Keep what the access policy decided (an actor's school, a peer
+    /// id's school), in the same write as the changes around it.
+    PersistAccess {
+        record: AccessRecord,
+    },
     /// Keep a school's public signing key in the register.
     PersistSigningKey {
         key: SchoolKey,
@@ -364,6 +421,11 @@ pub enum Effect {
     RemoteError {
         conn: ConnId,
         message: String,
+    },
+    /// The relay named the schools of these Automerge actors (for the
+    /// client to keep: history names schools by it).
+    ActorsNamed {
+        actors: Vec<NamedActor>,
     },
     /// The relay listed documents this school may see (each is now
     /// tracked): the school's partnerships, with its role in each and the
@@ -397,6 +459,10 @@ pub enum SyncProgress {
     /// from us (it said it is read-only for us): there is nothing more to
     /// exchange, though our own changes stay with us.
     ReadOnly,
+    /// The peer refused our changes to this document, saying why
+    /// ([`Repo::refusal`]), and stopped syncing it with us: they stay
+    /// with us, and are not sent again on this connection.
+    Refused,
     /// The document is not being synced with that peer.
     NotSyncing,
 }
@@ -430,6 +496,9 @@ struct Connection {
     unsent: usize,
     /// Documents whose sync messages wait for the connection to catch up.
     deferred: HashSet<DocumentId>,
+    /// Documents whose changes from this peer were refused: what it sends
+    /// for them is ignored until it reconnects.
+    stopped: HashSet<DocumentId>,
 }
 
 #[derive(Clone)]
@@ -440,6 +509,8 @@ struct PeerDoc {
     remote_unavailable: bool,
     /// Whether this read-only peer was told its changes are not kept.
     told_read_only: bool,
+    /// The peer refused our changes, saying this: nothing more is sent.
+    refused: Option<String>,
 }
 
 #[derive(Clone)]
@@ -522,6 +593,12 @@ struct Applying {
     /// A reader sent changes of its own: tell it they are not kept.
     refused_changes: bool,
     carried: Carried,
+    /// What the access policy decided to keep about these changes (an
+    /// actor bound to the sender's school): written with them if they
+    /// are applied, forgotten if not.
+    records: Vec<AccessRecord>,
+    /// The heads the peer said it has.
+    their_heads: Vec<ChangeHash>,
 }
 
 /// Heavy automerge work for the driver to run where it stalls nothing
@@ -681,6 +758,9 @@ const MAX_BUSY: usize = 16;
 /// copied to every subscriber, so it is dropped.
 pub const MAX_EPHEMERAL_BYTES: usize = 64 * 1024;
 
+/// The longest sentence kept from a peer's `error` message.
+const MAX_ERROR_CHARS: usize = 1000;
+
 /// The most sessions remembered for ephemeral deduplication.
 const MAX_EPHEMERAL_SESSIONS: usize = 1024;
 
@@ -811,10 +891,12 @@ impl Repo {
             Event::WriteFailed {
                 document_ids,
                 unowned,
+                forgotten,
             } => {
                 for document_id in unowned {
                     self.policy.unclaim(&document_id);
                 }
+                self.policy.forget(&forgotten);
                 for document_id in document_ids {
                     self.documents.remove(&document_id);
                     for connection in self.connections.values_mut() {
@@ -844,6 +926,15 @@ impl Repo {
         }
     }
 
+    /// Why the peer on `conn` refused our changes to `document_id`, in
+    /// its words, if it did ([`SyncProgress::Refused`]).
+    pub fn refusal(&self, document_id: &DocumentId, conn: ConnId) -> Option<&str> {
+        match self.documents.get(document_id) {
+            Some(Slot::Ready(document)) => document.peers.get(&conn)?.refused.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Where `document_id` stands with the peer on `conn`.
     pub fn progress(&self, document_id: &DocumentId, conn: ConnId) -> SyncProgress {
         let Some(Slot::Ready(document)) = self.documents.get(document_id) else {
@@ -852,6 +943,9 @@ impl Repo {
         let Some(peer) = document.peers.get(&conn) else {
             return SyncProgress::NotSyncing;
         };
+        if peer.refused.is_some() {
+            return SyncProgress::Refused;
+        }
         let mut ours = document.doc.get_heads();
         // The peer does not have it, or will not take it from us.
         if peer.remote_unavailable {
@@ -907,8 +1001,10 @@ impl Repo {
                 listed: HashSet::new(),
                 unsent: 0,
                 deferred: HashSet::new(),
+                stopped: HashSet::new(),
             },
         );
+        self.keep_records();
         if let Err(reason) = admitted {
             self.refuse(conn, &reason);
         }
@@ -994,7 +1090,9 @@ impl Repo {
             );
             return self.refuse(conn, &reason);
         }
-        if let Err(reason) = self.policy.admit(conn, &peer_id, self.now_ms) {
+        let admitted = self.policy.admit(conn, &peer_id, self.now_ms);
+        self.keep_records();
+        if let Err(reason) = admitted {
             return self.refuse(conn, &reason);
         }
         // Only a peer that asked hears of listings, so automerge-repo
@@ -1017,6 +1115,8 @@ impl Repo {
         if listing && let Some(connection) = self.connections.get_mut(&conn) {
             connection.listing = true;
             self.send_listing(conn, true);
+            let named = self.policy.named_actors(conn);
+            self.send_actor_names(conn, named);
         }
     }
 
@@ -1122,6 +1222,60 @@ impl Repo {
             match chunks.next() {
                 Some(next) => chunk = next,
                 None => break,
+            }
+        }
+    }
+
+    /// Tells `conn` which schools these actors belong to,
+    /// [`MAX_ACTORS_PER_MESSAGE`] a message.
+    fn send_actor_names(&mut self, conn: ConnId, named: Vec<NamedActor>) {
+        let Some(target_id) = self.peer_id(conn) else {
+            return;
+        };
+        for chunk in named.chunks(MAX_ACTORS_PER_MESSAGE) {
+            self.send(
+                conn,
+                &Message::Actors {
+                    sender_id: self.config.peer_id.clone(),
+                    target_id: target_id.clone(),
+                    actors: chunk.to_vec(),
+                },
+            );
+        }
+    }
+
+    /// Tells every connection that asked for listings, and may know it,
+    /// the school of each actor just bound: before the changes made under
+    /// it reach them.
+    fn announce_bindings(&mut self, records: &[AccessRecord]) {
+        let bound: Vec<&[u8]> = records
+            .iter()
+            .filter_map(|record| match record {
+                AccessRecord::ActorBound { actor, .. } => Some(actor.as_slice()),
+                _ => None,
+            })
+            .collect();
+        if bound.is_empty() {
+            return;
+        }
+        let listening: Vec<ConnId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.listing && matches!(c.state, ConnState::Open { .. }))
+            .map(|(&conn, _)| conn)
+            .collect();
+        for conn in listening {
+            let named: Vec<NamedActor> = bound
+                .iter()
+                .filter_map(|actor| {
+                    Some(NamedActor {
+                        school: self.policy.actor_name(conn, actor)?,
+                        actor: actor.to_vec(),
+                    })
+                })
+                .collect();
+            if !named.is_empty() {
+                self.send_actor_names(conn, named);
             }
         }
     }
@@ -1233,6 +1387,13 @@ impl Repo {
                     return;
                 };
                 let document_id = frame.document_id;
+                if self
+                    .connections
+                    .get(&conn)
+                    .is_some_and(|c| c.stopped.contains(&document_id))
+                {
+                    return; // refused already, and told why
+                }
                 // Read and checked before anything else, so what a message
                 // may cost does not depend on the document.
                 let message = match check_sync_shape(&frame.data).and_then(|()| {
@@ -1297,14 +1458,29 @@ impl Repo {
                 conn,
                 "the connection is already open; send “join” only once",
             ),
-            Message::Error { message, .. } => self.effects.push(Effect::RemoteError {
-                conn,
-                message: shorten(&message),
-            }),
+            Message::Error {
+                message,
+                document_id,
+                ..
+            } => {
+                // Long enough for a relay's sentence, still bounded.
+                let message = crate::peer_text::peer_text(&message, MAX_ERROR_CHARS);
+                if let Some(document_id) = document_id {
+                    self.on_refused(conn, document_id, &message);
+                }
+                self.effects.push(Effect::RemoteError { conn, message })
+            }
             Message::Gossip { .. } => {}
             Message::Listing {
                 partnerships, more, ..
             } => self.on_listing(conn, partnerships, more),
+            Message::Actors { actors, .. } => {
+                let initiated = self.connections.get(&conn).is_some_and(|c| c.initiate);
+                // Only our relay names actors, and only when asked.
+                if initiated && self.config.ask_for_listing && !actors.is_empty() {
+                    self.effects.push(Effect::ActorsNamed { actors });
+                }
+            }
         }
     }
 
@@ -1375,6 +1551,7 @@ impl Repo {
             return;
         };
         self.policy.disconnected(conn, self.now_ms);
+        self.keep_records();
         let storage_id = match &connection.state {
             ConnState::Open { metadata, .. } if !metadata.is_ephemeral => {
                 metadata.storage_id.clone()
@@ -1545,7 +1722,33 @@ impl Repo {
         let absent_answer = unknown.then(|| (without_changes(&message), offers_changes(&message)));
         let writes = !message.changes.is_empty()
             && matches!(permission, Permission::ReadWrite | Permission::Create);
+        // Who made the changes is asked before any is applied: a school
+        // sends only its own (the relay's policy), so none can write in
+        // another's name. (Reading the authors parses the changes but
+        // applies nothing; the message quota bounds it.)
+        if writes && self.policy.checks_authors() {
+            let Some(Slot::Ready(document)) = self.documents.get(&document_id) else {
+                return;
+            };
+            let verdict = crate::authors::new_authors(&document.doc, message.changes.iter())
+                .map_err(|why| {
+                    format!(
+                        "the changes sent for document {document_id} could not be read: {why}. Nothing of them was saved, and the document stops syncing on this connection"
+                    )
+                })
+                .and_then(|actors| {
+                    self.policy
+                        .authors(conn, &document_id, &actors, self.now_ms)
+                });
+            if let Err(reason) = verdict {
+                tracing::warn!(conn, document = %document_id, "changes refused: {reason}");
+                return self.stop_document(conn, document_id, &reason);
+            }
+        }
+        // Charged only for changes it may send.
         if writes && let Err(reason) = self.admit_changes(conn, document_id, carried) {
+            let records = self.policy.take_records();
+            self.policy.forget(&records);
             return self.stop_document(conn, document_id, &reason);
         }
         let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
@@ -1569,6 +1772,8 @@ impl Repo {
                 .iter()
                 .any(|h| document.doc.get_change_by_hash(h).is_none())
             && !std::mem::replace(&mut peer.told_read_only, true);
+        let records = self.policy.take_records();
+        let their_heads = message.heads.clone();
         let applying = Applying {
             conn,
             request,
@@ -1578,6 +1783,8 @@ impl Repo {
             absent_answer,
             refused_changes,
             carried,
+            records,
+            their_heads,
         };
         let heavy = self
             .config
@@ -1590,6 +1797,7 @@ impl Repo {
                 .filter(|slot| matches!(slot, Slot::Busy { .. }))
                 .count();
             if busy >= MAX_BUSY {
+                self.policy.forget(&applying.records);
                 return self.stop_document(
                     conn,
                     document_id,
@@ -1665,6 +1873,7 @@ impl Repo {
                     document_id,
                     reason: "applying a message to it failed; it is read again from storage".into(),
                 });
+                self.policy.forget(&applying.records);
                 if self.connections.contains_key(&applying.conn) {
                     self.refuse(applying.conn, &reason);
                 }
@@ -1688,7 +1897,14 @@ impl Repo {
                 self.documents.insert(document_id, Slot::Ready(document));
                 if self.connections.contains_key(&applying.conn) {
                     self.after_receive(document_id, applying, result);
+                } else if result.is_ok() {
+                    // Its sender left meanwhile: what it sent is kept all
+                    // the same, with what the policy decided about it.
+                    self.keep_applied(applying.records);
+                    self.persist_changes(document_id);
+                    self.sync_peers(document_id);
                 } else {
+                    self.policy.forget(&applying.records);
                     self.persist_changes(document_id);
                     self.sync_peers(document_id);
                 }
@@ -1715,8 +1931,11 @@ impl Repo {
             absent_answer,
             refused_changes,
             carried,
+            records,
+            their_heads,
         } = applying;
         if let Err(error) = result {
+            self.policy.forget(&records);
             // One document's trouble (a change that clashes with one already
             // here, say after a data directory was restored from a backup)
             // stops that document on this connection, not the connection.
@@ -1736,10 +1955,18 @@ impl Repo {
         if document.doc.get_heads() != heads_before {
             document.size.ops = carried.after(document.size.ops, 0).0;
         }
+        if matches!(permission, Permission::ReadWrite | Permission::Create)
+            && their_heads
+                .iter()
+                .all(|h| document.doc.get_change_by_hash(h).is_some())
+        {
+            self.policy.caught_up(conn, &document_id);
+        }
         if let Some((message, offered)) = absent_answer
             && document.doc.get_heads().is_empty()
         {
             // What arrived made nothing (an empty document's snapshot).
+            self.policy.forget(&records);
             document.peers.remove(&conn);
             self.answer_absent(conn, document_id, message, request || offered);
             return self.forget_if_absent(document_id);
@@ -1758,10 +1985,12 @@ impl Repo {
                     // on. The peer keeps its changes and sends them again
                     // when it reconnects.
                     self.documents.remove(&document_id);
+                    self.policy.forget(&records);
                     return self.refuse(conn, &reason);
                 }
             }
         }
+        self.keep_applied(records);
         if refused_changes {
             self.warn(
                 conn,
@@ -1910,6 +2139,9 @@ impl Repo {
             let ConnState::Open { peer_id, metadata } = &connection.state else {
                 continue;
             };
+            if peer.refused.is_some() {
+                continue; // the peer stopped this document with us
+            }
             if backed_up(connection, limit) {
                 held_back.push(conn);
                 continue;
@@ -2069,19 +2301,6 @@ impl Repo {
             .charge(conn, ops_after - ops, bytes_after - bytes, self.now_ms)
     }
 
-    /// Stops syncing one document on one connection, saying why; the
-    /// connection and its other documents carry on.
-    fn stop_document(&mut self, conn: ConnId, document_id: DocumentId, reason: &str) {
-        if let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) {
-            document.peers.remove(&conn);
-        }
-        if let Some(connection) = self.connections.get_mut(&conn) {
-            connection.documents.remove(&document_id);
-            connection.deferred.remove(&document_id);
-        }
-        self.warn(conn, reason);
-    }
-
     /// Answers a sync message for a document this connection cannot have
     /// (nobody has it, or it is not its partnerships') exactly as an empty
     /// document would the first time, applying nothing and keeping
@@ -2196,6 +2415,10 @@ impl Repo {
 
     /// Tells the peer something it should know, keeping the connection.
     fn warn(&mut self, conn: ConnId, reason: &str) {
+        self.send_error(conn, reason, None);
+    }
+
+    fn send_error(&mut self, conn: ConnId, reason: &str, document_id: Option<DocumentId>) {
         let target_id = self.peer_id(conn);
         self.send(
             conn,
@@ -2203,8 +2426,69 @@ impl Repo {
                 sender_id: Some(self.config.peer_id.clone()),
                 target_id,
                 message: reason.to_string(),
+                document_id,
             },
         );
+    }
+
+    /// Stops syncing `document_id` with `conn`, whose changes to it were
+    /// refused, and tells the peer why, naming the document (so a client
+    /// of ours knows which one stopped; others read the sentence). What
+    /// it sends for that document is ignored until it reconnects.
+    fn stop_document(&mut self, conn: ConnId, document_id: DocumentId, reason: &str) {
+        let initiated = self.connections.get(&conn).is_some_and(|c| c.initiate);
+        if let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) {
+            if initiated {
+                // Our side of the connection keeps saying why it stopped.
+                if let Some(peer) = document.peers.get_mut(&conn) {
+                    peer.refused = Some(reason.to_string());
+                }
+            } else {
+                document.peers.remove(&conn);
+            }
+        }
+        if let Some(connection) = self.connections.get_mut(&conn) {
+            connection.documents.remove(&document_id);
+            connection.deferred.remove(&document_id);
+            if connection.stopped.len() >= MAX_EPHEMERAL_SESSIONS {
+                connection.stopped.clear();
+            }
+            connection.stopped.insert(document_id);
+        }
+        self.send_error(conn, reason, Some(document_id));
+    }
+
+    /// The peer refused our changes to a document and stopped syncing it
+    /// with us: keep its words, and send it nothing more of it.
+    fn on_refused(&mut self, conn: ConnId, document_id: DocumentId, reason: &str) {
+        let initiated = self.connections.get(&conn).is_some_and(|c| c.initiate);
+        if !initiated {
+            return; // only a relay stops documents
+        }
+        if let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id)
+            && let Some(peer) = document.peers.get_mut(&conn)
+        {
+            peer.refused = Some(reason.to_string());
+        }
+    }
+
+    /// What the policy decided about changes just applied (an actor
+    /// bound by them) is kept in the same write, and the school named to
+    /// those who will see them.
+    fn keep_applied(&mut self, records: Vec<AccessRecord>) {
+        self.announce_bindings(&records);
+        self.effects.extend(
+            records
+                .into_iter()
+                .map(|record| Effect::PersistAccess { record }),
+        );
+    }
+
+    /// Hands the driver what the policy decided to keep.
+    fn keep_records(&mut self) {
+        for record in self.policy.take_records() {
+            self.effects.push(Effect::PersistAccess { record });
+        }
     }
 
     /// Tells the peer what was wrong, then closes only its connection.
@@ -2241,6 +2525,7 @@ fn new_peer_doc(stored: &HashMap<String, Vec<u8>>, storage_id: Option<&str>) -> 
         sync,
         remote_unavailable: false,
         told_read_only: false,
+        refused: None,
     }
 }
 
