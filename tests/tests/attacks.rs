@@ -678,6 +678,75 @@ async fn changes_over_the_operation_limit_are_refused_before_any_work() {
     .await;
 }
 
+/// Changes within every limit can still be heavy: a new document of
+/// 150,000 characters is one message, and reading who made it (a whole
+/// document, loaded) and then applying it takes automerge seconds in a
+/// debug build. Both run on the engine's worker, so a member sending such
+/// documents one after another stalls no other school's sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heavy_changes_within_the_limits_stall_no_other_school() {
+    use automerge::sync::SyncDoc;
+    let root = tempfile::tempdir().unwrap();
+    let relay = relay(root.path(), &["--school-ops-per-day", "100000000"]);
+    let member = invite(&relay, "Hilltop", "member");
+    let honest = invite(&relay, "Honest", "member");
+    let mut heavy = typed(150_000);
+    let school = HonestSchool::start(&honest);
+    let memory = PeakMemory::watch(relay.pid());
+    let started = Instant::now();
+    let mut socket = join(&member, "hilltop").await.unwrap();
+    let (mut sent, mut busy) = (0, 0);
+    while started.elapsed() < ATTACK * 2 {
+        // Offer a new document's heads; the relay, which has nothing,
+        // asks for everything, and the whole document goes in one
+        // message. Its acknowledgement is not awaited.
+        let id = DocumentId::random();
+        let mut state = sync::State::new();
+        let offer = heavy.generate_sync_message(&mut state).unwrap();
+        socket
+            .send(sync_frame("hilltop", id, offer, false))
+            .await
+            .unwrap();
+        loop {
+            match partnerplan_tests::attack::next_message(&mut socket).await {
+                Some(partnerplan_sync::Message::Sync(frame)) if frame.document_id == id => {
+                    let answer = sync::Message::decode(&frame.data).unwrap();
+                    heavy.receive_sync_message(&mut state, answer).unwrap();
+                    break;
+                }
+                // The worker's queue is bounded too: past it, a heavy
+                // message is refused for now, saying so.
+                Some(partnerplan_sync::Message::Error { message, .. })
+                    if message.contains("the relay is busy with other large changes") =>
+                {
+                    busy += 1;
+                }
+                Some(partnerplan_sync::Message::Error { message, .. }) => {
+                    panic!("changes within the limits were refused: {message}")
+                }
+                Some(_) => {}
+                None => panic!("the relay closed the connection"),
+            }
+        }
+        let whole = heavy.generate_sync_message(&mut state).unwrap();
+        assert!(!whole.changes.is_empty(), "the document goes whole");
+        socket
+            .send(sync_frame("hilltop", id, whole, false))
+            .await
+            .unwrap();
+        sent += 1;
+    }
+    school.finish("new documents of 150,000 operations, one after another");
+    memory.finish(
+        MEMORY_MIB,
+        "new documents of 150,000 operations, one after another",
+    );
+    assert!(
+        sent >= 2 && busy < sent,
+        "{sent} documents were sent, {busy} refused as the relay was busy"
+    );
+}
+
 /// Documents and schools have limits in bytes too, each refused with a
 /// sentence that says what to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,7 +53,8 @@ pub enum SizeError {
 /// The limits a measurement stops at, so measuring is bounded too.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Entries counted over all columns together.
+    /// Operations (or changes, if more) over all the chunks measured
+    /// together; no column may hold more entries than are left.
     pub entries: u64,
     /// Bytes inflated from compressed columns and chunks together.
     pub inflated_bytes: u64,
@@ -147,11 +148,22 @@ struct Budget {
 }
 
 impl Budget {
-    fn spend_entries(&mut self, n: u64) -> Result<(), SizeError> {
-        self.entries = self.entries.checked_sub(n).ok_or(SizeError::TooManyOps {
-            limit: self.limits.entries,
-        })?;
+    /// A column holding `entries` so far is still within what is left.
+    /// (Each column counts every operation or every change once, so the
+    /// limit is on the columns one by one, not on their sum: a change's
+    /// dozen columns are still one operation each.)
+    fn check_column(&self, entries: u64) -> Result<(), SizeError> {
+        if entries > self.entries {
+            return Err(SizeError::TooManyOps {
+                limit: self.limits.entries,
+            });
+        }
         Ok(())
+    }
+
+    /// A chunk was measured: what it holds is spent.
+    fn spend(&mut self, size: ChunkSize) {
+        self.entries = self.entries.saturating_sub(size.ops.max(size.changes));
     }
 }
 
@@ -186,6 +198,7 @@ fn chunk<'a>(bytes: &'a [u8], budget: &mut Budget) -> Result<(ChunkSize, &'a [u8
         3 => bundle(&mut Input::new(body), budget)?,
         _ => return Err(SizeError::Malformed("an unknown chunk type")),
     };
+    budget.spend(size);
     Ok((size, &bytes[end..]))
 }
 
@@ -295,9 +308,8 @@ fn column_entries<R: Read>(
 ) -> Result<u64, SizeError> {
     let mut entries = 0u64;
     let mut count = |n: u64, budget: &mut Budget| -> Result<(), SizeError> {
-        budget.spend_entries(n)?;
-        entries += n;
-        Ok(())
+        entries = entries.saturating_add(n);
+        budget.check_column(entries)
     };
     match spec & 0b111 {
         // Raw values: their count is in the metadata column.
@@ -591,6 +603,27 @@ mod tests {
         let mut run = chunk.clone();
         run.extend_from_slice(&chunk);
         assert_eq!(measure(&run, LIMITS).unwrap().ops, 40_000);
+    }
+
+    /// The limit is on operations, as the relay's refusal says: a change
+    /// has a dozen columns, each with one entry per operation, and their
+    /// sum is not what it holds. Chunks measured together share it.
+    #[test]
+    fn the_limit_is_on_operations_not_on_every_columns_entries_together() {
+        let (mut doc, chunk) = text_change(150_000, false);
+        let limits = Limits {
+            entries: 200_000,
+            ..LIMITS
+        };
+        assert_eq!(measure(&chunk, limits).unwrap().ops, 150_000);
+        let saved = doc.save();
+        assert!(measure(&saved, limits).unwrap().ops > 150_000);
+        let mut run = chunk.clone();
+        run.extend_from_slice(&chunk);
+        assert_eq!(
+            measure(&run, limits),
+            Err(SizeError::TooManyOps { limit: 200_000 })
+        );
     }
 
     /// The attacks: a million operations in a kilobyte, a run length

@@ -530,12 +530,17 @@ struct Document {
 }
 
 /// A `request` or `sync` whose sync message has been read and checked.
+#[derive(Clone)]
 struct SyncIn {
     conn: ConnId,
     message: sync::Message,
     request: bool,
     /// What its changes hold.
     carried: Carried,
+    /// Who made the changes the document lacks, once read: for a heavy
+    /// message, by [`Job::Authors`] on the driver's worker, since reading
+    /// a whole document's changes costs about as much as loading it.
+    authors: Option<Result<Vec<ActorId>, String>>,
 }
 
 /// What a message's changes hold: whole documents (which repeat what the
@@ -619,6 +624,12 @@ struct WorkItem {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum Job {
+    /// Reading who made a heavy message's changes, before the policy
+    /// decides whether they may be applied (then [`Job::Receive`]).
+    Authors {
+        document: Box<Document>,
+        incoming: SyncIn,
+    },
     Receive {
         document: Box<Document>,
         message: sync::Message,
@@ -642,6 +653,11 @@ struct WorkedItem {
 // Held boxed in `Worked`, like `Job`.
 #[allow(clippy::large_enum_variant)]
 enum Done {
+    /// `incoming.authors` holds what was read.
+    Authored {
+        document: Box<Document>,
+        incoming: SyncIn,
+    },
     Received {
         /// `None` if applying it panicked: what memory held is not trusted.
         document: Option<Box<Document>>,
@@ -662,6 +678,19 @@ impl Work {
     pub fn run(self) -> Worked {
         let WorkItem { document_id, job } = *self.0;
         let done = match job {
+            Job::Authors {
+                document,
+                mut incoming,
+            } => {
+                let doc = &document.doc;
+                let changes = &incoming.message.changes;
+                let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::authors::new_authors(doc, changes.iter())
+                }))
+                .unwrap_or_else(|_| Err("reading them failed".to_string()));
+                incoming.authors = Some(read);
+                Done::Authored { document, incoming }
+            }
             Job::Receive {
                 mut document,
                 message,
@@ -708,6 +737,7 @@ impl Work {
 impl std::fmt::Debug for Work {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = match &self.0.job {
+            Job::Authors { .. } => "authors",
             Job::Receive { .. } => "apply",
             Job::Load { .. } => "load",
         };
@@ -753,6 +783,19 @@ fn receive(document: &mut Document, conn: ConnId, message: sync::Message) -> Res
 /// The most documents away being worked on at once; a heavy message
 /// beyond them is refused for now.
 const MAX_BUSY: usize = 16;
+
+/// What came back from [`Effect::Work`] on a document set aside.
+enum Returned {
+    Applied(Result<(), String>, Applying),
+    Authored(SyncIn),
+}
+
+/// Why a heavy message was refused while [`MAX_BUSY`] documents are away.
+fn too_busy(document_id: DocumentId) -> String {
+    format!(
+        "the relay is busy with other large changes, so the changes sent for document {document_id} were not saved now; they stay on your computer and are sent again when you next sync"
+    )
+}
 
 /// Ephemeral messages (presence, cursors) are small; a larger one would be
 /// copied to every subscriber, so it is dropped.
@@ -1435,6 +1478,7 @@ impl Repo {
                         message,
                         request,
                         carried,
+                        authors: None,
                     }),
                 );
             }
@@ -1692,6 +1736,7 @@ impl Repo {
             message,
             request,
             carried,
+            authors,
         } = incoming;
         let Some(connection) = self.connections.get(&conn) else {
             return; // it went away while the document loaded
@@ -1722,15 +1767,43 @@ impl Repo {
         let absent_answer = unknown.then(|| (without_changes(&message), offers_changes(&message)));
         let writes = !message.changes.is_empty()
             && matches!(permission, Permission::ReadWrite | Permission::Create);
+        let heavy = self
+            .config
+            .heavy_ops
+            .is_some_and(|heavy| carried.after(0, 0).0 > heavy);
         // Who made the changes is asked before any is applied: a school
         // sends only its own (the relay's policy), so none can write in
-        // another's name. (Reading the authors parses the changes but
-        // applies nothing; the message quota bounds it.)
+        // another's name. Reading them parses every change (a whole
+        // document's, loading it), so a heavy message's are read on the
+        // driver's worker first, and this runs again when they are.
         if writes && self.policy.checks_authors() {
-            let Some(Slot::Ready(document)) = self.documents.get(&document_id) else {
-                return;
+            let read = match authors {
+                Some(read) => read,
+                None if heavy => {
+                    let incoming = SyncIn {
+                        conn,
+                        message,
+                        request,
+                        carried,
+                        authors: None,
+                    };
+                    let Some(document) = self.set_aside(document_id) else {
+                        return self.stop_document(conn, document_id, &too_busy(document_id));
+                    };
+                    self.effects.push(Effect::Work(Work(Box::new(WorkItem {
+                        document_id,
+                        job: Job::Authors { document, incoming },
+                    }))));
+                    return;
+                }
+                None => {
+                    let Some(Slot::Ready(document)) = self.documents.get(&document_id) else {
+                        return;
+                    };
+                    crate::authors::new_authors(&document.doc, message.changes.iter())
+                }
             };
-            let verdict = crate::authors::new_authors(&document.doc, message.changes.iter())
+            let verdict = read
                 .map_err(|why| {
                     format!(
                         "the changes sent for document {document_id} could not be read: {why}. Nothing of them was saved, and the document stops syncing on this connection"
@@ -1786,34 +1859,10 @@ impl Repo {
             records,
             their_heads,
         };
-        let heavy = self
-            .config
-            .heavy_ops
-            .is_some_and(|heavy| carried.after(0, 0).0 > heavy);
         if heavy {
-            let busy = self
-                .documents
-                .values()
-                .filter(|slot| matches!(slot, Slot::Busy { .. }))
-                .count();
-            if busy >= MAX_BUSY {
+            let Some(document) = self.set_aside(document_id) else {
                 self.policy.forget(&applying.records);
-                return self.stop_document(
-                    conn,
-                    document_id,
-                    &format!(
-                        "the relay is busy with other large changes, so the changes sent for document {document_id} were not saved now; they stay on your computer and are sent again when you next sync"
-                    ),
-                );
-            }
-            let Some(Slot::Ready(document)) = self.documents.insert(
-                document_id,
-                Slot::Busy {
-                    queue: Vec::new(),
-                    departed: Vec::new(),
-                },
-            ) else {
-                unreachable!("the document was ready above");
+                return self.stop_document(conn, document_id, &too_busy(document_id));
             };
             self.effects.push(Effect::Work(Work(Box::new(WorkItem {
                 document_id,
@@ -1829,11 +1878,34 @@ impl Repo {
         self.after_receive(document_id, applying, result);
     }
 
+    /// Takes a ready document out of the core for [`Effect::Work`]; what
+    /// arrives for it meanwhile waits. `None` if [`MAX_BUSY`] are away.
+    fn set_aside(&mut self, document_id: DocumentId) -> Option<Box<Document>> {
+        let busy = self
+            .documents
+            .values()
+            .filter(|slot| matches!(slot, Slot::Busy { .. }))
+            .count();
+        if busy >= MAX_BUSY || !matches!(self.documents.get(&document_id), Some(Slot::Ready(_))) {
+            return None;
+        }
+        match self.documents.insert(
+            document_id,
+            Slot::Busy {
+                queue: Vec::new(),
+                departed: Vec::new(),
+            },
+        ) {
+            Some(Slot::Ready(document)) => Some(document),
+            _ => unreachable!("the document was ready above"),
+        }
+    }
+
     /// A document comes back from [`Effect::Work`]: it carries on where
     /// `on_sync` left it, then what waited for it runs.
     fn on_worked(&mut self, worked: Worked) {
         let WorkedItem { document_id, done } = *worked.0;
-        let (document, result, applying) = match done {
+        let (document, returned) = match done {
             Done::Loaded {
                 doc,
                 unreadable,
@@ -1858,14 +1930,16 @@ impl Repo {
                 document,
                 result,
                 applying,
-            } => (document, result, applying),
+            } => (document, Returned::Applied(result, applying)),
+            Done::Authored { document, incoming } => (Some(document), Returned::Authored(incoming)),
         };
         let Some(Slot::Busy { queue, departed }) = self.documents.remove(&document_id) else {
             // Forgotten meanwhile (its writes failed): it loads again.
             return;
         };
-        match document {
-            None => {
+        match (document, returned) {
+            (None, returned) => {
+                // Only applying panics away the document.
                 let reason = format!(
                     "the changes sent for document {document_id} could not be applied, so the relay closed this connection; the relay's operator has been told"
                 );
@@ -1873,12 +1947,18 @@ impl Repo {
                     document_id,
                     reason: "applying a message to it failed; it is read again from storage".into(),
                 });
-                self.policy.forget(&applying.records);
-                if self.connections.contains_key(&applying.conn) {
-                    self.refuse(applying.conn, &reason);
+                let conn = match returned {
+                    Returned::Applied(_, applying) => {
+                        self.policy.forget(&applying.records);
+                        applying.conn
+                    }
+                    Returned::Authored(incoming) => incoming.conn,
+                };
+                if self.connections.contains_key(&conn) {
+                    self.refuse(conn, &reason);
                 }
             }
-            Some(mut document) => {
+            (Some(mut document), returned) => {
                 for (conn, storage_id) in departed {
                     if let Some(peer) = document.peers.remove(&conn)
                         && let Some(storage_id) = storage_id
@@ -1895,18 +1975,26 @@ impl Repo {
                     }
                 }
                 self.documents.insert(document_id, Slot::Ready(document));
-                if self.connections.contains_key(&applying.conn) {
-                    self.after_receive(document_id, applying, result);
-                } else if result.is_ok() {
-                    // Its sender left meanwhile: what it sent is kept all
-                    // the same, with what the policy decided about it.
-                    self.keep_applied(applying.records);
-                    self.persist_changes(document_id);
-                    self.sync_peers(document_id);
-                } else {
-                    self.policy.forget(&applying.records);
-                    self.persist_changes(document_id);
-                    self.sync_peers(document_id);
+                match returned {
+                    // Its authors are read: `on_sync` goes on from there,
+                    // and may set it aside again to apply the message.
+                    Returned::Authored(incoming) => self.on_sync(document_id, incoming),
+                    Returned::Applied(result, applying) => {
+                        if self.connections.contains_key(&applying.conn) {
+                            self.after_receive(document_id, applying, result);
+                        } else {
+                            // Its sender left meanwhile: what was applied
+                            // is kept all the same, with what the policy
+                            // decided about it.
+                            if result.is_ok() {
+                                self.keep_applied(applying.records);
+                            } else {
+                                self.policy.forget(&applying.records);
+                            }
+                            self.persist_changes(document_id);
+                            self.sync_peers(document_id);
+                        }
+                    }
                 }
             }
         }

@@ -1645,6 +1645,85 @@ mod relay_policy {
         assert!(net.linked[1]);
     }
 
+    /// The kinds of work the relay handed out for `id`, in order.
+    fn work_on(net: &Net, id: DocumentId) -> Vec<String> {
+        net.log
+            .iter()
+            .filter_map(|(n, e)| match e {
+                Effect::Work(work) if *n == 0 && work.document_id() == id => {
+                    let text = format!("{work:?}");
+                    Some(text.split_whitespace().next().unwrap_or("").to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Reading who made a heavy message's changes parses them all (a
+    /// whole document's, loading it), so it runs as work too, before the
+    /// policy decides and the message is applied: the engine never does
+    /// automerge's heavy reading itself. A spoofed heavy change is read
+    /// there, refused, and never applied.
+    #[test]
+    fn a_heavy_messages_authors_are_read_as_work_before_it_is_applied() {
+        let register = Arc::new(register(
+            1,
+            &[
+                (1, &[("north", Role::Member)]),
+                (2, &[("north", Role::Member)]),
+            ],
+        ));
+        let policy = PartnershipPolicy::new(register.clone(), HashMap::new(), 2);
+        let mut net = Net::with_relay_policy(2, Box::new(policy));
+        let mut config = RepoConfig::new("relay", Some("relay-storage".into()));
+        config.heavy_ops = Some(100);
+        let policy = PartnershipPolicy::new(register.clone(), HashMap::new(), 2);
+        net.nodes[0] = Repo::new(config, Box::new(policy));
+        for client in 1..=2 {
+            let grant = register.authenticate(&credential(client), None).unwrap();
+            net.grants.insert(client, grant);
+        }
+        net.connect(1);
+        net.connect(2);
+        let long = "typed ".repeat(200);
+        let plan = new_doc_with_title(&mut net, 1, &long);
+        assert_eq!(
+            work_on(&net, plan),
+            vec!["Work(authors", "Work(apply"],
+            "its authors were read as work, then it was applied as work"
+        );
+        assert_eq!(text_of(&net.stored(0, plan), "title"), long);
+        assert!(
+            net.records.iter().any(|r| matches!(r,
+                AccessRecord::ActorBound { actor, school } if *actor == self::actor("actor-1") && school == "school-id-1")),
+            "the actor was bound to its school: {:?}",
+            net.records
+        );
+
+        // School 2 writes a heavy change under school 1's actor.
+        net.track(2, plan);
+        net.log.clear();
+        net.edit_as(2, "actor-1", plan, |doc| {
+            let notes = doc.put_object(ROOT, "notes", ObjType::Text).unwrap();
+            doc.splice_text(&notes, 0, 0, &"spoofed ".repeat(50))
+                .unwrap();
+        });
+        assert_eq!(
+            work_on(&net, plan),
+            vec!["Work(authors"],
+            "read as work, refused, never applied"
+        );
+        let stopped = stopped_documents(&net);
+        assert!(
+            matches!(stopped.as_slice(), [(id, m)] if *id == plan && m.contains("belongs to another school")),
+            "{stopped:?}"
+        );
+        assert!(net.stored(0, plan).get(ROOT, "notes").unwrap().is_none());
+        // The document is back in the core: school 1 carries on.
+        net.edit(1, plan, |doc| doc.put(ROOT, "status", "green").unwrap());
+        assert_eq!(status_at(&net, 0, plan).as_deref(), Some("green"));
+    }
+
     #[test]
     fn an_actor_is_bound_to_the_first_school_that_uses_it_in_the_write_of_its_changes() {
         let mut net = net_with(register(1, &[(1, &[("north", Role::Member)])]), 1);
