@@ -326,6 +326,41 @@ async fn a_connection_that_never_joins_is_closed_after_the_deadline() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// A school's connection that goes silent after joining (a client that
+/// holds its socket and reads nothing, not even the relay's pings) is
+/// dropped after three keepalive periods, so it does not hold one of its
+/// school's places for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_goes_silent_is_dropped_and_frees_its_place() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = relay(
+        root.path(),
+        &["--keepalive-secs", "1", "--max-connections-per-school", "1"],
+    );
+    let member = invite(&relay, "Hilltop", "member");
+    let silent = join(&member, "hilltop").await.unwrap();
+    let Err(refused) = join(&member, "hilltop-again").await else {
+        panic!("the school's one place is taken");
+    };
+    assert!(refused.contains("the most allowed"), "{refused}");
+    // Three pings unanswered, then the place is free again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match join(&member, "hilltop-later").await {
+            Ok(_) => break,
+            Err(error) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the silent connection still holds the place: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    drop(silent);
+}
+
 /// What an empty peer sends to ask for a document.
 fn request_data() -> sync::Message {
     use automerge::sync::SyncDoc;
