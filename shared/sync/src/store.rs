@@ -864,6 +864,52 @@ impl Store {
         Ok(out)
     }
 
+    /// Each document's newest chunk seq: a document whose seq has not
+    /// moved has not changed.
+    pub fn last_seq_by_document(&self) -> Result<HashMap<DocumentId, i64>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT document_id, max(seq) FROM chunks GROUP BY document_id")
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(err)?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (id, seq) = row.map_err(err)?;
+            if let Ok(id) = id.parse() {
+                out.insert(id, seq);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every document's sync state with one peer (by its storage id).
+    pub fn sync_states_with(
+        &self,
+        storage_id: &str,
+    ) -> Result<HashMap<DocumentId, Vec<u8>>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT document_id, state FROM sync_states WHERE peer_storage_id = ?1")
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![storage_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(err)?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (id, state) = row.map_err(err)?;
+            if let Ok(id) = id.parse() {
+                out.insert(id, state);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every document that has at least one chunk.
     pub fn document_ids(&self) -> Result<Vec<DocumentId>, StoreError> {
         let err = |e| classify(&self.path, e);
