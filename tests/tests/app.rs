@@ -411,6 +411,15 @@ fn huge_or_odd_input_gets_a_sentence_and_a_long_text_does_not_stall_the_app() {
     );
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("holds no such document"), "{body}");
+    // A row a partner removed meanwhile: what to do on the page, not a
+    // command to type.
+    let (status, body) = post(
+        &format!("/doc/{plan}/field"),
+        r#"{"row":"a0a0a0a0","key":"action","value":"x","heads":""}"#,
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("Reload the page"), "{body}");
+    assert!(!body.contains('`'), "{body}");
     let (status, body) = post(&format!("/doc/{plan}/rows"), r#"{"do":"explode"}"#);
     assert!(status == 422 || status == 400, "{status}");
     assert!(

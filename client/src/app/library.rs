@@ -87,6 +87,17 @@ pub enum EditError {
     Store(#[from] StoreError),
 }
 
+impl EditError {
+    /// The sentence for the app's pages (the model's own, without
+    /// commands to type).
+    pub fn for_page(&self) -> String {
+        match self {
+            EditError::Model(error) => error.for_page(),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl Library {
     pub fn open(dir: &Path) -> Result<Library, ClientError> {
         let store = Store::open(dir.join(DATABASE_FILE))?;

@@ -677,7 +677,7 @@ async fn signed(
         return not_found();
     };
     render_version(&state, &id, |doc, now| {
-        versions::as_signed(doc, now, &review).map_err(|e| sentence(&e.to_string()))
+        versions::as_signed(doc, now, &review).map_err(|e| sentence(&e.for_page()))
     })
 }
 
@@ -715,7 +715,7 @@ async fn as_of(
         match versions::as_of(doc, end_of_day) {
             Some(heads) => partnerplan_model::read::read_at(doc, &heads)
                 .map(|view| (view, format!("as it stood at the end of {human}")))
-                .map_err(|e| sentence(&e.to_string())),
+                .map_err(|e| sentence(&e.for_page())),
             None => Err(format!(
                 "The document did not exist yet at the end of {human}."
             )),
@@ -879,7 +879,7 @@ fn edit<T: serde::Serialize>(
         }))
         .into_response(),
         Err(EditError::ReadOnly) => viewer_refusal(),
-        Err(error) => refusal(&sentence(&error.to_string())),
+        Err(error) => refusal(&sentence(&error.for_page())),
     }
 }
 

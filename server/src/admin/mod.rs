@@ -25,7 +25,7 @@
 pub mod pages;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::directory::{Directory, DirectoryError, Role};
+use crate::gate::Peer;
 use crate::metrics;
 
 /// The `meta` key holding the admin password's Argon2id hash.
@@ -407,8 +408,8 @@ async fn guard(
     let admin = &state.admin;
     let peer = request
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
+        .get::<ConnectInfo<Peer>>()
+        .map(|ConnectInfo(Peer(addr))| addr.ip());
     let headers = request.headers();
     let host = header_text(headers, header::HOST).unwrap_or("").to_string();
     let path = request.uri().path().to_string();
