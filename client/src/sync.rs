@@ -128,6 +128,10 @@ pub struct KnownPartnership {
     /// carried them have none).
     #[serde(default)]
     pub documents: Vec<String>,
+    /// Those of them one school alone writes (a local authority's
+    /// comments to the partnership): the partnership's schools read them.
+    #[serde(default)]
+    pub shared: Vec<String>,
 }
 
 impl KnownPartnership {
@@ -137,6 +141,14 @@ impl KnownPartnership {
 
     pub fn document_ids(&self) -> impl Iterator<Item = DocumentId> + '_ {
         self.documents.iter().filter_map(|d| d.parse().ok())
+    }
+
+    /// Whether one school alone writes `id` (a viewer's own, shared with
+    /// this partnership to read).
+    pub fn is_shared(&self, id: &DocumentId) -> bool {
+        self.shared
+            .iter()
+            .any(|d| d.parse().ok().as_ref() == Some(id))
     }
 
     /// The partnerships recorded in `meta` (none if nothing readable).
@@ -434,7 +446,7 @@ where
             incoming = stream.next() => match incoming {
                 Some(Ok(WsMessage::Binary(bytes))) => {
                     last_heard = Instant::now();
-                    sender.send(Input::Frame { conn, bytes: bytes.to_vec() });
+                    sender.send(Input::Frame { conn, bytes: bytes.to_vec(), reserved: None });
                 }
                 Some(Ok(WsMessage::Close(frame))) => {
                     // The error message, if the relay sent one, came first
@@ -497,6 +509,13 @@ where
                                 }
                             }
                             partnership.documents = documents;
+                            let mut shared = known.shared;
+                            for id in partnership.shared {
+                                if !shared.contains(&id) {
+                                    shared.push(id);
+                                }
+                            }
+                            partnership.shared = shared;
                         }
                         partnerships.insert(partnership.id.clone(), partnership);
                     }
@@ -664,6 +683,7 @@ async fn record_partnerships(
             role: p.role.as_str().to_string(),
             home: p.home,
             documents: p.documents.iter().map(|d| d.to_string()).collect(),
+            shared: p.shared.iter().map(|d| d.to_string()).collect(),
         })
         .collect();
     let mut values = vec![(

@@ -147,9 +147,16 @@ fn every_type() -> Vec<Message> {
                 role: partnerplan_sync::access::Role::Member,
                 home: true,
                 documents: vec![id],
+                shared: Vec::new(),
                 schools: Vec::new(),
             }],
             more: false,
+        },
+        Message::Claim {
+            sender_id: PEERS[MEMBER].into(),
+            target_id: RELAY.into(),
+            document_id: id,
+            partnership: "p1".into(),
         },
     ]
 }
@@ -159,7 +166,20 @@ fn main() {
     let nothing = Automerge::new();
     let new_id = DocumentId::from_bytes([0x33; 16]);
     let unknown = DocumentId::from_bytes([0x44; 16]);
-    let plan = edited(&AutoCommit::new(), 0xa2, "title", "Our new plan");
+    // Six operations: more than the harness's relay applies inline, so
+    // it goes to the worker thread.
+    let mut plan = AutoCommit::new().with_actor(ActorId::from([0xa2; 16]));
+    for (field, value) in [
+        ("title", "Our new plan"),
+        ("period", "2017-2018"),
+        ("status", "amber"),
+        ("owner", "Hilltop"),
+        ("area", "Writing"),
+        ("outcome", "Better writing"),
+    ] {
+        plan.put(ROOT, field, value).unwrap();
+    }
+    plan.commit_with(CommitOptions::default().with_time(0));
     let plan_edited = edited(&plan, 0xa2, "status", "green");
     let plan_kept = whole(&plan);
 
@@ -221,6 +241,29 @@ fn main() {
         &edited(&north, NORTH_ACTOR[0], "status", "done"),
         &whole(&north),
     );
+    let claimed_for_south = DocumentId::from_bytes([0x55; 16]);
+    let both_creates_for_south = exchange(
+        BOTH,
+        claimed_for_south,
+        &edited(&AutoCommit::new(), 0xc3, "title", "For South"),
+        &nothing,
+    );
+    let claimed_by_south = DocumentId::from_bytes([0x66; 16]);
+    let south_creates = exchange(
+        SOUTH,
+        claimed_by_south,
+        &edited(&AutoCommit::new(), 0xb6, "title", "South's"),
+        &nothing,
+    );
+    // North Member edits North's plan 30 times while North Viewer reads
+    // nothing: more than the relay lets wait for one connection.
+    let mut edits = Vec::new();
+    let mut before = north.clone();
+    for i in 0..30 {
+        let after = edited(&before, NORTH_ACTOR[0], "notes", &format!("note {i}"));
+        edits.extend(exchange(MEMBER, NORTH_DOC, &after, &whole(&before)));
+        before = after;
+    }
     let both_creates = exchange(
         BOTH,
         unknown,
@@ -256,7 +299,7 @@ fn main() {
                 frames(MEMBER, &member_edits),
             ]
             .concat(),
-            |s| s.claimed == 1 && s.persisted >= 2,
+            |s| s.claimed == 1 && s.persisted >= 2 && s.worked >= 1,
         ),
         (
             "viewer-reads-and-tries-to-write",
@@ -346,6 +389,46 @@ fn main() {
             ]
             .concat(),
             |s| s.persisted == 0 && s.closed >= 3 && s.served >= 2,
+        ),
+        (
+            "shares-its-own-with-a-partnership-it-views",
+            [
+                vec![
+                    frame(BOTH, &both_join),
+                    Step::Claim {
+                        slot: BOTH,
+                        south: true,
+                        document: 0x55,
+                    },
+                ],
+                frames(BOTH, &both_creates_for_south),
+            ]
+            .concat(),
+            |s| s.claimed == 1 && s.persisted == 1,
+        ),
+        (
+            "claims-for-its-own-partnership",
+            [
+                vec![Step::Claim {
+                    slot: SOUTH,
+                    south: true,
+                    document: 0x66,
+                }],
+                frames(SOUTH, &south_creates),
+            ]
+            .concat(),
+            |s| s.claimed == 1 && s.persisted == 1,
+        ),
+        (
+            "slow-reader",
+            [
+                vec![frame(VIEWER, &viewer_join), Step::Stall { slot: VIEWER }],
+                frames(VIEWER, &viewer_reads),
+                frames(MEMBER, &edits),
+                vec![Step::Stall { slot: VIEWER }, Step::Tick],
+            ]
+            .concat(),
+            |s| s.persisted >= 30 && s.served >= 2,
         ),
         (
             "garbage-join-twice-and-leave",

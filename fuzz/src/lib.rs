@@ -16,6 +16,11 @@
 //! A register change (the lead school at the admin pages) makes Both Ways
 //! a viewer of North and takes North Viewer off the relay; the next one
 //! puts both back.
+//!
+//! The relay's limits are set low (see [`Relay::new`]), so short inputs
+//! reach what large ones would: messages applied on the worker thread
+//! (finished one step later, as other frames arrive), sync messages held
+//! back for a connection that reads slowly, quotas refused.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -25,9 +30,11 @@ use automerge::{ActorId, AutoCommit, Automerge, ROOT};
 use partnerplan_relay::directory::{Directory, hash_token};
 use partnerplan_relay::{DATABASE_FILE, RelayConfig, core_from_store};
 use partnerplan_sync::access::{
-    AccessRecord, Grant, Owner, PartnershipId, Register, Role, SchoolId,
+    AccessRecord, DailyAllowance, Grant, Owner, PartnershipId, Register, Role, SchoolId,
 };
+use partnerplan_sync::authors::new_authors;
 use partnerplan_sync::message::PROTOCOL_VERSION;
+use partnerplan_sync::repo::{Quotas, Work};
 use partnerplan_sync::store::Write;
 use partnerplan_sync::{ConnId, DocumentId, Effect, Event, Message, PeerMetadata, Repo, Store};
 
@@ -155,6 +162,7 @@ impl Relay {
                 owner: Owner {
                     partnership: partnership.clone(),
                     claimed_by: school.clone(),
+                    writer: None,
                 },
             });
             writes.push(Write::Chunk {
@@ -169,9 +177,23 @@ impl Relay {
         store
             .write(&writes)
             .expect("the kept documents are written");
+        let mut config = RelayConfig::new("127.0.0.1:0".parse().unwrap(), dir.path());
+        // Low limits, so inputs of a few kilobytes reach the paths that
+        // large documents and busy days take.
+        config.heavy_ops = 4;
+        config.outbox_bytes = 4096;
+        config.quotas = Quotas {
+            message_ops: 100,
+            document_ops: 400,
+            document_bytes: 64 * 1024,
+        };
+        config.daily_allowance = DailyAllowance {
+            ops: 2_000,
+            bytes: 1024 * 1024,
+        };
         Relay {
             store,
-            config: RelayConfig::new("127.0.0.1:0".parse().unwrap(), dir.path()),
+            config,
             grants,
             homes,
             schools,
@@ -201,13 +223,26 @@ pub enum Step<'a> {
     Reconnect { slot: usize },
     /// A slot's connection drops.
     Disconnect { slot: usize },
+    /// A slot's peer stops reading what it is sent, or starts again.
+    Stall { slot: usize },
     /// The lead school changes the register (or changes it back).
     RegisterChange,
+    /// A slot's client says a document it is about to send is for North
+    /// (`south: false`) or South: a `partnerplan-claim` frame, made here
+    /// because partnership ids are new in every relay. The document is
+    /// the given byte sixteen times.
+    Claim {
+        slot: usize,
+        south: bool,
+        document: u8,
+    },
 }
 
 /// Reads an input: records of a tag byte (its low three bits say which
-/// step; the next two bits the slot), then for a frame a two-byte
-/// little-endian length and that many bytes (fewer at the end).
+/// step, the next two the slot, the next one a disconnect or a stall, a
+/// register change or a claim, and the top one the claim's partnership),
+/// then for a frame a two-byte little-endian length and that many bytes
+/// (fewer at the end), for a claim the document's byte.
 pub fn steps(mut data: &[u8]) -> Vec<Step<'_>> {
     let mut out = Vec::new();
     while let Some((&tag, rest)) = data.split_first() {
@@ -228,8 +263,20 @@ pub fn steps(mut data: &[u8]) -> Vec<Step<'_>> {
             }
             4 => Step::Tick,
             5 => Step::Reconnect { slot },
-            6 => Step::Disconnect { slot },
-            _ => Step::RegisterChange,
+            6 if tag & 0x20 == 0 => Step::Disconnect { slot },
+            6 => Step::Stall { slot },
+            _ if tag & 0x20 == 0 => Step::RegisterChange,
+            _ => {
+                let Some((&document, rest)) = data.split_first() else {
+                    break;
+                };
+                data = rest;
+                Step::Claim {
+                    slot,
+                    south: tag & 0x40 != 0,
+                    document,
+                }
+            }
         });
     }
     out
@@ -248,7 +295,16 @@ pub fn write(steps: &[Step<'_>]) -> Vec<u8> {
             Step::Tick => out.push(4),
             Step::Reconnect { slot } => out.push(5 | (*slot as u8) << 3),
             Step::Disconnect { slot } => out.push(6 | (*slot as u8) << 3),
+            Step::Stall { slot } => out.push(6 | (*slot as u8) << 3 | 0x20),
             Step::RegisterChange => out.push(7),
+            Step::Claim {
+                slot,
+                south,
+                document,
+            } => {
+                out.push(7 | (*slot as u8) << 3 | 0x20 | u8::from(*south) << 6);
+                out.push(*document);
+            }
         }
     }
     out
@@ -286,6 +342,8 @@ pub struct Seen {
     pub listings: usize,
     /// Ephemeral messages passed on.
     pub ephemeral: usize,
+    /// Messages applied on the worker thread.
+    pub worked: usize,
 }
 
 /// The relay's core driven through one input, with what the harness knows
@@ -299,9 +357,17 @@ pub struct Session<'a> {
     register: usize,
     /// Each slot's open connection.
     open: [Option<ConnId>; SLOTS],
+    /// Bytes sent to each slot that its peer has not read yet, and
+    /// whether it has stopped reading.
+    unread: [usize; SLOTS],
+    stalled: [bool; SLOTS],
+    /// Messages away on the worker thread.
+    work: Vec<Work>,
     next_conn: ConnId,
     now_ms: u64,
-    owners: HashMap<DocumentId, PartnershipId>,
+    /// Each document's partnership, and its one writer if a viewer
+    /// shared it (`Owner::writer`).
+    owners: HashMap<DocumentId, (PartnershipId, Option<SchoolId>)>,
     actors: HashMap<Vec<u8>, SchoolId>,
     /// What storage holds of each document kept in this session.
     stored: HashMap<DocumentId, Automerge>,
@@ -321,11 +387,14 @@ impl<'a> Session<'a> {
             repo,
             register: 0,
             open: [None; SLOTS],
+            unread: [0; SLOTS],
+            stalled: [false; SLOTS],
+            work: Vec::new(),
             next_conn: 1,
             now_ms: 0,
             owners: HashMap::from([
-                (NORTH_DOC, relay.north.clone()),
-                (SOUTH_DOC, relay.south.clone()),
+                (NORTH_DOC, (relay.north.clone(), None)),
+                (SOUTH_DOC, (relay.south.clone(), None)),
             ]),
             actors: HashMap::from([
                 (NORTH_ACTOR.to_vec(), relay.schools[0].clone()),
@@ -348,16 +417,12 @@ impl<'a> Session<'a> {
         self.finish()
     }
 
+    /// Runs one step; then what the worker thread had before it comes
+    /// back, and each peer that reads reports what it read.
     pub fn step(&mut self, step: Step<'_>) {
+        let work = std::mem::take(&mut self.work);
         match step {
-            Step::Frame { slot, bytes } => {
-                if self.open[slot].is_none() {
-                    self.connect(slot);
-                }
-                if let Some(conn) = self.open[slot] {
-                    self.frame(slot, conn, bytes);
-                }
-            }
+            Step::Frame { slot, bytes } => self.arrive(slot, bytes),
             Step::Tick => {
                 self.now_ms += TICK_MS;
                 let now_ms = self.now_ms;
@@ -368,17 +433,84 @@ impl<'a> Session<'a> {
                 self.connect(slot);
             }
             Step::Disconnect { slot } => self.disconnect(slot),
+            Step::Stall { slot } => self.stalled[slot] = !self.stalled[slot],
+            Step::Claim {
+                slot,
+                south,
+                document,
+            } => {
+                let partnership = if south {
+                    self.relay.south.clone()
+                } else {
+                    self.relay.north.clone()
+                };
+                let claim = Message::Claim {
+                    sender_id: PEERS[slot].into(),
+                    target_id: self.relay_peer.clone(),
+                    document_id: DocumentId::from_bytes([document; 16]),
+                    partnership,
+                };
+                self.arrive(slot, &claim.encode());
+            }
             Step::RegisterChange => {
                 self.register = 1 - self.register;
                 let register = self.relay.registers[self.register].clone();
                 self.handle(None, Event::RegisterChanged { register });
             }
         }
+        for work in work {
+            self.handle(None, Event::Worked(work.run()));
+        }
+        self.read();
+    }
+
+    /// A frame arrives on a slot's connection, opened again first if it
+    /// was closed (as a school's client reconnects).
+    fn arrive(&mut self, slot: usize, bytes: &[u8]) {
+        if self.open[slot].is_none() {
+            self.connect(slot);
+        }
+        if let Some(conn) = self.open[slot] {
+            self.frame(slot, conn, bytes);
+        }
+    }
+
+    /// Each peer that is reading reports what it read, which lets the
+    /// relay send what it held back; until nothing more is sent.
+    fn read(&mut self) {
+        for _ in 0..100 {
+            let reading: Vec<(usize, ConnId, usize)> = (0..SLOTS)
+                .filter(|&slot| !self.stalled[slot] && self.unread[slot] > 0)
+                .filter_map(|slot| Some((slot, self.open[slot]?, self.unread[slot])))
+                .collect();
+            if reading.is_empty() {
+                return;
+            }
+            for (slot, conn, bytes) in reading {
+                self.unread[slot] = 0;
+                self.handle(Some(slot), Event::Written { conn, bytes });
+            }
+        }
+        panic!("the relay kept sending to peers that read everything, with nothing new");
     }
 
     /// Everyone leaves and time passes: nothing stays in memory, however
     /// the input made the relay load documents (made-up ids included).
     pub fn finish(mut self) -> Seen {
+        for _ in 0..100 {
+            if self.work.is_empty() {
+                break;
+            }
+            for work in std::mem::take(&mut self.work) {
+                self.handle(None, Event::Worked(work.run()));
+            }
+        }
+        assert!(
+            self.work.is_empty(),
+            "work on the worker thread kept making more"
+        );
+        self.stalled = [false; SLOTS];
+        self.read();
         for slot in 0..SLOTS {
             self.disconnect(slot);
         }
@@ -405,6 +537,7 @@ impl<'a> Session<'a> {
         let conn = self.next_conn;
         self.next_conn += 1;
         self.open[slot] = Some(conn);
+        self.unread[slot] = 0;
         let grant = Some(grant);
         self.handle(
             Some(slot),
@@ -452,10 +585,12 @@ impl<'a> Session<'a> {
     }
 
     /// Runs one event as an engine turn would: loads answered from the
-    /// store, then every write checked (as the engine commits them all
-    /// before any frame goes out), then every frame and close in order.
-    /// Writes are not committed, so every input starts from the same file.
-    /// `from` is the slot whose connection the event is about.
+    /// store, work set aside for the worker thread, then every write
+    /// checked (as the engine commits them all before any frame goes out),
+    /// then every frame and close in order. Writes are not committed, so
+    /// every input starts from the same file. `from` is the slot whose
+    /// connection the event is about (`None` for work that came back,
+    /// which may carry on with frames several slots sent meanwhile).
     fn handle(&mut self, from: Option<usize>, event: Event) {
         let mut queue: VecDeque<Effect> = self.repo.handle(event).into();
         let mut effects = Vec::new();
@@ -471,6 +606,9 @@ impl<'a> Session<'a> {
                     chunks,
                     sync_states,
                 }));
+            } else if let Effect::Work(work) = effect {
+                self.work.push(work);
+                self.seen.worked += 1;
             } else {
                 effects.push(effect);
             }
@@ -480,8 +618,7 @@ impl<'a> Session<'a> {
         }
         for effect in &effects {
             if let Effect::Persist { document_id, chunk } = effect {
-                let slot = from.expect("only a connection's changes are kept");
-                self.check_persist(slot, *document_id, chunk);
+                self.check_persist(from, *document_id, chunk);
                 self.seen.persisted += 1;
             }
         }
@@ -492,6 +629,7 @@ impl<'a> Session<'a> {
                     let message = Message::decode(&bytes, usize::MAX)
                         .expect("every frame the relay sends can be read");
                     let slot = self.slot_of(conn);
+                    self.unread[slot] += bytes.len();
                     if matches!(message, Message::Error { .. }) {
                         warned.push(conn);
                         self.seen.errors += 1;
@@ -507,6 +645,7 @@ impl<'a> Session<'a> {
                     );
                     let slot = self.slot_of(conn);
                     self.open[slot] = None;
+                    self.unread[slot] = 0;
                     self.seen.closed += 1;
                     // The engine reports the close, as the socket ends;
                     // the core has forgotten the connection already.
@@ -523,22 +662,38 @@ impl<'a> Session<'a> {
 
     /// What the policy decided to keep: owners, actors' and peer ids'
     /// schools, signing keys, each for the school whose connection it
-    /// came from.
+    /// came from (when the event names one).
     fn check_record(&mut self, from: Option<usize>, effect: &Effect) {
         match effect {
             Effect::PersistOwner { document_id, owner } => {
-                let slot = from.expect("only a connection's changes claim a document");
-                assert_eq!(
-                    owner.partnership, self.relay.homes[slot],
-                    "a document was claimed for a partnership other than the connection's"
+                if let Some(slot) = from {
+                    assert_eq!(owner.claimed_by, self.relay.schools[slot]);
+                }
+                // A member's document is the partnership's to write; a
+                // viewer's, shared with it, its own.
+                let role = self.role_of(&owner.claimed_by, &owner.partnership);
+                match &owner.writer {
+                    None => assert_eq!(
+                        role,
+                        Some(Role::Member),
+                        "a document was claimed for a partnership by a school that is not a member"
+                    ),
+                    Some(writer) => {
+                        assert_eq!(
+                            role,
+                            Some(Role::Viewer),
+                            "a document was claimed for a partnership by a school not in it"
+                        );
+                        assert_eq!(
+                            *writer, owner.claimed_by,
+                            "a viewer's document was given another writer"
+                        );
+                    }
+                }
+                let earlier = self.owners.insert(
+                    *document_id,
+                    (owner.partnership.clone(), owner.writer.clone()),
                 );
-                assert_eq!(owner.claimed_by, self.relay.schools[slot]);
-                assert_eq!(
-                    self.role(slot, &owner.partnership),
-                    Some(Role::Member),
-                    "a document was claimed for a partnership by a school that is not a member"
-                );
-                let earlier = self.owners.insert(*document_id, owner.partnership.clone());
                 assert!(
                     earlier.is_none(),
                     "a document owned already was claimed again"
@@ -548,11 +703,12 @@ impl<'a> Session<'a> {
             Effect::PersistAccess {
                 record: AccessRecord::ActorBound { actor, school },
             } => {
-                let slot = from.expect("an actor is bound by a connection's changes");
-                assert_eq!(
-                    *school, self.relay.schools[slot],
-                    "an actor was bound to a school other than the one that sent its changes"
-                );
+                if let Some(slot) = from {
+                    assert_eq!(
+                        *school, self.relay.schools[slot],
+                        "an actor was bound to a school other than the one that sent its changes"
+                    );
+                }
                 let earlier = self.actors.insert(actor.clone(), school.clone());
                 assert!(
                     earlier.is_none_or(|earlier| earlier == *school),
@@ -568,7 +724,10 @@ impl<'a> Session<'a> {
             }
             Effect::PersistSigningKey { key } => {
                 let slot = from.expect("a key comes in a connection's `join`");
-                assert_eq!(key.school, self.relay.schools[slot]);
+                assert_eq!(
+                    key.school, self.relay.schools[slot],
+                    "a signing key was kept for a school other than the one that gave it"
+                );
             }
             _ => {}
         }
@@ -583,9 +742,13 @@ impl<'a> Session<'a> {
 
     /// The slot's school's role in a partnership, by the current register.
     fn role(&self, slot: usize, partnership: &str) -> Option<Role> {
+        self.role_of(&self.relay.schools[slot], partnership)
+    }
+
+    fn role_of(&self, school: &SchoolId, partnership: &str) -> Option<Role> {
         self.relay.registers[self.register]
             .schools
-            .get(&self.relay.schools[slot])?
+            .get(school)?
             .memberships
             .get(partnership)
             .copied()
@@ -604,20 +767,25 @@ impl<'a> Session<'a> {
         let hidden = |document_id: &DocumentId| {
             self.owners
                 .get(document_id)
-                .is_some_and(|owner| self.role(slot, owner).is_none())
+                .is_some_and(|(owner, _)| self.role(slot, owner).is_none())
         };
         match message {
             Message::Sync(frame) | Message::Request(frame) => {
                 let sync = automerge::sync::Message::decode(&frame.data)
                     .expect("the relay's sync messages can be read");
+                // The changes it carries, read by the parsers the relay
+                // uses on what it receives (an empty document's chunk
+                // carries none).
+                let carried = new_authors(&Automerge::new(), sync.changes.iter())
+                    .unwrap_or_else(|e| panic!("the relay sent changes that cannot be read: {e}"));
                 if hidden(&frame.document_id) {
                     assert!(
-                        sync.heads.is_empty() && sync.changes.is_empty(),
+                        sync.heads.is_empty() && carried.is_empty(),
                         "{} was sent a document of a partnership it is not in",
                         SCHOOLS[slot]
                     );
                 }
-                if !sync.changes.is_empty() {
+                if !carried.is_empty() {
                     self.seen.served += 1;
                 }
             }
@@ -639,7 +807,7 @@ impl<'a> Session<'a> {
                     );
                     for document_id in &listed.documents {
                         assert_eq!(
-                            self.owners.get(document_id),
+                            self.owners.get(document_id).map(|(owner, _)| owner),
                             Some(&listed.id),
                             "a listing named a document under a partnership that does not own it"
                         );
@@ -686,19 +854,15 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Changes kept come from a member of the document's partnership,
-    /// each made under an actor of the sender's own school.
-    fn check_persist(&mut self, slot: usize, document_id: DocumentId, chunk: &[u8]) {
-        let owner = self
+    /// Changes kept are made under actors of schools that may write the
+    /// document (the partnership's members, or the one viewer whose own
+    /// it is); with `from`, of that slot's school.
+    fn check_persist(&mut self, from: Option<usize>, document_id: DocumentId, chunk: &[u8]) {
+        let (owner, writer) = self
             .owners
             .get(&document_id)
-            .expect("changes are kept only for a document with an owner");
-        assert_eq!(
-            self.role(slot, owner),
-            Some(Role::Member),
-            "{} had changes kept to a document of a partnership it may not write to",
-            SCHOOLS[slot]
-        );
+            .expect("changes are kept only for a document with an owner")
+            .clone();
         let store = &self.relay.store;
         let stored = self.stored.entry(document_id).or_insert_with(|| {
             let (chunks, _) = store.load(&document_id).expect("the store reads");
@@ -712,14 +876,29 @@ impl<'a> Session<'a> {
         stored
             .load_incremental(chunk)
             .expect("what the relay keeps loads");
-        for change in stored.get_changes(&before) {
-            let actor = change.actor_id().to_bytes();
-            assert_eq!(
-                self.actors.get(actor),
-                Some(&self.relay.schools[slot]),
-                "{} had a change kept that was made under an actor not bound to it",
-                SCHOOLS[slot]
+        let authors: Vec<Option<SchoolId>> = stored
+            .get_changes(&before)
+            .iter()
+            .map(|change| self.actors.get(change.actor_id().to_bytes()).cloned())
+            .collect();
+        for school in authors {
+            let school = school.expect("a change was kept made under an actor bound to no school");
+            let role = self.role_of(&school, &owner);
+            let may_write = match &writer {
+                Some(writer) => *writer == school && role.is_some(),
+                None => role == Some(Role::Member),
+            };
+            assert!(
+                may_write,
+                "a change was kept from a school that may not write the document"
             );
+            if let Some(slot) = from {
+                assert_eq!(
+                    school, self.relay.schools[slot],
+                    "{} had a change kept that was made under another school's actor",
+                    SCHOOLS[slot]
+                );
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod app;
+pub mod attack;
 pub mod js;
 pub mod shaper;
 
@@ -176,6 +177,11 @@ impl RelayProcess {
             data: data.to_path_buf(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// The relay's process id, to watch its memory.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the relay is running").id()
     }
 
     pub fn url(&self) -> String {

@@ -22,6 +22,16 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 /// A peer's id on the wire. automerge-repo peers pick these at random.
 pub type PeerId = String;
 
+/// The longest id a message may carry (`senderId`, `targetId`,
+/// `sessionId`, `storageId`, `documentId`, a protocol version), in bytes.
+/// Real peers send a few dozen; a peer's ids are kept while it is
+/// connected (and peer ids for a day after), so a longer one is refused
+/// rather than stored.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// The most protocol versions a `join` may offer; there is one today.
+pub const MAX_PROTOCOL_VERSIONS: usize = 16;
+
 /// What a peer says about itself in `join` and `peer`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerMetadata {
@@ -63,6 +73,15 @@ pub const MAX_LISTED_PER_MESSAGE: usize = 1000;
 /// ([`Message::Actors`]), sent only to a client that asked for listings.
 pub const ACTORS_TYPE: &str = "partnerplan-actors";
 
+/// The wire name of [`Message::Claim`]. Only our client sends it, and
+/// only to our relay, before the first sync of a document it made for a
+/// partnership other than its home one.
+pub const CLAIM_TYPE: &str = "partnerplan-claim";
+
+/// The longest partnership id a [`Message::Claim`] may name (ours are 32
+/// hex digits; names are at most a few dozen characters).
+pub const MAX_CLAIMED_PARTNERSHIP_BYTES: usize = 256;
+
 /// The most actors one [`Message::Actors`] names (1,000 are some 40 KB).
 pub const MAX_ACTORS_PER_MESSAGE: usize = 1000;
 
@@ -84,6 +103,10 @@ pub struct ListedPartnership {
     /// The partnership documents this connection creates belong to.
     pub home: bool,
     pub documents: Vec<DocumentId>,
+    /// Those of `documents` that one school alone writes: a viewer's own
+    /// (a local authority's comments), shared with this partnership to
+    /// read. Its members may not change them.
+    pub shared: Vec<DocumentId>,
     /// The partnership's schools, each with the public keys its
     /// signatures are checked against.
     pub schools: Vec<ListedSchool>,
@@ -167,6 +190,16 @@ pub enum Message {
         target_id: PeerId,
         actors: Vec<NamedActor>,
     },
+    /// partnerplan's own (`partnerplan-claim`), from a client to its
+    /// relay: the document it is about to send for the first time is
+    /// for this partnership (by id), not for the connection's home one.
+    /// The relay's policy judges it; a document already owned ignores it.
+    Claim {
+        sender_id: PeerId,
+        target_id: PeerId,
+        document_id: DocumentId,
+        partnership: String,
+    },
 }
 
 /// The fields `request` and `sync` share.
@@ -205,6 +238,16 @@ pub enum DecodeError {
     },
     #[error("the document id is not valid: {0}")]
     DocumentId(#[from] crate::document_id::DocumentIdError),
+    #[error(
+        "the “{field}” field is {size} bytes long, over the limit of {limit} bytes for an id; pick a short random id"
+    )]
+    IdTooLong {
+        field: &'static str,
+        size: usize,
+        limit: usize,
+    },
+    #[error("the “{field}” field lists more than {limit} entries")]
+    TooMany { field: &'static str, limit: usize },
 }
 
 impl From<minicbor::decode::Error> for DecodeError {
@@ -228,6 +271,7 @@ impl Message {
             Message::Gossip { kind, .. } => kind,
             Message::Listing { .. } => LISTING_TYPE,
             Message::Actors { .. } => ACTORS_TYPE,
+            Message::Claim { .. } => CLAIM_TYPE,
         }
     }
 
@@ -241,7 +285,8 @@ impl Message {
             | Message::Ephemeral { sender_id, .. }
             | Message::Gossip { sender_id, .. }
             | Message::Listing { sender_id, .. }
-            | Message::Actors { sender_id, .. } => Some(sender_id),
+            | Message::Actors { sender_id, .. }
+            | Message::Claim { sender_id, .. } => Some(sender_id),
             Message::Request(frame) | Message::Sync(frame) => Some(&frame.sender_id),
             Message::Error { sender_id, .. } => sender_id.as_deref(),
         }
@@ -337,6 +382,22 @@ impl Message {
                 target_id: fields.required(ACTORS_TYPE, "targetId", &fields.target_id)?,
                 actors: fields.actors.clone(),
             },
+            CLAIM_TYPE => {
+                let partnership: String =
+                    fields.required(CLAIM_TYPE, "partnership", &fields.partnership)?;
+                if partnership.len() > MAX_CLAIMED_PARTNERSHIP_BYTES {
+                    return Err(DecodeError::WrongType {
+                        field: "partnership".into(),
+                        expected: "a partnership id of at most 256 bytes",
+                    });
+                }
+                Message::Claim {
+                    sender_id: fields.required(CLAIM_TYPE, "senderId", &fields.sender_id)?,
+                    target_id: fields.required(CLAIM_TYPE, "targetId", &fields.target_id)?,
+                    document_id: fields.document_id(CLAIM_TYPE)?,
+                    partnership,
+                }
+            }
             _ => return Err(DecodeError::UnknownType(shorten(&kind))),
         };
         Ok(message)
@@ -456,7 +517,7 @@ impl Message {
                 e.str("targetId")?.str(target_id)?;
                 e.str("partnerships")?.array(partnerships.len() as u64)?;
                 for partnership in partnerships {
-                    e.map(6)?;
+                    e.map(6 + !partnership.shared.is_empty() as u64)?;
                     e.str("id")?.str(&partnership.id)?;
                     e.str("name")?.str(&partnership.name)?;
                     e.str("role")?.str(partnership.role.as_str())?;
@@ -465,6 +526,12 @@ impl Message {
                         .array(partnership.documents.len() as u64)?;
                     for document_id in &partnership.documents {
                         e.str(&document_id.to_string())?;
+                    }
+                    if !partnership.shared.is_empty() {
+                        e.str("shared")?.array(partnership.shared.len() as u64)?;
+                        for document_id in &partnership.shared {
+                            e.str(&document_id.to_string())?;
+                        }
                     }
                     e.str("schools")?.array(partnership.schools.len() as u64)?;
                     for school in &partnership.schools {
@@ -491,6 +558,18 @@ impl Message {
                     e.str("actor")?.bytes(&named.actor)?;
                     e.str("school")?.str(&named.school)?;
                 }
+            }
+            Message::Claim {
+                sender_id,
+                target_id,
+                document_id,
+                partnership,
+            } => {
+                e.map(5)?.str("type")?.str(CLAIM_TYPE)?;
+                e.str("senderId")?.str(sender_id)?;
+                e.str("targetId")?.str(target_id)?;
+                e.str("documentId")?.str(&document_id.to_string())?;
+                e.str("partnership")?.str(partnership)?;
             }
         }
         Ok(())
@@ -541,6 +620,7 @@ struct Fields {
     partnerships: Vec<ListedPartnership>,
     more: Option<bool>,
     actors: Vec<NamedActor>,
+    partnership: Option<String>,
 }
 
 impl Fields {
@@ -553,22 +633,23 @@ impl Fields {
         let mut fields = Fields::default();
         for_each_entry(&mut d, |d, key| {
             match key {
-                "type" => fields.kind = opt_string(d, "type")?,
-                "senderId" => fields.sender_id = opt_string(d, "senderId")?,
-                "targetId" => fields.target_id = opt_string(d, "targetId")?,
-                "documentId" => fields.document_id = opt_string(d, "documentId")?,
+                "type" => fields.kind = opt_id(d, "type")?,
+                "senderId" => fields.sender_id = opt_id(d, "senderId")?,
+                "targetId" => fields.target_id = opt_id(d, "targetId")?,
+                "documentId" => fields.document_id = opt_id(d, "documentId")?,
                 "data" => fields.data = opt_bytes(d, "data")?,
                 "message" => fields.message = opt_string(d, "message")?,
-                "sessionId" => fields.session_id = opt_string(d, "sessionId")?,
+                "sessionId" => fields.session_id = opt_id(d, "sessionId")?,
                 "count" => fields.count = opt_count(d, "count")?,
                 "selectedProtocolVersion" => {
-                    fields.selected_protocol_version = opt_string(d, "selectedProtocolVersion")?
+                    fields.selected_protocol_version = opt_id(d, "selectedProtocolVersion")?
                 }
                 "supportedProtocolVersions" => fields.supported_protocol_versions = string_list(d)?,
                 "peerMetadata" => fields.metadata = metadata(d)?,
                 "partnerships" => fields.partnerships = partnership_list(d)?,
                 "more" => fields.more = opt_bool(d)?,
                 "actors" => fields.actors = actor_list(d)?,
+                "partnership" => fields.partnership = opt_string(d, "partnership")?,
                 _ => d.skip()?,
             }
             Ok(())
@@ -673,6 +754,29 @@ fn opt_string(d: &mut Decoder<'_>, field: &str) -> Result<Option<String>, Decode
     }
 }
 
+/// Text that names something (an id, a version): at most
+/// [`MAX_ID_BYTES`], checked before it is copied.
+fn opt_id(d: &mut Decoder<'_>, field: &'static str) -> Result<Option<String>, DecodeError> {
+    skip_tags(d)?;
+    let too_long = |size| DecodeError::IdTooLong {
+        field,
+        size,
+        limit: MAX_ID_BYTES,
+    };
+    if d.datatype()? == Type::String {
+        let text = d.str()?;
+        if text.len() > MAX_ID_BYTES {
+            return Err(too_long(text.len()));
+        }
+        return Ok(Some(text.to_owned()));
+    }
+    let text = opt_string(d, field)?;
+    match text {
+        Some(text) if text.len() > MAX_ID_BYTES => Err(too_long(text.len())),
+        text => Ok(text),
+    }
+}
+
 fn opt_bytes(d: &mut Decoder<'_>, field: &str) -> Result<Option<Vec<u8>>, DecodeError> {
     // cbor-x may wrap a Uint8Array in a typed-array tag (64).
     skip_tags(d)?;
@@ -746,19 +850,27 @@ fn string_list(d: &mut Decoder<'_>) -> Result<Vec<String>, DecodeError> {
         });
     }
     let mut list = Vec::new();
+    let mut push = |d: &mut Decoder<'_>| {
+        if let Some(s) = opt_id(d, "supportedProtocolVersions")? {
+            if list.len() == MAX_PROTOCOL_VERSIONS {
+                return Err(DecodeError::TooMany {
+                    field: "supportedProtocolVersions",
+                    limit: MAX_PROTOCOL_VERSIONS,
+                });
+            }
+            list.push(s);
+        }
+        Ok(())
+    };
     match d.array()? {
         Some(len) => {
             for _ in 0..len {
-                if let Some(s) = opt_string(d, "supportedProtocolVersions")? {
-                    list.push(s);
-                }
+                push(d)?;
             }
         }
         None => {
             while d.datatype()? != Type::Break {
-                if let Some(s) = opt_string(d, "supportedProtocolVersions")? {
-                    list.push(s);
-                }
+                push(d)?;
             }
             d.skip()?;
         }
@@ -778,7 +890,7 @@ fn metadata(d: &mut Decoder<'_>) -> Result<PeerMetadata, DecodeError> {
     }
     for_each_entry(d, |d, key| {
         match key {
-            "storageId" => metadata.storage_id = opt_string(d, "storageId")?,
+            "storageId" => metadata.storage_id = opt_id(d, "storageId")?,
             "isEphemeral" => metadata.is_ephemeral = opt_bool(d)?.unwrap_or(false),
             "partnerplanListing" => metadata.listing = opt_bool(d)?.unwrap_or(false),
             "partnerplanSigningKey" => {
@@ -842,6 +954,7 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
         }
         let (mut id, mut name, mut role, mut home) = (None, None, None, false);
         let mut documents = Vec::new();
+        let mut shared = Vec::new();
         let mut schools = Vec::new();
         for_each_entry(d, |d, key| {
             match key {
@@ -852,6 +965,12 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
                 "documents" => for_each_item(d, "documents", |d| {
                     if let Some(text) = opt_string(d, "documents")? {
                         documents.push(DocumentId::parse_url_or_id(&text)?);
+                    }
+                    Ok(())
+                })?,
+                "shared" => for_each_item(d, "shared", |d| {
+                    if let Some(text) = opt_string(d, "shared")? {
+                        shared.push(DocumentId::parse_url_or_id(&text)?);
                     }
                     Ok(())
                 })?,
@@ -874,6 +993,7 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
             },
             home,
             documents,
+            shared,
             schools,
         });
         Ok(())
@@ -1029,6 +1149,7 @@ mod tests {
                         role: Role::Member,
                         home: true,
                         documents: vec![doc, DocumentId::random()],
+                        shared: vec![doc],
                         schools: vec![
                             ListedSchool {
                                 name: "Hilltop Primary".into(),
@@ -1046,6 +1167,7 @@ mod tests {
                         role: Role::Viewer,
                         home: false,
                         documents: vec![],
+                        shared: vec![],
                         schools: vec![],
                     },
                 ],
@@ -1064,6 +1186,12 @@ mod tests {
                         school: "Valley Infants".into(),
                     },
                 ],
+            },
+            Message::Claim {
+                sender_id: "a".into(),
+                target_id: "r".into(),
+                document_id: doc,
+                partnership: "p2".into(),
             },
         ]
     }
@@ -1206,6 +1334,59 @@ mod tests {
         assert_eq!(partnerships[0].role, Role::Viewer);
         assert_eq!(partnerships[0].name, "p");
         assert_eq!(partnerships[0].documents, vec![doc]);
+    }
+
+    /// Ids are kept while a peer is connected: a long one is refused
+    /// before it is copied, whichever field carries it.
+    #[test]
+    fn ids_longer_than_the_limit_are_refused_with_their_field_named() {
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        let doc = DocumentId::random();
+        let ephemeral = |sender: &str, session: &str| Message::Ephemeral {
+            sender_id: sender.into(),
+            target_id: "r".into(),
+            document_id: doc,
+            session_id: session.into(),
+            count: 1,
+            data: vec![],
+        };
+        let join = |sender: &str, storage: &str, versions: Vec<String>| Message::Join {
+            sender_id: sender.into(),
+            supported_protocol_versions: versions,
+            metadata: PeerMetadata {
+                storage_id: Some(storage.into()),
+                ..PeerMetadata::default()
+            },
+        };
+        let cases = [
+            (ephemeral("a", &long), "sessionId"),
+            (ephemeral(&long, "s"), "senderId"),
+            (join("a", &long, vec!["1".into()]), "storageId"),
+            (join(&long, "s", vec!["1".into()]), "senderId"),
+            (
+                join("a", "s", vec![long.clone()]),
+                "supportedProtocolVersions",
+            ),
+        ];
+        for (message, field) in cases {
+            let error = Message::decode(&message.encode(), DEFAULT_MAX_FRAME_BYTES).unwrap_err();
+            assert_eq!(
+                error,
+                DecodeError::IdTooLong {
+                    field,
+                    size: MAX_ID_BYTES + 1,
+                    limit: MAX_ID_BYTES
+                }
+            );
+        }
+        let many = join("a", "s", vec!["1".into(); MAX_PROTOCOL_VERSIONS + 1]);
+        let error = Message::decode(&many.encode(), DEFAULT_MAX_FRAME_BYTES).unwrap_err();
+        assert!(error.to_string().contains("more than 16"), "{error}");
+        let fits = ephemeral(&"x".repeat(MAX_ID_BYTES), &"y".repeat(MAX_ID_BYTES));
+        assert_eq!(
+            Message::decode(&fits.encode(), DEFAULT_MAX_FRAME_BYTES).unwrap(),
+            fits
+        );
     }
 
     #[test]
