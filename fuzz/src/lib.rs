@@ -372,6 +372,9 @@ pub struct Session<'a> {
     /// What storage holds of each document kept in this session.
     stored: HashMap<DocumentId, Automerge>,
     pub seen: Seen,
+    /// Log every event and effect (`PARTNERPLAN_FUZZ_TRACE`, for
+    /// `cargo run --example replay`).
+    trace: bool,
 }
 
 impl<'a> Session<'a> {
@@ -402,6 +405,7 @@ impl<'a> Session<'a> {
             ]),
             stored: HashMap::new(),
             seen: Seen::default(),
+            trace: std::env::var_os("PARTNERPLAN_FUZZ_TRACE").is_some(),
         };
         for slot in 0..SLOTS {
             session.connect(slot);
@@ -592,7 +596,15 @@ impl<'a> Session<'a> {
     /// connection the event is about (`None` for work that came back,
     /// which may carry on with frames several slots sent meanwhile).
     fn handle(&mut self, from: Option<usize>, event: Event) {
+        if self.trace {
+            eprintln!("{}", shortened(format!("slot {from:?}: {event:?}")));
+        }
         let mut queue: VecDeque<Effect> = self.repo.handle(event).into();
+        if self.trace {
+            for effect in &queue {
+                eprintln!("    {}", shortened(format!("{effect:?}")));
+            }
+        }
         let mut effects = Vec::new();
         while let Some(effect) = queue.pop_front() {
             if let Effect::Load { document_id } = effect {
@@ -900,5 +912,13 @@ impl<'a> Session<'a> {
                 );
             }
         }
+    }
+}
+
+/// A line of the trace, cut to a readable length.
+fn shortened(line: String) -> String {
+    match line.char_indices().nth(160) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line,
     }
 }
