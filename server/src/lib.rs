@@ -42,7 +42,8 @@ pub struct RelayConfig {
     /// How often the relay pings each connection; one silent for three
     /// times this long is dropped.
     pub keepalive: Duration,
-    /// A document nobody is syncing leaves memory after this long.
+    /// A document nobody has touched for this long leaves memory, even
+    /// while its subscribers stay connected (see the core's `resting.rs`).
     pub idle_unload: Duration,
     /// The most connections one school may have open at once.
     pub max_connections_per_school: usize,

@@ -297,10 +297,14 @@ impl Worker {
         loop {
             let mut inputs: Vec<Input> = self.pending.drain(..).collect();
             if inputs.is_empty() {
-                let wait = match self.config.register {
+                let mut wait = match self.config.register {
                     Some(_) => self.config.tick.min(REGISTER_POLL),
                     None => self.config.tick,
                 };
+                // Messages the core holds back for a while go out on time.
+                if let Some(at) = self.repo.next_wakeup() {
+                    wait = wait.min(Duration::from_millis(at.saturating_sub(self.now_ms())));
+                }
                 match rx.recv_timeout(wait) {
                     Ok(input) => inputs.push(input),
                     Err(RecvTimeoutError::Timeout) => {}
@@ -336,9 +340,10 @@ impl Worker {
             self.watch_register(&mut effects);
         }
         let poked = inputs.iter().any(|input| matches!(input, Input::Poke));
+        let now_ms = self.now_ms();
+        effects.extend(self.repo.handle(Event::Time { now_ms }));
         if self.last_tick.elapsed() >= self.config.tick {
             self.last_tick = Instant::now();
-            let now_ms = self.started.elapsed().as_millis() as u64;
             effects.extend(self.repo.handle(Event::Tick { now_ms }));
             if self.config.watch_store {
                 self.watch_store(&mut effects);
@@ -397,6 +402,11 @@ impl Worker {
             query(&self.repo, &self.store);
         }
         keep_running
+    }
+
+    /// The core's clock: ms since the engine started.
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 
     /// Runs one frame through the core. A frame that makes the core panic

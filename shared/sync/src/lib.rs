@@ -9,8 +9,10 @@ pub mod clock;
 pub mod document_id;
 pub mod engine;
 pub mod message;
+mod pacing;
 pub mod peer_text;
 pub mod repo;
+mod resting;
 pub mod store;
 
 pub use document_id::DocumentId;

@@ -18,7 +18,8 @@
 //! `Persist` has committed. That is how a change is confirmed to its
 //! sender only once it is durable.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use automerge::sync::{self, SyncDoc};
@@ -30,6 +31,8 @@ use crate::message::{
     DecodeError, ListedPartnership, MAX_LISTED_PER_MESSAGE, Message, PROTOCOL_VERSION, PeerId,
     PeerMetadata, SyncFrame,
 };
+use crate::pacing::{Next, Pace};
+use crate::resting::{Bits, Resting};
 
 /// A driver's name for one connection.
 pub type ConnId = u64;
@@ -121,7 +124,10 @@ pub struct RepoConfig {
     /// `Some` for a peer that keeps documents; `None` makes it ephemeral.
     pub storage_id: Option<String>,
     pub max_frame_bytes: usize,
-    /// A document nobody is syncing is dropped from memory after this long.
+    /// A document nobody has touched for this long leaves memory. One
+    /// that connected peers subscribe to rests (see `resting.rs`) and
+    /// comes back with their next message; a tracked one (the client's)
+    /// stays.
     pub idle_unload_ms: u64,
     /// Keep each peer's sync state as soon as it moves (the client, whose
     /// `status` reads it), rather than only when the peer disconnects
@@ -210,7 +216,15 @@ pub enum Event {
     RegisterChanged {
         register: Arc<Register>,
     },
+    /// Periodic housekeeping (idle documents, announcements), with the
+    /// time in ms.
     Tick {
+        now_ms: u64,
+    },
+    /// The time in ms, handed in at every turn of the driver and cheap:
+    /// messages held back for a peer's acknowledgement (`pacing.rs`) go
+    /// out when their wait is over. See [`Repo::next_wakeup`].
+    Time {
         now_ms: u64,
     },
     /// The driver gives up on this connection (what it sent made the core
@@ -337,6 +351,7 @@ struct PeerDoc {
     remote_unavailable: bool,
     /// Whether this read-only peer was told its changes are not kept.
     told_read_only: bool,
+    pace: Pace,
 }
 
 struct Document {
@@ -359,6 +374,8 @@ enum Queued {
 enum Slot {
     Loading(Vec<Queued>),
     Ready(Box<Document>),
+    /// Out of memory while connected peers subscribe to it.
+    Resting(Resting),
 }
 
 /// Ephemeral messages (presence, cursors) are small; a larger one would be
@@ -388,6 +405,11 @@ pub struct Repo {
     to_announce: VecDeque<DocumentId>,
     waiting: HashSet<DocumentId>,
     announce_budget: usize,
+    /// What resting documents being loaded again kept of their peers.
+    waking: HashMap<DocumentId, Resting>,
+    /// When peers held back by pacing are due a message anyway: (time,
+    /// document, connection), earliest first; stale entries are skipped.
+    wakeups: BinaryHeap<Reverse<(u64, DocumentId, ConnId)>>,
     now_ms: u64,
     effects: Vec<Effect>,
 }
@@ -404,6 +426,8 @@ impl Repo {
             to_announce: VecDeque::new(),
             waiting: HashSet::new(),
             announce_budget: ANNOUNCE_PER_TICK,
+            waking: HashMap::new(),
+            wakeups: BinaryHeap::new(),
             now_ms: 0,
             effects: Vec::new(),
         }
@@ -436,6 +460,7 @@ impl Repo {
                 self.with_document(document_id, Queued::Announce)
             }
             Event::Tick { now_ms } => self.on_tick(now_ms),
+            Event::Time { now_ms } => self.on_time(now_ms),
             Event::Refuse { conn, reason } => {
                 if self.connections.contains_key(&conn) {
                     self.refuse(conn, &reason);
@@ -478,6 +503,7 @@ impl Repo {
                 }
                 for document_id in document_ids {
                     self.documents.remove(&document_id);
+                    self.waking.remove(&document_id);
                     for connection in self.connections.values_mut() {
                         connection.documents.remove(&document_id);
                     }
@@ -492,9 +518,24 @@ impl Repo {
         self.to_announce.len()
     }
 
-    /// The number of documents held in memory.
+    /// The number of documents held in memory (or being loaded).
     pub fn loaded_documents(&self) -> usize {
-        self.documents.len()
+        self.documents.len() - self.resting_documents()
+    }
+
+    /// The number of documents at rest: out of memory, with connected
+    /// subscribers.
+    pub fn resting_documents(&self) -> usize {
+        self.documents
+            .values()
+            .filter(|slot| matches!(slot, Slot::Resting(_)))
+            .count()
+    }
+
+    /// When the core next wants to hear the time ([`Event::Time`]), in ms,
+    /// if it waits for anything.
+    pub fn next_wakeup(&self) -> Option<u64> {
+        self.wakeups.peek().map(|Reverse((at, _, _))| *at)
     }
 
     /// The document as held in memory, if it is loaded.
@@ -957,8 +998,20 @@ impl Repo {
             _ => None,
         };
         for document_id in connection.documents {
-            let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
-                continue;
+            // At rest, its state was kept when it went to rest.
+            if let Some(resting) = self.waking.get_mut(&document_id) {
+                resting.forget(conn);
+            }
+            let document = match self.documents.get_mut(&document_id) {
+                Some(Slot::Ready(document)) => document,
+                Some(Slot::Resting(resting)) => {
+                    resting.forget(conn);
+                    if resting.is_empty() {
+                        self.documents.remove(&document_id);
+                    }
+                    continue;
+                }
+                _ => continue,
             };
             let Some(peer) = document.peers.remove(&conn) else {
                 continue;
@@ -983,9 +1036,13 @@ impl Repo {
     /// Runs `work` on the document, loading it first if needed.
     fn with_document(&mut self, document_id: DocumentId, work: Queued) {
         match self.documents.get_mut(&document_id) {
-            None => {
-                self.documents
-                    .insert(document_id, Slot::Loading(vec![work]));
+            None | Some(Slot::Resting(_)) => {
+                if let Some(Slot::Resting(resting)) = self
+                    .documents
+                    .insert(document_id, Slot::Loading(vec![work]))
+                {
+                    self.waking.insert(document_id, resting);
+                }
                 self.effects.push(Effect::Load { document_id });
             }
             Some(Slot::Loading(queue)) => queue.push(work),
@@ -1025,10 +1082,28 @@ impl Repo {
         unreadable: bool,
     ) {
         let persisted_heads = doc.get_heads();
+        // Subscribers it had when it went to rest pick up where they were.
+        let peers = match self.waking.remove(&document_id) {
+            Some(resting) => resting
+                .wake()
+                .into_iter()
+                .map(|(conn, sync, bits)| {
+                    let peer = PeerDoc {
+                        persisted_shared_heads: sync.shared_heads.clone(),
+                        sync,
+                        remote_unavailable: bits.has(Bits::REMOTE_UNAVAILABLE),
+                        told_read_only: bits.has(Bits::TOLD_READ_ONLY),
+                        pace: Pace::default(),
+                    };
+                    (conn, peer)
+                })
+                .collect(),
+            None => HashMap::new(),
+        };
         let document = Document {
             doc,
             persisted_heads,
-            peers: HashMap::new(),
+            peers,
             stored_sync_states: sync_states.into_iter().collect(),
             last_active_ms: self.now_ms,
             unreadable,
@@ -1080,7 +1155,8 @@ impl Repo {
         let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
             return;
         };
-        let empty = document.doc.get_heads().is_empty();
+        let before = document.doc.get_heads();
+        let empty = before.is_empty();
         // A document that exists but belongs to no one (stored before
         // ownership was recorded) cannot be claimed by whoever asks first.
         if document.unreadable
@@ -1123,6 +1199,7 @@ impl Repo {
                 ),
             );
         }
+        peer.pace.heard(&peer.sync);
         let mut claimed = None;
         if permission == Permission::Create && !document.doc.get_heads().is_empty() {
             match self.policy.claim(conn, &document_id) {
@@ -1158,7 +1235,9 @@ impl Repo {
         if let Some(partnership) = claimed {
             self.announce_claim(conn, document_id, &partnership);
         }
-        self.sync_peers(document_id);
+        // The sender is answered; the others hear only of what changed.
+        let changed = self.document(&document_id).map(Automerge::get_heads) != Some(before);
+        self.sync_with(document_id, (!changed).then_some(conn));
         if request && self.is_empty(&document_id) {
             // We have nothing, and the requester has nothing: say so (after
             // our sync reply, as the reference server does), and keep it
@@ -1229,7 +1308,15 @@ impl Repo {
     /// Sends each peer of the document whatever it is missing, and keeps
     /// the sync states of peers with storage.
     fn sync_peers(&mut self, document_id: DocumentId) {
+        self.sync_with(document_id, None);
+    }
+
+    /// Brings the document's peers up to date (only `only`, if given), as
+    /// `pacing.rs` allows: a peer still to acknowledge changes we sent
+    /// waits, and is woken by its answer or at its wake-up time.
+    fn sync_with(&mut self, document_id: DocumentId, only: Option<ConnId>) {
         let eager = self.config.eager_sync_states;
+        let now_ms = self.now_ms;
         let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
             return;
         };
@@ -1243,25 +1330,38 @@ impl Repo {
             .peers
             .retain(|&conn, _| policy.permission(conn, &document_id) != Permission::None);
         for (&conn, peer) in document.peers.iter_mut() {
+            if only.is_some_and(|only| only != conn) {
+                continue;
+            }
             let Some(connection) = self.connections.get(&conn) else {
                 continue;
             };
             let ConnState::Open { peer_id, metadata } = &connection.state else {
                 continue;
             };
-            if let Some(message) = document.doc.generate_sync_message(&mut peer.sync) {
-                let frame = SyncFrame {
-                    sender_id: self.config.peer_id.clone(),
-                    target_id: peer_id.clone(),
-                    document_id,
-                    data: message.encode(),
-                };
-                // We ask with `request` while we have nothing ourselves.
-                outgoing.push(if empty && connection.initiate {
-                    (conn, Message::Request(frame))
-                } else {
-                    (conn, Message::Sync(frame))
-                });
+            // The side that accepted the connection (the relay) paces.
+            let paced = !connection.initiate;
+            match peer.pace.next(&document.doc, &mut peer.sync, paced, now_ms) {
+                Next::Send(message) => {
+                    let frame = SyncFrame {
+                        sender_id: self.config.peer_id.clone(),
+                        target_id: peer_id.clone(),
+                        document_id,
+                        data: message.encode(),
+                    };
+                    // We ask with `request` while we have nothing ourselves.
+                    outgoing.push(if empty && connection.initiate {
+                        (conn, Message::Request(frame))
+                    } else {
+                        (conn, Message::Sync(frame))
+                    });
+                }
+                Next::Hold { until, first } => {
+                    if first {
+                        self.wakeups.push(Reverse((until, document_id, conn)));
+                    }
+                }
+                Next::Nothing => {}
             }
             if eager
                 && let Some(storage_id) = &metadata.storage_id
@@ -1284,25 +1384,90 @@ impl Repo {
         }
     }
 
+    /// The time passed: peers whose wait for an acknowledgement is over
+    /// are sent what they were owed.
+    fn on_time(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        while let Some(&Reverse((at, document_id, conn))) = self.wakeups.peek() {
+            if at > self.now_ms {
+                break;
+            }
+            self.wakeups.pop();
+            let owed = match self.documents.get(&document_id) {
+                Some(Slot::Ready(document)) => document
+                    .peers
+                    .get(&conn)
+                    .is_some_and(|peer| peer.pace.owed()),
+                _ => false,
+            };
+            if owed {
+                self.sync_with(document_id, Some(conn));
+            }
+        }
+    }
+
     fn on_tick(&mut self, now_ms: u64) {
-        self.now_ms = now_ms;
+        self.now_ms = self.now_ms.max(now_ms);
         self.announce_budget = ANNOUNCE_PER_TICK;
         self.start_announcements();
         let idle = self.config.idle_unload_ms;
-        let tracked = &self.tracked;
-        self.documents.retain(|document_id, slot| match slot {
-            Slot::Loading(_) => true,
-            Slot::Ready(document) => {
-                let idle_for = now_ms.saturating_sub(document.last_active_ms);
-                // A document nobody has (requests for unknown ids) is kept
-                // only a while for its requesters, so made-up ids cannot
-                // fill memory.
-                let empty = document.doc.get_heads().is_empty();
-                tracked.contains(document_id)
-                    || idle_for < idle
-                    || (!empty && !document.peers.is_empty())
+        let mut drop = Vec::new();
+        let mut rest = Vec::new();
+        for (document_id, slot) in &self.documents {
+            let Slot::Ready(document) = slot else {
+                continue;
+            };
+            if self.tracked.contains(document_id)
+                || now_ms.saturating_sub(document.last_active_ms) < idle
+            {
+                continue;
             }
-        });
+            // A document nobody has (requests for unknown ids) is kept
+            // only a while for its requesters, so made-up ids cannot fill
+            // memory.
+            if document.peers.is_empty() || document.doc.get_heads().is_empty() {
+                drop.push(*document_id);
+            } else if !document.peers.values().any(|peer| peer.pace.owed()) {
+                rest.push(*document_id);
+            }
+        }
+        for document_id in drop {
+            self.documents.remove(&document_id);
+        }
+        for document_id in rest {
+            self.rest(document_id);
+        }
+    }
+
+    /// Takes an idle document out of memory, keeping where each of its
+    /// subscribers stood (see `resting.rs`).
+    fn rest(&mut self, document_id: DocumentId) {
+        let Some(Slot::Ready(document)) = self.documents.remove(&document_id) else {
+            return;
+        };
+        let mut resting = Resting::new(document.doc.get_heads());
+        for (conn, peer) in document.peers {
+            // What a disconnect would keep, kept now: the peer may never
+            // disconnect while the document rests.
+            if let Some(storage_id) = self.peer_storage_id(conn)
+                && peer.sync.shared_heads != peer.persisted_shared_heads
+            {
+                self.effects.push(Effect::PersistSyncState {
+                    document_id,
+                    storage_id,
+                    state: peer.sync.encode(),
+                });
+            }
+            let mut core = 0;
+            if peer.remote_unavailable {
+                core |= Bits::REMOTE_UNAVAILABLE;
+            }
+            if peer.told_read_only {
+                core |= Bits::TOLD_READ_ONLY;
+            }
+            resting.keep(conn, &peer.sync, core);
+        }
+        self.documents.insert(document_id, Slot::Resting(resting));
     }
 
     fn is_empty(&self, document_id: &DocumentId) -> bool {
@@ -1403,6 +1568,7 @@ fn new_peer_doc(stored: &HashMap<String, Vec<u8>>, storage_id: Option<&str>) -> 
         sync,
         remote_unavailable: false,
         told_read_only: false,
+        pace: Pace::default(),
     }
 }
 
