@@ -329,6 +329,7 @@ impl Worker {
         let mut queries = Vec::new();
         let mut meta = Vec::new();
         let mut waiting = Vec::new();
+        let mut senders = HashSet::new();
         let mut keep_running = true;
         // The register is looked at before this turn's connections open,
         // so they are judged by the latest.
@@ -371,7 +372,10 @@ impl Worker {
                     // what changed is published.
                     let _ = done.send(());
                 }
-                Input::Frame { conn, bytes } => effects.extend(self.handle_frame(conn, bytes)),
+                Input::Frame { conn, bytes } => {
+                    senders.insert(conn);
+                    effects.extend(self.handle_frame(conn, bytes))
+                }
                 Input::Closed { conn } => {
                     self.outboxes.remove(&conn);
                     effects.extend(self.repo.handle(Event::Disconnected { conn }));
@@ -394,7 +398,7 @@ impl Worker {
                 Input::Shutdown => keep_running = false,
             }
         }
-        let saved = self.carry_out(effects, meta);
+        let saved = self.carry_out(effects, meta, senders);
         for done in waiting {
             let _ = done.send(saved.clone());
         }
@@ -437,11 +441,14 @@ impl Worker {
     }
 
     /// Carries out the effects, committing their writes (and `writes`) in
-    /// one transaction before any frame goes out. Returns how the commit went.
+    /// one transaction before any frame goes out. Returns how the commit
+    /// went. `senders`: the connections whose frames made this turn's
+    /// writes.
     fn carry_out(
         &mut self,
         mut effects: VecDeque<Effect>,
         mut writes: Vec<Write>,
+        senders: HashSet<ConnId>,
     ) -> Result<(), StoreError> {
         let mut sends: Vec<(ConnId, Outgoing)> = Vec::new();
         while let Some(effect) = effects.pop_front() {
@@ -501,9 +508,11 @@ impl Worker {
         }
         if let Err(error) = self.write(&writes) {
             // Nothing of this turn was saved, so nothing may be confirmed:
-            // drop its frames and close the connections involved, which
+            // drop its frames and close the connections involved (whose
+            // frames made the writes, or that were to hear of them), which
             // keep their changes and send them again.
-            let conns: HashSet<ConnId> = sends.iter().map(|(conn, _)| *conn).collect();
+            let mut conns = senders;
+            conns.extend(sends.iter().map(|(conn, _)| *conn));
             for conn in conns {
                 if let Some(outbox) = self.outboxes.remove(&conn) {
                     let _ =

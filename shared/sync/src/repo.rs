@@ -1090,10 +1090,10 @@ impl Repo {
                 .map(|(conn, sync, bits)| {
                     let peer = PeerDoc {
                         persisted_shared_heads: sync.shared_heads.clone(),
+                        pace: Pace::told(sync.last_sent_heads.clone()),
                         sync,
                         remote_unavailable: bits.has(Bits::REMOTE_UNAVAILABLE),
                         told_read_only: bits.has(Bits::TOLD_READ_ONLY),
-                        pace: Pace::default(),
                     };
                     (conn, peer)
                 })
@@ -1356,9 +1356,9 @@ impl Repo {
                         (conn, Message::Sync(frame))
                     });
                 }
-                Next::Hold { until, first } => {
-                    if first {
-                        self.wakeups.push(Reverse((until, document_id, conn)));
+                Next::Hold { wake_at } => {
+                    if let Some(at) = wake_at {
+                        self.wakeups.push(Reverse((at, document_id, conn)));
                     }
                 }
                 Next::Nothing => {}
@@ -1393,11 +1393,11 @@ impl Repo {
                 break;
             }
             self.wakeups.pop();
-            let owed = match self.documents.get(&document_id) {
+            let owed = match self.documents.get_mut(&document_id) {
                 Some(Slot::Ready(document)) => document
                     .peers
-                    .get(&conn)
-                    .is_some_and(|peer| peer.pace.owed()),
+                    .get_mut(&conn)
+                    .is_some_and(|peer| peer.pace.woken(at)),
                 _ => false,
             };
             if owed {
