@@ -25,6 +25,11 @@ pub fn client_binary() -> PathBuf {
     built_binary("e2e-partnerplan")
 }
 
+/// `partnerplan-load`, the load generator (tests/src/bin/load.rs).
+pub fn load_binary() -> PathBuf {
+    built_binary("partnerplan-load")
+}
+
 /// This crate's binaries sit in the target directory, one level above the
 /// test executable (`target/<profile>/deps/<test>`). Cargo builds them
 /// before it runs the integration tests.
@@ -275,6 +280,11 @@ impl RelayProcess {
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         let started = retry_bind(|| RelayProcess::try_start_at(&self.data, self.addr, &extra));
         *self = started;
+    }
+
+    /// The relay's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -116,6 +116,11 @@ pub struct EngineConfig {
     /// connections that lost rights) and publish it here, for the HTTP
     /// side to authenticate by. Holds the register the core started with.
     pub register: Option<tokio::sync::watch::Sender<Arc<Register>>>,
+    /// Called on the engine thread after documents left memory, to hand
+    /// what they used back to the system: the relay's allocator keeps
+    /// freed memory for the thread that freed it otherwise, and an idle
+    /// relay's engine thread may not allocate again for a long while.
+    pub release_memory: Option<fn()>,
 }
 
 /// The relay and the client both run the engine; what it tells people
@@ -345,7 +350,13 @@ impl Worker {
         effects.extend(self.repo.handle(Event::Time { now_ms }));
         if self.last_tick.elapsed() >= self.config.tick {
             self.last_tick = Instant::now();
+            let loaded = self.repo.loaded_documents();
             effects.extend(self.repo.handle(Event::Tick { now_ms }));
+            if let Some(release) = self.config.release_memory
+                && self.repo.loaded_documents() < loaded
+            {
+                release();
+            }
             if self.config.watch_store {
                 self.watch_store(&mut effects);
             }
@@ -823,6 +834,7 @@ mod tests {
                 watch_store: false,
                 side: Side::Relay,
                 register: None,
+                release_memory: None,
             },
             Box::new(move |notice| {
                 let _ = notices_tx.send(notice);
@@ -879,6 +891,7 @@ mod tests {
                 watch_store: false,
                 side: Side::Relay,
                 register: None,
+                release_memory: None,
             },
             Box::new(move |notice| {
                 let _ = notices_tx.send(notice);

@@ -947,8 +947,11 @@ impl Repo {
         {
             return;
         }
-        let Some(Slot::Ready(document)) = self.documents.get(&document_id) else {
-            return;
+        // Presence goes on while a document rests: its subscribers hear it.
+        let subscribers: Vec<ConnId> = match self.documents.get(&document_id) {
+            Some(Slot::Ready(document)) => document.peers.keys().copied().collect(),
+            Some(Slot::Resting(resting)) => resting.subscribers().collect(),
+            _ => return,
         };
         // A session counts its messages across all documents.
         let key = (sender_id.clone(), session_id.clone());
@@ -961,10 +964,8 @@ impl Repo {
         }
         self.ephemeral_seen.insert(key, count);
         let policy = &self.policy;
-        let targets: Vec<ConnId> = document
-            .peers
-            .keys()
-            .copied()
+        let targets: Vec<ConnId> = subscribers
+            .into_iter()
             .filter(|&other| other != conn)
             .filter(|&other| policy.permission(other, &document_id) != Permission::None)
             .collect();

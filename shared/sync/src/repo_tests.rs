@@ -740,6 +740,31 @@ fn an_idle_document_leaves_memory_while_its_subscribers_stay_and_comes_back_in_o
     assert_eq!(net.nodes[0].loaded_documents(), 0, "idle for a minute");
     assert_eq!(net.nodes[0].resting_documents(), 1, "its subscribers stay");
 
+    // Presence goes on while it rests, and does not wake it.
+    let before = net.log.len();
+    let presence = Message::Ephemeral {
+        sender_id: "school-1".into(),
+        target_id: "relay".into(),
+        document_id: id,
+        session_id: "cursor".into(),
+        count: 1,
+        data: vec![7],
+    };
+    net.send_raw(1, presence.encode());
+    let heard: Vec<ConnId> = net.log[before..]
+        .iter()
+        .filter_map(|(node, effect)| match effect {
+            Effect::Send { conn, bytes } if *node == 0 => matches!(
+                Message::decode(bytes, usize::MAX),
+                Ok(Message::Ephemeral { .. })
+            )
+            .then_some(*conn),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(heard.len(), 2, "schools 2 and 3 hear it: {heard:?}");
+    assert_eq!(net.nodes[0].loaded_documents(), 0);
+
     let before = net.log.len();
     net.edit(2, id, |doc| {
         doc.put(ROOT, "status", "amber").unwrap();

@@ -126,6 +126,14 @@ impl Resting {
         self.apart.retain(|(c, _, _)| *c != conn);
     }
 
+    /// The connections subscribed to the document.
+    pub(crate) fn subscribers(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.in_step
+            .iter()
+            .map(|(conn, _)| *conn)
+            .chain(self.apart.iter().map(|(conn, _, _)| *conn))
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.in_step.is_empty() && self.apart.is_empty()
     }

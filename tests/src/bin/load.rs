@@ -101,9 +101,15 @@ struct Args {
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     json: bool,
-    /// The server's process id: report its VmHWM and VmRSS at the end.
+    /// The server's process id: report its VmHWM and VmRSS at the end
+    /// (and around --idle-secs).
     #[arg(long)]
     pid: Option<u32>,
+    /// After fetching, every client stays connected and does nothing for
+    /// this long before the edit phase (the edits then wake documents a
+    /// relay let go of): the server's memory is read before and after.
+    #[arg(long, default_value_t = 0)]
+    idle_secs: u64,
     /// The longest any one phase may take.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
@@ -1122,6 +1128,21 @@ async fn run(args: Args) -> Result<Value, String> {
             "fetches_per_sec": fetched as f64 / secs.max(1e-9),
         });
 
+        if ok && args.idle_secs > 0 {
+            if let Some(pid) = args.pid {
+                report["server_memory_before_idle"] = server_memory(pid);
+            }
+            eprintln!(
+                "{tag}idle: every client stays connected for {}s",
+                args.idle_secs
+            );
+            tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+            if let Some(pid) = args.pid {
+                report["server_memory_after_idle"] = server_memory(pid);
+            }
+            report["idle_secs"] = json!(args.idle_secs);
+        }
+
         if ok {
             // Clients that share no edited document make no edits.
             let editors = (0..args.clients)
@@ -1330,11 +1351,17 @@ fn print_text(report: &Value) {
             );
         }
     }
-    if let Some(m) = report.get("server_memory") {
-        println!(
-            "  server memory    VmHWM {} kB, VmRSS {} kB (pid {})",
-            m["vm_hwm_kb"], m["vm_rss_kb"], m["pid"]
-        );
+    for (key, what) in [
+        ("server_memory_before_idle", "before idle"),
+        ("server_memory_after_idle", "after idle"),
+        ("server_memory", "at the end"),
+    ] {
+        if let Some(m) = report.get(key) {
+            println!(
+                "  server memory    VmHWM {} kB, VmRSS {} kB {what} (pid {})",
+                m["vm_hwm_kb"], m["vm_rss_kb"], m["pid"]
+            );
+        }
     }
     let errors = report["errors"].as_array().cloned().unwrap_or_default();
     for error in &errors {
