@@ -68,7 +68,8 @@ enum Command {
     Join {
         /// The invite line, such as wss://relay.example/?partnership=…&token=pp_…
         invite: String,
-        /// The school's name, when this data directory is new.
+        /// The school's name, when this data directory is new (default: the
+        /// name the invite carries).
         #[arg(long)]
         school: Option<String>,
         /// Trust this certificate authority (PEM) for a relay with a
@@ -205,8 +206,11 @@ fn run(cli: Cli) -> Result<(), ClientError> {
         } => {
             let mut opened = match School::open(&dir) {
                 Ok(opened) => opened,
-                Err(ClientError::NotInitialized { .. }) => match &school {
-                    Some(name) => School::init(&dir, name, None)?,
+                Err(ClientError::NotInitialized { .. }) => match school
+                    .clone()
+                    .or_else(|| crate::school::invite_school(&invite))
+                {
+                    Some(name) => School::init(&dir, &name, None)?,
                     None => {
                         return Err(ClientError::Other(format!(
                             "{} is not set up yet: add --school \"Your School\" to name this school",

@@ -20,6 +20,7 @@ pub struct Conflict {
 
 /// Creates a new document whose `title` is editable text. Returns its id.
 pub fn create(school: &mut School, title: &str) -> Result<DocumentId, ClientError> {
+    school.editable()?;
     let id = DocumentId::random();
     let actor = school.actor()?;
     let title = title.to_string();
@@ -65,6 +66,7 @@ pub fn set_field(
     value: &str,
 ) -> Result<(), ClientError> {
     let id = existing(school, url)?;
+    school.editable_doc(&id)?;
     let segments = parse_path(path)?;
     let value: Json =
         serde_json::from_str(value).unwrap_or_else(|_| Json::String(value.to_string()));
@@ -142,6 +144,7 @@ pub fn edit_text(
     edit: TextEdit,
 ) -> Result<String, ClientError> {
     let id = existing(school, url)?;
+    school.editable_doc(&id)?;
     let segments = parse_path(path)?;
     let actor = school.actor()?;
     school.store.change(

@@ -39,6 +39,10 @@ pub enum ClientError {
     BadField { path: String },
     #[error("cannot edit {path}: {reason}.")]
     BadEdit { path: String, reason: String },
+    #[error(
+        "your school can read its partnership's documents but not change them, so nothing was changed: the relay would not share a viewer's changes. Ask your lead school if your school should be a member."
+    )]
+    ReadOnly,
     #[error("{0}")]
     Store(#[from] StoreError),
     /// What the document model refused, in its own sentence.

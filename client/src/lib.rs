@@ -9,6 +9,7 @@ pub mod documents;
 pub mod error;
 pub mod plan;
 pub mod school;
+pub mod signatures;
 pub mod status;
 pub mod sync;
 pub mod tls;

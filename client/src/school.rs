@@ -1,9 +1,13 @@
 //! A school's data directory: its SQLite file and its settings (name,
-//! relay address, the Automerge actor its edits are signed with).
+//! relay address, the Automerge actor its edits are made under), the
+//! relay token and the school's signing key, each in a file only its
+//! owner can read.
 
 use std::path::{Path, PathBuf};
 
 use automerge::ActorId;
+use ed25519_dalek::SigningKey;
+use partnerplan_sync::DocumentId;
 use partnerplan_sync::Store;
 
 use crate::error::ClientError;
@@ -11,6 +15,10 @@ use crate::error::ClientError;
 pub const DATABASE_FILE: &str = "school.sqlite";
 /// The relay access token, beside the database, readable only by its owner.
 pub const TOKEN_FILE: &str = "relay-token";
+/// The school's private Ed25519 signing key (its 32-byte seed, hex),
+/// kept like the token: its signatures are sealed with it, and its public
+/// half goes to the relay, which publishes it to partners.
+pub const SIGNING_KEY_FILE: &str = "signing-key";
 
 /// An opened school data directory.
 pub struct School {
@@ -41,6 +49,7 @@ impl School {
         let actor = ActorId::random();
         school.store.set_meta("actor_id", &actor.to_hex_string())?;
         school.store.storage_id()?;
+        signing_key(dir)?;
         if let Some(relay) = relay {
             school.set_relay(relay)?;
         }
@@ -98,7 +107,26 @@ impl School {
         }
         self.set_relay(&url)?;
         write_private(&self.dir.join(TOKEN_FILE), token.as_bytes())?;
+        // A school set up before signing keys existed gets one now.
+        signing_key(&self.dir)?;
         Ok(url)
+    }
+
+    /// Refuses an edit when this school may only read: see [`is_viewer`].
+    pub fn editable(&self) -> Result<(), ClientError> {
+        if is_viewer(&self.store)? {
+            return Err(ClientError::ReadOnly);
+        }
+        Ok(())
+    }
+
+    /// Refuses an edit of the document `id` when this school may only
+    /// read it: see [`may_edit`].
+    pub fn editable_doc(&self, id: &DocumentId) -> Result<(), ClientError> {
+        if !may_edit(&self.store, Some(id))? {
+            return Err(ClientError::ReadOnly);
+        }
+        Ok(())
     }
 
     /// The token from the invite, if the school has joined.
@@ -134,6 +162,69 @@ impl School {
             ))
         })
     }
+}
+
+/// The school's signing key in `dir`, made (and kept, readable only by
+/// this user) the first time it is needed: at `init` or `join`, or for a
+/// school set up before signing keys existed.
+pub fn signing_key(dir: &Path) -> Result<SigningKey, ClientError> {
+    let path = dir.join(SIGNING_KEY_FILE);
+    let damaged = || {
+        ClientError::Other(format!(
+            "the signing key in {} is damaged, so this school cannot sign. Restore the file from a backup of this folder; if there is none, move it aside and sign again to make a new key (signatures made with the old one still check out at partners that know it).",
+            path.display()
+        ))
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let seed = hex::decode(text.trim()).map_err(|_| damaged())?;
+            let seed = <[u8; 32]>::try_from(seed.as_slice()).map_err(|_| damaged())?;
+            Ok(SigningKey::from_bytes(&seed))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let seed: [u8; 32] = rand::random();
+            write_private(&path, format!("{}\n", hex::encode(seed)).as_bytes())?;
+            Ok(SigningKey::from_bytes(&seed))
+        }
+        Err(error) => Err(ClientError::Other(format!(
+            "could not read {}: {error}",
+            path.display()
+        ))),
+    }
+}
+
+/// Whether this school may only read its partnership's documents, as
+/// the relay last said (the sync keeps its role in `meta`). A viewer's
+/// edits are refused before anything is written: the relay would never
+/// take them, so they would only be a private version that looks real.
+pub fn is_viewer(store: &Store) -> Result<bool, partnerplan_sync::StoreError> {
+    Ok(store.meta(crate::sync::META_ROLE)?.as_deref() == Some("viewer"))
+}
+
+/// Whether this school may change the document `id` (`None`: a new one,
+/// which belongs to its home partnership). Where the relay lists the
+/// document, the school's role in the partnerships listing it decides: a
+/// member of any of them may, a school that only views them may not (a
+/// local authority is a member of its own partnership and views the
+/// ones it oversees). A document the relay has not listed (one made
+/// here) is the home partnership's: [`is_viewer`].
+pub fn may_edit(
+    store: &Store,
+    id: Option<&DocumentId>,
+) -> Result<bool, partnerplan_sync::StoreError> {
+    if let Some(id) = id {
+        let partnerships = crate::sync::KnownPartnership::read(
+            store.meta(crate::sync::META_PARTNERSHIPS)?.as_deref(),
+        );
+        let listing: Vec<_> = partnerships
+            .iter()
+            .filter(|p| p.document_ids().any(|d| d == *id))
+            .collect();
+        if !listing.is_empty() {
+            return Ok(listing.iter().any(|p| !p.viewer()));
+        }
+    }
+    Ok(!is_viewer(store)?)
 }
 
 /// Makes the school's data folder, readable only by its owner: it holds
@@ -190,33 +281,16 @@ fn check_relay_url(url: &str) -> Result<&str, ClientError> {
     Ok(url)
 }
 
-/// Splits `…?partnership=P&token=T` into the address without the token,
-/// and the token.
+/// Splits `…?partnership=P&school=S&token=T` into the address without the
+/// token (nor the school's name), and the token.
 fn split_invite(invite: &str) -> Result<(String, String), ClientError> {
-    if !(invite.starts_with("ws://") || invite.starts_with("wss://")) {
-        return Err(ClientError::BadInvite(
-            "it should start with ws:// or wss://; copy the whole line your lead school gave you"
-                .into(),
-        ));
-    }
-    let (base, query) = invite.split_once('?').unwrap_or((invite, ""));
-    let mut token = None;
-    let mut kept = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.strip_prefix("token=") {
-            Some(value) => token = Some(value.to_string()),
-            None => kept.push(pair),
-        }
-    }
-    let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
-        ClientError::BadInvite("it has no token: it should end in &token=pp_…; copy the whole line your lead school gave you".into())
-    })?;
-    let url = if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
-    Ok((url, token))
+    let invite = partnerplan_sync::invite::parse(invite).map_err(ClientError::BadInvite)?;
+    Ok((invite.relay_url, invite.token))
+}
+
+/// The school's name an invite carries, if it does.
+pub fn invite_school(invite: &str) -> Option<String> {
+    partnerplan_sync::invite::parse(invite).ok()?.school
 }
 
 /// Writes a secret so that only this user can read it, and makes sure it

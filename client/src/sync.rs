@@ -15,7 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use partnerplan_sync::engine::{
     Engine, EngineConfig, EngineSender, Input, Notice, OUTBOX_FRAMES, Outgoing, Side,
 };
-use partnerplan_sync::message::ListedPartnership;
+use partnerplan_sync::message::{ListedPartnership, PublicKey};
 use partnerplan_sync::repo::AllowAll;
 use partnerplan_sync::{DocumentId, Effect, Repo, RepoConfig, Store, SyncProgress};
 use rand::Rng;
@@ -82,8 +82,43 @@ pub const META_PARTNERSHIP_NAME: &str = "partnership_name";
 /// `viewer` (a viewer's changes are never kept).
 pub const META_ROLE: &str = "role";
 /// `meta` key: every partnership of the school, as a JSON list of
-/// `{"id", "name", "role", "home"}`, sorted by name.
+/// [`KnownPartnership`] (`{"id", "name", "role", "home", "documents"}`),
+/// sorted by name.
 pub const META_PARTNERSHIPS: &str = "partnerships";
+
+/// One of the school's partnerships as the relay last listed it: what
+/// the app knows of which documents are whose, and what the school may
+/// do with them. From the relay's record of owners, never from what
+/// documents say.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KnownPartnership {
+    pub id: String,
+    pub name: String,
+    /// `member` or `viewer`.
+    pub role: String,
+    /// Where the documents this school creates belong.
+    pub home: bool,
+    /// Its documents' ids, as listed (records made before listings
+    /// carried them have none).
+    #[serde(default)]
+    pub documents: Vec<String>,
+}
+
+impl KnownPartnership {
+    pub fn viewer(&self) -> bool {
+        self.role == "viewer"
+    }
+
+    pub fn document_ids(&self) -> impl Iterator<Item = DocumentId> + '_ {
+        self.documents.iter().filter_map(|d| d.parse().ok())
+    }
+
+    /// The partnerships recorded in `meta` (none if nothing readable).
+    pub fn read(meta: Option<&str>) -> Vec<KnownPartnership> {
+        meta.and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default()
+    }
+}
 
 /// Syncs the school's documents with its relay: once (until everything is
 /// in sync) or, with `watch`, until `stop` resolves.
@@ -93,6 +128,20 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<SyncReport, ClientError> {
     run_linked(dir, options, stop, None).await
+}
+
+/// A school's sync core, as each sync process starts it: a new peer id
+/// of its own, the store's storage id, trusting its relay, asking it for
+/// the listing of the school's documents, giving the school's public
+/// signing key in `join`. The random-schedule tests
+/// (`tests/tests/random_schedules.rs`) run the same core.
+pub fn school_core(storage_id: String, public_key: PublicKey) -> Repo {
+    let peer_id = format!("school-{:016x}", rand::rng().random::<u64>());
+    let mut config = RepoConfig::new(peer_id, Some(storage_id));
+    config.ask_for_listing = true;
+    config.signing_key = Some(public_key);
+    config.client = Some(concat!("partnerplan ", env!("CARGO_PKG_VERSION")).into());
+    Repo::new(config, Box::new(AllowAll))
 }
 
 /// [`run`], inside a program that also edits (the app).
@@ -105,6 +154,8 @@ pub async fn run_linked(
     let school = School::open(dir)?;
     let url = school.relay()?.ok_or(ClientError::NoRelay)?;
     let token = school.token()?;
+    // Given in `join`, so the relay publishes it to the partners.
+    let public_key = crate::school::signing_key(dir)?.verifying_key().to_bytes();
     let tls = if url.starts_with("wss://") {
         Some(crate::tls::client_config(school.ca_file()?.as_deref())?)
     } else {
@@ -113,10 +164,7 @@ pub async fn run_linked(
     drop(school);
     let mut store = Store::open(dir.join(DATABASE_FILE))?;
     let storage_id = store.storage_id()?;
-    let peer_id = format!("school-{:016x}", rand::rng().random::<u64>());
-    let mut config = RepoConfig::new(peer_id, Some(storage_id));
-    config.ask_for_listing = true;
-    let repo = Repo::new(config, Box::new(AllowAll));
+    let repo = school_core(storage_id, public_key);
     let (notices_tx, mut notices) = mpsc::unbounded_channel();
     let (engine_link, changed) = match link {
         Some(Link { engine, changed }) => (Some(engine), Some(changed)),
@@ -408,7 +456,20 @@ where
                     }
                 }
                 Some(Notice::Core(Effect::Listed { conn: c, partnerships: listing, more })) if c == conn => {
-                    for partnership in listing {
+                    // A listing comes in parts, and a document claimed
+                    // later comes alone: each adds to what was listed.
+                    // The latest message says the rest (name, role,
+                    // schools) as it is now.
+                    for mut partnership in listing {
+                        if let Some(known) = partnerships.remove(&partnership.id) {
+                            let mut documents = known.documents;
+                            for id in partnership.documents {
+                                if !documents.contains(&id) {
+                                    documents.push(id);
+                                }
+                            }
+                            partnership.documents = documents;
+                        }
                         partnerships.insert(partnership.id.clone(), partnership);
                     }
                     if !more {
@@ -538,31 +599,45 @@ fn dropped(url: &str) -> ClientError {
     }
 }
 
-/// Keeps the school's partnerships, as the relay listed them, in `meta`.
+/// Keeps the school's partnerships, as the relay listed them, in `meta`,
+/// and every school's signing keys it named with those learned before.
 async fn record_partnerships(
     sender: &EngineSender,
     partnerships: &BTreeMap<String, ListedPartnership>,
 ) {
+    let listed: Vec<ListedPartnership> = partnerships.values().cloned().collect();
+    let keys = sender
+        .query(move |_, store| {
+            let before = store
+                .meta(crate::signatures::META_SIGNING_KEYS)
+                .ok()
+                .flatten();
+            crate::signatures::with_listed(before.as_deref(), &listed)
+        })
+        .await
+        .flatten();
     let mut list: Vec<&ListedPartnership> = partnerships.values().collect();
     list.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
-    let json: Vec<serde_json::Value> = list
+    let known: Vec<KnownPartnership> = list
         .iter()
-        .map(|p| {
-            serde_json::json!({
-                "id": p.id,
-                "name": p.name,
-                "role": p.role.as_str(),
-                "home": p.home,
-            })
+        .map(|p| KnownPartnership {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            role: p.role.as_str().to_string(),
+            home: p.home,
+            documents: p.documents.iter().map(|d| d.to_string()).collect(),
         })
         .collect();
     let mut values = vec![(
         META_PARTNERSHIPS.to_string(),
-        serde_json::Value::Array(json).to_string(),
+        serde_json::to_string(&known).unwrap_or_else(|_| "[]".into()),
     )];
     if let Some(main) = list.iter().find(|p| p.home).or(list.first()) {
         values.push((META_PARTNERSHIP_NAME.to_string(), main.name.clone()));
         values.push((META_ROLE.to_string(), main.role.as_str().to_string()));
+    }
+    if let Some(keys) = keys {
+        values.push((crate::signatures::META_SIGNING_KEYS.to_string(), keys));
     }
     let _ = sender.set_meta(values).await;
 }

@@ -459,7 +459,7 @@ pub fn compact_time(unix_seconds: i64) -> String {
 
 /// Year, month, day, hour, minute, second (UTC) of a Unix time; days to
 /// dates as in Howard Hinnant's `civil_from_days`.
-fn civil(unix_seconds: i64) -> (i64, u32, u32, u32, u32, u32) {
+pub(crate) fn civil(unix_seconds: i64) -> (i64, u32, u32, u32, u32, u32) {
     let days = unix_seconds.div_euclid(86_400);
     let secs = unix_seconds.rem_euclid(86_400);
     let z = days + 719_468;
@@ -481,7 +481,7 @@ fn civil(unix_seconds: i64) -> (i64, u32, u32, u32, u32, u32) {
     )
 }
 
-fn human_size(bytes: u64) -> String {
+pub(crate) fn human_size(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 30 => format!("{:.1} GB", b as f64 / (1u64 << 30) as f64),
         b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / (1u64 << 20) as f64),

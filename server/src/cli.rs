@@ -23,8 +23,19 @@ struct Cli {
     /// created if missing.
     #[arg(long, global = true, default_value = "./relay-data")]
     data: PathBuf,
+    /// How the log (on stderr) is written: text for people, json (one
+    /// object a line) for log collectors. Text has colours only on a
+    /// terminal.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -103,6 +114,39 @@ enum Command {
     /// Access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Documents on this relay: which partnership, size, last change.
+    #[command(subcommand)]
+    Document(DocumentCommand),
+    /// What the relay holds and its last backup.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the password for the admin pages (/admin) and /metrics from
+    /// other computers. Reads it from standard input; only its Argon2id
+    /// hash is kept. Without one, they open only on this computer.
+    AdminPassword {
+        /// Remove the password: the admin pages open only on this
+        /// computer again.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Run the relay as a systemd service, as its own user with its own
+    /// data folder: makes the user and folder, writes the unit, enables
+    /// and starts it. Needs root; --dry-run only shows what it would do.
+    InstallService(crate::service::InstallOptions),
+}
+
+#[derive(Subcommand)]
+enum DocumentCommand {
+    /// List the documents, the most recently changed first.
+    List {
+        /// Only this partnership's, by name or id.
+        #[arg(long)]
+        partnership: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -153,6 +197,19 @@ enum SchoolCommand {
         name: String,
         #[arg(long)]
         partnership: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a school a member or a viewer of a partnership it is in. Its
+    /// open connections follow at once.
+    Role {
+        name: String,
+        #[arg(long)]
+        partnership: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        #[arg(long)]
+        json: bool,
     },
     /// List the schools and their partnerships.
     List {
@@ -179,14 +236,8 @@ enum TokenCommand {
 /// The whole program; `main.rs` only calls this, so the end-to-end tests
 /// can build the same binary.
 pub fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PARTNERPLAN_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Serve {
             listen,
@@ -224,6 +275,10 @@ pub fn main() -> ExitCode {
         Command::Partnership(command) => partnership(&cli.data, command),
         Command::School(command) => school(&cli.data, command),
         Command::Token(command) => token(&cli.data, command),
+        Command::Document(command) => document(&cli.data, command),
+        Command::Status { json } => status(&cli.data, json),
+        Command::AdminPassword { remove } => admin_password(&cli.data, remove),
+        Command::InstallService(options) => crate::service::install(&options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -247,6 +302,16 @@ fn serve(config: RelayConfig) -> Result<(), String> {
             relay.url(),
             data.display()
         );
+        let web = if relay.url().starts_with("wss://") {
+            "https"
+        } else {
+            "http"
+        };
+        let mut admin = relay.addr();
+        if admin.ip().is_unspecified() {
+            admin.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        println!("Its admin pages, on this computer: {web}://{admin}/admin");
         wait_for_stop_signal().await;
         println!("stopping: closing connections and finishing writes");
         relay.shutdown().await;
@@ -294,13 +359,120 @@ fn open(data: &Path) -> Result<Directory, String> {
 }
 
 fn relay_url(directory: &Directory, given: Option<String>) -> Result<String, String> {
-    if let Some(url) = given {
-        return Ok(url);
+    directory.relay_url(given).map_err(|e| e.to_string())
+}
+
+/// Logs to stderr: colours only on a terminal (a file or journald gets
+/// plain text), or one JSON object a line.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PARTNERPLAN_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
     }
-    Ok(directory
-        .public_url()
-        .map_err(|e| e.to_string())?
-        .unwrap_or_else(|| "ws://127.0.0.1:7171".into()))
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string(value).unwrap_or_default());
+}
+
+fn document(data: &Path, command: DocumentCommand) -> Result<(), String> {
+    let directory = open(data)?;
+    match command {
+        DocumentCommand::List { partnership, json } => {
+            let list = directory
+                .documents(partnership.as_deref())
+                .map_err(|e| e.to_string())?;
+            if json {
+                print_json(&list);
+            } else if list.is_empty() {
+                println!("No documents yet. They appear when a school first shares one.");
+            } else {
+                for d in list {
+                    let changed = d.changed_at.unwrap_or(d.created_at);
+                    println!(
+                        "{}  {} ({}), last changed {}, started by {}",
+                        d.url,
+                        d.partnership,
+                        crate::backup::human_size(d.bytes),
+                        crate::backup::iso_time(changed),
+                        d.created_by.as_deref().unwrap_or("a school since removed"),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn status(data: &Path, json: bool) -> Result<(), String> {
+    let directory = open(data)?;
+    let storage = directory.storage().map_err(|e| e.to_string())?;
+    if json {
+        print_json(&storage);
+        return Ok(());
+    }
+    println!(
+        "{} documents, {} on disk.",
+        storage.documents,
+        crate::backup::human_size(storage.bytes)
+    );
+    match &storage.last_backup {
+        Some(at) => println!(
+            "Last backup: {at}{}.",
+            storage
+                .last_backup_file
+                .as_deref()
+                .map(|f| format!(", to {f}"))
+                .unwrap_or_default()
+        ),
+        None => println!(
+            "No backup yet: make one with `partnerplan-relay backup --to FILE`, or serve with --backup-every 24h."
+        ),
+    }
+    if let Some(failure) = &storage.last_backup_failure {
+        println!("Last failed scheduled backup: {failure}");
+    }
+    Ok(())
+}
+
+fn admin_password(data: &Path, remove: bool) -> Result<(), String> {
+    let mut directory = open(data)?;
+    if remove {
+        directory
+            .set_meta(crate::admin::META_PASSWORD, "")
+            .map_err(|e| e.to_string())?;
+        tracing::info!("the admin password was removed");
+        println!("The admin password is removed: the admin pages open only on this computer.");
+        return Ok(());
+    }
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        println!(
+            "Type the new admin password (at least {} characters), then press Enter:",
+            partnerplan_web::password::MIN_CHARS
+        );
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("could not read the password: {e}"))?;
+    let hash = partnerplan_web::password::hash(line.trim_end_matches(['\r', '\n']))?;
+    directory
+        .set_meta(crate::admin::META_PASSWORD, &hash)
+        .map_err(|e| e.to_string())?;
+    tracing::info!("the admin password was set");
+    println!(
+        "The admin password is set. The admin pages (/admin) now open from other computers after logging in with it, and /metrics takes it as HTTP Basic or Bearer credentials. It takes effect at once."
+    );
+    Ok(())
 }
 
 fn partnership(data: &Path, command: PartnershipCommand) -> Result<(), String> {
@@ -364,16 +536,31 @@ fn school(data: &Path, command: SchoolCommand) -> Result<(), String> {
                     "{}",
                     serde_json::json!({"school": school, "partnership": partnership, "role": role, "url": address, "token": null})
                 ),
+                // A viewer (governors, the local authority) creates
+                // nothing there: its next sync lists the documents.
+                None if role == Role::Viewer => println!(
+                    "{school} is now a viewer of {partnership}. It already has a token on this relay and uses it for this partnership too: {partnership}'s documents reach it at its next sync, with nothing to do at the school."
+                ),
                 None => println!(
                     "{school} is now a {} of {partnership}. It already has a token on this relay and uses it for this partnership too. To create documents for {partnership}, it runs: partnerplan set-relay '{address}'",
                     role.as_str()
                 ),
             }
         }
-        SchoolCommand::Remove { name, partnership } => {
+        SchoolCommand::Remove {
+            name,
+            partnership,
+            json,
+        } => {
             let school = directory
                 .remove_school(&name, partnership.as_deref())
                 .map_err(|e| e.to_string())?;
+            if json {
+                print_json(
+                    &serde_json::json!({"school": school, "removed_from": partnership.as_deref().unwrap_or("relay")}),
+                );
+                return Ok(());
+            }
             match partnership {
                 Some(p) => println!(
                     "{school} is no longer in {p}. Its connections are cut now; it receives nothing more of {p}'s documents."
@@ -381,6 +568,30 @@ fn school(data: &Path, command: SchoolCommand) -> Result<(), String> {
                 None => println!(
                     "{school} was removed from this relay. Its token no longer works and its connections are cut now."
                 ),
+            }
+        }
+        SchoolCommand::Role {
+            name,
+            partnership,
+            role,
+            json,
+        } => {
+            let role = match role {
+                RoleArg::Member => Role::Member,
+                RoleArg::Viewer => Role::Viewer,
+            };
+            let (school, partnership) = directory
+                .set_role(&name, &partnership, role)
+                .map_err(|e| e.to_string())?;
+            if json {
+                print_json(
+                    &serde_json::json!({"school": school, "partnership": partnership, "role": role}),
+                );
+            } else {
+                println!(
+                    "{school} is now a {} of {partnership}. Its open connections follow at once.",
+                    role.as_str()
+                );
             }
         }
         SchoolCommand::List { partnership, json } => {

@@ -19,6 +19,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::DATABASE_FILE;
+use crate::activity::{LastSync, last_sync_key};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
@@ -42,6 +43,12 @@ pub enum DirectoryError {
     },
     #[error("{school} is not in {partnership}.")]
     NotMember { school: String, partnership: String },
+    #[error("{school} is already a {role} of {partnership}.")]
+    SameRole {
+        school: String,
+        partnership: String,
+        role: &'static str,
+    },
     #[error("a name cannot be empty.")]
     EmptyName,
     #[error("could not use the relay's register in {path}: {detail}")]
@@ -57,13 +64,25 @@ pub struct Invite {
     /// The relay address to connect to, naming the partnership.
     pub url: String,
     pub token: String,
+    /// The relay's own address, and the partnership's id, for [`Invite::line`].
+    #[serde(skip)]
+    relay: String,
+    #[serde(skip)]
+    partnership_id: Option<String>,
 }
 
 impl Invite {
-    /// The one line a school pastes into `partnerplan join`; also a URL the
+    /// The one line a school pastes into `partnerplan join` or the app's
+    /// join page (see `partnerplan_sync::invite`): the relay, the
+    /// partnership, the school's name and its token. Also a URL the
     /// JavaScript automerge-repo client can connect to as it is.
     pub fn line(&self) -> String {
-        format!("{}&token={}", self.url, self.token)
+        partnerplan_sync::invite::line(
+            &self.relay,
+            self.partnership_id.as_deref(),
+            &self.school,
+            &self.token,
+        )
     }
 }
 
@@ -77,9 +96,43 @@ pub struct PartnershipSummary {
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SchoolSummary {
+    pub id: SchoolId,
     pub name: String,
     /// Partnership name and role.
     pub partnerships: Vec<(String, Role)>,
+    /// When it last synced, and with which client, as kept when its last
+    /// connection closed (the admin page adds connections open now).
+    pub last_sync: Option<LastSync>,
+}
+
+/// One document on the relay, for the admin pages and `document list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DocumentSummary {
+    /// The automerge URL schools open it by.
+    pub url: String,
+    pub partnership: String,
+    /// The school that first wrote it, if it is still on the relay.
+    pub created_by: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last change stored; `None` before the relay
+    /// kept these (schema 3).
+    pub changed_at: Option<i64>,
+    /// What its chunks take in the database.
+    pub bytes: u64,
+}
+
+/// The relay's data as the admin pages and `status` show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StorageStatus {
+    pub documents: u64,
+    /// The database with its write-ahead log, on disk.
+    pub bytes: u64,
+    /// The last backup, as `backup` and scheduled backups record it.
+    pub last_backup: Option<String>,
+    pub last_backup_file: Option<String>,
+    /// The last failed scheduled backup: `<time> <sentence>`.
+    pub last_backup_failure: Option<String>,
 }
 
 /// The register, open on relay.sqlite.
@@ -95,6 +148,23 @@ impl Directory {
         let path = data_dir.join(DATABASE_FILE);
         // The store checks the file is ours, creates it and its tables.
         let conn = Store::open(&path)?.into_connection();
+        conn.execute_batch("PRAGMA foreign_keys = ON;")
+            .map_err(|e| sqlite(&path, e))?;
+        Ok(Directory { conn, path })
+    }
+
+    /// Opens the register of a relay that is running, whose engine has
+    /// already checked the file: a second connection, as the admin
+    /// commands have, without checking the whole file again.
+    pub fn beside_running(data_dir: &Path) -> Result<Directory, DirectoryError> {
+        let path = data_dir.join(DATABASE_FILE);
+        let conn = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sqlite(&path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| sqlite(&path, e))?;
         conn.execute_batch("PRAGMA foreign_keys = ON;")
             .map_err(|e| sqlite(&path, e))?;
         Ok(Directory { conn, path })
@@ -127,6 +197,40 @@ impl Directory {
             })
             .optional()
             .map_err(self.err())
+    }
+
+    /// A value of the store's `meta` table.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, DirectoryError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// Keeps a value in the store's `meta` table (the admin password's
+    /// hash); the running relay reads it from there.
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), DirectoryError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(|_| ())
+            .map_err(self.err())
+    }
+
+    /// The relay address invites name: `given`, or what the relay last
+    /// served at.
+    pub fn relay_url(&self, given: Option<String>) -> Result<String, DirectoryError> {
+        if let Some(url) = given {
+            return Ok(url);
+        }
+        Ok(self
+            .public_url()?
+            .unwrap_or_else(|| "ws://127.0.0.1:7171".into()))
     }
 
     pub fn create_partnership(&mut self, name: &str) -> Result<PartnershipSummary, DirectoryError> {
@@ -220,6 +324,8 @@ impl Directory {
             role,
             url: url.clone(),
             token,
+            relay: relay_url.to_string(),
+            partnership_id: Some(partnership_id.clone()),
         });
         Ok((invite, school_name, url))
     }
@@ -267,6 +373,11 @@ impl Directory {
                 .map_err(err)?;
                 tx.execute("DELETE FROM schools WHERE id = ?1", params![school_id])
                     .map_err(err)?;
+                tx.execute(
+                    "DELETE FROM meta WHERE key = ?1",
+                    params![last_sync_key(&school_id)],
+                )
+                .map_err(err)?;
             }
         }
         bump(&tx).map_err(err)?;
@@ -302,14 +413,14 @@ impl Directory {
             ids.sort();
             ids.first().map(|id| ((*id).clone(), s.memberships[*id]))
         });
-        let (url, partnership, role) = match home {
+        let (url, partnership, role) = match &home {
             Some((id, role)) => (
-                invite_url(relay_url, &id),
-                register.partnerships.get(&id).cloned().unwrap_or_default(),
-                role,
+                invite_url(relay_url, id),
+                register.partnerships.get(id).cloned().unwrap_or_default(),
+                *role,
             ),
             None => (
-                format!("{}/?", relay_url.trim_end_matches('/')),
+                format!("{}/", relay_url.trim_end_matches('/')),
                 String::new(),
                 Role::Member,
             ),
@@ -320,6 +431,8 @@ impl Directory {
             role,
             url,
             token,
+            relay: relay_url.to_string(),
+            partnership_id: home.map(|(id, _)| id),
         })
     }
 
@@ -360,11 +473,12 @@ impl Directory {
             ),
             None => None,
         };
+        let last_syncs = self.last_syncs()?;
         let mut schools: Vec<SchoolSummary> = register
             .schools
-            .values()
-            .filter(|s| only.as_ref().is_none_or(|p| s.memberships.contains_key(p)))
-            .map(|s| {
+            .iter()
+            .filter(|(_, s)| only.as_ref().is_none_or(|p| s.memberships.contains_key(p)))
+            .map(|(id, s)| {
                 let mut partnerships: Vec<(String, Role)> = s
                     .memberships
                     .iter()
@@ -377,13 +491,196 @@ impl Directory {
                     .collect();
                 partnerships.sort_by(|a, b| a.0.cmp(&b.0));
                 SchoolSummary {
+                    id: id.clone(),
                     name: s.name.clone(),
                     partnerships,
+                    last_sync: last_syncs.get(id).cloned(),
                 }
             })
             .collect();
         schools.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(schools)
+    }
+
+    /// Makes a school a member or a viewer of a partnership it is in.
+    /// Returns the school's and the partnership's names.
+    pub fn set_role(
+        &mut self,
+        school: &str,
+        partnership: &str,
+        role: Role,
+    ) -> Result<(String, String), DirectoryError> {
+        let (school_id, school_name) = self
+            .find_school(school)?
+            .ok_or_else(|| DirectoryError::NoSuchSchool(school.into()))?;
+        let (partnership_id, partnership_name) = self
+            .find_partnership(partnership)?
+            .ok_or_else(|| DirectoryError::NoSuchPartnership(partnership.into()))?;
+        let path = self.path.clone();
+        let err = |e| sqlite(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        let now: Option<String> = tx
+            .query_row(
+                "SELECT role FROM memberships WHERE school_id = ?1 AND partnership_id = ?2",
+                params![school_id, partnership_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)?;
+        match now.map(|r| Role::parse(&r)) {
+            None => {
+                return Err(DirectoryError::NotMember {
+                    school: school_name,
+                    partnership: partnership_name,
+                });
+            }
+            Some(now) if now == role => {
+                return Err(DirectoryError::SameRole {
+                    school: school_name,
+                    partnership: partnership_name,
+                    role: role.as_str(),
+                });
+            }
+            Some(_) => {}
+        }
+        tx.execute(
+            "UPDATE memberships SET role = ?1 WHERE school_id = ?2 AND partnership_id = ?3",
+            params![role.as_str(), school_id, partnership_id],
+        )
+        .map_err(err)?;
+        bump(&tx).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok((school_name, partnership_name))
+    }
+
+    /// The documents of one partnership (by id or name), or of all, the
+    /// most recently changed first.
+    pub fn documents(
+        &self,
+        partnership: Option<&str>,
+    ) -> Result<Vec<DocumentSummary>, DirectoryError> {
+        let only = match partnership {
+            Some(p) => Some(
+                self.find_partnership(p)?
+                    .ok_or_else(|| DirectoryError::NoSuchPartnership(p.into()))?
+                    .0,
+            ),
+            None => None,
+        };
+        let err = self.err();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT o.document_id, p.name, s.name, o.claimed_at, c.changed_at,
+                        (SELECT coalesce(sum(length(data)), 0) FROM chunks k WHERE k.document_id = o.document_id)
+                 FROM document_owners o
+                 JOIN partnerships p ON p.id = o.partnership_id
+                 LEFT JOIN schools s ON s.id = o.claimed_by
+                 LEFT JOIN document_changes c ON c.document_id = o.document_id
+                 WHERE ?1 IS NULL OR o.partnership_id = ?1
+                 ORDER BY coalesce(c.changed_at, o.claimed_at) DESC, o.document_id",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map(params![only], |r| {
+                let id: String = r.get(0)?;
+                Ok(DocumentSummary {
+                    url: format!("automerge:{id}"),
+                    partnership: r.get(1)?,
+                    created_by: r.get(2)?,
+                    created_at: r.get(3)?,
+                    changed_at: r.get(4)?,
+                    bytes: r.get::<_, i64>(5)?.max(0) as u64,
+                })
+            })
+            .map_err(&err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&err)?;
+        Ok(rows)
+    }
+
+    /// A document's title, if it has one at its root (text or a string):
+    /// read from its stored chunks, never used to decide anything.
+    pub fn document_title(&self, url: &str) -> Result<Option<String>, DirectoryError> {
+        let id = url.strip_prefix("automerge:").unwrap_or(url);
+        let err = self.err();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT data FROM chunks WHERE document_id = ?1 ORDER BY seq")
+            .map_err(&err)?;
+        let chunks = stmt
+            .query_map(params![id], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(&err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&err)?;
+        let Ok(doc) = partnerplan_sync::store::assemble(&chunks) else {
+            return Ok(None);
+        };
+        use automerge::ReadDoc;
+        let title = match doc.get(automerge::ROOT, "title") {
+            Ok(Some((automerge::Value::Object(automerge::ObjType::Text), text))) => {
+                doc.text(&text).ok()
+            }
+            Ok(Some((automerge::Value::Scalar(value), _))) => value.as_str().map(str::to_string),
+            _ => None,
+        };
+        Ok(title
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()))
+    }
+
+    /// The last sync of every school, as kept when connections closed.
+    pub fn last_syncs(
+        &self,
+    ) -> Result<std::collections::HashMap<SchoolId, LastSync>, DirectoryError> {
+        let err = self.err();
+        let prefix = last_sync_key(&String::new());
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, value FROM meta WHERE key >= ?1 AND key < ?1 || '~'")
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map(params![prefix], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(&err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&err)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let school = key.strip_prefix(&prefix)?.to_string();
+                Some((school, serde_json::from_str(&value).ok()?))
+            })
+            .collect())
+    }
+
+    /// How much the relay holds, and its last backup.
+    pub fn storage(&self) -> Result<StorageStatus, DirectoryError> {
+        let err = self.err();
+        let documents: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM (SELECT DISTINCT document_id FROM chunks)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(&err)?;
+        let meta = |key: &str| self.meta(key);
+        let size = |suffix: &str| {
+            let mut name = self.path.as_os_str().to_owned();
+            name.push(suffix);
+            std::fs::metadata(PathBuf::from(name))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        Ok(StorageStatus {
+            documents: documents.max(0) as u64,
+            bytes: size("") + size("-wal"),
+            last_backup: meta(crate::backup::META_LAST)?,
+            last_backup_file: meta(crate::backup::META_LAST_FILE)?,
+            last_backup_failure: meta(crate::backup::META_LAST_FAILURE)?,
+        })
     }
 
     fn find_partnership(

@@ -5,9 +5,13 @@
 //! `Relay::start` is what the binary, the demo and the tests all run.
 
 mod access;
+mod activity;
+mod admin;
 pub mod backup;
 pub mod cli;
 pub mod directory;
+mod metrics;
+mod service;
 mod websocket;
 
 use std::net::SocketAddr;
@@ -29,7 +33,8 @@ use tokio::sync::watch;
 
 use access::Access;
 use directory::DirectoryError;
-use partnerplan_sync::access::{Grant, PartnershipPolicy};
+use partnerplan_sync::access::{Grant, PartnershipPolicy, Register};
+use partnerplan_sync::invite::percent_decode;
 
 /// The database file inside the relay's data directory.
 pub const DATABASE_FILE: &str = "relay.sqlite";
@@ -113,11 +118,41 @@ pub enum RelayError {
 
 pub(crate) struct AppState {
     engine: EngineSender,
+    /// Counters for `/metrics`, bumped by connections and the engine.
+    metrics: Arc<metrics::Metrics>,
+    /// Who is connected now, for the admin pages.
+    activity: Arc<activity::Activity>,
+    admin: admin::Admin,
     access: Access,
     config: RelayConfig,
     peer_id: String,
     next_conn: AtomicU64,
     shutdown: watch::Receiver<bool>,
+}
+
+/// The relay's sync core as it starts from its database: its storage id,
+/// and the register and document owners read into its access policy.
+/// `Relay::start` runs it on the engine; the random-schedule tests
+/// (`tests/tests/random_schedules.rs`) restart it from the same file, as a
+/// relay killed and started again does. Also returns the register read.
+pub fn core_from_store(
+    store: &mut Store,
+    config: &RelayConfig,
+) -> Result<(Repo, Arc<Register>), RelayError> {
+    let storage_id = store.storage_id()?;
+    let register = Arc::new(store.register()?);
+    let policy = PartnershipPolicy::new(
+        register.clone(),
+        store.owners()?,
+        config.max_connections_per_school,
+    )
+    .with_signing_keys(store.signing_keys()?);
+    let peer_id = format!("partnerplan-relay-{storage_id}");
+    let mut repo_config = RepoConfig::new(peer_id, Some(storage_id));
+    repo_config.max_frame_bytes = config.max_frame_bytes;
+    repo_config.idle_unload_ms = config.idle_unload.as_millis() as u64;
+    repo_config.eager_sync_states = false;
+    Ok((Repo::new(repo_config, Box::new(policy)), register))
 }
 
 /// A running relay.
@@ -150,20 +185,10 @@ impl Relay {
         // One writing handle on the database, checked once, owned by the
         // engine thread from here on: documents, owners and the register.
         let mut store = Store::open(config.data_dir.join(DATABASE_FILE))?;
-        let storage_id = store.storage_id()?;
-        let register = Arc::new(store.register()?);
-        let policy = PartnershipPolicy::new(
-            register.clone(),
-            store.owners()?,
-            config.max_connections_per_school,
-        );
+        let (repo, register) = core_from_store(&mut store, &config)?;
+        let peer_id = repo.config().peer_id.clone();
+        let storage_id = repo.config().storage_id.clone().unwrap_or_default();
         let (register_tx, register_rx) = watch::channel(register);
-        let peer_id = format!("partnerplan-relay-{storage_id}");
-        let mut repo_config = RepoConfig::new(peer_id.clone(), Some(storage_id.clone()));
-        repo_config.max_frame_bytes = config.max_frame_bytes;
-        repo_config.idle_unload_ms = config.idle_unload.as_millis() as u64;
-        repo_config.eager_sync_states = false;
-        let repo = Repo::new(repo_config, Box::new(policy));
         let listen = config.listen;
         let listen_error = move |source| RelayError::Listen {
             addr: listen,
@@ -183,6 +208,23 @@ impl Relay {
             .unwrap_or_else(|| format!("{scheme}://{addr}"));
         // Invites name the address schools reach this relay at.
         store.set_meta("public_url", &public_url)?;
+        // The admin pages' own connection, as the admin commands have.
+        let directory = directory::Directory::beside_running(&config.data_dir)?;
+        let metrics = Arc::new(metrics::Metrics::default());
+        let activity = Arc::new(activity::Activity::default());
+        let notices = {
+            let (metrics, activity) = (metrics.clone(), activity.clone());
+            move |notice: Notice| {
+                match &notice {
+                    Notice::Core(Effect::PeerJoined { conn, metadata, .. }) => {
+                        activity.joined(*conn, metadata.client.clone())
+                    }
+                    Notice::Turn { latencies } => latencies.iter().for_each(|l| metrics.synced(*l)),
+                    _ => {}
+                }
+                log_notice(notice)
+            }
+        };
         let engine = Engine::spawn(
             repo,
             store,
@@ -193,7 +235,7 @@ impl Relay {
                 register: Some(register_tx),
                 release_memory: Some(release_memory),
             },
-            Box::new(log_notice),
+            Box::new(notices),
         );
         let access = Access::new(engine.sender(), register_rx);
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -207,6 +249,9 @@ impl Relay {
         });
         let state = Arc::new(AppState {
             engine: engine.sender(),
+            metrics,
+            activity,
+            admin: admin::Admin::new(directory, tls.is_some()),
             access,
             config,
             peer_id,
@@ -216,6 +261,7 @@ impl Relay {
         let app = Router::new()
             .route("/", get(websocket))
             .route("/health", get(health))
+            .merge(admin::router(state.clone()))
             .with_state(state);
         let mut stop = shutdown_rx;
         let server = match tls {
@@ -224,11 +270,14 @@ impl Relay {
                     .map_err(listen_error)?
                     .tap_io(no_delay);
                 tokio::spawn(async move {
-                    let result = axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stop.wait_for(|stopping| *stopping).await;
-                        })
-                        .await;
+                    let result = axum::serve(
+                        listener,
+                        app.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|stopping| *stopping).await;
+                    })
+                    .await;
                     if let Err(error) = result {
                         tracing::error!(%error, "the relay stopped serving");
                     }
@@ -246,7 +295,8 @@ impl Relay {
                         let _ = stop.wait_for(|stopping| *stopping).await;
                         handle.graceful_shutdown(Some(Duration::from_secs(5)));
                     });
-                    if let Err(error) = server.serve(app.into_make_service()).await {
+                    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                    if let Err(error) = server.serve(app).await {
                         tracing::error!(%error, "the relay stopped serving");
                     }
                 })
@@ -377,7 +427,7 @@ fn log_notice(notice: Notice) {
             tracing::info!(conn, %message, "a peer reported an error")
         }
         Notice::StorageFailed(reason) => tracing::error!(%reason, "storage failed"),
-        Notice::Core(_) | Notice::Saved { .. } | Notice::Stored { .. } => {}
+        Notice::Core(_) | Notice::Saved { .. } | Notice::Stored { .. } | Notice::Turn { .. } => {}
     }
 }
 
@@ -407,6 +457,12 @@ async fn websocket(
             params.get("partnership").map(String::as_str),
         )
         .await;
+    if grant.is_err() {
+        state.metrics.refused(match token {
+            None => metrics::Refusal::NoToken,
+            Some(_) => metrics::Refusal::BadToken,
+        });
+    }
     let limit = state.config.max_frame_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
@@ -422,30 +478,6 @@ fn query_params(query: &str) -> std::collections::HashMap<String, String> {
             Some((percent_decode(key)?, percent_decode(value)?))
         })
         .collect()
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Small frames go out at once. Without this, a relay's reply waits behind
@@ -482,39 +514,66 @@ async fn tls_config(files: &TlsFiles) -> Result<axum_server::tls_rustls::RustlsC
         })
 }
 
-/// 200 only while the relay can read and write its database; says how
-/// many documents it holds in memory and how many rest out of it while
-/// schools that sync them stay connected.
+/// A connection's task ended: count it, and keep its school's last sync
+/// (for the admin pages, across restarts) through the engine.
+pub(crate) fn connection_closed(state: &AppState, conn: u64) {
+    state
+        .metrics
+        .connections_closed
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some((school, last)) = state.activity.closed(conn) {
+        let engine = state.engine.clone();
+        let value = serde_json::to_string(&last).unwrap_or_default();
+        tokio::spawn(async move {
+            let _ = engine
+                .set_meta(vec![(activity::last_sync_key(&school), value)])
+                .await;
+        });
+    }
+}
+
+/// Whether the relay can read and write its database now; the sentence
+/// says what is wrong.
+pub(crate) async fn database_health(engine: &EngineSender) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(5), engine.check_writable()).await {
+        Ok(Some(Ok(()))) => Ok(()),
+        Ok(Some(Err(error))) => Err(error.to_string()),
+        Ok(None) => Err("the relay is shutting down".into()),
+        Err(_) => Err("the database did not answer within 5 seconds".into()),
+    }
+}
+
+/// 200 only while the relay can read and write its database; says when
+/// the last backup was made, and how many documents are in memory and
+/// how many rest out of it.
 async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let check = async {
-        let written = state.engine.check_writable().await?;
-        let counts = state
-            .engine
-            .query(|repo, _| (repo.loaded_documents(), repo.resting_documents()))
-            .await?;
-        Some(written.map(|()| counts))
-    };
-    match tokio::time::timeout(Duration::from_secs(5), check).await {
-        Ok(Some(Ok((loaded, resting)))) => (
-            StatusCode::OK,
-            format!(
-                "ok: the relay can read and write its database; {loaded} documents in memory, {resting} at rest\n"
-            ),
-        )
-            .into_response(),
-        Ok(Some(Err(error))) => (
+    match database_health(&state.engine).await {
+        Ok(()) => {
+            let answer = state
+                .engine
+                .query(|repo, store| {
+                    let last = store.meta(backup::META_LAST).ok().flatten();
+                    (last, repo.loaded_documents(), repo.resting_documents())
+                })
+                .await;
+            let (last, loaded, resting) = answer.unwrap_or((None, 0, 0));
+            let backup = match last {
+                Some(at) => format!("last backup: {at}"),
+                None => "last backup: none yet".into(),
+            };
+            // Idle documents rest out of memory while their schools stay
+            // connected (the core's resting.rs).
+            (
+                StatusCode::OK,
+                format!(
+                    "ok: the relay can read and write its database\n{backup}\ndocuments: {loaded} in memory, {resting} at rest\n"
+                ),
+            )
+                .into_response()
+        }
+        Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("unhealthy: {error}\n"),
-        )
-            .into_response(),
-        Ok(None) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unhealthy: the relay is shutting down\n",
-        )
-            .into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unhealthy: the database did not answer within 5 seconds\n",
+            format!("unhealthy: {why}\n"),
         )
             .into_response(),
     }

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use partnerplan_sync::access::Grant;
 
 use crate::AppState;
+use crate::metrics::Refusal;
 
 /// WebSocket close code for a peer that broke the protocol (1008, policy).
 const CLOSE_POLICY: u16 = 1008;
@@ -49,6 +50,7 @@ pub async fn serve_connection(
     };
     tracing::info!(conn, school = %grant.school_id(), "connection opened");
     let (outbox, mut outgoing) = mpsc::channel(OUTBOX_FRAMES);
+    let (school_id, school_name) = (grant.school_id().clone(), grant.school_name().to_string());
     if !state.engine.send(Input::Open {
         conn,
         initiate: false,
@@ -57,6 +59,11 @@ pub async fn serve_connection(
     }) {
         return;
     }
+    let live = state.activity.opened(conn, &school_id, &school_name);
+    state
+        .metrics
+        .connections_opened
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut budget = Budget::new(state.config.max_messages_per_second);
     let mut shutdown = state.shutdown.clone();
     let keepalive = state.config.keepalive;
@@ -67,17 +74,27 @@ pub async fn serve_connection(
         tokio::select! {
             out = outgoing.recv() => match out {
                 Some(Outgoing::Frame(bytes)) => {
+                    state.metrics.sent(bytes.len());
                     if sink.send(WsMessage::Binary(bytes.into())).await.is_err() {
                         break None;
                     }
                 }
-                Some(Outgoing::Close(reason)) => break Some((CLOSE_POLICY, reason)),
-                None => break Some((CLOSE_POLICY, "the connection could not keep up".into())),
+                Some(Outgoing::Close(reason)) => {
+                    state.metrics.refused(Refusal::Policy);
+                    break Some((CLOSE_POLICY, reason));
+                }
+                None => {
+                    state.metrics.refused(Refusal::TooSlow);
+                    break Some((CLOSE_POLICY, "the connection could not keep up".into()));
+                }
             },
             incoming = stream.next() => match incoming {
                 Some(Ok(WsMessage::Binary(bytes))) => {
                     last_heard = Instant::now();
+                    state.metrics.received(bytes.len());
+                    live.touch();
                     if !budget.spend() {
+                        state.metrics.refused(Refusal::TooManyMessages);
                         let reason = format!(
                             "too many messages: this relay takes at most {} a second from one connection; your client will reconnect and carry on",
                             state.config.max_messages_per_second
@@ -91,6 +108,7 @@ pub async fn serve_connection(
                     }
                 }
                 Some(Ok(WsMessage::Text(_))) => {
+                    state.metrics.refused(Refusal::TextFrame);
                     let reason = "text frames are not part of the automerge-repo protocol; send each message as one binary CBOR frame".to_string();
                     let _ = sink.send(error_frame(&state, &reason)).await;
                     break Some((CLOSE_POLICY, reason));
@@ -105,6 +123,7 @@ pub async fn serve_connection(
                             state.config.max_frame_bytes
                         );
                         tracing::warn!(conn, "refused a message over the size limit");
+                        state.metrics.refused(Refusal::TooBig);
                         let _ = sink.send(error_frame(&state, &reason)).await;
                         let _ = sink.send(WsMessage::Close(Some(CloseFrame {
                             code: CLOSE_TOO_BIG,
@@ -134,6 +153,7 @@ pub async fn serve_connection(
         }
     };
     state.engine.send(Input::Closed { conn });
+    crate::connection_closed(&state, conn);
     if let Some((code, reason)) = close_reason {
         // Drain what the engine queued before it closed us (the error
         // message that says why), then close.

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use automerge::transaction::Transactable;
 use futures_util::{SinkExt, StreamExt};
 use partnerplan_sync::message::{Message, PeerMetadata};
 use partnerplan_tests::{RelayProcess, School, wait_until};
@@ -122,6 +123,26 @@ fn each_school_syncs_exactly_its_partnerships_documents() {
     );
 }
 
+/// Changes `school`'s copy of `url` under its own actor, as a program
+/// that writes the store without the command line's checks would.
+fn as_program_of(school: &School, url: &str, edit: impl FnOnce(&mut automerge::AutoCommit)) {
+    let mut store = partnerplan_sync::Store::open(school.dir.join("school.sqlite")).unwrap();
+    let actor = store.meta("actor_id").unwrap().unwrap();
+    let actor = automerge::ActorId::try_from(actor.as_str()).unwrap();
+    let id = partnerplan_sync::DocumentId::parse_url_or_id(url).unwrap();
+    store
+        .change(
+            &id,
+            &actor,
+            Some("a change no command made".into()),
+            |doc| -> Result<(), partnerplan_sync::StoreError> {
+                edit(doc);
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
 #[test]
 fn a_viewer_reads_and_its_changes_never_reach_anyone() {
     let root = tempfile::tempdir().unwrap();
@@ -138,7 +159,14 @@ fn a_viewer_reads_and_its_changes_never_reach_anyone() {
         "a viewer reads"
     );
 
-    viewer.ok(&["set", &plan, "status", "red"]);
+    // Its own command line refuses to change anything; a program that
+    // skips that check (an older partnerplan, a hostile one) gets no
+    // further at the relay.
+    let said = viewer.fails(&["set", &plan, "status", "red"]);
+    assert!(said.contains("nothing was changed"), "{said}");
+    as_program_of(&viewer, &plan, |doc| {
+        doc.put(automerge::ROOT, "status", "red").unwrap();
+    });
     let said = viewer.ok(&["sync", "--timeout", "30"]);
     assert!(
         said.contains("The relay said: your school may read document"),
@@ -165,7 +193,10 @@ fn a_viewer_reads_and_its_changes_never_reach_anyone() {
     );
 
     // A viewer creates nothing either.
-    let own = viewer.create("Viewer's own");
+    let own = partnerplan_sync::DocumentId::random().url();
+    as_program_of(&viewer, &own, |doc| {
+        doc.put(automerge::ROOT, "title", "Viewer's own").unwrap();
+    });
     viewer.ok(&["sync", "--timeout", "30"]);
     assert!(unavailable(&member, &own));
 }

@@ -100,11 +100,13 @@ fn another_site_can_neither_read_nor_change_the_schools_documents() {
 
 /// Two schools of one partnership, each with its app, and the relay.
 struct Partners {
-    _root: tempfile::TempDir,
+    root: tempfile::TempDir,
     relay: RelayProcess,
     a: AppProcess,
     b: AppProcess,
     plan: String,
+    /// Bank Road's data folder.
+    a_dir: PathBuf,
 }
 
 fn partners() -> Partners {
@@ -129,11 +131,12 @@ fn partners() -> Partners {
     let app_b = AppProcess::start(&b);
     let id = plan.trim_start_matches("automerge:").to_string();
     Partners {
-        _root: root,
+        root,
         relay,
         a: app_a,
         b: app_b,
         plan: id,
+        a_dir: a.dir.clone(),
     }
 }
 
@@ -159,9 +162,47 @@ fn a_conflict_made_offline_is_shown_at_both_schools_and_resolved_with_a_click() 
     );
 }
 
+/// Writes into Bank Road's copy, as a program that skips every check
+/// might, a signature for the review of 11 July 2017 naming William
+/// Lilley, sealed with a key no school published.
+fn forge_a_signature(p: &Partners) {
+    use partnerplan_model::records::{SignatureInput, find};
+    use partnerplan_model::{Author, review, signing::Signer};
+    let stranger = p.root.path().join("stranger");
+    std::fs::create_dir_all(&stranger).unwrap();
+    let key = partnerplan_client::school::signing_key(&stranger).unwrap();
+    let signer = Signer::new(key, "William Lilley Infant and Nursery School", Vec::new());
+    let mut store = partnerplan_sync::Store::open(p.a_dir.join("school.sqlite")).unwrap();
+    let id = partnerplan_sync::DocumentId::parse_url_or_id(&p.plan).unwrap();
+    let who = Author {
+        school: "William Lilley Infant and Nursery School".into(),
+        person: None,
+        time: partnerplan_client::status::now_unix(),
+    };
+    store
+        .change(
+            &id,
+            &automerge::ActorId::random(),
+            Some("a forged signature".into()),
+            |doc| -> Result<(), partnerplan_client::ClientError> {
+                let (_, paper) = find(doc, "11 July 2017")?;
+                let input = SignatureInput {
+                    name: Some("Someone Forged".into()),
+                    role: "headteacher".into(),
+                    school: String::new(),
+                    date: None,
+                };
+                review::sign(doc, &id.to_string(), &paper.id, &input, &signer, &who)?;
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
 #[test]
 fn each_school_signs_from_its_own_app_and_later_edits_are_marked() {
     let p = partners();
+    forge_a_signature(&p);
     let shots = screenshots_dir();
     std::fs::create_dir_all(&shots).unwrap();
     scenario(

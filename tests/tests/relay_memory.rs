@@ -83,7 +83,7 @@ fn idle_documents_leave_the_relays_memory_while_their_schools_stay_connected() {
             "the load tool took too long"
         );
         let said = health(&relay);
-        if said.contains("0 documents in memory, 1000 at rest") {
+        if said.contains("documents: 0 in memory, 1000 at rest") {
             seen = Some(said);
         }
         std::thread::sleep(Duration::from_millis(250));

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use automerge::{ActorId, AutoCommit, ChangeHash, ReadDoc};
+use partnerplan_model::signing::{KnownKeys, Signer};
 use partnerplan_model::{Author, doc, read, records};
 use partnerplan_model::{DocView, Kind, ModelError};
 use partnerplan_sync::store::{Held, Write};
@@ -20,6 +21,7 @@ use tokio::sync::broadcast;
 
 use crate::error::ClientError;
 use crate::school::{DATABASE_FILE, person_actor};
+use crate::sync::{KnownPartnership, META_PARTNERSHIPS};
 
 /// The most stored bytes of documents kept in memory at once; past it the
 /// least recently used are dropped (and read again when next needed).
@@ -129,6 +131,65 @@ impl Library {
             .map(|_| ())
     }
 
+    /// The school's partnerships as the relay last listed them.
+    pub fn partnerships(&self) -> Vec<KnownPartnership> {
+        KnownPartnership::read(self.meta(META_PARTNERSHIPS).ok().flatten().as_deref())
+    }
+
+    /// Whether this school may change the document: not where it is only
+    /// a viewer of the partnership the relay lists it in (a local
+    /// authority reads the partnerships it views and writes only its
+    /// own), and not at all where its home partnership is one it views.
+    /// A document the relay has not listed (one made here) is the home
+    /// partnership's.
+    pub fn can_edit(&self, id: &DocumentId) -> bool {
+        self.writable(Some(id)).is_ok()
+    }
+
+    /// The documents `ids` that this computer holds and that are of one
+    /// of `kinds`, read into views under one lock. Documents of other
+    /// kinds are not read beyond their kind.
+    pub fn read_kinds(
+        &self,
+        ids: &[DocumentId],
+        kinds: &[Kind],
+    ) -> Result<Vec<(DocumentId, DocView)>, ClientError> {
+        let mut inner = self.lock();
+        let mut out = Vec::new();
+        for id in ids {
+            let read = inner.with(id, |doc| match doc::kind_of(doc) {
+                Ok((kind, _)) if kinds.contains(&kind) => read::read(doc).ok(),
+                _ => None,
+            })?;
+            if let Some(Some(view)) = read {
+                out.push((*id, view));
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many of the listed documents this computer holds, of how
+    /// many the relay listed: "12 of 40", while the first join fetches
+    /// them.
+    pub fn arrived(&self) -> Result<(usize, usize), StoreError> {
+        let listed: std::collections::HashSet<DocumentId> = self
+            .partnerships()
+            .iter()
+            .flat_map(|p| p.document_ids().collect::<Vec<_>>())
+            .collect();
+        if listed.is_empty() {
+            return Ok((0, 0));
+        }
+        let held = self.lock().store.document_ids()?;
+        let arrived = held.iter().filter(|id| listed.contains(id)).count();
+        Ok((arrived, listed.len()))
+    }
+
+    /// The ids of every document this computer holds.
+    pub fn document_ids(&self) -> Result<Vec<DocumentId>, ClientError> {
+        Ok(self.lock().store.document_ids()?)
+    }
+
     /// Every document this school holds, newest change first.
     pub fn list(&self) -> Result<Vec<Summary>, ClientError> {
         let mut inner = self.lock();
@@ -190,7 +251,7 @@ impl Library {
         message: String,
         edit: impl FnOnce(&mut AutoCommit) -> Result<T, ModelError>,
     ) -> Result<(T, Option<ChangeHash>), EditError> {
-        self.writable()?;
+        self.writable(Some(id))?;
         let actor = person_actor(base, who.person.as_deref());
         let result = {
             let mut inner = self.lock();
@@ -218,7 +279,7 @@ impl Library {
         message: String,
         create: impl FnOnce(&mut AutoCommit) -> Result<(), ModelError>,
     ) -> Result<DocumentId, EditError> {
-        self.writable()?;
+        self.writable(None)?;
         let id = DocumentId::random();
         let actor = person_actor(base, who.person.as_deref());
         self.lock()
@@ -253,13 +314,25 @@ impl Library {
         Ok(total)
     }
 
+    /// How this school signs (its key is in `dir`).
+    pub fn signer(&self, dir: &Path) -> Result<Signer, ClientError> {
+        crate::signatures::signer(&self.lock().store, dir)
+    }
+
+    /// The keys every signature shown is checked against.
+    pub fn known_keys(&self, dir: &Path) -> Result<KnownKeys, ClientError> {
+        crate::signatures::known_keys(&self.lock().store, dir)
+    }
+
     /// A viewer's edits are refused here, before anything is written,
-    /// so a viewer never holds a private version that looks real.
-    fn writable(&self) -> Result<(), EditError> {
-        match self.meta(crate::sync::META_ROLE)? {
-            Some(role) if role == "viewer" => Err(EditError::ReadOnly),
-            _ => Ok(()),
+    /// so a viewer never holds a private version that looks real: of a
+    /// new document, by its role at home; of `id`, by its role where the
+    /// relay lists it (`school::may_edit`).
+    fn writable(&self, id: Option<&DocumentId>) -> Result<(), EditError> {
+        if !crate::school::may_edit(&self.lock().store, id)? {
+            return Err(EditError::ReadOnly);
         }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

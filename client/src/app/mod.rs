@@ -5,8 +5,11 @@
 //! - [`library`]: the documents, read and edited through the model.
 //! - [`web`]: routes, request checks (host, origin, token) and handlers.
 //! - [`pages`]: the HTML, rendered from the model's views.
+//! - [`county`]: the local authority's pages across the partnerships it
+//!   views.
 //! - [`sync_state`]: what the sync indicator says.
 
+pub mod county;
 pub mod library;
 pub mod pages;
 pub mod password;
@@ -71,6 +74,12 @@ impl Joining {
                     .into(),
             );
         }
+        // The invite carries the school's name as the relay knows it.
+        let from_invite = crate::school::invite_school(invite);
+        let school = match (school.is_empty(), &from_invite) {
+            (true, Some(name)) => name.as_str(),
+            _ => school,
+        };
         if school.is_empty() {
             return Err("Enter your school's name, as your partners know it.".into());
         }
@@ -168,6 +177,7 @@ async fn serve(options: AppOptions) -> Result<(), ClientError> {
         sessions: password::Sessions::default(),
         signed_views: versions::SignedViews::default(),
         person: std::sync::RwLock::new(library.meta("person")?),
+        dir: options.dir.clone(),
         joining: Joining {
             dir: options.dir.clone(),
             joined: joined.clone(),
@@ -361,17 +371,21 @@ async fn watch_sync_state(
         };
         let relay_storage = meta(StatusKey::RelayStorageId);
         let lib = library.clone();
-        let unconfirmed = tokio::task::spawn_blocking(move || {
-            lib.unconfirmed(relay_storage.as_deref()).unwrap_or(0)
+        let (unconfirmed, arrived) = tokio::task::spawn_blocking(move || {
+            (
+                lib.unconfirmed(relay_storage.as_deref()).unwrap_or(0),
+                lib.arrived().unwrap_or((0, 0)),
+            )
         })
         .await
-        .unwrap_or(0);
+        .unwrap_or((0, (0, 0)));
         let next = SyncState {
             joined: library.meta("relay_url").ok().flatten().is_some(),
             connected: meta(StatusKey::Connected).as_deref() == Some("yes"),
             unconfirmed,
             last_success: meta(StatusKey::LastSuccess).and_then(|v| v.parse().ok()),
             last_error: meta(StatusKey::LastError),
+            arrived,
         };
         state.send_if_modified(|current| {
             if *current == next {

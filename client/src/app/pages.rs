@@ -4,7 +4,10 @@
 
 use automerge::ChangeHash;
 use maud::{DOCTYPE, Markup, html};
+use partnerplan_model::records::{Review, Signature};
+use partnerplan_model::render;
 use partnerplan_model::schema::{Field, FieldType, Table};
+use partnerplan_model::signing::{KnownKeys, Verification, verify};
 use partnerplan_model::values::{SIGNATORY_ROLE, STATUS};
 use partnerplan_model::when::when_text;
 use partnerplan_model::{DocView, FieldView, KINDS, Kind, RowView, TableView};
@@ -200,6 +203,8 @@ pub struct DocPage<'a> {
     pub version: Option<&'a str>,
     /// When each value in conflict was set, by `actor:op`.
     pub set_at: &'a HashMap<String, i64>,
+    /// The schools' keys every signature shown is checked against.
+    pub keys: &'a KnownKeys,
 }
 
 /// The part of a document page that changes when the document does.
@@ -242,7 +247,9 @@ pub fn document_body(page: &DocPage<'_>) -> Markup {
     }
 }
 
-/// Reviews, their signatures, and the forms to record and sign one.
+/// Reviews, their signatures (each checked: verified, transcribed from
+/// paper, or not verified and why), and the forms to record, sign and
+/// withdraw one.
 fn reviews(ctx: &Ctx, page: &DocPage<'_>) -> Markup {
     let view = page.view;
     html! {
@@ -252,8 +259,14 @@ fn reviews(ctx: &Ctx, page: &DocPage<'_>) -> Markup {
                 p { "No review has been recorded yet." }
             }
             @for review in view.reviews.iter().rev() {
-                article class="review" id={"review-" (review.id)} aria-labelledby={"review-h-" (review.id)} {
-                    h3 id={"review-h-" (review.id)} { "Reviewed on " (when_text(&review.date)) }
+                article class={"review" @if review.withdrawn.is_some() { " withdrawn" }} id={"review-" (review.id)} aria-labelledby={"review-h-" (review.id)} {
+                    h3 id={"review-h-" (review.id)} {
+                        "Reviewed on " (when_text(&review.date))
+                        @if review.withdrawn.is_some() { " (withdrawn)" }
+                    }
+                    @if let Some(withdrawn) = render::withdrawal(review) {
+                        p class="notice" { (withdrawn) " It can no longer be signed." }
+                    }
                     @if !review.by.is_empty() { p { "By " (review.by) "." } }
                     @if let Some(note) = &review.note { p { (note) } }
                     @if review.signatures.is_empty() {
@@ -261,12 +274,12 @@ fn reviews(ctx: &Ctx, page: &DocPage<'_>) -> Markup {
                     } @else {
                         ul class="signatures" {
                             @for s in &review.signatures {
-                                li { "Signed by " (s.name.as_deref().unwrap_or("")) @if s.name.is_some() { ", " } (s.role) ", " (s.school) ", on " (when_text(&s.date)) "." }
+                                (signature(page, review, s))
                             }
                         }
                         p { a href={"/doc/" (page.id) "/signed/" (review.id)} { "See the document as signed on " (when_text(&review.signatures.last().map(|s| s.date.clone()).unwrap_or_default())) } }
                     }
-                    @if ctx.editable {
+                    @if ctx.editable && review.withdrawn.is_none() {
                         form class="sign inline" data-post={"/doc/" (page.id) "/sign"} {
                             input type="hidden" name="review" value=(review.id);
                             label { span { "Your name" } input type="text" name="name" required value=(page.person.unwrap_or("")); }
@@ -277,6 +290,15 @@ fn reviews(ctx: &Ctx, page: &DocPage<'_>) -> Markup {
                             }
                             button type="submit" { "Sign for " (page.school) }
                         }
+                        details class="withdraw" {
+                            summary { "Withdraw this review" }
+                            form class="withdraw inline" data-post={"/doc/" (page.id) "/withdraw"} {
+                                input type="hidden" name="review" value=(review.id);
+                                label { span { "Why (optional)" } input type="text" name="reason"; }
+                                button type="submit" { "Withdraw the review of " (when_text(&review.date)) }
+                            }
+                            p class="hint" { "A withdrawn review stays in the document and its history, marked with who withdrew it and when." }
+                        }
                     }
                 }
             }
@@ -284,7 +306,7 @@ fn reviews(ctx: &Ctx, page: &DocPage<'_>) -> Markup {
                 form class="record stack narrow" data-post={"/doc/" (page.id) "/review"} {
                     h3 { "Record a review" }
                     label for="review-date" { "Date of the review" }
-                    p class="hint" id="review-date-hint" { "A date, such as 11 July 2017." }
+                    p class="hint" id="review-date-hint" { "When the review took place, such as 11 July 2017. Each signature carries the time it is given." }
                     input id="review-date" name="date" type="text" required aria-describedby="review-date-hint" value=(today_text());
                     label for="review-by" { "Reviewed by" }
                     input id="review-by" name="by" type="text" placeholder="The headteachers and members of the JCC";
@@ -293,6 +315,25 @@ fn reviews(ctx: &Ctx, page: &DocPage<'_>) -> Markup {
                     button type="submit" { "Record the review" }
                 }
             }
+        }
+    }
+}
+
+/// One signature, with what checking it found.
+fn signature(page: &DocPage<'_>, review: &Review, s: &Signature) -> Markup {
+    let verification = verify(page.id, review, s, page.keys);
+    let class = match &verification {
+        Verification::Verified => "verified",
+        Verification::Transcribed => "transcribed",
+        Verification::NotVerified { .. } => "not-verified",
+    };
+    html! {
+        li class={"signature " (class)} {
+            "Signed by " (s.name.as_deref().unwrap_or("")) @if s.name.is_some() { ", " } (s.role) ", " (s.school) ", "
+            @if s.signed_at.is_some() { "at " } @else { "on " }
+            (render::signed_when(s)) ". "
+            strong class="verification" { (verification.label()) ":" } " "
+            (verification.explanation(s))
         }
     }
 }
@@ -429,7 +470,7 @@ fn control(ctx: &Ctx, row: Option<&str>, f: &Field, v: &FieldView, label: Option
         FieldType::When => html! {
             input id=(id) type="text" class={"when" (mark)} title=[title] data-field="" data-row=(row_attr) data-key=(f.key) value=(v.text) placeholder="A date or a term" aria-label=[label.map(|_| aria)];
         },
-        FieldType::Integer | FieldType::Percent => html! {
+        FieldType::Integer | FieldType::Percent | FieldType::Money => html! {
             input id=(id) type="text" inputmode="numeric" class={"number" (mark)} title=[title] data-field="" data-row=(row_attr) data-key=(f.key) value=(v.text) aria-label=[label.map(|_| aria)];
         },
         FieldType::Line => html! {
@@ -483,7 +524,7 @@ fn choice_class(f: &Field, text: &str) -> String {
 
 fn column_class(f: &Field) -> &'static str {
     match f.ty {
-        FieldType::Integer | FieldType::Percent => "narrow",
+        FieldType::Integer | FieldType::Percent | FieldType::Money => "narrow",
         FieldType::Prose => "wide",
         _ => "",
     }
@@ -701,7 +742,7 @@ fn a_or_an(word: &str) -> &'static str {
     }
 }
 
-fn plural(n: usize, one: &str, many: &str) -> String {
+pub fn plural(n: usize, one: &str, many: &str) -> String {
     if n == 1 {
         format!("1 {one}")
     } else {

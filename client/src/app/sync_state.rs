@@ -12,6 +12,10 @@ pub struct SyncState {
     pub last_success: Option<i64>,
     /// What the last failure said, for the indicator's tooltip.
     pub last_error: Option<String>,
+    /// Of the documents the relay listed, how many are on this computer
+    /// and how many there are: "12 of 40" while a first join fetches
+    /// them.
+    pub arrived: (usize, usize),
 }
 
 impl SyncState {
@@ -53,12 +57,22 @@ impl SyncState {
                 }
             };
         }
+        let (arrived, listed) = self.arrived;
+        if arrived < listed {
+            return (
+                "sharing",
+                format!("Receiving documents: {arrived} of {listed}"),
+                None,
+            );
+        }
         if self.unconfirmed > 0 {
             return ("sharing", "Sharing…".into(), None);
         }
         match self.last_success {
             Some(t) => ("shared", "Shared with partners at".into(), Some(t)),
-            None => ("shared", "Shared with partners".into(), None),
+            // Connected, but never yet in sync: a first join before the
+            // relay has listed anything is not "shared".
+            None => ("sharing", "Sharing…".into(), None),
         }
     }
 
@@ -80,6 +94,7 @@ mod tests {
             unconfirmed: 3,
             last_success: None,
             last_error: None,
+            arrived: (0, 0),
         };
         assert_eq!(
             state.describe().1,
@@ -95,6 +110,13 @@ mod tests {
             ("shared", "Shared with partners at".into(), Some(now))
         );
         assert!(state.today(now), "today's moments show only the time");
+        state.last_success = None;
+        assert_eq!(state.describe().1, "Sharing…", "never in sync yet");
+        state.last_success = Some(now);
+        state.arrived = (12, 40);
+        assert_eq!(state.describe().1, "Receiving documents: 12 of 40");
+        state.arrived = (40, 40);
+        assert_eq!(state.describe().0, "shared");
         assert!(!state.today(now - 2 * 86_400));
     }
 }

@@ -23,13 +23,13 @@ pub struct SinceSigned {
     pub changes: usize,
 }
 
-/// The latest review with a signature, and the version its latest
-/// signature signed.
+/// The latest review with a signature (and not withdrawn), and the
+/// version its latest signature signed.
 pub fn last_signed(view: &DocView) -> Option<(&Review, Vec<ChangeHash>, String)> {
     view.reviews
         .iter()
         .rev()
-        .find(|r| !r.signatures.is_empty())
+        .find(|r| !r.signatures.is_empty() && r.withdrawn.is_none())
         .and_then(|review| {
             let signature = review.signatures.last()?;
             let heads = signature

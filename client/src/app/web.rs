@@ -22,11 +22,13 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use futures_util::stream::{self, Stream};
 use partnerplan_model::records::SignatureInput;
+use partnerplan_model::signing::KnownKeys;
 use partnerplan_model::{
     Author, Placement, ProseEdit, When, create, edit as model_edit, read, review, rows,
 };
 use partnerplan_model::{DocView, Kind, RowView, TableView};
 use partnerplan_sync::DocumentId;
+use partnerplan_web::guard::constant_time_eq;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
@@ -34,7 +36,7 @@ use tokio::sync::{mpsc, watch};
 use super::library::{EditError, Library};
 use super::pages::{self, Chrome, DocPage, Home, JoinForm};
 use super::sync_state::SyncState;
-use super::{Joining, password, versions};
+use super::{Joining, county, password, versions};
 
 pub struct AppState {
     pub library: Arc<Library>,
@@ -47,14 +49,27 @@ pub struct AppState {
     pub sessions: password::Sessions,
     pub signed_views: versions::SignedViews,
     pub person: std::sync::RwLock<Option<String>>,
+    /// The school's data folder (its signing key is there).
+    pub dir: std::path::PathBuf,
     pub joining: Joining,
 }
 
-type Shared = Arc<AppState>;
+pub(super) type Shared = Arc<AppState>;
 
 pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/", get(home))
+        .route("/documents", get(documents))
+        .route("/partnerships", get(county::overview))
+        .route("/county", get(county::county_table))
+        .route("/county.csv", get(county::county_csv))
+        .route("/county.md", get(county::county_markdown))
+        .route("/outcomes", get(county::outcomes))
+        .route("/outcomes.csv", get(county::outcomes_csv))
+        .route("/outcomes.md", get(county::outcomes_markdown))
+        .route("/funding", get(county::funding))
+        .route("/funding.csv", get(county::funding_csv))
+        .route("/funding.md", get(county::funding_markdown))
         .route("/join", get(join_form).post(join))
         .route("/login", get(login_form).post(login))
         .route("/new", post(new_document))
@@ -66,6 +81,7 @@ pub fn router(state: Shared) -> Router {
         .route("/doc/{id}/resolve", post(resolve))
         .route("/doc/{id}/review", post(record_review))
         .route("/doc/{id}/sign", post(sign_review))
+        .route("/doc/{id}/withdraw", post(withdraw_review))
         .route("/doc/{id}/signed/{review}", get(signed))
         .route("/doc/{id}/history", get(history))
         .route("/doc/{id}/as-of", get(as_of))
@@ -101,15 +117,8 @@ async fn guard(State(state): State<Shared>, request: Request, next: Next) -> Res
     let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
     if changes {
         let origin = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok());
-        let own = origin.is_none_or(|o| {
-            o.strip_prefix("http://")
-                .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
-        });
-        let cross_site = headers
-            .get("sec-fetch-site")
-            .and_then(|h| h.to_str().ok())
-            .is_some_and(|s| s == "cross-site");
-        if !own || cross_site {
+        let fetch_site = headers.get("sec-fetch-site").and_then(|h| h.to_str().ok());
+        if !partnerplan_web::guard::same_origin(origin, fetch_site, host) {
             tracing::warn!("refused a change sent from another web page");
             return (
                 StatusCode::FORBIDDEN,
@@ -230,7 +239,7 @@ fn check_token(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
 
 /// A request turned away before it did anything, with the page or
 /// sentence that says why.
-struct Refusal(Box<Response>);
+pub(super) struct Refusal(pub(super) Box<Response>);
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
@@ -246,22 +255,14 @@ fn refused_token() -> Response {
         .into_response()
 }
 
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
-struct Who {
+pub(super) struct Who {
     school: String,
     person: Option<String>,
     actor: ActorId,
     can_edit: bool,
 }
 
-fn who(state: &AppState) -> Result<Who, Refusal> {
+pub(super) fn who(state: &AppState) -> Result<Who, Refusal> {
     let meta = |key: &str| state.library.meta(key).ok().flatten();
     let actor = meta("actor_id")
         .and_then(|hex| ActorId::try_from(hex.as_str()).ok())
@@ -288,7 +289,7 @@ fn author(who: &Who) -> Author {
     }
 }
 
-fn chrome<'a>(state: &'a AppState, who: &'a Who, sync: &'a SyncState) -> Chrome<'a> {
+pub(super) fn chrome<'a>(state: &'a AppState, who: &'a Who, sync: &'a SyncState) -> Chrome<'a> {
     Chrome {
         school: &who.school,
         person: who.person.as_deref(),
@@ -297,7 +298,20 @@ fn chrome<'a>(state: &'a AppState, who: &'a Who, sync: &'a SyncState) -> Chrome<
     }
 }
 
+/// The home page: the partnership's documents, or, for a school that
+/// views several partnerships (a local authority), the overview of them.
 async fn home(State(state): State<Shared>) -> Response {
+    if let Err(redirect) = who(&state) {
+        return redirect.into_response();
+    }
+    if county::overview_is_home(&state.library) {
+        return county::overview_page(&state, &Default::default());
+    }
+    documents(State(state)).await
+}
+
+/// Every document this school holds, newest change first.
+async fn documents(State(state): State<Shared>) -> Response {
     let who = match who(&state) {
         Ok(who) => who,
         Err(redirect) => return redirect.into_response(),
@@ -327,6 +341,15 @@ async fn home(State(state): State<Shared>) -> Response {
         }
     }
     let partnership = partnership.or_else(|| state.library.meta("partnership_name").ok().flatten());
+    // A school that views several partnerships holds all their documents.
+    let (partnership, schools) = if county::overview_is_home(&state.library) {
+        (
+            Some("Every document on this computer".to_string()),
+            Vec::new(),
+        )
+    } else {
+        (partnership, schools)
+    };
     let sync = state.sync.borrow().clone();
     Html(
         pages::home(
@@ -344,7 +367,7 @@ async fn home(State(state): State<Shared>) -> Response {
     .into_response()
 }
 
-fn failure(text: &str) -> Response {
+pub(super) fn failure(text: &str) -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         Html(pages::message("Something went wrong", None, &format!("{text}. Your documents are safe on this computer; try again, and if it keeps happening ask your IT support to look at partnerplan's log.")).into_string()),
@@ -512,17 +535,22 @@ fn render_document(state: &AppState, id: &str, body_only: bool) -> Response {
         .flatten()
         .flatten();
     let set_at = conflict_times(state, &id, &view);
+    let keys = match state.library.known_keys(&state.dir) {
+        Ok(keys) => keys,
+        Err(error) => return failure(&error.to_string()),
+    };
     let id_text = id.to_string();
     let page = DocPage {
         id: &id_text,
         view: &view,
         heads: &heads,
-        editable: who.can_edit,
+        editable: state.library.can_edit(&id),
         school: &who.school,
         person: who.person.as_deref(),
         since: since.as_ref(),
         version: None,
         set_at: &set_at,
+        keys: &keys,
     };
     if body_only {
         return Html(pages::document_body(&page).into_string()).into_response();
@@ -593,6 +621,7 @@ fn render_version(
         since: None,
         version: Some(&name),
         set_at: &HashMap::new(),
+        keys: &KnownKeys::default(),
     };
     Html(pages::document(&chrome(state, &who, &sync), &page).into_string()).into_response()
 }
@@ -1043,7 +1072,16 @@ async fn record_review(
         &id,
         None,
         "recorded a review".into(),
-        |d, who| review::record(d, &input.date, &input.by, Some(&input.note), &[], who),
+        |d, who| {
+            review::record(
+                d,
+                &input.date,
+                &input.by,
+                Some(&input.note),
+                review::Given::Nothing,
+                who,
+            )
+        },
     )
 }
 
@@ -1055,20 +1093,19 @@ struct SignInput {
 }
 
 /// A signature is given at this school, for this school: the school is
-/// never taken from the page.
+/// never taken from the page, and the signature is sealed with the
+/// school's key and carries the time it is made.
 async fn sign_review(
     State(state): State<Shared>,
     Path(id): Path<String>,
     headers: HeaderMap,
     Json(input): Json<SignInput>,
 ) -> Response {
-    let school = state
-        .library
-        .meta("school_name")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let today = partnerplan_model::when::date_from_unix(crate::status::now_unix()).to_string();
+    let signer = match tokio::task::block_in_place(|| state.library.signer(&state.dir)) {
+        Ok(signer) => signer,
+        Err(error) => return refusal(&sentence(&error.to_string())),
+    };
+    let document = parse_id(&id).map(|d| d.to_string()).unwrap_or_default();
     edit(
         &state,
         &headers,
@@ -1079,11 +1116,35 @@ async fn sign_review(
             let signature = SignatureInput {
                 name: Some(input.name.trim().to_string()).filter(|n| !n.is_empty()),
                 role: input.role.clone(),
-                school: school.clone(),
+                school: String::new(),
                 date: None,
             };
-            review::sign(d, &input.review, &signature, &today, who).map(|_| ())
+            review::sign(d, &document, &input.review, &signature, &signer, who).map(|_| ())
         },
+    )
+}
+
+#[derive(Deserialize)]
+struct WithdrawInput {
+    review: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// A review recorded by mistake is withdrawn: it stays, marked.
+async fn withdraw_review(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(input): Json<WithdrawInput>,
+) -> Response {
+    edit(
+        &state,
+        &headers,
+        &id,
+        None,
+        "withdrew a review".into(),
+        |d, who| review::withdraw(d, &input.review, Some(&input.reason), who).map(|_| ()),
     )
 }
 

@@ -104,11 +104,12 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Import an action plan file (see the README for its format) and print the new URLs.
+    /// Import an action plan file, or a documents file of any kinds (see
+    /// the README for both formats), and print the new URLs.
     Import {
         file: PathBuf,
-        /// List the plan in this existing partnership document instead of
-        /// creating the one the file describes.
+        /// List the documents in this existing partnership document
+        /// instead of creating the one the file describes.
         #[arg(long)]
         partnership: Option<String>,
     },
@@ -236,7 +237,7 @@ impl NewSchool {
 
 #[derive(Subcommand)]
 pub enum ReviewCommand {
-    /// Record a review of the document as it is now, with signatures.
+    /// Record a review of the document as it is now, with this school's signatures.
     Record {
         url: String,
         /// When it was reviewed: a date or a term.
@@ -247,11 +248,14 @@ pub enum ReviewCommand {
         by: String,
         #[arg(long)]
         note: Option<String>,
-        /// A signature, as "name; role; school" (role: headteacher or chair of governors; leave the name empty if unknown). Repeat for each signer.
+        /// A signature of this school's, signed now with its key, as "name; role" (role: headteacher or chair of governors; leave the name empty if unknown; "name; role; school" works too, naming this school). Repeat for each signer.
         #[arg(long = "sign")]
         signatures: Vec<String>,
     },
-    /// Add a signature to a review: the signer signs the document as it is now.
+    /// Sign a review for this school, now: the signer signs the document as it is now.
+    #[command(
+        long_about = "Sign a review for this school. The signature is sealed with this school's signing key and carries the time it is made (not the review's date), so partners can check which school gave it. A school signs only for itself, and a person signs a review once. To copy a signature given on paper, add --date with the date on the paper: it is recorded as transcribed, which partners see is not proved."
+    )]
     Sign {
         url: String,
         review: String,
@@ -261,11 +265,20 @@ pub enum ReviewCommand {
         /// headteacher or chair of governors.
         #[arg(long)]
         role: String,
+        /// This school (the default); no other school can be named.
         #[arg(long)]
-        school: String,
-        /// When they signed (default: today).
+        school: Option<String>,
+        /// Only for a signature given on paper: the date on the paper. The signature is then recorded as transcribed from paper, not signed here.
         #[arg(long)]
         date: Option<String>,
+    },
+    /// Withdraw a review recorded by mistake: it stays in the document and its history, marked with who withdrew it and when.
+    Withdraw {
+        url: String,
+        review: String,
+        /// Why, in a few words ("recorded twice").
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Every review, with its signatures and the version each signed.
     List {
@@ -290,18 +303,18 @@ pub(super) fn parse_pairs(values: &[String]) -> Result<Vec<(String, String)>, Cl
         .collect()
 }
 
-/// "name; role; school", the name may be empty.
+/// "name; role" or "name; role; school", the name may be empty.
 pub(super) fn parse_signature(input: &str) -> Result<SignatureInput, ClientError> {
     let parts: Vec<&str> = input.split(';').map(str::trim).collect();
-    if parts.len() != 3 {
+    if !(2..=3).contains(&parts.len()) {
         return Err(ClientError::Other(format!(
-            "“{input}” is not a signature: write it as \"name; role; school\", such as \"Carole Clemens; headteacher; Bank Road Infant and Nursery School\" (leave the name empty if it is not known)."
+            "“{input}” is not a signature: write it as \"name; role\", such as \"Carole Clemens; headteacher\" (leave the name empty if it is not known)."
         )));
     }
     Ok(SignatureInput {
         name: Some(parts[0].to_string()).filter(|n| !n.is_empty()),
         role: parts[1].to_string(),
-        school: parts[2].to_string(),
+        school: parts.get(2).map(|s| s.to_string()).unwrap_or_default(),
         date: None,
     })
 }

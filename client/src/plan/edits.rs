@@ -8,6 +8,7 @@ use partnerplan_model::records::{SignatureInput, describe_signature};
 use partnerplan_model::rows::{self, Placement};
 use partnerplan_model::schema::Kind;
 use partnerplan_model::text::short;
+use partnerplan_model::when::when_text;
 use partnerplan_model::{Author, ModelError, ProseEdit};
 use partnerplan_model::{create, doc, edit, locate, render, review};
 use partnerplan_sync::DocumentId;
@@ -61,6 +62,7 @@ fn change<T>(
     edit: impl FnOnce(&mut AutoCommit) -> Result<T, ClientError>,
 ) -> Result<T, ClientError> {
     let id = DocumentId::parse_url_or_id(url)?;
+    school.editable_doc(&id)?;
     let actor = actor(school, who)?;
     school.store.change(&id, &actor, Some(message), |doc| {
         held(doc, &id)?;
@@ -78,8 +80,12 @@ pub(super) fn new_document(
     title: &str,
     partnership: Option<&str>,
 ) -> Result<(), ClientError> {
+    school.editable()?;
     let kind = Kind::parse(kind).map_err(|e| ClientError::Other(format!("{e}.")))?;
     let partnership = partnership.map(DocumentId::parse_url_or_id).transpose()?;
+    if let Some(pid) = &partnership {
+        school.editable_doc(pid)?;
+    }
     let id = DocumentId::random();
     let actor = actor(school, who)?;
     let partnership_url = partnership.map(|p| p.url());
@@ -309,7 +315,8 @@ pub(super) fn row(
     Ok(())
 }
 
-/// `review record`: the document as it is now, with its signatures.
+/// `review record`: the document as it is now, with this school's
+/// signatures, each sealed now with its key.
 pub(super) fn record_review(
     school: &mut School,
     who: &Author,
@@ -321,15 +328,28 @@ pub(super) fn record_review(
         .iter()
         .map(|s| super::args::parse_signature(s))
         .collect::<Result<Vec<_>, _>>()?;
+    let signer = crate::signatures::signer(&school.store, &school.dir)?;
+    let document = DocumentId::parse_url_or_id(url)?.to_string();
+    let given = if signatures.is_empty() {
+        review::Given::Nothing
+    } else {
+        review::Given::Signed {
+            signer: &signer,
+            document: &document,
+            signatures: &signatures,
+        }
+    };
     let message = format!("recorded the review of {date}");
     let id = change(school, who, url, message, |doc| {
-        Ok(review::record(doc, date, by, note, &signatures, who)?)
+        Ok(review::record(doc, date, by, note, given, who)?)
     })?;
     println!("{}", short(&id));
     Ok(())
 }
 
-/// `review sign`: a signature for the document as it is now.
+/// `review sign`: this school signs now, sealed with its key, for the
+/// document as it is now; with `--date`, a signature given on paper is
+/// transcribed instead (still only this school's).
 pub(super) fn sign_review(
     school: &mut School,
     who: &Author,
@@ -337,14 +357,70 @@ pub(super) fn sign_review(
     which: &str,
     input: SignatureInput,
 ) -> Result<(), ClientError> {
-    let today = partnerplan_model::when::date_from_unix(who.time).to_string();
-    let signature = change(school, who, url, format!("signed review {which}"), |doc| {
-        Ok(review::sign(doc, which, &input, &today, who)?)
+    let signer = crate::signatures::signer(&school.store, &school.dir)?;
+    let document = DocumentId::parse_url_or_id(url)?.to_string();
+    let on_paper = input.date.as_deref().is_some_and(|d| !d.trim().is_empty());
+    if on_paper {
+        let named = input.school.trim();
+        if !named.is_empty() && !signer.is(named) {
+            return Err(ModelError::NotYourSchool {
+                yours: signer.school.clone(),
+                named: named.to_string(),
+            }
+            .into());
+        }
+        let input = SignatureInput {
+            school: signer.school.clone(),
+            ..input
+        };
+        let message = format!("transcribed a signature given on paper to review {which}");
+        let signature = change(school, who, url, message, |doc| {
+            Ok(review::transcribe(doc, which, &input, who)?)
+        })?;
+        println!(
+            "Transcribed from paper: {}, dated {}, for version {}. Partners see it as transcribed, not as signed here.",
+            describe_signature(&signature),
+            when_text(&signature.date),
+            render::version(&signature.heads)
+        );
+        return Ok(());
+    }
+    let (signature, review_date) =
+        change(school, who, url, format!("signed review {which}"), |doc| {
+            let signature = review::sign(doc, &document, which, &input, &signer, who)?;
+            let (_, found) = partnerplan_model::records::find(doc, which)?;
+            Ok((signature, found.date))
+        })?;
+    println!(
+        "Signed by {} at {}, for the review of {}, version {}.",
+        describe_signature(&signature),
+        render::signed_when(&signature),
+        when_text(&review_date),
+        render::version(&signature.heads)
+    );
+    Ok(())
+}
+
+/// `review withdraw`: the review stays, marked withdrawn by whom and when.
+pub(super) fn withdraw_review(
+    school: &mut School,
+    who: &Author,
+    url: &str,
+    which: &str,
+    reason: Option<&str>,
+) -> Result<(), ClientError> {
+    // The message names the review by its date, which `find` gives inside
+    // the change; it is written after the edit, so read it first.
+    let (_, doc) = crate::documents::load(school, url)?;
+    let (_, found) = partnerplan_model::records::find(&doc, which)?;
+    let message = format!("withdrew the review of {}", when_text(&found.date));
+    let withdrawn = change(school, who, url, message, |doc| {
+        Ok(review::withdraw(doc, which, reason, who)?)
     })?;
     println!(
-        "Signed by {}, for version {}.",
-        describe_signature(&signature),
-        render::version(&signature.heads)
+        "Withdrew the review of {}. It stays in the document and its history, marked withdrawn by {}.",
+        when_text(&withdrawn.date),
+        who.describe()
     );
     Ok(())
 }

@@ -101,11 +101,16 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
             let input = SignatureInput {
                 name,
                 role,
-                school: for_school,
+                school: for_school.unwrap_or_default(),
                 date,
             };
             edits::sign_review(school, &who, &url, &review, input)
         }
+        ModelCommand::Review(ReviewCommand::Withdraw {
+            url,
+            review,
+            reason,
+        }) => edits::withdraw_review(school, &who, &url, &review, reason.as_deref()),
         ModelCommand::Review(ReviewCommand::List { url, json }) => {
             reads::reviews(school, &url, json)
         }

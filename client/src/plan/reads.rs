@@ -13,6 +13,7 @@ use partnerplan_model::plan_file;
 use partnerplan_model::records;
 use partnerplan_model::render;
 use partnerplan_model::schema::Kind;
+use partnerplan_model::signing::{Verification, verify};
 use partnerplan_model::when::when_text;
 use partnerplan_model::{DocView, read};
 use partnerplan_sync::DocumentId;
@@ -110,18 +111,50 @@ pub(super) fn conflicts(school: &School, url: &str, json: bool) -> Result<(), Cl
     Ok(())
 }
 
-/// `review list`.
+/// `review list`: every review, each signature checked against the
+/// schools' keys.
 pub(super) fn reviews(school: &School, url: &str, json: bool) -> Result<(), ClientError> {
     let (id, _, view) = load(school, url)?;
+    let keys = crate::signatures::known_keys(&school.store, &school.dir)?;
+    let document = id.to_string();
+    let checked: Vec<Vec<Verification>> = view
+        .reviews
+        .iter()
+        .map(|r| {
+            r.signatures
+                .iter()
+                .map(|s| verify(&document, r, s, &keys))
+                .collect()
+        })
+        .collect();
     if json {
-        print_json(json!({"url": id.url(), "reviews": view.reviews}));
+        let reviews: Vec<serde_json::Value> = view
+            .reviews
+            .iter()
+            .zip(&checked)
+            .map(|(r, verifications)| {
+                let mut value = json!(r);
+                for (s, (signature, verification)) in value["signatures"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                    .zip(r.signatures.iter().zip(verifications))
+                {
+                    let mut v = json!(verification);
+                    v["sentence"] = json!(verification.sentence(signature));
+                    s["verification"] = v;
+                }
+                value
+            })
+            .collect();
+        print_json(json!({"url": id.url(), "reviews": reviews}));
     } else if view.reviews.is_empty() {
         println!(
             "No reviews yet. Record one with `partnerplan review record {url} --date … --by …`."
         );
     } else {
-        for r in &view.reviews {
-            print_review(r);
+        for (r, verifications) in view.reviews.iter().zip(&checked) {
+            print_review(r, verifications);
         }
     }
     Ok(())

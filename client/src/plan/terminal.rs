@@ -6,6 +6,7 @@ use partnerplan_model::diff::Difference;
 use partnerplan_model::history::HistoryEntry;
 use partnerplan_model::records::{Review, describe_signature};
 use partnerplan_model::render;
+use partnerplan_model::signing::Verification;
 use partnerplan_model::text::{short, shorten};
 use partnerplan_model::when::{format_time, when_text};
 use partnerplan_model::{DocView, RowView, TableView};
@@ -194,8 +195,12 @@ pub fn terminal(id: &DocumentId, view: &DocView, show_removed: bool) -> String {
     out
 }
 
-pub(super) fn print_review(r: &Review) {
+/// A review with each signature and what checking it found.
+pub(super) fn print_review(r: &Review, verifications: &[Verification]) {
     println!("{}  {}", short(&r.id), render::review_heading(r));
+    if let Some(withdrawn) = render::withdrawal(r) {
+        println!("    {withdrawn}");
+    }
     if let Some(note) = &r.note {
         println!("    {note}");
     }
@@ -207,13 +212,15 @@ pub(super) fn print_review(r: &Review) {
     if r.signatures.is_empty() {
         println!("    Not signed yet.");
     }
-    for s in &r.signatures {
+    for (s, verification) in r.signatures.iter().zip(verifications) {
         println!(
-            "    Signed: {} on {} (version {})",
+            "    Signed: {} {} {} (version {})",
             describe_signature(s),
-            when_text(&s.date),
+            if s.signed_at.is_some() { "at" } else { "on" },
+            render::signed_when(s),
             render::version(&s.heads)
         );
+        println!("      {}", verification.sentence(s));
     }
 }
 

@@ -90,8 +90,10 @@ mod tests {
     use crate::author::Author;
     use crate::edit::{self, ProseEdit};
     use crate::records::SignatureInput;
-    use crate::review;
+    use crate::review::{self, Given};
     use crate::rows::{self, Placement};
+    use crate::signing::Signer;
+    use ed25519_dalek::SigningKey;
 
     /// Every typed edit checks the document itself, inside the caller's
     /// change, so a caller need not load the document first to learn its
@@ -114,6 +116,7 @@ mod tests {
             school: "Bank Road".into(),
             date: None,
         };
+        let signer = Signer::new(SigningKey::from_bytes(&[7; 32]), "Bank Road", Vec::new());
         let values = [("name".to_string(), "Safeguarding".to_string())];
         let doc = &mut plain;
         let errors = [
@@ -124,8 +127,10 @@ mod tests {
             rows::move_row(doc, "abc", &Placement::Start, &who).err(),
             rows::remove_row(doc, "abc", &who).err(),
             rows::restore_row(doc, "abc", &who).err(),
-            review::record(doc, "11 July 2017", "the JCC", None, &[], &who).err(),
-            review::sign(doc, "abc", &signature, "2017-07-11", &who).err(),
+            review::record(doc, "11 July 2017", "the JCC", None, Given::Nothing, &who).err(),
+            review::sign(doc, "doc", "abc", &signature, &signer, &who).err(),
+            review::transcribe(doc, "abc", &signature, &who).err(),
+            review::withdraw(doc, "abc", None, &who).err(),
             expect_kind(doc, Kind::ActionPlan).err(),
         ];
         for error in errors {

@@ -57,6 +57,32 @@ pub enum ModelError {
     )]
     NoSuchReview { id: String },
     #[error(
+        "{yours} can sign only for itself, not for {named}: each school signs from its own computer, in its app or with `partnerplan review sign`."
+    )]
+    NotYourSchool { yours: String, named: String },
+    #[error(
+        "{who} has already signed the review of {review} (on {on}): a person signs a review once."
+    )]
+    AlreadySigned {
+        who: String,
+        review: String,
+        on: String,
+    },
+    #[error(
+        "the review of {review} was withdrawn by {by} on {on}, so it cannot be signed. Record a new review and sign that."
+    )]
+    Withdrawn {
+        review: String,
+        by: String,
+        on: String,
+    },
+    #[error("the review of {review} was already withdrawn by {by} on {on}.")]
+    AlreadyWithdrawn {
+        review: String,
+        by: String,
+        on: String,
+    },
+    #[error(
         "the version signed at the review of {date} cannot be read: {detail}. The review's record of it is damaged; `partnerplan view <url>` still shows the document as it is now, and `partnerplan history <url>` every change."
     )]
     UnreadableVersion { date: String, detail: String },

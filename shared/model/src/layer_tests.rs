@@ -9,6 +9,7 @@ const LAYERS: &[(&str, &str)] = &[
     ("schema", include_str!("schema.rs")),
     ("error", include_str!("error.rs")),
     ("records", include_str!("records.rs")),
+    ("signing", include_str!("signing.rs")),
     ("doc", include_str!("doc.rs")),
     ("view", include_str!("view.rs")),
     ("author", include_str!("author.rs")),
@@ -22,6 +23,8 @@ const LAYERS: &[(&str, &str)] = &[
     ("render", include_str!("render.rs")),
     ("history", include_str!("history.rs")),
     ("plan_file", include_str!("plan_file.rs")),
+    ("documents_file", include_str!("documents_file.rs")),
+    ("county", include_str!("county.rs")),
 ];
 
 /// The modules `code` names: `crate::name::…`, `crate::name;` and the

@@ -24,25 +24,31 @@
 //! 1. `text`, `when`, `values`, `schema`, `error`: words, dates and terms,
 //!    choices, each kind's fields and tables, the one error type. No
 //!    Automerge.
-//! 2. `records`, `doc`: what a document keeps whole (actors, reviews,
-//!    signatures) and reading it back; a document's kind and version, and
-//!    the check every typed edit makes inside its own change.
+//! 2. `records`, `signing`, `doc`: what a document keeps whole (actors,
+//!    reviews, signatures) and reading it back; what a signature seals
+//!    and checking it against schools' keys; a document's kind and
+//!    version, and the check every typed edit makes inside its own change.
 //! 3. `view`, `author`, `locate`: a document as read (`DocView`); who
 //!    made a change; where rows are and in what order.
 //! 4. `read`: a whole document, or a past version of it, into a view.
 //! 5. `create`, `edit`, `rows`, `review`: the typed edits, each on a
 //!    `&mut AutoCommit` inside the caller's change.
-//! 6. `diff`, `render`, `history`, `plan_file`: comparing, printing,
-//!    who-changed-what, the import and export file.
+//! 6. `diff`, `render`, `history`, `plan_file`, `documents_file`:
+//!    comparing, printing, who-changed-what, the action plan's import and
+//!    export file and the file for any document.
+//! 7. `county`: the local authority's reading across partnerships (the
+//!    overview, the county table, outcomes, funding).
 //!
 //! Readers take any Automerge document (`&impl ReadDoc`, `&impl
 //! Readable`, or `&Automerge` for past versions and history), so a caller
 //! holding the store's `Automerge` reads it without a copy.
 
 pub mod author;
+pub mod county;
 pub mod create;
 pub mod diff;
 pub mod doc;
+pub mod documents_file;
 pub mod edit;
 pub mod error;
 pub mod history;
@@ -54,6 +60,7 @@ pub mod render;
 pub mod review;
 pub mod rows;
 pub mod schema;
+pub mod signing;
 pub mod text;
 pub mod values;
 pub mod view;
@@ -63,6 +70,8 @@ pub mod when;
 mod layer_tests;
 #[cfg(test)]
 mod merge_tests;
+#[cfg(test)]
+mod signature_tests;
 
 pub use author::Author;
 pub use edit::ProseEdit;

@@ -12,7 +12,9 @@ use crate::records::{self, SignatureInput};
 use crate::review;
 use crate::rows::{self, Placement};
 use crate::schema::{Kind, SCHEMA_VERSION};
+use crate::signing::Signer;
 use crate::{create, read};
+use ed25519_dalek::SigningKey;
 
 const BANK_ROAD: &str = "Bank Road Infant and Nursery School";
 const WILLIAM_LILLEY: &str = "William Lilley Infant and Nursery School";
@@ -657,25 +659,30 @@ fn bad_values_are_refused_with_what_was_wrong() {
 fn a_signed_review_keeps_the_version_signed_and_shows_what_changed_since() {
     let (mut a, mut b, _, action) = plan();
     edit::set_field(&mut a, Some(&action), "status", "amber", &bank_road()).unwrap();
+    let bank_road_key = Signer::new(SigningKey::from_bytes(&[1; 32]), BANK_ROAD, Vec::new());
     let id = review::record(
         &mut a,
         "11th July 2017",
         "the HTs and members of the JCC",
         None,
-        &[
-            SignatureInput {
-                name: Some("Carole Clemens".into()),
-                role: "Head Teacher".into(),
-                school: BANK_ROAD.into(),
-                date: None,
-            },
-            SignatureInput {
-                name: None,
-                role: "Chair of Governing Board".into(),
-                school: WILLIAM_LILLEY.into(),
-                date: None,
-            },
-        ],
+        review::Given::Signed {
+            signer: &bank_road_key,
+            document: "plan",
+            signatures: &[
+                SignatureInput {
+                    name: Some("Carole Clemens".into()),
+                    role: "Head Teacher".into(),
+                    school: BANK_ROAD.into(),
+                    date: None,
+                },
+                SignatureInput {
+                    name: None,
+                    role: "Chair of Governing Board".into(),
+                    school: String::new(),
+                    date: None,
+                },
+            ],
+        },
         &bank_road(),
     )
     .unwrap();
@@ -720,16 +727,19 @@ fn a_signed_review_keeps_the_version_signed_and_shows_what_changed_since() {
         }
     )));
     // A later signature signs the later version.
+    let william_lilley_key =
+        Signer::new(SigningKey::from_bytes(&[2; 32]), WILLIAM_LILLEY, Vec::new());
     let later = review::sign(
         &mut b,
+        "plan",
         &id,
         &SignatureInput {
             name: Some("Kevin Snow".into()),
             role: "chair".into(),
             school: WILLIAM_LILLEY.into(),
-            date: Some("14 November 2017".into()),
+            date: None,
         },
-        "2017-11-14",
+        &william_lilley_key,
         &william_lilley(),
     )
     .unwrap();

@@ -430,7 +430,7 @@ pub fn import_reviews(
                 &r.date,
                 &r.by,
                 r.note.as_deref(),
-                &r.signatures,
+                review::Given::Transcribed(&r.signatures),
                 author,
             )
         })
@@ -630,9 +630,12 @@ pub fn export(view: &DocView) -> Result<PlanFile, ModelError> {
                     .collect(),
             })
             .collect(),
+        // A withdrawn review is not part of the plan any more; the
+        // document's own history keeps it.
         reviews: view
             .reviews
             .iter()
+            .filter(|r| r.withdrawn.is_none())
             .map(|r| ReviewFile {
                 date: r.date.clone(),
                 by: r.by.clone(),

@@ -14,7 +14,7 @@ use crate::doc::{kind_of, str_at};
 use crate::error::ModelError;
 use crate::records::{self, ActorEntry, Readable, Review};
 use crate::schema::{Field, FieldType, RESPONSIBILITY_PARTS, Table};
-use crate::text::short;
+use crate::text::{pounds, short};
 use crate::view::{Candidate, DocView, FieldView, Removal, RowView, TableView};
 use crate::when::when_text;
 
@@ -262,6 +262,7 @@ fn scalar_view(s: &ScalarValue, ty: FieldType) -> (Json, String) {
             };
             (json!(v.to_string()), text)
         }
+        ScalarValue::Int(i) if matches!(ty, FieldType::Money) => (json!(i), pounds(*i)),
         ScalarValue::Int(i) => (json!(i), i.to_string()),
         ScalarValue::Uint(u) => (json!(u), u.to_string()),
         ScalarValue::F64(f) => (json!(f), format!("{f}")),
@@ -549,7 +550,7 @@ mod tests {
     use crate::create::create;
     use crate::edit::set_field;
     use crate::history::history;
-    use crate::review::record;
+    use crate::review::{Given, record};
     use crate::schema::Kind;
 
     /// The store assembles an `Automerge`: it reads as the `AutoCommit`
@@ -564,7 +565,15 @@ mod tests {
         let mut doc = AutoCommit::new();
         create(&mut doc, Kind::ActionPlan, "Plan 2017-18", None, &who).unwrap();
         doc.commit();
-        record(&mut doc, "11 July 2017", "the JCC", None, &[], &who).unwrap();
+        record(
+            &mut doc,
+            "11 July 2017",
+            "the JCC",
+            None,
+            Given::Nothing,
+            &who,
+        )
+        .unwrap();
         doc.commit();
         set_field(&mut doc, None, "period", "2017-18", &who).unwrap();
         doc.commit();

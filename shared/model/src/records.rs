@@ -44,10 +44,42 @@ pub struct Signature {
     /// "headteacher" or "chair of governors".
     pub role: String,
     pub school: String,
-    /// When they signed (canonical `When` text).
+    /// When they signed (canonical `When` text): for a signature made
+    /// here, the day of `signed_at`; for one transcribed, the paper's.
     pub date: String,
     /// The version they signed: the document's heads, as hex.
     pub heads: Vec<String>,
+    /// When it was made, in seconds since 1970, by the signing computer's
+    /// clock; `None` for one transcribed or made before signatures were
+    /// sealed. (Absent in documents written before: read as `None`.)
+    #[autosurgeon(rename = "signedAt", missing = "Default::default")]
+    #[serde(rename = "signedAt", default)]
+    pub signed_at: Option<i64>,
+    /// Copied from a paper signature (an import file): nothing proves
+    /// who gave it, and it is shown as transcribed.
+    #[autosurgeon(missing = "Default::default")]
+    #[serde(default)]
+    pub transcribed: bool,
+    /// The signing school's public Ed25519 key, hex.
+    #[autosurgeon(missing = "Default::default")]
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The Ed25519 signature over what `signing::signed_bytes` lists, hex.
+    #[autosurgeon(missing = "Default::default")]
+    #[serde(default)]
+    pub seal: Option<String>,
+}
+
+/// Who withdrew a review (one recorded by mistake), when, and why: the
+/// review stays in the document and its history, marked withdrawn.
+#[derive(Debug, Clone, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
+pub struct Withdrawal {
+    /// "Carole Clemens (Bank Road)", as `Author::describe` gives it.
+    pub by: String,
+    pub school: String,
+    /// Seconds since 1970.
+    pub at: i64,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
@@ -64,6 +96,10 @@ pub struct Review {
     pub recorded_by: String,
     pub note: Option<String>,
     pub signatures: Vec<Signature>,
+    /// Set when the review was withdrawn. (Absent before: `None`.)
+    #[autosurgeon(missing = "Default::default")]
+    #[serde(default)]
+    pub withdrawn: Option<Withdrawal>,
 }
 
 impl Review {
@@ -181,6 +217,34 @@ fn strings<'d, D: automerge::ReadDoc>(
     list(doc, entries, key, |_, element| string_of(&element.value))
 }
 
+/// Like `optional_string`, for a key later versions added: absent is
+/// `None` too.
+fn added_string(entries: &[MapRangeItem], key: &str) -> Option<Option<String>> {
+    match entry(entries, key) {
+        None => Some(None),
+        Some(_) => optional_string(entries, key),
+    }
+}
+
+/// An added `Option<i64>`: absent or null is `None`.
+fn added_integer(entries: &[MapRangeItem], key: &str) -> Option<Option<i64>> {
+    match entry(entries, key).map(|e| &e.value) {
+        None | Some(ValueRef::Scalar(ScalarValueRef::Null)) => Some(None),
+        Some(ValueRef::Scalar(ScalarValueRef::Int(i))) => Some(Some(*i)),
+        Some(ValueRef::Scalar(ScalarValueRef::Uint(u))) => i64::try_from(*u).ok().map(Some),
+        Some(_) => None,
+    }
+}
+
+/// An added `bool`: absent is `false`.
+fn added_bool(entries: &[MapRangeItem], key: &str) -> Option<bool> {
+    match entry(entries, key).map(|e| &e.value) {
+        None => Some(false),
+        Some(ValueRef::Scalar(ScalarValueRef::Boolean(b))) => Some(*b),
+        Some(_) => None,
+    }
+}
+
 fn signature_at(doc: &impl automerge::ReadDoc, obj: &ObjId) -> Option<Signature> {
     let e = entries(doc, obj);
     Some(Signature {
@@ -189,7 +253,33 @@ fn signature_at(doc: &impl automerge::ReadDoc, obj: &ObjId) -> Option<Signature>
         school: string(&e, "school")?,
         date: string(&e, "date")?,
         heads: strings(doc, &e, "heads")?,
+        signed_at: added_integer(&e, "signedAt")?,
+        transcribed: added_bool(&e, "transcribed")?,
+        key: added_string(&e, "key")?,
+        seal: added_string(&e, "seal")?,
     })
+}
+
+fn withdrawal_at(
+    doc: &impl automerge::ReadDoc,
+    entries: &[MapRangeItem],
+) -> Option<Option<Withdrawal>> {
+    let Some(item) = entry(entries, "withdrawn") else {
+        return Some(None);
+    };
+    match item.value {
+        ValueRef::Scalar(ScalarValueRef::Null) => Some(None),
+        ValueRef::Object(ObjType::Map | ObjType::Table) => {
+            let e = self::entries(doc, &item.id());
+            Some(Some(Withdrawal {
+                by: string(&e, "by")?,
+                school: string(&e, "school")?,
+                at: added_integer(&e, "at")??,
+                reason: optional_string(&e, "reason")?,
+            }))
+        }
+        _ => None,
+    }
 }
 
 fn review_at(doc: &impl automerge::ReadDoc, obj: &ObjId) -> Option<Review> {
@@ -205,6 +295,7 @@ fn review_at(doc: &impl automerge::ReadDoc, obj: &ObjId) -> Option<Review> {
             ValueRef::Object(ObjType::Map | ObjType::Table) => signature_at(doc, &element.id()),
             _ => None,
         })?,
+        withdrawn: withdrawal_at(doc, &e)?,
     })
 }
 
@@ -283,7 +374,12 @@ mod tests {
                 school: "Bank Road".into(),
                 date: "2017-07-12".into(),
                 heads: vec!["cd".repeat(32)],
+                signed_at: Some(1_499_860_000),
+                transcribed: false,
+                key: Some("ef".repeat(32)),
+                seal: Some("01".repeat(64)),
             }],
+            withdrawn: None,
         }
     }
 

@@ -3,11 +3,11 @@
 //! signature and the version each signed. Fields two schools disagree on
 //! are printed with both values and who gave each, never one silently.
 
-use crate::records::Review;
+use crate::records::{Review, Signature};
 use crate::schema::FieldType;
 use crate::text::{capitalise, short, shorten};
 use crate::view::{DocView, FieldView, RowView, TableView};
-use crate::when::when_text;
+use crate::when::{format_time, when_text};
 
 /// The value as printed: both values and who set each, for a conflict.
 pub fn cell(field: &FieldView) -> String {
@@ -35,7 +35,36 @@ pub fn version(heads: &[String]) -> String {
 }
 
 pub fn review_heading(review: &Review) -> String {
-    format!("Reviewed {} by {}", when_text(&review.date), review.by)
+    let withdrawn = if review.withdrawn.is_some() {
+        " (withdrawn)"
+    } else {
+        ""
+    };
+    format!(
+        "Reviewed {} by {}{withdrawn}",
+        when_text(&review.date),
+        review.by
+    )
+}
+
+/// "Withdrawn by Carole Clemens (Bank Road) on 2017-07-12 09:00 UTC:
+/// recorded twice." for a withdrawn review.
+pub fn withdrawal(review: &Review) -> Option<String> {
+    let w = review.withdrawn.as_ref()?;
+    Some(match &w.reason {
+        Some(reason) => format!("Withdrawn by {} on {}: {reason}", w.by, format_time(w.at)),
+        None => format!("Withdrawn by {} on {}.", w.by, format_time(w.at)),
+    })
+}
+
+/// When a signature was given: the time it was made here, or the date on
+/// paper it was transcribed from.
+pub fn signed_when(signature: &Signature) -> String {
+    match (signature.signed_at, signature.transcribed) {
+        (Some(at), _) => format_time(at),
+        (None, true) => format!("{} (transcribed from paper)", when_text(&signature.date)),
+        (None, false) => when_text(&signature.date),
+    }
 }
 
 fn has_nested(table: &TableView) -> bool {
@@ -63,7 +92,7 @@ fn md_code(s: &str) -> String {
 }
 
 /// For a table cell: no column breaks, lines as `<br>`.
-fn md_escape(s: &str) -> String {
+pub fn md_escape(s: &str) -> String {
     md_text(s).replace('|', "\\|").replace('\n', "<br>")
 }
 
@@ -367,6 +396,9 @@ fn reviews(reviews: &[Review], markup: &impl Markup, out: &mut String) {
     out.push_str(&markup.heading(2, "Reviews and signatures"));
     for review in reviews {
         out.push_str(&markup.heading(3, &review_heading(review)));
+        if let Some(withdrawn) = withdrawal(review) {
+            out.push_str(&markup.marked(&withdrawn));
+        }
         if let Some(note) = &review.note {
             out.push_str(&markup.paragraph(note));
         }
@@ -386,7 +418,7 @@ fn reviews(reviews: &[Review], markup: &impl Markup, out: &mut String) {
                     Cell::Text(s.name.as_deref().unwrap_or("(name not recorded)").into()),
                     Cell::Text(capitalise(&s.role)),
                     Cell::Text(s.school.clone()),
-                    Cell::Text(when_text(&s.date)),
+                    Cell::Text(signed_when(s)),
                     Cell::Version(version(&s.heads)),
                 ]
             })
@@ -402,7 +434,7 @@ fn reviews(reviews: &[Review], markup: &impl Markup, out: &mut String) {
 /// One CSV cell. A spreadsheet runs a cell that starts with = + - @, a
 /// tab or a carriage return as a formula, so such a cell (partners
 /// write these words) starts with a quote mark, which shows it as text.
-fn csv_field(s: &str) -> String {
+pub fn csv_field(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {
@@ -440,6 +472,7 @@ pub fn csv(view: &DocView) -> String {
         "School",
         "Signed on",
         "Version signed",
+        "Withdrawn",
     ] {
         if !columns.contains(&extra) {
             columns.push(extra);
@@ -498,6 +531,7 @@ pub fn csv(view: &DocView) -> String {
             ("Review date", review.date.clone()),
             ("Reviewed by", review.by.clone()),
             ("Version reviewed", review.heads.join(" ")),
+            ("Withdrawn", withdrawal(review).unwrap_or_default()),
         ];
         if review.signatures.is_empty() {
             lines.push(line(base.clone()));
@@ -619,7 +653,7 @@ mod tests {
         assert!(md.contains("**Objectives:** 1, 2, 5, 10"));
         assert!(md.contains("| Peer review by head teachers"));
         assert!(md.contains("### Reviewed Tuesday 11 July 2017 by the HTs and members of the JCC"));
-        assert!(md.contains("| Kevin Snow | Chair of governors | William Lilley Infant and Nursery School | Tuesday 11 July 2017 | `"));
+        assert!(md.contains("| Kevin Snow | Chair of governors | William Lilley Infant and Nursery School | Tuesday 11 July 2017 (transcribed from paper) | `"));
         let page = html(&view);
         assert!(page.starts_with("<!DOCTYPE html>") && page.contains("@media print"));
         assert!(page.contains("<span class=\"status amber\">amber</span>"));
@@ -713,12 +747,12 @@ mod tests {
             "11 July 2017",
             "<i>the JCC</i>",
             Some("<iframe src=x></iframe> & notes"),
-            &[crate::records::SignatureInput {
+            crate::review::Given::Transcribed(&[crate::records::SignatureInput {
                 name: Some("=1+1".into()),
                 role: "headteacher".into(),
                 school: "Bank Road, <Infant>".into(),
                 date: None,
-            }],
+            }]),
             &who,
         )
         .unwrap();

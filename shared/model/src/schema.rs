@@ -11,6 +11,13 @@ use crate::values::{Choices, IN_PARTNERSHIP, KEY_STAGE, PARTNERSHIP_KIND, PHASE,
 /// place in the list; version 2 splits responsibility into person, role
 /// and school, and gives rows a `position`, an edit counter and removal
 /// tombstones. Readers accept every older shape; see `read::read`.
+///
+/// A field added to a kind (the partnership's `funding`, an outcome
+/// row's number of `schools`) is not a new version: documents without it
+/// read it as empty, and an older program that does not know it leaves
+/// it as it is (an edit touches only the fields it names). The version
+/// changes only when a field it knows changes shape, which an older
+/// program would misread.
 pub const SCHEMA_VERSION: i64 = 2;
 
 /// The parts of a `FieldType::Responsibility`, in the order a person
@@ -120,6 +127,9 @@ pub enum FieldType {
     /// A date, month or term (`When`), stored as its canonical text.
     When,
     Integer,
+    /// An amount of money in whole pounds (an integer), written and shown
+    /// as "£51,000".
+    Money,
     /// 0 to 100, such as the share of pupils reaching a level.
     Percent,
     /// Objective numbers an area links to: a map from number to `true`,
@@ -202,6 +212,7 @@ pub static SCHEMAS: [DocSchema; 9] = [
             field("localAuthority", "Local authority", Line),
             field("leadSchools", "Lead school(s)", Line),
             field("budgetHolder", "Budget holder", Line),
+            field("funding", "Funding from the local authority", Money),
             field("term", "Agreed term of collaboration", Line),
             field("noticePeriod", "Notice period", Line),
         ],
@@ -440,6 +451,7 @@ pub static SCHEMAS: [DocSchema; 9] = [
                     "In a partnership?",
                     Choice(&IN_PARTNERSHIP),
                 ),
+                field("schools", "Schools", Integer),
                 field("pupils", "Pupils", Integer),
                 field("measure", "Measure", Line),
                 field("percent", "%", Percent),

@@ -132,6 +132,45 @@ impl When {
         }
     }
 
+    /// The last day this covers: a term ends the day before the next one
+    /// starts (as `starts` places them), a month on its last day.
+    pub fn ends(&self) -> Option<(i32, u8, u8)> {
+        match *self {
+            When::Date { year, month, day } => Some((year, month, day)),
+            When::Month { year, month } => Some((year, month, days_in_month(year, month))),
+            When::Term { season, half, year } => {
+                let year = year?;
+                let (month, day) = match (season, half) {
+                    (Season::Autumn, Some(1)) => (10, 31),
+                    (Season::Autumn, _) => (12, 31),
+                    (Season::Spring, Some(1)) => (2, 19),
+                    (Season::Spring, _) => (4, 14),
+                    (Season::Summer, Some(1)) => (5, 31),
+                    (Season::Summer, _) => (8, 31),
+                };
+                Some((year, month, day))
+            }
+        }
+    }
+
+    /// The whole school term this falls in ("Spring 2013" for 14 March
+    /// 2013, for March 2013 and for Spring 2 2013); `None` for a term
+    /// written without its year.
+    pub fn term(&self) -> Option<When> {
+        let (season, year) = match *self {
+            When::Term { season, year, .. } => (season, year?),
+            _ => {
+                let (year, month, day) = self.starts()?;
+                (term_of_day(month, day), year)
+            }
+        };
+        Some(When::Term {
+            season,
+            half: None,
+            year: Some(year),
+        })
+    }
+
     /// How a person reads it: "Tuesday 25 April 2017", "July 2017",
     /// "Spring 1".
     pub fn human(&self) -> String {
@@ -169,6 +208,17 @@ impl FromStr for When {
     type Err = WhenError;
     fn from_str(s: &str) -> Result<When, WhenError> {
         When::parse(s)
+    }
+}
+
+/// The term a day of the year falls in, with the boundaries `starts`
+/// gives: Spring from January, Summer from 15 April, Autumn from
+/// September.
+fn term_of_day(month: u8, day: u8) -> Season {
+    match (month, day) {
+        (1..=3, _) | (4, 1..=14) => Season::Spring,
+        (4..=8, _) => Season::Summer,
+        _ => Season::Autumn,
     }
 }
 
@@ -522,6 +572,40 @@ mod tests {
             "2017-04-25",
         ] {
             assert_eq!(ok(&ok(s)), ok(s), "canonical text reads back");
+        }
+    }
+
+    #[test]
+    fn terms_of_dates_months_and_half_terms() {
+        let term = |s: &str| When::parse(s).unwrap().term().map(|t| t.to_string());
+        assert_eq!(term("14 March 2013").as_deref(), Some("Spring 2013"));
+        assert_eq!(term("31 March 2013").as_deref(), Some("Spring 2013"));
+        assert_eq!(term("15 April 2013").as_deref(), Some("Summer 2013"));
+        assert_eq!(term("August 2013").as_deref(), Some("Summer 2013"));
+        assert_eq!(term("2013-09-01").as_deref(), Some("Autumn 2013"));
+        assert_eq!(term("Spring 2 2013").as_deref(), Some("Spring 2013"));
+        assert_eq!(term("Spring 1"), None, "no year: no term to compare");
+        let ends = |s: &str| When::parse(s).unwrap().ends();
+        assert_eq!(ends("Autumn 2017"), Some((2017, 12, 31)));
+        assert_eq!(ends("Autumn 1 2017"), Some((2017, 10, 31)));
+        assert_eq!(ends("Spring 2018"), Some((2018, 4, 14)));
+        assert_eq!(ends("February 2020"), Some((2020, 2, 29)));
+        assert_eq!(ends("2017-07-11"), Some((2017, 7, 11)));
+        assert_eq!(ends("Summer"), None);
+        // Each term ends the day before the next begins.
+        for (this, next) in [
+            ("Autumn 1 2017", "Autumn 2 2017"),
+            ("Spring 1 2018", "Spring 2 2018"),
+            ("Spring 2018", "Summer 2018"),
+            ("Summer 1 2018", "Summer 2 2018"),
+        ] {
+            let (y, m, d) = ends(this).unwrap();
+            let (ny, nm, nd) = When::parse(next).unwrap().starts().unwrap();
+            assert_eq!(
+                days_from_civil(y, m, d) + 1,
+                days_from_civil(ny, nm, nd),
+                "{this} then {next}"
+            );
         }
     }
 

@@ -22,12 +22,17 @@
 //! - When the register changes (a school removed, a token rotated), the
 //!   connections that lost rights are cut at once with a sentence saying
 //!   why; they reconnect with whatever rights they still have.
+//! - A school's public signing keys arrive in its clients' `join`, on a
+//!   connection its token authenticated, so no school can register a key
+//!   for another; each key belongs to one school, for good. Listings
+//!   carry every school of each partnership with its keys, which is how
+//!   partners check who signed.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::document_id::DocumentId;
-use crate::message::ListedPartnership;
+use crate::message::{ListedPartnership, ListedSchool, PublicKey};
 use crate::repo::{AccessPolicy, ConnId, Permission};
 
 pub type PartnershipId = String;
@@ -96,6 +101,10 @@ impl Grant {
     pub fn school_id(&self) -> &SchoolId {
         &self.school_id
     }
+
+    pub fn school_name(&self) -> &str {
+        &self.school_name
+    }
 }
 
 /// A new document's owner, for the driver to record with its first chunk.
@@ -104,6 +113,19 @@ pub struct Owner {
     pub partnership: PartnershipId,
     pub claimed_by: SchoolId,
 }
+
+/// A school's public signing key, new to the register, for the driver to
+/// keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchoolKey {
+    pub school: SchoolId,
+    pub key: PublicKey,
+}
+
+/// The most signing keys one school may have on a relay (one per
+/// computer it signs from, and each reinstall); past it a new key is
+/// refused with a sentence, and the school's old keys stay.
+pub const MAX_SIGNING_KEYS_PER_SCHOOL: usize = 16;
 
 const TOKEN_NOT_VALID: &str = "the access token is not valid: it may have been replaced or revoked. Ask your lead school for a new invite";
 
@@ -181,6 +203,10 @@ pub struct PartnershipPolicy {
     /// one closed (the id stays the school's for a while after).
     peers: HashMap<String, PeerClaim>,
     peer_of: HashMap<ConnId, String>,
+    /// Each school's public signing keys, oldest first, and whose each
+    /// key is.
+    signing_keys: HashMap<SchoolId, Vec<PublicKey>>,
+    key_owners: HashMap<PublicKey, SchoolId>,
 }
 
 struct PeerClaim {
@@ -218,7 +244,39 @@ impl PartnershipPolicy {
             max_connections_per_school,
             peers: HashMap::new(),
             peer_of: HashMap::new(),
+            signing_keys: HashMap::new(),
+            key_owners: HashMap::new(),
         }
+    }
+
+    /// The schools' signing keys kept in the register (read from the
+    /// database at start-up), oldest first.
+    pub fn with_signing_keys(
+        mut self,
+        keys: impl IntoIterator<Item = (PublicKey, SchoolId)>,
+    ) -> PartnershipPolicy {
+        for (key, school) in keys {
+            self.key_owners.insert(key, school.clone());
+            self.signing_keys.entry(school).or_default().push(key);
+        }
+        self
+    }
+
+    /// The schools of a partnership as listings name them, with their
+    /// signing keys, by name.
+    fn schools_of(&self, partnership: &str) -> Vec<ListedSchool> {
+        let mut schools: Vec<ListedSchool> = self
+            .register
+            .schools
+            .iter()
+            .filter(|(_, school)| school.memberships.contains_key(partnership))
+            .map(|(id, school)| ListedSchool {
+                name: school.name.clone(),
+                keys: self.signing_keys.get(id).cloned().unwrap_or_default(),
+            })
+            .collect();
+        schools.sort_by(|a, b| a.name.cmp(&b.name));
+        schools
     }
 
     /// The partnership a document belongs to, if anyone's.
@@ -427,10 +485,38 @@ impl AccessPolicy for PartnershipPolicy {
                 role: *role,
                 home: grant.home.as_ref() == Some(id),
                 documents: Vec::new(),
+                schools: self.schools_of(id),
             })
             .collect();
         listed.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
         listed
+    }
+
+    fn signing_key(&mut self, conn: ConnId, key: &PublicKey) -> Result<Option<SchoolKey>, String> {
+        let grant = self.grants.get(&conn).ok_or("the connection has closed")?;
+        match self.key_owners.get(key) {
+            Some(owner) if *owner == grant.school_id => return Ok(None),
+            Some(_) => {
+                return Err("this computer's signing key is already registered to another school on this relay, so partners cannot check signatures made with it (was this data folder copied from another school's computer?). Set this school up in a new data folder with its own invite".into());
+            }
+            None => {}
+        }
+        let keys = self
+            .signing_keys
+            .entry(grant.school_id.clone())
+            .or_default();
+        if keys.len() >= MAX_SIGNING_KEYS_PER_SCHOOL {
+            return Err(format!(
+                "{} already has {MAX_SIGNING_KEYS_PER_SCHOOL} signing keys on this relay, the most allowed, so partners cannot check signatures made on this computer; ask your lead school",
+                grant.school_name
+            ));
+        }
+        keys.push(*key);
+        self.key_owners.insert(*key, grant.school_id.clone());
+        Ok(Some(SchoolKey {
+            school: grant.school_id.clone(),
+            key: *key,
+        }))
     }
 
     fn documents_of(&self, partnership: &str) -> Vec<DocumentId> {

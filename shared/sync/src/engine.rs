@@ -100,6 +100,13 @@ pub enum Notice {
         documents: Vec<DocumentId>,
     },
     StorageFailed(String),
+    /// A turn that handled frames from connections is done: for each
+    /// frame, how long it took from reaching the engine's queue to its
+    /// writes committed and the answers handed to connections (the
+    /// relay's sync latency).
+    Turn {
+        latencies: Vec<Duration>,
+    },
 }
 
 #[derive(Debug)]
@@ -160,17 +167,18 @@ impl Side {
 /// A handle to the engine thread. Cloning the sender is how network tasks
 /// talk to it.
 pub struct Engine {
-    tx: mpsc::Sender<Input>,
+    tx: mpsc::Sender<(Instant, Input)>,
     thread: Option<JoinHandle<()>>,
 }
 
 #[derive(Clone)]
-pub struct EngineSender(mpsc::Sender<Input>);
+pub struct EngineSender(mpsc::Sender<(Instant, Input)>);
 
 impl EngineSender {
     /// Hands an input to the engine; false once the engine has stopped.
+    /// The time it was handed over goes with it, for [`Notice::Turn`].
     pub fn send(&self, input: Input) -> bool {
-        self.0.send(input).is_ok()
+        self.0.send((Instant::now(), input)).is_ok()
     }
 
     /// Runs `f` on the engine thread and returns its answer.
@@ -261,7 +269,7 @@ impl Engine {
     }
 
     fn stop(&mut self) {
-        let _ = self.tx.send(Input::Shutdown);
+        let _ = self.tx.send((Instant::now(), Input::Shutdown));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -292,7 +300,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(&mut self, rx: mpsc::Receiver<Input>) {
+    fn run(&mut self, rx: mpsc::Receiver<(Instant, Input)>) {
         if self.config.watch_store {
             // From here on, what other processes write arrives as local
             // changes: a document loaded before the first tick (listed by
@@ -301,6 +309,13 @@ impl Worker {
         }
         loop {
             let mut inputs: Vec<Input> = self.pending.drain(..).collect();
+            let mut arrived = Vec::new();
+            let mut take = |(at, input): (Instant, Input), inputs: &mut Vec<Input>| {
+                if matches!(input, Input::Frame { .. }) {
+                    arrived.push(at);
+                }
+                inputs.push(input);
+            };
             if inputs.is_empty() {
                 let mut wait = match self.config.register {
                     Some(_) => self.config.tick.min(REGISTER_POLL),
@@ -311,18 +326,23 @@ impl Worker {
                     wait = wait.min(Duration::from_millis(at.saturating_sub(self.now_ms())));
                 }
                 match rx.recv_timeout(wait) {
-                    Ok(input) => inputs.push(input),
+                    Ok(input) => take(input, &mut inputs),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
             }
             while inputs.len() < BATCH {
                 match rx.try_recv() {
-                    Ok(input) => inputs.push(input),
+                    Ok(input) => take(input, &mut inputs),
                     Err(_) => break,
                 }
             }
-            if !self.turn(inputs) {
+            let keep_running = self.turn(inputs);
+            if !arrived.is_empty() {
+                let latencies = arrived.iter().map(Instant::elapsed).collect();
+                (self.notify)(Notice::Turn { latencies });
+            }
+            if !keep_running {
                 return;
             }
         }
@@ -485,6 +505,7 @@ impl Worker {
                 Effect::PersistOwner { document_id, owner } => {
                     writes.push(Write::Owner { document_id, owner })
                 }
+                Effect::PersistSigningKey { key } => writes.push(Write::SigningKey { key }),
                 Effect::PersistSyncState {
                     document_id,
                     storage_id,
@@ -588,7 +609,7 @@ impl Worker {
                         | Write::SyncState { document_id, .. }
                         | Write::Owner { document_id, .. }
                         | Write::Track { document_id } => Some(*document_id),
-                        Write::Meta { .. } => None,
+                        Write::Meta { .. } | Write::SigningKey { .. } => None,
                     })
                     .collect();
                 document_ids.sort();

@@ -8,6 +8,7 @@ pub mod access;
 pub mod clock;
 pub mod document_id;
 pub mod engine;
+pub mod invite;
 pub mod message;
 mod pacing;
 pub mod peer_text;

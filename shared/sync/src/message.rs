@@ -34,7 +34,21 @@ pub struct PeerMetadata {
     /// of the documents I may see" ([`Message::Listing`]); in a relay's
     /// `peer`, "it follows". JS peers never set it, and ignore it.
     pub listing: bool,
+    /// `partnerplanSigningKey`: in our client's `join`, the school's
+    /// public Ed25519 key, which the relay keeps for the school the
+    /// connection authenticated as and publishes to its partnerships.
+    pub signing_key: Option<PublicKey>,
+    /// `partnerplanClient`: in our client's `join`, which program and
+    /// version it is ("partnerplan 0.1.0"), for the relay's admin pages.
+    /// Written only when set; JS peers never set it, and ignore it.
+    pub client: Option<String>,
 }
+
+/// A school's public Ed25519 signing key.
+pub type PublicKey = [u8; 32];
+
+/// The longest `partnerplanClient` kept; a longer one is cut.
+pub const MAX_CLIENT_CHARS: usize = 64;
 
 /// The wire name of [`Message::Listing`]. Only our relay sends it, and
 /// only to a client that asked in its `join`: automerge-repo peers drop
@@ -55,6 +69,17 @@ pub struct ListedPartnership {
     /// The partnership documents this connection creates belong to.
     pub home: bool,
     pub documents: Vec<DocumentId>,
+    /// The partnership's schools, each with the public keys its
+    /// signatures are checked against.
+    pub schools: Vec<ListedSchool>,
+}
+
+/// A school of a listed partnership: its name on the register and its
+/// public signing keys (one per computer it signed from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedSchool {
+    pub name: String,
+    pub keys: Vec<PublicKey>,
 }
 
 /// One protocol message.
@@ -383,7 +408,7 @@ impl Message {
                 e.str("targetId")?.str(target_id)?;
                 e.str("partnerships")?.array(partnerships.len() as u64)?;
                 for partnership in partnerships {
-                    e.map(5)?;
+                    e.map(6)?;
                     e.str("id")?.str(&partnership.id)?;
                     e.str("name")?.str(&partnership.name)?;
                     e.str("role")?.str(partnership.role.as_str())?;
@@ -392,6 +417,14 @@ impl Message {
                         .array(partnership.documents.len() as u64)?;
                     for document_id in &partnership.documents {
                         e.str(&document_id.to_string())?;
+                    }
+                    e.str("schools")?.array(partnership.schools.len() as u64)?;
+                    for school in &partnership.schools {
+                        e.map(2)?.str("name")?.str(&school.name)?;
+                        e.str("keys")?.array(school.keys.len() as u64)?;
+                        for key in &school.keys {
+                            e.bytes(key)?;
+                        }
                     }
                 }
                 e.str("more")?.bool(*more)?;
@@ -405,8 +438,12 @@ fn write_metadata(
     e: &mut Encoder<Vec<u8>>,
     metadata: &PeerMetadata,
 ) -> Result<(), minicbor::encode::Error<std::convert::Infallible>> {
-    e.str("peerMetadata")?
-        .map(1 + metadata.storage_id.is_some() as u64 + metadata.listing as u64)?;
+    e.str("peerMetadata")?.map(
+        1 + metadata.storage_id.is_some() as u64
+            + metadata.listing as u64
+            + metadata.signing_key.is_some() as u64
+            + metadata.client.is_some() as u64,
+    )?;
     if let Some(storage_id) = &metadata.storage_id {
         e.str("storageId")?.str(storage_id)?;
     }
@@ -414,6 +451,12 @@ fn write_metadata(
     // Written only when set, so what JS peers receive is unchanged.
     if metadata.listing {
         e.str("partnerplanListing")?.bool(true)?;
+    }
+    if let Some(key) = &metadata.signing_key {
+        e.str("partnerplanSigningKey")?.bytes(key)?;
+    }
+    if let Some(client) = &metadata.client {
+        e.str("partnerplanClient")?.str(client)?;
     }
     Ok(())
 }
@@ -673,6 +716,15 @@ fn metadata(d: &mut Decoder<'_>) -> Result<PeerMetadata, DecodeError> {
             "storageId" => metadata.storage_id = opt_string(d, "storageId")?,
             "isEphemeral" => metadata.is_ephemeral = opt_bool(d)?.unwrap_or(false),
             "partnerplanListing" => metadata.listing = opt_bool(d)?.unwrap_or(false),
+            "partnerplanSigningKey" => {
+                metadata.signing_key = opt_bytes(d, "partnerplanSigningKey")?
+                    .map(|bytes| public_key(&bytes, "partnerplanSigningKey"))
+                    .transpose()?
+            }
+            "partnerplanClient" => {
+                metadata.client = opt_string(d, "partnerplanClient")?
+                    .map(|c| c.chars().take(MAX_CLIENT_CHARS).collect())
+            }
             _ => d.skip()?,
         }
         Ok(())
@@ -725,6 +777,7 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
         }
         let (mut id, mut name, mut role, mut home) = (None, None, None, false);
         let mut documents = Vec::new();
+        let mut schools = Vec::new();
         for_each_entry(d, |d, key| {
             match key {
                 "id" => id = opt_string(d, "id")?,
@@ -737,6 +790,7 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
                     }
                     Ok(())
                 })?,
+                "schools" => schools = school_list(d)?,
                 _ => d.skip()?,
             }
             Ok(())
@@ -755,10 +809,53 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
             },
             home,
             documents,
+            schools,
         });
         Ok(())
     })?;
     Ok(list)
+}
+
+/// A partnership's schools in a listing: each a map of `name` and
+/// `keys` (a list of 32-byte keys).
+fn school_list(d: &mut Decoder<'_>) -> Result<Vec<ListedSchool>, DecodeError> {
+    let mut list = Vec::new();
+    for_each_item(d, "schools", |d| {
+        skip_tags(d)?;
+        if !matches!(d.datatype()?, Type::Map | Type::MapIndef) {
+            return Err(DecodeError::WrongType {
+                field: "schools".into(),
+                expected: "a list of maps",
+            });
+        }
+        let mut school = ListedSchool {
+            name: String::new(),
+            keys: Vec::new(),
+        };
+        for_each_entry(d, |d, key| {
+            match key {
+                "name" => school.name = opt_string(d, "name")?.unwrap_or_default(),
+                "keys" => for_each_item(d, "keys", |d| {
+                    if let Some(bytes) = opt_bytes(d, "keys")? {
+                        school.keys.push(public_key(&bytes, "keys")?);
+                    }
+                    Ok(())
+                })?,
+                _ => d.skip()?,
+            }
+            Ok(())
+        })?;
+        list.push(school);
+        Ok(())
+    })?;
+    Ok(list)
+}
+
+fn public_key(bytes: &[u8], field: &str) -> Result<PublicKey, DecodeError> {
+    PublicKey::try_from(bytes).map_err(|_| DecodeError::WrongType {
+        field: field.to_string(),
+        expected: "a 32-byte public key",
+    })
 }
 
 fn shorten(text: &str) -> String {
@@ -779,6 +876,8 @@ mod tests {
                     storage_id: Some("s".into()),
                     is_ephemeral: false,
                     listing: true,
+                    signing_key: Some([3; 32]),
+                    client: Some("partnerplan 0.1.0".into()),
                 },
             },
             Message::Peer {
@@ -830,6 +929,16 @@ mod tests {
                         role: Role::Member,
                         home: true,
                         documents: vec![doc, DocumentId::random()],
+                        schools: vec![
+                            ListedSchool {
+                                name: "Hilltop Primary".into(),
+                                keys: vec![[7; 32], [8; 32]],
+                            },
+                            ListedSchool {
+                                name: "Valley Infants".into(),
+                                keys: vec![],
+                            },
+                        ],
                     },
                     ListedPartnership {
                         id: "p2".into(),
@@ -837,6 +946,7 @@ mod tests {
                         role: Role::Viewer,
                         home: false,
                         documents: vec![],
+                        schools: vec![],
                     },
                 ],
                 more: true,
@@ -936,6 +1046,8 @@ mod tests {
             storage_id: Some("s".into()),
             is_ephemeral: false,
             listing: false,
+            signing_key: None,
+            client: None,
         };
         let peer = Message::Peer {
             sender_id: "r".into(),
@@ -945,6 +1057,8 @@ mod tests {
         };
         let bytes = peer.encode();
         assert!(!bytes.windows(18).any(|w| w == b"partnerplanListing"));
+        assert!(!bytes.windows(21).any(|w| w == b"partnerplanSigningKey"));
+        assert!(!bytes.windows(17).any(|w| w == b"partnerplanClient"));
         let Message::Peer { metadata, .. } = Message::decode(&bytes, 1024).unwrap() else {
             panic!("a peer message");
         };

@@ -25,11 +25,11 @@ use std::sync::Arc;
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash, ReadDoc};
 
-use crate::access::{Grant, Owner, Register};
+use crate::access::{Grant, Owner, Register, SchoolKey};
 use crate::document_id::DocumentId;
 use crate::message::{
     DecodeError, ListedPartnership, MAX_LISTED_PER_MESSAGE, Message, PROTOCOL_VERSION, PeerId,
-    PeerMetadata, SyncFrame,
+    PeerMetadata, PublicKey, SyncFrame,
 };
 use crate::pacing::{Next, Pace};
 use crate::resting::{Bits, Resting};
@@ -106,6 +106,20 @@ pub trait AccessPolicy: Send {
     fn documents_of(&self, _partnership: &str) -> Vec<DocumentId> {
         Vec::new()
     }
+
+    /// `conn`'s peer gave its school's public signing key in `join`.
+    /// `Ok(Some)` is a key new to the register, for the driver to keep
+    /// ([`Effect::PersistSigningKey`]) and partners to be told of;
+    /// `Ok(None)` one already kept (or a policy that keeps none); `Err`
+    /// says, in a sentence for the peer, why it was not taken. The
+    /// connection stays open either way.
+    fn signing_key(
+        &mut self,
+        _conn: ConnId,
+        _key: &PublicKey,
+    ) -> Result<Option<SchoolKey>, String> {
+        Ok(None)
+    }
 }
 
 /// A policy that allows everything: for the client, and for tests.
@@ -138,6 +152,11 @@ pub struct RepoConfig {
     /// Ask the relay, in `join`, for the documents this school may see,
     /// and track each as it is listed (our client; never JS peers).
     pub ask_for_listing: bool,
+    /// The school's public signing key, given in `join` (our client).
+    pub signing_key: Option<PublicKey>,
+    /// Which program this is, said in `join` (`partnerplanClient`), so a
+    /// relay's admin pages show each school's version. `None` says nothing.
+    pub client: Option<String>,
 }
 
 impl RepoConfig {
@@ -149,6 +168,8 @@ impl RepoConfig {
             idle_unload_ms: 60_000,
             eager_sync_states: true,
             ask_for_listing: false,
+            signing_key: None,
+            client: None,
         }
     }
 
@@ -159,6 +180,8 @@ impl RepoConfig {
             storage_id: self.storage_id.clone(),
             is_ephemeral: self.storage_id.is_none(),
             listing,
+            signing_key: None,
+            client: self.client.clone(),
         }
     }
 }
@@ -217,7 +240,7 @@ pub enum Event {
         register: Arc<Register>,
     },
     /// Periodic housekeeping (idle documents, announcements), with the
-    /// time in ms.
+    /// time in ms; it also does what [`Event::Time`] does.
     Tick {
         now_ms: u64,
     },
@@ -261,6 +284,10 @@ pub enum Effect {
         document_id: DocumentId,
         owner: Owner,
     },
+    /// Keep a school's public signing key in the register.
+    PersistSigningKey {
+        key: SchoolKey,
+    },
     /// Keep this document tracked in storage (listed by the relay), so it
     /// is synced after a restart too.
     PersistTracked {
@@ -290,8 +317,9 @@ pub enum Effect {
         message: String,
     },
     /// The relay listed documents this school may see (each is now
-    /// tracked): the school's partnerships, with its role in each. `more`:
-    /// the rest of this listing follows in further messages.
+    /// tracked): the school's partnerships, with its role in each and the
+    /// documents of each this message lists. `more`: the rest of this
+    /// listing follows in further messages.
     Listed {
         conn: ConnId,
         partnerships: Vec<ListedPartnership>,
@@ -588,7 +616,10 @@ impl Repo {
                 &Message::Join {
                     sender_id: self.config.peer_id.clone(),
                     supported_protocol_versions: vec![PROTOCOL_VERSION.to_string()],
-                    metadata: self.config.metadata(self.config.ask_for_listing),
+                    metadata: PeerMetadata {
+                        signing_key: self.config.signing_key,
+                        ..self.config.metadata(self.config.ask_for_listing)
+                    },
                 },
             );
             ConnState::AwaitingPeer
@@ -697,6 +728,7 @@ impl Repo {
         // Only a peer that asked hears of listings, so automerge-repo
         // peers never receive a message type they do not know.
         let listing = metadata.listing;
+        let signing_key = metadata.signing_key;
         self.send(
             conn,
             &Message::Peer {
@@ -707,9 +739,53 @@ impl Repo {
             },
         );
         self.open(conn, peer_id, metadata);
+        if let Some(key) = signing_key {
+            self.on_signing_key(conn, &key);
+        }
         if listing && let Some(connection) = self.connections.get_mut(&conn) {
             connection.listing = true;
             self.send_listing(conn, true);
+        }
+    }
+
+    /// A school's public signing key, given in its client's `join`: kept
+    /// if new, and every other connection listed a partnership of that
+    /// school hears of it at once (their listings name each school's
+    /// keys), so a signature made there checks out here without a
+    /// reconnect. One the policy refuses is answered with an `error` that
+    /// says why; the connection stays open.
+    fn on_signing_key(&mut self, conn: ConnId, key: &PublicKey) {
+        match self.policy.signing_key(conn, key) {
+            Ok(None) => {}
+            Ok(Some(kept)) => {
+                self.effects.push(Effect::PersistSigningKey { key: kept });
+                let listening: Vec<(ConnId, PeerId)> = self
+                    .connections
+                    .iter()
+                    .filter(|(other, c)| **other != conn && c.listing)
+                    .filter_map(|(&other, c)| match &c.state {
+                        ConnState::Open { peer_id, .. } => Some((other, peer_id.clone())),
+                        _ => None,
+                    })
+                    .collect();
+                for (other, target_id) in listening {
+                    let mut partnerships = self.policy.partnerships(other);
+                    partnerships.retain(|p| p.schools.iter().any(|s| s.keys.contains(key)));
+                    if partnerships.is_empty() {
+                        continue;
+                    }
+                    self.send(
+                        other,
+                        &Message::Listing {
+                            sender_id: self.config.peer_id.clone(),
+                            target_id,
+                            partnerships,
+                            more: false,
+                        },
+                    );
+                }
+            }
+            Err(reason) => self.warn(conn, &reason),
         }
     }
 
@@ -817,16 +893,16 @@ impl Repo {
 
     /// A listing from the relay: track each document it names, so it is
     /// requested, synced and kept across restarts.
-    fn on_listing(&mut self, conn: ConnId, mut partnerships: Vec<ListedPartnership>, more: bool) {
+    fn on_listing(&mut self, conn: ConnId, partnerships: Vec<ListedPartnership>, more: bool) {
         let initiated = self.connections.get(&conn).is_some_and(|c| c.initiate);
         if !initiated || !self.config.ask_for_listing {
             return; // not asked for: nothing to do with it
         }
         let mut new = Vec::new();
-        for partnership in &mut partnerships {
-            for document_id in std::mem::take(&mut partnership.documents) {
-                if !self.tracked.contains(&document_id) {
-                    new.push(document_id);
+        for partnership in &partnerships {
+            for document_id in &partnership.documents {
+                if !self.tracked.contains(document_id) {
+                    new.push(*document_id);
                 }
             }
         }
@@ -1408,7 +1484,8 @@ impl Repo {
     }
 
     fn on_tick(&mut self, now_ms: u64) {
-        self.now_ms = self.now_ms.max(now_ms);
+        // A tick is a time too: what waits on it goes out.
+        self.on_time(now_ms);
         self.announce_budget = ANNOUNCE_PER_TICK;
         self.start_announcements();
         let idle = self.config.idle_unload_ms;

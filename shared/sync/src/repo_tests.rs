@@ -33,6 +33,8 @@ struct Net {
     owners: HashMap<DocumentId, Owner>,
     /// Documents each node asked to keep tracked, in order.
     tracked: Vec<Vec<DocumentId>>,
+    /// Signing keys the relay asked to keep, in order.
+    signing_keys: Vec<crate::access::SchoolKey>,
 }
 
 impl Net {
@@ -64,6 +66,7 @@ impl Net {
             grants: HashMap::new(),
             owners: HashMap::new(),
             tracked: vec![Vec::new(); clients + 1],
+            signing_keys: Vec::new(),
         }
     }
 
@@ -252,6 +255,7 @@ impl Net {
             Effect::PersistTracked { document_id } => {
                 self.tracked[node].push(document_id);
             }
+            Effect::PersistSigningKey { key } => self.signing_keys.push(key),
             Effect::PeerJoined { .. }
             | Effect::Listed { .. }
             | Effect::Unavailable { .. }
@@ -1624,6 +1628,21 @@ mod relay_policy {
             .iter()
             .any(|(node, e)| *node == 2 && matches!(e, Effect::Listed { more: false, .. }));
         assert!(listed, "the driver hears the listing ended");
+        let heard: Vec<DocumentId> = net
+            .log
+            .iter()
+            .filter(|(node, _)| *node == 2)
+            .filter_map(|(_, e)| match e {
+                Effect::Listed { partnerships, .. } => Some(partnerships),
+                _ => None,
+            })
+            .flat_map(|partnerships| partnerships.iter().flat_map(|p| p.documents.clone()))
+            .collect();
+        assert_eq!(
+            heard,
+            vec![north],
+            "and which documents are the partnership's"
+        );
 
         // A document North claims later reaches it by itself; South's
         // later one does not.
@@ -1752,5 +1771,106 @@ mod relay_policy {
         assert!(net.linked[2]);
         assert_eq!(listed_ids(&listings_to(&net, 2)), vec![south]);
         assert_eq!(text_of(&net.stored(2, south), "title"), "South plan");
+    }
+
+    // Signing keys: a school's public key arrives in its client's `join`
+    // and reaches its partners in their listings.
+
+    /// The keys the latest listing to `client` names for `school`.
+    fn keys_listed(net: &Net, client: usize, school: &str) -> Vec<[u8; 32]> {
+        listings_to(net, client)
+            .last()
+            .into_iter()
+            .flat_map(|(partnerships, _)| partnerships.iter())
+            .flat_map(|p| p.schools.iter())
+            .filter(|s| s.name == school)
+            .flat_map(|s| s.keys.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_schools_signing_key_is_kept_for_it_and_listed_to_its_partners_at_once() {
+        let mut net = net_with(north_south(), 5);
+        asks_for_listing(&mut net, 2);
+        asks_for_listing(&mut net, 3);
+        net.connect(2);
+        net.connect(3);
+        assert!(keys_listed(&net, 2, "School 1").is_empty());
+
+        net.nodes[1].config.signing_key = Some([1; 32]);
+        asks_for_listing(&mut net, 1);
+        net.connect(1);
+        assert_eq!(
+            net.signing_keys,
+            vec![crate::access::SchoolKey {
+                school: "school-id-1".into(),
+                key: [1; 32]
+            }],
+            "kept for the school the token authenticated"
+        );
+        assert_eq!(keys_listed(&net, 1, "School 1"), vec![[1; 32]]);
+        // Its partner, connected already, hears of it at once; a school
+        // of another partnership does not.
+        assert_eq!(keys_listed(&net, 2, "School 1"), vec![[1; 32]]);
+        assert!(
+            listings_to(&net, 3)
+                .iter()
+                .flat_map(|(p, _)| p.iter().flat_map(|p| p.schools.iter()))
+                .all(|s| s.keys.is_empty()),
+            "South hears of no North key"
+        );
+        let told = listings_to(&net, 2).len();
+
+        // The same key again is nothing new.
+        net.disconnect(1);
+        net.connect(1);
+        assert_eq!(net.signing_keys.len(), 1);
+        assert_eq!(listings_to(&net, 2).len(), told);
+
+        // Another school presenting school 1's key is told why, keeps its
+        // connection, and the key stays school 1's.
+        net.nodes[4].config.signing_key = Some([1; 32]);
+        net.connect(4);
+        assert!(net.linked[4]);
+        assert!(
+            net.sent_errors(0)
+                .iter()
+                .any(|m| m.contains("already registered to another school")),
+            "{:?}",
+            net.sent_errors(0)
+        );
+        assert_eq!(net.signing_keys.len(), 1);
+
+        // A school's keys are bounded.
+        for n in 2..=crate::access::MAX_SIGNING_KEYS_PER_SCHOOL as u8 + 1 {
+            net.disconnect(1);
+            net.nodes[1].config.signing_key = Some([n; 32]);
+            net.connect(1);
+        }
+        assert_eq!(
+            net.signing_keys.len(),
+            crate::access::MAX_SIGNING_KEYS_PER_SCHOOL
+        );
+        assert!(
+            net.sent_errors(0)
+                .iter()
+                .any(|m| m.contains("the most allowed")),
+            "{:?}",
+            net.sent_errors(0)
+        );
+        assert!(net.linked[1], "the connection stays open");
+    }
+
+    #[test]
+    fn keys_kept_in_the_register_are_listed_after_a_restart() {
+        let register = Arc::new(north_south());
+        let policy = PartnershipPolicy::new(register.clone(), HashMap::new(), 2)
+            .with_signing_keys([([9; 32], "school-id-1".to_string())]);
+        let mut net = Net::with_relay_policy(2, Box::new(policy));
+        net.grants
+            .insert(2, register.authenticate(&credential(2), None).unwrap());
+        asks_for_listing(&mut net, 2);
+        net.connect(2);
+        assert_eq!(keys_listed(&net, 2, "School 1"), vec![[9; 32]]);
     }
 }

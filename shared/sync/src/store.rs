@@ -17,15 +17,20 @@ use std::time::Duration;
 use automerge::{AutoCommit, Automerge, ChangeHash};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
-use crate::access::{Credential, Owner, PartnershipId, Register, Role, School};
+use crate::access::{
+    Credential, Owner, PartnershipId, Register, Role, School, SchoolId, SchoolKey,
+};
 use crate::document_id::DocumentId;
+use crate::message::PublicKey;
 
 /// Marks a SQLite file as ours (`PRAGMA application_id`): "PPLN".
 const APPLICATION_ID: i32 = 0x5050_4C4E;
 /// 1: documents, sync states, tracked documents, meta. 2: the relay's
 /// register (partnerships, schools, memberships, document owners) joins
-/// them, so one file, one check and one version cover both.
-const SCHEMA_VERSION: i32 = 2;
+/// them, so one file, one check and one version cover both. 3: when each
+/// document last changed (`document_changes`), for the relay's admin pages,
+/// and the schools' public signing keys (`signing_keys`).
+const SCHEMA_VERSION: i32 = 3;
 
 /// A document with more chunks than this is compacted into one snapshot.
 pub const COMPACT_AFTER_CHUNKS: i64 = 64;
@@ -86,6 +91,10 @@ pub enum Write {
     Meta {
         key: String,
         value: String,
+    },
+    /// A school's public signing key; one kept is never replaced.
+    SigningKey {
+        key: SchoolKey,
     },
 }
 
@@ -214,7 +223,7 @@ impl Store {
             // Relays made before version 2 already have these tables (the
             // register made them itself), hence IF NOT EXISTS.
             self.conn
-                .execute_batch(&format!(
+                .execute_batch(
                     "BEGIN IMMEDIATE;
                      CREATE TABLE IF NOT EXISTS partnerships (
                          id TEXT PRIMARY KEY,
@@ -245,6 +254,26 @@ impl Store {
                          version INTEGER NOT NULL
                      );
                      INSERT OR IGNORE INTO directory_version (id, version) VALUES (1, 1);
+                     PRAGMA user_version = 2;
+                     COMMIT;",
+                )
+                .map_err(err)?;
+        }
+        if version < 3 {
+            // Each step of version 3 is idempotent (IF NOT EXISTS), so the
+            // tables several changes add meet in one step.
+            self.conn
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE;
+                     CREATE TABLE IF NOT EXISTS document_changes (
+                         document_id TEXT PRIMARY KEY,
+                         changed_at INTEGER NOT NULL
+                     );
+                     CREATE TABLE IF NOT EXISTS signing_keys (
+                         public_key BLOB PRIMARY KEY,
+                         school_id TEXT NOT NULL,
+                         registered_at INTEGER NOT NULL
+                     );
                      PRAGMA user_version = {SCHEMA_VERSION};
                      COMMIT;"
                 ))
@@ -288,6 +317,28 @@ impl Store {
             }
         }
         Ok(owners)
+    }
+
+    /// Every school's public signing keys, oldest first.
+    pub fn signing_keys(&self) -> Result<Vec<(PublicKey, SchoolId)>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT public_key, school_id FROM signing_keys ORDER BY registered_at, rowid")
+            .map_err(err)?;
+        let mut keys = Vec::new();
+        for row in stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(err)?
+        {
+            let (key, school) = row.map_err(err)?;
+            if let Ok(key) = PublicKey::try_from(key.as_slice()) {
+                keys.push((key, school));
+            }
+        }
+        Ok(keys)
     }
 
     /// This store's id on the wire (`storageId`): made once, kept forever.
@@ -440,6 +491,14 @@ impl Store {
                     })
                     .map_err(err)?;
                 }
+                Write::SigningKey { key } => {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO signing_keys (public_key, school_id, registered_at)
+                         VALUES (?1, ?2, ?3)",
+                    )
+                    .and_then(|mut s| s.execute(params![&key.key[..], key.school, unix_seconds()]))
+                    .map_err(err)?;
+                }
                 Write::Meta { key, value } => {
                     tx.prepare_cached(
                         "INSERT INTO meta (key, value) VALUES (?1, ?2)
@@ -452,7 +511,16 @@ impl Store {
         }
         touched.sort();
         touched.dedup();
+        let now = unix_seconds();
         for document_id in touched {
+            // When it last changed: one small row per document a turn,
+            // beside the chunks it wrote.
+            tx.prepare_cached(
+                "INSERT INTO document_changes (document_id, changed_at) VALUES (?1, ?2)
+                 ON CONFLICT (document_id) DO UPDATE SET changed_at = excluded.changed_at",
+            )
+            .and_then(|mut s| s.execute(params![document_id.to_string(), now]))
+            .map_err(err)?;
             compact_if_needed(&tx, &document_id).map_err(err)?;
         }
         tx.commit().map_err(err)?;
@@ -1012,6 +1080,35 @@ mod tests {
             assert_eq!(value.as_i64(), Some(i));
         }
         assert_eq!(store.document_ids().unwrap(), vec![id]);
+    }
+
+    #[test]
+    fn signing_keys_are_kept_for_their_first_school_across_a_reopen_and_a_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.sqlite");
+        {
+            // A relay database from before signing keys (schema 2).
+            let store = Store::open(&path).unwrap();
+            store
+                .conn
+                .execute_batch("DROP TABLE signing_keys; PRAGMA user_version = 2;")
+                .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        let key = |school: &str, byte: u8| Write::SigningKey {
+            key: SchoolKey {
+                school: school.into(),
+                key: [byte; 32],
+            },
+        };
+        store.write(&[key("a", 1), key("b", 2)]).unwrap();
+        store.write(&[key("b", 1)]).unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.signing_keys().unwrap(),
+            vec![([1; 32], "a".to_string()), ([2; 32], "b".to_string())]
+        );
     }
 
     #[test]

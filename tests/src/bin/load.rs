@@ -316,6 +316,8 @@ async fn connect(
             is_ephemeral: storage_id.is_none(),
             storage_id,
             listing: false,
+            signing_key: None,
+            client: None,
         },
     };
     sink.send(WsMessage::Binary(join.encode().into()))

@@ -162,6 +162,7 @@ fn main() {
         since: since.as_ref(),
         version: None,
         set_at: &Default::default(),
+        keys: &Default::default(),
     };
     line(
         "render the body to HTML (pages::document_body)",

@@ -52,6 +52,10 @@ struct Args {
     /// Scenarios, comma-separated: live, join, memory, edit.
     #[arg(long, default_value = "live,join,memory,edit")]
     scenarios: String,
+    /// Which servers to run: ours, node (and baseline, with
+    /// --baseline-relay, in the edit scenario).
+    #[arg(long, default_value = "ours,node,baseline")]
+    servers: String,
     /// Runs of each scenario per server.
     #[arg(long, default_value_t = 2)]
     repeats: usize,
@@ -119,7 +123,9 @@ fn main() {
         }
         for repeat in 0..args.repeats {
             for (name, kind) in &servers {
-                if *name == "baseline" && *scenario != "edit" {
+                if (*name == "baseline" && *scenario != "edit")
+                    || !args.servers.split(',').any(|s| s.trim() == *name)
+                {
                     continue;
                 }
                 let dir = args.out.join(format!("{scenario}-{name}-{repeat}"));

@@ -226,7 +226,7 @@
     }
   });
 
-  // Forms that change a document (record a review, sign) post their
+  // Forms that change a document (record a review, sign, withdraw) post their
   // fields as JSON, like every other change.
   document.addEventListener("submit", async (event) => {
     const form = event.target;
@@ -239,7 +239,9 @@
       await post(form.dataset.post, body);
       for (const e of form.elements) if (e.tagName === "TEXTAREA") e.value = "";
       await refresh();
-      toast(form.classList.contains("sign") ? "Signed." : "The review is recorded.");
+      toast(form.classList.contains("sign") ? "Signed."
+        : form.classList.contains("withdraw") ? "The review is withdrawn."
+        : "The review is recorded.");
     } catch (e) {
       const first = form.querySelector("input[type=text], select");
       if (first) showError(first, e.message); else toast(e.message);
@@ -265,8 +267,10 @@
     // they leave it: never overwritten by a refresh.
     const busy = old === document.activeElement || pending.has(old.id) || bases.has(old.id)
       || (old.form !== undefined && old.form !== null);
+    // A disclosure a person opened (withdrawing a review) stays open.
+    const opened = (name) => name === "open" && old.tagName === "DETAILS";
     for (const a of [...old.attributes]) {
-      if (!fresh.hasAttribute(a.name) && !(busy && a.name.startsWith("aria-"))) old.removeAttribute(a.name);
+      if (!fresh.hasAttribute(a.name) && !(busy && a.name.startsWith("aria-")) && !opened(a.name)) old.removeAttribute(a.name);
     }
     for (const a of fresh.attributes) {
       let value = a.value;
@@ -357,7 +361,7 @@
     events.addEventListener("doc", (e) => {
       const id = liveDocId();
       if (id && (e.data === id || e.data === "*")) refreshSoon();
-      if (!id && document.querySelector("table.documents, .no-documents")) homeRefreshSoon();
+      if (!id && listPage()) homeRefreshSoon();
     });
     events.addEventListener("sync", (e) => {
       const old = document.getElementById("sync");
@@ -371,14 +375,23 @@
   function refreshAll() {
     if (liveDocId()) refreshSoon();
     else if (docId()) return;
-    else if (document.querySelector("table.documents, .no-documents")) homeRefreshSoon();
+    else if (listPage()) homeRefreshSoon();
+  }
+
+  // A page that lists documents, or reads across partnerships (the local
+  // authority's): refreshed whole when any document changes.
+  function listPage() {
+    return document.querySelector("table.documents, .no-documents, [data-live-page]");
   }
 
   let homeTimer = null;
   function homeRefreshSoon() {
     clearTimeout(homeTimer);
+    // Pages across many partnerships read many documents: while a
+    // partnership's documents arrive, refresh them at most once a second.
+    const wait = document.querySelector("[data-live-page]") ? 1000 : 200;
     homeTimer = setTimeout(async () => {
-      const response = await fetch("/");
+      const response = await fetch(location.pathname + location.search);
       if (!response.ok) return;
       const holder = document.createElement("html");
       holder.innerHTML = await response.text();
@@ -388,7 +401,7 @@
         morph(main, fresh);
         localTimes();
       }
-    }, 200);
+    }, wait);
   }
 
   // Times in the reader's own clock.

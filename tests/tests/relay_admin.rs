@@ -1,0 +1,454 @@
+//! The relay's admin side end to end: its pages in Debian's headless
+//! Chromium (tests/browser/admin*.mjs), refusals over raw HTTP, `/metrics`
+//! read by a Prometheus text-format parser under load, and its logs.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use partnerplan_tests::app::{raw_http, scenario, screenshots_dir};
+use partnerplan_tests::{RelayProcess, School, client_binary, js, relay_binary, wait_until};
+use serde_json::Value;
+
+const PASSWORD: &str = "the hall is booked for Tuesday";
+
+fn get(relay: &RelayProcess, path: &str, extra: &str) -> (u16, String) {
+    raw_http(
+        &relay.addr.to_string(),
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n{extra}Connection: close\r\n\r\n",
+            relay.addr
+        ),
+    )
+}
+
+fn post(relay: &RelayProcess, path: &str, extra: &str, body: &str) -> (u16, String) {
+    raw_http(
+        &relay.addr.to_string(),
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            relay.addr,
+            body.len()
+        ),
+    )
+}
+
+fn set_password(relay: &RelayProcess, password: &str) {
+    let mut child = Command::new(relay_binary())
+        .arg("--data")
+        .arg(&relay.data)
+        .arg("admin-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn partnerships(relay: &RelayProcess) -> Vec<String> {
+    let list: Value =
+        serde_json::from_str(&relay.admin_ok(&["partnership", "list", "--json"])).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_admin_pages_add_a_school_show_its_invite_once_renew_it_and_remove_it() {
+    let root = tempfile::tempdir().unwrap();
+    let log = root.path().join("relay.log");
+    let relay = RelayProcess::start_logging(&root.path().join("relay"), &[], &log);
+    let shots = screenshots_dir();
+    std::fs::create_dir_all(&shots).unwrap();
+    scenario(
+        "admin.mjs",
+        &[
+            &format!("http://{}", relay.addr),
+            client_binary().to_str().unwrap(),
+            root.path().to_str().unwrap(),
+            shots.to_str().unwrap(),
+        ],
+    );
+
+    // What the pages did is what the command line sees.
+    let schools: Value =
+        serde_json::from_str(&relay.admin_ok(&["school", "list", "--json"])).unwrap();
+    let names: Vec<&str> = schools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Kent County Council governors"], "{schools}");
+    assert_eq!(schools[0]["partnerships"][0][1], "member");
+    // The removed school's invites no longer work.
+    let school = School::unjoined(root.path(), "Bank Road");
+    let refused = school.fails(&["sync", "--timeout", "20"]);
+    assert!(refused.contains("not valid"), "{refused}");
+
+    // Every action was logged, with who and what, and no secret.
+    let text = std::fs::read_to_string(&log).unwrap();
+    for action in [
+        "create partnership",
+        "add school",
+        "rotate token",
+        "change role",
+        "remove school",
+    ] {
+        assert!(
+            text.lines().any(|l| l.contains("admin action")
+                && l.contains(action)
+                && l.contains("relay's own computer")),
+            "the log names {action} and who did it"
+        );
+    }
+    assert!(!text.contains("pp_"), "no token is logged");
+    assert!(!text.contains('\u{1b}'), "no colour codes in a file");
+}
+
+#[test]
+fn another_site_cannot_act_and_another_computer_needs_the_password() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(&root.path().join("relay"), &[]);
+    let (status, page) = get(&relay, "/admin", "");
+    assert_eq!(status, 200, "{page}");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page carries its token")
+        .to_string();
+    let create = |extra: &str, token: &str| {
+        post(
+            &relay,
+            "/admin/partnerships",
+            extra,
+            &format!("csrf={token}&name=Hijacked"),
+        )
+    };
+    // Another origin, even with the token (it could not read it anyway).
+    let (status, body) = create("Origin: http://evil.example\r\n", &csrf);
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = create("Sec-Fetch-Site: cross-site\r\n", &csrf);
+    assert_eq!(status, 403);
+    // The relay's own origin without the page's token.
+    let own = format!("Origin: http://{}\r\n", relay.addr);
+    let (status, body) = create(&own, "guessed");
+    assert_eq!(status, 403, "{body}");
+    assert!(partnerships(&relay).is_empty(), "nothing was made");
+    // With both, it works.
+    let (status, _) = create(&own, &csrf);
+    assert_eq!(status, 303);
+    assert_eq!(partnerships(&relay), ["Hijacked"]);
+
+    // A page of another site whose name resolves to 127.0.0.1.
+    let (status, _) = raw_http(
+        &relay.addr.to_string(),
+        &format!(
+            "GET /admin HTTP/1.1\r\nHost: evil.example:{}\r\nConnection: close\r\n\r\n",
+            relay.addr.port()
+        ),
+    );
+    assert_eq!(status, 403);
+    // Another computer (through a proxy on the relay's own), no password set.
+    let remote = "X-Forwarded-For: 203.0.113.7\r\n";
+    let (status, body) = get(&relay, "/admin", remote);
+    assert_eq!(status, 403);
+    assert!(body.contains("admin-password"), "says what to do: {body}");
+    let (status, _) = get(&relay, "/metrics", remote);
+    assert_eq!(status, 403);
+
+    // With a password: the login page, and metrics for the password only.
+    set_password(&relay, PASSWORD);
+    let (status, _) = get(&relay, "/admin", remote);
+    assert_eq!(status, 303, "sent to the login page");
+    let (status, _) = get(&relay, "/metrics", remote);
+    assert_eq!(status, 401);
+    let (status, _) = get(
+        &relay,
+        "/metrics",
+        &format!("{remote}Authorization: Bearer not the password\r\n"),
+    );
+    assert_eq!(status, 401);
+    let (status, body) = get(
+        &relay,
+        "/metrics",
+        &format!("{remote}Authorization: Bearer {PASSWORD}\r\n"),
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains("partnerplan_relay_connections"));
+    // The relay's own computer still goes straight in.
+    assert_eq!(get(&relay, "/admin", "").0, 200);
+
+    scenario(
+        "admin_guard.mjs",
+        &[&format!("http://{}", relay.addr), PASSWORD],
+    );
+    assert_eq!(
+        partnerships(&relay),
+        ["Hijacked"],
+        "the other site's form made nothing"
+    );
+}
+
+/// Every metric the issue names, by its name in the exposition.
+const METRICS: [&str; 14] = [
+    "partnerplan_relay_connections",
+    "partnerplan_relay_connections_opened_total",
+    "partnerplan_relay_schools_connected",
+    "partnerplan_relay_documents_loaded",
+    "partnerplan_relay_documents_stored",
+    "partnerplan_relay_received_bytes_total",
+    "partnerplan_relay_sent_bytes_total",
+    "partnerplan_relay_received_messages_total",
+    "partnerplan_relay_sent_messages_total",
+    "partnerplan_relay_sync_seconds",
+    "partnerplan_relay_refusals_total",
+    "partnerplan_relay_storage_bytes",
+    "partnerplan_relay_last_backup_age_seconds",
+    "partnerplan_relay_sync_seconds_count",
+];
+
+struct Scrape {
+    values: HashMap<String, f64>,
+    histogram: Vec<(f64, f64)>,
+}
+
+fn scrape(relay: &RelayProcess) -> Scrape {
+    let (status, body) = get(relay, "/metrics", "");
+    assert_eq!(status, 200, "{body}");
+    let parsed = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("the Prometheus text format parses");
+    let mut values = HashMap::new();
+    let mut histogram = Vec::new();
+    for sample in parsed.samples {
+        let name = match sample.labels.get("reason") {
+            Some(reason) => format!("{}{{{reason}}}", sample.metric),
+            None => sample.metric.clone(),
+        };
+        match sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => {
+                values.insert(name.clone(), v);
+                values.entry(sample.metric).or_insert(v);
+            }
+            prometheus_parse::Value::Histogram(buckets) => {
+                values.insert(name, buckets.len() as f64);
+                histogram = buckets.iter().map(|b| (b.less_than, b.count)).collect();
+            }
+            prometheus_parse::Value::Summary(_) => panic!("no summaries expected"),
+        }
+    }
+    for name in METRICS {
+        assert!(values.contains_key(name), "{name} is in /metrics");
+    }
+    Scrape { values, histogram }
+}
+
+#[test]
+fn metrics_are_all_there_and_move_under_load() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(&root.path().join("relay"), &[]);
+    let before = scrape(&relay);
+    assert_eq!(before.values["partnerplan_relay_connections"], 0.0);
+    assert!(before.values["partnerplan_relay_last_backup_age_seconds"].is_infinite());
+
+    // Three schools write and sync; one stays connected.
+    let schools: Vec<School> = ["Bank Road", "William Lilley", "Hilltop"]
+        .iter()
+        .map(|name| School::init(root.path(), name, &relay))
+        .collect();
+    for (i, school) in schools.iter().enumerate() {
+        for n in 0..4 {
+            let url = school.create(&format!("Plan {i}.{n}"));
+            school.ok(&["edit", &url, "title", "--append", " (draft)"]);
+        }
+        school.sync();
+    }
+    // A connection with a token that is not valid is refused.
+    let intruder = School::join(
+        root.path(),
+        "Intruder",
+        &format!("{}/?token=pp_not_a_real_token", relay.url()),
+    );
+    let _ = intruder.run(&["sync", "--timeout", "10"]);
+    relay.admin_ok(&[
+        "backup",
+        "--to",
+        root.path().join("b.sqlite").to_str().unwrap(),
+    ]);
+    let _watch = schools[0].watch();
+    wait_until(
+        Duration::from_secs(30),
+        "a school shows as connected",
+        || {
+            let now = scrape(&relay);
+            now.values["partnerplan_relay_connections"] >= 1.0
+                && now.values["partnerplan_relay_schools_connected"] >= 1.0
+                && now.values["partnerplan_relay_documents_loaded"] >= 1.0
+        },
+    );
+    let after = scrape(&relay);
+    let grew = |name: &str| {
+        assert!(
+            after.values[name] > before.values[name],
+            "{name} moved: {} then {}",
+            before.values[name],
+            after.values[name]
+        )
+    };
+    for name in [
+        "partnerplan_relay_connections_opened_total",
+        "partnerplan_relay_received_bytes_total",
+        "partnerplan_relay_sent_bytes_total",
+        "partnerplan_relay_received_messages_total",
+        "partnerplan_relay_sent_messages_total",
+        "partnerplan_relay_sync_seconds_count",
+        "partnerplan_relay_sync_seconds_sum",
+        "partnerplan_relay_documents_stored",
+        "partnerplan_relay_storage_bytes",
+        "partnerplan_relay_refusals_total{bad_token}",
+    ] {
+        grew(name);
+    }
+    assert!(after.values["partnerplan_relay_documents_stored"] >= 12.0);
+    let age = after.values["partnerplan_relay_last_backup_age_seconds"];
+    assert!(
+        (0.0..600.0).contains(&age),
+        "the backup's age is known: {age}"
+    );
+    // The histogram is cumulative and ends at +Inf with the count.
+    let (last_bound, last_count) = *after.histogram.last().unwrap();
+    assert!(last_bound.is_infinite());
+    assert_eq!(
+        last_count,
+        after.values["partnerplan_relay_sync_seconds_count"]
+    );
+    assert!(after.histogram.windows(2).all(|w| w[0].1 <= w[1].1));
+}
+
+#[test]
+fn the_admin_page_names_each_schools_client_and_health_names_the_last_backup() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(&root.path().join("relay"), &[]);
+    let ours = School::init(root.path(), "Bank Road", &relay);
+    ours.create("Plan");
+    ours.sync();
+    let js_invite = relay
+        .invite(partnerplan_tests::TEST_PARTNERSHIP, "Hilltop", "member")
+        .unwrap();
+    js::client(&["create", &js_invite, r#"{"title":"Audit from JS"}"#]).unwrap();
+
+    let (_, health) = get(&relay, "/health", "");
+    assert!(health.contains("last backup: none yet"), "{health}");
+    relay.admin_ok(&[
+        "backup",
+        "--to",
+        root.path().join("b.sqlite").to_str().unwrap(),
+    ]);
+    let (status, health) = get(&relay, "/health", "");
+    assert_eq!(status, 200);
+    assert!(
+        health.contains("last backup: 2") && health.trim_end().ends_with('Z'),
+        "{health}"
+    );
+
+    wait_until(
+        Duration::from_secs(20),
+        "the page names both schools' clients",
+        || {
+            let (_, page) = get(&relay, "/admin", "");
+            let row = |school: &str| {
+                page.split("<tr>")
+                    .find(|r| r.contains(&format!("<td>{school}</td>")))
+                    .unwrap_or("")
+                    .to_string()
+            };
+            row("Bank Road").contains(concat!("partnerplan ", env!("CARGO_PKG_VERSION")))
+                && row("Hilltop").contains("automerge-repo client (JavaScript)")
+        },
+    );
+    // The command line sees the same last syncs.
+    let schools: Value =
+        serde_json::from_str(&relay.admin_ok(&["school", "list", "--json"])).unwrap();
+    for school in schools.as_array().unwrap() {
+        assert!(school["last_sync"]["at"].as_i64().unwrap() > 0, "{school}");
+    }
+    let documents: Value =
+        serde_json::from_str(&relay.admin_ok(&["document", "list", "--json"])).unwrap();
+    assert_eq!(documents.as_array().unwrap().len(), 2, "{documents}");
+    for document in documents.as_array().unwrap() {
+        assert!(document["bytes"].as_u64().unwrap() > 0);
+        assert!(document["changed_at"].as_i64().is_some());
+    }
+}
+
+#[test]
+fn logs_have_no_colour_codes_off_a_terminal_and_are_json_when_asked() {
+    let root = tempfile::tempdir().unwrap();
+    for (format, data) in [("text", "text"), ("json", "json")] {
+        let log = root.path().join(format!("{format}.log"));
+        let mut relay =
+            RelayProcess::start_logging(&root.path().join(data), &["--log-format", format], &log);
+        let school = School::init(root.path(), &format!("School {format}"), &relay);
+        school.create("Plan");
+        school.sync();
+        relay.stop();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(!text.contains('\u{1b}'), "{format}: no colour codes");
+        assert!(text.contains("relay listening"), "{format}: {text}");
+        if format == "json" {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let value: Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("a JSON object a line ({e}): {line}"));
+                assert!(value["level"].is_string() && value["timestamp"].is_string());
+            }
+        }
+    }
+}
+
+#[test]
+fn install_service_shows_the_unit_it_would_install() {
+    let out = partnerplan_tests::run_bounded(
+        {
+            let mut c = Command::new(relay_binary());
+            c.args([
+                "install-service",
+                "--dry-run",
+                "--data-dir",
+                "/srv/relay",
+                "--public-url",
+                "wss://relay.example",
+            ]);
+            c
+        },
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("User=partnerplan-relay"), "{said}");
+    assert!(
+        said.contains(
+            "--data /srv/relay serve --listen 0.0.0.0:7171 --public-url wss://relay.example"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("useradd --system"), "{said}");
+    assert!(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/partnerplan-relay.service")
+            .exists()
+    );
+}
