@@ -566,7 +566,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
             (
                 StatusCode::OK,
                 format!(
-                    "ok: the relay can read and write its database\n{backup}\ndocuments: {loaded} in memory, {resting} at rest\n"
+                    "ok: the relay can read and write its database\ndocuments: {loaded} in memory, {resting} at rest\n{backup}\n"
                 ),
             )
                 .into_response()
