@@ -269,6 +269,10 @@ impl Demo {
                 "serve",
                 "--listen",
                 &self.relay_listen.clone(),
+                // Any free port: a relay the lead school runs on this
+                // computer keeps the usual one for its admin pages.
+                "--admin-listen",
+                "127.0.0.1:0",
                 "--data",
                 &self.relay_dir.to_string_lossy(),
             ],

@@ -69,6 +69,13 @@ pub enum ClientError {
         "syncing did not finish within {seconds} seconds; still waiting for {waiting}. Your edits are kept here and will be sent next time."
     )]
     Timeout { seconds: u64, waiting: String },
+    /// The relay refused this school's changes to some documents for
+    /// good (`reason` is its sentence): saying "they will be sent next
+    /// time" would be false.
+    #[error(
+        "the relay refused this school's changes to {documents}, so they have not been shared, and syncing again will not share them (they stay on this computer). The relay said: {reason}."
+    )]
+    ChangesRefused { documents: String, reason: String },
     #[error("{0}")]
     Other(String),
 }

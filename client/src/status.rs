@@ -19,6 +19,9 @@ pub enum StatusKey {
     LastError,
     LastSuccess,
     RelayStorageId,
+    /// The documents whose changes the relay refused on the current
+    /// connection, as a JSON list of `{"url", "reason"}`.
+    Refused,
 }
 
 impl StatusKey {
@@ -30,6 +33,7 @@ impl StatusKey {
             StatusKey::LastError => "sync.last_error",
             StatusKey::LastSuccess => "sync.last_success",
             StatusKey::RelayStorageId => "relay.storage_id",
+            StatusKey::Refused => "sync.refused",
         }
     }
 }
@@ -49,6 +53,17 @@ pub struct Status {
     pub documents: usize,
     /// Documents with changes the relay has not confirmed.
     pub unconfirmed: Vec<Unconfirmed>,
+    /// Documents whose changes the relay refused, as the background sync
+    /// last heard: they are not shared, and syncing again will not share
+    /// them.
+    pub refused: Vec<Refused>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Refused {
+    pub url: String,
+    /// The relay's words.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -91,6 +106,9 @@ pub fn status(school: &School) -> Result<Status, ClientError> {
         last_success: meta(StatusKey::LastSuccess)?.and_then(|v| v.parse().ok()),
         documents: titles.len(),
         unconfirmed,
+        refused: meta(StatusKey::Refused)?
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -157,13 +175,25 @@ pub fn describe(status: &Status) -> String {
                 .as_deref()
                 .map(|t| format!(" “{t}”"))
                 .unwrap_or_default();
-            lines.push(format!(
-                "  {}{title}: {} change{} waiting to sync",
-                doc.url,
-                doc.changes,
-                if doc.changes == 1 { "" } else { "s" }
-            ));
+            let plural = if doc.changes == 1 { "" } else { "s" };
+            if status.refused.iter().any(|r| r.url == doc.url) {
+                lines.push(format!(
+                    "  {}{title}: {} change{plural} the relay refused; they stay on this computer",
+                    doc.url, doc.changes
+                ));
+            } else {
+                lines.push(format!(
+                    "  {}{title}: {} change{plural} waiting to sync",
+                    doc.url, doc.changes
+                ));
+            }
         }
+    }
+    for refused in &status.refused {
+        lines.push(format!(
+            "The relay refused this school's changes to {}, so they are not shared, and syncing again will not share them. It said: {}.",
+            refused.url, refused.reason
+        ));
     }
     match status.last_success {
         Some(when) => lines.push(format!(

@@ -47,6 +47,32 @@ pub struct SyncReport {
     /// What the relay said went wrong while keeping the connection (for
     /// example that this school may only read a document).
     pub warnings: Vec<String>,
+    /// Documents whose changes from this school the relay refused, with
+    /// its reason: they stay on this computer and are not sent again.
+    pub refused: Vec<(DocumentId, String)>,
+}
+
+impl SyncReport {
+    /// The error that tells the truth about refused changes, if any were.
+    pub fn refusal(&self) -> Option<ClientError> {
+        refusal(&self.refused)
+    }
+}
+
+fn refusal(refused: &[(DocumentId, String)]) -> Option<ClientError> {
+    if refused.is_empty() {
+        return None;
+    }
+    let mut reasons: Vec<&str> = refused.iter().map(|(_, r)| r.as_str()).collect();
+    reasons.dedup();
+    Some(ClientError::ChangesRefused {
+        documents: refused
+            .iter()
+            .map(|(id, _)| id.url())
+            .collect::<Vec<_>>()
+            .join(", "),
+        reason: reasons.join("; "),
+    })
 }
 
 const PING_EVERY: Duration = Duration::from_secs(20);
@@ -330,6 +356,7 @@ pub async fn run_linked(
             unavailable: Vec::new(),
             read_only: Vec::new(),
             warnings: Vec::new(),
+            refused: Vec::new(),
         }),
         Err(error) => Err(error),
     }
@@ -374,6 +401,7 @@ where
     let mut warnings: Vec<String> = Vec::new();
     let mut check = tokio::time::interval(Duration::from_millis(100));
     let mut read_only_since: Option<Instant> = None;
+    let mut recorded_refusals: Vec<(DocumentId, String)> = Vec::new();
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut last_heard = Instant::now();
@@ -442,7 +470,8 @@ where
                     joined = true;
                     expect_listing = metadata.listing;
                     *attempt = 0;
-                    let mut status = vec![(StatusKey::Connected, "yes".to_string()), (StatusKey::LastError, String::new())];
+                    let mut status = vec![(StatusKey::Connected, "yes".to_string()), (StatusKey::LastError, String::new()), (StatusKey::Refused, String::new())];
+                    recorded_refusals.clear();
                     if let Some(storage_id) = metadata.storage_id {
                         status.push((StatusKey::RelayStorageId, storage_id));
                     }
@@ -484,7 +513,12 @@ where
                 _ => {}
             },
             _ = check.tick(), if joined && (listed || !expect_listing) => {
-                let report = in_sync(sender, conn).await;
+                let (report, refused) = in_sync(sender, conn).await;
+                if refused != recorded_refusals {
+                    // Said where `status` and the app look, as it happens.
+                    record_refusals(sender, &refused).await;
+                    recorded_refusals = refused;
+                }
                 let now_in_sync = report.is_some();
                 // Written when sync completes, then with each heartbeat
                 // while it stays complete: not on every check.
@@ -522,6 +556,11 @@ where
                 let _ = sink.send(WsMessage::Ping(Vec::new().into())).await;
             }
             _ = &mut until => {
+                // Changes the relay refused would not be sent next time.
+                let (_, refused) = in_sync(sender, conn).await;
+                if let Some(error) = refusal(&refused) {
+                    return Ended::Failed(error);
+                }
                 let waiting = waiting_for(sender, conn).await;
                 return Ended::Failed(ClientError::Timeout { seconds: 0, waiting });
             }
@@ -642,39 +681,70 @@ async fn record_partnerships(
     let _ = sender.set_meta(values).await;
 }
 
-/// `Some` when every tracked document is in sync with the relay (or the
-/// relay does not have it either), and none waits to start syncing.
-async fn in_sync(sender: &EngineSender, conn: u64) -> Option<SyncReport> {
+/// A report when every tracked document is in sync with the relay (or
+/// the relay does not have it either, or refused this school's changes
+/// to it), and none waits to start syncing; and, either way, the
+/// documents whose changes the relay refused, with its reasons.
+async fn in_sync(
+    sender: &EngineSender,
+    conn: u64,
+) -> (Option<SyncReport>, Vec<(DocumentId, String)>) {
     let progress = sender
         .query(move |repo, store| {
-            if repo.announcing() > 0 {
-                return None;
-            }
             let tracked = store.tracked_after(0).unwrap_or_default();
-            Some(
-                tracked
-                    .into_iter()
-                    .map(|(_, id)| (id, repo.progress(&id, conn)))
-                    .collect::<Vec<_>>(),
-            )
+            let progress = tracked
+                .into_iter()
+                .map(|(_, id)| {
+                    let refusal = repo.refusal(&id, conn).map(str::to_string);
+                    (id, repo.progress(&id, conn), refusal)
+                })
+                .collect::<Vec<_>>();
+            (repo.announcing() > 0, progress)
         })
-        .await??;
+        .await;
+    let Some((announcing, progress)) = progress else {
+        return (None, Vec::new());
+    };
+    let refused: Vec<(DocumentId, String)> = progress
+        .iter()
+        .filter_map(|(id, _, refusal)| Some((*id, refusal.clone()?)))
+        .collect();
     let mut unavailable = Vec::new();
     let mut read_only = Vec::new();
-    for (id, progress) in &progress {
+    let mut done = !announcing;
+    for (id, progress, _) in &progress {
         match progress {
-            SyncProgress::InSync => {}
+            SyncProgress::InSync | SyncProgress::Refused => {}
             SyncProgress::Unavailable => unavailable.push(*id),
             SyncProgress::ReadOnly => read_only.push(*id),
-            SyncProgress::Syncing | SyncProgress::NotSyncing => return None,
+            SyncProgress::Syncing | SyncProgress::NotSyncing => done = false,
         }
     }
-    Some(SyncReport {
+    let report = done.then(|| SyncReport {
         documents: progress.len(),
         unavailable,
         read_only,
         warnings: Vec::new(),
-    })
+        refused: refused.clone(),
+    });
+    (report, refused)
+}
+
+/// Keeps the documents whose changes the relay refused in `meta`, for
+/// `status` and the app.
+async fn record_refusals(sender: &EngineSender, refused: &[(DocumentId, String)]) {
+    let value = if refused.is_empty() {
+        String::new()
+    } else {
+        serde_json::Value::Array(
+            refused
+                .iter()
+                .map(|(id, reason)| serde_json::json!({ "url": id.url(), "reason": reason }))
+                .collect(),
+        )
+        .to_string()
+    };
+    set_status(sender, &[(StatusKey::Refused, value)]).await;
 }
 
 async fn waiting_for(sender: &EngineSender, conn: u64) -> String {
@@ -686,7 +756,10 @@ async fn waiting_for(sender: &EngineSender, conn: u64) -> String {
                 .filter(|(_, id)| {
                     !matches!(
                         repo.progress(id, conn),
-                        SyncProgress::InSync | SyncProgress::Unavailable | SyncProgress::ReadOnly
+                        SyncProgress::InSync
+                            | SyncProgress::Unavailable
+                            | SyncProgress::ReadOnly
+                            | SyncProgress::Refused
                     )
                 })
                 .map(|(_, id)| id.url())

@@ -46,6 +46,11 @@ enum Command {
         /// schools from other machines.
         #[arg(long, default_value = "127.0.0.1:7171")]
         listen: SocketAddr,
+        /// The admin pages' own address (and /metrics'), on this computer
+        /// only: a loopback address. Other computers use the admin pages at
+        /// the --listen address, after an admin password is set.
+        #[arg(long, default_value = crate::DEFAULT_ADMIN_LISTEN)]
+        admin_listen: SocketAddr,
         /// The address schools reach this relay at, written into invites
         /// (for example wss://relay.hilltop.sch.uk). Defaults to the
         /// listen address.
@@ -241,6 +246,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve {
             listen,
+            admin_listen,
             public_url,
             tls_cert,
             tls_key,
@@ -254,6 +260,7 @@ pub fn main() -> ExitCode {
             backup_dir,
         } => {
             let mut config = RelayConfig::new(listen, cli.data.clone());
+            config.admin_listen = admin_listen;
             config.max_frame_bytes = max_frame_bytes;
             config.max_connections_per_school = max_connections_per_school.max(1);
             config.max_messages_per_second = max_messages_per_second.max(1);
@@ -302,16 +309,7 @@ fn serve(config: RelayConfig) -> Result<(), String> {
             relay.url(),
             data.display()
         );
-        let web = if relay.url().starts_with("wss://") {
-            "https"
-        } else {
-            "http"
-        };
-        let mut admin = relay.addr();
-        if admin.ip().is_unspecified() {
-            admin.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        println!("Its admin pages, on this computer: {web}://{admin}/admin");
+        println!("Its admin pages, on this computer: {}", relay.admin_url());
         wait_for_stop_signal().await;
         println!("stopping: closing connections and finishing writes");
         relay.shutdown().await;

@@ -39,9 +39,15 @@ use partnerplan_sync::invite::percent_decode;
 /// The database file inside the relay's data directory.
 pub const DATABASE_FILE: &str = "relay.sqlite";
 
+/// Where the admin pages listen unless told otherwise: this computer only.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7172";
+
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
     pub listen: SocketAddr,
+    /// The admin pages' own listener: a loopback address, where the
+    /// relay's own computer needs no password (see `admin`).
+    pub admin_listen: SocketAddr,
     pub data_dir: PathBuf,
     pub max_frame_bytes: usize,
     /// How often the relay pings each connection; one silent for three
@@ -74,6 +80,7 @@ impl RelayConfig {
     pub fn new(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
         RelayConfig {
             listen,
+            admin_listen: DEFAULT_ADMIN_LISTEN.parse().expect("a socket address"),
             data_dir: data_dir.into(),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             keepalive: Duration::from_secs(20),
@@ -114,6 +121,17 @@ pub enum RelayError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(
+        "could not open the admin pages on {addr}: {source}. Is another relay already running on this computer? Choose another port with --admin-listen (for example --admin-listen 127.0.0.1:7173)."
+    )]
+    AdminListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "the admin pages listen only on this computer, so --admin-listen must be a loopback address such as 127.0.0.1:7172 or [::1]:7172, not {0}. To use them from other computers, set an admin password (`partnerplan-relay admin-password`) and log in at the relay's public address."
+    )]
+    AdminNotLoopback(SocketAddr),
 }
 
 pub(crate) struct AppState {
@@ -131,7 +149,9 @@ pub(crate) struct AppState {
 }
 
 /// The relay's sync core as it starts from its database: its storage id,
-/// and the register and document owners read into its access policy.
+/// and the register, document owners, signing keys and what the policy
+/// keeps across restarts (actors' schools, peer-id claims) read into its
+/// access policy.
 /// `Relay::start` runs it on the engine; the random-schedule tests
 /// (`tests/tests/random_schedules.rs`) restart it from the same file, as a
 /// relay killed and started again does. Also returns the register read.
@@ -141,11 +161,19 @@ pub fn core_from_store(
 ) -> Result<(Repo, Arc<Register>), RelayError> {
     let storage_id = store.storage_id()?;
     let register = Arc::new(store.register()?);
+    let kept = store.kept_access()?;
+    if !kept.restored.is_empty() {
+        tracing::info!(
+            schools = kept.restored.len(),
+            "restored from a backup: a school's lost changes to a document are taken from its partners until it has sent that document all it holds"
+        );
+    }
     let policy = PartnershipPolicy::new(
         register.clone(),
         store.owners()?,
         config.max_connections_per_school,
     )
+    .with_kept(kept)
     .with_signing_keys(store.signing_keys()?);
     let peer_id = format!("partnerplan-relay-{storage_id}");
     let mut repo_config = RepoConfig::new(peer_id, Some(storage_id));
@@ -164,6 +192,9 @@ pub struct Relay {
     server: tokio::task::JoinHandle<()>,
     engine: Engine,
     backups: Option<tokio::task::JoinHandle<()>>,
+    /// The admin pages' own listener, on a loopback address.
+    admin_addr: SocketAddr,
+    admin_server: tokio::task::JoinHandle<()>,
     /// Held while the relay runs, so a restore cannot replace the
     /// database under it.
     _lock: backup::DataLock,
@@ -183,7 +214,8 @@ impl Relay {
             })?;
         }
         // One writing handle on the database, checked once, owned by the
-        // engine thread from here on: documents, owners and the register.
+        // engine thread from here on: documents, owners, the register and
+        // what the access policy keeps (actors' schools, peer-id claims).
         let mut store = Store::open(config.data_dir.join(DATABASE_FILE))?;
         let (repo, register) = core_from_store(&mut store, &config)?;
         let peer_id = repo.config().peer_id.clone();
@@ -197,6 +229,13 @@ impl Relay {
         let listener = std::net::TcpListener::bind(config.listen).map_err(listen_error)?;
         listener.set_nonblocking(true).map_err(listen_error)?;
         let addr = listener.local_addr().map_err(listen_error)?;
+        let admin_listener = admin_listener(config.admin_listen)?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| RelayError::AdminListen {
+                addr: config.admin_listen,
+                source,
+            })?;
         let tls = match &config.tls {
             Some(files) => Some(tls_config(files).await?),
             None => None,
@@ -251,7 +290,11 @@ impl Relay {
             engine: engine.sender(),
             metrics,
             activity,
-            admin: admin::Admin::new(directory, tls.is_some()),
+            admin: admin::Admin::new(
+                directory,
+                tls.is_some(),
+                format!("http://{admin_addr}/admin"),
+            ),
             access,
             config,
             peer_id,
@@ -261,8 +304,28 @@ impl Relay {
         let app = Router::new()
             .route("/", get(websocket))
             .route("/health", get(health))
-            .merge(admin::router(state.clone()))
+            .merge(admin::router(state.clone(), admin::Listener::Public))
+            .with_state(state.clone());
+        let admin_app = Router::new()
+            .route("/health", get(health))
+            .merge(admin::router(state.clone(), admin::Listener::Admin))
             .with_state(state);
+        let admin_server = {
+            let mut stop = shutdown_rx.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(
+                    admin_listener,
+                    admin_app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stopping| *stopping).await;
+                })
+                .await;
+                if let Err(error) = served {
+                    tracing::error!(%error, "the admin pages stopped serving");
+                }
+            })
+        };
         let mut stop = shutdown_rx;
         let server = match tls {
             None => {
@@ -302,9 +365,11 @@ impl Relay {
                 })
             }
         };
-        tracing::info!(%addr, "relay listening");
+        tracing::info!(%addr, %admin_addr, "relay listening");
         Ok(Relay {
             addr,
+            admin_addr,
+            admin_server,
             scheme,
             storage_id,
             shutdown,
@@ -317,6 +382,12 @@ impl Relay {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the admin pages are served without a password, to this
+    /// computer only.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}/admin", self.admin_addr)
     }
 
     /// The `ws://` (or `wss://`) URL clients connect to.
@@ -333,6 +404,7 @@ impl Relay {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.admin_server).await;
         if let Some(backups) = self.backups {
             // A backup under way finishes (it only reads); none starts.
             let _ = tokio::time::timeout(Duration::from_secs(60), backups).await;
@@ -341,6 +413,17 @@ impl Relay {
         let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
         tracing::info!("relay stopped");
     }
+}
+
+/// Binds the admin pages' own listener, which must be on this computer.
+fn admin_listener(addr: SocketAddr) -> Result<tokio::net::TcpListener, RelayError> {
+    if !addr.ip().is_loopback() {
+        return Err(RelayError::AdminNotLoopback(addr));
+    }
+    let error = |source| RelayError::AdminListen { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(error)?;
+    listener.set_nonblocking(true).map_err(error)?;
+    tokio::net::TcpListener::from_std(listener).map_err(error)
 }
 
 /// Scheduled backups, off the engine thread: each is an online backup

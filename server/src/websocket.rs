@@ -198,6 +198,7 @@ fn error_frame(state: &AppState, reason: &str) -> WsMessage {
             sender_id: Some(state.peer_id.clone()),
             target_id: None,
             message: reason.to_string(),
+            document_id: None,
         }
         .encode()
         .into(),

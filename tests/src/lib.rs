@@ -101,6 +101,9 @@ pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
 pub struct RelayProcess {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The admin pages' own listener (on a random port of 127.0.0.1,
+    /// unless `extra` names one).
+    pub admin: SocketAddr,
     /// Serving wss://.
     pub secure: bool,
     pub data: PathBuf,
@@ -130,9 +133,11 @@ impl RelayProcess {
             .arg(listen.to_string())
             .arg("--data")
             .arg(data)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped());
+            .args(extra);
+        if !extra.contains(&"--admin-listen") {
+            command.args(["--admin-listen", "127.0.0.1:0"]);
+        }
+        command.stdin(Stdio::null()).stdout(Stdio::piped());
         match log {
             Some(log) => command
                 .env("PARTNERPLAN_LOG", "trace")
@@ -159,9 +164,19 @@ impl RelayProcess {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("the relay's first line names its address: {line}"));
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the relay says where its admin pages are");
+        let admin = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix("/admin"))
+            .and_then(|admin| admin.parse().ok())
+            .unwrap_or_else(|| panic!("the relay's second line names its admin pages: {line}"));
         RelayProcess {
             child: Some(child),
             addr,
+            admin,
             secure,
             data: data.to_path_buf(),
             extra: extra.iter().map(|s| s.to_string()).collect(),

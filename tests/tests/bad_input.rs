@@ -214,7 +214,14 @@ fn a_relay_refuses_a_damaged_database_and_leaves_it_alone() {
     std::fs::write(data.join("relay.sqlite"), &junk).unwrap();
     let mut command = Command::new(relay_binary());
     command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
         .arg(&data);
     let output = run_bounded(command, Duration::from_secs(30));
     assert!(!output.status.success());

@@ -239,6 +239,8 @@ fn turn(
                 state,
             }),
             Effect::PersistTracked { document_id } => writes.push(Write::Track { document_id }),
+            Effect::PersistAccess { record } => writes.push(Write::Access(record)),
+            Effect::ActorsNamed { actors } => writes.push(Write::ActorNames(actors)),
             Effect::Send { conn, bytes } => sends.push((conn, Out::Frame(bytes))),
             Effect::Close { conn, .. } => sends.push((conn, Out::Close)),
             _ => {}
@@ -251,19 +253,17 @@ fn turn(
 struct Relay {
     store: Store,
     repo: Repo,
-    /// The clock when this core started (the engine counts from its start).
-    started_ms: u64,
 }
 
 impl Relay {
+    /// Started as the engine starts it: from its file, told the time (the
+    /// wall clock, which runs on across restarts) before anything else.
     fn start(data: &Path, config: &RelayConfig, now_ms: u64) -> Relay {
         let mut store = Store::open(data.join(DATABASE_FILE)).expect("the relay's file opens");
         let (repo, _) = core_from_store(&mut store, config).expect("the relay's core starts");
-        Relay {
-            store,
-            repo,
-            started_ms: now_ms,
-        }
+        let mut relay = Relay { store, repo };
+        relay.handle(Event::Tick { now_ms });
+        relay
     }
 
     fn handle(&mut self, event: Event) -> Vec<(ConnId, Out)> {
@@ -716,8 +716,8 @@ impl Net {
 
     fn tick(&mut self, ms: u64) {
         self.now_ms += ms;
-        let relay_now = self.now_ms - self.relay().started_ms;
-        self.relay_event(Event::Tick { now_ms: relay_now });
+        let now_ms = self.now_ms;
+        self.relay_event(Event::Tick { now_ms });
         for school in 0..self.schools.len() {
             let now_ms = self.now_ms;
             self.school_event(school, Event::Tick { now_ms });

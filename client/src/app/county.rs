@@ -27,13 +27,12 @@ use super::web::{Refusal, Shared, chrome, failure, who};
 use crate::error::ClientError;
 use crate::sync::KnownPartnership;
 
-/// The kinds the local authority's pages read; others are not read.
-const READ: [Kind; 4] = [
-    Kind::Partnership,
-    Kind::ActionPlan,
-    Kind::ProgressReport,
-    Kind::Outcomes,
-];
+/// What each page reads of each partnership: the overview its
+/// partnership document, plans and reports; the county table no plan;
+/// the funding no report. Other kinds are not read beyond their kind.
+const OVERVIEW: &[Kind] = &[Kind::Partnership, Kind::ActionPlan, Kind::ProgressReport];
+const COUNTY: &[Kind] = &[Kind::Partnership, Kind::ProgressReport];
+const FUNDING: &[Kind] = &[Kind::Partnership, Kind::ActionPlan];
 
 /// The partnerships this school views, and the documents of each it
 /// holds, read once for a page.
@@ -44,19 +43,14 @@ pub struct Gathered {
 }
 
 impl Gathered {
-    pub fn read(library: &Library) -> Result<Gathered, ClientError> {
-        Self::read_these(library, viewed(&library.partnerships()))
-    }
-
-    fn read_these(
-        library: &Library,
-        partnerships: Vec<KnownPartnership>,
-    ) -> Result<Gathered, ClientError> {
+    /// The documents of `kinds` of every partnership the school views.
+    pub fn read(library: &Library, kinds: &[Kind]) -> Result<Gathered, ClientError> {
+        let partnerships = viewed(&library.partnerships());
         let ids: Vec<DocumentId> = partnerships
             .iter()
             .flat_map(|p| p.document_ids().collect::<Vec<_>>())
             .collect();
-        let views = library.read_kinds(&ids, &READ)?;
+        let views = library.read_kinds(&ids, kinds)?;
         let partnerships = partnerships
             .iter()
             .map(|p| {
@@ -171,8 +165,12 @@ fn page(state: &Shared, title: &str, here: &str, body: Markup) -> Response {
 }
 
 /// Runs `f` on the gathered documents on this worker thread.
-fn gathered<T>(state: &Shared, f: impl FnOnce(&Gathered) -> T) -> Result<T, Refusal> {
-    tokio::task::block_in_place(|| Gathered::read(&state.library))
+fn gathered<T>(
+    state: &Shared,
+    kinds: &[Kind],
+    f: impl FnOnce(&Gathered) -> T,
+) -> Result<T, Refusal> {
+    tokio::task::block_in_place(|| Gathered::read(&state.library, kinds))
         .map(|g| f(&g))
         .map_err(|e| Refusal(Box::new(failure(&e.to_string()))))
 }
@@ -271,7 +269,7 @@ pub fn overview_page(state: &Shared, query: &OverviewQuery) -> Response {
             .map(|t| t.as_str()),
     );
     let today = today();
-    let body = gathered(state, |g| {
+    let body = gathered(state, OVERVIEW, |g| {
         let partnerships = g.partnerships();
         let rows: Vec<(Summary, Links)> = partnerships
             .iter()
@@ -481,7 +479,7 @@ fn county_rows(
     state: &Shared,
     query: &CountyQuery,
 ) -> Result<(Vec<CountyRow>, Vec<When>), Refusal> {
-    gathered(state, |g| {
+    gathered(state, COUNTY, |g| {
         let partnerships = g.partnerships();
         (
             county::county_rows(&partnerships, query.question(), query.term().as_ref()),
@@ -661,7 +659,7 @@ pub async fn outcomes_markdown(State(state): State<Shared>) -> Response {
 fn funding_of(state: &Shared) -> Result<Funding, Refusal> {
     let today = today();
     let term = term_or_now(None);
-    gathered(state, |g| {
+    gathered(state, FUNDING, |g| {
         let summaries: Vec<Summary> = g
             .partnerships()
             .iter()

@@ -12,8 +12,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use automerge::{ActorId, AutoCommit, ChangeHash, ReadDoc};
+use partnerplan_model::history::{Authors, RelayNames};
 use partnerplan_model::signing::{KnownKeys, Signer};
-use partnerplan_model::{Author, doc, read, records};
+use partnerplan_model::{Author, doc, read};
 use partnerplan_model::{DocView, Kind, ModelError};
 use partnerplan_sync::store::{Held, Write};
 use partnerplan_sync::{DocumentId, Store, StoreError};
@@ -194,6 +195,7 @@ impl Library {
     pub fn list(&self) -> Result<Vec<Summary>, ClientError> {
         let mut inner = self.lock();
         let ids = inner.store.document_ids()?;
+        let names = inner.store.actor_names()?;
         let mut out = Vec::new();
         for id in ids {
             let summary = inner.with(&id, |doc| {
@@ -205,7 +207,7 @@ impl Library {
                     id,
                     kind,
                     title,
-                    last_change: last_change(doc),
+                    last_change: last_change(doc, &names),
                 }
             })?;
             if let Some(summary) = summary {
@@ -228,6 +230,16 @@ impl Library {
             Some((Ok(view), heads)) => Ok(Some((view, heads))),
             Some((Err(error), _)) => Err(ClientError::Other(error.to_string())),
         }
+    }
+
+    /// The schools the relay named for actors, for history.
+    pub fn actor_names(&self) -> Result<RelayNames, StoreError> {
+        self.lock().store.actor_names()
+    }
+
+    /// A document's title, as people name it (empty if it has none).
+    pub fn title(&self, id: &DocumentId) -> Result<Option<String>, ClientError> {
+        Ok(self.lock().with(id, |doc| title_of(doc))?)
     }
 
     /// Runs `f` on the held document (for history and other reads).
@@ -410,21 +422,19 @@ fn title_of(doc: &AutoCommit) -> String {
 }
 
 /// The newest of the document's latest changes: who made it, and when.
-fn last_change(doc: &mut AutoCommit) -> Option<(String, i64)> {
+fn last_change(doc: &mut AutoCommit, relay_names: &RelayNames) -> Option<(String, i64)> {
     let heads = doc.get_heads();
-    let actors = records::actors(doc);
+    let authors = Authors::of(doc, relay_names);
     heads
         .iter()
         .filter_map(|h| doc.get_change_by_hash(h))
         .max_by_key(|c| c.timestamp())
         .map(|change| {
-            let who = actors
-                .get(&change.actor_id().to_hex_string())
-                .map(|e| match &e.person {
-                    Some(p) => format!("{p} ({})", e.school),
-                    None => e.school.clone(),
-                })
-                .unwrap_or_else(|| "another school".to_string());
+            let who = match authors.of_actor(&change.actor_id().to_hex_string()) {
+                (Some(person), Some(school)) => format!("{person} ({school})"),
+                (None, Some(school)) => school,
+                _ => "another school".to_string(),
+            };
             (who, change.timestamp())
         })
 }

@@ -354,6 +354,29 @@ async fn pass_edits_to_sync(library: Arc<Library>, engine: watch::Receiver<Optio
     }
 }
 
+/// The titles of the documents whose changes the relay refused, from what
+/// the sync recorded (`[{"url", "reason"}]`).
+fn refused_titles(library: &Library, recorded: Option<&str>) -> Vec<String> {
+    let Some(list) = recorded.and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+    else {
+        return Vec::new();
+    };
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry["url"].as_str())
+        .filter_map(|url| partnerplan_sync::DocumentId::parse_url_or_id(url).ok())
+        .map(|id| {
+            library
+                .title(&id)
+                .ok()
+                .flatten()
+                .filter(|t| !t.trim().is_empty())
+                .unwrap_or_else(|| "a document without a title".into())
+        })
+        .collect()
+}
+
 /// Keeps the sync indicator's state current.
 async fn watch_sync_state(
     library: Arc<Library>,
@@ -379,12 +402,14 @@ async fn watch_sync_state(
         })
         .await
         .unwrap_or((0, (0, 0)));
+        let refused = refused_titles(&library, meta(StatusKey::Refused).as_deref());
         let next = SyncState {
             joined: library.meta("relay_url").ok().flatten().is_some(),
             connected: meta(StatusKey::Connected).as_deref() == Some("yes"),
             unconfirmed,
             last_success: meta(StatusKey::LastSuccess).and_then(|v| v.parse().ok()),
             last_error: meta(StatusKey::LastError),
+            refused,
             arrived,
         };
         state.send_if_modified(|current| {

@@ -12,6 +12,9 @@ pub struct SyncState {
     pub last_success: Option<i64>,
     /// What the last failure said, for the indicator's tooltip.
     pub last_error: Option<String>,
+    /// The titles of documents whose changes the relay refused: they
+    /// are not shared, and will not be by syncing again.
+    pub refused: Vec<String>,
     /// Of the documents the relay listed, how many are on this computer
     /// and how many there are: "12 of 40" while a first join fetches
     /// them.
@@ -33,6 +36,17 @@ impl SyncState {
             return (
                 "offline",
                 "Not joined to a partnership yet: changes stay on this computer".into(),
+                None,
+            );
+        }
+        if !self.refused.is_empty() {
+            let titles: Vec<String> = self.refused.iter().map(|t| format!("“{t}”")).collect();
+            return (
+                "refused",
+                format!(
+                    "Not shared: the relay refused this school's changes to {}, so they stay on this computer. Ask your lead school for help",
+                    titles.join(", ")
+                ),
                 None,
             );
         }
@@ -94,6 +108,7 @@ mod tests {
             unconfirmed: 3,
             last_success: None,
             last_error: None,
+            refused: Vec::new(),
             arrived: (0, 0),
         };
         assert_eq!(
@@ -118,5 +133,14 @@ mod tests {
         state.arrived = (40, 40);
         assert_eq!(state.describe().0, "shared");
         assert!(!state.today(now - 2 * 86_400));
+        // Changes the relay refused are never "shared" nor "sharing".
+        state.unconfirmed = 2;
+        state.refused = vec!["Action plan".into()];
+        let (class, text, _) = state.describe();
+        assert_eq!(class, "refused");
+        assert_eq!(
+            text,
+            "Not shared: the relay refused this school's changes to “Action plan”, so they stay on this computer. Ask your lead school for help"
+        );
     }
 }

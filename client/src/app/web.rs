@@ -326,7 +326,11 @@ async fn documents(State(state): State<Shared>) -> Response {
     let mut conflicts = 0;
     let mut partnership = None;
     let mut schools = Vec::new();
-    for d in &documents {
+    // A school that views several partnerships (a local authority) holds
+    // all their documents, and chooses no partnership's values: its list
+    // is not read document by document.
+    let several = county::overview_is_home(&state.library);
+    for d in documents.iter().filter(|_| !several) {
         if let Ok(Some((view, _))) = state.library.read(&d.id) {
             conflicts += view.conflicts().len();
             if view.kind == Kind::Partnership && partnership.is_none() {
@@ -341,8 +345,7 @@ async fn documents(State(state): State<Shared>) -> Response {
         }
     }
     let partnership = partnership.or_else(|| state.library.meta("partnership_name").ok().flatten());
-    // A school that views several partnerships holds all their documents.
-    let (partnership, schools) = if county::overview_is_home(&state.library) {
+    let (partnership, schools) = if several {
         (
             Some("Every document on this computer".to_string()),
             Vec::new(),
@@ -691,10 +694,11 @@ async fn history(State(state): State<Shared>, Path(id): Path<String>) -> Respons
     let Ok(Some((view, _))) = state.library.read(&id) else {
         return not_found();
     };
+    let names = state.library.actor_names().unwrap_or_default();
     let entries = state
         .library
         .with_doc(&id, |d| {
-            partnerplan_model::history::history(d.document(), &[])
+            partnerplan_model::history::history(d.document(), &[], &names)
         })
         .ok()
         .flatten()

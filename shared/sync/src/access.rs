@@ -22,17 +22,29 @@
 //! - When the register changes (a school removed, a token rotated), the
 //!   connections that lost rights are cut at once with a sentence saying
 //!   why; they reconnect with whatever rights they still have.
+//! - Every Automerge actor belongs to one school: the first school that
+//!   sends a change made under it. A connection may send only changes
+//!   made under its own school's actors, so no school can write in
+//!   another's name (see [`PartnershipPolicy`]'s `authors`). After a
+//!   restore from a backup, a school's changes to a document are taken
+//!   from its partners too until it has sent that document all it holds
+//!   itself: the relay lost them, and its partners hold them.
+//! - Which school speaks as which peer id, and which actor is whose, are
+//!   kept across restarts ([`AccessRecord`], written by the engine with
+//!   the changes they go with, read back as [`Kept`]).
 //! - A school's public signing keys arrive in its clients' `join`, on a
 //!   connection its token authenticated, so no school can register a key
 //!   for another; each key belongs to one school, for good. Listings
 //!   carry every school of each partnership with its keys, which is how
 //!   partners check who signed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use automerge::ActorId;
+
 use crate::document_id::DocumentId;
-use crate::message::{ListedPartnership, ListedSchool, PublicKey};
+use crate::message::{ListedPartnership, ListedSchool, NamedActor, PublicKey};
 use crate::repo::{AccessPolicy, ConnId, Permission};
 
 pub type PartnershipId = String;
@@ -113,6 +125,53 @@ pub struct Owner {
     pub partnership: PartnershipId,
     pub claimed_by: SchoolId,
 }
+
+/// What the policy keeps across restarts, for the engine to write in the
+/// same transaction as the changes it goes with
+/// ([`Effect::PersistAccess`](crate::repo::Effect::PersistAccess)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessRecord {
+    /// An Automerge actor belongs to this school from now on: it was the
+    /// first to send a change made under it.
+    ActorBound { actor: Vec<u8>, school: SchoolId },
+    /// A school spoke as this peer id at this time (ms since 1970).
+    PeerSeen {
+        peer_id: String,
+        school: SchoolId,
+        at_ms: u64,
+    },
+}
+
+/// What the policy kept before the relay last stopped, as read from its
+/// database at start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kept {
+    /// Each actor's school.
+    pub actors: Vec<(Vec<u8>, SchoolId)>,
+    /// Peer ids with their school and when it last used them (ms since 1970).
+    pub peers: Vec<(String, SchoolId, u64)>,
+    /// Schools whose changes a restore from a backup lost, each with when
+    /// the relay stops taking those changes from their partners (ms since
+    /// 1970).
+    pub restored: Vec<(SchoolId, u64)>,
+    /// The restore could not carry over the actor bindings of the database
+    /// it replaced: an actor not bound may be a partner's from after the
+    /// backup.
+    pub bindings_incomplete: bool,
+}
+
+/// How long after a restore the relay takes a school's lost changes from
+/// its partners (for each document, until the school has sent it all it
+/// holds itself): long enough for every school to come back.
+pub const RESTORE_WAITS_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+
+/// The longest Automerge actor id taken (ours are 16 bytes, as are the
+/// JavaScript clients').
+pub const MAX_ACTOR_BYTES: usize = 64;
+/// How many bytes of actor ids one school may have bound to it: 16,384
+/// of the usual 16 bytes. Our client uses one actor per person; the
+/// JavaScript client one per document each session.
+pub const ACTOR_BYTES_PER_SCHOOL: usize = 256 * 1024;
 
 /// A school's public signing key, new to the register, for the driver to
 /// keep.
@@ -207,6 +266,26 @@ pub struct PartnershipPolicy {
     /// key is.
     signing_keys: HashMap<SchoolId, Vec<PublicKey>>,
     key_owners: HashMap<PublicKey, SchoolId>,
+    /// Each Automerge actor's school, and each school's actors (their
+    /// bytes bounded by [`ACTOR_BYTES_PER_SCHOOL`]).
+    actors: HashMap<ActorId, SchoolId>,
+    by_school: HashMap<SchoolId, SchoolActors>,
+    /// Schools a restore from a backup lost changes of, with when the
+    /// relay stops taking them from partners; the documents each has since
+    /// sent all it holds (from then on its changes to them come only from
+    /// it; kept in memory, so after a restart the relay waits again, which
+    /// only takes more); and whether the restore lost actor bindings.
+    restored: HashMap<SchoolId, u64>,
+    caught_up: HashSet<(SchoolId, DocumentId)>,
+    bindings_incomplete: bool,
+    /// What to keep, waiting for the core to take it.
+    records: Vec<AccessRecord>,
+}
+
+#[derive(Default)]
+struct SchoolActors {
+    bytes: usize,
+    actors: HashSet<ActorId>,
 }
 
 struct PeerClaim {
@@ -218,6 +297,9 @@ struct PeerClaim {
 /// How long a peer id stays its school's after its last connection
 /// closes: long enough for a dropped client to come back under it.
 pub const PEER_ID_KEPT_MS: u64 = 24 * 60 * 60 * 1000;
+/// Peer ids longer than this are not kept across restarts (ours are 23
+/// bytes, the JavaScript client's 36).
+const MAX_KEPT_PEER_ID_BYTES: usize = 256;
 /// The most peer ids remembered; the oldest unused go first past this.
 const MAX_PEER_IDS: usize = 100_000;
 
@@ -244,9 +326,90 @@ impl PartnershipPolicy {
             max_connections_per_school,
             peers: HashMap::new(),
             peer_of: HashMap::new(),
+            actors: HashMap::new(),
+            by_school: HashMap::new(),
+            restored: HashMap::new(),
+            caught_up: HashSet::new(),
+            bindings_incomplete: false,
+            records: Vec::new(),
             signing_keys: HashMap::new(),
             key_owners: HashMap::new(),
         }
+    }
+
+    /// The policy with what it kept before the relay last stopped: actor
+    /// bindings, peer-id claims, and the schools a restore still waits for.
+    pub fn with_kept(mut self, kept: Kept) -> PartnershipPolicy {
+        for (actor, school) in kept.actors {
+            self.add_actor(ActorId::from(actor), school);
+        }
+        for (peer_id, school, last_seen_ms) in kept.peers.into_iter().take(MAX_PEER_IDS) {
+            self.peers.insert(
+                peer_id,
+                PeerClaim {
+                    school,
+                    open: 0,
+                    last_seen_ms,
+                },
+            );
+        }
+        self.restored = kept
+            .restored
+            .into_iter()
+            .filter(|(school, _)| self.register.schools.contains_key(school))
+            .collect();
+        self.bindings_incomplete = kept.bindings_incomplete;
+        self
+    }
+
+    /// Whether `school`'s changes to `document_id` that the relay lacks
+    /// may come from its partners: a restore lost them, and the school
+    /// has not sent that document all it holds since.
+    fn lost_by_restore(&self, school: &SchoolId, document_id: &DocumentId, now_ms: u64) -> bool {
+        self.restored
+            .get(school)
+            .is_some_and(|until| *until > now_ms)
+            && !self.caught_up.contains(&(school.clone(), *document_id))
+    }
+
+    /// The school an Automerge actor belongs to, if it is bound.
+    pub fn actor_school(&self, actor: &ActorId) -> Option<&SchoolId> {
+        self.actors.get(actor)
+    }
+
+    /// The schools that share a partnership with `conn`'s school (itself
+    /// included), by id, with their names: whose actors it may know.
+    fn partners(&self, conn: ConnId) -> HashMap<&str, &str> {
+        let Some(school) = self.grants.get(&conn).and_then(|g| self.current(g)) else {
+            return HashMap::new();
+        };
+        self.register
+            .schools
+            .iter()
+            .filter(|(_, other)| {
+                other
+                    .memberships
+                    .keys()
+                    .any(|p| school.memberships.contains_key(p))
+            })
+            .map(|(id, other)| (id.as_str(), other.name.as_str()))
+            .collect()
+    }
+
+    fn add_actor(&mut self, actor: ActorId, school: SchoolId) {
+        let own = self.by_school.entry(school.clone()).or_default();
+        if own.actors.insert(actor.clone()) {
+            own.bytes += actor.to_bytes().len();
+        }
+        self.actors.insert(actor, school);
+    }
+
+    fn bind(&mut self, actor: &ActorId, school: &SchoolId) {
+        self.add_actor(actor.clone(), school.clone());
+        self.records.push(AccessRecord::ActorBound {
+            actor: actor.to_bytes().to_vec(),
+            school: school.clone(),
+        });
     }
 
     /// The schools' signing keys kept in the register (read from the
@@ -397,7 +560,7 @@ impl AccessPolicy for PartnershipPolicy {
                 ));
             }
             Some(claim) => {
-                claim.school = school;
+                claim.school = school.clone();
                 claim.open += 1;
                 claim.last_seen_ms = now_ms;
             }
@@ -408,7 +571,7 @@ impl AccessPolicy for PartnershipPolicy {
                 self.peers.insert(
                     peer_id.to_string(),
                     PeerClaim {
-                        school,
+                        school: school.clone(),
                         open: 1,
                         last_seen_ms: now_ms,
                     },
@@ -416,6 +579,13 @@ impl AccessPolicy for PartnershipPolicy {
             }
         }
         self.peer_of.insert(conn, peer_id.to_string());
+        if peer_id.len() <= MAX_KEPT_PEER_ID_BYTES {
+            self.records.push(AccessRecord::PeerSeen {
+                peer_id: peer_id.to_string(),
+                school,
+                at_ms: now_ms,
+            });
+        }
         Ok(())
     }
 
@@ -426,11 +596,142 @@ impl AccessPolicy for PartnershipPolicy {
         {
             claim.open = claim.open.saturating_sub(1);
             claim.last_seen_ms = now_ms;
+            if peer_id.len() > MAX_KEPT_PEER_ID_BYTES {
+                return;
+            }
+            self.records.push(AccessRecord::PeerSeen {
+                peer_id,
+                school: claim.school.clone(),
+                at_ms: now_ms,
+            });
+        }
+    }
+
+    fn checks_authors(&self) -> bool {
+        true
+    }
+
+    /// A school sends only changes made under its own actors; an actor
+    /// no school has used yet becomes the sender's. The exceptions come
+    /// from a restore: the relay lost what schools sent after the backup,
+    /// and a partner that holds those changes sends them back. So a
+    /// school's changes to a document are taken from its partners until
+    /// it has sent that document all it holds (then the relay holds every
+    /// change of its a partner can have), for at most
+    /// [`RESTORE_WAITS_MS`]; and if the restore lost the actor bindings,
+    /// a new actor is taken without being bound meanwhile (it may be a
+    /// partner's, from after the backup).
+    fn authors(
+        &mut self,
+        conn: ConnId,
+        document_id: &DocumentId,
+        actors: &[ActorId],
+        now_ms: u64,
+    ) -> Result<(), String> {
+        let grant = self.grants.get(&conn).ok_or("the connection has closed")?;
+        let school = grant.school_id.clone();
+        let school_name = grant.school_name.clone();
+        let refused = |why: String| {
+            format!(
+                "the changes sent for document {document_id} were not accepted: {why}. Nothing of them was saved or passed on, and the document stops syncing on this connection"
+            )
+        };
+        let mut new: Vec<&ActorId> = Vec::new();
+        for actor in actors {
+            match self.actors.get(actor) {
+                Some(owner)
+                    if *owner == school || self.lost_by_restore(owner, document_id, now_ms) => {}
+                Some(_) => {
+                    return Err(refused(
+                        "they are made under an Automerge actor id that belongs to another school, and a school may send only changes it made itself (was this computer's partnerplan folder copied from another school's? Ask your lead school for help)".into(),
+                    ));
+                }
+                None if actor.to_bytes().len() > MAX_ACTOR_BYTES => {
+                    return Err(refused(format!(
+                        "their Automerge actor id is {} bytes long, and this relay takes at most {MAX_ACTOR_BYTES}",
+                        actor.to_bytes().len()
+                    )));
+                }
+                None if self.bindings_incomplete
+                    && self.restored.values().any(|until| *until > now_ms) => {}
+                None => new.push(actor),
+            }
+        }
+        let (used, count) = self
+            .by_school
+            .get(&school)
+            .map_or((0, 0), |own| (own.bytes, own.actors.len()));
+        let adding: usize = new.iter().map(|a| a.to_bytes().len()).sum();
+        if used + adding > ACTOR_BYTES_PER_SCHOOL {
+            return Err(refused(format!(
+                "{school_name} has already sent changes under {count} different Automerge actor ids, the most this relay keeps for one school. The partnerplan app and command line use one per person; set any other program to keep its actor id rather than make a new one each time"
+            )));
+        }
+        for actor in new {
+            self.bind(actor, &school);
+        }
+        Ok(())
+    }
+
+    /// Proportional to the partners' actors, not to every actor bound.
+    fn named_actors(&self, conn: ConnId) -> Vec<NamedActor> {
+        let mut named: Vec<NamedActor> = self
+            .partners(conn)
+            .into_iter()
+            .filter_map(|(school, name)| Some((self.by_school.get(school)?, name)))
+            .flat_map(|(own, name)| {
+                own.actors.iter().map(move |actor| NamedActor {
+                    actor: actor.to_bytes().to_vec(),
+                    school: name.to_string(),
+                })
+            })
+            .collect();
+        named.sort_by(|a, b| a.actor.cmp(&b.actor));
+        named
+    }
+
+    fn actor_name(&self, conn: ConnId, actor: &[u8]) -> Option<String> {
+        let school = self.actors.get(&ActorId::from(actor))?;
+        self.partners(conn)
+            .get(school.as_str())
+            .map(|name| name.to_string())
+    }
+
+    fn caught_up(&mut self, conn: ConnId, document_id: &DocumentId) {
+        if let Some(grant) = self.grants.get(&conn)
+            && self.restored.contains_key(&grant.school_id)
+        {
+            self.caught_up
+                .insert((grant.school_id.clone(), *document_id));
+        }
+    }
+
+    fn take_records(&mut self) -> Vec<AccessRecord> {
+        std::mem::take(&mut self.records)
+    }
+
+    fn forget(&mut self, records: &[AccessRecord]) {
+        for record in records {
+            if let AccessRecord::ActorBound { actor, school } = record {
+                let actor = ActorId::from(actor.as_slice());
+                if self.actors.get(&actor) == Some(school) {
+                    self.actors.remove(&actor);
+                    if let Some(own) = self.by_school.get_mut(school)
+                        && own.actors.remove(&actor)
+                    {
+                        own.bytes = own.bytes.saturating_sub(actor.to_bytes().len());
+                    }
+                }
+            }
         }
     }
 
     fn register_changed(&mut self, register: Arc<Register>) -> Vec<(ConnId, String)> {
         self.register = register;
+        // A school removed from the relay will not send its changes again.
+        let schools = &self.register.schools;
+        self.restored
+            .retain(|school, _| schools.contains_key(school));
         let register = &self.register;
         let mut cut: Vec<(ConnId, String)> = self
             .grants

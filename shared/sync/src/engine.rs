@@ -242,9 +242,9 @@ impl Engine {
                     config,
                     notify,
                     outboxes: HashMap::new(),
-                    started: Instant::now(),
                     last_tick: Instant::now(),
                     last_register_check: Instant::now(),
+                    clock: (crate::clock::unix_millis(), Instant::now()),
                     own_seqs: HashSet::new(),
                     seen_chunk_seq: None,
                     seen_tracked_seq: 0,
@@ -288,9 +288,12 @@ struct Worker {
     config: EngineConfig,
     notify: Box<dyn FnMut(Notice) + Send>,
     outboxes: HashMap<ConnId, tokio::sync::mpsc::Sender<Outgoing>>,
-    started: Instant,
     last_tick: Instant,
     last_register_check: Instant,
+    /// The wall-clock time (ms since 1970) when the engine started, and
+    /// that instant: the core's clock counts on from it, so it never goes
+    /// back when the wall clock does (held messages would wait for it).
+    clock: (u64, Instant),
     /// Chunks this engine wrote, so the store watcher skips them.
     own_seqs: HashSet<i64>,
     seen_chunk_seq: Option<i64>,
@@ -307,6 +310,10 @@ impl Worker {
             // the relay as the connection opens) misses nothing.
             self.seen_chunk_seq = self.store.last_chunk_seq().ok();
         }
+        // The core knows the time before the first connection opens.
+        let now_ms = self.now_ms();
+        let effects = self.repo.handle(Event::Tick { now_ms }).into();
+        let _ = self.carry_out(effects, Vec::new(), HashSet::new());
         loop {
             let mut inputs: Vec<Input> = self.pending.drain(..).collect();
             let mut arrived = Vec::new();
@@ -439,9 +446,12 @@ impl Worker {
         keep_running
     }
 
-    /// The core's clock: ms since the engine started.
+    /// The core's clock: the wall-clock time in ms since 1970, so what the
+    /// policy keeps across restarts compares with the time after one,
+    /// counted on from the engine's start with a monotonic clock.
     fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        let (origin_ms, origin) = self.clock;
+        origin_ms + origin.elapsed().as_millis() as u64
     }
 
     /// Runs one frame through the core. A frame that makes the core panic
@@ -522,6 +532,8 @@ impl Worker {
                     (self.notify)(Notice::Core(effect));
                 }
                 Effect::PersistTracked { document_id } => writes.push(Write::Track { document_id }),
+                Effect::PersistAccess { record } => writes.push(Write::Access(record)),
+                Effect::ActorsNamed { actors } => writes.push(Write::ActorNames(actors)),
                 Effect::PeerJoined { .. }
                 | Effect::RemoteError { .. }
                 | Effect::Unavailable { .. }
@@ -609,7 +621,10 @@ impl Worker {
                         | Write::SyncState { document_id, .. }
                         | Write::Owner { document_id, .. }
                         | Write::Track { document_id } => Some(*document_id),
-                        Write::Meta { .. } | Write::SigningKey { .. } => None,
+                        Write::Meta { .. }
+                        | Write::Access(_)
+                        | Write::ActorNames(_)
+                        | Write::SigningKey { .. } => None,
                     })
                     .collect();
                 document_ids.sort();
@@ -621,9 +636,17 @@ impl Worker {
                         _ => None,
                     })
                     .collect();
+                let forgotten = writes
+                    .iter()
+                    .filter_map(|w| match w {
+                        Write::Access(record) => Some(record.clone()),
+                        _ => None,
+                    })
+                    .collect();
                 let _ = self.repo.handle(Event::WriteFailed {
                     document_ids,
                     unowned,
+                    forgotten,
                 });
                 Err(error)
             }

@@ -5,6 +5,7 @@
 //! `partnerplan-model`).
 
 pub mod access;
+pub mod authors;
 pub mod clock;
 pub mod document_id;
 pub mod engine;

@@ -59,6 +59,21 @@ pub const LISTING_TYPE: &str = "partnerplan-documents";
 /// listing is split over several messages (1,000 ids are some 30 KB).
 pub const MAX_LISTED_PER_MESSAGE: usize = 1000;
 
+/// partnerplan's own message type naming the schools of Automerge actors
+/// ([`Message::Actors`]), sent only to a client that asked for listings.
+pub const ACTORS_TYPE: &str = "partnerplan-actors";
+
+/// The most actors one [`Message::Actors`] names (1,000 are some 40 KB).
+pub const MAX_ACTORS_PER_MESSAGE: usize = 1000;
+
+/// An Automerge actor and the school the relay bound it to (the school's
+/// name in the relay's register).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedActor {
+    pub actor: Vec<u8>,
+    pub school: String,
+}
+
 /// One partnership in a [`Message::Listing`]: its name, the school's role
 /// in it, and (some of) its documents.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +118,10 @@ pub enum Message {
         sender_id: Option<PeerId>,
         target_id: Option<PeerId>,
         message: String,
+        /// Ours: the document this error stopped syncing on the
+        /// connection (its changes were refused), as `documentId`. Peers
+        /// that do not know it read only the sentence.
+        document_id: Option<DocumentId>,
     },
     /// A sync message from a peer that does not have the document yet.
     Request(SyncFrame),
@@ -137,6 +156,16 @@ pub enum Message {
         target_id: PeerId,
         partnerships: Vec<ListedPartnership>,
         more: bool,
+    },
+    /// partnerplan's own (`partnerplan-actors`): which school each of
+    /// these Automerge actors belongs to, as the relay bound them, for the
+    /// actors of the schools that share a partnership with the
+    /// connection's school: all of them after the listing, then each as
+    /// it is bound. History names schools by it, not by what documents say.
+    Actors {
+        sender_id: PeerId,
+        target_id: PeerId,
+        actors: Vec<NamedActor>,
     },
 }
 
@@ -198,6 +227,7 @@ impl Message {
             Message::Ephemeral { .. } => "ephemeral",
             Message::Gossip { kind, .. } => kind,
             Message::Listing { .. } => LISTING_TYPE,
+            Message::Actors { .. } => ACTORS_TYPE,
         }
     }
 
@@ -210,7 +240,8 @@ impl Message {
             | Message::DocUnavailable { sender_id, .. }
             | Message::Ephemeral { sender_id, .. }
             | Message::Gossip { sender_id, .. }
-            | Message::Listing { sender_id, .. } => Some(sender_id),
+            | Message::Listing { sender_id, .. }
+            | Message::Actors { sender_id, .. } => Some(sender_id),
             Message::Request(frame) | Message::Sync(frame) => Some(&frame.sender_id),
             Message::Error { sender_id, .. } => sender_id.as_deref(),
         }
@@ -258,6 +289,11 @@ impl Message {
                 sender_id: fields.sender_id.clone(),
                 target_id: fields.target_id.clone(),
                 message: fields.message.clone().unwrap_or_default(),
+                // A document id that cannot be read names no document.
+                document_id: fields
+                    .document_id
+                    .as_deref()
+                    .and_then(|text| DocumentId::parse_url_or_id(text).ok()),
             },
             "request" | "sync" => {
                 let kind_name = if kind == "request" { "request" } else { "sync" };
@@ -295,6 +331,11 @@ impl Message {
                 target_id: fields.required(LISTING_TYPE, "targetId", &fields.target_id)?,
                 partnerships: fields.partnerships.clone(),
                 more: fields.more.unwrap_or(false),
+            },
+            ACTORS_TYPE => Message::Actors {
+                sender_id: fields.required(ACTORS_TYPE, "senderId", &fields.sender_id)?,
+                target_id: fields.required(ACTORS_TYPE, "targetId", &fields.target_id)?,
+                actors: fields.actors.clone(),
             },
             _ => return Err(DecodeError::UnknownType(shorten(&kind))),
         };
@@ -349,8 +390,12 @@ impl Message {
                 sender_id,
                 target_id,
                 message,
+                document_id,
             } => {
-                let len = 2 + sender_id.is_some() as u64 + target_id.is_some() as u64;
+                let len = 2
+                    + sender_id.is_some() as u64
+                    + target_id.is_some() as u64
+                    + document_id.is_some() as u64;
                 e.map(len)?.str("type")?.str("error")?;
                 if let Some(sender_id) = sender_id {
                     e.str("senderId")?.str(sender_id)?;
@@ -359,6 +404,9 @@ impl Message {
                     e.str("targetId")?.str(target_id)?;
                 }
                 e.str("message")?.str(message)?;
+                if let Some(document_id) = document_id {
+                    e.str("documentId")?.str(&document_id.to_string())?;
+                }
             }
             Message::Request(frame) | Message::Sync(frame) => {
                 e.map(5)?.str("type")?.str(self.kind())?;
@@ -429,6 +477,21 @@ impl Message {
                 }
                 e.str("more")?.bool(*more)?;
             }
+            Message::Actors {
+                sender_id,
+                target_id,
+                actors,
+            } => {
+                e.map(4)?.str("type")?.str(ACTORS_TYPE)?;
+                e.str("senderId")?.str(sender_id)?;
+                e.str("targetId")?.str(target_id)?;
+                e.str("actors")?.array(actors.len() as u64)?;
+                for named in actors {
+                    e.map(2)?;
+                    e.str("actor")?.bytes(&named.actor)?;
+                    e.str("school")?.str(&named.school)?;
+                }
+            }
         }
         Ok(())
     }
@@ -477,6 +540,7 @@ struct Fields {
     metadata: PeerMetadata,
     partnerships: Vec<ListedPartnership>,
     more: Option<bool>,
+    actors: Vec<NamedActor>,
 }
 
 impl Fields {
@@ -504,6 +568,7 @@ impl Fields {
                 "peerMetadata" => fields.metadata = metadata(d)?,
                 "partnerships" => fields.partnerships = partnership_list(d)?,
                 "more" => fields.more = opt_bool(d)?,
+                "actors" => fields.actors = actor_list(d)?,
                 _ => d.skip()?,
             }
             Ok(())
@@ -816,6 +881,34 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
     Ok(list)
 }
 
+fn actor_list(d: &mut Decoder<'_>) -> Result<Vec<NamedActor>, DecodeError> {
+    let mut list = Vec::new();
+    for_each_item(d, "actors", |d| {
+        skip_tags(d)?;
+        if !matches!(d.datatype()?, Type::Map | Type::MapIndef) {
+            return Err(DecodeError::WrongType {
+                field: "actors".into(),
+                expected: "a list of maps",
+            });
+        }
+        let (mut actor, mut school) = (None, None);
+        for_each_entry(d, |d, key| {
+            match key {
+                "actor" => actor = opt_bytes(d, "actor")?,
+                "school" => school = opt_string(d, "school")?,
+                _ => d.skip()?,
+            }
+            Ok(())
+        })?;
+        // An entry missing either names nothing.
+        if let (Some(actor), Some(school)) = (actor, school) {
+            list.push(NamedActor { actor, school });
+        }
+        Ok(())
+    })?;
+    Ok(list)
+}
+
 /// A partnership's schools in a listing: each a map of `name` and
 /// `keys` (a list of 32-byte keys).
 fn school_list(d: &mut Decoder<'_>) -> Result<Vec<ListedSchool>, DecodeError> {
@@ -890,6 +983,13 @@ mod tests {
                 sender_id: Some("r".into()),
                 target_id: None,
                 message: "no".into(),
+                document_id: None,
+            },
+            Message::Error {
+                sender_id: Some("r".into()),
+                target_id: Some("a".into()),
+                message: "not yours".into(),
+                document_id: Some(doc),
             },
             Message::Request(SyncFrame {
                 sender_id: "a".into(),
@@ -950,6 +1050,20 @@ mod tests {
                     },
                 ],
                 more: true,
+            },
+            Message::Actors {
+                sender_id: "r".into(),
+                target_id: "a".into(),
+                actors: vec![
+                    NamedActor {
+                        actor: vec![0xab; 16],
+                        school: "Hilltop Primary".into(),
+                    },
+                    NamedActor {
+                        actor: b"person".to_vec(),
+                        school: "Valley Infants".into(),
+                    },
+                ],
             },
         ]
     }

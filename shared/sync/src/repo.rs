@@ -23,13 +23,13 @@ use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, ChangeHash, ReadDoc};
+use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 
-use crate::access::{Grant, Owner, Register, SchoolKey};
+use crate::access::{AccessRecord, Grant, Owner, Register, SchoolKey};
 use crate::document_id::DocumentId;
 use crate::message::{
-    DecodeError, ListedPartnership, MAX_LISTED_PER_MESSAGE, Message, PROTOCOL_VERSION, PeerId,
-    PeerMetadata, PublicKey, SyncFrame,
+    DecodeError, ListedPartnership, MAX_ACTORS_PER_MESSAGE, MAX_LISTED_PER_MESSAGE, Message,
+    NamedActor, PROTOCOL_VERSION, PeerId, PeerMetadata, PublicKey, SyncFrame,
 };
 use crate::pacing::{Next, Pace};
 use crate::resting::{Bits, Resting};
@@ -87,6 +87,56 @@ pub trait AccessPolicy: Send {
 
     /// `conn` has closed.
     fn disconnected(&mut self, _conn: ConnId, _now_ms: u64) {}
+
+    /// Whether [`authors`](Self::authors) is asked before changes are
+    /// applied (the relay's policy). Reading who made each change costs
+    /// a parse of the changes, so a policy that does not care says no.
+    fn checks_authors(&self) -> bool {
+        false
+    }
+
+    /// `conn` sent changes to `document_id` made under these Automerge
+    /// actors (only changes the document lacks count). `Ok`: they may be
+    /// applied, and whatever the policy decided to keep (an actor bound
+    /// to the sender's school) waits in [`take_records`](Self::take_records).
+    /// `Err`: the sentence they are refused with.
+    fn authors(
+        &mut self,
+        _conn: ConnId,
+        _document_id: &DocumentId,
+        _actors: &[ActorId],
+        _now_ms: u64,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// `conn`'s changes to `document_id` were applied, and the document
+    /// now holds everything the peer said it has (its heads).
+    fn caught_up(&mut self, _conn: ConnId, _document_id: &DocumentId) {}
+
+    /// What the policy decided to keep since it was last asked, for the
+    /// driver to write ([`Effect::PersistAccess`]) with the changes it
+    /// goes with.
+    fn take_records(&mut self) -> Vec<AccessRecord> {
+        Vec::new()
+    }
+
+    /// These records were not kept (their write failed, or the changes
+    /// they went with were not applied): forget them, so they are made
+    /// again when next needed.
+    fn forget(&mut self, _records: &[AccessRecord]) {}
+
+    /// Every Automerge actor whose school `conn` may know (one sharing a
+    /// partnership with its own), with that school's name, for a client
+    /// that asked for listings. A policy that binds no actors names none.
+    fn named_actors(&self, _conn: ConnId) -> Vec<NamedActor> {
+        Vec::new()
+    }
+
+    /// The name of the school `actor` belongs to, if `conn` may know it.
+    fn actor_name(&self, _conn: ConnId, _actor: &[u8]) -> Option<String> {
+        None
+    }
 
     /// The register changed. Returns the connections that lost rights,
     /// each with the sentence it is cut with.
@@ -233,6 +283,8 @@ pub enum Event {
         /// Documents whose new owner ([`Effect::PersistOwner`]) was among
         /// the writes refused.
         unowned: Vec<DocumentId>,
+        /// The policy's records ([`Effect::PersistAccess`]) among them.
+        forgotten: Vec<AccessRecord>,
     },
     /// The register changed (an admin command): the policy judges by it
     /// from now on, and connections that lost rights are cut.
@@ -284,6 +336,11 @@ pub enum Effect {
         document_id: DocumentId,
         owner: Owner,
     },
+    /// Keep what the access policy decided (an actor's school, a peer
+    /// id's school), in the same write as the changes around it.
+    PersistAccess {
+        record: AccessRecord,
+    },
     /// Keep a school's public signing key in the register.
     PersistSigningKey {
         key: SchoolKey,
@@ -316,6 +373,11 @@ pub enum Effect {
         conn: ConnId,
         message: String,
     },
+    /// The relay named the schools of these Automerge actors (for the
+    /// client to keep: history names schools by it).
+    ActorsNamed {
+        actors: Vec<NamedActor>,
+    },
     /// The relay listed documents this school may see (each is now
     /// tracked): the school's partnerships, with its role in each and the
     /// documents of each this message lists. `more`: the rest of this
@@ -345,6 +407,10 @@ pub enum SyncProgress {
     /// from us (it said it is read-only for us): there is nothing more to
     /// exchange, though our own changes stay with us.
     ReadOnly,
+    /// The peer refused our changes to this document, saying why
+    /// ([`Repo::refusal`]), and stopped syncing it with us: they stay
+    /// with us, and are not sent again on this connection.
+    Refused,
     /// The document is not being synced with that peer.
     NotSyncing,
 }
@@ -370,6 +436,9 @@ struct Connection {
     listing: bool,
     /// Partnerships already listed to it.
     listed: HashSet<String>,
+    /// Documents whose changes from this peer were refused: what it sends
+    /// for them is ignored until it reconnects.
+    stopped: HashSet<DocumentId>,
 }
 
 struct PeerDoc {
@@ -380,6 +449,8 @@ struct PeerDoc {
     /// Whether this read-only peer was told its changes are not kept.
     told_read_only: bool,
     pace: Pace,
+    /// The peer refused our changes, saying this: nothing more is sent.
+    refused: Option<String>,
 }
 
 struct Document {
@@ -409,6 +480,9 @@ enum Slot {
 /// Ephemeral messages (presence, cursors) are small; a larger one would be
 /// copied to every subscriber, so it is dropped.
 pub const MAX_EPHEMERAL_BYTES: usize = 64 * 1024;
+
+/// The longest sentence kept from a peer's `error` message.
+const MAX_ERROR_CHARS: usize = 1000;
 
 /// The most sessions remembered for ephemeral deduplication.
 const MAX_EPHEMERAL_SESSIONS: usize = 1024;
@@ -525,10 +599,12 @@ impl Repo {
             Event::WriteFailed {
                 document_ids,
                 unowned,
+                forgotten,
             } => {
                 for document_id in unowned {
                     self.policy.unclaim(&document_id);
                 }
+                self.policy.forget(&forgotten);
                 for document_id in document_ids {
                     self.documents.remove(&document_id);
                     self.waking.remove(&document_id);
@@ -574,6 +650,15 @@ impl Repo {
         }
     }
 
+    /// Why the peer on `conn` refused our changes to `document_id`, in
+    /// its words, if it did ([`SyncProgress::Refused`]).
+    pub fn refusal(&self, document_id: &DocumentId, conn: ConnId) -> Option<&str> {
+        match self.documents.get(document_id) {
+            Some(Slot::Ready(document)) => document.peers.get(&conn)?.refused.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Where `document_id` stands with the peer on `conn`.
     pub fn progress(&self, document_id: &DocumentId, conn: ConnId) -> SyncProgress {
         let Some(Slot::Ready(document)) = self.documents.get(document_id) else {
@@ -582,6 +667,9 @@ impl Repo {
         let Some(peer) = document.peers.get(&conn) else {
             return SyncProgress::NotSyncing;
         };
+        if peer.refused.is_some() {
+            return SyncProgress::Refused;
+        }
         let mut ours = document.doc.get_heads();
         // The peer does not have it, or will not take it from us.
         if peer.remote_unavailable {
@@ -635,8 +723,10 @@ impl Repo {
                 refused: HashSet::new(),
                 listing: false,
                 listed: HashSet::new(),
+                stopped: HashSet::new(),
             },
         );
+        self.keep_records();
         if let Err(reason) = admitted {
             self.refuse(conn, &reason);
         }
@@ -722,7 +812,9 @@ impl Repo {
             );
             return self.refuse(conn, &reason);
         }
-        if let Err(reason) = self.policy.admit(conn, &peer_id, self.now_ms) {
+        let admitted = self.policy.admit(conn, &peer_id, self.now_ms);
+        self.keep_records();
+        if let Err(reason) = admitted {
             return self.refuse(conn, &reason);
         }
         // Only a peer that asked hears of listings, so automerge-repo
@@ -745,6 +837,8 @@ impl Repo {
         if listing && let Some(connection) = self.connections.get_mut(&conn) {
             connection.listing = true;
             self.send_listing(conn, true);
+            let named = self.policy.named_actors(conn);
+            self.send_actor_names(conn, named);
         }
     }
 
@@ -854,6 +948,60 @@ impl Repo {
         }
     }
 
+    /// Tells `conn` which schools these actors belong to,
+    /// [`MAX_ACTORS_PER_MESSAGE`] a message.
+    fn send_actor_names(&mut self, conn: ConnId, named: Vec<NamedActor>) {
+        let Some(target_id) = self.peer_id(conn) else {
+            return;
+        };
+        for chunk in named.chunks(MAX_ACTORS_PER_MESSAGE) {
+            self.send(
+                conn,
+                &Message::Actors {
+                    sender_id: self.config.peer_id.clone(),
+                    target_id: target_id.clone(),
+                    actors: chunk.to_vec(),
+                },
+            );
+        }
+    }
+
+    /// Tells every connection that asked for listings, and may know it,
+    /// the school of each actor just bound: before the changes made under
+    /// it reach them.
+    fn announce_bindings(&mut self, records: &[AccessRecord]) {
+        let bound: Vec<&[u8]> = records
+            .iter()
+            .filter_map(|record| match record {
+                AccessRecord::ActorBound { actor, .. } => Some(actor.as_slice()),
+                _ => None,
+            })
+            .collect();
+        if bound.is_empty() {
+            return;
+        }
+        let listening: Vec<ConnId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.listing && matches!(c.state, ConnState::Open { .. }))
+            .map(|(&conn, _)| conn)
+            .collect();
+        for conn in listening {
+            let named: Vec<NamedActor> = bound
+                .iter()
+                .filter_map(|actor| {
+                    Some(NamedActor {
+                        school: self.policy.actor_name(conn, actor)?,
+                        actor: actor.to_vec(),
+                    })
+                })
+                .collect();
+            if !named.is_empty() {
+                self.send_actor_names(conn, named);
+            }
+        }
+    }
+
     /// Tells every other connection that asked for listings, and may see
     /// it, of a document just claimed for `partnership`.
     fn announce_claim(&mut self, claimer: ConnId, document_id: DocumentId, partnership: &str) {
@@ -957,6 +1105,13 @@ impl Repo {
         match message {
             Message::Request(ref frame) | Message::Sync(ref frame) => {
                 let document_id = frame.document_id;
+                if self
+                    .connections
+                    .get(&conn)
+                    .is_some_and(|c| c.stopped.contains(&document_id))
+                {
+                    return; // refused already, and told why
+                }
                 if self.policy.permission(conn, &document_id) == Permission::None {
                     // The same answer as for a document that does not exist
                     // (an empty sync, then doc-unavailable), so ids cannot
@@ -994,14 +1149,29 @@ impl Repo {
                 conn,
                 "the connection is already open; send “join” only once",
             ),
-            Message::Error { message, .. } => self.effects.push(Effect::RemoteError {
-                conn,
-                message: shorten(&message),
-            }),
+            Message::Error {
+                message,
+                document_id,
+                ..
+            } => {
+                // Long enough for a relay's sentence, still bounded.
+                let message = crate::peer_text::peer_text(&message, MAX_ERROR_CHARS);
+                if let Some(document_id) = document_id {
+                    self.on_refused(conn, document_id, &message);
+                }
+                self.effects.push(Effect::RemoteError { conn, message })
+            }
             Message::Gossip { .. } => {}
             Message::Listing {
                 partnerships, more, ..
             } => self.on_listing(conn, partnerships, more),
+            Message::Actors { actors, .. } => {
+                let initiated = self.connections.get(&conn).is_some_and(|c| c.initiate);
+                // Only our relay names actors, and only when asked.
+                if initiated && self.config.ask_for_listing && !actors.is_empty() {
+                    self.effects.push(Effect::ActorsNamed { actors });
+                }
+            }
         }
     }
 
@@ -1068,6 +1238,7 @@ impl Repo {
             return;
         };
         self.policy.disconnected(conn, self.now_ms);
+        self.keep_records();
         let storage_id = match &connection.state {
             ConnState::Open { metadata, .. } if !metadata.is_ephemeral => {
                 metadata.storage_id.clone()
@@ -1171,6 +1342,7 @@ impl Repo {
                         sync,
                         remote_unavailable: bits.has(Bits::REMOTE_UNAVAILABLE),
                         told_read_only: bits.has(Bits::TOLD_READ_ONLY),
+                        refused: None,
                     };
                     (conn, peer)
                 })
@@ -1259,17 +1431,39 @@ impl Repo {
                 .iter()
                 .any(|h| document.doc.get_change_by_hash(h).is_none())
             && !std::mem::replace(&mut peer.told_read_only, true);
+        // Who made the changes is asked before any is applied: a school
+        // sends only its own (the relay's policy), so none can write in
+        // another's name.
+        if matches!(permission, Permission::ReadWrite | Permission::Create)
+            && !message.changes.is_empty()
+            && self.policy.checks_authors()
+        {
+            let verdict = crate::authors::new_authors(&document.doc, message.changes.iter())
+                .map_err(|why| {
+                    format!(
+                        "the changes sent for document {document_id} could not be read: {why}. Nothing of them was saved, and the document stops syncing on this connection"
+                    )
+                })
+                .and_then(|actors| {
+                    self.policy
+                        .authors(conn, &document_id, &actors, self.now_ms)
+                });
+            if let Err(reason) = verdict {
+                tracing::warn!(conn, document = %document_id, "changes refused: {reason}");
+                return self.stop_document(conn, document_id, &reason);
+            }
+        }
+        let records = self.policy.take_records();
+        let their_heads = message.heads.clone();
         if let Err(error) = document.doc.receive_sync_message(&mut peer.sync, message) {
+            self.policy.forget(&records);
             // One document's trouble (a change that clashes with one already
             // here, say after a data directory was restored from a backup)
             // stops that document on this connection, not the connection.
-            document.peers.remove(&conn);
-            if let Some(connection) = self.connections.get_mut(&conn) {
-                connection.documents.remove(&document_id);
-            }
             self.persist_changes(document_id);
-            return self.warn(
+            return self.stop_document(
                 conn,
+                document_id,
                 &format!(
                     "the changes sent for document {document_id} were refused ({}), so it stops syncing on this connection; nothing else is affected. If this school's data was restored from a backup or copied to another computer, ask for help before editing it further",
                     shorten(&error.to_string())
@@ -1277,6 +1471,13 @@ impl Repo {
             );
         }
         peer.pace.heard(&peer.sync);
+        if matches!(permission, Permission::ReadWrite | Permission::Create)
+            && their_heads
+                .iter()
+                .all(|h| document.doc.get_change_by_hash(h).is_some())
+        {
+            self.policy.caught_up(conn, &document_id);
+        }
         let mut claimed = None;
         if permission == Permission::Create && !document.doc.get_heads().is_empty() {
             match self.policy.claim(conn, &document_id) {
@@ -1291,10 +1492,19 @@ impl Repo {
                     // on. The peer keeps its changes and sends them again
                     // when it reconnects.
                     self.documents.remove(&document_id);
+                    self.policy.forget(&records);
                     return self.refuse(conn, &reason);
                 }
             }
         }
+        // An actor bound by these changes is kept in the same write, and
+        // its school named to those who will see them.
+        self.announce_bindings(&records);
+        self.effects.extend(
+            records
+                .into_iter()
+                .map(|record| Effect::PersistAccess { record }),
+        );
         if refused_changes {
             self.warn(
                 conn,
@@ -1416,6 +1626,9 @@ impl Repo {
             let ConnState::Open { peer_id, metadata } = &connection.state else {
                 continue;
             };
+            if peer.refused.is_some() {
+                continue; // the peer stopped this document with us
+            }
             // The side that accepted the connection (the relay) paces.
             let paced = !connection.initiate;
             match peer.pace.next(&document.doc, &mut peer.sync, paced, now_ms) {
@@ -1505,7 +1718,12 @@ impl Repo {
             // memory.
             if document.peers.is_empty() || document.doc.get_heads().is_empty() {
                 drop.push(*document_id);
-            } else if !document.peers.values().any(|peer| peer.pace.owed()) {
+            } else if !document
+                .peers
+                .values()
+                // A refusal's words stay where `Repo::refusal` reads them.
+                .any(|peer| peer.pace.owed() || peer.refused.is_some())
+            {
                 rest.push(*document_id);
             }
         }
@@ -1607,6 +1825,10 @@ impl Repo {
 
     /// Tells the peer something it should know, keeping the connection.
     fn warn(&mut self, conn: ConnId, reason: &str) {
+        self.send_error(conn, reason, None);
+    }
+
+    fn send_error(&mut self, conn: ConnId, reason: &str, document_id: Option<DocumentId>) {
         let target_id = self.peer_id(conn);
         self.send(
             conn,
@@ -1614,8 +1836,56 @@ impl Repo {
                 sender_id: Some(self.config.peer_id.clone()),
                 target_id,
                 message: reason.to_string(),
+                document_id,
             },
         );
+    }
+
+    /// Stops syncing `document_id` with `conn`, whose changes to it were
+    /// refused, and tells the peer why, naming the document (so a client
+    /// of ours knows which one stopped; others read the sentence). What
+    /// it sends for that document is ignored until it reconnects.
+    fn stop_document(&mut self, conn: ConnId, document_id: DocumentId, reason: &str) {
+        let initiated = self.connections.get(&conn).is_some_and(|c| c.initiate);
+        if let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) {
+            if initiated {
+                // Our side of the connection keeps saying why it stopped.
+                if let Some(peer) = document.peers.get_mut(&conn) {
+                    peer.refused = Some(reason.to_string());
+                }
+            } else {
+                document.peers.remove(&conn);
+            }
+        }
+        if let Some(connection) = self.connections.get_mut(&conn) {
+            connection.documents.remove(&document_id);
+            if connection.stopped.len() >= MAX_EPHEMERAL_SESSIONS {
+                connection.stopped.clear();
+            }
+            connection.stopped.insert(document_id);
+        }
+        self.send_error(conn, reason, Some(document_id));
+    }
+
+    /// The peer refused our changes to a document and stopped syncing it
+    /// with us: keep its words, and send it nothing more of it.
+    fn on_refused(&mut self, conn: ConnId, document_id: DocumentId, reason: &str) {
+        let initiated = self.connections.get(&conn).is_some_and(|c| c.initiate);
+        if !initiated {
+            return; // only a relay stops documents
+        }
+        if let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id)
+            && let Some(peer) = document.peers.get_mut(&conn)
+        {
+            peer.refused = Some(reason.to_string());
+        }
+    }
+
+    /// Hands the driver what the policy decided to keep.
+    fn keep_records(&mut self) {
+        for record in self.policy.take_records() {
+            self.effects.push(Effect::PersistAccess { record });
+        }
     }
 
     /// Tells the peer what was wrong, then closes only its connection.
@@ -1647,6 +1917,7 @@ fn new_peer_doc(stored: &HashMap<String, Vec<u8>>, storage_id: Option<&str>) -> 
         remote_unavailable: false,
         told_read_only: false,
         pace: Pace::default(),
+        refused: None,
     }
 }
 

@@ -7,7 +7,7 @@ use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ROOT, ReadDoc};
 
 use super::*;
-use crate::access::{Grant, Owner};
+use crate::access::{AccessRecord, Grant, Owner};
 use crate::message::ListedPartnership;
 
 /// Node 0 is the relay; node i > 0 is client i, whose connection to the
@@ -33,6 +33,10 @@ struct Net {
     owners: HashMap<DocumentId, Owner>,
     /// Documents each node asked to keep tracked, in order.
     tracked: Vec<Vec<DocumentId>>,
+    /// What the relay's policy asked to keep, in order.
+    records: Vec<AccessRecord>,
+    /// The schools each node was told its actors belong to.
+    named: Vec<HashMap<Vec<u8>, String>>,
     /// Signing keys the relay asked to keep, in order.
     signing_keys: Vec<crate::access::SchoolKey>,
 }
@@ -66,6 +70,8 @@ impl Net {
             grants: HashMap::new(),
             owners: HashMap::new(),
             tracked: vec![Vec::new(); clients + 1],
+            records: Vec::new(),
+            named: vec![HashMap::new(); clients + 1],
             signing_keys: Vec::new(),
         }
     }
@@ -135,6 +141,30 @@ impl Net {
             .push_back((client, Event::LocalChanges { document_id, chunk }));
     }
 
+    /// A school edits under an actor of its choosing (another school's,
+    /// copied from a document's history, say).
+    fn edit_as(
+        &mut self,
+        client: usize,
+        actor: &str,
+        document_id: DocumentId,
+        f: impl FnOnce(&mut AutoCommit),
+    ) {
+        let chunks = self.stores[client].entry(document_id).or_default();
+        let mut doc = AutoCommit::new();
+        for chunk in chunks.iter() {
+            doc.load_incremental(chunk).unwrap();
+        }
+        doc.set_actor(automerge::ActorId::from(actor.as_bytes()));
+        let before = doc.get_heads();
+        f(&mut doc);
+        let chunk = doc.save_after(&before);
+        chunks.push(chunk.clone());
+        self.queue
+            .push_back((client, Event::LocalChanges { document_id, chunk }));
+        self.run();
+    }
+
     fn track(&mut self, client: usize, document_id: DocumentId) {
         self.queue.push_back((client, Event::Track { document_id }));
         self.run();
@@ -149,6 +179,14 @@ impl Net {
             },
         ));
         self.run();
+    }
+
+    /// The owners the relay asked to keep, as its database gives them back.
+    fn owners_by_partnership(&self) -> HashMap<DocumentId, String> {
+        self.owners
+            .iter()
+            .map(|(id, owner)| (*id, owner.partnership.clone()))
+            .collect()
     }
 
     fn stored(&self, node: usize, document_id: DocumentId) -> AutoCommit {
@@ -254,6 +292,12 @@ impl Net {
             }
             Effect::PersistTracked { document_id } => {
                 self.tracked[node].push(document_id);
+            }
+            Effect::PersistAccess { record } => self.records.push(record),
+            Effect::ActorsNamed { actors } => {
+                for named in actors {
+                    self.named[node].insert(named.actor, named.school);
+                }
             }
             Effect::PersistSigningKey { key } => self.signing_keys.push(key),
             Effect::PeerJoined { .. }
@@ -1419,6 +1463,7 @@ mod relay_policy {
             Event::WriteFailed {
                 document_ids: vec![id],
                 unowned: vec![id],
+                forgotten: Vec::new(),
             },
         ));
         net.run();
@@ -1550,6 +1595,484 @@ mod relay_policy {
         net.tick(crate::access::PEER_ID_KEPT_MS);
         net.connect(2);
         assert!(net.linked[2]);
+    }
+
+    // Actors: a school sends only changes made under its own.
+
+    fn status_at(net: &Net, node: usize, id: DocumentId) -> Option<String> {
+        net.stored(node, id)
+            .get(ROOT, "status")
+            .unwrap()
+            .and_then(|(v, _)| v.as_str().map(str::to_string))
+    }
+
+    fn actor(name: &str) -> Vec<u8> {
+        name.as_bytes().to_vec()
+    }
+
+    /// The errors the relay sent that stopped a document, with the id.
+    fn stopped_documents(net: &Net) -> Vec<(DocumentId, String)> {
+        net.log
+            .iter()
+            .filter(|(n, _)| *n == 0)
+            .filter_map(|(_, e)| match e {
+                Effect::Send { bytes, .. } => match Message::decode(bytes, usize::MAX) {
+                    Ok(Message::Error {
+                        message,
+                        document_id: Some(id),
+                        ..
+                    }) => Some((id, message)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_school_writing_under_a_partners_actor_is_refused_and_the_partner_keeps_syncing() {
+        let mut net = net_with(
+            register(
+                1,
+                &[
+                    (1, &[("north", Role::Member)]),
+                    (2, &[("north", Role::Member)]),
+                ],
+            ),
+            2,
+        );
+        net.connect(1);
+        net.connect(2);
+        let plan = new_doc_with_title(&mut net, 1, "Plan");
+        let other = new_doc_with_title(&mut net, 2, "Other");
+        net.track(2, plan);
+        net.edit(1, plan, |doc| doc.put(ROOT, "status", "green").unwrap());
+        assert_eq!(status_at(&net, 2, plan).as_deref(), Some("green"));
+
+        // School 2 copies school 1's actor from the document and writes
+        // with the next sequence number school 1 will use.
+        net.log.clear();
+        net.edit_as(2, "actor-1", plan, |doc| {
+            doc.put(ROOT, "status", "red").unwrap()
+        });
+        assert_eq!(status_at(&net, 0, plan).as_deref(), Some("green"));
+        let stopped = stopped_documents(&net);
+        assert!(
+            matches!(stopped.as_slice(), [(id, m)] if *id == plan
+                && m.contains("belongs to another school")
+                && m.contains("stops syncing on this connection")),
+            "{stopped:?}"
+        );
+        assert!(net.linked[2], "the connection stays open");
+        assert_eq!(net.nodes[2].progress(&plan, 0), SyncProgress::Refused);
+        assert!(
+            net.nodes[2]
+                .refusal(&plan, 0)
+                .is_some_and(|m| m.contains("belongs to another school"))
+        );
+        // School 2's other documents still sync.
+        net.edit(2, other, |doc| doc.put(ROOT, "status", "amber").unwrap());
+        assert_eq!(status_at(&net, 0, other).as_deref(), Some("amber"));
+
+        // School 1's own next change (the same actor and sequence number
+        // as the refused one) is taken and reaches its partners.
+        net.edit(1, plan, |doc| doc.put(ROOT, "status", "done").unwrap());
+        assert_eq!(status_at(&net, 0, plan).as_deref(), Some("done"));
+        assert_eq!(net.nodes[1].progress(&plan, 0), SyncProgress::InSync);
+        assert!(net.linked[1]);
+    }
+
+    #[test]
+    fn an_actor_is_bound_to_the_first_school_that_uses_it_in_the_write_of_its_changes() {
+        let mut net = net_with(register(1, &[(1, &[("north", Role::Member)])]), 1);
+        net.connect(1);
+        let id = new_doc_with_title(&mut net, 1, "Plan");
+        let writes: Vec<&Effect> = net
+            .log
+            .iter()
+            .filter(|(node, e)| {
+                *node == 0
+                    && matches!(
+                        e,
+                        Effect::PersistAccess {
+                            record: AccessRecord::ActorBound { .. }
+                        } | Effect::Persist { .. }
+                    )
+            })
+            .map(|(_, e)| e)
+            .collect();
+        assert!(
+            matches!(writes.as_slice(), [Effect::PersistAccess { record: AccessRecord::ActorBound { actor, school } }, Effect::Persist { document_id, .. }]
+                if *actor == self::actor("actor-1") && school == "school-id-1" && *document_id == id),
+            "{writes:?}"
+        );
+        // Later changes bind nothing more.
+        net.edit(1, id, |doc| doc.put(ROOT, "status", "green").unwrap());
+        let bound = net
+            .records
+            .iter()
+            .filter(|r| matches!(r, AccessRecord::ActorBound { .. }))
+            .count();
+        assert_eq!(bound, 1);
+    }
+
+    #[test]
+    fn a_binding_whose_write_failed_is_made_again() {
+        let mut net = net_with(register(1, &[(1, &[("north", Role::Member)])]), 1);
+        net.connect(1);
+        let id = new_doc_with_title(&mut net, 1, "Plan");
+        let forgotten: Vec<AccessRecord> = std::mem::take(&mut net.records);
+        net.stores[0].clear();
+        net.owners.clear();
+        net.queue.push_back((
+            0,
+            Event::WriteFailed {
+                document_ids: vec![id],
+                unowned: vec![id],
+                forgotten,
+            },
+        ));
+        net.run();
+        net.disconnect(1);
+        net.connect(1);
+        net.track(1, id);
+        assert!(
+            net.records.iter().any(
+                |r| matches!(r, AccessRecord::ActorBound { school, .. } if school == "school-id-1")
+            ),
+            "bound again: {:?}",
+            net.records
+        );
+    }
+
+    /// A relay restarted (or restored) from what it kept: the stored
+    /// chunks given, the policy's records replayed as its database would
+    /// hold them, `restored` the schools whose changes a restore lost.
+    fn restart_relay(
+        net: &mut Net,
+        register: Register,
+        restored: &[&str],
+        bindings_incomplete: bool,
+    ) {
+        let mut kept = crate::access::Kept::default();
+        for record in &net.records {
+            match record {
+                AccessRecord::ActorBound { actor, school } => {
+                    kept.actors.push((actor.clone(), school.clone()))
+                }
+                AccessRecord::PeerSeen {
+                    peer_id,
+                    school,
+                    at_ms,
+                } => kept.peers.push((peer_id.clone(), school.clone(), *at_ms)),
+            }
+        }
+        let until = net.now_ms + crate::access::RESTORE_WAITS_MS;
+        kept.restored = restored.iter().map(|s| (s.to_string(), until)).collect();
+        kept.bindings_incomplete = bindings_incomplete;
+        let register = Arc::new(register);
+        let policy =
+            PartnershipPolicy::new(register, net.owners_by_partnership(), 2).with_kept(kept);
+        for client in 1..net.nodes.len() {
+            if net.linked[client] {
+                net.disconnect(client);
+            }
+        }
+        net.nodes[0] = Repo::new(
+            RepoConfig::new("relay", Some("relay-storage-2".into())),
+            Box::new(policy),
+        );
+        net.queue.push_back((0, Event::Tick { now_ms: net.now_ms }));
+        net.run();
+    }
+
+    #[test]
+    fn bindings_and_peer_id_claims_are_kept_across_a_restart() {
+        let register = register(
+            1,
+            &[
+                (1, &[("north", Role::Member)]),
+                (2, &[("north", Role::Member)]),
+            ],
+        );
+        let mut net = net_with(register.clone(), 2);
+        net.connect(1);
+        let plan = new_doc_with_title(&mut net, 1, "Plan");
+        net.disconnect(1);
+        net.tick(60_000);
+        restart_relay(&mut net, register, &[], false);
+
+        // School 2 introduces itself with school 1's peer id: refused,
+        // though the relay restarted since school 1 used it.
+        let school_2 = std::mem::replace(
+            &mut net.nodes[2],
+            Repo::new(
+                RepoConfig::new("school-1", Some("school-2-storage".into())),
+                Box::new(AllowAll),
+            ),
+        );
+        net.log.clear();
+        net.connect(2);
+        assert!(!net.linked[2], "squatting refused");
+        assert!(
+            net.sent_errors(0)
+                .iter()
+                .any(|m| m.contains("the peer id “school-1” belongs to another school")),
+            "{:?}",
+            net.sent_errors(0)
+        );
+        // And school 1's actor is still school 1's.
+        net.nodes[2] = school_2;
+        net.connect(2);
+        net.track(2, plan);
+        net.log.clear();
+        net.edit_as(2, "actor-1", plan, |doc| {
+            doc.put(ROOT, "status", "red").unwrap()
+        });
+        assert_eq!(status_at(&net, 0, plan), None);
+        assert!(
+            stopped_documents(&net)
+                .iter()
+                .any(|(id, m)| *id == plan && m.contains("belongs to another school"))
+        );
+    }
+
+    #[test]
+    fn after_a_restore_partners_send_back_what_the_relay_lost_until_its_school_returns() {
+        let register = register(
+            1,
+            &[
+                (1, &[("north", Role::Member)]),
+                (2, &[("north", Role::Member)]),
+            ],
+        );
+        let mut net = net_with(register.clone(), 2);
+        net.connect(1);
+        net.connect(2);
+        let plan = new_doc_with_title(&mut net, 1, "Plan");
+        net.track(2, plan);
+        // The backup is taken here.
+        let backup = net.stores[0].clone();
+        let kept_records = net.records.clone();
+        // After it: school 1 edits under its bound actor, and school 2
+        // under a new one.
+        net.edit(1, plan, |doc| doc.put(ROOT, "status", "green").unwrap());
+        net.edit_as(2, "actor-2-new", plan, |doc| {
+            doc.put(ROOT, "lead", "Mrs Okafor").unwrap()
+        });
+        assert_eq!(status_at(&net, 2, plan).as_deref(), Some("green"));
+
+        // The relay is restored from the backup: it lost both changes
+        // (and, its replaced database lost, the binding of the new actor).
+        net.stores[0] = backup;
+        net.records = kept_records;
+        restart_relay(&mut net, register, &["school-id-1", "school-id-2"], true);
+
+        // School 2 comes back first and sends what it holds, school 1's
+        // change too: taken, since school 1 has not sent it back itself.
+        net.log.clear();
+        net.connect(2);
+        assert_eq!(status_at(&net, 0, plan).as_deref(), Some("green"));
+        let lead = net
+            .stored(0, plan)
+            .get(ROOT, "lead")
+            .unwrap()
+            .map(|(v, _)| v.to_string());
+        assert!(lead.is_some_and(|l| l.contains("Okafor")));
+        assert!(
+            stopped_documents(&net).is_empty(),
+            "{:?}",
+            stopped_documents(&net)
+        );
+        assert_eq!(net.nodes[2].progress(&plan, 0), SyncProgress::InSync);
+        // The new actor is not bound meanwhile: it may be a partner's
+        // from after the backup.
+        assert!(
+            !net.records.iter().any(|r| matches!(r, AccessRecord::ActorBound { actor, .. } if *actor == self::actor("actor-2-new")))
+        );
+
+        // School 1 comes back and syncs the plan: from now on only it
+        // sends its changes to it.
+        net.connect(1);
+        assert_eq!(net.nodes[1].progress(&plan, 0), SyncProgress::InSync);
+        net.log.clear();
+        net.edit_as(2, "actor-1", plan, |doc| {
+            doc.put(ROOT, "status", "red").unwrap()
+        });
+        assert_eq!(status_at(&net, 0, plan).as_deref(), Some("green"));
+        assert!(!stopped_documents(&net).is_empty());
+        // Once the relay has stopped waiting, a new actor is bound on
+        // first use again.
+        net.tick(crate::access::RESTORE_WAITS_MS);
+        net.edit_as(1, "actor-1-person", plan, |doc| {
+            doc.put(ROOT, "note", "bound").unwrap()
+        });
+        assert!(net.records.iter().any(|r| matches!(r, AccessRecord::ActorBound { actor, school } if *actor == self::actor("actor-1-person") && school == "school-id-1")));
+    }
+
+    #[test]
+    fn after_a_restore_schools_that_all_return_at_once_each_send_back_the_others_changes() {
+        let register = register(
+            1,
+            &[
+                (1, &[("north", Role::Member)]),
+                (2, &[("north", Role::Member)]),
+                (3, &[("north", Role::Member)]),
+            ],
+        );
+        let mut net = net_with(register.clone(), 3);
+        for c in 1..=3 {
+            net.connect(c);
+        }
+        let plan = new_doc_with_title(&mut net, 1, "Plan");
+        net.track(2, plan);
+        net.track(3, plan);
+        let backup = net.stores[0].clone();
+        let kept_records = net.records.clone();
+        // After the backup each school edits, and each holds them all.
+        for (c, key) in [(1, "status"), (2, "lead"), (3, "note")] {
+            net.edit(c, plan, |doc| {
+                doc.put(ROOT, key, format!("by {c}")).unwrap()
+            });
+        }
+        net.stores[0] = backup;
+        net.records = kept_records;
+        restart_relay(
+            &mut net,
+            register,
+            &["school-id-1", "school-id-2", "school-id-3"],
+            false,
+        );
+
+        // All three connect before any of them sends: each one's message
+        // holds the others' changes the relay lost.
+        net.log.clear();
+        for c in 1..=3 {
+            net.linked[c] = true;
+            net.queue.push_back((
+                0,
+                Event::Connected {
+                    conn: c as ConnId,
+                    initiate: false,
+                    grant: net.grants.get(&c).cloned(),
+                },
+            ));
+        }
+        for c in 1..=3 {
+            net.queue.push_back((
+                c,
+                Event::Connected {
+                    conn: 0,
+                    initiate: true,
+                    grant: None,
+                },
+            ));
+        }
+        net.run();
+        assert!(
+            stopped_documents(&net).is_empty(),
+            "{:?}",
+            stopped_documents(&net)
+        );
+        let relay = net.stored(0, plan);
+        for key in ["status", "lead", "note"] {
+            assert!(relay.get(ROOT, key).unwrap().is_some(), "{key}");
+        }
+        for c in 1..=3 {
+            assert_eq!(net.nodes[c].progress(&plan, 0), SyncProgress::InSync);
+        }
+    }
+
+    #[test]
+    fn schools_that_ask_are_told_whose_each_actor_is_before_its_changes_arrive() {
+        let mut net = net_with(
+            register(
+                1,
+                &[
+                    (1, &[("north", Role::Member)]),
+                    (2, &[("north", Role::Viewer)]),
+                    (3, &[("south", Role::Member)]),
+                    (4, &[("north", Role::Member)]),
+                ],
+            ),
+            4,
+        );
+        for client in 1..=3 {
+            asks_for_listing(&mut net, client);
+            net.connect(client);
+        }
+        let plan = new_doc_with_title(&mut net, 1, "Plan");
+        net.track(2, plan);
+        let hilltop = actor("actor-1");
+        assert_eq!(
+            net.named[2].get(&hilltop).map(String::as_str),
+            Some("School 1")
+        );
+        assert_eq!(
+            net.named[1].get(&hilltop).map(String::as_str),
+            Some("School 1")
+        );
+        assert!(
+            net.named[3].is_empty(),
+            "another partnership's actors stay unnamed"
+        );
+        // The name went out before the changes made under it.
+        let to_2: Vec<&str> = net
+            .log
+            .iter()
+            .filter_map(|(node, e)| match e {
+                Effect::Send { conn: 2, bytes } if *node == 0 => {
+                    Message::decode(bytes, usize::MAX).ok()
+                }
+                _ => None,
+            })
+            .filter_map(|m| match m {
+                Message::Actors { .. } => Some("actors"),
+                Message::Sync(_) => Some("sync"),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(to_2.first(), Some(&"actors"), "{to_2:?}");
+
+        // A school that connects later is told every actor of its
+        // partnerships as it joins; a client that did not ask, nothing.
+        net.connect(4);
+        assert!(net.named[4].is_empty());
+        net.disconnect(2);
+        net.named[2].clear();
+        net.connect(2);
+        assert_eq!(
+            net.named[2].get(&hilltop).map(String::as_str),
+            Some("School 1")
+        );
+    }
+
+    #[test]
+    fn a_school_may_bind_only_so_many_bytes_of_actors() {
+        use crate::access::ACTOR_BYTES_PER_SCHOOL;
+        let register = Arc::new(register(1, &[(1, &[("north", Role::Member)])]));
+        let mut policy = PartnershipPolicy::new(register.clone(), HashMap::new(), 2);
+        let grant = register.authenticate(&credential(1), None).unwrap();
+        policy.connected(7, Some(grant)).unwrap();
+        let id = DocumentId::random();
+        let actors: Vec<automerge::ActorId> = (0..ACTOR_BYTES_PER_SCHOOL / 16)
+            .map(|i| automerge::ActorId::from((i as u128).to_be_bytes().as_slice()))
+            .collect();
+        policy.authors(7, &id, &actors, 0).unwrap();
+        assert_eq!(policy.take_records().len(), actors.len());
+        let one_more = automerge::ActorId::from(u128::MAX.to_be_bytes().as_slice());
+        let refused = policy.authors(7, &id, &[one_more], 0).unwrap_err();
+        assert!(
+            refused.contains(
+                "School 1 has already sent changes under 16384 different Automerge actor ids"
+            ),
+            "{refused}"
+        );
+        let long = automerge::ActorId::from([7u8; 65].as_slice());
+        let refused = policy.authors(7, &id, &[long], 0).unwrap_err();
+        assert!(refused.contains("65 bytes long"), "{refused}");
+        // Actors already its own still pass.
+        policy.authors(7, &id, &actors[..3], 0).unwrap();
     }
 
     // Listings: the relay tells a client that asks which documents its

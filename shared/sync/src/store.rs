@@ -18,19 +18,28 @@ use automerge::{AutoCommit, Automerge, ChangeHash};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use crate::access::{
-    Credential, Owner, PartnershipId, Register, Role, School, SchoolId, SchoolKey,
+    AccessRecord, Credential, Kept, Owner, PEER_ID_KEPT_MS, PartnershipId, Register, Role, School,
+    SchoolId, SchoolKey,
 };
 use crate::document_id::DocumentId;
-use crate::message::PublicKey;
+use crate::message::{NamedActor, PublicKey};
 
 /// Marks a SQLite file as ours (`PRAGMA application_id`): "PPLN".
 const APPLICATION_ID: i32 = 0x5050_4C4E;
 /// 1: documents, sync states, tracked documents, meta. 2: the relay's
 /// register (partnerships, schools, memberships, document owners) joins
 /// them, so one file, one check and one version cover both. 3: when each
-/// document last changed (`document_changes`), for the relay's admin pages,
-/// and the schools' public signing keys (`signing_keys`).
+/// document last changed (`document_changes`, for the relay's admin
+/// pages), the schools' public signing keys (`signing_keys`), what the
+/// relay's access policy keeps across restarts (each actor's school,
+/// peer-id claims, the schools a restore waits for), and on a client the
+/// schools the relay named for actors.
 const SCHEMA_VERSION: i32 = 3;
+
+/// `meta` key a restore sets to [`BINDINGS_INCOMPLETE`] when it could not
+/// carry over the actor bindings of the database it replaced.
+pub const RESTORE_BINDINGS: &str = "restore.bindings";
+pub const BINDINGS_INCOMPLETE: &str = "incomplete";
 
 /// A document with more chunks than this is compacted into one snapshot.
 pub const COMPACT_AFTER_CHUNKS: i64 = 64;
@@ -92,6 +101,11 @@ pub enum Write {
         key: String,
         value: String,
     },
+    /// What the relay's access policy keeps across restarts.
+    Access(AccessRecord),
+    /// Which school each of these actors belongs to, as the relay named
+    /// them (the client keeps them for history).
+    ActorNames(Vec<NamedActor>),
     /// A school's public signing key; one kept is never replaced.
     SigningKey {
         key: SchoolKey,
@@ -259,15 +273,35 @@ impl Store {
                 )
                 .map_err(err)?;
         }
-        if version < 3 {
+        if version < 3 || !has_tables(&self.conn, VERSION_3_TABLES).map_err(err)? {
             // Each step of version 3 is idempotent (IF NOT EXISTS), so the
-            // tables several changes add meet in one step.
+            // tables several changes add meet in one step; it runs again
+            // on a version 3 file that lacks one (made while they met).
             self.conn
                 .execute_batch(&format!(
                     "BEGIN IMMEDIATE;
                      CREATE TABLE IF NOT EXISTS document_changes (
                          document_id TEXT PRIMARY KEY,
                          changed_at INTEGER NOT NULL
+                     );
+                     CREATE TABLE IF NOT EXISTS actor_schools (
+                         actor BLOB PRIMARY KEY,
+                         school_id TEXT NOT NULL,
+                         bound_at INTEGER NOT NULL
+                     );
+                     CREATE TABLE IF NOT EXISTS peer_claims (
+                         peer_id TEXT PRIMARY KEY,
+                         school_id TEXT NOT NULL,
+                         last_seen_ms INTEGER NOT NULL
+                     );
+                     CREATE INDEX IF NOT EXISTS peer_claims_by_age ON peer_claims (last_seen_ms);
+                     CREATE TABLE IF NOT EXISTS restore_waits_for (
+                         school_id TEXT PRIMARY KEY,
+                         until_ms INTEGER NOT NULL
+                     );
+                     CREATE TABLE IF NOT EXISTS actor_names (
+                         actor BLOB PRIMARY KEY,
+                         school TEXT NOT NULL
                      );
                      CREATE TABLE IF NOT EXISTS signing_keys (
                          public_key BLOB PRIMARY KEY,
@@ -317,6 +351,71 @@ impl Store {
             }
         }
         Ok(owners)
+    }
+
+    /// What the relay's access policy kept before it last stopped: each
+    /// actor's school, peer-id claims, and the schools a restore waits for.
+    pub fn kept_access(&self) -> Result<Kept, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut kept = Kept::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT actor, school_id FROM actor_schools")
+            .map_err(err)?;
+        for row in stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?
+        {
+            kept.actors.push(row.map_err(err)?);
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT peer_id, school_id, last_seen_ms FROM peer_claims ORDER BY last_seen_ms DESC",
+            )
+            .map_err(err)?;
+        for row in stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?)))
+            .map_err(err)?
+        {
+            let (peer_id, school, at): (String, String, i64) = row.map_err(err)?;
+            kept.peers.push((peer_id, school, at.max(0) as u64));
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT school_id, until_ms FROM restore_waits_for")
+            .map_err(err)?;
+        for row in stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?)))
+            .map_err(err)?
+        {
+            let (school, until): (String, i64) = row.map_err(err)?;
+            kept.restored.push((school, until.max(0) as u64));
+        }
+        kept.bindings_incomplete =
+            self.meta(RESTORE_BINDINGS)?.as_deref() == Some(BINDINGS_INCOMPLETE);
+        Ok(kept)
+    }
+
+    /// The school of each Automerge actor the relay named (a client's
+    /// store), keyed by the actor id in hex: what history names schools by.
+    pub fn actor_names(&self) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT actor, school FROM actor_names")
+            .map_err(err)?;
+        let mut names = std::collections::BTreeMap::new();
+        for row in stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(err)?
+        {
+            let (actor, school) = row.map_err(err)?;
+            names.insert(automerge::ActorId::from(actor).to_hex_string(), school);
+        }
+        Ok(names)
     }
 
     /// Every school's public signing keys, oldest first.
@@ -506,6 +605,17 @@ impl Store {
                     )
                     .and_then(|mut s| s.execute(params![key, value]))
                     .map_err(err)?;
+                }
+                Write::Access(record) => write_access(&tx, record).map_err(err)?,
+                Write::ActorNames(actors) => {
+                    for named in actors {
+                        tx.prepare_cached(
+                            "INSERT INTO actor_names (actor, school) VALUES (?1, ?2)
+                             ON CONFLICT (actor) DO UPDATE SET school = excluded.school",
+                        )
+                        .and_then(|mut s| s.execute(params![named.actor, named.school]))
+                        .map_err(err)?;
+                    }
                 }
             }
         }
@@ -766,6 +876,60 @@ pub fn check_copy(path: &Path) -> Result<CopySummary, StoreError> {
 }
 
 use crate::clock::unix_seconds;
+
+/// Keeps one of the access policy's records. An actor's first school
+/// stays its school; a peer id's claim moves with its last use, and
+/// claims unused for longer than they are kept go.
+fn write_access(tx: &rusqlite::Transaction<'_>, record: &AccessRecord) -> rusqlite::Result<()> {
+    match record {
+        AccessRecord::ActorBound { actor, school } => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO actor_schools (actor, school_id, bound_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![actor, school, unix_seconds()])?;
+        }
+        AccessRecord::PeerSeen {
+            peer_id,
+            school,
+            at_ms,
+        } => {
+            let at = i64::try_from(*at_ms).unwrap_or(i64::MAX);
+            tx.prepare_cached(
+                "INSERT INTO peer_claims (peer_id, school_id, last_seen_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (peer_id) DO UPDATE SET school_id = excluded.school_id,
+                     last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)",
+            )?
+            .execute(params![peer_id, school, at])?;
+            let expired = at.saturating_sub(PEER_ID_KEPT_MS as i64);
+            tx.prepare_cached("DELETE FROM peer_claims WHERE last_seen_ms < ?1")?
+                .execute(params![expired])?;
+        }
+    }
+    Ok(())
+}
+
+/// The tables the version 3 step makes.
+const VERSION_3_TABLES: &[&str] = &[
+    "document_changes",
+    "actor_schools",
+    "peer_claims",
+    "restore_waits_for",
+    "actor_names",
+    "signing_keys",
+];
+
+/// Whether the database holds every one of these tables.
+fn has_tables(conn: &Connection, tables: &[&str]) -> rusqlite::Result<bool> {
+    let mut stmt = conn
+        .prepare_cached("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1")?;
+    for table in tables {
+        let found: i64 = stmt.query_row([table], |r| r.get(0))?;
+        if found == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
 
 fn register_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(
@@ -1134,6 +1298,19 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(store.owners().unwrap()[&id], "north");
+    }
+
+    #[test]
+    fn a_version_3_file_missing_a_version_3_table_gets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.sqlite");
+        Store::open(&path)
+            .unwrap()
+            .into_connection()
+            .execute_batch("DROP TABLE actor_schools; DROP TABLE peer_claims;")
+            .unwrap();
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.kept_access().unwrap(), Kept::default());
     }
 
     #[test]

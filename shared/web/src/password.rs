@@ -79,6 +79,11 @@ impl Sessions {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|known| !constant_time_eq(known, token));
     }
+
+    /// Logs every session out (the password changed).
+    pub fn end_all(&self) {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
 }
 
 #[cfg(test)]
@@ -117,5 +122,8 @@ mod tests {
         sessions.end(&last);
         assert!(!sessions.valid(&last));
         assert!(!sessions.valid(""));
+        let (a, b) = (sessions.start(), sessions.start());
+        sessions.end_all();
+        assert!(!sessions.valid(&a) && !sessions.valid(&b));
     }
 }

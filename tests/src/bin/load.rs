@@ -72,7 +72,9 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     rows: usize,
     /// Distinct plans to build; every document is a fork of one of them
-    /// with its own title.
+    /// with its own title. With `--tokens`, at least one per school (a
+    /// relay takes a change only from the school that first sent its
+    /// Automerge actor, so each school seeds from templates of its own).
     #[arg(long, default_value_t = 32)]
     templates: usize,
     /// Documents each client seeds or fetches at once.
@@ -280,6 +282,10 @@ struct Local {
 
 struct Client {
     idx: usize,
+    /// Which of the schools (tokens) it connects as, and how many there
+    /// are: it seeds only from its own school's templates.
+    school: usize,
+    schools: usize,
     peer_id: String,
     server_id: String,
     shared: Arc<Shared>,
@@ -383,7 +389,11 @@ impl Client {
                 let mut count = 0;
                 for (idx, info) in self.shared.docs.iter().enumerate() {
                     if info.subscribers[0] == self.idx {
-                        let doc = personalise(&templates[idx % templates.len()], idx);
+                        // Templates school, school + schools, ... are
+                        // this school's (their changes share its actors).
+                        let own = (templates.len() / self.schools).max(1);
+                        let template = self.school + (idx % own) * self.schools;
+                        let doc = personalise(&templates[template % templates.len()], idx);
                         if count % 10 == 0 {
                             bytes += doc.save().len();
                             measured += 1;
@@ -961,6 +971,7 @@ async fn run(args: Args) -> Result<Value, String> {
         }
         None => Vec::new(),
     };
+    let schools = tokens.len().max(1);
     let run_id = random_hex(4);
     let connect_started = Instant::now();
     let mut handshakes = Vec::new();
@@ -988,6 +999,8 @@ async fn run(args: Args) -> Result<Value, String> {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let client = Client {
             idx: c,
+            school: c % schools,
+            schools,
             peer_id,
             server_id,
             shared: shared.clone(),
@@ -1031,7 +1044,8 @@ async fn run(args: Args) -> Result<Value, String> {
         // slow (one operation per character), so plans are forks of a few
         // distinct templates, each with its own title in one more change.
         let started = Instant::now();
-        let count = args.templates.clamp(1, documents.max(1));
+        // A whole number of templates per school, one at least.
+        let count = args.templates.clamp(1, documents.max(1)).div_ceil(schools) * schools;
         let rows = args.rows.max(1);
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut builders = Vec::new();
