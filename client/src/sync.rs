@@ -435,7 +435,7 @@ where
             incoming = stream.next() => match incoming {
                 Some(Ok(WsMessage::Binary(bytes))) => {
                     last_heard = Instant::now();
-                    sender.send(Input::Frame { conn, bytes: bytes.to_vec() });
+                    sender.send(Input::Frame { conn, bytes: bytes.to_vec(), reserved: None });
                 }
                 Some(Ok(WsMessage::Close(frame))) => {
                     // The error message, if the relay sent one, came first

@@ -43,7 +43,7 @@ pub struct BackupError(pub String);
 
 impl From<StoreError> for BackupError {
     fn from(error: StoreError) -> Self {
-        BackupError(error.to_string())
+        BackupError(crate::store_sentence(&error))
     }
 }
 

@@ -23,7 +23,7 @@ use crate::activity::{LastSync, last_sync_key};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
-    #[error("{0}")]
+    #[error("{}", crate::store_sentence(.0))]
     Store(#[from] StoreError),
     #[error(
         "there is no partnership called “{0}”. `partnerplan-relay partnership list` shows them."

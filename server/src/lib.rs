@@ -10,6 +10,7 @@ mod admin;
 pub mod backup;
 pub mod cli;
 pub mod directory;
+mod gate;
 mod metrics;
 mod service;
 mod websocket;
@@ -21,19 +22,20 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{RawQuery, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, RawQuery, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
-use partnerplan_sync::engine::{Engine, EngineConfig, EngineSender, Notice, Side};
+use partnerplan_sync::engine::{Engine, EngineConfig, EngineSender, InputLimit, Notice, Side};
 use partnerplan_sync::message::DEFAULT_MAX_FRAME_BYTES;
+use partnerplan_sync::repo::Quotas;
 use partnerplan_sync::{Effect, Repo, RepoConfig, Store, StoreError};
 use tokio::sync::watch;
 
 use access::Access;
 use directory::DirectoryError;
-use partnerplan_sync::access::{Grant, PartnershipPolicy, Register};
+use gate::{Gate, GateAcceptor, GatedListener, Peer};
+use partnerplan_sync::access::{DailyAllowance, Grant, PartnershipPolicy, Register};
 use partnerplan_sync::invite::percent_decode;
 
 /// The database file inside the relay's data directory.
@@ -58,11 +60,39 @@ pub struct RelayConfig {
     pub idle_unload: Duration,
     /// The most connections one school may have open at once.
     pub max_connections_per_school: usize,
-    /// The most messages one connection may send per second (averaged over
-    /// a couple of seconds, so short bursts pass).
+    /// What one message and one document may hold.
+    pub quotas: Quotas,
+    /// What one school may send a day.
+    pub daily_allowance: DailyAllowance,
+    /// A message holding more operations than this is applied on the
+    /// engine's worker thread, so other documents do not wait for it
+    /// (about 6 µs an operation: 10,000 is some 60 ms).
+    pub heavy_ops: u64,
+    /// How many bytes of frames may wait for the engine, from all
+    /// connections together (each connection may have 64 KiB waiting): past
+    /// this, connections stop reading until the engine catches up.
+    pub engine_input_bytes: usize,
+    /// How many bytes may wait to be written to one connection before the
+    /// relay holds back its sync messages for it (made later, with what
+    /// is new by then). A slow reader is never cut for being slow; it
+    /// costs at most this plus one message.
+    pub outbox_bytes: usize,
+    /// How long a connection has, from its first byte, to present a valid
+    /// token (TLS handshake, HTTP request, upgrade), and then to send its
+    /// `join`.
+    pub handshake_timeout: Duration,
+    /// The most connections that may wait at once without a valid token;
+    /// past this the one that has waited longest is closed.
+    pub max_waiting_connections: usize,
+    /// The most messages one school may send per second over all its
+    /// connections (with ten seconds' worth of burst).
     pub max_messages_per_second: u32,
     /// The address schools use to reach this relay, written into invites.
     pub public_url: Option<String>,
+    /// `/health` reports the relay unhealthy when its data directory's
+    /// disk has less free space than this, in bytes: it can no longer be
+    /// sure of saving what schools send.
+    pub min_free_disk_bytes: u64,
     /// Serve wss:// with these files.
     pub tls: Option<TlsFiles>,
     /// Scheduled backups, if any.
@@ -86,8 +116,23 @@ impl RelayConfig {
             keepalive: Duration::from_secs(20),
             idle_unload: Duration::from_secs(60),
             max_connections_per_school: 16,
+            outbox_bytes: 1024 * 1024,
+            quotas: Quotas {
+                message_ops: 1_000_000,
+                document_ops: 1_000_000,
+                document_bytes: 32 * 1024 * 1024,
+            },
+            daily_allowance: DailyAllowance {
+                ops: 4_000_000,
+                bytes: 256 * 1024 * 1024,
+            },
+            heavy_ops: 10_000,
+            engine_input_bytes: 64 * 1024 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            max_waiting_connections: 256,
             max_messages_per_second: 1000,
             public_url: None,
+            min_free_disk_bytes: 256 * 1024 * 1024,
             tls: None,
             backups: None,
         }
@@ -96,7 +141,7 @@ impl RelayConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    #[error("{0}")]
+    #[error("{}", store_sentence(.0))]
     Store(#[from] StoreError),
     #[error("{0}")]
     Directory(#[from] DirectoryError),
@@ -134,6 +179,19 @@ pub enum RelayError {
     AdminNotLoopback(SocketAddr),
 }
 
+/// What the relay's operator is told about its database: the store's own
+/// sentences, but for a damaged file, which a relay restores from a backup
+/// (the store's sentence tells a school to sync again from the relay).
+pub(crate) fn store_sentence(error: &StoreError) -> String {
+    match error {
+        StoreError::Corrupt { path, detail } => format!(
+            "{} is damaged ({detail}). It was left untouched: restore the latest backup with `partnerplan-relay restore FILE` (scheduled backups are in the backups folder of the data directory, or where --backup-dir says). Schools keep their own copies and send again whatever the restored relay lacks.",
+            path.display()
+        ),
+        other => other.to_string(),
+    }
+}
+
 pub(crate) struct AppState {
     engine: EngineSender,
     /// Counters for `/metrics`, bumped by connections and the engine.
@@ -145,6 +203,13 @@ pub(crate) struct AppState {
     config: RelayConfig,
     peer_id: String,
     next_conn: AtomicU64,
+    /// Messages per second, per school.
+    budgets: websocket::Budgets,
+    /// Connections that have not presented a valid token yet.
+    gate: Arc<Gate>,
+    /// What frames may wait in the engine's input, in bytes.
+    input: InputLimit,
+    storage: Arc<StorageHealth>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -174,12 +239,16 @@ pub fn core_from_store(
         config.max_connections_per_school,
     )
     .with_kept(kept)
-    .with_signing_keys(store.signing_keys()?);
+    .with_signing_keys(store.signing_keys()?)
+    .with_daily_allowance(config.daily_allowance);
     let peer_id = format!("partnerplan-relay-{storage_id}");
     let mut repo_config = RepoConfig::new(peer_id, Some(storage_id));
     repo_config.max_frame_bytes = config.max_frame_bytes;
     repo_config.idle_unload_ms = config.idle_unload.as_millis() as u64;
     repo_config.eager_sync_states = false;
+    repo_config.outbox_bytes = Some(config.outbox_bytes);
+    repo_config.quotas = Some(config.quotas);
+    repo_config.heavy_ops = Some(config.heavy_ops);
     Ok((Repo::new(repo_config, Box::new(policy)), register))
 }
 
@@ -217,6 +286,8 @@ impl Relay {
         // engine thread from here on: documents, owners, the register and
         // what the access policy keeps (actors' schools, peer-id claims).
         let mut store = Store::open(config.data_dir.join(DATABASE_FILE))?;
+        // Snapshots of large documents are made on the engine's worker.
+        store.compact_later();
         let (repo, register) = core_from_store(&mut store, &config)?;
         let peer_id = repo.config().peer_id.clone();
         let storage_id = repo.config().storage_id.clone().unwrap_or_default();
@@ -247,13 +318,15 @@ impl Relay {
             .unwrap_or_else(|| format!("{scheme}://{addr}"));
         // Invites name the address schools reach this relay at.
         store.set_meta("public_url", &public_url)?;
+        let storage = Arc::new(StorageHealth::default());
         // The admin pages' own connection, as the admin commands have.
         let directory = directory::Directory::beside_running(&config.data_dir)?;
         let metrics = Arc::new(metrics::Metrics::default());
         let activity = Arc::new(activity::Activity::default());
         let notices = {
-            let (metrics, activity) = (metrics.clone(), activity.clone());
+            let (metrics, activity, storage) = (metrics.clone(), activity.clone(), storage.clone());
             move |notice: Notice| {
+                storage.note(&notice);
                 match &notice {
                     Notice::Core(Effect::PeerJoined { conn, metadata, .. }) => {
                         activity.joined(*conn, metadata.client.clone())
@@ -286,7 +359,15 @@ impl Relay {
                 shutdown_rx.clone(),
             ))
         });
+        let gate = Arc::new(Gate::new(
+            config.max_waiting_connections,
+            config.handshake_timeout,
+        ));
         let state = Arc::new(AppState {
+            budgets: websocket::Budgets::new(config.max_messages_per_second),
+            gate: gate.clone(),
+            input: InputLimit::new(config.engine_input_bytes, 64 * 1024),
+            storage,
             engine: engine.sender(),
             metrics,
             activity,
@@ -315,7 +396,7 @@ impl Relay {
             tokio::spawn(async move {
                 let served = axum::serve(
                     admin_listener,
-                    admin_app.into_make_service_with_connect_info::<SocketAddr>(),
+                    admin_app.into_make_service_with_connect_info::<Peer>(),
                 )
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|stopping| *stopping).await;
@@ -329,18 +410,17 @@ impl Relay {
         let mut stop = shutdown_rx;
         let server = match tls {
             None => {
-                let listener = tokio::net::TcpListener::from_std(listener)
-                    .map_err(listen_error)?
-                    .tap_io(no_delay);
+                let listener = GatedListener {
+                    listener: tokio::net::TcpListener::from_std(listener).map_err(listen_error)?,
+                    gate,
+                };
                 tokio::spawn(async move {
-                    let result = axum::serve(
-                        listener,
-                        app.into_make_service_with_connect_info::<SocketAddr>(),
-                    )
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|stopping| *stopping).await;
-                    })
-                    .await;
+                    let result =
+                        axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+                            .with_graceful_shutdown(async move {
+                                let _ = stop.wait_for(|stopping| *stopping).await;
+                            })
+                            .await;
                     if let Err(error) = result {
                         tracing::error!(%error, "the relay stopped serving");
                     }
@@ -348,7 +428,8 @@ impl Relay {
             }
             Some(tls) => {
                 let handle = axum_server::Handle::new();
-                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(NoDelay);
+                let acceptor =
+                    axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(GateAcceptor(gate));
                 let server = axum_server::from_tcp(listener)
                     .map_err(listen_error)?
                     .acceptor(acceptor)
@@ -358,8 +439,10 @@ impl Relay {
                         let _ = stop.wait_for(|stopping| *stopping).await;
                         handle.graceful_shutdown(Some(Duration::from_secs(5)));
                     });
-                    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-                    if let Err(error) = server.serve(app).await {
+                    if let Err(error) = server
+                        .serve(app.into_make_service_with_connect_info::<Peer>())
+                        .await
+                    {
                         tracing::error!(%error, "the relay stopped serving");
                     }
                 })
@@ -519,6 +602,7 @@ fn log_notice(notice: Notice) {
 /// client crashes on an HTTP error during the upgrade.
 async fn websocket(
     ws: WebSocketUpgrade,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     State(state): State<Arc<AppState>>,
@@ -540,6 +624,10 @@ async fn websocket(
             params.get("partnership").map(String::as_str),
         )
         .await;
+    if grant.is_ok() {
+        // Past the door: the school's own limits apply from here.
+        state.gate.admit(peer.0);
+    }
     if grant.is_err() {
         state.metrics.refused(match token {
             None => metrics::Refusal::NoToken,
@@ -561,28 +649,6 @@ fn query_params(query: &str) -> std::collections::HashMap<String, String> {
             Some((percent_decode(key)?, percent_decode(value)?))
         })
         .collect()
-}
-
-/// Small frames go out at once. Without this, a relay's reply waits behind
-/// Nagle's algorithm for the client's delayed ACK (some 40 ms): the
-/// benchmark's p95 latency fell several times over with it.
-fn no_delay(tcp: &mut tokio::net::TcpStream) {
-    let _ = tcp.set_nodelay(true);
-}
-
-/// [`no_delay`] for connections that then go through TLS.
-#[derive(Clone, Copy)]
-struct NoDelay;
-
-impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for NoDelay {
-    type Stream = tokio::net::TcpStream;
-    type Service = S;
-    type Future = std::future::Ready<std::io::Result<(Self::Stream, Self::Service)>>;
-
-    fn accept(&self, mut stream: tokio::net::TcpStream, service: S) -> Self::Future {
-        no_delay(&mut stream);
-        std::future::ready(Ok((stream, service)))
-    }
 }
 
 async fn tls_config(files: &TlsFiles) -> Result<axum_server::tls_rustls::RustlsConfig, RelayError> {
@@ -626,11 +692,85 @@ pub(crate) async fn database_health(engine: &EngineSender) -> Result<(), String>
     }
 }
 
-/// 200 only while the relay can read and write its database; says when
-/// the last backup was made, and how many documents are in memory and
-/// how many rest out of it.
+/// The last time the engine could not save what schools sent, until a
+/// later save succeeds: a small health-check write can succeed on a disk
+/// too full for a document's changes.
+#[derive(Default)]
+struct StorageHealth(std::sync::Mutex<Option<(std::time::Instant, String)>>);
+
+impl StorageHealth {
+    /// How long a failed save keeps the relay unhealthy if nothing is
+    /// saved after it.
+    const REMEMBERED: Duration = Duration::from_secs(600);
+
+    fn note(&self, notice: &Notice) {
+        let mut failed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match notice {
+            Notice::StorageFailed(reason) => {
+                *failed = Some((std::time::Instant::now(), reason.clone()))
+            }
+            Notice::Saved { .. } => *failed = None,
+            _ => {}
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        let failed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        failed
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < Self::REMEMBERED)
+            .map(|(_, reason)| reason.clone())
+    }
+}
+
+/// Free bytes for the relay on the disk that holds `dir`.
+#[cfg(unix)]
+fn free_disk_bytes(dir: &std::path::Path) -> Option<u64> {
+    let stats = rustix::fs::statvfs(dir).ok()?;
+    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn free_disk_bytes(_dir: &std::path::Path) -> Option<u64> {
+    None
+}
+
+fn megabytes(bytes: u64) -> u64 {
+    bytes / (1024 * 1024)
+}
+
+/// Whether the relay has room on its disk, and saved what schools sent
+/// last; the sentence says what is wrong.
+pub(crate) fn storage_health(state: &AppState) -> Result<(), String> {
+    let data = &state.config.data_dir;
+    let needed = state.config.min_free_disk_bytes;
+    if let Some(free) = free_disk_bytes(data)
+        && free < needed
+    {
+        return Err(format!(
+            "the disk holding {} has {} MB free, less than the {} MB the relay keeps free to save what schools send. Free some space on it, or move the data directory to a larger disk.",
+            data.join(DATABASE_FILE).display(),
+            megabytes(free),
+            megabytes(needed)
+        ));
+    }
+    if let Some(reason) = state.storage.failure() {
+        return Err(format!(
+            "the relay could not save schools' changes just now: {reason}"
+        ));
+    }
+    Ok(())
+}
+
+/// 200 only while the relay can read and write its database and has room
+/// on its disk to keep doing so; says when the last backup was made, and
+/// how many documents are in memory and how many rest out of it.
 async fn health(State(state): State<Arc<AppState>>) -> Response {
-    match database_health(&state.engine).await {
+    let healthy = match storage_health(&state) {
+        Ok(()) => database_health(&state.engine).await,
+        Err(why) => Err(why),
+    };
+    match healthy {
         Ok(()) => {
             let answer = state
                 .engine

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod app;
+pub mod attack;
 pub mod js;
 pub mod shaper;
 
@@ -183,6 +184,11 @@ impl RelayProcess {
         }
     }
 
+    /// The relay's process id, to watch its memory.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the relay is running").id()
+    }
+
     pub fn url(&self) -> String {
         let scheme = if self.secure { "wss" } else { "ws" };
         format!("{scheme}://{}", self.addr)
@@ -295,11 +301,6 @@ impl RelayProcess {
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         let started = retry_bind(|| RelayProcess::try_start_at(&self.data, self.addr, &extra));
         *self = started;
-    }
-
-    /// The relay's process id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
     }
 
     pub fn is_running(&mut self) -> bool {

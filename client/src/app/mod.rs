@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use partnerplan_sync::engine::{EngineSender, Input};
-use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, watch};
 
@@ -162,19 +161,17 @@ async fn serve(options: AppOptions) -> Result<(), ClientError> {
     library.set_meta("app.url", &url)?;
 
     let hosts = vec![format!("{addr}"), format!("localhost:{}", addr.port())];
-    let csrf: String = {
-        let bytes: [u8; 24] = rand::rng().random();
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    };
     let joined = Arc::new(Notify::new());
     let (sync_tx, sync_rx) = watch::channel(SyncState::default());
     let state = Arc::new(web::AppState {
         library: library.clone(),
-        csrf,
+        csrf: partnerplan_web::guard::new_secret(),
+        login_csrf: partnerplan_web::guard::new_secret(),
         hosts,
         sync: sync_rx,
         password,
         sessions: password::Sessions::default(),
+        passwords: password::PasswordGate::default(),
         signed_views: versions::SignedViews::default(),
         person: std::sync::RwLock::new(library.meta("person")?),
         dir: options.dir.clone(),

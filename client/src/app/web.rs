@@ -41,12 +41,17 @@ use super::{Joining, county, password, versions};
 pub struct AppState {
     pub library: Arc<Library>,
     pub csrf: String,
+    /// The login form's own token: the login page is shown to anyone who
+    /// reaches the app, so it must not carry [`AppState::csrf`].
+    pub login_csrf: String,
     /// `Host` values this app answers to.
     pub hosts: Vec<String>,
     pub sync: watch::Receiver<SyncState>,
     /// The password's hash, when the app is served beyond this computer.
     pub password: Option<String>,
     pub sessions: password::Sessions,
+    /// Where the login page's passwords are checked, a few a minute.
+    pub passwords: password::PasswordGate,
     pub signed_views: versions::SignedViews,
     pub person: std::sync::RwLock<Option<String>>,
     /// The school's data folder (its signing key is there).
@@ -188,7 +193,7 @@ fn logged_in(state: &AppState, headers: &HeaderMap) -> bool {
 }
 
 async fn login_form(State(state): State<Shared>) -> Response {
-    Html(pages::login(&state.csrf, None).into_string()).into_response()
+    Html(pages::login(&state.login_csrf, None).into_string()).into_response()
 }
 
 #[derive(Deserialize)]
@@ -198,21 +203,33 @@ struct LoginInput {
 }
 
 async fn login(State(state): State<Shared>, Form(input): Form<LoginInput>) -> Response {
-    if !constant_time_eq(&input.csrf, &state.csrf) {
+    if !constant_time_eq(&input.csrf, &state.login_csrf) {
         return refused_token();
     }
     let Some(stored) = state.password.clone() else {
         return Redirect::to("/").into_response();
     };
-    let password = input.password;
-    let right = tokio::task::spawn_blocking(move || password::verify(&password, &stored))
-        .await
-        .unwrap_or(false);
-    if !right {
-        tracing::warn!("a wrong password was given at the login page");
+    let error = match state.passwords.check(input.password, stored).await {
+        password::PasswordCheck::Right => None,
+        password::PasswordCheck::Wrong => {
+            tracing::warn!("a wrong password was given at the login page");
+            Some((
+                StatusCode::UNAUTHORIZED,
+                "That is not the app's password. Try again, or ask whoever set it up at your school.",
+            ))
+        }
+        password::PasswordCheck::TooMany => {
+            tracing::warn!("refused a login: too many wrong passwords in the last minute");
+            Some((
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many wrong passwords were tried in the last minute. Wait a minute, then try again.",
+            ))
+        }
+    };
+    if let Some((status, sentence)) = error {
         return (
-            StatusCode::UNAUTHORIZED,
-            Html(pages::login(&state.csrf, Some("That is not the app's password. Try again, or ask whoever set it up at your school.")).into_string()),
+            status,
+            Html(pages::login(&state.login_csrf, Some(sentence)).into_string()),
         )
             .into_response();
     }
@@ -637,7 +654,7 @@ async fn signed(
         return not_found();
     };
     render_version(&state, &id, |doc, now| {
-        versions::as_signed(doc, now, &review).map_err(|e| sentence(&e.to_string()))
+        versions::as_signed(doc, now, &review).map_err(|e| sentence(&e.for_page()))
     })
 }
 
@@ -675,7 +692,7 @@ async fn as_of(
         match versions::as_of(doc, end_of_day) {
             Some(heads) => partnerplan_model::read::read_at(doc, &heads)
                 .map(|view| (view, format!("as it stood at the end of {human}")))
-                .map_err(|e| sentence(&e.to_string())),
+                .map_err(|e| sentence(&e.for_page())),
             None => Err(format!(
                 "The document did not exist yet at the end of {human}."
             )),
@@ -839,7 +856,7 @@ fn edit<T: serde::Serialize>(
         }))
         .into_response(),
         Err(EditError::ReadOnly) => viewer_refusal(),
-        Err(error) => refusal(&sentence(&error.to_string())),
+        Err(error) => refusal(&sentence(&error.for_page())),
     }
 }
 

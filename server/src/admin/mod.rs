@@ -25,7 +25,7 @@
 pub mod pages;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,12 +38,13 @@ use axum::routing::{get, post};
 use maud::Markup;
 use partnerplan_sync::clock::unix_seconds;
 use partnerplan_web::guard::{constant_time_eq, new_secret, same_origin};
-use partnerplan_web::password::{Sessions, verify};
+use partnerplan_web::password::{PasswordCheck, PasswordGate, Sessions};
 
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::directory::{Directory, DirectoryError, Role};
+use crate::gate::Peer;
 use crate::metrics;
 
 /// The `meta` key holding the admin password's Argon2id hash.
@@ -57,8 +58,6 @@ const DOCUMENTS_SHOWN: usize = 200;
 /// 2 MB, the oldest forgotten first.
 const TITLES_KEPT: usize = 4096;
 const TITLE_CHARS: usize = 120;
-/// Wrong passwords allowed a minute before logins pause.
-const WRONG_PASSWORDS_PER_MINUTE: usize = 10;
 /// Notices waiting to be shown after a change (a sentence each).
 const NOTICES_KEPT: usize = 64;
 /// Invites made and waiting for the page the browser is sent to next
@@ -77,15 +76,6 @@ pub enum Listener {
     Public,
 }
 
-/// What a password given at the login page or to `/metrics` turned out to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PasswordCheck {
-    Right,
-    Wrong,
-    /// Too many wrong ones in the last minute: not even checked.
-    TooMany,
-}
-
 /// A document's title as last read: its URL, the version it was read at
 /// (last change, size), and the title, if it has one.
 type Title = (String, (i64, u64), Option<String>);
@@ -101,17 +91,14 @@ pub struct Admin {
     /// The password hash the open sessions were started under: when the
     /// password is changed or removed, every session ends.
     sessions_hash: Mutex<Option<String>>,
-    /// One password check at a time (each takes tens of milliseconds and
-    /// some 19 MiB), so a flood of guesses cannot exhaust the computer and
-    /// every guess is counted before the next is checked.
-    password_checks: tokio::sync::Semaphore,
+    /// Where the login page's and `/metrics`' passwords are checked.
+    passwords: PasswordGate,
     /// Where the admin listener is, for the sentence that refuses the
     /// public one.
     local_address: String,
     /// A connection of its own on relay.sqlite, as the command line has.
     directory: Arc<Mutex<Directory>>,
     titles: Mutex<VecDeque<Title>>,
-    wrong_passwords: Mutex<VecDeque<Instant>>,
     notices: Mutex<VecDeque<(String, String)>>,
     /// Invite pages made by a change and not yet shown: the change
     /// answers with a redirect to `/admin/invites/{id}`, which shows the
@@ -129,11 +116,10 @@ impl Admin {
             login_csrf: new_secret(),
             sessions: Sessions::default(),
             sessions_hash: Mutex::new(None),
-            password_checks: tokio::sync::Semaphore::new(1),
+            passwords: PasswordGate::default(),
             local_address,
             directory: Arc::new(Mutex::new(directory)),
             titles: Mutex::new(VecDeque::new()),
-            wrong_passwords: Mutex::new(VecDeque::new()),
             notices: Mutex::new(VecDeque::new()),
             invites: Mutex::new(VecDeque::new()),
             secure,
@@ -220,44 +206,9 @@ impl Admin {
         hash.is_some() && session.is_some_and(|s| self.sessions.valid(s))
     }
 
-    /// Checks a password against the admin password's hash, one check at
-    /// a time, within [`WRONG_PASSWORDS_PER_MINUTE`].
+    /// Checks a password against the admin password's hash.
     async fn check_password(&self, given: String, hash: String) -> PasswordCheck {
-        let Ok(_turn) = self.password_checks.acquire().await else {
-            return PasswordCheck::TooMany;
-        };
-        if !self.may_try_password() {
-            return PasswordCheck::TooMany;
-        }
-        let right = tokio::task::spawn_blocking(move || verify(&given, &hash))
-            .await
-            .unwrap_or(false);
-        if right {
-            PasswordCheck::Right
-        } else {
-            self.wrong_password();
-            PasswordCheck::Wrong
-        }
-    }
-
-    /// Whether another wrong password may be tried now.
-    fn may_try_password(&self) -> bool {
-        let mut wrong = lock(&self.wrong_passwords);
-        while wrong
-            .front()
-            .is_some_and(|t| t.elapsed() > Duration::from_secs(60))
-        {
-            wrong.pop_front();
-        }
-        wrong.len() < WRONG_PASSWORDS_PER_MINUTE
-    }
-
-    fn wrong_password(&self) {
-        let mut wrong = lock(&self.wrong_passwords);
-        if wrong.len() >= WRONG_PASSWORDS_PER_MINUTE {
-            wrong.pop_front();
-        }
-        wrong.push_back(Instant::now());
+        self.passwords.check(given, hash).await
     }
 }
 
@@ -457,8 +408,8 @@ async fn guard(
     let admin = &state.admin;
     let peer = request
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
+        .get::<ConnectInfo<Peer>>()
+        .map(|ConnectInfo(Peer(addr))| addr.ip());
     let headers = request.headers();
     let host = header_text(headers, header::HOST).unwrap_or("").to_string();
     let path = request.uri().path().to_string();

@@ -262,6 +262,9 @@ pub struct PartnershipPolicy {
     /// one closed (the id stays the school's for a while after).
     peers: HashMap<String, PeerClaim>,
     peer_of: HashMap<ConnId, String>,
+    /// What each school may send a day, and what it has left.
+    allowance: Option<DailyAllowance>,
+    left: HashMap<SchoolId, Left>,
     /// Each school's public signing keys, oldest first, and whose each
     /// key is.
     signing_keys: HashMap<SchoolId, Vec<PublicKey>>,
@@ -287,6 +290,25 @@ struct SchoolActors {
     bytes: usize,
     actors: HashSet<ActorId>,
 }
+
+/// What one school may send the relay in a day, over all its connections:
+/// operations (automerge's work) and bytes (the disk). It refills
+/// continuously, so a school that used it all may send a little again
+/// after an hour. Kept in memory: a restart refills it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyAllowance {
+    pub ops: u64,
+    pub bytes: u64,
+}
+
+/// What a school has left of its allowance, as of `at_ms`.
+struct Left {
+    ops: f64,
+    bytes: f64,
+    at_ms: u64,
+}
+
+const DAY_MS: f64 = 24.0 * 60.0 * 60.0 * 1000.0;
 
 struct PeerClaim {
     school: SchoolId,
@@ -326,6 +348,8 @@ impl PartnershipPolicy {
             max_connections_per_school,
             peers: HashMap::new(),
             peer_of: HashMap::new(),
+            allowance: None,
+            left: HashMap::new(),
             actors: HashMap::new(),
             by_school: HashMap::new(),
             restored: HashMap::new(),
@@ -440,6 +464,12 @@ impl PartnershipPolicy {
             .collect();
         schools.sort_by(|a, b| a.name.cmp(&b.name));
         schools
+    }
+
+    /// Limits what each school may send a day.
+    pub fn with_daily_allowance(mut self, allowance: DailyAllowance) -> PartnershipPolicy {
+        self.allowance = Some(allowance);
+        self
     }
 
     /// The partnership a document belongs to, if anyone's.
@@ -586,6 +616,33 @@ impl AccessPolicy for PartnershipPolicy {
                 at_ms: now_ms,
             });
         }
+        Ok(())
+    }
+
+    fn charge(&mut self, conn: ConnId, ops: u64, bytes: u64, now_ms: u64) -> Result<(), String> {
+        let Some(allowance) = self.allowance else {
+            return Ok(());
+        };
+        let grant = self.grants.get(&conn).ok_or("the connection has closed")?;
+        let left = self.left.entry(grant.school_id.clone()).or_insert(Left {
+            ops: allowance.ops as f64,
+            bytes: allowance.bytes as f64,
+            at_ms: now_ms,
+        });
+        let day = now_ms.saturating_sub(left.at_ms) as f64 / DAY_MS;
+        left.ops = (left.ops + day * allowance.ops as f64).min(allowance.ops as f64);
+        left.bytes = (left.bytes + day * allowance.bytes as f64).min(allowance.bytes as f64);
+        left.at_ms = now_ms;
+        if ops as f64 > left.ops || bytes as f64 > left.bytes {
+            return Err(format!(
+                "{} has sent this relay all it takes from one school in a day ({} operations and {} MB), so these changes were not saved; they stay on your computer and go once the allowance refills over the next hours. If your school needs more, ask the relay's operator",
+                grant.school_name,
+                allowance.ops,
+                allowance.bytes / (1024 * 1024)
+            ));
+        }
+        left.ops -= ops as f64;
+        left.bytes -= bytes as f64;
         Ok(())
     }
 

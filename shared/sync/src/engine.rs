@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::access::{Grant, Register};
 use crate::document_id::DocumentId;
-use crate::repo::{ConnId, Effect, Event, Repo};
-use crate::store::{Store, StoreError, Write};
+use crate::repo::{ConnId, Effect, Event, Repo, Work, Worked};
+use crate::store::{Store, StoreError, ToCompact, Write};
 
 /// The most frames queued for one connection before it counts as too slow
 /// and is closed.
@@ -49,9 +49,27 @@ pub enum Input {
     Frame {
         conn: ConnId,
         bytes: Vec<u8>,
+        /// Its place in the input's byte limit, given back once the frame
+        /// is handled (see [`InputLimit`]).
+        reserved: Option<Reserved>,
     },
     Closed {
         conn: ConnId,
+    },
+    /// The connection's writer has written this many bytes of the frames
+    /// the engine queued for it (see `RepoConfig::outbox_bytes`).
+    Written {
+        conn: ConnId,
+        bytes: usize,
+    },
+    /// Heavy work the engine handed its worker thread is done.
+    Worked(Worked),
+    /// A snapshot made on the worker thread to replace a document's
+    /// chunks up to `upto_seq` (`None`: they could not be read).
+    Compacted {
+        document_id: DocumentId,
+        upto_seq: i64,
+        snapshot: Option<Vec<u8>>,
     },
     Track(DocumentId),
     /// Another part of this process (the app) just stored local changes:
@@ -73,6 +91,12 @@ pub enum Input {
     #[cfg(test)]
     LimitPages(i64),
     Shutdown,
+}
+
+/// What the engine's worker thread does.
+enum Job {
+    Work(Work),
+    Compact(ToCompact),
 }
 
 /// What the engine tells one connection's writer.
@@ -164,6 +188,77 @@ impl Side {
     }
 }
 
+/// Bounds, in bytes, the frames waiting in the engine's input: the
+/// network side reserves room for each frame before handing it over and
+/// the engine gives it back once the frame is handled, so while the engine
+/// is busy, connections stop reading (their peers' sends wait in TCP)
+/// instead of its queue growing. Each connection may have `per_connection`
+/// bytes waiting, all together `total`; a frame larger than either takes
+/// all of it. Counted in KiB.
+#[derive(Clone)]
+pub struct InputLimit {
+    total: Arc<tokio::sync::Semaphore>,
+    total_kib: u32,
+    per_connection_kib: u32,
+}
+
+/// One connection's share of an [`InputLimit`].
+pub struct ConnectionInput {
+    own: Arc<tokio::sync::Semaphore>,
+    limit: InputLimit,
+}
+
+/// Room reserved for one frame; given back when dropped.
+pub struct Reserved {
+    _own: tokio::sync::OwnedSemaphorePermit,
+    _total: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl InputLimit {
+    pub fn new(total_bytes: usize, per_connection_bytes: usize) -> InputLimit {
+        let kib = |bytes: usize| u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let total_kib = kib(total_bytes).min(tokio::sync::Semaphore::MAX_PERMITS as u32);
+        InputLimit {
+            total: Arc::new(tokio::sync::Semaphore::new(total_kib as usize)),
+            total_kib,
+            per_connection_kib: kib(per_connection_bytes).min(total_kib),
+        }
+    }
+
+    pub fn connection(&self) -> ConnectionInput {
+        ConnectionInput {
+            own: Arc::new(tokio::sync::Semaphore::new(
+                self.per_connection_kib as usize,
+            )),
+            limit: self.clone(),
+        }
+    }
+}
+
+impl ConnectionInput {
+    /// Waits until a frame of `len` bytes may join the engine's input.
+    pub async fn reserve(&self, len: usize) -> Reserved {
+        let kib = u32::try_from(len.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let own = self
+            .own
+            .clone()
+            .acquire_many_owned(kib.min(self.limit.per_connection_kib))
+            .await
+            .expect("the semaphore is never closed");
+        let total = self
+            .limit
+            .total
+            .clone()
+            .acquire_many_owned(kib.min(self.limit.total_kib))
+            .await
+            .expect("the semaphore is never closed");
+        Reserved {
+            _own: own,
+            _total: total,
+        }
+    }
+}
+
 /// A handle to the engine thread. Cloning the sender is how network tasks
 /// talk to it.
 pub struct Engine {
@@ -232,7 +327,31 @@ impl Engine {
         config: EngineConfig,
         notify: Box<dyn FnMut(Notice) + Send>,
     ) -> Engine {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::channel::<(Instant, Input)>();
+        // Heavy automerge work (applying a large message to one document)
+        // runs here, so the engine keeps serving every other document.
+        let (work_tx, work_rx) = mpsc::channel::<Job>();
+        let worked = tx.clone();
+        std::thread::Builder::new()
+            .name("partnerplan-worker".into())
+            .spawn(move || {
+                for job in work_rx {
+                    let done = match job {
+                        Job::Work(work) => Input::Worked(work.run()),
+                        Job::Compact(compact) => Input::Compacted {
+                            document_id: compact.document_id,
+                            upto_seq: compact.upto_seq,
+                            snapshot: std::panic::catch_unwind(|| compact.snapshot())
+                                .ok()
+                                .flatten(),
+                        },
+                    };
+                    if worked.send((Instant::now(), done)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("the worker thread could not start");
         let thread = std::thread::Builder::new()
             .name("partnerplan-engine".into())
             .spawn(move || {
@@ -241,6 +360,8 @@ impl Engine {
                     store,
                     config,
                     notify,
+                    work: work_tx,
+                    compacting: HashSet::new(),
                     outboxes: HashMap::new(),
                     last_tick: Instant::now(),
                     last_register_check: Instant::now(),
@@ -287,6 +408,10 @@ struct Worker {
     store: Store,
     config: EngineConfig,
     notify: Box<dyn FnMut(Notice) + Send>,
+    /// The worker thread's queue (see `Effect::Work`).
+    work: mpsc::Sender<Job>,
+    /// Documents whose snapshot the worker is making.
+    compacting: HashSet<DocumentId>,
     outboxes: HashMap<ConnId, tokio::sync::mpsc::Sender<Outgoing>>,
     last_tick: Instant,
     last_register_check: Instant,
@@ -410,13 +535,36 @@ impl Worker {
                     // what changed is published.
                     let _ = done.send(());
                 }
-                Input::Frame { conn, bytes } => {
+                Input::Frame {
+                    conn,
+                    bytes,
+                    reserved,
+                } => {
                     senders.insert(conn);
-                    effects.extend(self.handle_frame(conn, bytes))
+                    effects.extend(self.handle_frame(conn, bytes));
+                    drop(reserved);
                 }
                 Input::Closed { conn } => {
                     self.outboxes.remove(&conn);
                     effects.extend(self.repo.handle(Event::Disconnected { conn }));
+                }
+                Input::Written { conn, bytes } => {
+                    effects.extend(self.repo.handle(Event::Written { conn, bytes }))
+                }
+                Input::Worked(worked) => effects.extend(self.repo.handle(Event::Worked(worked))),
+                Input::Compacted {
+                    document_id,
+                    upto_seq,
+                    snapshot,
+                } => {
+                    self.compacting.remove(&document_id);
+                    if let Some(data) = snapshot {
+                        meta.push(Write::Compacted {
+                            document_id,
+                            upto_seq,
+                            data,
+                        });
+                    }
                 }
                 Input::Track(document_id) => {
                     effects.extend(self.repo.handle(Event::Track { document_id }))
@@ -532,6 +680,10 @@ impl Worker {
                     (self.notify)(Notice::Core(effect));
                 }
                 Effect::PersistTracked { document_id } => writes.push(Write::Track { document_id }),
+                Effect::Work(work) => {
+                    // The worker runs as long as the engine does.
+                    let _ = self.work.send(Job::Work(work));
+                }
                 Effect::PersistAccess { record } => writes.push(Write::Access(record)),
                 Effect::ActorsNamed { actors } => writes.push(Write::ActorNames(actors)),
                 Effect::PeerJoined { .. }
@@ -604,6 +756,9 @@ impl Worker {
                 if self.config.watch_store {
                     self.own_seqs.extend(seqs);
                 }
+                if self.store.compacts_later() {
+                    self.compact(&documents);
+                }
                 if !documents.is_empty() {
                     (self.notify)(Notice::Saved {
                         documents: documents.into_iter().collect(),
@@ -624,7 +779,8 @@ impl Worker {
                         Write::Meta { .. }
                         | Write::Access(_)
                         | Write::ActorNames(_)
-                        | Write::SigningKey { .. } => None,
+                        | Write::SigningKey { .. }
+                        | Write::Compacted { .. } => None,
                     })
                     .collect();
                 document_ids.sort();
@@ -649,6 +805,24 @@ impl Worker {
                     forgotten,
                 });
                 Err(error)
+            }
+        }
+    }
+
+    /// Hands the worker the documents that have gathered many chunks, to
+    /// make each one snapshot off this thread.
+    fn compact(&mut self, documents: &HashSet<DocumentId>) {
+        for document_id in documents {
+            if self.compacting.contains(document_id) {
+                continue;
+            }
+            match self.store.to_compact(document_id) {
+                Ok(Some(job)) => {
+                    self.compacting.insert(*document_id);
+                    let _ = self.work.send(Job::Compact(job));
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "could not read chunks to compact"),
             }
         }
     }
@@ -781,6 +955,7 @@ mod tests {
                     self.engine.send(Input::Frame {
                         conn: self.conn,
                         bytes,
+                        reserved: None,
                     });
                 }
             }
@@ -916,6 +1091,75 @@ mod tests {
         });
         assert_eq!(owners.get(&id).map(String::as_str), Some("north"));
         assert_eq!(heads, Some(doc.get_heads()));
+    }
+
+    /// While the engine is busy, what waits for it is bounded in bytes:
+    /// each connection's share, and everyone's together, and the room
+    /// comes back as the engine handles the frames.
+    #[test]
+    fn frames_waiting_for_a_busy_engine_are_bounded_in_bytes() {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        fn ready<F: Future>(future: &mut std::pin::Pin<Box<F>>) -> Option<F::Output> {
+            match future
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+            {
+                Poll::Ready(output) => Some(output),
+                Poll::Pending => None,
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::spawn(
+            Repo::new(RepoConfig::new("relay", None), Box::new(AllowAll)),
+            Store::open(dir.path().join("relay.sqlite")).unwrap(),
+            EngineConfig {
+                tick: Duration::from_millis(50),
+                watch_store: false,
+                side: Side::Relay,
+                register: None,
+                release_memory: None,
+            },
+            Box::new(|_| {}),
+        );
+        let sender = engine.sender();
+        // The engine is busy for a while.
+        sender.send(Input::Query(Box::new(|_, _| {
+            std::thread::sleep(Duration::from_millis(800))
+        })));
+        let limit = InputLimit::new(64 * 1024, 16 * 1024);
+        let frame = vec![0u8; 4 * 1024];
+        let send = |conn, reserved| {
+            sender.send(Input::Frame {
+                conn,
+                bytes: frame.clone(),
+                reserved: Some(reserved),
+            })
+        };
+        let first = limit.connection();
+        for _ in 0..4 {
+            let reserved = ready(&mut Box::pin(first.reserve(frame.len()))).expect("room");
+            send(1, reserved);
+        }
+        let mut fifth = Box::pin(first.reserve(frame.len()));
+        assert!(
+            ready(&mut fifth).is_none(),
+            "one connection's share is full"
+        );
+        for conn in 2..=4 {
+            let other = limit.connection();
+            let reserved = ready(&mut Box::pin(other.reserve(16 * 1024))).expect("room");
+            send(conn, reserved);
+        }
+        let last = limit.connection();
+        let mut waiting = Box::pin(last.reserve(1));
+        assert!(ready(&mut waiting).is_none(), "everyone's share is full");
+        // Once the engine has handled them, there is room again.
+        let start = Instant::now();
+        while ready(&mut waiting).is_none() || ready(&mut fifth).is_none() {
+            assert!(start.elapsed() < Duration::from_secs(10), "room came back");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]

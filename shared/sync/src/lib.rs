@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod authors;
+pub mod chunk_size;
 pub mod clock;
 pub mod document_id;
 pub mod engine;

@@ -22,6 +22,16 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 /// A peer's id on the wire. automerge-repo peers pick these at random.
 pub type PeerId = String;
 
+/// The longest id a message may carry (`senderId`, `targetId`,
+/// `sessionId`, `storageId`, `documentId`, a protocol version), in bytes.
+/// Real peers send a few dozen; a peer's ids are kept while it is
+/// connected (and peer ids for a day after), so a longer one is refused
+/// rather than stored.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// The most protocol versions a `join` may offer; there is one today.
+pub const MAX_PROTOCOL_VERSIONS: usize = 16;
+
 /// What a peer says about itself in `join` and `peer`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerMetadata {
@@ -205,6 +215,16 @@ pub enum DecodeError {
     },
     #[error("the document id is not valid: {0}")]
     DocumentId(#[from] crate::document_id::DocumentIdError),
+    #[error(
+        "the “{field}” field is {size} bytes long, over the limit of {limit} bytes for an id; pick a short random id"
+    )]
+    IdTooLong {
+        field: &'static str,
+        size: usize,
+        limit: usize,
+    },
+    #[error("the “{field}” field lists more than {limit} entries")]
+    TooMany { field: &'static str, limit: usize },
 }
 
 impl From<minicbor::decode::Error> for DecodeError {
@@ -553,16 +573,16 @@ impl Fields {
         let mut fields = Fields::default();
         for_each_entry(&mut d, |d, key| {
             match key {
-                "type" => fields.kind = opt_string(d, "type")?,
-                "senderId" => fields.sender_id = opt_string(d, "senderId")?,
-                "targetId" => fields.target_id = opt_string(d, "targetId")?,
-                "documentId" => fields.document_id = opt_string(d, "documentId")?,
+                "type" => fields.kind = opt_id(d, "type")?,
+                "senderId" => fields.sender_id = opt_id(d, "senderId")?,
+                "targetId" => fields.target_id = opt_id(d, "targetId")?,
+                "documentId" => fields.document_id = opt_id(d, "documentId")?,
                 "data" => fields.data = opt_bytes(d, "data")?,
                 "message" => fields.message = opt_string(d, "message")?,
-                "sessionId" => fields.session_id = opt_string(d, "sessionId")?,
+                "sessionId" => fields.session_id = opt_id(d, "sessionId")?,
                 "count" => fields.count = opt_count(d, "count")?,
                 "selectedProtocolVersion" => {
-                    fields.selected_protocol_version = opt_string(d, "selectedProtocolVersion")?
+                    fields.selected_protocol_version = opt_id(d, "selectedProtocolVersion")?
                 }
                 "supportedProtocolVersions" => fields.supported_protocol_versions = string_list(d)?,
                 "peerMetadata" => fields.metadata = metadata(d)?,
@@ -673,6 +693,29 @@ fn opt_string(d: &mut Decoder<'_>, field: &str) -> Result<Option<String>, Decode
     }
 }
 
+/// Text that names something (an id, a version): at most
+/// [`MAX_ID_BYTES`], checked before it is copied.
+fn opt_id(d: &mut Decoder<'_>, field: &'static str) -> Result<Option<String>, DecodeError> {
+    skip_tags(d)?;
+    let too_long = |size| DecodeError::IdTooLong {
+        field,
+        size,
+        limit: MAX_ID_BYTES,
+    };
+    if d.datatype()? == Type::String {
+        let text = d.str()?;
+        if text.len() > MAX_ID_BYTES {
+            return Err(too_long(text.len()));
+        }
+        return Ok(Some(text.to_owned()));
+    }
+    let text = opt_string(d, field)?;
+    match text {
+        Some(text) if text.len() > MAX_ID_BYTES => Err(too_long(text.len())),
+        text => Ok(text),
+    }
+}
+
 fn opt_bytes(d: &mut Decoder<'_>, field: &str) -> Result<Option<Vec<u8>>, DecodeError> {
     // cbor-x may wrap a Uint8Array in a typed-array tag (64).
     skip_tags(d)?;
@@ -746,19 +789,27 @@ fn string_list(d: &mut Decoder<'_>) -> Result<Vec<String>, DecodeError> {
         });
     }
     let mut list = Vec::new();
+    let mut push = |d: &mut Decoder<'_>| {
+        if let Some(s) = opt_id(d, "supportedProtocolVersions")? {
+            if list.len() == MAX_PROTOCOL_VERSIONS {
+                return Err(DecodeError::TooMany {
+                    field: "supportedProtocolVersions",
+                    limit: MAX_PROTOCOL_VERSIONS,
+                });
+            }
+            list.push(s);
+        }
+        Ok(())
+    };
     match d.array()? {
         Some(len) => {
             for _ in 0..len {
-                if let Some(s) = opt_string(d, "supportedProtocolVersions")? {
-                    list.push(s);
-                }
+                push(d)?;
             }
         }
         None => {
             while d.datatype()? != Type::Break {
-                if let Some(s) = opt_string(d, "supportedProtocolVersions")? {
-                    list.push(s);
-                }
+                push(d)?;
             }
             d.skip()?;
         }
@@ -778,7 +829,7 @@ fn metadata(d: &mut Decoder<'_>) -> Result<PeerMetadata, DecodeError> {
     }
     for_each_entry(d, |d, key| {
         match key {
-            "storageId" => metadata.storage_id = opt_string(d, "storageId")?,
+            "storageId" => metadata.storage_id = opt_id(d, "storageId")?,
             "isEphemeral" => metadata.is_ephemeral = opt_bool(d)?.unwrap_or(false),
             "partnerplanListing" => metadata.listing = opt_bool(d)?.unwrap_or(false),
             "partnerplanSigningKey" => {
@@ -1206,6 +1257,59 @@ mod tests {
         assert_eq!(partnerships[0].role, Role::Viewer);
         assert_eq!(partnerships[0].name, "p");
         assert_eq!(partnerships[0].documents, vec![doc]);
+    }
+
+    /// Ids are kept while a peer is connected: a long one is refused
+    /// before it is copied, whichever field carries it.
+    #[test]
+    fn ids_longer_than_the_limit_are_refused_with_their_field_named() {
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        let doc = DocumentId::random();
+        let ephemeral = |sender: &str, session: &str| Message::Ephemeral {
+            sender_id: sender.into(),
+            target_id: "r".into(),
+            document_id: doc,
+            session_id: session.into(),
+            count: 1,
+            data: vec![],
+        };
+        let join = |sender: &str, storage: &str, versions: Vec<String>| Message::Join {
+            sender_id: sender.into(),
+            supported_protocol_versions: versions,
+            metadata: PeerMetadata {
+                storage_id: Some(storage.into()),
+                ..PeerMetadata::default()
+            },
+        };
+        let cases = [
+            (ephemeral("a", &long), "sessionId"),
+            (ephemeral(&long, "s"), "senderId"),
+            (join("a", &long, vec!["1".into()]), "storageId"),
+            (join(&long, "s", vec!["1".into()]), "senderId"),
+            (
+                join("a", "s", vec![long.clone()]),
+                "supportedProtocolVersions",
+            ),
+        ];
+        for (message, field) in cases {
+            let error = Message::decode(&message.encode(), DEFAULT_MAX_FRAME_BYTES).unwrap_err();
+            assert_eq!(
+                error,
+                DecodeError::IdTooLong {
+                    field,
+                    size: MAX_ID_BYTES + 1,
+                    limit: MAX_ID_BYTES
+                }
+            );
+        }
+        let many = join("a", "s", vec!["1".into(); MAX_PROTOCOL_VERSIONS + 1]);
+        let error = Message::decode(&many.encode(), DEFAULT_MAX_FRAME_BYTES).unwrap_err();
+        assert!(error.to_string().contains("more than 16"), "{error}");
+        let fits = ephemeral(&"x".repeat(MAX_ID_BYTES), &"y".repeat(MAX_ID_BYTES));
+        assert_eq!(
+            Message::decode(&fits.encode(), DEFAULT_MAX_FRAME_BYTES).unwrap(),
+            fits
+        );
     }
 
     #[test]

@@ -88,10 +88,10 @@ impl Pace {
     }
 
     /// The wake-up scheduled at `at` came: true if it is this peer's
-    /// current one and a message is owed.
+    /// current one (or a later retry of it) and a message is owed.
     pub(crate) fn woken(&mut self, at: u64) -> bool {
-        if self.wake_at != Some(at) {
-            return false; // superseded by an earlier one
+        if self.wake_at.is_none_or(|wake_at| wake_at > at) {
+            return false; // superseded by an earlier one, or done
         }
         self.wake_at = None;
         self.owed

@@ -26,6 +26,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 
 use crate::access::{AccessRecord, Grant, Owner, Register, SchoolKey};
+use crate::chunk_size::{self, ChunkSize};
 use crate::document_id::DocumentId;
 use crate::message::{
     DecodeError, ListedPartnership, MAX_ACTORS_PER_MESSAGE, MAX_LISTED_PER_MESSAGE, Message,
@@ -82,6 +83,19 @@ pub trait AccessPolicy: Send {
 
     /// May `conn` speak as `peer_id`? `Err` refuses the connection, saying why.
     fn admit(&mut self, _conn: ConnId, _peer_id: &str, _now_ms: u64) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// `conn` sends changes holding `ops` operations and `bytes` bytes:
+    /// take them from its school's allowance. `Err` refuses them, saying
+    /// why in a sentence for the peer.
+    fn charge(
+        &mut self,
+        _conn: ConnId,
+        _ops: u64,
+        _bytes: u64,
+        _now_ms: u64,
+    ) -> Result<(), String> {
         Ok(())
     }
 
@@ -207,6 +221,44 @@ pub struct RepoConfig {
     /// Which program this is, said in `join` (`partnerplanClient`), so a
     /// relay's admin pages show each school's version. `None` says nothing.
     pub client: Option<String>,
+    /// How many bytes may wait to be written to one connection before the
+    /// core holds back its sync messages (they are made when it has
+    /// caught up, with whatever is new by then): a peer that reads slowly
+    /// gets everything, later, and never costs more than this plus one
+    /// message. `None` holds nothing back; a driver that sets it reports
+    /// what it wrote with [`Event::Written`].
+    pub outbox_bytes: Option<usize>,
+    /// How much one message and one document may hold; `None` takes
+    /// anything (the client, which trusts its relay).
+    pub quotas: Option<Quotas>,
+    /// A sync message whose changes hold more operations than this is
+    /// applied by [`Effect::Work`], which the driver runs on another
+    /// thread, rather than here: applying costs some 6 µs an operation,
+    /// and meanwhile every other document waits. `None` applies all here.
+    pub heavy_ops: Option<u64>,
+}
+
+/// The relay's limits on what peers send, measured from the changes'
+/// encoding before automerge sees them (see `chunk_size`). Automerge's
+/// work is per operation (measured: about 6 µs each to apply, and a
+/// document of a million operations takes 2.7 s to load), so operations
+/// are what is counted; bytes bound the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Operations in the changes of one sync message.
+    pub message_ops: u64,
+    /// Operations one document may hold.
+    pub document_ops: u64,
+    /// Bytes one document may take in storage.
+    pub document_bytes: u64,
+}
+
+impl Quotas {
+    /// Bytes inflated while measuring one message's changes: more than
+    /// any message within these limits inflates to.
+    fn inflate_limit(&self) -> u64 {
+        self.document_bytes.saturating_mul(4).max(64 * 1024 * 1024)
+    }
 }
 
 impl RepoConfig {
@@ -220,6 +272,9 @@ impl RepoConfig {
             ask_for_listing: false,
             signing_key: None,
             client: None,
+            outbox_bytes: None,
+            quotas: None,
+            heavy_ops: None,
         }
     }
 
@@ -308,6 +363,14 @@ pub enum Event {
         conn: ConnId,
         reason: String,
     },
+    /// The driver has written `bytes` of the frames sent on `conn` (see
+    /// [`RepoConfig::outbox_bytes`]).
+    Written {
+        conn: ConnId,
+        bytes: usize,
+    },
+    /// The result of [`Effect::Work`].
+    Worked(Worked),
 }
 
 /// Something the driver must do, in order.
@@ -392,6 +455,9 @@ pub enum Effect {
         document_id: DocumentId,
         reason: String,
     },
+    /// Run this where it stalls nothing else, and hand back what
+    /// [`Work::run`] returns as [`Event::Worked`].
+    Work(Work),
 }
 
 /// Where one document stands with one connected peer.
@@ -428,19 +494,28 @@ struct Connection {
     initiate: bool,
     state: ConnState,
     documents: HashSet<DocumentId>,
-    /// Documents refused to this connection, answered as a missing
-    /// document is: an empty sync the first time only.
-    refused: HashSet<DocumentId>,
+    /// Documents this connection asked for that it cannot have (nobody
+    /// has them, or they are not its partnerships'), answered as an empty
+    /// document would answer, once: the only trace a made-up id leaves,
+    /// 16 bytes, at most [`MAX_ABSENT`] and gone with the connection. If
+    /// one of them appears (a partner creates it) and the connection may
+    /// see it, it is synced to it.
+    absent: HashSet<DocumentId>,
     /// The peer asked for the listing: it hears of every document its
     /// school may see, now and as they are created.
     listing: bool,
     /// Partnerships already listed to it.
     listed: HashSet<String>,
+    /// Bytes sent and not yet reported written.
+    unsent: usize,
+    /// Documents whose sync messages wait for the connection to catch up.
+    deferred: HashSet<DocumentId>,
     /// Documents whose changes from this peer were refused: what it sends
     /// for them is ignored until it reconnects.
     stopped: HashSet<DocumentId>,
 }
 
+#[derive(Clone)]
 struct PeerDoc {
     sync: sync::State,
     /// The shared heads last handed to storage, to persist only changes.
@@ -453,6 +528,7 @@ struct PeerDoc {
     refused: Option<String>,
 }
 
+#[derive(Clone)]
 struct Document {
     doc: Automerge,
     persisted_heads: Vec<ChangeHash>,
@@ -462,10 +538,51 @@ struct Document {
     stored_sync_states: HashMap<String, Vec<u8>>,
     last_active_ms: u64,
     unreadable: bool,
+    /// What it holds, as measured from its chunks when loaded and from
+    /// the changes applied since, for the document quotas.
+    size: ChunkSize,
+    stored_bytes: u64,
+}
+
+/// A `request` or `sync` whose sync message has been read and checked.
+#[derive(Clone)]
+struct SyncIn {
+    conn: ConnId,
+    message: sync::Message,
+    request: bool,
+    /// What its changes hold.
+    carried: Carried,
+    /// Who made the changes the document lacks, once read: for a heavy
+    /// message, by [`Job::Authors`] on the driver's worker, since reading
+    /// a whole document's changes costs about as much as loading it.
+    authors: Option<Result<Vec<ActorId>, String>>,
+}
+
+/// What a message's changes hold: whole documents (which repeat what the
+/// receiver may hold already) apart from changes (which add to it).
+#[derive(Debug, Clone, Copy, Default)]
+struct Carried {
+    snapshot_ops: u64,
+    snapshot_bytes: u64,
+    added_ops: u64,
+    added_bytes: u64,
+}
+
+impl Carried {
+    /// What a document holding `ops` operations in `bytes` bytes would
+    /// hold, at most, with these changes.
+    fn after(&self, ops: u64, bytes: u64) -> (u64, u64) {
+        (
+            ops.max(self.snapshot_ops).saturating_add(self.added_ops),
+            bytes
+                .max(self.snapshot_bytes)
+                .saturating_add(self.added_bytes),
+        )
+    }
 }
 
 enum Queued {
-    Frame(ConnId, Message),
+    Sync(SyncIn),
     Local(Vec<u8>),
     Announce,
 }
@@ -473,8 +590,228 @@ enum Queued {
 enum Slot {
     Loading(Vec<Queued>),
     Ready(Box<Document>),
+    /// Away being worked on ([`Effect::Work`]); what arrives meanwhile
+    /// waits, and connections that closed meanwhile are noted, with their
+    /// storage ids, to be dropped from it when it returns.
+    Busy {
+        queue: Vec<Queued>,
+        departed: Vec<(ConnId, Option<String>)>,
+    },
     /// Out of memory while connected peers subscribe to it.
     Resting(Resting),
+}
+
+/// What applying a sync message needs to know afterwards, wherever it ran.
+#[derive(Clone)]
+struct Applying {
+    conn: ConnId,
+    request: bool,
+    permission: Permission,
+    /// The document was empty before.
+    empty: bool,
+    heads_before: Vec<ChangeHash>,
+    /// How to answer if what arrived makes nothing (see `on_sync`).
+    absent_answer: Option<(sync::Message, bool)>,
+    /// A reader sent changes of its own: tell it they are not kept.
+    refused_changes: bool,
+    carried: Carried,
+    /// What the access policy decided to keep about these changes (an
+    /// actor bound to the sender's school): written with them if they
+    /// are applied, forgotten if not.
+    records: Vec<AccessRecord>,
+    /// The heads the peer said it has.
+    their_heads: Vec<ChangeHash>,
+}
+
+/// Heavy automerge work for the driver to run where it stalls nothing
+/// else ([`Effect::Work`]): applying a sync message whose changes hold
+/// many operations to a document set aside meanwhile, or assembling a
+/// large document from its stored chunks. Pure: `run` it anywhere and
+/// hand the result back as [`Event::Worked`].
+#[derive(Clone)]
+pub struct Work(Box<WorkItem>);
+
+#[derive(Clone)]
+struct WorkItem {
+    document_id: DocumentId,
+    job: Job,
+}
+
+// Held boxed in `Work`, so the variants' sizes cost nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+enum Job {
+    /// Reading who made a heavy message's changes, before the policy
+    /// decides whether they may be applied (then [`Job::Receive`]).
+    Authors {
+        document: Box<Document>,
+        incoming: SyncIn,
+    },
+    Receive {
+        document: Box<Document>,
+        message: sync::Message,
+        applying: Applying,
+    },
+    Load {
+        chunks: Vec<Vec<u8>>,
+        sync_states: Vec<(String, Vec<u8>)>,
+        sizes: (ChunkSize, u64),
+    },
+}
+
+/// The outcome of [`Work::run`].
+pub struct Worked(Box<WorkedItem>);
+
+struct WorkedItem {
+    document_id: DocumentId,
+    done: Done,
+}
+
+// Held boxed in `Worked`, like `Job`.
+#[allow(clippy::large_enum_variant)]
+enum Done {
+    /// `incoming.authors` holds what was read.
+    Authored {
+        document: Box<Document>,
+        incoming: SyncIn,
+    },
+    Received {
+        /// `None` if applying it panicked: what memory held is not trusted.
+        document: Option<Box<Document>>,
+        result: Result<(), String>,
+        applying: Applying,
+    },
+    Loaded {
+        doc: Automerge,
+        /// Why the stored chunks could not all be read.
+        unreadable: Option<String>,
+        sync_states: Vec<(String, Vec<u8>)>,
+        sizes: (ChunkSize, u64),
+    },
+}
+
+impl Work {
+    /// Does the work; never panics (a panic becomes a result).
+    pub fn run(self) -> Worked {
+        let WorkItem { document_id, job } = *self.0;
+        let done = match job {
+            Job::Authors {
+                document,
+                mut incoming,
+            } => {
+                let doc = &document.doc;
+                let changes = &incoming.message.changes;
+                let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::authors::new_authors(doc, changes.iter())
+                }))
+                .unwrap_or_else(|_| Err("reading them failed".to_string()));
+                incoming.authors = Some(read);
+                Done::Authored { document, incoming }
+            }
+            Job::Receive {
+                mut document,
+                message,
+                applying,
+            } => {
+                let conn = applying.conn;
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    let result = receive(&mut document, conn, message);
+                    (document, result)
+                }));
+                let (document, result) = match outcome {
+                    Ok((document, result)) => (Some(document), result),
+                    Err(_) => (None, Err("applying them failed".to_string())),
+                };
+                Done::Received {
+                    document,
+                    result,
+                    applying,
+                }
+            }
+            Job::Load {
+                chunks,
+                sync_states,
+                sizes,
+            } => {
+                let (doc, unreadable) = std::panic::catch_unwind(|| assemble(&chunks))
+                    .unwrap_or_else(|_| (Automerge::new(), Some("reading it failed".to_string())));
+                Done::Loaded {
+                    doc,
+                    unreadable,
+                    sync_states,
+                    sizes,
+                }
+            }
+        };
+        Worked(Box::new(WorkedItem { document_id, done }))
+    }
+
+    pub fn document_id(&self) -> DocumentId {
+        self.0.document_id
+    }
+}
+
+impl std::fmt::Debug for Work {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match &self.0.job {
+            Job::Authors { .. } => "authors",
+            Job::Receive { .. } => "apply",
+            Job::Load { .. } => "load",
+        };
+        write!(f, "Work({what} {})", self.0.document_id)
+    }
+}
+
+impl PartialEq for Work {
+    fn eq(&self, other: &Work) -> bool {
+        format!("{self:?}") == format!("{other:?}")
+    }
+}
+
+impl std::fmt::Debug for Worked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Worked({})", self.0.document_id)
+    }
+}
+
+/// A document from its stored chunks, and why not all could be read.
+pub(crate) fn assemble(chunks: &[Vec<u8>]) -> (Automerge, Option<String>) {
+    let mut doc = Automerge::new();
+    for chunk in chunks {
+        if let Err(error) = doc.load_incremental(chunk) {
+            return (doc, Some(error.to_string()));
+        }
+    }
+    (doc, None)
+}
+
+/// Applies `message` from `conn` to the document.
+fn receive(document: &mut Document, conn: ConnId, message: sync::Message) -> Result<(), String> {
+    let peer = document
+        .peers
+        .get_mut(&conn)
+        .ok_or("the connection is not syncing it")?;
+    document
+        .doc
+        .receive_sync_message(&mut peer.sync, message)
+        .map_err(|error| error.to_string())
+}
+
+/// The most documents away being worked on at once; a heavy message
+/// beyond them is refused for now.
+const MAX_BUSY: usize = 16;
+
+/// What came back from [`Effect::Work`] on a document set aside.
+enum Returned {
+    Applied(Result<(), String>, Applying),
+    Authored(SyncIn),
+}
+
+/// Why a heavy message was refused while [`MAX_BUSY`] documents are away.
+fn too_busy(document_id: DocumentId) -> String {
+    format!(
+        "the relay is busy with other large changes, so the changes sent for document {document_id} were not saved now; they stay on your computer and are sent again when you next sync"
+    )
 }
 
 /// Ephemeral messages (presence, cursors) are small; a larger one would be
@@ -486,6 +823,21 @@ const MAX_ERROR_CHARS: usize = 1000;
 
 /// The most sessions remembered for ephemeral deduplication.
 const MAX_EPHEMERAL_SESSIONS: usize = 1024;
+
+/// The most absent documents remembered per connection (see
+/// `Connection::absent`); past this the set starts again.
+const MAX_ABSENT: usize = 1024;
+
+/// What a sync message may list, checked before automerge reads it. A
+/// real peer sends at most one `have` entry and as many heads and needs
+/// as the document has concurrent versions (a handful); automerge's work
+/// grows with `have` times the document's changes, and its reply with
+/// repeated needs, so a message beyond these is refused.
+pub const MAX_SYNC_HAVES: u64 = 16;
+pub const MAX_SYNC_HASHES: u64 = 1024;
+/// One chunk per change (a whole document is one): more than any
+/// document here is made of.
+pub const MAX_SYNC_CHUNKS: u64 = 200_000;
 
 /// The most documents a client starts syncing between two ticks: one
 /// request frame each, so a listing of thousands (or a reconnect with
@@ -563,6 +915,8 @@ impl Repo {
             }
             Event::Tick { now_ms } => self.on_tick(now_ms),
             Event::Time { now_ms } => self.on_time(now_ms),
+            Event::Written { conn, bytes } => self.on_written(conn, bytes),
+            Event::Worked(worked) => self.on_worked(worked),
             Event::Refuse { conn, reason } => {
                 if self.connections.contains_key(&conn) {
                     self.refuse(conn, &reason);
@@ -576,7 +930,13 @@ impl Repo {
                     document_id,
                     reason,
                 });
-                self.on_loaded_document(document_id, Automerge::new(), Vec::new(), true);
+                self.on_loaded_document(
+                    document_id,
+                    Automerge::new(),
+                    Vec::new(),
+                    true,
+                    Default::default(),
+                );
             }
             Event::RegisterChanged { register } => {
                 for (conn, reason) in self.policy.register_changed(register) {
@@ -720,9 +1080,11 @@ impl Repo {
                 initiate,
                 state,
                 documents: HashSet::new(),
-                refused: HashSet::new(),
+                absent: HashSet::new(),
                 listing: false,
                 listed: HashSet::new(),
+                unsent: 0,
+                deferred: HashSet::new(),
                 stopped: HashSet::new(),
             },
         );
@@ -1103,7 +1465,11 @@ impl Repo {
 
     fn on_open_message(&mut self, conn: ConnId, message: Message) {
         match message {
-            Message::Request(ref frame) | Message::Sync(ref frame) => {
+            Message::Request(_) | Message::Sync(_) => {
+                let request = matches!(message, Message::Request(_));
+                let (Message::Request(frame) | Message::Sync(frame)) = message else {
+                    return;
+                };
                 let document_id = frame.document_id;
                 if self
                     .connections
@@ -1112,22 +1478,50 @@ impl Repo {
                 {
                     return; // refused already, and told why
                 }
-                if self.policy.permission(conn, &document_id) == Permission::None {
-                    // The same answer as for a document that does not exist
-                    // (an empty sync, then doc-unavailable), so ids cannot
-                    // be probed.
-                    let first_time = self.connections.get_mut(&conn).is_some_and(|c| {
-                        if c.refused.len() >= MAX_EPHEMERAL_SESSIONS {
-                            c.refused.clear();
-                        }
-                        c.refused.insert(document_id)
-                    });
-                    if first_time && matches!(message, Message::Request(_)) {
-                        self.send_empty_sync(conn, document_id);
+                // Read and checked before anything else, so what a message
+                // may cost does not depend on the document.
+                let message = match check_sync_shape(&frame.data).and_then(|()| {
+                    sync::Message::decode(&frame.data)
+                        .map_err(|e| e.to_string())
+                        .and_then(check_sync_message)
+                }) {
+                    Ok(message) => message,
+                    Err(error) => {
+                        let reason = format!(
+                            "the sync data for document {document_id} could not be read: {}",
+                            shorten(&error)
+                        );
+                        return self.refuse(conn, &reason);
                     }
-                    return self.send_unavailable(conn, document_id);
+                };
+                if self.policy.permission(conn, &document_id) == Permission::None {
+                    // The same answer as for a document that does not exist,
+                    // so ids cannot be probed.
+                    let unavailable = request || offers_changes(&message);
+                    return self.answer_absent(conn, document_id, message, unavailable);
                 }
-                self.with_document(document_id, Queued::Frame(conn, message));
+                let carried = match self.measure_message(&message) {
+                    Ok(carried) => carried,
+                    Err(reason) => {
+                        return self.stop_document(
+                            conn,
+                            document_id,
+                            &format!(
+                                "the changes sent for document {document_id} were not saved: {reason}; they stay on your computer"
+                            ),
+                        );
+                    }
+                };
+                self.with_document(
+                    document_id,
+                    Queued::Sync(SyncIn {
+                        conn,
+                        message,
+                        request,
+                        carried,
+                        authors: None,
+                    }),
+                );
             }
             Message::DocUnavailable { document_id, .. } => {
                 if let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id)
@@ -1210,10 +1604,15 @@ impl Repo {
         }
         self.ephemeral_seen.insert(key, count);
         let policy = &self.policy;
+        let connections = &self.connections;
+        let limit = self.config.outbox_bytes;
         let targets: Vec<ConnId> = subscribers
             .into_iter()
             .filter(|&other| other != conn)
             .filter(|&other| policy.permission(other, &document_id) != Permission::None)
+            // Presence is worth nothing late: a peer behind on reading
+            // misses it.
+            .filter(|other| !connections.get(other).is_some_and(|c| backed_up(c, limit)))
             .collect();
         for target in targets {
             let Some(target_id) = self.peer_id(target) else {
@@ -1246,6 +1645,10 @@ impl Repo {
             _ => None,
         };
         for document_id in connection.documents {
+            if let Some(Slot::Busy { departed, .. }) = self.documents.get_mut(&document_id) {
+                departed.push((conn, storage_id.clone()));
+                continue;
+            }
             // At rest, its state was kept when it went to rest.
             if let Some(resting) = self.waking.get_mut(&document_id) {
                 resting.forget(conn);
@@ -1293,7 +1696,7 @@ impl Repo {
                 }
                 self.effects.push(Effect::Load { document_id });
             }
-            Some(Slot::Loading(queue)) => queue.push(work),
+            Some(Slot::Loading(queue) | Slot::Busy { queue, .. }) => queue.push(work),
             Some(Slot::Ready(_)) => self.run(document_id, work),
         }
     }
@@ -1307,19 +1710,39 @@ impl Repo {
         let Some(Slot::Loading(_)) = self.documents.get(&document_id) else {
             return;
         };
-        let mut doc = Automerge::new();
-        let mut unreadable = false;
+        let mut size = ChunkSize::default();
+        let mut stored_bytes = 0u64;
+        let measure = self.config.quotas.is_some() || self.config.heavy_ops.is_some();
         for chunk in &chunks {
-            if let Err(error) = doc.load_incremental(chunk) {
-                unreadable = true;
-                self.effects.push(Effect::StorageUnreadable {
-                    document_id,
-                    reason: error.to_string(),
-                });
-                break;
+            stored_bytes += chunk.len() as u64;
+            // What is stored was accepted once: measured, never refused.
+            if measure && let Ok(measured) = chunk_size::measure(chunk, chunk_size::Limits::NONE) {
+                size.ops = size.ops.saturating_add(measured.ops);
+                size.changes = size.changes.saturating_add(measured.changes);
             }
         }
-        self.on_loaded_document(document_id, doc, sync_states, unreadable);
+        let sizes = (size, stored_bytes);
+        if self.config.heavy_ops.is_some_and(|heavy| size.ops > heavy) {
+            // Assembled on the driver's worker; what arrives meanwhile
+            // waits in the loading queue.
+            self.effects.push(Effect::Work(Work(Box::new(WorkItem {
+                document_id,
+                job: Job::Load {
+                    chunks,
+                    sync_states,
+                    sizes,
+                },
+            }))));
+            return;
+        }
+        let (doc, unreadable) = assemble(&chunks);
+        if let Some(reason) = &unreadable {
+            self.effects.push(Effect::StorageUnreadable {
+                document_id,
+                reason: reason.clone(),
+            });
+        }
+        self.on_loaded_document(document_id, doc, sync_states, unreadable.is_some(), sizes);
     }
 
     fn on_loaded_document(
@@ -1328,6 +1751,7 @@ impl Repo {
         doc: Automerge,
         sync_states: Vec<(String, Vec<u8>)>,
         unreadable: bool,
+        (size, stored_bytes): (ChunkSize, u64),
     ) {
         let persisted_heads = doc.get_heads();
         // Subscribers it had when it went to rest pick up where they were.
@@ -1356,6 +1780,8 @@ impl Repo {
             stored_sync_states: sync_states.into_iter().collect(),
             last_active_ms: self.now_ms,
             unreadable,
+            size,
+            stored_bytes,
         };
         let Some(Slot::Loading(queue)) = self
             .documents
@@ -1369,51 +1795,116 @@ impl Repo {
     }
 
     fn run(&mut self, document_id: DocumentId, work: Queued) {
+        // Work queued behind a message that found the document absent
+        // (and forgot it) loads it again.
+        if !matches!(self.documents.get(&document_id), Some(Slot::Ready(_))) {
+            return self.with_document(document_id, work);
+        }
         match work {
-            Queued::Frame(conn, Message::Request(frame)) => {
-                self.on_sync(conn, document_id, frame, true)
-            }
-            Queued::Frame(conn, Message::Sync(frame)) => {
-                self.on_sync(conn, document_id, frame, false)
-            }
-            Queued::Frame(..) => {}
+            Queued::Sync(incoming) => self.on_sync(document_id, incoming),
             Queued::Local(chunk) => self.on_local_changes(document_id, &chunk),
             Queued::Announce => self.announce(document_id),
         }
     }
 
-    fn on_sync(&mut self, conn: ConnId, document_id: DocumentId, frame: SyncFrame, request: bool) {
-        if !self.connections.contains_key(&conn) {
+    fn on_sync(&mut self, document_id: DocumentId, incoming: SyncIn) {
+        let SyncIn {
+            conn,
+            message,
+            request,
+            carried,
+            authors,
+        } = incoming;
+        let Some(connection) = self.connections.get(&conn) else {
             return; // it went away while the document loaded
-        }
-        let message = match sync::Message::decode(&frame.data)
-            .map_err(|e| e.to_string())
-            .and_then(|m| check_blooms(&m).map(|()| m))
-        {
-            Ok(message) => message,
-            Err(error) => {
-                let reason = format!(
-                    "the sync data for document {document_id} could not be read: {}",
-                    shorten(&error)
-                );
-                return self.refuse(conn, &reason);
-            }
         };
+        let answering = !connection.initiate;
         let permission = self.policy.permission(conn, &document_id);
         let storage_id = self.peer_storage_id(conn);
+        let tracked = self.tracked.contains(&document_id);
         let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
             return;
         };
-        let before = document.doc.get_heads();
-        let empty = before.is_empty();
-        // A document that exists but belongs to no one (stored before
+        let empty = document.doc.get_heads().is_empty();
+        // Nobody has it: unless what arrives makes it, it is answered like
+        // a document the connection may not see, and nothing is kept. A
+        // document that exists but belongs to no one (stored before
         // ownership was recorded) cannot be claimed by whoever asks first.
+        let unknown = answering && empty && !tracked;
         if document.unreadable
             || permission == Permission::None
             || (permission == Permission::Create && !empty)
+            || (unknown && message.changes.is_empty())
         {
-            return self.send_unavailable(conn, document_id);
+            let unavailable = request || offers_changes(&message);
+            self.answer_absent(conn, document_id, message, unavailable);
+            return self.forget_if_absent(document_id);
         }
+        // To answer as if absent should the changes make nothing.
+        let absent_answer = unknown.then(|| (without_changes(&message), offers_changes(&message)));
+        let writes = !message.changes.is_empty()
+            && matches!(permission, Permission::ReadWrite | Permission::Create);
+        let heavy = self
+            .config
+            .heavy_ops
+            .is_some_and(|heavy| carried.after(0, 0).0 > heavy);
+        // Who made the changes is asked before any is applied: a school
+        // sends only its own (the relay's policy), so none can write in
+        // another's name. Reading them parses every change (a whole
+        // document's, loading it), so a heavy message's are read on the
+        // driver's worker first, and this runs again when they are.
+        if writes && self.policy.checks_authors() {
+            let read = match authors {
+                Some(read) => read,
+                None if heavy => {
+                    let incoming = SyncIn {
+                        conn,
+                        message,
+                        request,
+                        carried,
+                        authors: None,
+                    };
+                    let Some(document) = self.set_aside(document_id) else {
+                        return self.stop_document(conn, document_id, &too_busy(document_id));
+                    };
+                    self.effects.push(Effect::Work(Work(Box::new(WorkItem {
+                        document_id,
+                        job: Job::Authors { document, incoming },
+                    }))));
+                    return;
+                }
+                None => {
+                    let Some(Slot::Ready(document)) = self.documents.get(&document_id) else {
+                        return;
+                    };
+                    crate::authors::new_authors(&document.doc, message.changes.iter())
+                }
+            };
+            let verdict = read
+                .map_err(|why| {
+                    format!(
+                        "the changes sent for document {document_id} could not be read: {why}. Nothing of them was saved, and the document stops syncing on this connection"
+                    )
+                })
+                .and_then(|actors| {
+                    self.policy
+                        .authors(conn, &document_id, &actors, self.now_ms)
+                });
+            if let Err(reason) = verdict {
+                tracing::warn!(conn, document = %document_id, "changes refused: {reason}");
+                return self.stop_document(conn, document_id, &reason);
+            }
+        }
+        // Charged only for changes it may send.
+        if writes && let Err(reason) = self.admit_changes(conn, document_id, carried) {
+            let records = self.policy.take_records();
+            self.policy.forget(&records);
+            return self.stop_document(conn, document_id, &reason);
+        }
+        let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
+            return;
+        };
+        let heads_before = document.doc.get_heads();
         document.last_active_ms = self.now_ms;
         let peer = document
             .peers
@@ -1431,31 +1922,184 @@ impl Repo {
                 .iter()
                 .any(|h| document.doc.get_change_by_hash(h).is_none())
             && !std::mem::replace(&mut peer.told_read_only, true);
-        // Who made the changes is asked before any is applied: a school
-        // sends only its own (the relay's policy), so none can write in
-        // another's name.
-        if matches!(permission, Permission::ReadWrite | Permission::Create)
-            && !message.changes.is_empty()
-            && self.policy.checks_authors()
-        {
-            let verdict = crate::authors::new_authors(&document.doc, message.changes.iter())
-                .map_err(|why| {
-                    format!(
-                        "the changes sent for document {document_id} could not be read: {why}. Nothing of them was saved, and the document stops syncing on this connection"
-                    )
-                })
-                .and_then(|actors| {
-                    self.policy
-                        .authors(conn, &document_id, &actors, self.now_ms)
-                });
-            if let Err(reason) = verdict {
-                tracing::warn!(conn, document = %document_id, "changes refused: {reason}");
-                return self.stop_document(conn, document_id, &reason);
-            }
-        }
         let records = self.policy.take_records();
         let their_heads = message.heads.clone();
-        if let Err(error) = document.doc.receive_sync_message(&mut peer.sync, message) {
+        let applying = Applying {
+            conn,
+            request,
+            permission,
+            empty,
+            heads_before,
+            absent_answer,
+            refused_changes,
+            carried,
+            records,
+            their_heads,
+        };
+        if heavy {
+            let Some(document) = self.set_aside(document_id) else {
+                self.policy.forget(&applying.records);
+                return self.stop_document(conn, document_id, &too_busy(document_id));
+            };
+            self.effects.push(Effect::Work(Work(Box::new(WorkItem {
+                document_id,
+                job: Job::Receive {
+                    document,
+                    message,
+                    applying,
+                },
+            }))));
+            return;
+        }
+        let result = receive(document, conn, message);
+        self.after_receive(document_id, applying, result);
+    }
+
+    /// Takes a ready document out of the core for [`Effect::Work`]; what
+    /// arrives for it meanwhile waits. `None` if [`MAX_BUSY`] are away.
+    fn set_aside(&mut self, document_id: DocumentId) -> Option<Box<Document>> {
+        let busy = self
+            .documents
+            .values()
+            .filter(|slot| matches!(slot, Slot::Busy { .. }))
+            .count();
+        if busy >= MAX_BUSY || !matches!(self.documents.get(&document_id), Some(Slot::Ready(_))) {
+            return None;
+        }
+        match self.documents.insert(
+            document_id,
+            Slot::Busy {
+                queue: Vec::new(),
+                departed: Vec::new(),
+            },
+        ) {
+            Some(Slot::Ready(document)) => Some(document),
+            _ => unreachable!("the document was ready above"),
+        }
+    }
+
+    /// A document comes back from [`Effect::Work`]: it carries on where
+    /// `on_sync` left it, then what waited for it runs.
+    fn on_worked(&mut self, worked: Worked) {
+        let WorkedItem { document_id, done } = *worked.0;
+        let (document, returned) = match done {
+            Done::Loaded {
+                doc,
+                unreadable,
+                sync_states,
+                sizes,
+            } => {
+                if let Some(reason) = &unreadable {
+                    self.effects.push(Effect::StorageUnreadable {
+                        document_id,
+                        reason: reason.clone(),
+                    });
+                }
+                return self.on_loaded_document(
+                    document_id,
+                    doc,
+                    sync_states,
+                    unreadable.is_some(),
+                    sizes,
+                );
+            }
+            Done::Received {
+                document,
+                result,
+                applying,
+            } => (document, Returned::Applied(result, applying)),
+            Done::Authored { document, incoming } => (Some(document), Returned::Authored(incoming)),
+        };
+        let Some(Slot::Busy { queue, departed }) = self.documents.remove(&document_id) else {
+            // Forgotten meanwhile (its writes failed): it loads again.
+            return;
+        };
+        match (document, returned) {
+            (None, returned) => {
+                // Only applying panics away the document.
+                let reason = format!(
+                    "the changes sent for document {document_id} could not be applied, so the relay closed this connection; the relay's operator has been told"
+                );
+                self.effects.push(Effect::StorageUnreadable {
+                    document_id,
+                    reason: "applying a message to it failed; it is read again from storage".into(),
+                });
+                let conn = match returned {
+                    Returned::Applied(_, applying) => {
+                        self.policy.forget(&applying.records);
+                        applying.conn
+                    }
+                    Returned::Authored(incoming) => incoming.conn,
+                };
+                if self.connections.contains_key(&conn) {
+                    self.refuse(conn, &reason);
+                }
+            }
+            (Some(mut document), returned) => {
+                for (conn, storage_id) in departed {
+                    if let Some(peer) = document.peers.remove(&conn)
+                        && let Some(storage_id) = storage_id
+                    {
+                        let state = peer.sync.encode();
+                        document
+                            .stored_sync_states
+                            .insert(storage_id.clone(), state.clone());
+                        self.effects.push(Effect::PersistSyncState {
+                            document_id,
+                            storage_id,
+                            state,
+                        });
+                    }
+                }
+                self.documents.insert(document_id, Slot::Ready(document));
+                match returned {
+                    // Its authors are read: `on_sync` goes on from there,
+                    // and may set it aside again to apply the message.
+                    Returned::Authored(incoming) => self.on_sync(document_id, incoming),
+                    Returned::Applied(result, applying) => {
+                        if self.connections.contains_key(&applying.conn) {
+                            self.after_receive(document_id, applying, result);
+                        } else {
+                            // Its sender left meanwhile: what was applied
+                            // is kept all the same, with what the policy
+                            // decided about it.
+                            if result.is_ok() {
+                                self.keep_applied(applying.records);
+                            } else {
+                                self.policy.forget(&applying.records);
+                            }
+                            self.persist_changes(document_id);
+                            self.sync_peers(document_id);
+                        }
+                    }
+                }
+            }
+        }
+        for work in queue {
+            self.run(document_id, work);
+        }
+    }
+
+    /// The part of `on_sync` after the message was applied.
+    fn after_receive(
+        &mut self,
+        document_id: DocumentId,
+        applying: Applying,
+        result: Result<(), String>,
+    ) {
+        let Applying {
+            conn,
+            request,
+            permission,
+            empty,
+            heads_before,
+            absent_answer,
+            refused_changes,
+            carried,
+            records,
+            their_heads,
+        } = applying;
+        if let Err(error) = result {
             self.policy.forget(&records);
             // One document's trouble (a change that clashes with one already
             // here, say after a data directory was restored from a backup)
@@ -1466,17 +2110,35 @@ impl Repo {
                 document_id,
                 &format!(
                     "the changes sent for document {document_id} were refused ({}), so it stops syncing on this connection; nothing else is affected. If this school's data was restored from a backup or copied to another computer, ask for help before editing it further",
-                    shorten(&error.to_string())
+                    shorten(&error)
                 ),
             );
         }
-        peer.pace.heard(&peer.sync);
+        let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
+            return;
+        };
+        let changed = document.doc.get_heads() != heads_before;
+        if changed {
+            document.size.ops = carried.after(document.size.ops, 0).0;
+        }
+        if let Some(peer) = document.peers.get_mut(&conn) {
+            peer.pace.heard(&peer.sync);
+        }
         if matches!(permission, Permission::ReadWrite | Permission::Create)
             && their_heads
                 .iter()
                 .all(|h| document.doc.get_change_by_hash(h).is_some())
         {
             self.policy.caught_up(conn, &document_id);
+        }
+        if let Some((message, offered)) = absent_answer
+            && document.doc.get_heads().is_empty()
+        {
+            // What arrived made nothing (an empty document's snapshot).
+            self.policy.forget(&records);
+            document.peers.remove(&conn);
+            self.answer_absent(conn, document_id, message, request || offered);
+            return self.forget_if_absent(document_id);
         }
         let mut claimed = None;
         if permission == Permission::Create && !document.doc.get_heads().is_empty() {
@@ -1497,14 +2159,7 @@ impl Repo {
                 }
             }
         }
-        // An actor bound by these changes is kept in the same write, and
-        // its school named to those who will see them.
-        self.announce_bindings(&records);
-        self.effects.extend(
-            records
-                .into_iter()
-                .map(|record| Effect::PersistAccess { record }),
-        );
+        self.keep_applied(records);
         if refused_changes {
             self.warn(
                 conn,
@@ -1515,6 +2170,7 @@ impl Repo {
         }
         if let Some(connection) = self.connections.get_mut(&conn) {
             connection.documents.insert(document_id);
+            connection.absent.remove(&document_id);
         }
         self.persist_changes(document_id);
         // Announced after the document's first chunk, so its frames go
@@ -1522,9 +2178,11 @@ impl Repo {
         if let Some(partnership) = claimed {
             self.announce_claim(conn, document_id, &partnership);
         }
+        if empty && !self.is_empty(&document_id) {
+            self.subscribe_awaiting(document_id);
+        }
         // The sender is answered; the others hear only of what changed.
-        let changed = self.document(&document_id).map(Automerge::get_heads) != Some(before);
-        self.sync_with(document_id, (!changed).then_some(conn));
+        self.sync_peers_of(document_id, (!changed).then_some(conn));
         if request && self.is_empty(&document_id) {
             // We have nothing, and the requester has nothing: say so (after
             // our sync reply, as the reference server does), and keep it
@@ -1589,27 +2247,55 @@ impl Repo {
             document.doc.save_after(&document.persisted_heads)
         };
         document.persisted_heads = heads;
+        document.stored_bytes = document.stored_bytes.saturating_add(chunk.len() as u64);
         self.effects.push(Effect::Persist { document_id, chunk });
     }
 
     /// Sends each peer of the document whatever it is missing, and keeps
     /// the sync states of peers with storage.
     fn sync_peers(&mut self, document_id: DocumentId) {
-        self.sync_with(document_id, None);
+        self.sync_peers_of(document_id, None);
     }
 
-    /// Brings the document's peers up to date (only `only`, if given), as
+    /// A connection's writer caught up: sync messages held back for it
+    /// are made now, while it keeps up.
+    fn on_written(&mut self, conn: ConnId, bytes: usize) {
+        let limit = self.config.outbox_bytes;
+        let Some(connection) = self.connections.get_mut(&conn) else {
+            return;
+        };
+        connection.unsent = connection.unsent.saturating_sub(bytes);
+        let mut waiting: Vec<DocumentId> = connection.deferred.drain().collect();
+        waiting.sort();
+        for document_id in waiting {
+            if self
+                .connections
+                .get(&conn)
+                .is_some_and(|c| backed_up(c, limit))
+            {
+                if let Some(connection) = self.connections.get_mut(&conn) {
+                    connection.deferred.insert(document_id);
+                }
+                continue;
+            }
+            self.sync_peers_of(document_id, Some(conn));
+        }
+    }
+
+    /// [`Self::sync_peers`], for one peer only if `only` says so, as
     /// `pacing.rs` allows: a peer still to acknowledge changes we sent
     /// waits, and is woken by its answer or at its wake-up time.
-    fn sync_with(&mut self, document_id: DocumentId, only: Option<ConnId>) {
+    fn sync_peers_of(&mut self, document_id: DocumentId, only: Option<ConnId>) {
         let eager = self.config.eager_sync_states;
         let now_ms = self.now_ms;
+        let limit = self.config.outbox_bytes;
         let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
             return;
         };
         let empty = document.doc.get_heads().is_empty();
         let mut outgoing = Vec::new();
         let mut states = Vec::new();
+        let mut held_back = Vec::new();
         // Rights can change while a peer is subscribed (a school removed
         // from a partnership): it then receives nothing more.
         let policy = &self.policy;
@@ -1628,6 +2314,10 @@ impl Repo {
             };
             if peer.refused.is_some() {
                 continue; // the peer stopped this document with us
+            }
+            if backed_up(connection, limit) {
+                held_back.push(conn);
+                continue;
             }
             // The side that accepted the connection (the relay) paces.
             let paced = !connection.initiate;
@@ -1669,6 +2359,11 @@ impl Repo {
                 state,
             });
         }
+        for conn in held_back {
+            if let Some(connection) = self.connections.get_mut(&conn) {
+                connection.deferred.insert(document_id);
+            }
+        }
         for (conn, message) in outgoing {
             self.send(conn, &message);
         }
@@ -1678,6 +2373,7 @@ impl Repo {
     /// are sent what they were owed.
     fn on_time(&mut self, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
+        let mut retry = Vec::new();
         while let Some(&Reverse((at, document_id, conn))) = self.wakeups.peek() {
             if at > self.now_ms {
                 break;
@@ -1688,11 +2384,21 @@ impl Repo {
                     .peers
                     .get_mut(&conn)
                     .is_some_and(|peer| peer.pace.woken(at)),
+                Some(Slot::Busy { .. }) => {
+                    // Away on the worker: its peers' pace comes back with
+                    // it, and this wake-up tries again a gap later.
+                    retry.push((document_id, conn));
+                    false
+                }
                 _ => false,
             };
             if owed {
-                self.sync_with(document_id, Some(conn));
+                self.sync_peers_of(document_id, Some(conn));
             }
+        }
+        for (document_id, conn) in retry {
+            let at = self.now_ms + crate::pacing::GAP_MS;
+            self.wakeups.push(Reverse((at, document_id, conn)));
         }
     }
 
@@ -1705,6 +2411,7 @@ impl Repo {
         let mut drop = Vec::new();
         let mut rest = Vec::new();
         for (document_id, slot) in &self.documents {
+            // Loading, away being worked on, or resting already.
             let Slot::Ready(document) = slot else {
                 continue;
             };
@@ -1718,12 +2425,17 @@ impl Repo {
             // memory.
             if document.peers.is_empty() || document.doc.get_heads().is_empty() {
                 drop.push(*document_id);
-            } else if !document
-                .peers
-                .values()
-                // A refusal's words stay where `Repo::refusal` reads them.
-                .any(|peer| peer.pace.owed() || peer.refused.is_some())
-            {
+            } else if !document.peers.iter().any(|(conn, peer)| {
+                // A refusal's words stay where `Repo::refusal` reads them;
+                // a peer owed changes, or held back while its outbox
+                // drains, gets them before the document rests.
+                peer.pace.owed()
+                    || peer.refused.is_some()
+                    || self
+                        .connections
+                        .get(conn)
+                        .is_some_and(|c| c.deferred.contains(document_id))
+            }) {
                 rest.push(*document_id);
             }
         }
@@ -1784,22 +2496,170 @@ impl Repo {
         storage_id_of(&self.connections.get(&conn)?.state)
     }
 
-    /// What a peer that has nothing says first.
-    fn send_empty_sync(&mut self, conn: ConnId, document_id: DocumentId) {
+    /// What a message's changes hold, refused past the message quota.
+    fn measure_message(&self, message: &sync::Message) -> Result<Carried, String> {
+        if self.config.quotas.is_none() && self.config.heavy_ops.is_none() {
+            return Ok(Carried::default());
+        }
+        // Without quotas (a client trusting its relay), measured only to
+        // tell heavy messages apart.
+        let quotas = self.config.quotas.unwrap_or(Quotas {
+            message_ops: u64::MAX,
+            document_ops: u64::MAX,
+            document_bytes: u64::MAX,
+        });
+        let limits = chunk_size::Limits {
+            entries: quotas.message_ops,
+            inflated_bytes: quotas.inflate_limit(),
+        };
+        let over = || {
+            format!(
+                "they hold more than {} operations, this relay's limit for one message (make smaller edits, or ask the relay's operator)",
+                quotas.message_ops
+            )
+        };
+        let mut carried = Carried::default();
+        for chunk in message.changes.iter() {
+            let size = chunk_size::measure(chunk, limits).map_err(|error| match error {
+                chunk_size::SizeError::TooManyOps { .. } => over(),
+                other => other.to_string(),
+            })?;
+            let bytes = chunk.len() as u64;
+            if chunk_size::is_snapshot(chunk) {
+                carried.snapshot_ops = carried.snapshot_ops.max(size.ops);
+                carried.snapshot_bytes = carried.snapshot_bytes.max(bytes);
+            } else {
+                carried.added_ops = carried.added_ops.saturating_add(size.ops);
+                carried.added_bytes = carried.added_bytes.saturating_add(bytes);
+            }
+        }
+        if carried.after(0, 0).0 > quotas.message_ops {
+            return Err(over());
+        }
+        Ok(carried)
+    }
+
+    /// Whether these changes may be added to the document: within its
+    /// quotas, and within its school's allowance, which is charged what
+    /// they add.
+    fn admit_changes(
+        &mut self,
+        conn: ConnId,
+        document_id: DocumentId,
+        carried: Carried,
+    ) -> Result<(), String> {
+        let (ops, bytes) = match self.documents.get(&document_id) {
+            Some(Slot::Ready(document)) => (document.size.ops, document.stored_bytes),
+            _ => (0, 0),
+        };
+        let (ops_after, bytes_after) = carried.after(ops, bytes);
+        if let Some(quotas) = self.config.quotas {
+            let kept = "so the changes sent were not saved; they stay on your computer. Start a new document for further work, or ask the relay's operator";
+            if ops_after > quotas.document_ops {
+                return Err(format!(
+                    "document {document_id} would hold more than {} operations, this relay's limit for one document, {kept}",
+                    quotas.document_ops
+                ));
+            }
+            if bytes_after > quotas.document_bytes {
+                return Err(format!(
+                    "document {document_id} would take more than {} MB, this relay's limit for one document, {kept}",
+                    quotas.document_bytes / (1024 * 1024)
+                ));
+            }
+        }
+        self.policy
+            .charge(conn, ops_after - ops, bytes_after - bytes, self.now_ms)
+    }
+
+    /// Answers a sync message for a document this connection cannot have
+    /// (nobody has it, or it is not its partnerships') exactly as an empty
+    /// document would the first time, applying nothing and keeping
+    /// nothing but the id in the connection's `absent` set; then, if
+    /// `unavailable` (a `request`, or a message offering changes, which
+    /// are not taken), `doc-unavailable`. Whether the document exists for
+    /// someone else cannot be told from the answer. (Only offering changes
+    /// for a document nobody has, with the right to create it, makes a
+    /// difference: the document is then created.)
+    fn answer_absent(
+        &mut self,
+        conn: ConnId,
+        document_id: DocumentId,
+        message: sync::Message,
+        unavailable: bool,
+    ) {
         let Some(target_id) = self.peer_id(conn) else {
             return;
         };
-        let mut state = sync::State::new();
-        if let Some(message) = Automerge::new().generate_sync_message(&mut state) {
-            self.send(
-                conn,
-                &Message::Sync(SyncFrame {
-                    sender_id: self.config.peer_id.clone(),
-                    target_id,
-                    document_id,
-                    data: message.encode(),
-                }),
-            );
+        let first_time = self.connections.get_mut(&conn).is_some_and(|c| {
+            if c.absent.len() >= MAX_ABSENT {
+                c.absent.clear();
+            }
+            c.absent.insert(document_id)
+        });
+        if first_time {
+            let mut empty = Automerge::new();
+            let mut state = sync::State::new();
+            if empty
+                .receive_sync_message(&mut state, without_changes(&message))
+                .is_ok()
+                && let Some(reply) = empty.generate_sync_message(&mut state)
+            {
+                self.send(
+                    conn,
+                    &Message::Sync(SyncFrame {
+                        sender_id: self.config.peer_id.clone(),
+                        target_id,
+                        document_id,
+                        data: reply.encode(),
+                    }),
+                );
+            }
+        }
+        if unavailable {
+            self.send_unavailable(conn, document_id);
+        }
+    }
+
+    /// Drops a document that turned out to exist nowhere, once nothing
+    /// waits on it: a made-up id costs nothing past its answer.
+    fn forget_if_absent(&mut self, document_id: DocumentId) {
+        if let Some(Slot::Ready(document)) = self.documents.get(&document_id)
+            && document.peers.is_empty()
+            && document.doc.get_heads().is_empty()
+            && !document.unreadable
+            && !self.tracked.contains(&document_id)
+        {
+            self.documents.remove(&document_id);
+        }
+    }
+
+    /// A document just appeared: connections that asked for it while
+    /// nobody had it, and may see it now, are synced it.
+    fn subscribe_awaiting(&mut self, document_id: DocumentId) {
+        let waiting: Vec<(ConnId, Option<String>)> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.absent.contains(&document_id))
+            .map(|(&conn, c)| (conn, storage_id_of(&c.state)))
+            .collect();
+        for (conn, storage_id) in waiting {
+            if !matches!(
+                self.policy.permission(conn, &document_id),
+                Permission::Read | Permission::ReadWrite
+            ) {
+                continue;
+            }
+            let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
+                return;
+            };
+            document.peers.entry(conn).or_insert_with(|| {
+                new_peer_doc(&document.stored_sync_states, storage_id.as_deref())
+            });
+            if let Some(connection) = self.connections.get_mut(&conn) {
+                connection.absent.remove(&document_id);
+                connection.documents.insert(document_id);
+            }
         }
     }
 
@@ -1817,10 +2677,11 @@ impl Repo {
     }
 
     fn send(&mut self, conn: ConnId, message: &Message) {
-        self.effects.push(Effect::Send {
-            conn,
-            bytes: message.encode(),
-        });
+        let bytes = message.encode();
+        if let Some(connection) = self.connections.get_mut(&conn) {
+            connection.unsent += bytes.len();
+        }
+        self.effects.push(Effect::Send { conn, bytes });
     }
 
     /// Tells the peer something it should know, keeping the connection.
@@ -1859,6 +2720,7 @@ impl Repo {
         }
         if let Some(connection) = self.connections.get_mut(&conn) {
             connection.documents.remove(&document_id);
+            connection.deferred.remove(&document_id);
             if connection.stopped.len() >= MAX_EPHEMERAL_SESSIONS {
                 connection.stopped.clear();
             }
@@ -1881,6 +2743,18 @@ impl Repo {
         }
     }
 
+    /// What the policy decided about changes just applied (an actor
+    /// bound by them) is kept in the same write, and the school named to
+    /// those who will see them.
+    fn keep_applied(&mut self, records: Vec<AccessRecord>) {
+        self.announce_bindings(&records);
+        self.effects.extend(
+            records
+                .into_iter()
+                .map(|record| Effect::PersistAccess { record }),
+        );
+    }
+
     /// Hands the driver what the policy decided to keep.
     fn keep_records(&mut self) {
         for record in self.policy.take_records() {
@@ -1897,6 +2771,12 @@ impl Repo {
             reason: reason.to_string(),
         });
     }
+}
+
+/// Whether a connection has more waiting to be written than its limit,
+/// so its sync messages wait.
+fn backed_up(connection: &Connection, limit: Option<usize>) -> bool {
+    limit.is_some_and(|limit| connection.unsent >= limit)
 }
 
 fn storage_id_of(state: &ConnState) -> Option<String> {
@@ -1919,6 +2799,65 @@ fn new_peer_doc(stored: &HashMap<String, Vec<u8>>, storage_id: Option<&str>) -> 
         pace: Pace::default(),
         refused: None,
     }
+}
+
+/// Whether a peer that holds the document sends changes of it (an empty
+/// document's snapshot, from a peer with nothing, does not count).
+fn offers_changes(message: &sync::Message) -> bool {
+    !message.heads.is_empty() && !message.changes.is_empty()
+}
+
+/// The message with its changes left out: what a document that applies
+/// nothing hears.
+fn without_changes(message: &sync::Message) -> sync::Message {
+    sync::Message {
+        heads: message.heads.clone(),
+        need: message.need.clone(),
+        have: message.have.clone(),
+        changes: sync::ChunkList::empty(),
+        flags: message.flags,
+        version: message.version.clone(),
+    }
+}
+
+/// Refuses, from its encoding alone, a sync message whose lists are
+/// longer than a real peer's (see [`MAX_SYNC_HAVES`]).
+fn check_sync_shape(data: &[u8]) -> Result<(), String> {
+    let shape = crate::chunk_size::sync_shape(data, MAX_SYNC_HASHES.max(MAX_SYNC_CHUNKS))
+        .map_err(|e| e.to_string())?;
+    if shape.have > MAX_SYNC_HAVES {
+        return Err(format!(
+            "it lists {} summaries (“have”), where a peer sends at most {MAX_SYNC_HAVES}",
+            shape.have
+        ));
+    }
+    for (name, len) in [
+        ("heads", shape.heads),
+        ("need", shape.need),
+        ("lastSync", shape.last_sync),
+    ] {
+        if len > MAX_SYNC_HASHES {
+            return Err(format!(
+                "it lists {len} hashes in “{name}”, where a peer sends at most {MAX_SYNC_HASHES}"
+            ));
+        }
+    }
+    if shape.changes > MAX_SYNC_CHUNKS {
+        return Err(format!(
+            "it carries {} changes, more than the {MAX_SYNC_CHUNKS} this relay takes in one message",
+            shape.changes
+        ));
+    }
+    Ok(())
+}
+
+/// Drops repeated needs, each of which would put the same change in our
+/// reply again, and refuses unusable bloom filters.
+fn check_sync_message(mut message: sync::Message) -> Result<sync::Message, String> {
+    let mut seen = HashSet::new();
+    message.need.retain(|hash| seen.insert(*hash));
+    check_blooms(&message)?;
+    Ok(message)
 }
 
 /// Refuses bloom filters automerge cannot use safely: one that claims

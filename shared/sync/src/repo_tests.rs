@@ -39,6 +39,8 @@ struct Net {
     named: Vec<HashMap<Vec<u8>, String>>,
     /// Signing keys the relay asked to keep, in order.
     signing_keys: Vec<crate::access::SchoolKey>,
+    /// Clients that stopped reading, and what the relay sent them since.
+    not_reading: HashMap<usize, Vec<Vec<u8>>>,
 }
 
 impl Net {
@@ -73,6 +75,7 @@ impl Net {
             records: Vec::new(),
             named: vec![HashMap::new(); clients + 1],
             signing_keys: Vec::new(),
+            not_reading: HashMap::new(),
         }
     }
 
@@ -232,7 +235,23 @@ impl Net {
                     (0, node as ConnId)
                 };
                 let client = if node == 0 { conn as usize } else { node };
+                if node == 0
+                    && let Some(unread) = self.not_reading.get_mut(&client)
+                {
+                    unread.push(bytes);
+                    return;
+                }
                 if self.linked[client] && !(node != 0 && self.muted[client]) {
+                    if node == 0 {
+                        // Written at once: the relay hears so.
+                        self.queue.push_back((
+                            0,
+                            Event::Written {
+                                conn,
+                                bytes: bytes.len(),
+                            },
+                        ));
+                    }
                     self.queue.push_back((
                         to,
                         Event::Frame {
@@ -300,12 +319,50 @@ impl Net {
                 }
             }
             Effect::PersistSigningKey { key } => self.signing_keys.push(key),
+            Effect::Work(work) => {
+                // Run here, after what is already queued, as a worker
+                // thread would finish it later.
+                self.queue.push_back((node, Event::Worked(work.run())));
+            }
             Effect::PeerJoined { .. }
             | Effect::Listed { .. }
             | Effect::Unavailable { .. }
             | Effect::StorageUnreadable { .. }
             | Effect::RemoteError { .. } => {}
         }
+    }
+
+    /// The client stops reading what the relay sends it.
+    fn stop_reading(&mut self, client: usize) {
+        self.not_reading.insert(client, Vec::new());
+    }
+
+    /// Bytes the relay has sent the client that it has not read.
+    fn unread_bytes(&self, client: usize) -> usize {
+        self.not_reading
+            .get(&client)
+            .map(|unread| unread.iter().map(Vec::len).sum())
+            .unwrap_or(0)
+    }
+
+    /// The client reads everything waiting for it, and stops again.
+    fn read_waiting(&mut self, client: usize) {
+        let unread = self
+            .not_reading
+            .insert(client, Vec::new())
+            .unwrap_or_default();
+        for bytes in unread {
+            self.queue.push_back((
+                0,
+                Event::Written {
+                    conn: client as ConnId,
+                    bytes: bytes.len(),
+                },
+            ));
+            self.queue
+                .push_back((client, Event::Frame { conn: 0, bytes }));
+        }
+        self.run();
     }
 
     fn tick(&mut self, advance_ms: u64) {
@@ -1181,6 +1238,95 @@ fn a_poisoned_bloom_filter_is_refused_and_the_relay_keeps_serving() {
     );
 }
 
+/// What a real peer never sends is refused before automerge sees it:
+/// each `have` entry costs a pass over the document's changes, and each
+/// repeated need a copy of a change in the reply.
+#[test]
+fn oversized_sync_lists_are_refused_and_repeated_needs_answered_once() {
+    let mut net = Net::new(2);
+    net.connect(1);
+    net.connect(2);
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    let frame = |message: automerge::sync::Message| {
+        Message::Sync(SyncFrame {
+            sender_id: "school-2".into(),
+            target_id: "relay".into(),
+            document_id: id,
+            data: message.encode(),
+        })
+        .encode()
+    };
+    let empty = || automerge::sync::Message {
+        heads: vec![],
+        need: vec![],
+        have: vec![],
+        changes: automerge::sync::ChunkList::empty(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    };
+    let heads = net.stored(0, id).get_heads();
+    let cases = [
+        (
+            automerge::sync::Message {
+                have: vec![automerge::sync::Have::default(); MAX_SYNC_HAVES as usize + 1],
+                ..empty()
+            },
+            "it lists 17 summaries (“have”), where a peer sends at most 16",
+        ),
+        (
+            automerge::sync::Message {
+                need: vec![heads[0]; MAX_SYNC_HASHES as usize + 1],
+                ..empty()
+            },
+            "it lists 1025 hashes in “need”, where a peer sends at most 1024",
+        ),
+        (
+            automerge::sync::Message {
+                heads: vec![heads[0]; MAX_SYNC_HASHES as usize + 1],
+                ..empty()
+            },
+            "it lists 1025 hashes in “heads”",
+        ),
+    ];
+    for (message, expected) in cases {
+        net.connect(2);
+        net.send_raw(2, frame(message));
+        assert!(!net.linked[2], "{expected}");
+        let errors = net.sent_errors(0);
+        assert!(errors.iter().any(|e| e.contains(expected)), "{errors:?}");
+    }
+
+    // A need repeated 1,000 times (within the limit) brings the change once.
+    net.connect(2);
+    let before = net.log.len();
+    net.send_raw(
+        2,
+        frame(automerge::sync::Message {
+            need: vec![heads[0]; 1000],
+            ..empty()
+        }),
+    );
+    let changes_sent: usize = net.log[before..]
+        .iter()
+        .filter_map(|(n, e)| match e {
+            Effect::Send { conn: 2, bytes } if *n == 0 => {
+                match Message::decode(bytes, usize::MAX).unwrap() {
+                    Message::Sync(f) => Some(
+                        automerge::sync::Message::decode(&f.data)
+                            .unwrap()
+                            .changes
+                            .len(),
+                    ),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .sum();
+    assert_eq!(changes_sent, 1, "the needed change is sent once");
+    assert!(net.linked[2]);
+}
+
 #[test]
 fn a_change_that_clashes_stops_only_that_document_not_the_connection() {
     let mut net = Net::new(2);
@@ -1244,63 +1390,112 @@ fn a_forbidden_document_answers_exactly_like_a_missing_one() {
     let partnerships = SharedPartnerships::default();
     partnerships.member(1, "north", true);
     partnerships.member(2, "south", true);
-    let mut net = Net::with_relay_policy(2, Box::new(partnerships.clone()));
+    partnerships.member(3, "south", false);
+    let mut net = Net::with_relay_policy(3, Box::new(partnerships.clone()));
     net.connect(1);
     net.connect(2);
+    net.connect(3);
     let north = new_doc_with_title(&mut net, 1, "North plan");
-    let answers = |net: &mut Net, id: DocumentId| -> Vec<String> {
+    // What a peer with nothing sends, and what one that holds a version
+    // of the document sends first.
+    let nothing = automerge::Automerge::new()
+        .generate_sync_message(&mut automerge::sync::State::new())
+        .unwrap()
+        .encode();
+    let mut held = AutoCommit::new();
+    held.put(ROOT, "title", "mine").unwrap();
+    let something = held
+        .document()
+        .generate_sync_message(&mut automerge::sync::State::new())
+        .unwrap()
+        .encode();
+    // And its changes, which only a school that may create documents
+    // gets to create one with: a viewer's are answered alike.
+    let changes = automerge::sync::Message {
+        changes: vec![held.save()].into(),
+        ..automerge::sync::Message::decode(&something).unwrap()
+    }
+    .encode();
+    // Everything the relay sends on school 2's connection, ids left out.
+    let answers = |net: &mut Net, school: usize, id: DocumentId| -> Vec<(String, Vec<u8>)> {
         let before = net.log.len();
-        let mut state = automerge::sync::State::new();
-        let data = automerge::Automerge::new()
-            .generate_sync_message(&mut state)
-            .unwrap()
-            .encode();
-        net.send_raw(
-            2,
-            Message::Request(SyncFrame {
-                sender_id: "school-2".into(),
+        let mut sent = vec![
+            (true, &nothing),
+            (true, &nothing),
+            (false, &something),
+            (false, &something),
+            (true, &something),
+        ];
+        if school == 3 {
+            sent.push((false, &changes));
+        }
+        for (request, data) in sent {
+            let frame = SyncFrame {
+                sender_id: format!("school-{school}"),
                 target_id: "relay".into(),
                 document_id: id,
-                data,
-            })
-            .encode(),
-        );
+                data: data.clone(),
+            };
+            let message = if request {
+                Message::Request(frame)
+            } else {
+                Message::Sync(frame)
+            };
+            net.send_raw(school, message.encode());
+        }
         net.log[before..]
             .iter()
             .filter_map(|(n, e)| match e {
-                Effect::Send { bytes, .. } if *n == 0 => {
-                    Message::decode(bytes, usize::MAX).ok().map(|m| match m {
-                        Message::Sync(f) => format!(
-                            "sync {:?}",
-                            automerge::sync::Message::decode(&f.data).unwrap().heads
-                        ),
-                        other => other.kind().to_string(),
-                    })
+                Effect::Send { bytes, conn } if *n == 0 && *conn == school as ConnId => {
+                    let message = Message::decode(bytes, usize::MAX).unwrap();
+                    let data = match &message {
+                        Message::Sync(f) | Message::Request(f) => f.data.clone(),
+                        _ => Vec::new(),
+                    };
+                    Some((message.kind().to_string(), data))
                 }
                 _ => None,
             })
             .collect()
     };
-    let forbidden = answers(&mut net, north);
-    let missing = answers(&mut net, DocumentId::random());
+    let forbidden = answers(&mut net, 2, north);
+    let missing = answers(&mut net, 2, DocumentId::random());
     assert_eq!(forbidden, missing);
-    assert_eq!(missing.last().map(String::as_str), Some("doc-unavailable"));
+    let forbidden = answers(&mut net, 3, north);
+    let missing = answers(&mut net, 3, DocumentId::random());
+    assert_eq!(forbidden, missing, "a viewer offering changes");
+    assert_eq!(
+        forbidden.last().map(|(k, _)| k.as_str()),
+        Some("doc-unavailable"),
+        "changes that are not taken are answered as unavailable"
+    );
+    let kinds: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(kinds.starts_with(&["sync", "doc-unavailable"]), "{kinds:?}");
+    assert_eq!(
+        net.nodes[0].loaded_documents(),
+        1,
+        "only the real document is held; the made-up one left nothing"
+    );
 }
 
 #[test]
-fn requests_for_made_up_ids_do_not_fill_memory() {
+fn requests_for_made_up_ids_leave_nothing_behind() {
     let mut net = Net::new(1);
     net.connect(1);
     for _ in 0..200 {
         net.track(1, DocumentId::random());
     }
-    assert!(net.nodes[0].loaded_documents() >= 200);
-    net.tick(120_000);
     assert_eq!(
         net.nodes[0].loaded_documents(),
         0,
-        "empty documents leave memory though their requesters stay"
+        "a document nobody has is answered and forgotten at once"
     );
+    let unavailable = net
+        .log
+        .iter()
+        .filter(|(n, e)| *n == 1 && matches!(e, Effect::Unavailable { .. }))
+        .count();
+    assert!(unavailable >= 200, "each request was answered");
 }
 
 // The relay's real policy, `access::PartnershipPolicy`, in the same network:
@@ -1680,6 +1875,85 @@ mod relay_policy {
         assert_eq!(status_at(&net, 0, plan).as_deref(), Some("done"));
         assert_eq!(net.nodes[1].progress(&plan, 0), SyncProgress::InSync);
         assert!(net.linked[1]);
+    }
+
+    /// The kinds of work the relay handed out for `id`, in order.
+    fn work_on(net: &Net, id: DocumentId) -> Vec<String> {
+        net.log
+            .iter()
+            .filter_map(|(n, e)| match e {
+                Effect::Work(work) if *n == 0 && work.document_id() == id => {
+                    let text = format!("{work:?}");
+                    Some(text.split_whitespace().next().unwrap_or("").to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Reading who made a heavy message's changes parses them all (a
+    /// whole document's, loading it), so it runs as work too, before the
+    /// policy decides and the message is applied: the engine never does
+    /// automerge's heavy reading itself. A spoofed heavy change is read
+    /// there, refused, and never applied.
+    #[test]
+    fn a_heavy_messages_authors_are_read_as_work_before_it_is_applied() {
+        let register = Arc::new(register(
+            1,
+            &[
+                (1, &[("north", Role::Member)]),
+                (2, &[("north", Role::Member)]),
+            ],
+        ));
+        let policy = PartnershipPolicy::new(register.clone(), HashMap::new(), 2);
+        let mut net = Net::with_relay_policy(2, Box::new(policy));
+        let mut config = RepoConfig::new("relay", Some("relay-storage".into()));
+        config.heavy_ops = Some(100);
+        let policy = PartnershipPolicy::new(register.clone(), HashMap::new(), 2);
+        net.nodes[0] = Repo::new(config, Box::new(policy));
+        for client in 1..=2 {
+            let grant = register.authenticate(&credential(client), None).unwrap();
+            net.grants.insert(client, grant);
+        }
+        net.connect(1);
+        net.connect(2);
+        let long = "typed ".repeat(200);
+        let plan = new_doc_with_title(&mut net, 1, &long);
+        assert_eq!(
+            work_on(&net, plan),
+            vec!["Work(authors", "Work(apply"],
+            "its authors were read as work, then it was applied as work"
+        );
+        assert_eq!(text_of(&net.stored(0, plan), "title"), long);
+        assert!(
+            net.records.iter().any(|r| matches!(r,
+                AccessRecord::ActorBound { actor, school } if *actor == self::actor("actor-1") && school == "school-id-1")),
+            "the actor was bound to its school: {:?}",
+            net.records
+        );
+
+        // School 2 writes a heavy change under school 1's actor.
+        net.track(2, plan);
+        net.log.clear();
+        net.edit_as(2, "actor-1", plan, |doc| {
+            let notes = doc.put_object(ROOT, "notes", ObjType::Text).unwrap();
+            doc.splice_text(&notes, 0, 0, &"spoofed ".repeat(50))
+                .unwrap();
+        });
+        assert_eq!(
+            work_on(&net, plan),
+            vec!["Work(authors"],
+            "read as work, refused, never applied"
+        );
+        let stopped = stopped_documents(&net);
+        assert!(
+            matches!(stopped.as_slice(), [(id, m)] if *id == plan && m.contains("belongs to another school")),
+            "{stopped:?}"
+        );
+        assert!(net.stored(0, plan).get(ROOT, "notes").unwrap().is_none());
+        // The document is back in the core: school 1 carries on.
+        net.edit(1, plan, |doc| doc.put(ROOT, "status", "green").unwrap());
+        assert_eq!(status_at(&net, 0, plan).as_deref(), Some("green"));
     }
 
     #[test]
@@ -2396,4 +2670,115 @@ mod relay_policy {
         net.connect(2);
         assert_eq!(keys_listed(&net, 2, "School 1"), vec![[9; 32]]);
     }
+}
+
+/// A peer that reads slowly is never cut: the relay holds back its sync
+/// messages while more than its outbox limit waits, and makes them, with
+/// whatever is new, once the peer has read.
+#[test]
+fn a_slow_reader_is_held_back_not_cut_and_gets_everything() {
+    let mut net = Net::new(2);
+    let mut config = RepoConfig::new("relay", Some("relay-storage".into()));
+    config.outbox_bytes = Some(4096);
+    net.nodes[0] = Repo::new(config, Box::new(AllowAll));
+    net.connect(1);
+    net.connect(2);
+    let long: String = (0..3000).map(|i| format!("{i} ")).collect();
+    let ids: Vec<DocumentId> = (0..5)
+        .map(|_| new_doc_with_title(&mut net, 1, &long))
+        .collect();
+    net.stop_reading(2);
+    for id in &ids {
+        net.track(2, *id);
+    }
+    let mut most = 0;
+    for _ in 0..50 {
+        most = most.max(net.unread_bytes(2));
+        if ids
+            .iter()
+            .all(|id| net.nodes[2].progress(id, 0) == SyncProgress::InSync)
+        {
+            break;
+        }
+        net.read_waiting(2);
+    }
+    for id in &ids {
+        assert_eq!(
+            text_of(&net.stored(2, *id), "title"),
+            long,
+            "everything arrived"
+        );
+    }
+    let one_document = net.stores[0][&ids[0]].iter().map(Vec::len).sum::<usize>();
+    assert!(
+        most <= 4096 + 2 * one_document,
+        "at most the limit and a message waited: {most} bytes"
+    );
+    assert!(net.linked[2], "the slow reader was never cut");
+}
+
+/// A message with many operations is applied by `Effect::Work`, off the
+/// core (on the relay, the engine's worker thread); meanwhile what
+/// arrives for that document waits, other documents carry on, and the
+/// result is the same as applying it here.
+#[test]
+fn a_heavy_message_is_applied_as_work_and_what_waits_for_it_follows() {
+    let mut net = Net::new(2);
+    let mut config = RepoConfig::new("relay", Some("relay-storage".into()));
+    config.heavy_ops = Some(100);
+    net.nodes[0] = Repo::new(config, Box::new(AllowAll));
+    net.connect(1);
+    net.connect(2);
+    let small = new_doc_with_title(&mut net, 1, "Small");
+    let long: String = "typed ".repeat(200);
+    let big = new_doc_with_title(&mut net, 1, &long);
+    let worked: Vec<DocumentId> = net
+        .log
+        .iter()
+        .filter_map(|(n, e)| match e {
+            Effect::Work(work) if *n == 0 => Some(work.document_id()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(worked, vec![big], "only the heavy message went to work");
+    net.edit(1, big, |doc| {
+        doc.put(ROOT, "status", "green").unwrap();
+    });
+    net.track(2, big);
+    net.track(2, small);
+    assert_eq!(
+        text_of(&net.stored(0, big), "title"),
+        long,
+        "the relay kept it"
+    );
+    let at_school = net.stored(2, big);
+    assert_eq!(text_of(&at_school, "title"), long);
+    assert_eq!(
+        at_school.get(ROOT, "status").unwrap().unwrap().0.as_str(),
+        Some("green")
+    );
+    assert_eq!(text_of(&net.stored(2, small), "title"), "Small");
+
+    // After a restart the large document is assembled as work too.
+    net.disconnect(1);
+    net.disconnect(2);
+    let mut config = RepoConfig::new("relay", Some("relay-storage".into()));
+    config.heavy_ops = Some(100);
+    net.nodes[0] = Repo::new(config, Box::new(AllowAll));
+    let before = net.log.len();
+    net.connect(2);
+    net.edit(2, big, |doc| {
+        doc.put(ROOT, "status", "red").unwrap();
+    });
+    let loads = net.log[before..]
+        .iter()
+        .filter(|(n, e)| *n == 0 && format!("{e:?}").contains("Work(load"))
+        .count();
+    assert_eq!(loads, 1, "loaded once, as work");
+    let at_relay = net.stored(0, big);
+    assert_eq!(text_of(&at_relay, "title"), long);
+    assert_eq!(
+        at_relay.get(ROOT, "status").unwrap().unwrap().0.as_str(),
+        Some("red")
+    );
 }

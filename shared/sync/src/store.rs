@@ -101,6 +101,13 @@ pub enum Write {
         key: String,
         value: String,
     },
+    /// One snapshot in place of the document's chunks up to `upto_seq`
+    /// (those after stay; automerge loads chunks in any order).
+    Compacted {
+        document_id: DocumentId,
+        upto_seq: i64,
+        data: Vec<u8>,
+    },
     /// What the relay's access policy keeps across restarts.
     Access(AccessRecord),
     /// Which school each of these actors belongs to, as the relay named
@@ -124,6 +131,9 @@ pub struct StoredChunk {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Leave compacting to the caller (`to_compact`, `Write::Compacted`)
+    /// rather than doing it inside each write.
+    compact_later: bool,
 }
 
 impl Store {
@@ -153,7 +163,11 @@ impl Store {
         .map_err(|e| classify(&path, e))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(|e| classify(&path, e))?;
-        let mut store = Store { conn, path };
+        let mut store = Store {
+            conn,
+            path,
+            compact_later: false,
+        };
         store.check_and_migrate(existed)?;
         Ok(store)
     }
@@ -590,6 +604,23 @@ impl Store {
                     })
                     .map_err(err)?;
                 }
+                Write::Compacted {
+                    document_id,
+                    upto_seq,
+                    data,
+                } => {
+                    let key = document_id.to_string();
+                    tx.execute(
+                        "DELETE FROM chunks WHERE document_id = ?1 AND seq <= ?2",
+                        params![key, upto_seq],
+                    )
+                    .map_err(err)?;
+                    tx.execute(
+                        "INSERT INTO chunks (document_id, data) VALUES (?1, ?2)",
+                        params![key, data],
+                    )
+                    .map_err(err)?;
+                }
                 Write::SigningKey { key } => {
                     tx.prepare_cached(
                         "INSERT OR IGNORE INTO signing_keys (public_key, school_id, registered_at)
@@ -631,10 +662,58 @@ impl Store {
             )
             .and_then(|mut s| s.execute(params![document_id.to_string(), now]))
             .map_err(err)?;
-            compact_if_needed(&tx, &document_id).map_err(err)?;
+            if !self.compact_later {
+                compact_if_needed(&tx, &document_id).map_err(err)?;
+            }
         }
         tx.commit().map_err(err)?;
         Ok(seqs)
+    }
+
+    /// From now on writes do not compact documents inside their
+    /// transaction: the caller asks [`Store::to_compact`] after writing,
+    /// makes the snapshot where it stalls nothing, and writes it back as
+    /// [`Write::Compacted`]. (The relay's engine: loading and saving a
+    /// large document took it over a second.)
+    pub fn compact_later(&mut self) {
+        self.compact_later = true;
+    }
+
+    /// Whether [`Store::compact_later`] was asked for.
+    pub fn compacts_later(&self) -> bool {
+        self.compact_later
+    }
+
+    /// The document's chunks, if it has more than [`COMPACT_AFTER_CHUNKS`].
+    pub fn to_compact(&self, document_id: &DocumentId) -> Result<Option<ToCompact>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let key = document_id.to_string();
+        let count: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM chunks WHERE document_id = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if count <= COMPACT_AFTER_CHUNKS {
+            return Ok(None);
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, data FROM chunks WHERE document_id = ?1 ORDER BY seq")
+            .map_err(err)?;
+        let rows: Vec<(i64, Vec<u8>)> = stmt
+            .query_map(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        let upto_seq = rows.last().map(|(seq, _)| *seq).unwrap_or(0);
+        Ok(Some(ToCompact {
+            document_id: *document_id,
+            upto_seq,
+            chunks: rows.into_iter().map(|(_, data)| data).collect(),
+        }))
     }
 
     /// Makes a local edit: loads the document's latest state, lets `edit`
@@ -780,6 +859,52 @@ impl Store {
             let (seq, id) = row.map_err(err)?;
             if let Ok(id) = id.parse() {
                 out.push((seq, id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each document's newest chunk seq: a document whose seq has not
+    /// moved has not changed.
+    pub fn last_seq_by_document(&self) -> Result<HashMap<DocumentId, i64>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT document_id, max(seq) FROM chunks GROUP BY document_id")
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(err)?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (id, seq) = row.map_err(err)?;
+            if let Ok(id) = id.parse() {
+                out.insert(id, seq);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every document's sync state with one peer (by its storage id).
+    pub fn sync_states_with(
+        &self,
+        storage_id: &str,
+    ) -> Result<HashMap<DocumentId, Vec<u8>>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT document_id, state FROM sync_states WHERE peer_storage_id = ?1")
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![storage_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(err)?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (id, state) = row.map_err(err)?;
+            if let Ok(id) = id.parse() {
+                out.insert(id, state);
             }
         }
         Ok(out)
@@ -990,11 +1115,27 @@ pub fn read_register(conn: &Connection) -> rusqlite::Result<Register> {
 
 /// Builds a document from its chunks.
 pub fn assemble(chunks: &[Vec<u8>]) -> Result<Automerge, String> {
-    let mut doc = Automerge::new();
-    for chunk in chunks {
-        doc.load_incremental(chunk).map_err(|e| e.to_string())?;
+    match crate::repo::assemble(chunks) {
+        (doc, None) => Ok(doc),
+        (_, Some(reason)) => Err(reason),
     }
-    Ok(doc)
+}
+
+/// A document's chunks up to `upto_seq`, to be replaced by one snapshot
+/// made elsewhere (see [`Store::compact_later`]).
+pub struct ToCompact {
+    pub document_id: DocumentId,
+    pub upto_seq: i64,
+    pub chunks: Vec<Vec<u8>>,
+}
+
+impl ToCompact {
+    /// The snapshot that replaces the chunks: heavy (the whole document
+    /// is loaded and saved), so run where it stalls nothing. `None` if
+    /// the chunks cannot be read; they are then left alone.
+    pub fn snapshot(&self) -> Option<Vec<u8>> {
+        assemble(&self.chunks).ok().map(|doc| doc.save())
+    }
 }
 
 /// A document kept in memory by a long-running process (the app), and
@@ -1554,5 +1695,60 @@ mod tests {
             .unwrap();
         assert!(store.load_document(&one).unwrap().is_some());
         assert!(store.load_document(&two).unwrap().is_some());
+    }
+}
+
+#[cfg(test)]
+mod compact_later_tests {
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ROOT};
+
+    use super::*;
+
+    /// The relay's way: writes leave compacting to the caller, which makes
+    /// the snapshot elsewhere and writes it back; chunks written meanwhile
+    /// stay, and the document reads the same.
+    #[test]
+    fn a_snapshot_made_elsewhere_replaces_the_chunks_it_covers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path().join("relay.sqlite")).unwrap();
+        store.compact_later();
+        let id = DocumentId::random();
+        let mut doc = AutoCommit::new();
+        let write = |doc: &mut AutoCommit, store: &mut Store, i: i64| {
+            let before = doc.get_heads();
+            doc.put(ROOT, "count", i).unwrap();
+            let data = doc.save_after(&before);
+            store
+                .write(&[Write::Chunk {
+                    document_id: id,
+                    data,
+                }])
+                .unwrap();
+        };
+        for i in 0..=COMPACT_AFTER_CHUNKS {
+            write(&mut doc, &mut store, i);
+        }
+        let job = store.to_compact(&id).unwrap().expect("past the threshold");
+        assert_eq!(
+            job.chunks.len() as i64,
+            COMPACT_AFTER_CHUNKS + 1,
+            "not compacted inline"
+        );
+        let snapshot = job.snapshot().unwrap();
+        // Written while the snapshot was being made.
+        write(&mut doc, &mut store, 1000);
+        store
+            .write(&[Write::Compacted {
+                document_id: id,
+                upto_seq: job.upto_seq,
+                data: snapshot,
+            }])
+            .unwrap();
+        let (chunks, _) = store.load(&id).unwrap();
+        assert_eq!(chunks.len(), 2, "the snapshot and the later chunk");
+        let stored = store.load_document(&id).unwrap().unwrap();
+        assert_eq!(stored.get_heads(), doc.get_heads());
+        assert!(store.to_compact(&id).unwrap().is_none());
     }
 }
