@@ -43,6 +43,10 @@ pub enum ClientError {
         "your school can read its partnership's documents but not change them, so nothing was changed: the relay would not share a viewer's changes. Ask your lead school if your school should be a member."
     )]
     ReadOnly,
+    #[error(
+        "this document is another school's, shared with your partnership to read (the local authority's comments): your school can read it but not change it, so nothing was changed."
+    )]
+    SharedReadOnly,
     #[error("{0}")]
     Store(#[from] StoreError),
     /// What the document model refused, in its own sentence.

@@ -82,6 +82,7 @@ mod tests {
             role: Role::Member,
             home: true,
             documents: Vec::new(),
+            shared: Vec::new(),
             schools: schools
                 .into_iter()
                 .map(|(name, keys)| ListedSchool {

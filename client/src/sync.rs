@@ -128,6 +128,10 @@ pub struct KnownPartnership {
     /// carried them have none).
     #[serde(default)]
     pub documents: Vec<String>,
+    /// Those of them one school alone writes (a local authority's
+    /// comments to the partnership): the partnership's schools read them.
+    #[serde(default)]
+    pub shared: Vec<String>,
 }
 
 impl KnownPartnership {
@@ -137,6 +141,14 @@ impl KnownPartnership {
 
     pub fn document_ids(&self) -> impl Iterator<Item = DocumentId> + '_ {
         self.documents.iter().filter_map(|d| d.parse().ok())
+    }
+
+    /// Whether one school alone writes `id` (a viewer's own, shared with
+    /// this partnership to read).
+    pub fn is_shared(&self, id: &DocumentId) -> bool {
+        self.shared
+            .iter()
+            .any(|d| d.parse().ok().as_ref() == Some(id))
     }
 
     /// The partnerships recorded in `meta` (none if nothing readable).
@@ -498,6 +510,13 @@ where
                                 }
                             }
                             partnership.documents = documents;
+                            let mut shared = known.shared;
+                            for id in partnership.shared {
+                                if !shared.contains(&id) {
+                                    shared.push(id);
+                                }
+                            }
+                            partnership.shared = shared;
                         }
                         partnerships.insert(partnership.id.clone(), partnership);
                     }
@@ -665,6 +684,7 @@ async fn record_partnerships(
             role: p.role.as_str().to_string(),
             home: p.home,
             documents: p.documents.iter().map(|d| d.to_string()).collect(),
+            shared: p.shared.iter().map(|d| d.to_string()).collect(),
         })
         .collect();
     let mut values = vec![(

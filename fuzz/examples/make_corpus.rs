@@ -80,6 +80,7 @@ fn main() {
             sender_id: Some(RELAY.into()),
             target_id: None,
             message: "the message could not be read".into(),
+            document_id: None,
         },
         request.clone(),
         create.clone(),
@@ -103,9 +104,16 @@ fn main() {
                 role: partnerplan_sync::access::Role::Member,
                 home: true,
                 documents: vec![id],
+                shared: Vec::new(),
                 schools: Vec::new(),
             }],
             more: false,
+        },
+        Message::Claim {
+            sender_id: MEMBER_PEER.into(),
+            target_id: RELAY.into(),
+            document_id: id,
+            partnership: "p1".into(),
         },
     ];
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");

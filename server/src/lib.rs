@@ -240,6 +240,7 @@ pub fn core_from_store(
     )
     .with_kept(kept)
     .with_signing_keys(store.signing_keys()?)
+    .with_writers(store.writers()?)
     .with_daily_allowance(config.daily_allowance);
     let peer_id = format!("partnerplan-relay-{storage_id}");
     let mut repo_config = RepoConfig::new(peer_id, Some(storage_id));

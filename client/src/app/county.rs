@@ -40,6 +40,9 @@ pub struct Gathered {
     views: Vec<(DocumentId, DocView)>,
     /// Each viewed partnership's name and the indexes of its documents.
     partnerships: Vec<(String, Vec<usize>)>,
+    /// Each viewed partnership's id, by name (names are unique on a
+    /// relay), for the link to comment to it.
+    ids: Vec<(String, String)>,
 }
 
 impl Gathered {
@@ -51,6 +54,10 @@ impl Gathered {
             .flat_map(|p| p.document_ids().collect::<Vec<_>>())
             .collect();
         let views = library.read_kinds(&ids, kinds)?;
+        let partnership_ids = partnerships
+            .iter()
+            .map(|p| (p.name.clone(), p.id.clone()))
+            .collect();
         let partnerships = partnerships
             .iter()
             .map(|p| {
@@ -67,6 +74,7 @@ impl Gathered {
         Ok(Gathered {
             views,
             partnerships,
+            ids: partnership_ids,
         })
     }
 
@@ -132,7 +140,7 @@ fn terms(partnerships: &[Partnership<'_>]) -> Vec<When> {
 }
 
 /// The links every local authority page carries.
-fn la_nav(here: &str) -> Markup {
+pub(super) fn la_nav(here: &str) -> Markup {
     let link = |href: &str, text: &str| {
         html! {
             @if href == here { a href=(href) aria-current="page" { (text) } }
@@ -288,6 +296,8 @@ pub fn overview_page(state: &Shared, query: &OverviewQuery) -> Response {
 
 /// Where a summary's names and dates lead.
 struct Links {
+    /// The partnership's id on the relay, to comment to it.
+    id: Option<String>,
     partnership: Option<DocumentId>,
     plan: Option<DocumentId>,
     latest_report: Option<DocumentId>,
@@ -296,6 +306,11 @@ struct Links {
 impl Links {
     fn of(g: &Gathered, p: &Partnership<'_>) -> Links {
         Links {
+            id: g
+                .ids
+                .iter()
+                .find(|(name, _)| *name == p.name)
+                .map(|(_, id)| id.clone()),
             partnership: p.partnership_document().and_then(|d| g.id_of(d)),
             plan: p.plan().and_then(|d| g.id_of(d)),
             latest_report: p.report(None).and_then(|(d, _)| g.id_of(d)),
@@ -370,6 +385,7 @@ fn overview_body(
                     th scope="col" { "Last signed review" }
                     th scope="col" { "Latest progress report" }
                     th scope="col" { "Report for " (term) }
+                    th scope="col" { "Comments" }
                 } }
                 tbody {
                     @for s in shown {
@@ -409,6 +425,11 @@ fn overview_body(
                             td {
                                 @if s.report_in { span class="chip report-in" { "In" } }
                                 @else { span class="chip report-missing" { "Missing" } }
+                            }
+                            td {
+                                @if let Some(id) = links.and_then(|l| l.id.as_ref()) {
+                                    a href={"/partnerships/" (id) "/comment"} { "Write a comment" span class="visually-hidden" { " to " (s.name) } }
+                                }
                             }
                         }
                     }

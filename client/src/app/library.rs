@@ -71,6 +71,12 @@ pub enum EditError {
         "your school can read this partnership's documents but not change them, so nothing was changed. Ask your lead school if your school should be a member."
     )]
     ReadOnly,
+    /// Another school's document shared with the partnership to read
+    /// (the local authority's comments).
+    #[error(
+        "this is the local authority's document, shared with your partnership to read: your school can read it but not change it, so nothing was changed."
+    )]
+    Shared,
     #[error(
         "this computer holds no such document, so nothing was changed. It may not have arrived from your partners yet: go back to the list of documents."
     )]
@@ -301,6 +307,26 @@ impl Library {
         Ok(result)
     }
 
+    /// The comments this school wrote to a partnership it views (by id):
+    /// its own document of them, if it made one here.
+    pub fn comments_to(&self, partnership: &str) -> Result<Option<DocumentId>, ClientError> {
+        crate::comments::document_for(&self.lock().store, partnership)
+    }
+
+    /// Writes one comment to a partnership this school views
+    /// (`crate::comments::write`), and says the document changed.
+    pub fn comment(
+        &self,
+        partnership: &KnownPartnership,
+        base: &ActorId,
+        who: &Author,
+        values: &[(String, String)],
+    ) -> Result<DocumentId, ClientError> {
+        let id = crate::comments::write(&mut self.lock().store, base, partnership, who, values)?;
+        let _ = self.changed.send(id);
+        Ok(id)
+    }
+
     /// Makes a new document with `create`, saved before this returns.
     pub fn create(
         &self,
@@ -369,8 +395,12 @@ impl Library {
     /// new document, by its role at home; of `id`, by its role where the
     /// relay lists it (`school::may_edit`).
     fn writable(&self, id: Option<&DocumentId>) -> Result<(), EditError> {
-        if !crate::school::may_edit(&self.lock().store, id)? {
-            return Err(EditError::ReadOnly);
+        let inner = self.lock();
+        if !crate::school::may_edit(&inner.store, id)? {
+            return Err(match id {
+                Some(id) if crate::school::shared_with_us(&inner.store, id)? => EditError::Shared,
+                _ => EditError::ReadOnly,
+            });
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 //!   views.
 //! - [`sync_state`]: what the sync indicator says.
 
+pub mod comments;
 pub mod county;
 pub mod library;
 pub mod pages;

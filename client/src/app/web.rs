@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, watch};
 use super::library::{EditError, Library};
 use super::pages::{self, Chrome, DocPage, Home, JoinForm};
 use super::sync_state::SyncState;
-use super::{Joining, county, password, versions};
+use super::{Joining, comments, county, password, versions};
 
 pub struct AppState {
     pub library: Arc<Library>,
@@ -66,6 +66,10 @@ pub fn router(state: Shared) -> Router {
         .route("/", get(home))
         .route("/documents", get(documents))
         .route("/partnerships", get(county::overview))
+        .route(
+            "/partnerships/{id}/comment",
+            get(comments::form).post(comments::write),
+        )
         .route("/county", get(county::county_table))
         .route("/county.csv", get(county::county_csv))
         .route("/county.md", get(county::county_markdown))
@@ -298,7 +302,17 @@ pub(super) fn who(state: &AppState) -> Result<Who, Refusal> {
     })
 }
 
-fn author(who: &Who) -> Author {
+impl Who {
+    pub(super) fn person(&self) -> Option<&str> {
+        self.person.as_deref()
+    }
+
+    pub(super) fn actor(&self) -> &ActorId {
+        &self.actor
+    }
+}
+
+pub(super) fn author(who: &Who) -> Author {
     Author {
         school: who.school.clone(),
         person: who.person.clone(),
@@ -347,9 +361,17 @@ async fn documents(State(state): State<Shared>) -> Response {
     // all their documents, and chooses no partnership's values: its list
     // is not read document by document.
     let several = county::overview_is_home(&state.library);
+    // The local authority's comments to the partnership: documents the
+    // relay lists as one school's alone (never judged by their contents).
+    let listed = state.library.partnerships();
+    let mut comments: Vec<(String, DocView)> = Vec::new();
     for d in documents.iter().filter(|_| !several) {
         if let Ok(Some((view, _))) = state.library.read(&d.id) {
             conflicts += view.conflicts().len();
+            if view.kind == Kind::Comments && listed.iter().any(|p| p.is_shared(&d.id)) {
+                comments.push((d.id.to_string(), view));
+                continue;
+            }
             if view.kind == Kind::Partnership && partnership.is_none() {
                 partnership = Some(view.title.clone());
                 schools = view
@@ -378,6 +400,7 @@ async fn documents(State(state): State<Shared>) -> Response {
                 partnership: partnership.as_deref(),
                 schools: &schools,
                 documents: &documents,
+                comments: &comments,
                 conflicts,
                 can_edit: who.can_edit,
             },

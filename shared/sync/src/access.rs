@@ -10,11 +10,19 @@
 //! - A connection is bound, when it opens, to the school whose token it
 //!   presented ([`Register::authenticate`]), and to a *home* partnership
 //!   for the documents it creates: the invite's `partnership`, or the
-//!   school's only partnership it is a member of.
+//!   school's only partnership it is a member of. Before a new document's
+//!   first changes the client may name another of its partnerships
+//!   (`partnerplan-claim`, [`AccessPolicy::intend`]): where the school is
+//!   a member the document is that partnership's as usual; where it only
+//!   views (a local authority), the document is shared with that
+//!   partnership to read and written by this school alone (its
+//!   *writer*): the local authority's comments.
 //! - A document belongs to the partnership of the school that sent its
 //!   first changes, for good. Members read and write it, viewers read it,
 //!   anyone else is told it does not exist (the same answer as for a
-//!   document that really does not exist, so ids cannot be probed).
+//!   document that really does not exist, so ids cannot be probed). A
+//!   document with a writer is written by that school only (while it is
+//!   still in the partnership) and read by the partnership's schools.
 //! - A client that asks is listed the documents of its school's
 //!   partnerships, from the owners recorded here (never from what
 //!   partnership documents say), with each partnership's name and the
@@ -124,7 +132,16 @@ impl Grant {
 pub struct Owner {
     pub partnership: PartnershipId,
     pub claimed_by: SchoolId,
+    /// The one school that writes it, when it is a viewer's own shared
+    /// with the partnership (a local authority's comments); `None`: the
+    /// partnership's members write it.
+    pub writer: Option<SchoolId>,
 }
+
+/// The most new documents one connection may have named a partnership
+/// for ([`AccessPolicy::intend`]) and not yet sent; past it a claim is
+/// refused with a sentence (the client sends its claims again next time).
+pub const MAX_INTENTS_PER_CONNECTION: usize = 1024;
 
 /// What the policy keeps across restarts, for the engine to write in the
 /// same transaction as the changes it goes with
@@ -255,6 +272,12 @@ pub struct PartnershipPolicy {
     owners: HashMap<DocumentId, PartnershipId>,
     /// The same owners by partnership, for listings.
     documents: HashMap<PartnershipId, BTreeSet<DocumentId>>,
+    /// Documents one school writes alone: a viewer's own, shared with the
+    /// partnership that owns them (loaded at start-up, claims added).
+    writers: HashMap<DocumentId, SchoolId>,
+    /// The partnership each connection named for documents it has not
+    /// sent yet (at most [`MAX_INTENTS_PER_CONNECTION`] a connection).
+    intents: HashMap<ConnId, HashMap<DocumentId, PartnershipId>>,
     grants: HashMap<ConnId, Grant>,
     max_connections_per_school: usize,
     /// Which school speaks as which peer id, so one school cannot pass
@@ -344,6 +367,8 @@ impl PartnershipPolicy {
             register,
             owners,
             documents,
+            writers: HashMap::new(),
+            intents: HashMap::new(),
             grants: HashMap::new(),
             max_connections_per_school,
             peers: HashMap::new(),
@@ -477,6 +502,27 @@ impl PartnershipPolicy {
         self.owners.get(document_id)
     }
 
+    /// The documents one school writes alone (read from the database at
+    /// start-up): each viewer's own, shared with the partnership that
+    /// owns it.
+    pub fn with_writers(
+        mut self,
+        writers: impl IntoIterator<Item = (DocumentId, SchoolId)>,
+    ) -> PartnershipPolicy {
+        self.writers.extend(writers);
+        self
+    }
+
+    /// The one school that writes `document_id`, if it is a viewer's own.
+    pub fn writer(&self, document_id: &DocumentId) -> Option<&SchoolId> {
+        self.writers.get(document_id)
+    }
+
+    /// The partnership `conn` named for `document_id`, not yet claimed.
+    fn intent(&self, conn: ConnId, document_id: &DocumentId) -> Option<&PartnershipId> {
+        self.intents.get(&conn)?.get(document_id)
+    }
+
     fn current(&self, grant: &Grant) -> Option<&School> {
         self.register
             .schools
@@ -521,16 +567,27 @@ impl AccessPolicy for PartnershipPolicy {
             return Permission::None;
         };
         match self.owners.get(document_id) {
-            Some(partnership) => match school.memberships.get(partnership) {
-                Some(Role::Member) => Permission::ReadWrite,
-                Some(Role::Viewer) => Permission::Read,
-                None => Permission::None,
+            Some(partnership) => match (
+                self.writers.get(document_id),
+                school.memberships.get(partnership),
+            ) {
+                (_, None) => Permission::None,
+                (Some(writer), Some(_)) if *writer == grant.school_id => Permission::ReadWrite,
+                (Some(_), Some(_)) => Permission::Read,
+                (None, Some(Role::Member)) => Permission::ReadWrite,
+                (None, Some(Role::Viewer)) => Permission::Read,
             },
-            None => match &grant.home {
-                Some(home) if school.memberships.get(home) == Some(&Role::Member) => {
+            None => match self.intent(conn, document_id) {
+                Some(partnership) if school.memberships.contains_key(partnership) => {
                     Permission::Create
                 }
-                _ => Permission::None,
+                Some(_) => Permission::None,
+                None => match &grant.home {
+                    Some(home) if school.memberships.get(home) == Some(&Role::Member) => {
+                        Permission::Create
+                    }
+                    _ => Permission::None,
+                },
             },
         }
     }
@@ -547,29 +604,95 @@ impl AccessPolicy for PartnershipPolicy {
                 ))
             };
         }
-        let home = grant.home.clone().ok_or_else(|| {
-            format!(
-                "document {document_id} is new, and {} belongs to several partnerships: connect with the invite address of the partnership it belongs to (it names one), then sync again",
-                grant.school_name
-            )
-        })?;
-        self.owners.insert(*document_id, home.clone());
+        let (partnership, writer) = match self.intent(conn, document_id) {
+            Some(partnership) => {
+                let role = self
+                    .current(grant)
+                    .and_then(|school| school.memberships.get(partnership))
+                    .ok_or_else(|| {
+                        format!(
+                            "document {document_id} is for a partnership {} is no longer in; ask your lead school",
+                            grant.school_name
+                        )
+                    })?;
+                // A viewer writes nothing of the partnership's: what it
+                // shares stays its own.
+                let writer = (*role == Role::Viewer).then(|| grant.school_id.clone());
+                (partnership.clone(), writer)
+            }
+            None => {
+                let home = grant.home.clone().ok_or_else(|| {
+                    format!(
+                        "document {document_id} is new, and {} belongs to several partnerships: connect with the invite address of the partnership it belongs to (it names one), then sync again",
+                        grant.school_name
+                    )
+                })?;
+                (home, None)
+            }
+        };
+        let claimed_by = grant.school_id.clone();
+        if let Some(intents) = self.intents.get_mut(&conn) {
+            intents.remove(document_id);
+        }
+        self.owners.insert(*document_id, partnership.clone());
         self.documents
-            .entry(home.clone())
+            .entry(partnership.clone())
             .or_default()
             .insert(*document_id);
+        if let Some(writer) = &writer {
+            self.writers.insert(*document_id, writer.clone());
+        }
         Ok(Some(Owner {
-            partnership: home,
-            claimed_by: grant.school_id.clone(),
+            partnership,
+            claimed_by,
+            writer,
         }))
     }
 
     fn unclaim(&mut self, document_id: &DocumentId) {
+        self.writers.remove(document_id);
         if let Some(partnership) = self.owners.remove(document_id)
             && let Some(documents) = self.documents.get_mut(&partnership)
         {
             documents.remove(document_id);
         }
+    }
+
+    /// A client named the partnership a document it is about to send for
+    /// the first time is for. Kept for this connection until its first
+    /// changes claim it; a document someone already owns ignores it (what
+    /// the connection may do with it is decided as for any other).
+    fn intend(
+        &mut self,
+        conn: ConnId,
+        document_id: &DocumentId,
+        partnership: &str,
+    ) -> Result<(), String> {
+        let grant = self.grants.get(&conn).ok_or("the connection has closed")?;
+        if self.owners.contains_key(document_id) {
+            return Ok(());
+        }
+        let Some(school) = self.current(grant) else {
+            return Err(TOKEN_NOT_VALID.into());
+        };
+        if !school.memberships.contains_key(partnership) {
+            return Err(format!(
+                "document {document_id} was made for a partnership {} is not in on this relay, so it was not shared; ask your lead school",
+                grant.school_name
+            ));
+        }
+        let intents = self.intents.entry(conn).or_default();
+        if intents.len() >= MAX_INTENTS_PER_CONNECTION && !intents.contains_key(document_id) {
+            return Err(format!(
+                "document {document_id} was not shared: this connection has named a partnership for {MAX_INTENTS_PER_CONNECTION} new documents it has not sent yet, the most allowed. It is sent after them, next time"
+            ));
+        }
+        intents.insert(*document_id, partnership.to_string());
+        Ok(())
+    }
+
+    fn shared(&self, document_id: &DocumentId) -> bool {
+        self.writers.contains_key(document_id)
     }
 
     fn admit(&mut self, conn: ConnId, peer_id: &str, now_ms: u64) -> Result<(), String> {
@@ -648,6 +771,7 @@ impl AccessPolicy for PartnershipPolicy {
 
     fn disconnected(&mut self, conn: ConnId, now_ms: u64) {
         self.grants.remove(&conn);
+        self.intents.remove(&conn);
         if let Some(peer_id) = self.peer_of.remove(&conn)
             && let Some(claim) = self.peers.get_mut(&peer_id)
         {
@@ -843,6 +967,7 @@ impl AccessPolicy for PartnershipPolicy {
                 role: *role,
                 home: grant.home.as_ref() == Some(id),
                 documents: Vec::new(),
+                shared: Vec::new(),
                 schools: self.schools_of(id),
             })
             .collect();
@@ -882,5 +1007,187 @@ impl AccessPolicy for PartnershipPolicy {
             .get(partnership)
             .map(|documents| documents.iter().copied().collect())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// School 1 is a member of A, school 2 of B; the local authority (9)
+    /// is a member of its own partnership and views A and B.
+    fn county() -> Register {
+        let mut register = Register::default();
+        for (id, name) in [("la", "County"), ("a", "Cluster A"), ("b", "Cluster B")] {
+            register.partnerships.insert(id.into(), name.into());
+        }
+        for (n, memberships) in [
+            (1, vec![("a", Role::Member)]),
+            (2, vec![("b", Role::Member)]),
+            (
+                9,
+                vec![
+                    ("la", Role::Member),
+                    ("a", Role::Viewer),
+                    ("b", Role::Viewer),
+                ],
+            ),
+        ] {
+            register.schools.insert(
+                format!("school-{n}"),
+                School {
+                    name: format!("School {n}"),
+                    credential: [n; 32],
+                    memberships: memberships
+                        .into_iter()
+                        .map(|(p, r)| (p.to_string(), r))
+                        .collect(),
+                },
+            );
+        }
+        register
+    }
+
+    /// The policy with schools 1, 2 and 9 connected as connections 1, 2, 9.
+    fn connected(register: Register) -> PartnershipPolicy {
+        let register = Arc::new(register);
+        let mut policy = PartnershipPolicy::new(register.clone(), HashMap::new(), 4);
+        for n in [1u8, 2, 9] {
+            let grant = register.authenticate(&[n; 32], None).unwrap();
+            policy.connected(n as ConnId, Some(grant)).unwrap();
+        }
+        policy
+    }
+
+    const LA: ConnId = 9;
+
+    #[test]
+    fn the_local_authority_writes_its_comment_and_only_that_partnership_reads_it() {
+        let mut policy = connected(county());
+        let comment = DocumentId::random();
+        policy.intend(LA, &comment, "a").unwrap();
+        assert_eq!(policy.permission(LA, &comment), Permission::Create);
+        let owner = policy.claim(LA, &comment).unwrap().unwrap();
+        assert_eq!(
+            owner,
+            Owner {
+                partnership: "a".into(),
+                claimed_by: "school-9".into(),
+                writer: Some("school-9".into()),
+            }
+        );
+        assert_eq!(policy.permission(LA, &comment), Permission::ReadWrite);
+        assert_eq!(
+            policy.permission(1, &comment),
+            Permission::Read,
+            "A's school reads it and may not change it"
+        );
+        assert_eq!(
+            policy.permission(2, &comment),
+            Permission::None,
+            "B's school is told it does not exist"
+        );
+        assert_eq!(policy.documents_of("a"), vec![comment]);
+        assert!(policy.documents_of("b").is_empty() && policy.documents_of("la").is_empty());
+        assert!(policy.shared(&comment));
+    }
+
+    #[test]
+    fn the_local_authority_still_only_reads_the_partnerships_own_documents() {
+        let mut policy = connected(county());
+        let plan = DocumentId::random();
+        assert_eq!(policy.permission(1, &plan), Permission::Create);
+        let owner = policy.claim(1, &plan).unwrap().unwrap();
+        assert_eq!(owner.writer, None);
+        assert!(!policy.shared(&plan));
+        // Naming A for a document A already owns changes nothing.
+        policy.intend(LA, &plan, "a").unwrap();
+        assert_eq!(policy.permission(LA, &plan), Permission::Read);
+        assert_eq!(policy.permission(1, &plan), Permission::ReadWrite);
+        assert_eq!(policy.permission(2, &plan), Permission::None);
+        // Nor can it claim a new document in A without naming it: its
+        // documents otherwise belong to its own partnership.
+        let own = DocumentId::random();
+        assert_eq!(policy.permission(LA, &own), Permission::Create);
+        assert_eq!(policy.claim(LA, &own).unwrap().unwrap().partnership, "la");
+        assert_eq!(policy.permission(1, &own), Permission::None);
+    }
+
+    #[test]
+    fn a_school_cannot_name_a_partnership_it_is_not_in() {
+        let mut policy = connected(county());
+        let document = DocumentId::random();
+        let refused = policy.intend(2, &document, "a").unwrap_err();
+        assert!(refused.contains("not in"), "{refused}");
+        assert_eq!(policy.intent(2, &document), None);
+        assert!(policy.intend(2, &document, "nowhere").is_err());
+    }
+
+    #[test]
+    fn a_member_of_several_partnerships_names_the_one_a_document_is_for() {
+        let mut register = county();
+        let school = register.schools.get_mut("school-1").unwrap();
+        school.memberships.insert("b".into(), Role::Member);
+        let mut policy = connected(register);
+        let document = DocumentId::random();
+        assert_eq!(
+            policy.permission(1, &document),
+            Permission::None,
+            "two homes: nowhere to create without a claim"
+        );
+        policy.intend(1, &document, "b").unwrap();
+        let owner = policy.claim(1, &document).unwrap().unwrap();
+        assert_eq!((owner.partnership.as_str(), owner.writer), ("b", None));
+        assert_eq!(policy.permission(2, &document), Permission::ReadWrite);
+    }
+
+    #[test]
+    fn claims_last_for_their_connection_and_are_bounded() {
+        let mut policy = connected(county());
+        let document = DocumentId::random();
+        policy.intend(LA, &document, "b").unwrap();
+        policy.disconnected(LA, 0);
+        let grant = county().authenticate(&[9; 32], None).unwrap();
+        policy.connected(LA, Some(grant)).unwrap();
+        assert_eq!(policy.intent(LA, &document), None);
+        for _ in 0..MAX_INTENTS_PER_CONNECTION {
+            policy.intend(LA, &DocumentId::random(), "b").unwrap();
+        }
+        let refused = policy.intend(LA, &document, "b").unwrap_err();
+        assert!(refused.contains("the most allowed"), "{refused}");
+    }
+
+    #[test]
+    fn a_writer_taken_out_of_the_partnership_writes_no_more_and_restarts_keep_writers() {
+        let mut policy = connected(county());
+        let comment = DocumentId::random();
+        policy.intend(LA, &comment, "a").unwrap();
+        let owner = policy.claim(LA, &comment).unwrap().unwrap();
+
+        // After a restart, from what the relay's file keeps.
+        let register = Arc::new(county());
+        let mut restarted = PartnershipPolicy::new(
+            register.clone(),
+            HashMap::from([(comment, owner.partnership.clone())]),
+            4,
+        )
+        .with_writers([(comment, owner.writer.clone().unwrap())]);
+        for n in [1u8, 9] {
+            let grant = register.authenticate(&[n; 32], None).unwrap();
+            restarted.connected(n as ConnId, Some(grant)).unwrap();
+        }
+        assert_eq!(restarted.permission(LA, &comment), Permission::ReadWrite);
+        assert_eq!(restarted.permission(1, &comment), Permission::Read);
+
+        let mut without = county();
+        let la = without.schools.get_mut("school-9").unwrap();
+        la.memberships.remove("a");
+        let cut = restarted.register_changed(Arc::new(without));
+        assert_eq!(
+            cut.len(),
+            1,
+            "the local authority's connection is cut: {cut:?}"
+        );
+        assert_eq!(restarted.permission(1, &comment), Permission::Read);
     }
 }

@@ -775,7 +775,8 @@ impl Worker {
                         Write::Chunk { document_id, .. }
                         | Write::SyncState { document_id, .. }
                         | Write::Owner { document_id, .. }
-                        | Write::Track { document_id } => Some(*document_id),
+                        | Write::Track { document_id }
+                        | Write::Claim { document_id, .. } => Some(*document_id),
                         Write::Meta { .. }
                         | Write::Access(_)
                         | Write::ActorNames(_)
@@ -886,8 +887,26 @@ impl Worker {
     fn watch_tracked(&mut self, effects: &mut VecDeque<Effect>) {
         match self.store.tracked_after(self.seen_tracked_seq) {
             Ok(tracked) => {
+                // A document made for another partnership is tracked in
+                // the same transaction as its claim is kept.
+                let mut claims: HashMap<DocumentId, String> = if tracked.is_empty() {
+                    HashMap::new()
+                } else {
+                    match self.store.claims() {
+                        Ok(claims) => claims.into_iter().collect(),
+                        Err(error) => {
+                            return (self.notify)(Notice::StorageFailed(error.to_string()));
+                        }
+                    }
+                };
                 for (seq, document_id) in tracked {
                     self.seen_tracked_seq = seq;
+                    if let Some(partnership) = claims.remove(&document_id) {
+                        effects.extend(self.repo.handle(Event::Claim {
+                            document_id,
+                            partnership,
+                        }));
+                    }
                     effects.extend(self.repo.handle(Event::Track { document_id }));
                 }
             }

@@ -73,6 +73,15 @@ pub const MAX_LISTED_PER_MESSAGE: usize = 1000;
 /// ([`Message::Actors`]), sent only to a client that asked for listings.
 pub const ACTORS_TYPE: &str = "partnerplan-actors";
 
+/// The wire name of [`Message::Claim`]. Only our client sends it, and
+/// only to our relay, before the first sync of a document it made for a
+/// partnership other than its home one.
+pub const CLAIM_TYPE: &str = "partnerplan-claim";
+
+/// The longest partnership id a [`Message::Claim`] may name (ours are 32
+/// hex digits; names are at most a few dozen characters).
+pub const MAX_CLAIMED_PARTNERSHIP_BYTES: usize = 256;
+
 /// The most actors one [`Message::Actors`] names (1,000 are some 40 KB).
 pub const MAX_ACTORS_PER_MESSAGE: usize = 1000;
 
@@ -94,6 +103,10 @@ pub struct ListedPartnership {
     /// The partnership documents this connection creates belong to.
     pub home: bool,
     pub documents: Vec<DocumentId>,
+    /// Those of `documents` that one school alone writes: a viewer's own
+    /// (a local authority's comments), shared with this partnership to
+    /// read. Its members may not change them.
+    pub shared: Vec<DocumentId>,
     /// The partnership's schools, each with the public keys its
     /// signatures are checked against.
     pub schools: Vec<ListedSchool>,
@@ -177,6 +190,16 @@ pub enum Message {
         target_id: PeerId,
         actors: Vec<NamedActor>,
     },
+    /// partnerplan's own (`partnerplan-claim`), from a client to its
+    /// relay: the document it is about to send for the first time is
+    /// for this partnership (by id), not for the connection's home one.
+    /// The relay's policy judges it; a document already owned ignores it.
+    Claim {
+        sender_id: PeerId,
+        target_id: PeerId,
+        document_id: DocumentId,
+        partnership: String,
+    },
 }
 
 /// The fields `request` and `sync` share.
@@ -248,6 +271,7 @@ impl Message {
             Message::Gossip { kind, .. } => kind,
             Message::Listing { .. } => LISTING_TYPE,
             Message::Actors { .. } => ACTORS_TYPE,
+            Message::Claim { .. } => CLAIM_TYPE,
         }
     }
 
@@ -261,7 +285,8 @@ impl Message {
             | Message::Ephemeral { sender_id, .. }
             | Message::Gossip { sender_id, .. }
             | Message::Listing { sender_id, .. }
-            | Message::Actors { sender_id, .. } => Some(sender_id),
+            | Message::Actors { sender_id, .. }
+            | Message::Claim { sender_id, .. } => Some(sender_id),
             Message::Request(frame) | Message::Sync(frame) => Some(&frame.sender_id),
             Message::Error { sender_id, .. } => sender_id.as_deref(),
         }
@@ -357,6 +382,22 @@ impl Message {
                 target_id: fields.required(ACTORS_TYPE, "targetId", &fields.target_id)?,
                 actors: fields.actors.clone(),
             },
+            CLAIM_TYPE => {
+                let partnership: String =
+                    fields.required(CLAIM_TYPE, "partnership", &fields.partnership)?;
+                if partnership.len() > MAX_CLAIMED_PARTNERSHIP_BYTES {
+                    return Err(DecodeError::WrongType {
+                        field: "partnership".into(),
+                        expected: "a partnership id of at most 256 bytes",
+                    });
+                }
+                Message::Claim {
+                    sender_id: fields.required(CLAIM_TYPE, "senderId", &fields.sender_id)?,
+                    target_id: fields.required(CLAIM_TYPE, "targetId", &fields.target_id)?,
+                    document_id: fields.document_id(CLAIM_TYPE)?,
+                    partnership,
+                }
+            }
             _ => return Err(DecodeError::UnknownType(shorten(&kind))),
         };
         Ok(message)
@@ -476,7 +517,7 @@ impl Message {
                 e.str("targetId")?.str(target_id)?;
                 e.str("partnerships")?.array(partnerships.len() as u64)?;
                 for partnership in partnerships {
-                    e.map(6)?;
+                    e.map(6 + !partnership.shared.is_empty() as u64)?;
                     e.str("id")?.str(&partnership.id)?;
                     e.str("name")?.str(&partnership.name)?;
                     e.str("role")?.str(partnership.role.as_str())?;
@@ -485,6 +526,12 @@ impl Message {
                         .array(partnership.documents.len() as u64)?;
                     for document_id in &partnership.documents {
                         e.str(&document_id.to_string())?;
+                    }
+                    if !partnership.shared.is_empty() {
+                        e.str("shared")?.array(partnership.shared.len() as u64)?;
+                        for document_id in &partnership.shared {
+                            e.str(&document_id.to_string())?;
+                        }
                     }
                     e.str("schools")?.array(partnership.schools.len() as u64)?;
                     for school in &partnership.schools {
@@ -511,6 +558,18 @@ impl Message {
                     e.str("actor")?.bytes(&named.actor)?;
                     e.str("school")?.str(&named.school)?;
                 }
+            }
+            Message::Claim {
+                sender_id,
+                target_id,
+                document_id,
+                partnership,
+            } => {
+                e.map(5)?.str("type")?.str(CLAIM_TYPE)?;
+                e.str("senderId")?.str(sender_id)?;
+                e.str("targetId")?.str(target_id)?;
+                e.str("documentId")?.str(&document_id.to_string())?;
+                e.str("partnership")?.str(partnership)?;
             }
         }
         Ok(())
@@ -561,6 +620,7 @@ struct Fields {
     partnerships: Vec<ListedPartnership>,
     more: Option<bool>,
     actors: Vec<NamedActor>,
+    partnership: Option<String>,
 }
 
 impl Fields {
@@ -589,6 +649,7 @@ impl Fields {
                 "partnerships" => fields.partnerships = partnership_list(d)?,
                 "more" => fields.more = opt_bool(d)?,
                 "actors" => fields.actors = actor_list(d)?,
+                "partnership" => fields.partnership = opt_string(d, "partnership")?,
                 _ => d.skip()?,
             }
             Ok(())
@@ -893,6 +954,7 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
         }
         let (mut id, mut name, mut role, mut home) = (None, None, None, false);
         let mut documents = Vec::new();
+        let mut shared = Vec::new();
         let mut schools = Vec::new();
         for_each_entry(d, |d, key| {
             match key {
@@ -903,6 +965,12 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
                 "documents" => for_each_item(d, "documents", |d| {
                     if let Some(text) = opt_string(d, "documents")? {
                         documents.push(DocumentId::parse_url_or_id(&text)?);
+                    }
+                    Ok(())
+                })?,
+                "shared" => for_each_item(d, "shared", |d| {
+                    if let Some(text) = opt_string(d, "shared")? {
+                        shared.push(DocumentId::parse_url_or_id(&text)?);
                     }
                     Ok(())
                 })?,
@@ -925,6 +993,7 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
             },
             home,
             documents,
+            shared,
             schools,
         });
         Ok(())
@@ -1080,6 +1149,7 @@ mod tests {
                         role: Role::Member,
                         home: true,
                         documents: vec![doc, DocumentId::random()],
+                        shared: vec![doc],
                         schools: vec![
                             ListedSchool {
                                 name: "Hilltop Primary".into(),
@@ -1097,6 +1167,7 @@ mod tests {
                         role: Role::Viewer,
                         home: false,
                         documents: vec![],
+                        shared: vec![],
                         schools: vec![],
                     },
                 ],
@@ -1115,6 +1186,12 @@ mod tests {
                         school: "Valley Infants".into(),
                     },
                 ],
+            },
+            Message::Claim {
+                sender_id: "a".into(),
+                target_id: "r".into(),
+                document_id: doc,
+                partnership: "p2".into(),
             },
         ]
     }

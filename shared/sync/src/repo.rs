@@ -171,6 +171,26 @@ pub trait AccessPolicy: Send {
         Vec::new()
     }
 
+    /// `conn` says the document it is about to send for the first time is
+    /// for `partnership` (`partnerplan-claim`), not for its home one: its
+    /// first changes claim it there if the policy allows. `Err` says, in a
+    /// sentence for the peer, why not; the document stops on that
+    /// connection. A policy that records no owners ignores it.
+    fn intend(
+        &mut self,
+        _conn: ConnId,
+        _document_id: &DocumentId,
+        _partnership: &str,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Whether one school alone writes `document_id` (a viewer's own,
+    /// shared with the partnership it belongs to): listings say so.
+    fn shared(&self, _document_id: &DocumentId) -> bool {
+        false
+    }
+
     /// `conn`'s peer gave its school's public signing key in `join`.
     /// `Ok(Some)` is a key new to the register, for the driver to keep
     /// ([`Effect::PersistSigningKey`]) and partners to be told of;
@@ -324,6 +344,14 @@ pub enum Event {
     /// Keep this document in sync with every peer we announce to.
     Track {
         document_id: DocumentId,
+    },
+    /// This document, made here, is for this partnership (by id), not the
+    /// connection's home one: say so to the relay before its first sync
+    /// on every connection (`partnerplan-claim`). Given before its
+    /// `Track`.
+    Claim {
+        document_id: DocumentId,
+        partnership: String,
     },
     /// The answer to [`Effect::Load`] when storage could not be read.
     LoadFailed {
@@ -851,6 +879,9 @@ pub struct Repo {
     connections: HashMap<ConnId, Connection>,
     documents: HashMap<DocumentId, Slot>,
     tracked: HashSet<DocumentId>,
+    /// Documents made here for a partnership other than the home one,
+    /// named to the relay before their first sync on each connection.
+    claims: HashMap<DocumentId, String>,
     /// Highest ephemeral count seen per (sender, session), to drop repeats.
     ephemeral_seen: HashMap<(PeerId, String), u64>,
     /// Documents waiting to start syncing (listed, or tracked when a
@@ -876,6 +907,7 @@ impl Repo {
             connections: HashMap::new(),
             documents: HashMap::new(),
             tracked: HashSet::new(),
+            claims: HashMap::new(),
             ephemeral_seen: HashMap::new(),
             to_announce: VecDeque::new(),
             waiting: HashSet::new(),
@@ -912,6 +944,12 @@ impl Repo {
             Event::Track { document_id } => {
                 self.tracked.insert(document_id);
                 self.with_document(document_id, Queued::Announce)
+            }
+            Event::Claim {
+                document_id,
+                partnership,
+            } => {
+                self.claims.insert(document_id, partnership);
             }
             Event::Tick { now_ms } => self.on_tick(now_ms),
             Event::Time { now_ms } => self.on_time(now_ms),
@@ -1292,6 +1330,9 @@ impl Repo {
             let mut partnerships = headers.clone();
             for (index, document_id) in chunk {
                 partnerships[*index].documents.push(*document_id);
+                if self.policy.shared(document_id) {
+                    partnerships[*index].shared.push(*document_id);
+                }
             }
             let more = chunks.peek().is_some();
             self.send(
@@ -1389,6 +1430,9 @@ impl Repo {
                 continue;
             };
             listed.documents.push(document_id);
+            if self.policy.shared(&document_id) {
+                listed.shared.push(document_id);
+            }
             self.send(
                 conn,
                 &Message::Listing {
@@ -1564,6 +1608,21 @@ impl Repo {
                 // Only our relay names actors, and only when asked.
                 if initiated && self.config.ask_for_listing && !actors.is_empty() {
                     self.effects.push(Effect::ActorsNamed { actors });
+                }
+            }
+            Message::Claim {
+                document_id,
+                partnership,
+                ..
+            } => {
+                let initiated = self.connections.get(&conn).is_some_and(|c| c.initiate);
+                // Only a relay takes claims, from the clients it serves.
+                if initiated {
+                    return;
+                }
+                if let Err(reason) = self.policy.intend(conn, &document_id, &partnership) {
+                    tracing::warn!(conn, document = %document_id, "claim refused: {reason}");
+                    self.stop_document(conn, document_id, &reason);
                 }
             }
         }
@@ -2219,12 +2278,33 @@ impl Repo {
         let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
             return;
         };
+        let mut first = Vec::new();
         for (conn, storage_id) in targets {
             document.peers.entry(conn).or_insert_with(|| {
+                first.push(conn);
                 new_peer_doc(&document.stored_sync_states, storage_id.as_deref())
             });
             if let Some(connection) = self.connections.get_mut(&conn) {
                 connection.documents.insert(document_id);
+            }
+        }
+        // A document made for another partnership says so before its
+        // first sync on each connection, so the relay knows whose it is
+        // when its first changes arrive (frames keep their order).
+        if let Some(partnership) = self.claims.get(&document_id).cloned() {
+            for conn in first {
+                let Some(target_id) = self.peer_id(conn) else {
+                    continue;
+                };
+                self.send(
+                    conn,
+                    &Message::Claim {
+                        sender_id: self.config.peer_id.clone(),
+                        target_id,
+                        document_id,
+                        partnership: partnership.clone(),
+                    },
+                );
             }
         }
         self.sync_peers(document_id);

@@ -417,7 +417,10 @@ fn text_of(doc: &AutoCommit, field: &str) -> String {
 }
 
 fn new_doc_with_title(net: &mut Net, client: usize, title: &str) -> DocumentId {
-    let id = DocumentId::random();
+    new_doc_with_id(net, client, DocumentId::random(), title)
+}
+
+fn new_doc_with_id(net: &mut Net, client: usize, id: DocumentId, title: &str) -> DocumentId {
     let title = title.to_string();
     net.edit(client, id, move |doc| {
         let text = doc.put_object(ROOT, "title", ObjType::Text).unwrap();
@@ -2472,6 +2475,77 @@ mod relay_policy {
         assert_eq!(listings[0].0[0].role, Role::Viewer);
         assert!(!listings[0].0[0].home, "a viewer creates nowhere");
         assert_eq!(text_of(&net.stored(5, plan), "title"), "North plan");
+    }
+
+    #[test]
+    fn a_viewers_claimed_document_is_its_own_and_read_by_that_partnership_only() {
+        let mut net = net_with(
+            register(
+                1,
+                &[
+                    (1, &[("north", Role::Member)]),
+                    (2, &[("north", Role::Member)]),
+                    (3, &[("south", Role::Member)]),
+                    (5, &[("county", Role::Member), ("north", Role::Viewer)]),
+                ],
+            ),
+            5,
+        );
+        net.connect(5);
+        let comment = DocumentId::random();
+        net.queue.push_back((
+            5,
+            Event::Claim {
+                document_id: comment,
+                partnership: "north".into(),
+            },
+        ));
+        new_doc_with_id(&mut net, 5, comment, "Comments to North");
+        assert_eq!(
+            text_of(&net.stored(0, comment), "title"),
+            "Comments to North",
+            "the relay took the local authority's own document"
+        );
+
+        // North's school is listed it as shared, and receives it.
+        asks_for_listing(&mut net, 2);
+        net.connect(2);
+        let listings = listings_to(&net, 2);
+        assert_eq!(listed_ids(&listings), vec![comment]);
+        assert_eq!(listings[0].0[0].shared, vec![comment]);
+        assert_eq!(
+            text_of(&net.stored(2, comment), "title"),
+            "Comments to North"
+        );
+        // Its changes to it are kept to itself.
+        net.edit(2, comment, |doc| {
+            doc.put(ROOT, "status", "ours").unwrap();
+        });
+        assert!(
+            net.stored(0, comment)
+                .get(ROOT, "status")
+                .unwrap()
+                .is_none()
+        );
+
+        // South's school is never told of it, and asking gets nothing.
+        asks_for_listing(&mut net, 3);
+        net.connect(3);
+        assert!(listed_ids(&listings_to(&net, 3)).is_empty());
+        net.track(3, comment);
+        assert!(!net.stores[3].contains_key(&comment));
+
+        // The local authority's later changes reach North.
+        net.edit(5, comment, |doc| {
+            doc.put(ROOT, "status", "second comment").unwrap();
+        });
+        assert_eq!(
+            net.stored(2, comment)
+                .get(ROOT, "status")
+                .unwrap()
+                .map(|(v, _)| v.to_string()),
+            Some("\"second comment\"".to_string())
+        );
     }
 
     #[test]

@@ -117,6 +117,13 @@ pub enum Write {
     SigningKey {
         key: SchoolKey,
     },
+    /// On a client: a document made here for a partnership (by id) other
+    /// than the home one, which the sync names to the relay before its
+    /// first changes. One kept is never replaced.
+    Claim {
+        document_id: DocumentId,
+        partnership: String,
+    },
 }
 
 /// A stored chunk, with its place in the file's order of writes.
@@ -322,6 +329,14 @@ impl Store {
                          school_id TEXT NOT NULL,
                          registered_at INTEGER NOT NULL
                      );
+                     CREATE TABLE IF NOT EXISTS document_writers (
+                         document_id TEXT PRIMARY KEY,
+                         school_id TEXT NOT NULL
+                     );
+                     CREATE TABLE IF NOT EXISTS claims (
+                         document_id TEXT PRIMARY KEY,
+                         partnership_id TEXT NOT NULL
+                     );
                      PRAGMA user_version = {SCHEMA_VERSION};
                      COMMIT;"
                 ))
@@ -365,6 +380,35 @@ impl Store {
             }
         }
         Ok(owners)
+    }
+
+    /// The documents one school writes alone (a viewer's own, shared with
+    /// the partnership that owns it), with that school.
+    pub fn writers(&self) -> Result<Vec<(DocumentId, SchoolId)>, StoreError> {
+        self.id_pairs("SELECT document_id, school_id FROM document_writers")
+    }
+
+    /// On a client: the documents made here for a partnership other than
+    /// the home one, with that partnership's id.
+    pub fn claims(&self) -> Result<Vec<(DocumentId, String)>, StoreError> {
+        self.id_pairs("SELECT document_id, partnership_id FROM claims")
+    }
+
+    /// Rows of (document id, text), skipping ids that do not parse.
+    fn id_pairs(&self, sql: &str) -> Result<Vec<(DocumentId, String)>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self.conn.prepare_cached(sql).map_err(err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, value) = row.map_err(err)?;
+            if let Ok(id) = id.parse() {
+                out.push((id, value));
+            }
+        }
+        Ok(out)
     }
 
     /// What the relay's access policy kept before it last stopped: each
@@ -602,6 +646,23 @@ impl Store {
                             unix_seconds()
                         ])
                     })
+                    .map_err(err)?;
+                    if let Some(writer) = &owner.writer {
+                        tx.prepare_cached(
+                            "INSERT OR IGNORE INTO document_writers (document_id, school_id) VALUES (?1, ?2)",
+                        )
+                        .and_then(|mut s| s.execute(params![document_id.to_string(), writer]))
+                        .map_err(err)?;
+                    }
+                }
+                Write::Claim {
+                    document_id,
+                    partnership,
+                } => {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO claims (document_id, partnership_id) VALUES (?1, ?2)",
+                    )
+                    .and_then(|mut s| s.execute(params![document_id.to_string(), partnership]))
                     .map_err(err)?;
                 }
                 Write::Compacted {
@@ -1041,6 +1102,8 @@ const VERSION_3_TABLES: &[&str] = &[
     "restore_waits_for",
     "actor_names",
     "signing_keys",
+    "document_writers",
+    "claims",
 ];
 
 /// Whether the database holds every one of these tables.
@@ -1154,6 +1217,19 @@ pub struct Changes<'a> {
 }
 
 impl Changes<'_> {
+    /// Keeps, in this transaction, that `document_id` (made here) is for
+    /// `partnership` (by id) rather than the home one: the sync names it
+    /// to the relay before its first changes ([`Write::Claim`]).
+    pub fn claim(&mut self, document_id: &DocumentId, partnership: &str) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT OR IGNORE INTO claims (document_id, partnership_id) VALUES (?1, ?2)",
+                params![document_id.to_string(), partnership],
+            )
+            .map(|_| ())
+            .map_err(|e| classify(self.path, e))
+    }
+
     /// One edit, as [`Store::change`] describes, inside this transaction.
     pub fn change<T, E: From<StoreError>>(
         &mut self,
@@ -1434,11 +1510,42 @@ mod tests {
                     owner: Owner {
                         partnership: partnership.into(),
                         claimed_by: school.into(),
+                        writer: Some(school.into()),
                     },
                 }])
                 .unwrap();
         }
         assert_eq!(store.owners().unwrap()[&id], "north");
+        assert_eq!(
+            store.writers().unwrap(),
+            vec![(id, "a".to_string())],
+            "the first writer stays its writer"
+        );
+    }
+
+    #[test]
+    fn a_claim_is_kept_with_its_document_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("school.sqlite");
+        let mut store = Store::open(&path).unwrap();
+        let id = DocumentId::random();
+        store
+            .write(&[
+                Write::Track { document_id: id },
+                Write::Claim {
+                    document_id: id,
+                    partnership: "north".into(),
+                },
+                Write::Claim {
+                    document_id: id,
+                    partnership: "south".into(),
+                },
+            ])
+            .unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.claims().unwrap(), vec![(id, "north".to_string())]);
+        assert_eq!(store.tracked_after(0).unwrap().len(), 1);
     }
 
     #[test]
