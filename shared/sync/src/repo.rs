@@ -2118,6 +2118,15 @@ impl Repo {
                     Returned::Applied(result, applying) => {
                         if self.connections.contains_key(&applying.conn) {
                             self.after_receive(document_id, applying, result);
+                        } else if applying.permission == Permission::Create {
+                            // A new document: it is claimed with its
+                            // sender's grant, gone with the connection.
+                            // Kept without an owner it could never be
+                            // claimed, so, as when a claim is refused,
+                            // nothing of it stays; the school sends it
+                            // again when it reconnects.
+                            self.documents.remove(&document_id);
+                            self.policy.forget(&applying.records);
                         } else {
                             // Its sender left meanwhile: what was applied
                             // is kept all the same, with what the policy

@@ -41,6 +41,9 @@ struct Net {
     signing_keys: Vec<crate::access::SchoolKey>,
     /// Clients that stopped reading, and what the relay sent them since.
     not_reading: HashMap<usize, Vec<Vec<u8>>>,
+    /// Work the worker thread holds until `finish_work` (`None`: work
+    /// finishes after what is already queued).
+    held_work: Option<Vec<(usize, Event)>>,
 }
 
 impl Net {
@@ -76,6 +79,7 @@ impl Net {
             named: vec![HashMap::new(); clients + 1],
             signing_keys: Vec::new(),
             not_reading: HashMap::new(),
+            held_work: None,
         }
     }
 
@@ -321,8 +325,13 @@ impl Net {
             Effect::PersistSigningKey { key } => self.signing_keys.push(key),
             Effect::Work(work) => {
                 // Run here, after what is already queued, as a worker
-                // thread would finish it later.
-                self.queue.push_back((node, Event::Worked(work.run())));
+                // thread would finish it later; or held, for a test to
+                // decide what happens meanwhile.
+                let worked = (node, Event::Worked(work.run()));
+                match &mut self.held_work {
+                    Some(held) => held.push(worked),
+                    None => self.queue.push_back(worked),
+                }
             }
             Effect::PeerJoined { .. }
             | Effect::Listed { .. }
@@ -330,6 +339,14 @@ impl Net {
             | Effect::StorageUnreadable { .. }
             | Effect::RemoteError { .. } => {}
         }
+    }
+
+    /// The worker thread finishes what it holds, and what that hands it
+    /// is held again.
+    fn finish_work(&mut self) {
+        let held = self.held_work.replace(Vec::new()).unwrap_or_default();
+        self.queue.extend(held);
+        self.run();
     }
 
     /// The client stops reading what the relay sends it.
@@ -1957,6 +1974,63 @@ mod relay_policy {
         // The document is back in the core: school 1 carries on.
         net.edit(1, plan, |doc| doc.put(ROOT, "status", "green").unwrap());
         assert_eq!(status_at(&net, 0, plan).as_deref(), Some("green"));
+    }
+
+    /// A new document is claimed for its partnership with the grant of
+    /// the connection that sent it. When that connection closes while
+    /// the document's first (heavy) changes are applied on the worker,
+    /// nothing of it is kept (a stored document no one owns could never
+    /// be claimed again); the school sends it again when it reconnects,
+    /// and then it is claimed and kept. Found by the `relay_core` fuzz
+    /// target.
+    #[test]
+    fn a_new_document_whose_sender_leaves_while_it_is_applied_is_kept_only_when_sent_again() {
+        let register = Arc::new(register(1, &[(1, &[("north", Role::Member)])]));
+        let mut net = Net::with_relay_policy(1, Box::new(AllowAll));
+        let mut config = RepoConfig::new("relay", Some("relay-storage".into()));
+        config.heavy_ops = Some(100);
+        let policy = PartnershipPolicy::new(register.clone(), HashMap::new(), 2);
+        net.nodes[0] = Repo::new(config, Box::new(policy));
+        let grant = register.authenticate(&credential(1), None).unwrap();
+        net.grants.insert(1, grant);
+        net.connect(1);
+        net.held_work = Some(Vec::new());
+        let long = "typed ".repeat(200);
+        let plan = new_doc_with_title(&mut net, 1, &long);
+        net.finish_work();
+        assert_eq!(
+            work_on(&net, plan),
+            vec!["Work(authors", "Work(apply"],
+            "its authors were read, and it is being applied"
+        );
+        net.disconnect(1);
+        net.finish_work();
+        let kept: Vec<&Effect> = net
+            .log
+            .iter()
+            .filter(|(node, e)| {
+                *node == 0
+                    && matches!(e, Effect::Persist { document_id, .. } if *document_id == plan)
+            })
+            .map(|(_, e)| e)
+            .collect();
+        assert!(kept.is_empty(), "kept with no owner: {kept:?}");
+        assert!(!net.owners.contains_key(&plan));
+        assert!(
+            net.records
+                .iter()
+                .all(|r| !matches!(r, AccessRecord::ActorBound { .. })),
+            "nothing was bound for changes not kept: {:?}",
+            net.records
+        );
+
+        net.held_work = None;
+        net.connect(1);
+        assert_eq!(
+            net.owners.get(&plan).map(|o| o.partnership.as_str()),
+            Some("north")
+        );
+        assert_eq!(text_of(&net.stored(0, plan), "title"), long);
     }
 
     #[test]
