@@ -216,6 +216,7 @@ pub async fn run_linked(
             watch_store: true,
             side: Side::School,
             register: None,
+            release_memory: None,
         },
         Box::new(move |notice| {
             if let (Some(link), Notice::Saved { documents } | Notice::Stored { documents }) =

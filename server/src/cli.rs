@@ -105,6 +105,12 @@ enum Command {
         /// times this long is dropped.
         #[arg(long, default_value_t = 20)]
         keepalive_secs: u64,
+        /// A document nobody has changed or asked about for this long
+        /// leaves the relay's memory, even while the schools that sync it
+        /// stay connected; their next message brings it back from the
+        /// database (s, m, h or d).
+        #[arg(long, default_value = "1m", value_parser = crate::backup::parse_duration)]
+        idle_unload: std::time::Duration,
         /// Back the database up this often while serving: 30m, 6h, 24h
         /// (s, m, h or d). Each backup is a dated file in --backup-dir.
         #[arg(long, value_parser = crate::backup::parse_duration)]
@@ -283,6 +289,7 @@ pub fn main() -> ExitCode {
             handshake_timeout_secs,
             max_waiting_connections,
             keepalive_secs,
+            idle_unload,
             backup_every,
             backup_keep,
             backup_dir,
@@ -293,6 +300,7 @@ pub fn main() -> ExitCode {
             config.max_connections_per_school = max_connections_per_school.max(1);
             config.max_messages_per_second = max_messages_per_second.max(1);
             config.keepalive = std::time::Duration::from_secs(keepalive_secs.max(1));
+            config.idle_unload = idle_unload;
             config.public_url = public_url;
             config.min_free_disk_bytes = min_free_disk_mb.saturating_mul(1024 * 1024);
             config.handshake_timeout =

@@ -283,6 +283,12 @@ impl HonestSchool {
     /// Stops editing; fails the test unless the relay answered within
     /// [`Self::RESPONSIVE`] at the 95th percentile during `what`.
     pub fn finish(self, what: &str) -> Duration {
+        self.finish_within(what, Self::RESPONSIVE)
+    }
+
+    /// As [`Self::finish`], within `bound`: for an attack whose own
+    /// legitimate work takes one of the machine's two cores (see its test).
+    pub fn finish_within(self, what: &str, bound: Duration) -> Duration {
         self.stop.store(true, Ordering::Relaxed);
         let mut samples = self.thread.join().expect("the honest school ran");
         assert!(
@@ -293,11 +299,10 @@ impl HonestSchool {
         samples.sort();
         let p95 = samples[(samples.len() * 95).div_ceil(100) - 1];
         assert!(
-            p95 <= Self::RESPONSIVE,
-            "during {what} the relay answered an honest school in {p95:?} at the 95th percentile ({} edits, slowest {:?}), over {:?}",
+            p95 <= bound,
+            "during {what} the relay answered an honest school in {p95:?} at the 95th percentile ({} edits, slowest {:?}), over {bound:?}",
             samples.len(),
             samples.last().unwrap(),
-            Self::RESPONSIVE
         );
         p95
     }

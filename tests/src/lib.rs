@@ -26,6 +26,11 @@ pub fn client_binary() -> PathBuf {
     built_binary("e2e-partnerplan")
 }
 
+/// `partnerplan-load`, the load generator (tests/src/bin/load.rs).
+pub fn load_binary() -> PathBuf {
+    built_binary("partnerplan-load")
+}
+
 /// This crate's binaries sit in the target directory, one level above the
 /// test executable (`target/<profile>/deps/<test>`). Cargo builds them
 /// before it runs the integration tests.

@@ -199,7 +199,8 @@ fn the_health_check_answers_while_the_database_works() {
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(
-        response.contains("can read and write its database"),
+        response.contains("can read and write its database")
+            && response.contains("documents: 0 in memory, 0 at rest"),
         "{response}"
     );
 }

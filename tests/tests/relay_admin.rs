@@ -341,11 +341,12 @@ fn wrong_passwords_for_metrics_count_against_the_same_limit_as_logins() {
 }
 
 /// Every metric the issue names, by its name in the exposition.
-const METRICS: [&str; 14] = [
+const METRICS: [&str; 15] = [
     "partnerplan_relay_connections",
     "partnerplan_relay_connections_opened_total",
     "partnerplan_relay_schools_connected",
     "partnerplan_relay_documents_loaded",
+    "partnerplan_relay_documents_resting",
     "partnerplan_relay_documents_stored",
     "partnerplan_relay_received_bytes_total",
     "partnerplan_relay_sent_bytes_total",

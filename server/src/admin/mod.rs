@@ -1217,11 +1217,11 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
 /// `GET /metrics`: the counters, and what is read from the engine and the
 /// database now.
 async fn metrics(State(state): State<Shared>) -> Response {
-    let loaded = state
+    let (loaded, resting) = state
         .engine
-        .query(|repo, _| repo.loaded_documents())
+        .query(|repo, _| (repo.loaded_documents(), repo.resting_documents()))
         .await
-        .unwrap_or(0);
+        .unwrap_or((0, 0));
     let storage = state.admin.directory(|d| d.storage()).await;
     let (documents, bytes, last_backup) = match &storage {
         Ok(s) => (
@@ -1238,6 +1238,7 @@ async fn metrics(State(state): State<Shared>) -> Response {
     let snapshot = metrics::State {
         schools_connected: state.activity.schools_connected(),
         documents_loaded: loaded,
+        documents_resting: resting,
         documents_stored: documents,
         storage_bytes: bytes,
         last_backup_age: last_backup.map(|at| now - at),

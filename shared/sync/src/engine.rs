@@ -147,6 +147,11 @@ pub struct EngineConfig {
     /// connections that lost rights) and publish it here, for the HTTP
     /// side to authenticate by. Holds the register the core started with.
     pub register: Option<tokio::sync::watch::Sender<Arc<Register>>>,
+    /// Called on the engine thread after documents left memory, to hand
+    /// what they used back to the system: the relay's allocator keeps
+    /// freed memory for the thread that freed it otherwise, and an idle
+    /// relay's engine thread may not allocate again for a long while.
+    pub release_memory: Option<fn()>,
 }
 
 /// The relay and the client both run the engine; what it tells people
@@ -360,6 +365,7 @@ impl Engine {
                     outboxes: HashMap::new(),
                     last_tick: Instant::now(),
                     last_register_check: Instant::now(),
+                    clock: (crate::clock::unix_millis(), Instant::now()),
                     own_seqs: HashSet::new(),
                     seen_chunk_seq: None,
                     seen_tracked_seq: 0,
@@ -409,6 +415,10 @@ struct Worker {
     outboxes: HashMap<ConnId, tokio::sync::mpsc::Sender<Outgoing>>,
     last_tick: Instant,
     last_register_check: Instant,
+    /// The wall-clock time (ms since 1970) when the engine started, and
+    /// that instant: the core's clock counts on from it, so it never goes
+    /// back when the wall clock does (held messages would wait for it).
+    clock: (u64, Instant),
     /// Chunks this engine wrote, so the store watcher skips them.
     own_seqs: HashSet<i64>,
     seen_chunk_seq: Option<i64>,
@@ -426,9 +436,9 @@ impl Worker {
             self.seen_chunk_seq = self.store.last_chunk_seq().ok();
         }
         // The core knows the time before the first connection opens.
-        let now_ms = crate::clock::unix_millis();
+        let now_ms = self.now_ms();
         let effects = self.repo.handle(Event::Tick { now_ms }).into();
-        let _ = self.carry_out(effects, Vec::new());
+        let _ = self.carry_out(effects, Vec::new(), HashSet::new());
         loop {
             let mut inputs: Vec<Input> = self.pending.drain(..).collect();
             let mut arrived = Vec::new();
@@ -439,10 +449,14 @@ impl Worker {
                 inputs.push(input);
             };
             if inputs.is_empty() {
-                let wait = match self.config.register {
+                let mut wait = match self.config.register {
                     Some(_) => self.config.tick.min(REGISTER_POLL),
                     None => self.config.tick,
                 };
+                // Messages the core holds back for a while go out on time.
+                if let Some(at) = self.repo.next_wakeup() {
+                    wait = wait.min(Duration::from_millis(at.saturating_sub(self.now_ms())));
+                }
                 match rx.recv_timeout(wait) {
                     Ok(input) => take(input, &mut inputs),
                     Err(RecvTimeoutError::Timeout) => {}
@@ -472,6 +486,7 @@ impl Worker {
         let mut queries = Vec::new();
         let mut meta = Vec::new();
         let mut waiting = Vec::new();
+        let mut senders = HashSet::new();
         let mut keep_running = true;
         // The register is looked at before this turn's connections open,
         // so they are judged by the latest.
@@ -483,10 +498,17 @@ impl Worker {
             self.watch_register(&mut effects);
         }
         let poked = inputs.iter().any(|input| matches!(input, Input::Poke));
+        let now_ms = self.now_ms();
+        effects.extend(self.repo.handle(Event::Time { now_ms }));
         if self.last_tick.elapsed() >= self.config.tick {
             self.last_tick = Instant::now();
-            let now_ms = crate::clock::unix_millis();
+            let loaded = self.repo.loaded_documents();
             effects.extend(self.repo.handle(Event::Tick { now_ms }));
+            if let Some(release) = self.config.release_memory
+                && self.repo.loaded_documents() < loaded
+            {
+                release();
+            }
             if self.config.watch_store {
                 self.watch_store(&mut effects);
             }
@@ -518,6 +540,7 @@ impl Worker {
                     bytes,
                     reserved,
                 } => {
+                    senders.insert(conn);
                     effects.extend(self.handle_frame(conn, bytes));
                     drop(reserved);
                 }
@@ -561,7 +584,7 @@ impl Worker {
                 Input::Shutdown => keep_running = false,
             }
         }
-        let saved = self.carry_out(effects, meta);
+        let saved = self.carry_out(effects, meta, senders);
         for done in waiting {
             let _ = done.send(saved.clone());
         }
@@ -569,6 +592,14 @@ impl Worker {
             query(&self.repo, &self.store);
         }
         keep_running
+    }
+
+    /// The core's clock: the wall-clock time in ms since 1970, so what the
+    /// policy keeps across restarts compares with the time after one,
+    /// counted on from the engine's start with a monotonic clock.
+    fn now_ms(&self) -> u64 {
+        let (origin_ms, origin) = self.clock;
+        origin_ms + origin.elapsed().as_millis() as u64
     }
 
     /// Runs one frame through the core. A frame that makes the core panic
@@ -599,11 +630,14 @@ impl Worker {
     }
 
     /// Carries out the effects, committing their writes (and `writes`) in
-    /// one transaction before any frame goes out. Returns how the commit went.
+    /// one transaction before any frame goes out. Returns how the commit
+    /// went. `senders`: the connections whose frames made this turn's
+    /// writes.
     fn carry_out(
         &mut self,
         mut effects: VecDeque<Effect>,
         mut writes: Vec<Write>,
+        senders: HashSet<ConnId>,
     ) -> Result<(), StoreError> {
         let mut sends: Vec<(ConnId, Outgoing)> = Vec::new();
         while let Some(effect) = effects.pop_front() {
@@ -670,9 +704,11 @@ impl Worker {
         }
         if let Err(error) = self.write(&writes) {
             // Nothing of this turn was saved, so nothing may be confirmed:
-            // drop its frames and close the connections involved, which
+            // drop its frames and close the connections involved (whose
+            // frames made the writes, or that were to hear of them), which
             // keep their changes and send them again.
-            let conns: HashSet<ConnId> = sends.iter().map(|(conn, _)| *conn).collect();
+            let mut conns = senders;
+            conns.extend(sends.iter().map(|(conn, _)| *conn));
             for conn in conns {
                 if let Some(outbox) = self.outboxes.remove(&conn) {
                     let _ =
@@ -1036,6 +1072,7 @@ mod tests {
                 watch_store: false,
                 side: Side::Relay,
                 register: None,
+                release_memory: None,
             },
             Box::new(move |notice| {
                 let _ = notices_tx.send(notice);
@@ -1100,6 +1137,7 @@ mod tests {
                 watch_store: false,
                 side: Side::Relay,
                 register: None,
+                release_memory: None,
             },
             Box::new(|_| {}),
         );
@@ -1160,6 +1198,7 @@ mod tests {
                 watch_store: false,
                 side: Side::Relay,
                 register: None,
+                release_memory: None,
             },
             Box::new(move |notice| {
                 let _ = notices_tx.send(notice);

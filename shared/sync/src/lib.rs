@@ -12,8 +12,10 @@ pub mod document_id;
 pub mod engine;
 pub mod invite;
 pub mod message;
+mod pacing;
 pub mod peer_text;
 pub mod repo;
+mod resting;
 pub mod store;
 
 pub use document_id::DocumentId;

@@ -18,7 +18,8 @@
 //! `Persist` has committed. That is how a change is confirmed to its
 //! sender only once it is durable.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use automerge::sync::{self, SyncDoc};
@@ -31,6 +32,8 @@ use crate::message::{
     DecodeError, ListedPartnership, MAX_ACTORS_PER_MESSAGE, MAX_LISTED_PER_MESSAGE, Message,
     NamedActor, PROTOCOL_VERSION, PeerId, PeerMetadata, PublicKey, SyncFrame,
 };
+use crate::pacing::{Next, Pace};
+use crate::resting::{Bits, Resting};
 
 /// A driver's name for one connection.
 pub type ConnId = u64;
@@ -219,7 +222,10 @@ pub struct RepoConfig {
     /// `Some` for a peer that keeps documents; `None` makes it ephemeral.
     pub storage_id: Option<String>,
     pub max_frame_bytes: usize,
-    /// A document nobody is syncing is dropped from memory after this long.
+    /// A document nobody has touched for this long leaves memory. One
+    /// that connected peers subscribe to rests (see `resting.rs`) and
+    /// comes back with their next message; a tracked one (the client's)
+    /// stays.
     pub idle_unload_ms: u64,
     /// Keep each peer's sync state as soon as it moves (the client, whose
     /// `status` reads it), rather than only when the peer disconnects
@@ -368,7 +374,15 @@ pub enum Event {
     RegisterChanged {
         register: Arc<Register>,
     },
+    /// Periodic housekeeping (idle documents, announcements), with the
+    /// time in ms; it also does what [`Event::Time`] does.
     Tick {
+        now_ms: u64,
+    },
+    /// The time in ms, handed in at every turn of the driver and cheap:
+    /// messages held back for a peer's acknowledgement (`pacing.rs`) go
+    /// out when their wait is over. See [`Repo::next_wakeup`].
+    Time {
         now_ms: u64,
     },
     /// The driver gives up on this connection (what it sent made the core
@@ -537,6 +551,7 @@ struct PeerDoc {
     remote_unavailable: bool,
     /// Whether this read-only peer was told its changes are not kept.
     told_read_only: bool,
+    pace: Pace,
     /// The peer refused our changes, saying this: nothing more is sent.
     refused: Option<String>,
 }
@@ -610,6 +625,8 @@ enum Slot {
         queue: Vec<Queued>,
         departed: Vec<(ConnId, Option<String>)>,
     },
+    /// Out of memory while connected peers subscribe to it.
+    Resting(Resting),
 }
 
 /// What applying a sync message needs to know afterwards, wherever it ran.
@@ -873,6 +890,11 @@ pub struct Repo {
     to_announce: VecDeque<DocumentId>,
     waiting: HashSet<DocumentId>,
     announce_budget: usize,
+    /// What resting documents being loaded again kept of their peers.
+    waking: HashMap<DocumentId, Resting>,
+    /// When peers held back by pacing are due a message anyway: (time,
+    /// document, connection), earliest first; stale entries are skipped.
+    wakeups: BinaryHeap<Reverse<(u64, DocumentId, ConnId)>>,
     now_ms: u64,
     effects: Vec<Effect>,
 }
@@ -890,6 +912,8 @@ impl Repo {
             to_announce: VecDeque::new(),
             waiting: HashSet::new(),
             announce_budget: ANNOUNCE_PER_TICK,
+            waking: HashMap::new(),
+            wakeups: BinaryHeap::new(),
             now_ms: 0,
             effects: Vec::new(),
         }
@@ -928,6 +952,7 @@ impl Repo {
                 self.claims.insert(document_id, partnership);
             }
             Event::Tick { now_ms } => self.on_tick(now_ms),
+            Event::Time { now_ms } => self.on_time(now_ms),
             Event::Written { conn, bytes } => self.on_written(conn, bytes),
             Event::Worked(worked) => self.on_worked(worked),
             Event::Refuse { conn, reason } => {
@@ -980,6 +1005,7 @@ impl Repo {
                 self.policy.forget(&forgotten);
                 for document_id in document_ids {
                     self.documents.remove(&document_id);
+                    self.waking.remove(&document_id);
                     for connection in self.connections.values_mut() {
                         connection.documents.remove(&document_id);
                     }
@@ -994,9 +1020,24 @@ impl Repo {
         self.to_announce.len()
     }
 
-    /// The number of documents held in memory.
+    /// The number of documents held in memory (or being loaded).
     pub fn loaded_documents(&self) -> usize {
-        self.documents.len()
+        self.documents.len() - self.resting_documents()
+    }
+
+    /// The number of documents at rest: out of memory, with connected
+    /// subscribers.
+    pub fn resting_documents(&self) -> usize {
+        self.documents
+            .values()
+            .filter(|slot| matches!(slot, Slot::Resting(_)))
+            .count()
+    }
+
+    /// When the core next wants to hear the time ([`Event::Time`]), in ms,
+    /// if it waits for anything.
+    pub fn next_wakeup(&self) -> Option<u64> {
+        self.wakeups.peek().map(|Reverse((at, _, _))| *at)
     }
 
     /// The document as held in memory, if it is loaded.
@@ -1605,8 +1646,11 @@ impl Repo {
         {
             return;
         }
-        let Some(Slot::Ready(document)) = self.documents.get(&document_id) else {
-            return;
+        // Presence goes on while a document rests: its subscribers hear it.
+        let subscribers: Vec<ConnId> = match self.documents.get(&document_id) {
+            Some(Slot::Ready(document)) => document.peers.keys().copied().collect(),
+            Some(Slot::Resting(resting)) => resting.subscribers().collect(),
+            _ => return,
         };
         // A session counts its messages across all documents.
         let key = (sender_id.clone(), session_id.clone());
@@ -1621,10 +1665,8 @@ impl Repo {
         let policy = &self.policy;
         let connections = &self.connections;
         let limit = self.config.outbox_bytes;
-        let targets: Vec<ConnId> = document
-            .peers
-            .keys()
-            .copied()
+        let targets: Vec<ConnId> = subscribers
+            .into_iter()
             .filter(|&other| other != conn)
             .filter(|&other| policy.permission(other, &document_id) != Permission::None)
             // Presence is worth nothing late: a peer behind on reading
@@ -1666,8 +1708,20 @@ impl Repo {
                 departed.push((conn, storage_id.clone()));
                 continue;
             }
-            let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
-                continue;
+            // At rest, its state was kept when it went to rest.
+            if let Some(resting) = self.waking.get_mut(&document_id) {
+                resting.forget(conn);
+            }
+            let document = match self.documents.get_mut(&document_id) {
+                Some(Slot::Ready(document)) => document,
+                Some(Slot::Resting(resting)) => {
+                    resting.forget(conn);
+                    if resting.is_empty() {
+                        self.documents.remove(&document_id);
+                    }
+                    continue;
+                }
+                _ => continue,
             };
             let Some(peer) = document.peers.remove(&conn) else {
                 continue;
@@ -1692,9 +1746,13 @@ impl Repo {
     /// Runs `work` on the document, loading it first if needed.
     fn with_document(&mut self, document_id: DocumentId, work: Queued) {
         match self.documents.get_mut(&document_id) {
-            None => {
-                self.documents
-                    .insert(document_id, Slot::Loading(vec![work]));
+            None | Some(Slot::Resting(_)) => {
+                if let Some(Slot::Resting(resting)) = self
+                    .documents
+                    .insert(document_id, Slot::Loading(vec![work]))
+                {
+                    self.waking.insert(document_id, resting);
+                }
                 self.effects.push(Effect::Load { document_id });
             }
             Some(Slot::Loading(queue) | Slot::Busy { queue, .. }) => queue.push(work),
@@ -1755,10 +1813,29 @@ impl Repo {
         (size, stored_bytes): (ChunkSize, u64),
     ) {
         let persisted_heads = doc.get_heads();
+        // Subscribers it had when it went to rest pick up where they were.
+        let peers = match self.waking.remove(&document_id) {
+            Some(resting) => resting
+                .wake()
+                .into_iter()
+                .map(|(conn, sync, bits)| {
+                    let peer = PeerDoc {
+                        persisted_shared_heads: sync.shared_heads.clone(),
+                        pace: Pace::told(sync.last_sent_heads.clone()),
+                        sync,
+                        remote_unavailable: bits.has(Bits::REMOTE_UNAVAILABLE),
+                        told_read_only: bits.has(Bits::TOLD_READ_ONLY),
+                        refused: None,
+                    };
+                    (conn, peer)
+                })
+                .collect(),
+            None => HashMap::new(),
+        };
         let document = Document {
             doc,
             persisted_heads,
-            peers: HashMap::new(),
+            peers,
             stored_sync_states: sync_states.into_iter().collect(),
             last_active_ms: self.now_ms,
             unreadable,
@@ -2108,8 +2185,12 @@ impl Repo {
         let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
             return;
         };
-        if document.doc.get_heads() != heads_before {
+        let changed = document.doc.get_heads() != heads_before;
+        if changed {
             document.size.ops = carried.after(document.size.ops, 0).0;
+        }
+        if let Some(peer) = document.peers.get_mut(&conn) {
+            peer.pace.heard(&peer.sync);
         }
         if matches!(permission, Permission::ReadWrite | Permission::Create)
             && their_heads
@@ -2168,7 +2249,8 @@ impl Repo {
         if empty && !self.is_empty(&document_id) {
             self.subscribe_awaiting(document_id);
         }
-        self.sync_peers(document_id);
+        // The sender is answered; the others hear only of what changed.
+        self.sync_peers_of(document_id, (!changed).then_some(conn));
         if request && self.is_empty(&document_id) {
             // We have nothing, and the requester has nothing: say so (after
             // our sync reply, as the reference server does), and keep it
@@ -2289,9 +2371,12 @@ impl Repo {
         }
     }
 
-    /// [`Self::sync_peers`], for one peer only if `only` says so.
+    /// [`Self::sync_peers`], for one peer only if `only` says so, as
+    /// `pacing.rs` allows: a peer still to acknowledge changes we sent
+    /// waits, and is woken by its answer or at its wake-up time.
     fn sync_peers_of(&mut self, document_id: DocumentId, only: Option<ConnId>) {
         let eager = self.config.eager_sync_states;
+        let now_ms = self.now_ms;
         let limit = self.config.outbox_bytes;
         let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
             return;
@@ -2323,19 +2408,29 @@ impl Repo {
                 held_back.push(conn);
                 continue;
             }
-            if let Some(message) = document.doc.generate_sync_message(&mut peer.sync) {
-                let frame = SyncFrame {
-                    sender_id: self.config.peer_id.clone(),
-                    target_id: peer_id.clone(),
-                    document_id,
-                    data: message.encode(),
-                };
-                // We ask with `request` while we have nothing ourselves.
-                outgoing.push(if empty && connection.initiate {
-                    (conn, Message::Request(frame))
-                } else {
-                    (conn, Message::Sync(frame))
-                });
+            // The side that accepted the connection (the relay) paces.
+            let paced = !connection.initiate;
+            match peer.pace.next(&document.doc, &mut peer.sync, paced, now_ms) {
+                Next::Send(message) => {
+                    let frame = SyncFrame {
+                        sender_id: self.config.peer_id.clone(),
+                        target_id: peer_id.clone(),
+                        document_id,
+                        data: message.encode(),
+                    };
+                    // We ask with `request` while we have nothing ourselves.
+                    outgoing.push(if empty && connection.initiate {
+                        (conn, Message::Request(frame))
+                    } else {
+                        (conn, Message::Sync(frame))
+                    });
+                }
+                Next::Hold { wake_at } => {
+                    if let Some(at) = wake_at {
+                        self.wakeups.push(Reverse((at, document_id, conn)));
+                    }
+                }
+                Next::Nothing => {}
             }
             if eager
                 && let Some(storage_id) = &metadata.storage_id
@@ -2363,25 +2458,113 @@ impl Repo {
         }
     }
 
+    /// The time passed: peers whose wait for an acknowledgement is over
+    /// are sent what they were owed.
+    fn on_time(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        let mut retry = Vec::new();
+        while let Some(&Reverse((at, document_id, conn))) = self.wakeups.peek() {
+            if at > self.now_ms {
+                break;
+            }
+            self.wakeups.pop();
+            let owed = match self.documents.get_mut(&document_id) {
+                Some(Slot::Ready(document)) => document
+                    .peers
+                    .get_mut(&conn)
+                    .is_some_and(|peer| peer.pace.woken(at)),
+                Some(Slot::Busy { .. }) => {
+                    // Away on the worker: its peers' pace comes back with
+                    // it, and this wake-up tries again a gap later.
+                    retry.push((document_id, conn));
+                    false
+                }
+                _ => false,
+            };
+            if owed {
+                self.sync_peers_of(document_id, Some(conn));
+            }
+        }
+        for (document_id, conn) in retry {
+            let at = self.now_ms + crate::pacing::GAP_MS;
+            self.wakeups.push(Reverse((at, document_id, conn)));
+        }
+    }
+
     fn on_tick(&mut self, now_ms: u64) {
-        self.now_ms = now_ms;
+        // A tick is a time too: what waits on it goes out.
+        self.on_time(now_ms);
         self.announce_budget = ANNOUNCE_PER_TICK;
         self.start_announcements();
         let idle = self.config.idle_unload_ms;
-        let tracked = &self.tracked;
-        self.documents.retain(|document_id, slot| match slot {
-            Slot::Loading(_) | Slot::Busy { .. } => true,
-            Slot::Ready(document) => {
-                let idle_for = now_ms.saturating_sub(document.last_active_ms);
-                // A document nobody has (requests for unknown ids) is kept
-                // only a while for its requesters, so made-up ids cannot
-                // fill memory.
-                let empty = document.doc.get_heads().is_empty();
-                tracked.contains(document_id)
-                    || idle_for < idle
-                    || (!empty && !document.peers.is_empty())
+        let mut drop = Vec::new();
+        let mut rest = Vec::new();
+        for (document_id, slot) in &self.documents {
+            // Loading, away being worked on, or resting already.
+            let Slot::Ready(document) = slot else {
+                continue;
+            };
+            if self.tracked.contains(document_id)
+                || now_ms.saturating_sub(document.last_active_ms) < idle
+            {
+                continue;
             }
-        });
+            // A document nobody has (requests for unknown ids) is kept
+            // only a while for its requesters, so made-up ids cannot fill
+            // memory.
+            if document.peers.is_empty() || document.doc.get_heads().is_empty() {
+                drop.push(*document_id);
+            } else if !document.peers.iter().any(|(conn, peer)| {
+                // A refusal's words stay where `Repo::refusal` reads them;
+                // a peer owed changes, or held back while its outbox
+                // drains, gets them before the document rests.
+                peer.pace.owed()
+                    || peer.refused.is_some()
+                    || self
+                        .connections
+                        .get(conn)
+                        .is_some_and(|c| c.deferred.contains(document_id))
+            }) {
+                rest.push(*document_id);
+            }
+        }
+        for document_id in drop {
+            self.documents.remove(&document_id);
+        }
+        for document_id in rest {
+            self.rest(document_id);
+        }
+    }
+
+    /// Takes an idle document out of memory, keeping where each of its
+    /// subscribers stood (see `resting.rs`).
+    fn rest(&mut self, document_id: DocumentId) {
+        let Some(Slot::Ready(document)) = self.documents.remove(&document_id) else {
+            return;
+        };
+        let mut resting = Resting::new(document.doc.get_heads());
+        for (conn, peer) in document.peers {
+            // What a disconnect would keep, kept now: the peer may never
+            // disconnect while the document rests.
+            if let Some(storage_id) = self.peer_storage_id(conn)
+                && peer.sync.shared_heads != peer.persisted_shared_heads
+            {
+                self.effects.push(Effect::PersistSyncState {
+                    document_id,
+                    storage_id,
+                    state: peer.sync.encode(),
+                });
+            }
+            let mut core = 0;
+            if peer.remote_unavailable {
+                core |= Bits::REMOTE_UNAVAILABLE;
+            }
+            if peer.told_read_only {
+                core |= Bits::TOLD_READ_ONLY;
+            }
+            resting.keep(conn, &peer.sync, core);
+        }
+        self.documents.insert(document_id, Slot::Resting(resting));
     }
 
     fn is_empty(&self, document_id: &DocumentId) -> bool {
@@ -2702,6 +2885,7 @@ fn new_peer_doc(stored: &HashMap<String, Vec<u8>>, storage_id: Option<&str>) -> 
         sync,
         remote_unavailable: false,
         told_read_only: false,
+        pace: Pace::default(),
         refused: None,
     }
 }

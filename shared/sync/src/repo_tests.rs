@@ -17,6 +17,12 @@ struct Net {
     stores: Vec<HashMap<DocumentId, Vec<Vec<u8>>>>,
     sync_states: Vec<HashMap<(DocumentId, String), Vec<u8>>>,
     linked: Vec<bool>,
+    /// Frames from these clients to the relay are lost (a peer that never
+    /// answers).
+    muted: Vec<bool>,
+    /// When the network is quiet and a node waits for a time (a paced
+    /// message), time moves on to it: off for tests that watch the wait.
+    time_flows: bool,
     queue: VecDeque<(usize, Event)>,
     /// Every effect seen, by node, for assertions on order.
     log: Vec<(usize, Effect)>,
@@ -60,6 +66,8 @@ impl Net {
             stores: vec![HashMap::new(); clients + 1],
             sync_states: vec![HashMap::new(); clients + 1],
             linked: vec![false; clients + 1],
+            muted: vec![false; clients + 1],
+            time_flows: true,
             nodes,
             queue: VecDeque::new(),
             log: Vec::new(),
@@ -112,6 +120,18 @@ impl Net {
     /// A school edits its own copy: the edit lands in its storage first,
     /// as the command line does, and the core hears of it.
     fn edit(&mut self, client: usize, document_id: DocumentId, f: impl FnOnce(&mut AutoCommit)) {
+        self.edit_later(client, document_id, f);
+        self.run();
+    }
+
+    /// An edit whose news waits in the network's queue, behind what is
+    /// already there: several of these make edits that cross in flight.
+    fn edit_later(
+        &mut self,
+        client: usize,
+        document_id: DocumentId,
+        f: impl FnOnce(&mut AutoCommit),
+    ) {
         let chunks = self.stores[client].entry(document_id).or_default();
         let mut doc = AutoCommit::new();
         for chunk in chunks.iter() {
@@ -126,7 +146,6 @@ impl Net {
         chunks.push(chunk.clone());
         self.queue
             .push_back((client, Event::LocalChanges { document_id, chunk }));
-        self.run();
     }
 
     /// A school edits under an actor of its choosing (another school's,
@@ -187,13 +206,26 @@ impl Net {
 
     fn run(&mut self) {
         let mut steps = 0;
-        while let Some((node, event)) = self.queue.pop_front() {
-            steps += 1;
-            assert!(steps < 100_000, "the network did not settle");
-            let effects = self.nodes[node].handle(event);
-            for effect in effects {
-                self.log.push((node, effect.clone()));
-                self.apply(node, effect);
+        loop {
+            while let Some((node, event)) = self.queue.pop_front() {
+                steps += 1;
+                assert!(steps < 100_000, "the network did not settle");
+                let effects = self.nodes[node].handle(event);
+                for effect in effects {
+                    self.log.push((node, effect.clone()));
+                    self.apply(node, effect);
+                }
+            }
+            let next = (0..self.nodes.len())
+                .filter_map(|node| Some((self.nodes[node].next_wakeup()?, node)))
+                .min();
+            match next {
+                Some((at, node)) if self.time_flows => {
+                    self.now_ms = self.now_ms.max(at);
+                    let now_ms = self.now_ms;
+                    self.queue.push_back((node, Event::Time { now_ms }));
+                }
+                _ => return,
             }
         }
     }
@@ -213,7 +245,7 @@ impl Net {
                     unread.push(bytes);
                     return;
                 }
-                if self.linked[client] {
+                if self.linked[client] && !(node != 0 && self.muted[client]) {
                     if node == 0 {
                         // Written at once: the relay hears so.
                         self.queue.push_back((
@@ -353,14 +385,32 @@ impl Net {
     fn tick(&mut self, advance_ms: u64) {
         self.now_ms += advance_ms;
         for node in 0..self.nodes.len() {
-            self.queue.push_back((
-                node,
-                Event::Tick {
-                    now_ms: self.now_ms,
-                },
-            ));
+            let now_ms = self.now_ms;
+            self.queue.push_back((node, Event::Time { now_ms }));
+            self.queue.push_back((node, Event::Tick { now_ms }));
         }
         self.run();
+    }
+
+    /// Sync frames `from` sent `to` (0 being the relay) since log entry
+    /// `since`, with the number of changes each carried.
+    fn syncs(&self, from: usize, to: usize, since: usize) -> Vec<usize> {
+        self.log[since..]
+            .iter()
+            .filter_map(|(node, effect)| match effect {
+                Effect::Send { conn, bytes } if *node == from => {
+                    let target = if from == 0 { *conn as usize } else { 0 };
+                    (target == to).then_some(bytes)
+                }
+                _ => None,
+            })
+            .filter_map(|bytes| match Message::decode(bytes, usize::MAX) {
+                Ok(Message::Sync(frame) | Message::Request(frame)) => {
+                    Some(sync::Message::decode(&frame.data).unwrap().changes.len())
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     fn sent_errors(&self, node: usize) -> Vec<String> {
@@ -711,6 +761,188 @@ fn idle_documents_are_unloaded_and_load_again_when_asked() {
     net.connect(2);
     net.track(2, id);
     assert_eq!(text_of(&net.stored(2, id), "title"), "Plan");
+}
+
+fn status_of(doc: &AutoCommit) -> Option<String> {
+    doc.get(ROOT, "status")
+        .unwrap()
+        .and_then(|(value, _)| value.as_str().map(str::to_string))
+}
+
+#[test]
+fn a_burst_of_changes_reaches_each_other_subscriber_in_a_message_or_two() {
+    let mut net = Net::new(3);
+    for c in 1..=3 {
+        net.connect(c);
+    }
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    net.track(2, id);
+    net.track(3, id);
+    let before = net.log.len();
+    // School 1 types twenty changes before any answer comes back.
+    for i in 0..20 {
+        net.edit_later(1, id, move |doc| {
+            doc.put(ROOT, "status", format!("step {i}")).unwrap();
+        });
+    }
+    net.run();
+    for c in [2, 3] {
+        assert_eq!(status_of(&net.stored(c, id)).as_deref(), Some("step 19"));
+        let syncs = net.syncs(0, c, before);
+        // The first change goes at once; the rest wait for its
+        // acknowledgement and follow together.
+        assert!(
+            syncs.len() <= 3,
+            "school {c} was sent {} messages for 20 changes",
+            syncs.len()
+        );
+    }
+    // Every change is acknowledged to its sender too.
+    assert_eq!(net.nodes[1].progress(&id, 0), SyncProgress::InSync);
+}
+
+#[test]
+fn a_quiet_documents_change_goes_to_every_subscriber_at_once() {
+    let mut net = Net::new(3);
+    for c in 1..=3 {
+        net.connect(c);
+    }
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    net.track(2, id);
+    net.track(3, id);
+    let before = net.log.len();
+    net.edit(2, id, |doc| {
+        doc.put(ROOT, "status", "amber").unwrap();
+    });
+    for c in [1, 3] {
+        assert_eq!(
+            net.syncs(0, c, before),
+            vec![1],
+            "one message to school {c}, with the change"
+        );
+        // Its acknowledgement is not answered: nothing was new.
+        assert_eq!(net.syncs(c, 0, before).len(), 1);
+    }
+    // The sender hears once that the relay holds it.
+    assert_eq!(net.syncs(0, 2, before), vec![0]);
+}
+
+#[test]
+fn a_subscriber_that_never_answers_is_sent_what_waits_after_a_while() {
+    let mut net = Net::new(2);
+    net.connect(1);
+    net.connect(2);
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    net.track(2, id);
+    net.muted[2] = true;
+    net.time_flows = false;
+    net.edit(1, id, |doc| {
+        doc.put(ROOT, "status", "amber").unwrap();
+    });
+    net.edit(1, id, |doc| {
+        doc.put(ROOT, "status", "green").unwrap();
+    });
+    // The first change went; the second waits for an answer that is lost.
+    assert_eq!(status_of(&net.stored(2, id)).as_deref(), Some("amber"));
+    net.tick(crate::pacing::REPLY_WAIT_MS - 1);
+    assert_eq!(status_of(&net.stored(2, id)).as_deref(), Some("amber"));
+    net.tick(1);
+    assert_eq!(status_of(&net.stored(2, id)).as_deref(), Some("green"));
+}
+
+#[test]
+fn an_idle_document_leaves_memory_while_its_subscribers_stay_and_comes_back_in_one_exchange() {
+    let mut net = Net::new(3);
+    for c in 1..=3 {
+        net.connect(c);
+    }
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    net.track(2, id);
+    net.track(3, id);
+    net.tick(30_000);
+    assert_eq!(net.nodes[0].loaded_documents(), 1, "in use a while ago");
+    net.tick(31_000);
+    assert_eq!(net.nodes[0].loaded_documents(), 0, "idle for a minute");
+    assert_eq!(net.nodes[0].resting_documents(), 1, "its subscribers stay");
+
+    // Presence goes on while it rests, and does not wake it.
+    let before = net.log.len();
+    let presence = Message::Ephemeral {
+        sender_id: "school-1".into(),
+        target_id: "relay".into(),
+        document_id: id,
+        session_id: "cursor".into(),
+        count: 1,
+        data: vec![7],
+    };
+    net.send_raw(1, presence.encode());
+    let heard: Vec<ConnId> = net.log[before..]
+        .iter()
+        .filter_map(|(node, effect)| match effect {
+            Effect::Send { conn, bytes } if *node == 0 => matches!(
+                Message::decode(bytes, usize::MAX),
+                Ok(Message::Ephemeral { .. })
+            )
+            .then_some(*conn),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(heard.len(), 2, "schools 2 and 3 hear it: {heard:?}");
+    assert_eq!(net.nodes[0].loaded_documents(), 0);
+
+    let before = net.log.len();
+    net.edit(2, id, |doc| {
+        doc.put(ROOT, "status", "amber").unwrap();
+    });
+    // One message each way with the editor, and the change straight to
+    // the others: no round trip to find out where they stood.
+    assert_eq!(net.syncs(2, 0, before), vec![1]);
+    assert_eq!(net.syncs(0, 2, before), vec![0]);
+    for c in [1, 3] {
+        assert_eq!(net.syncs(0, c, before), vec![1]);
+        assert_eq!(status_of(&net.stored(c, id)).as_deref(), Some("amber"));
+        assert_eq!(net.nodes[c].progress(&id, 0), SyncProgress::InSync);
+    }
+    assert_eq!(net.nodes[0].loaded_documents(), 1);
+
+    // At rest again, then every subscriber leaves: nothing is left.
+    net.tick(61_000);
+    assert_eq!(net.nodes[0].resting_documents(), 1);
+    for c in 1..=3 {
+        net.disconnect(c);
+    }
+    assert_eq!(net.nodes[0].resting_documents(), 0);
+    assert_eq!(net.nodes[0].loaded_documents(), 0);
+}
+
+#[test]
+fn a_subscriber_that_reconnects_while_its_document_rests_resumes_from_kept_state() {
+    let mut net = Net::new(2);
+    net.connect(1);
+    net.connect(2);
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    net.track(2, id);
+    net.tick(61_000);
+    assert_eq!(net.nodes[0].resting_documents(), 1);
+    // The relay keeps sync states when peers leave; a peer may never
+    // leave while its document rests, so they are kept as it goes to rest.
+    let kept = net.sync_states[0][&(id, "school-2-storage".to_string())].clone();
+    assert_eq!(
+        sync::State::decode(&kept).unwrap().shared_heads,
+        net.stored(0, id).get_heads()
+    );
+    net.disconnect(2);
+    assert_eq!(
+        net.nodes[0].resting_documents(),
+        1,
+        "school 1 still subscribes"
+    );
+    net.edit(1, id, |doc| {
+        doc.put(ROOT, "status", "green").unwrap();
+    });
+    net.connect(2);
+    assert_eq!(status_of(&net.stored(2, id)).as_deref(), Some("green"));
+    assert_eq!(net.nodes[2].progress(&id, 0), SyncProgress::InSync);
 }
 
 #[test]
