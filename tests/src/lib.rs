@@ -417,6 +417,28 @@ impl School {
         self.ok(&["sync", "--timeout", "60"]);
     }
 
+    /// A new action plan with one review recorded (11 July 2017, by the
+    /// HTs), not yet signed: the plan's URL and the review's id.
+    pub fn plan_with_review(&self) -> (String, String) {
+        let plan = self
+            .ok(&["new", "action-plan", "--title", "Plan"])
+            .trim()
+            .to_string();
+        let review = self
+            .ok(&[
+                "review",
+                "record",
+                &plan,
+                "--date",
+                "11 July 2017",
+                "--by",
+                "the HTs",
+            ])
+            .trim()
+            .to_string();
+        (plan, review)
+    }
+
     /// The document as this school holds it (`show --json`).
     pub fn show(&self, url: &str) -> Value {
         let out = self.ok(&["show", url, "--json"]);
