@@ -48,6 +48,7 @@ use partnerplan_model::{
 use partnerplan_relay::directory::{Directory, hash_token};
 use partnerplan_relay::{DATABASE_FILE, RelayConfig, core_from_store};
 use partnerplan_sync::access::{Grant, Role};
+use partnerplan_sync::repo::Work;
 use partnerplan_sync::store::Write;
 use partnerplan_sync::{ConnId, DocumentId, Effect, Event, Repo, Store};
 use proptest::prelude::*;
@@ -205,17 +206,24 @@ enum Out {
     Close,
 }
 
+/// What one turn of a core asks of its driver.
+struct Turn {
+    writes: Vec<Write>,
+    sends: Vec<(ConnId, Out)>,
+    /// Heavy work for the driver's worker, whose results come back as
+    /// later events (`Event::Worked`).
+    work: Vec<Work>,
+}
+
 /// Runs one event through a core, as one engine turn: loads are answered
-/// at once, writes are gathered (to commit before any frame leaves), and
-/// frames and closes are returned in order.
-fn turn(
-    repo: &mut Repo,
-    event: Event,
-    load: &mut dyn FnMut(&DocumentId) -> Event,
-) -> (Vec<Write>, Vec<(ConnId, Out)>) {
+/// at once, writes are gathered (to commit before any frame leaves),
+/// frames and closes are returned in order, and work for the worker is
+/// handed back for the network to finish whenever the schedule says.
+fn turn(repo: &mut Repo, event: Event, load: &mut dyn FnMut(&DocumentId) -> Event) -> Turn {
     let mut effects: VecDeque<Effect> = repo.handle(event).into();
     let mut writes = Vec::new();
     let mut sends = Vec::new();
+    let mut work = Vec::new();
     while let Some(effect) = effects.pop_front() {
         match effect {
             Effect::Load { document_id } => {
@@ -243,16 +251,23 @@ fn turn(
             Effect::ActorsNamed { actors } => writes.push(Write::ActorNames(actors)),
             Effect::Send { conn, bytes } => sends.push((conn, Out::Frame(bytes))),
             Effect::Close { conn, .. } => sends.push((conn, Out::Close)),
+            Effect::Work(job) => work.push(job),
             _ => {}
         }
     }
-    (writes, sends)
+    Turn {
+        writes,
+        sends,
+        work,
+    }
 }
 
-/// The relay: its core, and the SQLite file it restarts from.
+/// The relay: its core, the SQLite file it restarts from, and the work
+/// its worker has not finished (lost, like the worker, on a restart).
 struct Relay {
     store: Store,
     repo: Repo,
+    work: VecDeque<Work>,
 }
 
 impl Relay {
@@ -261,14 +276,22 @@ impl Relay {
     fn start(data: &Path, config: &RelayConfig, now_ms: u64) -> Relay {
         let mut store = Store::open(data.join(DATABASE_FILE)).expect("the relay's file opens");
         let (repo, _) = core_from_store(&mut store, config).expect("the relay's core starts");
-        let mut relay = Relay { store, repo };
+        let mut relay = Relay {
+            store,
+            repo,
+            work: VecDeque::new(),
+        };
         relay.handle(Event::Tick { now_ms });
         relay
     }
 
     fn handle(&mut self, event: Event) -> Vec<(ConnId, Out)> {
         let store = &self.store;
-        let (writes, sends) = turn(&mut self.repo, event, &mut |id| match store.load(id) {
+        let Turn {
+            writes,
+            sends,
+            work,
+        } = turn(&mut self.repo, event, &mut |id| match store.load(id) {
             Ok((chunks, sync_states)) => Event::Loaded {
                 document_id: *id,
                 chunks,
@@ -282,6 +305,7 @@ impl Relay {
         if !writes.is_empty() {
             self.store.write(&writes).expect("the relay's turn commits");
         }
+        self.work.extend(work);
         sends
     }
 
@@ -325,7 +349,11 @@ impl School {
     fn handle(&mut self, event: Event) -> Vec<(ConnId, Out)> {
         let chunks = &self.chunks;
         let sync_states = &self.sync_states;
-        let (writes, sends) = turn(&mut self.repo, event, &mut |id| Event::Loaded {
+        let Turn {
+            writes,
+            sends,
+            work,
+        } = turn(&mut self.repo, event, &mut |id| Event::Loaded {
             document_id: *id,
             chunks: chunks.get(id).cloned().unwrap_or_default(),
             sync_states: sync_states
@@ -334,6 +362,10 @@ impl School {
                 .map(|((_, s), state)| (s.clone(), state.clone()))
                 .collect(),
         });
+        assert!(
+            work.is_empty(),
+            "a school's core sets no heavy-work threshold, so it never hands work to a worker"
+        );
         for write in writes {
             match write {
                 Write::Chunk { document_id, data } => {
@@ -442,6 +474,15 @@ struct Expected {
 
 // ---------------------------------------------------------------------
 
+/// A queue the network can move next.
+#[derive(Clone, Copy)]
+enum Queue {
+    /// The frames on one link, towards the relay or the school.
+    Link { index: usize, up: bool },
+    /// The relay's worker, with heavy work done.
+    Worker,
+}
+
 struct Net {
     _dir: tempfile::TempDir,
     data: std::path::PathBuf,
@@ -491,7 +532,10 @@ impl Net {
         }
         let register = directory.register().unwrap();
         drop(directory);
-        let config = RelayConfig::new("127.0.0.1:0".parse().unwrap(), &data);
+        let mut config = RelayConfig::new("127.0.0.1:0".parse().unwrap(), &data);
+        // Low, so that loading a plan and a first sync of one go to the
+        // worker, whose results come back between other frames.
+        config.heavy_ops = 40;
         let relay = Relay::start(&data, &config, 0);
         let schools = tokens
             .iter()
@@ -655,29 +699,41 @@ impl Net {
         }
     }
 
-    /// Queues with something waiting: (link, towards the relay).
-    fn waiting(&self) -> Vec<(usize, bool)> {
+    /// Queues with something waiting.
+    fn waiting(&self) -> Vec<Queue> {
         let mut out = Vec::new();
-        for (i, link) in self.links.iter().enumerate() {
+        for (index, link) in self.links.iter().enumerate() {
             if let Some(link) = link {
                 if !link.up.is_empty() {
-                    out.push((i, true));
+                    out.push(Queue::Link { index, up: true });
                 }
                 if !link.down.is_empty() {
-                    out.push((i, false));
+                    out.push(Queue::Link { index, up: false });
                 }
             }
+        }
+        if self.relay.as_ref().is_some_and(|r| !r.work.is_empty()) {
+            out.push(Queue::Worker);
         }
         out
     }
 
-    /// Delivers the next item of one queue; false when nothing waits.
+    /// Delivers the next item of one queue (or the relay's worker
+    /// finishes its oldest job); false when nothing waits.
     fn deliver(&mut self, pick: usize) -> bool {
         let waiting = self.waiting();
         if waiting.is_empty() {
             return false;
         }
-        let (index, up) = waiting[pick % waiting.len()];
+        let (index, up) = match waiting[pick % waiting.len()] {
+            Queue::Link { index, up } => (index, up),
+            Queue::Worker => {
+                let work = self.relay().work.pop_front().expect("work waits");
+                count(&WORKED, 1);
+                self.relay_event(Event::Worked(work.run()));
+                return true;
+            }
+        };
         let link = self.links[index].as_mut().expect("a waiting link is open");
         let item = if up {
             link.up.pop_front()
@@ -1162,7 +1218,29 @@ impl Net {
                 return Ok(());
             }
         }
-        Err("the schools and the relay still differ after everyone reconnected and every frame was delivered".into())
+        // Which documents differ, by how many changes each side holds.
+        let mut differ = String::new();
+        for id in self.expected.documents.clone() {
+            let relay = self.stored(&id).map_or(0, |d| d.get_changes(&[]).len());
+            let schools: Vec<usize> = self
+                .schools
+                .iter_mut()
+                .map(|s| {
+                    if s.chunks.contains_key(&id) {
+                        s.doc(&id).get_changes(&[]).len()
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            if schools.iter().any(|&n| n != relay) {
+                differ +=
+                    &format!("\n  {id}: the relay holds {relay} changes, the schools {schools:?}");
+            }
+        }
+        Err(format!(
+            "the schools and the relay still differ after everyone reconnected and every frame was delivered:{differ}"
+        ))
     }
 
     fn converged(&mut self) -> bool {
@@ -1365,11 +1443,13 @@ impl Net {
 /// What the schedules exercised, summed over a run, so a run shows it
 /// tested something: relay restarts, acknowledged changes checked against
 /// the restarted relay's file, connections cut with frames in flight,
-/// statuses that ended in conflict, frames delivered.
+/// statuses that ended in conflict, heavy work done off the relay's core,
+/// frames delivered.
 static RESTARTS: AtomicUsize = AtomicUsize::new(0);
 static ACKNOWLEDGED: AtomicUsize = AtomicUsize::new(0);
 static CUT_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 static CONFLICTS: AtomicUsize = AtomicUsize::new(0);
+static WORKED: AtomicUsize = AtomicUsize::new(0);
 static DELIVERED: AtomicUsize = AtomicUsize::new(0);
 
 fn count(counter: &AtomicUsize, n: usize) {
@@ -1414,11 +1494,12 @@ fn every_replica_converges_losing_nothing_acknowledged_and_showing_every_conflic
         net.run(&schedule).map_err(TestCaseError::fail)
     });
     eprintln!(
-        "random schedules: {} relay restarts, {} acknowledged heads (and every change under them) found in the restarted relay's file, {} connections cut with frames in flight, {} statuses in conflict, {} frames delivered",
+        "random schedules: {} relay restarts, {} acknowledged heads (and every change under them) found in the restarted relay's file, {} connections cut with frames in flight, {} statuses in conflict, {} heavy jobs finished by the relay's worker, {} frames delivered",
         RESTARTS.load(Ordering::Relaxed),
         ACKNOWLEDGED.load(Ordering::Relaxed),
         CUT_IN_FLIGHT.load(Ordering::Relaxed),
         CONFLICTS.load(Ordering::Relaxed),
+        WORKED.load(Ordering::Relaxed),
         DELIVERED.load(Ordering::Relaxed),
     );
     match result {

@@ -842,6 +842,18 @@ fn too_busy(document_id: DocumentId) -> String {
     )
 }
 
+/// Whether the document holds changes that wait for a dependency not yet
+/// received. Automerge keeps them in memory only (they cannot be saved
+/// until they apply), and the peer that sent them counts them as sent for
+/// as long as its connection lasts, so it never sends them again on it: a
+/// document that left memory now would lose them for good on that
+/// connection. (A sender whose bloom filter check gave a false positive
+/// sends a change without its parent; the protocol then asks for the
+/// parent, and the queued change applies when it comes.)
+fn waits_for_dependencies(doc: &Automerge) -> bool {
+    !doc.get_missing_deps(&[]).is_empty()
+}
+
 /// Ephemeral messages (presence, cursors) are small; a larger one would be
 /// copied to every subscriber, so it is dropped.
 pub const MAX_EPHEMERAL_BYTES: usize = 64 * 1024;
@@ -2514,17 +2526,19 @@ impl Repo {
             // memory.
             if document.peers.is_empty() || document.doc.get_heads().is_empty() {
                 drop.push(*document_id);
-            } else if !document.peers.iter().any(|(conn, peer)| {
-                // A refusal's words stay where `Repo::refusal` reads them;
-                // a peer owed changes, or held back while its outbox
-                // drains, gets them before the document rests.
-                peer.pace.owed()
-                    || peer.refused.is_some()
-                    || self
-                        .connections
-                        .get(conn)
-                        .is_some_and(|c| c.deferred.contains(document_id))
-            }) {
+            } else if !waits_for_dependencies(&document.doc)
+                && !document.peers.iter().any(|(conn, peer)| {
+                    // A refusal's words stay where `Repo::refusal` reads them;
+                    // a peer owed changes, or held back while its outbox
+                    // drains, gets them before the document rests.
+                    peer.pace.owed()
+                        || peer.refused.is_some()
+                        || self
+                            .connections
+                            .get(conn)
+                            .is_some_and(|c| c.deferred.contains(document_id))
+                })
+            {
                 rest.push(*document_id);
             }
         }

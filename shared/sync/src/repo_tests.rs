@@ -945,6 +945,58 @@ fn a_subscriber_that_reconnects_while_its_document_rests_resumes_from_kept_state
     assert_eq!(net.nodes[2].progress(&id, 0), SyncProgress::InSync);
 }
 
+/// A school whose bloom filter check gives a false positive sends a change
+/// without its parent; the relay keeps it waiting, in memory only, until
+/// the parent comes. The sender counts it as sent for as long as the
+/// connection lasts, so a document that went to rest meanwhile would lose
+/// it on that connection for good (the random schedules found this).
+#[test]
+fn a_change_waiting_for_its_parent_keeps_its_document_in_memory_until_it_applies() {
+    let mut net = Net::new(1);
+    net.connect(1);
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    // Two changes made at school 1, the second on top of the first.
+    let mut doc = net.stored(1, id);
+    doc.set_actor(automerge::ActorId::from("actor-1".as_bytes()));
+    doc.put(ROOT, "status", "amber").unwrap();
+    let parent = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    doc.put(ROOT, "status", "green").unwrap();
+    let child = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let heads = doc.get_heads();
+    let frame = |change: Vec<u8>| {
+        Message::Sync(SyncFrame {
+            sender_id: "school-1".into(),
+            target_id: "relay".into(),
+            document_id: id,
+            data: automerge::sync::Message {
+                heads: heads.clone(),
+                need: vec![],
+                have: vec![],
+                changes: vec![change].into(),
+                flags: None,
+                version: automerge::sync::MessageVersion::V1,
+            }
+            .encode(),
+        })
+        .encode()
+    };
+    net.send_raw(1, frame(child));
+    assert_eq!(status_of(&net.stored(0, id)), None, "the child waits");
+    net.tick(61_000);
+    assert_eq!(
+        net.nodes[0].resting_documents(),
+        0,
+        "a document holding a change that waits for its parent stays in memory"
+    );
+    net.send_raw(1, frame(parent));
+    let mut stored = net.stored(0, id);
+    assert_eq!(status_of(&stored).as_deref(), Some("green"));
+    assert_eq!(stored.get_heads(), heads, "both changes are saved");
+    // Once nothing waits, the idle document rests as any other.
+    net.tick(61_000);
+    assert_eq!(net.nodes[0].resting_documents(), 1);
+}
+
 #[test]
 fn a_reconnect_with_kept_sync_state_sends_only_what_is_new() {
     reconnect_sends_only_what_is_new(true);
