@@ -283,12 +283,7 @@ impl HonestSchool {
     /// Stops editing; fails the test unless the relay answered within
     /// [`Self::RESPONSIVE`] at the 95th percentile during `what`.
     pub fn finish(self, what: &str) -> Duration {
-        self.finish_within(what, Self::RESPONSIVE)
-    }
-
-    /// As [`Self::finish`], within `bound`: for an attack whose own
-    /// legitimate work takes one of the machine's two cores (see its test).
-    pub fn finish_within(self, what: &str, bound: Duration) -> Duration {
+        let bound = Self::RESPONSIVE;
         self.stop.store(true, Ordering::Relaxed);
         let mut samples = self.thread.join().expect("the honest school ran");
         assert!(
@@ -298,6 +293,10 @@ impl HonestSchool {
         );
         samples.sort();
         let p95 = samples[(samples.len() * 95).div_ceil(100) - 1];
+        eprintln!(
+            "during {what} the honest school was answered in {p95:?} at the 95th percentile ({} edits)",
+            samples.len()
+        );
         assert!(
             p95 <= bound,
             "during {what} the relay answered an honest school in {p95:?} at the 95th percentile ({} edits, slowest {:?}), over {bound:?}",

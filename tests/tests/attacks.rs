@@ -715,9 +715,10 @@ async fn changes_over_the_operation_limit_are_refused_before_any_work() {
 
 /// Changes within every limit can still be heavy: a new document of
 /// 150,000 characters is one message, and reading who made it (a whole
-/// document, loaded) and then applying it takes automerge seconds in a
-/// debug build. Both run on the engine's worker, so a member sending such
-/// documents one after another stalls no other school's sync.
+/// document, loaded) and then applying it takes automerge a good part of
+/// a second. Both run on the engine's worker, at a lower priority than
+/// the engine, so a member sending such documents one after another
+/// stalls no other school's sync.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heavy_changes_within_the_limits_stall_no_other_school() {
     use automerge::sync::SyncDoc;
@@ -725,30 +726,42 @@ async fn heavy_changes_within_the_limits_stall_no_other_school() {
     let relay = relay(root.path(), &["--school-ops-per-day", "100000000"]);
     let member = invite(&relay, "Hilltop", "member");
     let honest = invite(&relay, "Honest", "member");
-    let mut heavy = typed(150_000);
+    // The attacker's two messages, made once: a new document's heads,
+    // then the whole document. Its own machine makes them; here they would
+    // take a core from the relay.
+    let (offer, whole) = {
+        let mut heavy = typed(150_000);
+        let mut state = sync::State::new();
+        let offer = heavy.generate_sync_message(&mut state).unwrap();
+        // What the relay, which has nothing, answers: it needs everything.
+        let mut empty = automerge::Automerge::new();
+        let mut relay_state = sync::State::new();
+        empty
+            .receive_sync_message(&mut relay_state, offer.clone())
+            .unwrap();
+        let answer = empty.generate_sync_message(&mut relay_state).unwrap();
+        heavy.receive_sync_message(&mut state, answer).unwrap();
+        let whole = heavy.generate_sync_message(&mut state).unwrap();
+        assert!(!whole.changes.is_empty(), "the document goes whole");
+        (offer, whole)
+    };
     let school = HonestSchool::start(&honest);
     let memory = PeakMemory::watch(relay.pid());
     let started = Instant::now();
     let mut socket = join(&member, "hilltop").await.unwrap();
     let (mut sent, mut busy) = (0, 0);
     while started.elapsed() < ATTACK * 2 {
-        // Offer a new document's heads; the relay, which has nothing,
-        // asks for everything, and the whole document goes in one
-        // message. Its acknowledgement is not awaited.
+        // Offer a new document's heads; the relay asks for everything,
+        // and the whole document goes in one message. Its
+        // acknowledgement is not awaited.
         let id = DocumentId::random();
-        let mut state = sync::State::new();
-        let offer = heavy.generate_sync_message(&mut state).unwrap();
         socket
-            .send(sync_frame("hilltop", id, offer, false))
+            .send(sync_frame("hilltop", id, offer.clone(), false))
             .await
             .unwrap();
         loop {
             match partnerplan_tests::attack::next_message(&mut socket).await {
-                Some(partnerplan_sync::Message::Sync(frame)) if frame.document_id == id => {
-                    let answer = sync::Message::decode(&frame.data).unwrap();
-                    heavy.receive_sync_message(&mut state, answer).unwrap();
-                    break;
-                }
+                Some(partnerplan_sync::Message::Sync(frame)) if frame.document_id == id => break,
                 // The worker's queue is bounded too: past it, a heavy
                 // message is refused for now, saying so.
                 Some(partnerplan_sync::Message::Error { message, .. })
@@ -763,24 +776,16 @@ async fn heavy_changes_within_the_limits_stall_no_other_school() {
                 None => panic!("the relay closed the connection"),
             }
         }
-        let whole = heavy.generate_sync_message(&mut state).unwrap();
-        assert!(!whole.changes.is_empty(), "the document goes whole");
         socket
-            .send(sync_frame("hilltop", id, whole, false))
+            .send(sync_frame("hilltop", id, whole.clone(), false))
             .await
             .unwrap();
         sent += 1;
     }
-    // Applying each document is real work the relay must do (on its
-    // worker, beside the engine): in this debug build it keeps one of a
-    // 2-core machine's cores busy throughout, and the honest school was
-    // measured at 260 to 430 ms on a loaded machine. The break this test
-    // guards against held it for 1.4 s and more (the engine applying
-    // them itself), so the bound here is 500 ms.
-    school.finish_within(
-        "new documents of 150,000 operations, one after another",
-        Duration::from_millis(500),
-    );
+    // Applying each document is real work the relay must do, on its
+    // worker beside the engine. The worker runs at a lower priority, so
+    // on a 2-core machine the engine still answers at once.
+    school.finish("new documents of 150,000 operations, one after another");
     memory.finish(
         MEMORY_MIB,
         "new documents of 150,000 operations, one after another",

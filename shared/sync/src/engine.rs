@@ -320,6 +320,27 @@ impl EngineSender {
     }
 }
 
+/// The worker's niceness: on a two-core school computer a heavy job
+/// keeps one core busy, and the engine, which answers every school, must
+/// get the other whenever it has something to do.
+const WORKER_NICENESS: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to
+/// [`WORKER_NICENESS`]. On Linux niceness belongs to each thread, so the
+/// engine and the network threads keep theirs; elsewhere, and where the
+/// system refuses, the worker runs at the usual priority.
+fn yield_to_the_engine() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority take and return plain integers and
+    // touch no memory of ours.
+    unsafe {
+        let thread = libc::gettid() as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, thread, WORKER_NICENESS) != 0 {
+            tracing::debug!("the worker thread keeps the usual priority");
+        }
+    }
+}
+
 impl Engine {
     pub fn spawn(
         repo: Repo,
@@ -335,6 +356,7 @@ impl Engine {
         std::thread::Builder::new()
             .name("partnerplan-worker".into())
             .spawn(move || {
+                yield_to_the_engine();
                 for job in work_rx {
                     let done = match job {
                         Job::Work(work) => Input::Worked(work.run()),
@@ -1179,6 +1201,63 @@ mod tests {
             assert!(start.elapsed() < Duration::from_secs(10), "room came back");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The worker runs heavy jobs at a lower priority than the engine and
+    /// the network threads, which keep the usual one.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_worker_gives_way_to_the_engine() {
+        /// (thread name, niceness) of each of this process's threads.
+        fn threads() -> Vec<(String, i64)> {
+            let mut out = Vec::new();
+            for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+                let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                    continue;
+                };
+                // pid (comm) state ppid ...: the niceness is the 19th field,
+                // the 17th after the name's closing parenthesis.
+                let (name, rest) = stat.split_once(" (").unwrap().1.rsplit_once(") ").unwrap();
+                let nice = rest.split(' ').nth(16).unwrap().parse().unwrap();
+                out.push((name.to_string(), nice));
+            }
+            out
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::spawn(
+            Repo::new(RepoConfig::new("relay", None), Box::new(AllowAll)),
+            Store::open(dir.path().join("relay.sqlite")).unwrap(),
+            EngineConfig {
+                tick: Duration::from_millis(50),
+                watch_store: false,
+                side: Side::Relay,
+                register: None,
+                release_memory: None,
+            },
+            Box::new(|_| {}),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Thread names are cut to 15 bytes. The worker lowers its own
+        // priority as it starts: wait for that, up to the deadline.
+        let worker_niceness = loop {
+            let found = threads()
+                .into_iter()
+                .find(|(name, _)| name == "partnerplan-wor");
+            match found {
+                Some((_, nice)) if nice != 0 || Instant::now() > deadline => break nice,
+                _ => {
+                    assert!(Instant::now() < deadline, "no worker thread started");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        };
+        assert_eq!(worker_niceness, i64::from(WORKER_NICENESS));
+        let engine_thread = threads()
+            .into_iter()
+            .find(|(name, _)| name == "partnerplan-eng")
+            .expect("the engine thread runs");
+        assert_eq!(engine_thread.1, 0, "the engine keeps the usual priority");
+        drop(engine);
     }
 
     #[test]
