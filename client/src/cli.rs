@@ -326,6 +326,9 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                     let _ = tokio::signal::ctrl_c().await;
                 };
                 let report = sync::run(&dir, options, stop).await?;
+                if let Some(refused) = report.refusal() {
+                    return Err(refused);
+                }
                 if !watch {
                     println!("In sync: {} document{} match the relay.", report.documents, if report.documents == 1 { "" } else { "s" });
                     for warning in &report.warnings {

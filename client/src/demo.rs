@@ -37,6 +37,9 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 /// How long a program has to stop after being asked, before it is killed.
 const STOP_LIMIT: Duration = Duration::from_secs(10);
 
+/// How often the demo checks that its programs still run.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
 /// What the demo waits for once it runs.
 enum Event {
     /// Enter was pressed: take the second school offline, or bring it back.
@@ -63,7 +66,7 @@ pub fn run(open_browser: bool) -> Result<(), ClientError> {
         let _ = stop.send(Event::Stop);
     });
     let _ = listening_rx.recv_timeout(Duration::from_secs(5));
-    let demo = Demo::set_up(&waiting)?;
+    let mut demo = Demo::set_up(&waiting)?;
 
     let (first, second) = (demo.apps[0].url.clone(), demo.apps[1].url.clone());
     println!(
@@ -84,7 +87,19 @@ pub fn run(open_browser: bool) -> Result<(), ClientError> {
             }
         }
     });
-    while let Ok(event) = waiting.recv() {
+    let mut stopped = None;
+    loop {
+        let event = match waiting.recv_timeout(WATCH_EVERY) {
+            Ok(event) => event,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                stopped = demo.stopped();
+                if stopped.is_some() {
+                    break;
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         match event {
             Event::Stop => break,
             Event::Toggle if demo.line.is_up() => {
@@ -103,7 +118,12 @@ pub fn run(open_browser: bool) -> Result<(), ClientError> {
     }
     println!("Stopping the demo: its relay, its two apps, and its folder.");
     drop(demo);
-    Ok(())
+    match stopped {
+        None => Ok(()),
+        Some(what) => Err(ClientError::Other(format!(
+            "{what} stopped by itself (what it said is above), so the demo stopped too. Run `partnerplan demo` again."
+        ))),
+    }
 }
 
 /// "Hilltop Primary's", "Valley Infants'".
@@ -269,6 +289,10 @@ impl Demo {
                 "serve",
                 "--listen",
                 &self.relay_listen.clone(),
+                // Any free port: a relay the lead school runs on this
+                // computer keeps the usual one for its admin pages.
+                "--admin-listen",
+                "127.0.0.1:0",
                 "--data",
                 &self.relay_dir.to_string_lossy(),
             ],
@@ -279,6 +303,23 @@ impl Demo {
         }
         self.relay = Some(relay);
         Ok(())
+    }
+
+    /// The first of the demo's programs that has stopped by itself, by
+    /// what it is to the person watching ("The relay", "Hilltop
+    /// Primary's app").
+    fn stopped(&mut self) -> Option<String> {
+        if let Some(relay) = &mut self.relay
+            && !matches!(relay.child.try_wait(), Ok(None))
+        {
+            return Some("The demo's relay".into());
+        }
+        for (app, name) in self.apps.iter_mut().zip([FIRST, SECOND]) {
+            if !matches!(app.child.try_wait(), Ok(None)) {
+                return Some(format!("{} app", possessive(name)));
+            }
+        }
+        None
     }
 
     fn stop_relay(&mut self) {

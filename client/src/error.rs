@@ -43,6 +43,10 @@ pub enum ClientError {
         "your school can read its partnership's documents but not change them, so nothing was changed: the relay would not share a viewer's changes. Ask your lead school if your school should be a member."
     )]
     ReadOnly,
+    #[error(
+        "this document is another school's, shared with your partnership to read (the local authority's comments): your school can read it but not change it, so nothing was changed."
+    )]
+    SharedReadOnly,
     #[error("{0}")]
     Store(#[from] StoreError),
     /// What the document model refused, in its own sentence.
@@ -69,6 +73,13 @@ pub enum ClientError {
         "syncing did not finish within {seconds} seconds; still waiting for {waiting}. Your edits are kept here and will be sent next time."
     )]
     Timeout { seconds: u64, waiting: String },
+    /// The relay refused this school's changes to some documents for
+    /// good (`reason` is its sentence): saying "they will be sent next
+    /// time" would be false.
+    #[error(
+        "the relay refused this school's changes to {documents}, so they have not been shared, and syncing again will not share them (they stay on this computer). The relay said: {reason}."
+    )]
+    ChangesRefused { documents: String, reason: String },
     #[error("{0}")]
     Other(String),
 }

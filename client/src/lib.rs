@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod comments;
 pub mod demo;
 pub mod documents;
 pub mod error;

@@ -124,7 +124,11 @@ impl School {
     /// read it: see [`may_edit`].
     pub fn editable_doc(&self, id: &DocumentId) -> Result<(), ClientError> {
         if !may_edit(&self.store, Some(id))? {
-            return Err(ClientError::ReadOnly);
+            return Err(if shared_with_us(&self.store, id)? {
+                ClientError::SharedReadOnly
+            } else {
+                ClientError::ReadOnly
+            });
         }
         Ok(())
     }
@@ -202,17 +206,24 @@ pub fn is_viewer(store: &Store) -> Result<bool, partnerplan_sync::StoreError> {
 }
 
 /// Whether this school may change the document `id` (`None`: a new one,
-/// which belongs to its home partnership). Where the relay lists the
+/// which belongs to its home partnership). A document made here for a
+/// partnership it views (a local authority's comments to it, kept in the
+/// store's claims) is its own to write. Where the relay lists the
 /// document, the school's role in the partnerships listing it decides: a
 /// member of any of them may, a school that only views them may not (a
 /// local authority is a member of its own partnership and views the
-/// ones it oversees). A document the relay has not listed (one made
-/// here) is the home partnership's: [`is_viewer`].
+/// ones it oversees), and nobody may change one the relay lists as
+/// another school's alone (a local authority's comments). A document the
+/// relay has not listed (one made here) is the home partnership's:
+/// [`is_viewer`].
 pub fn may_edit(
     store: &Store,
     id: Option<&DocumentId>,
 ) -> Result<bool, partnerplan_sync::StoreError> {
     if let Some(id) = id {
+        if store.claims()?.iter().any(|(claimed, _)| claimed == id) {
+            return Ok(true);
+        }
         let partnerships = crate::sync::KnownPartnership::read(
             store.meta(crate::sync::META_PARTNERSHIPS)?.as_deref(),
         );
@@ -221,10 +232,24 @@ pub fn may_edit(
             .filter(|p| p.document_ids().any(|d| d == *id))
             .collect();
         if !listing.is_empty() {
-            return Ok(listing.iter().any(|p| !p.viewer()));
+            return Ok(listing.iter().any(|p| !p.viewer() && !p.is_shared(id)));
         }
     }
     Ok(!is_viewer(store)?)
+}
+
+/// Whether the relay lists `id` as another school's alone, shared with one
+/// of this school's partnerships to read (a local authority's comments).
+pub fn shared_with_us(
+    store: &Store,
+    id: &DocumentId,
+) -> Result<bool, partnerplan_sync::StoreError> {
+    if store.claims()?.iter().any(|(claimed, _)| claimed == id) {
+        return Ok(false);
+    }
+    let partnerships =
+        crate::sync::KnownPartnership::read(store.meta(crate::sync::META_PARTNERSHIPS)?.as_deref());
+    Ok(partnerships.iter().any(|p| p.is_shared(id)))
 }
 
 /// Makes the school's data folder, readable only by its owner: it holds

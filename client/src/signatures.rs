@@ -83,6 +83,7 @@ mod tests {
             home: true,
             documents: Vec::new(),
             sizes: Vec::new(),
+            shared: Vec::new(),
             schools: schools
                 .into_iter()
                 .map(|(name, keys)| ListedSchool {

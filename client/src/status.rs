@@ -22,6 +22,9 @@ pub enum StatusKey {
     /// How far fetching the partnership's documents has got
     /// ([`Receiving`]); empty once everything listed has arrived.
     Receiving,
+    /// The documents whose changes the relay refused on the current
+    /// connection, as a JSON list of `{"url", "reason"}`.
+    Refused,
 }
 
 impl StatusKey {
@@ -34,6 +37,7 @@ impl StatusKey {
             StatusKey::LastSuccess => "sync.last_success",
             StatusKey::RelayStorageId => "relay.storage_id",
             StatusKey::Receiving => "sync.receiving",
+            StatusKey::Refused => "sync.refused",
         }
     }
 }
@@ -56,6 +60,10 @@ pub struct Status {
     /// While the partnership's documents are still arriving (a school
     /// that just joined), how far that has got.
     pub receiving: Option<Receiving>,
+    /// Documents whose changes the relay refused, as the background sync
+    /// last heard: they are not shared, and syncing again will not share
+    /// them.
+    pub refused: Vec<Refused>,
 }
 
 /// How far a sync fetching the documents the relay listed has got: the
@@ -115,6 +123,13 @@ impl Receiving {
     }
 }
 
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Refused {
+    pub url: String,
+    /// The relay's words.
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Unconfirmed {
     pub url: String,
@@ -160,6 +175,9 @@ pub fn status(school: &School) -> Result<Status, ClientError> {
         last_success: meta(StatusKey::LastSuccess)?.and_then(|v| v.parse().ok()),
         documents: titles.len(),
         unconfirmed,
+        refused: meta(StatusKey::Refused)?
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -239,13 +257,25 @@ pub fn describe(status: &Status) -> String {
                 .as_deref()
                 .map(|t| format!(" “{t}”"))
                 .unwrap_or_default();
-            lines.push(format!(
-                "  {}{title}: {} change{} waiting to sync",
-                doc.url,
-                doc.changes,
-                if doc.changes == 1 { "" } else { "s" }
-            ));
+            let plural = if doc.changes == 1 { "" } else { "s" };
+            if status.refused.iter().any(|r| r.url == doc.url) {
+                lines.push(format!(
+                    "  {}{title}: {} change{plural} the relay refused; they stay on this computer",
+                    doc.url, doc.changes
+                ));
+            } else {
+                lines.push(format!(
+                    "  {}{title}: {} change{plural} waiting to sync",
+                    doc.url, doc.changes
+                ));
+            }
         }
+    }
+    for refused in &status.refused {
+        lines.push(format!(
+            "The relay refused this school's changes to {}, so they are not shared, and syncing again will not share them. It said: {}.",
+            refused.url, refused.reason
+        ));
     }
     match status.last_success {
         Some(when) => lines.push(format!(

@@ -16,7 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use partnerplan_sync::engine::{
     Engine, EngineConfig, EngineSender, Input, Notice, OUTBOX_FRAMES, Outgoing, Side,
 };
-use partnerplan_sync::message::ListedPartnership;
+use partnerplan_sync::message::{ListedPartnership, PublicKey};
 use partnerplan_sync::repo::AllowAll;
 use partnerplan_sync::{DocumentId, Effect, Repo, RepoConfig, Store, SyncProgress};
 use rand::Rng;
@@ -69,15 +69,18 @@ impl Arrivals {
     }
 
     /// Counts as arrived every listed document now in sync (or that the
-    /// relay does not have, or that this school may only read); returns
-    /// whether any newly arrived.
-    fn survey(&mut self, progress: &[(DocumentId, SyncProgress)]) -> bool {
+    /// relay does not have, or that this school may only read, or whose
+    /// changes the relay refused); returns whether any newly arrived.
+    fn survey(&mut self, progress: &[Progress]) -> bool {
         let mut moved = false;
-        for (id, progress) in progress {
+        for (id, progress, _) in progress {
             if self.listed.contains_key(id)
                 && matches!(
                     progress,
-                    SyncProgress::InSync | SyncProgress::Unavailable | SyncProgress::ReadOnly
+                    SyncProgress::InSync
+                        | SyncProgress::Unavailable
+                        | SyncProgress::ReadOnly
+                        | SyncProgress::Refused
                 )
             {
                 moved |= self.arrived.insert(*id);
@@ -114,6 +117,32 @@ pub struct SyncReport {
     /// What the relay said went wrong while keeping the connection (for
     /// example that this school may only read a document).
     pub warnings: Vec<String>,
+    /// Documents whose changes from this school the relay refused, with
+    /// its reason: they stay on this computer and are not sent again.
+    pub refused: Vec<(DocumentId, String)>,
+}
+
+impl SyncReport {
+    /// The error that tells the truth about refused changes, if any were.
+    pub fn refusal(&self) -> Option<ClientError> {
+        refusal(&self.refused)
+    }
+}
+
+fn refusal(refused: &[(DocumentId, String)]) -> Option<ClientError> {
+    if refused.is_empty() {
+        return None;
+    }
+    let mut reasons: Vec<&str> = refused.iter().map(|(_, r)| r.as_str()).collect();
+    reasons.dedup();
+    Some(ClientError::ChangesRefused {
+        documents: refused
+            .iter()
+            .map(|(id, _)| id.url())
+            .collect::<Vec<_>>()
+            .join(", "),
+        reason: reasons.join("; "),
+    })
 }
 
 const PING_EVERY: Duration = Duration::from_secs(20);
@@ -169,6 +198,10 @@ pub struct KnownPartnership {
     /// carried them have none).
     #[serde(default)]
     pub documents: Vec<String>,
+    /// Those of them one school alone writes (a local authority's
+    /// comments to the partnership): the partnership's schools read them.
+    #[serde(default)]
+    pub shared: Vec<String>,
 }
 
 impl KnownPartnership {
@@ -178,6 +211,14 @@ impl KnownPartnership {
 
     pub fn document_ids(&self) -> impl Iterator<Item = DocumentId> + '_ {
         self.documents.iter().filter_map(|d| d.parse().ok())
+    }
+
+    /// Whether one school alone writes `id` (a viewer's own, shared with
+    /// this partnership to read).
+    pub fn is_shared(&self, id: &DocumentId) -> bool {
+        self.shared
+            .iter()
+            .any(|d| d.parse().ok().as_ref() == Some(id))
     }
 
     /// The partnerships recorded in `meta` (none if nothing readable).
@@ -195,6 +236,20 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<SyncReport, ClientError> {
     run_linked(dir, options, stop, None).await
+}
+
+/// A school's sync core, as each sync process starts it: a new peer id
+/// of its own, the store's storage id, trusting its relay, asking it for
+/// the listing of the school's documents, giving the school's public
+/// signing key in `join`. The random-schedule tests
+/// (`tests/tests/random_schedules.rs`) run the same core.
+pub fn school_core(storage_id: String, public_key: PublicKey) -> Repo {
+    let peer_id = format!("school-{:016x}", rand::rng().random::<u64>());
+    let mut config = RepoConfig::new(peer_id, Some(storage_id));
+    config.ask_for_listing = true;
+    config.signing_key = Some(public_key);
+    config.client = Some(concat!("partnerplan ", env!("CARGO_PKG_VERSION")).into());
+    Repo::new(config, Box::new(AllowAll))
 }
 
 /// [`run`], inside a program that also edits (the app).
@@ -217,12 +272,7 @@ pub async fn run_linked(
     drop(school);
     let mut store = Store::open(dir.join(DATABASE_FILE))?;
     let storage_id = store.storage_id()?;
-    let peer_id = format!("school-{:016x}", rand::rng().random::<u64>());
-    let mut config = RepoConfig::new(peer_id, Some(storage_id));
-    config.ask_for_listing = true;
-    config.signing_key = Some(public_key);
-    config.client = Some(concat!("partnerplan ", env!("CARGO_PKG_VERSION")).into());
-    let repo = Repo::new(config, Box::new(AllowAll));
+    let repo = school_core(storage_id, public_key);
     let (notices_tx, mut notices) = mpsc::unbounded_channel();
     let (engine_link, changed) = match link {
         Some(Link { engine, changed }) => (Some(engine), Some(changed)),
@@ -236,6 +286,7 @@ pub async fn run_linked(
             watch_store: true,
             side: Side::School,
             register: None,
+            release_memory: None,
         },
         Box::new(move |notice| {
             if let (Some(link), Notice::Saved { documents } | Notice::Stored { documents }) =
@@ -393,6 +444,7 @@ pub async fn run_linked(
             unavailable: Vec::new(),
             read_only: Vec::new(),
             warnings: Vec::new(),
+            refused: Vec::new(),
         }),
         Err(error) => Err(error),
     }
@@ -451,6 +503,7 @@ where
     let mut warnings: Vec<String> = Vec::new();
     let mut check = tokio::time::interval(Duration::from_millis(100));
     let mut read_only_since: Option<Instant> = None;
+    let mut recorded_refusals: Vec<(DocumentId, String)> = Vec::new();
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut last_heard = Instant::now();
@@ -484,7 +537,7 @@ where
             incoming = stream.next() => match incoming {
                 Some(Ok(WsMessage::Binary(bytes))) => {
                     last_heard = Instant::now();
-                    sender.send(Input::Frame { conn, bytes: bytes.to_vec() });
+                    sender.send(Input::Frame { conn, bytes: bytes.to_vec(), reserved: None });
                 }
                 Some(Ok(WsMessage::Close(frame))) => {
                     // The error message, if the relay sent one, came first
@@ -519,7 +572,8 @@ where
                     joined = true;
                     expect_listing = metadata.listing;
                     *attempt = 0;
-                    let mut status = vec![(StatusKey::Connected, "yes".to_string()), (StatusKey::LastError, String::new())];
+                    let mut status = vec![(StatusKey::Connected, "yes".to_string()), (StatusKey::LastError, String::new()), (StatusKey::Refused, String::new())];
+                    recorded_refusals.clear();
                     if let Some(storage_id) = metadata.storage_id {
                         status.push((StatusKey::RelayStorageId, storage_id));
                     }
@@ -547,6 +601,13 @@ where
                                 }
                             }
                             partnership.documents = documents;
+                            let mut shared = known.shared;
+                            for id in partnership.shared {
+                                if !shared.contains(&id) {
+                                    shared.push(id);
+                                }
+                            }
+                            partnership.shared = shared;
                         }
                         partnerships.insert(partnership.id.clone(), partnership);
                     }
@@ -572,7 +633,15 @@ where
                     until.as_mut().reset((*deadline).into());
                 }
                 tell_receiving(sender, arrivals, options).await;
-                let report = survey.and_then(|(announcing, progress)| in_sync(announcing, &progress));
+                let (report, refused) = match &survey {
+                    Some((announcing, progress)) => in_sync(*announcing, progress),
+                    None => (None, Vec::new()),
+                };
+                if refused != recorded_refusals {
+                    // Said where `status` and the app look, as it happens.
+                    record_refusals(sender, &refused).await;
+                    recorded_refusals = refused;
+                }
                 let now_in_sync = report.is_some();
                 // Written when sync completes, then with each heartbeat
                 // while it stays complete: not on every check.
@@ -610,6 +679,14 @@ where
                 let _ = sink.send(WsMessage::Ping(Vec::new().into())).await;
             }
             _ = &mut until, if deadline.is_some() => {
+                // Changes the relay refused would not be sent next time.
+                let refused = match survey(sender, conn).await {
+                    Some((announcing, progress)) => in_sync(announcing, &progress).1,
+                    None => Vec::new(),
+                };
+                if let Some(error) = refusal(&refused) {
+                    return Ended::Failed(error);
+                }
                 let waiting = waiting_for(sender, conn).await;
                 return Ended::Failed(ClientError::Timeout { seconds: 0, waiting });
             }
@@ -714,6 +791,7 @@ async fn record_partnerships(
             role: p.role.as_str().to_string(),
             home: p.home,
             documents: p.documents.iter().map(|d| d.to_string()).collect(),
+            shared: p.shared.iter().map(|d| d.to_string()).collect(),
         })
         .collect();
     let mut values = vec![(
@@ -730,20 +808,24 @@ async fn record_partnerships(
     let _ = sender.set_meta(values).await;
 }
 
-/// Where every tracked document stands with the relay, and how many
-/// wait to start syncing.
-async fn survey(
-    sender: &EngineSender,
-    conn: u64,
-) -> Option<(usize, Vec<(DocumentId, SyncProgress)>)> {
+/// A document's progress with the relay, and the relay's words if it
+/// refused this school's changes to it.
+type Progress = (DocumentId, SyncProgress, Option<String>);
+
+/// Where every tracked document stands with the relay, and whether any
+/// waits to start syncing.
+async fn survey(sender: &EngineSender, conn: u64) -> Option<(bool, Vec<Progress>)> {
     sender
         .query(move |repo, store| {
             let tracked = store.tracked_after(0).unwrap_or_default();
             let progress = tracked
                 .into_iter()
-                .map(|(_, id)| (id, repo.progress(&id, conn)))
+                .map(|(_, id)| {
+                    let refusal = repo.refusal(&id, conn).map(str::to_string);
+                    (id, repo.progress(&id, conn), refusal)
+                })
                 .collect::<Vec<_>>();
-            (repo.announcing(), progress)
+            (repo.announcing() > 0, progress)
         })
         .await
 }
@@ -782,28 +864,54 @@ async fn tell_receiving(sender: &EngineSender, arrivals: &mut Arrivals, options:
     }
 }
 
-/// `Some` when every tracked document is in sync with the relay (or the
-/// relay does not have it either), and none waits to start syncing.
-fn in_sync(announcing: usize, progress: &[(DocumentId, SyncProgress)]) -> Option<SyncReport> {
-    if announcing > 0 {
-        return None;
-    }
+/// A report when every tracked document is in sync with the relay (or
+/// the relay does not have it either, or refused this school's changes
+/// to it), and none waits to start syncing; and, either way, the
+/// documents whose changes the relay refused, with its reasons.
+fn in_sync(
+    announcing: bool,
+    progress: &[Progress],
+) -> (Option<SyncReport>, Vec<(DocumentId, String)>) {
+    let refused: Vec<(DocumentId, String)> = progress
+        .iter()
+        .filter_map(|(id, _, refusal)| Some((*id, refusal.clone()?)))
+        .collect();
     let mut unavailable = Vec::new();
     let mut read_only = Vec::new();
-    for (id, progress) in progress {
+    let mut done = !announcing;
+    for (id, progress, _) in progress {
         match progress {
-            SyncProgress::InSync => {}
+            SyncProgress::InSync | SyncProgress::Refused => {}
             SyncProgress::Unavailable => unavailable.push(*id),
             SyncProgress::ReadOnly => read_only.push(*id),
-            SyncProgress::Syncing | SyncProgress::NotSyncing => return None,
+            SyncProgress::Syncing | SyncProgress::NotSyncing => done = false,
         }
     }
-    Some(SyncReport {
+    let report = done.then(|| SyncReport {
         documents: progress.len(),
         unavailable,
         read_only,
         warnings: Vec::new(),
-    })
+        refused: refused.clone(),
+    });
+    (report, refused)
+}
+
+/// Keeps the documents whose changes the relay refused in `meta`, for
+/// `status` and the app.
+async fn record_refusals(sender: &EngineSender, refused: &[(DocumentId, String)]) {
+    let value = if refused.is_empty() {
+        String::new()
+    } else {
+        serde_json::Value::Array(
+            refused
+                .iter()
+                .map(|(id, reason)| serde_json::json!({ "url": id.url(), "reason": reason }))
+                .collect(),
+        )
+        .to_string()
+    };
+    set_status(sender, &[(StatusKey::Refused, value)]).await;
 }
 
 async fn waiting_for(sender: &EngineSender, conn: u64) -> String {
@@ -815,7 +923,10 @@ async fn waiting_for(sender: &EngineSender, conn: u64) -> String {
                 .filter(|(_, id)| {
                     !matches!(
                         repo.progress(id, conn),
-                        SyncProgress::InSync | SyncProgress::Unavailable | SyncProgress::ReadOnly
+                        SyncProgress::InSync
+                            | SyncProgress::Unavailable
+                            | SyncProgress::ReadOnly
+                            | SyncProgress::Refused
                     )
                 })
                 .map(|(_, id)| id.url())

@@ -20,6 +20,9 @@ pub fn last_sync_key(school: &SchoolId) -> String {
     format!("school.last_sync.{school}")
 }
 
+/// The most of a client's own name kept, in characters.
+pub const CLIENT_CHARS: usize = 64;
+
 /// A school's last sync as kept in `meta`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct LastSync {
@@ -95,8 +98,16 @@ impl Activity {
         live
     }
 
-    /// The connection's `join` named its client (or did not).
+    /// The connection's `join` named its client (or did not). Any
+    /// school's program may say anything here: what is kept is one line
+    /// of at most [`CLIENT_CHARS`].
     pub fn joined(&self, conn: u64, client: Option<String>) {
+        let client = client.map(|c| {
+            c.chars()
+                .filter(|c| !c.is_control())
+                .take(CLIENT_CHARS)
+                .collect()
+        });
         if let Some(entry) = self.lock().get_mut(&conn) {
             entry.client = client;
         }
@@ -170,5 +181,17 @@ mod tests {
         assert!(activity.closed(1).is_none());
         activity.closed(2);
         assert_eq!(activity.schools_connected(), 1);
+    }
+
+    #[test]
+    fn a_clients_name_is_kept_short_and_on_one_line() {
+        let activity = Activity::default();
+        activity.opened(1, &"a".to_string(), "Hilltop");
+        activity.joined(1, Some(format!("evil\n{}", "x".repeat(10_000_000))));
+        let client = &activity.connections()[0].client;
+        assert_eq!(client.chars().count(), CLIENT_CHARS);
+        assert!(client.starts_with("evilxxx"));
+        let (_, last) = activity.closed(1).unwrap();
+        assert_eq!(last.client.len(), CLIENT_CHARS);
     }
 }

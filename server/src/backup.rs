@@ -19,7 +19,8 @@ use std::io::{ErrorKind, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use partnerplan_sync::store::{CopySummary, check_copy};
+use partnerplan_sync::access::RESTORE_WAITS_MS;
+use partnerplan_sync::store::{BINDINGS_INCOMPLETE, CopySummary, RESTORE_BINDINGS, check_copy};
 use partnerplan_sync::{Store, StoreError};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
@@ -42,7 +43,7 @@ pub struct BackupError(pub String);
 
 impl From<StoreError> for BackupError {
     fn from(error: StoreError) -> Self {
-        BackupError(error.to_string())
+        BackupError(crate::store_sentence(&error))
     }
 }
 
@@ -336,13 +337,39 @@ pub fn restore(data: &Path, from: &Path) -> Result<Restored, BackupError> {
     // storage id, what they believe it holds, and would not send those
     // changes again. A new storage id (and no sync states of its own)
     // makes every school sync each document from the start, sending what
-    // the relay lacks; Automerge sends only the missing changes.
+    // the relay lacks; Automerge sends only the missing changes. A school
+    // sends back its partners' changes too: for a while, a school's lost
+    // changes to a document are taken from its partners until it has sent
+    // that document all it holds itself (every school in the register).
+    let until = partnerplan_sync::clock::unix_millis() + RESTORE_WAITS_MS;
     let conn = Store::open(&database)?.into_connection();
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "BEGIN IMMEDIATE;
          DELETE FROM sync_states;
          DELETE FROM meta WHERE key = 'storage_id';
-         COMMIT;",
+         DELETE FROM restore_waits_for;
+         INSERT INTO restore_waits_for (school_id, until_ms) SELECT id, {until} FROM schools;
+         COMMIT;"
+    ))
+    .map_err(|e| {
+        BackupError(format!(
+            "the backup is in place as {}, but it could not be prepared for the schools ({e}). Run restore again.",
+            database.display()
+        ))
+    })?;
+    // Which school each actor is, and whose each peer id is, never go
+    // back in time: what the replaced database knew is kept, when it can
+    // be read (it may be what was damaged).
+    let carried = set_aside
+        .as_ref()
+        .is_some_and(|aside| carry_identities(&conn, aside));
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [
+            RESTORE_BINDINGS,
+            if carried { "carried" } else { BINDINGS_INCOMPLETE },
+        ],
     )
     .map_err(|e| {
         BackupError(format!(
@@ -366,6 +393,32 @@ pub fn restore(data: &Path, from: &Path) -> Result<Restored, BackupError> {
         set_aside,
         documents: summary.documents,
     })
+}
+
+/// Copies actor bindings and peer-id claims from the database a restore
+/// replaced into the restored one, as far as it can be read; an earlier
+/// binding in the restored one stays. Whether they were.
+fn carry_identities(conn: &Connection, aside: &Path) -> bool {
+    let carried = conn
+        .execute("ATTACH DATABASE ?1 AS replaced", [aside.to_string_lossy()])
+        .and_then(|_| {
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 INSERT OR IGNORE INTO actor_schools (actor, school_id, bound_at)
+                     SELECT actor, school_id, bound_at FROM replaced.actor_schools;
+                 INSERT INTO peer_claims (peer_id, school_id, last_seen_ms)
+                     SELECT peer_id, school_id, last_seen_ms FROM replaced.peer_claims WHERE true
+                     ON CONFLICT (peer_id) DO UPDATE SET school_id = excluded.school_id,
+                         last_seen_ms = max(last_seen_ms, excluded.last_seen_ms);
+                 COMMIT;",
+            )
+        });
+    if let Err(error) = &carried {
+        let _ = conn.execute_batch("ROLLBACK;");
+        tracing::warn!(%error, "the replaced database's actor bindings could not be carried over");
+    }
+    let _ = conn.execute_batch("DETACH DATABASE replaced;");
+    carried.is_ok()
 }
 
 /// Scheduled backups: every `every`, into `dir`, keeping the newest `keep`.
@@ -636,6 +689,69 @@ mod tests {
         assert_ne!(back.storage_id().unwrap(), old_id, "a new identity");
         let before = Store::open(&aside).unwrap();
         assert_eq!(before.meta("which").unwrap().as_deref(), Some("newer"));
+    }
+
+    #[test]
+    fn a_restore_waits_for_every_school_and_keeps_the_newer_identities() {
+        use partnerplan_sync::access::AccessRecord;
+        use partnerplan_sync::store::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let database = data.join(DATABASE_FILE);
+        let mut store = Store::open(&database).unwrap();
+        let conn = Store::open(&database).unwrap().into_connection();
+        for (id, name, token) in [("h", "Hilltop", [1u8; 32]), ("v", "Valley", [2u8; 32])] {
+            conn.execute(
+                "INSERT INTO schools (id, name, token_hash, created_at) VALUES (?1, ?2, ?3, 0)",
+                rusqlite::params![id, name, token.as_slice()],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        let bound = |actor: &[u8], school: &str| {
+            Write::Access(AccessRecord::ActorBound {
+                actor: actor.to_vec(),
+                school: school.into(),
+            })
+        };
+        store.write(&[bound(b"hilltop-1", "h")]).unwrap();
+        let good = dir.path().join("good.sqlite");
+        backup(&data, &good, false).unwrap();
+        // After the backup: a new actor and a peer id, both lost with it.
+        store
+            .write(&[
+                bound(b"valley-1", "v"),
+                Write::Access(AccessRecord::PeerSeen {
+                    peer_id: "valley-peer".into(),
+                    school: "v".into(),
+                    at_ms: partnerplan_sync::clock::unix_millis(),
+                }),
+            ])
+            .unwrap();
+        drop(store);
+
+        restore(&data, &good).unwrap();
+        let kept = Store::open(&database).unwrap().kept_access().unwrap();
+        let mut actors = kept.actors.clone();
+        actors.sort();
+        assert_eq!(
+            actors,
+            vec![
+                (b"hilltop-1".to_vec(), "h".to_string()),
+                (b"valley-1".to_vec(), "v".to_string())
+            ]
+        );
+        assert!(
+            kept.peers
+                .iter()
+                .any(|(p, s, _)| p == "valley-peer" && s == "v")
+        );
+        let mut restored: Vec<&str> = kept.restored.iter().map(|(s, _)| s.as_str()).collect();
+        restored.sort();
+        assert_eq!(restored, vec!["h", "v"]);
+        let now = partnerplan_sync::clock::unix_millis();
+        assert!(kept.restored.iter().all(|(_, until)| *until > now));
+        assert!(!kept.bindings_incomplete, "carried over");
     }
 
     #[test]

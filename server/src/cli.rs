@@ -46,6 +46,11 @@ enum Command {
         /// schools from other machines.
         #[arg(long, default_value = "127.0.0.1:7171")]
         listen: SocketAddr,
+        /// The admin pages' own address (and /metrics'), on this computer
+        /// only: a loopback address. Other computers use the admin pages at
+        /// the --listen address, after an admin password is set.
+        #[arg(long, default_value = crate::DEFAULT_ADMIN_LISTEN)]
+        admin_listen: SocketAddr,
         /// The address schools reach this relay at, written into invites
         /// (for example wss://relay.hilltop.sch.uk). Defaults to the
         /// listen address.
@@ -64,14 +69,48 @@ enum Command {
         /// The most connections one school may have open at once.
         #[arg(long, default_value_t = 16)]
         max_connections_per_school: usize,
-        /// The most messages one connection may send a second; a connection
-        /// that sends more is told so and closed.
+        /// The most messages one school may send a second, over all its
+        /// connections (ten seconds' worth may come at once); a connection
+        /// that goes over is told so and closed, and reconnecting does not
+        /// refill the allowance.
         #[arg(long, default_value_t = 1000)]
         max_messages_per_second: u32,
+        /// The most operations (one per character typed, or value set) one
+        /// document may hold, and one message may bring.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_document_ops: u64,
+        /// The most megabytes one document may take on disk.
+        #[arg(long, default_value_t = 32)]
+        max_document_mb: u64,
+        /// The most operations one school may send in a day, over all its
+        /// documents and connections.
+        #[arg(long, default_value_t = 4_000_000)]
+        school_ops_per_day: u64,
+        /// The most megabytes one school may send in a day.
+        #[arg(long, default_value_t = 256)]
+        school_mb_per_day: u64,
+        /// Seconds a connection has to present a valid token (TLS, HTTP
+        /// request and upgrade) and then to send its first message.
+        #[arg(long, default_value_t = 10)]
+        handshake_timeout_secs: u64,
+        /// The most connections that may wait at once without a valid
+        /// token; past this the one that has waited longest is closed.
+        #[arg(long, default_value_t = 256)]
+        max_waiting_connections: usize,
+        /// /health reports the relay unhealthy when the disk holding its data
+        /// directory has less free space than this, in megabytes.
+        #[arg(long, default_value_t = 256)]
+        min_free_disk_mb: u64,
         /// Seconds between keepalive pings; a connection silent for three
         /// times this long is dropped.
         #[arg(long, default_value_t = 20)]
         keepalive_secs: u64,
+        /// A document nobody has changed or asked about for this long
+        /// leaves the relay's memory, even while the schools that sync it
+        /// stay connected; their next message brings it back from the
+        /// database (s, m, h or d).
+        #[arg(long, default_value = "1m", value_parser = crate::backup::parse_duration)]
+        idle_unload: std::time::Duration,
         /// Back the database up this often while serving: 30m, 6h, 24h
         /// (s, m, h or d). Each backup is a dated file in --backup-dir.
         #[arg(long, value_parser = crate::backup::parse_duration)]
@@ -235,23 +274,47 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve {
             listen,
+            admin_listen,
             public_url,
             tls_cert,
             tls_key,
             max_frame_bytes,
             max_connections_per_school,
             max_messages_per_second,
+            min_free_disk_mb,
+            max_document_ops,
+            max_document_mb,
+            school_ops_per_day,
+            school_mb_per_day,
+            handshake_timeout_secs,
+            max_waiting_connections,
             keepalive_secs,
+            idle_unload,
             backup_every,
             backup_keep,
             backup_dir,
         } => {
             let mut config = RelayConfig::new(listen, cli.data.clone());
+            config.admin_listen = admin_listen;
             config.max_frame_bytes = max_frame_bytes;
             config.max_connections_per_school = max_connections_per_school.max(1);
             config.max_messages_per_second = max_messages_per_second.max(1);
             config.keepalive = std::time::Duration::from_secs(keepalive_secs.max(1));
+            config.idle_unload = idle_unload;
             config.public_url = public_url;
+            config.min_free_disk_bytes = min_free_disk_mb.saturating_mul(1024 * 1024);
+            config.handshake_timeout =
+                std::time::Duration::from_secs(handshake_timeout_secs.max(1));
+            config.max_waiting_connections = max_waiting_connections.max(1);
+            config.quotas = partnerplan_sync::repo::Quotas {
+                message_ops: max_document_ops.max(1),
+                document_ops: max_document_ops.max(1),
+                document_bytes: max_document_mb.max(1).saturating_mul(1024 * 1024),
+            };
+            config.daily_allowance = partnerplan_sync::access::DailyAllowance {
+                ops: school_ops_per_day.max(1),
+                bytes: school_mb_per_day.max(1).saturating_mul(1024 * 1024),
+            };
             config.backups = backup_every.map(|every| crate::backup::Schedule {
                 every,
                 keep: backup_keep.max(1),
@@ -294,16 +357,7 @@ fn serve(config: RelayConfig) -> Result<(), String> {
             relay.url(),
             data.display()
         );
-        let web = if relay.url().starts_with("wss://") {
-            "https"
-        } else {
-            "http"
-        };
-        let mut admin = relay.addr();
-        if admin.ip().is_unspecified() {
-            admin.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        println!("Its admin pages, on this computer: {web}://{admin}/admin");
+        println!("Its admin pages, on this computer: {}", relay.admin_url());
         wait_for_stop_signal().await;
         println!("stopping: closing connections and finishing writes");
         relay.shutdown().await;

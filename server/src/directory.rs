@@ -23,7 +23,7 @@ use crate::activity::{LastSync, last_sync_key};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
-    #[error("{0}")]
+    #[error("{}", crate::store_sentence(.0))]
     Store(#[from] StoreError),
     #[error(
         "there is no partnership called “{0}”. `partnerplan-relay partnership list` shows them."
@@ -51,8 +51,33 @@ pub enum DirectoryError {
     },
     #[error("a name cannot be empty.")]
     EmptyName,
+    #[error("a name can be at most {NAME_CHARS} characters; shorten it.")]
+    NameTooLong,
+    #[error(
+        "a name cannot contain line breaks, tabs or other control characters; type it on one line."
+    )]
+    NameNotOneLine,
     #[error("could not use the relay's register in {path}: {detail}")]
     Sqlite { path: PathBuf, detail: String },
+}
+
+/// The longest name a partnership or a school may have, in characters:
+/// names go into every listing, page and invite.
+pub const NAME_CHARS: usize = 100;
+
+/// A partnership's or a school's name as given: trimmed, one line, not
+/// empty, at most [`NAME_CHARS`].
+fn checked_name(name: &str) -> Result<&str, DirectoryError> {
+    let name = name.trim();
+    if name.is_empty() {
+        Err(DirectoryError::EmptyName)
+    } else if name.chars().any(char::is_control) {
+        Err(DirectoryError::NameNotOneLine)
+    } else if name.chars().count() > NAME_CHARS {
+        Err(DirectoryError::NameTooLong)
+    } else {
+        Ok(name)
+    }
 }
 
 /// A new school's invite, or a new token: shown once, never stored.
@@ -234,10 +259,7 @@ impl Directory {
     }
 
     pub fn create_partnership(&mut self, name: &str) -> Result<PartnershipSummary, DirectoryError> {
-        let name = name.trim();
-        if name.is_empty() {
-            return Err(DirectoryError::EmptyName);
-        }
+        let name = checked_name(name)?;
         if self.find_partnership(name)?.is_some() {
             return Err(DirectoryError::PartnershipExists(name.into()));
         }
@@ -269,10 +291,7 @@ impl Directory {
         role: Role,
         relay_url: &str,
     ) -> Result<(Option<Invite>, String, String), DirectoryError> {
-        let school = school.trim();
-        if school.is_empty() {
-            return Err(DirectoryError::EmptyName);
-        }
+        let school = checked_name(school)?;
         let (partnership_id, partnership_name) = self
             .find_partnership(partnership)?
             .ok_or_else(|| DirectoryError::NoSuchPartnership(partnership.into()))?;
@@ -404,21 +423,21 @@ impl Directory {
         )
         .map_err(err)?;
         bump(&tx).map_err(err)?;
+        // The invite names the partnership the school joined first, as
+        // its first invite did: the home of the documents it creates.
+        let home: Option<(String, String, String)> = tx
+            .query_row(
+                "SELECT m.partnership_id, p.name, m.role FROM memberships m
+                 JOIN partnerships p ON p.id = m.partnership_id
+                 WHERE m.school_id = ?1 ORDER BY m.joined_at, m.rowid LIMIT 1",
+                params![school_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(err)?;
         tx.commit().map_err(err)?;
-        // The invite names the school's first partnership, as a home for
-        // the documents it creates.
-        let register = self.register()?;
-        let home = register.schools.get(&school_id).and_then(|s| {
-            let mut ids: Vec<&PartnershipId> = s.memberships.keys().collect();
-            ids.sort();
-            ids.first().map(|id| ((*id).clone(), s.memberships[*id]))
-        });
         let (url, partnership, role) = match &home {
-            Some((id, role)) => (
-                invite_url(relay_url, id),
-                register.partnerships.get(id).cloned().unwrap_or_default(),
-                *role,
-            ),
+            Some((id, name, role)) => (invite_url(relay_url, id), name.clone(), Role::parse(role)),
             None => (
                 format!("{}/", relay_url.trim_end_matches('/')),
                 String::new(),
@@ -432,7 +451,7 @@ impl Directory {
             url,
             token,
             relay: relay_url.to_string(),
-            partnership_id: home.map(|(id, _)| id),
+            partnership_id: home.map(|(id, _, _)| id),
         })
     }
 
@@ -807,5 +826,62 @@ mod tests {
             directory.remove_school("Hilltop", None),
             Err(DirectoryError::NoSuchSchool(_))
         ));
+    }
+
+    #[test]
+    fn names_are_one_line_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut directory = Directory::open(dir.path()).unwrap();
+        assert!(matches!(
+            directory.create_partnership(&"x".repeat(NAME_CHARS + 1)),
+            Err(DirectoryError::NameTooLong)
+        ));
+        assert!(matches!(
+            directory.create_partnership("Cluster\nadmin action: forged"),
+            Err(DirectoryError::NameNotOneLine)
+        ));
+        let long = "é".repeat(NAME_CHARS);
+        directory.create_partnership(&long).unwrap();
+        assert!(matches!(
+            directory.add_school(&long, "Hill\ttop", Role::Member, "ws://relay"),
+            Err(DirectoryError::NameNotOneLine)
+        ));
+        assert!(matches!(
+            directory.add_school(&long, &"y".repeat(500), Role::Member, "ws://relay"),
+            Err(DirectoryError::NameTooLong)
+        ));
+        assert!(directory.register().unwrap().schools.is_empty());
+    }
+
+    #[test]
+    fn a_new_token_names_the_partnership_the_school_joined_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut directory = Directory::open(dir.path()).unwrap();
+        // Ids chosen so the first partnership's sorts last.
+        for (id, name) in [("ffff", "Home cluster"), ("0000", "Joined later")] {
+            directory
+                .conn
+                .execute(
+                    "INSERT INTO partnerships (id, name, created_at) VALUES (?1, ?2, 0)",
+                    params![id, name],
+                )
+                .unwrap();
+        }
+        let url = "ws://relay:7171";
+        directory
+            .add_school("Home cluster", "Hilltop", Role::Member, url)
+            .unwrap();
+        directory
+            .add_school("Joined later", "Hilltop", Role::Viewer, url)
+            .unwrap();
+        let rotated = directory.rotate_token("Hilltop", url).unwrap();
+        assert_eq!(rotated.partnership, "Home cluster");
+        assert_eq!(rotated.role, Role::Member);
+        assert!(
+            rotated.url.ends_with("?partnership=ffff"),
+            "{}",
+            rotated.url
+        );
+        assert!(rotated.line().contains("partnership=ffff"));
     }
 }

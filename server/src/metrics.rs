@@ -115,6 +115,8 @@ impl Metrics {
 pub struct State {
     pub schools_connected: usize,
     pub documents_loaded: usize,
+    /// Out of memory while connected schools subscribe to them.
+    pub documents_resting: usize,
     pub documents_stored: u64,
     pub storage_bytes: u64,
     /// Seconds since the last backup finished; `None` if there never was one.
@@ -153,6 +155,12 @@ pub fn render(metrics: &Metrics, state: &State) -> String {
         "gauge",
         "Documents held in memory now.",
         state.documents_loaded.to_string(),
+    );
+    one(
+        "partnerplan_relay_documents_resting",
+        "gauge",
+        "Documents out of memory while connected schools subscribe to them.",
+        state.documents_resting.to_string(),
     );
     one(
         "partnerplan_relay_documents_stored",

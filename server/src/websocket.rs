@@ -23,6 +23,18 @@ const CLOSE_TOO_BIG: u16 = 1009;
 /// WebSocket close code for a server going away (1001).
 const CLOSE_GOING_AWAY: u16 = 1001;
 
+/// How often (in bytes written) the engine hears how far a busy writer
+/// has got, besides each time its queue empties.
+const REPORT_WRITTEN: usize = 256 * 1024;
+
+/// How long one frame may take to go out before the connection counts as
+/// dead. Slow is fine: a peer is cut only when it takes nothing of a frame
+/// for three keepalive periods, plus a second for each 16 KiB of it (a
+/// peer reading at least 16 KiB a second is never cut for it).
+fn write_deadline(keepalive: Duration, len: usize) -> Duration {
+    keepalive * 3 + Duration::from_secs((len / (16 * 1024)) as u64)
+}
+
 pub async fn serve_connection(
     socket: WebSocket,
     state: Arc<AppState>,
@@ -59,24 +71,47 @@ pub async fn serve_connection(
     }) {
         return;
     }
+    let input = state.input.connection();
     let live = state.activity.opened(conn, &school_id, &school_name);
     state
         .metrics
         .connections_opened
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut budget = Budget::new(state.config.max_messages_per_second);
     let mut shutdown = state.shutdown.clone();
     let keepalive = state.config.keepalive;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    // A connection that says nothing holds a place among its school's
+    // connections: it has the handshake's deadline to send `join`.
+    let join_within = state.config.handshake_timeout;
+    let join_deadline = tokio::time::sleep(join_within);
+    tokio::pin!(join_deadline);
+    let mut heard = false;
+    // Bytes written since the engine last heard, so it makes the sync
+    // messages it held back for us (see `RelayConfig::outbox_bytes`).
+    let mut written = 0usize;
     let close_reason: Option<(u16, String)> = loop {
         tokio::select! {
+            // What the engine sends goes out before more is read from the
+            // peer: a peer that does not read cannot make us queue more.
+            biased;
             out = outgoing.recv() => match out {
                 Some(Outgoing::Frame(bytes)) => {
-                    state.metrics.sent(bytes.len());
-                    if sink.send(WsMessage::Binary(bytes.into())).await.is_err() {
-                        break None;
+                    let len = bytes.len();
+                    state.metrics.sent(len);
+                    let deadline = write_deadline(keepalive, len);
+                    match tokio::time::timeout(deadline, sink.send(WsMessage::Binary(bytes.into()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break None,
+                        Err(_) => {
+                            tracing::info!(conn, "closing a connection that stopped reading");
+                            break None;
+                        }
+                    }
+                    written += len;
+                    if written >= REPORT_WRITTEN || outgoing.is_empty() {
+                        state.engine.send(Input::Written { conn, bytes: std::mem::take(&mut written) });
                     }
                 }
                 Some(Outgoing::Close(reason)) => {
@@ -91,19 +126,24 @@ pub async fn serve_connection(
             incoming = stream.next() => match incoming {
                 Some(Ok(WsMessage::Binary(bytes))) => {
                     last_heard = Instant::now();
+                    heard = true;
                     state.metrics.received(bytes.len());
                     live.touch();
-                    if !budget.spend() {
+                    if !state.budgets.spend(&school_id) {
                         state.metrics.refused(Refusal::TooManyMessages);
                         let reason = format!(
-                            "too many messages: this relay takes at most {} a second from one connection; your client will reconnect and carry on",
+                            "too many messages: this relay takes at most {} a second from one school, over all its connections; your client will reconnect and carry on",
                             state.config.max_messages_per_second
                         );
                         tracing::warn!(conn, "closing a connection that sent too many messages");
                         let _ = sink.send(error_frame(&state, &reason)).await;
                         break Some((CLOSE_POLICY, reason));
                     }
-                    if !state.engine.send(Input::Frame { conn, bytes: bytes.to_vec() }) {
+                    // Waits while the engine holds this connection's share
+                    // of its input (or everyone's): the peer's further
+                    // frames wait in TCP meanwhile.
+                    let reserved = input.reserve(bytes.len()).await;
+                    if !state.engine.send(Input::Frame { conn, bytes: bytes.to_vec(), reserved: Some(reserved) }) {
                         break Some((CLOSE_GOING_AWAY, "the relay is shutting down".into()));
                     }
                 }
@@ -148,6 +188,15 @@ pub async fn serve_connection(
                 if sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
                     break None;
                 }
+            }
+            _ = &mut join_deadline, if !heard => {
+                tracing::info!(conn, "closing a connection that sent no join");
+                let reason = format!(
+                    "no “join” message arrived within {} seconds of connecting; your client will reconnect",
+                    join_within.as_secs()
+                );
+                let _ = sink.send(error_frame(&state, &reason)).await;
+                break Some((CLOSE_POLICY, reason));
             }
             _ = shutdown.changed() => break Some((CLOSE_GOING_AWAY, "the relay is shutting down; your client will reconnect".into())),
         }
@@ -198,10 +247,42 @@ fn error_frame(state: &AppState, reason: &str) -> WsMessage {
             sender_id: Some(state.peer_id.clone()),
             target_id: None,
             message: reason.to_string(),
+            document_id: None,
         }
         .encode()
         .into(),
     )
+}
+
+/// Each school's message budget, shared by all its connections and kept
+/// when they close, so reconnecting does not refill it. One entry per
+/// school that has connected (the register bounds them).
+pub(crate) struct Budgets {
+    rate: u32,
+    schools: std::sync::Mutex<std::collections::HashMap<String, Budget>>,
+}
+
+impl Budgets {
+    pub(crate) fn new(rate: u32) -> Budgets {
+        Budgets {
+            rate,
+            schools: Default::default(),
+        }
+    }
+
+    /// Takes one message from the school's budget; false if it is spent.
+    fn spend(&self, school: &str) -> bool {
+        let mut schools = self.schools.lock().unwrap_or_else(|e| e.into_inner());
+        match schools.get_mut(school) {
+            Some(budget) => budget.spend(),
+            None => {
+                let mut budget = Budget::new(self.rate);
+                let spent = budget.spend();
+                schools.insert(school.to_string(), budget);
+                spent
+            }
+        }
+    }
 }
 
 /// A token bucket: `rate` messages a second, with ten seconds' worth of

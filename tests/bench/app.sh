@@ -85,7 +85,7 @@ fi
 if [ "${BENCH_SKIP_PARTNER:-0}" = 1 ]; then exit 0; fi
 
 # 2. Two schools and a relay.
-"$RELAY" serve --listen 127.0.0.1:0 --data "$OUT/relay" >"$OUT/relay.out" 2>"$OUT/relay.err" </dev/null &
+"$RELAY" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data "$OUT/relay" >"$OUT/relay.out" 2>"$OUT/relay.err" </dev/null &
 RELAY_PID=$!
 pids+=($RELAY_PID)
 for _ in $(seq 1 200); do

@@ -141,7 +141,7 @@ start_relay() {
   local dir=$1 name=$2 started
   SERVER_DIR=$dir
   started=$(date +%s%N)
-  "$RELAY" serve --listen 127.0.0.1:0 --data "$dir" >"$OUT/$name.server.out" 2>"$OUT/$name.server.err" &
+  "$RELAY" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data "$dir" >"$OUT/$name.server.out" 2>"$OUT/$name.server.err" &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
   wait_for_line "$OUT/$name.server.out" "partnerplan relay listening on" "$SERVER_PID" 60

@@ -41,12 +41,16 @@ async function run(browser) {
   await page.getByLabel("The school's name, as its partners know it").fill("   ");
   await page.getByRole("button", { name: "Add the school" }).click();
   await page.getByRole("alert").getByText("A name cannot be empty").waitFor();
+  await eventually(async () => (await page.evaluate(() => document.activeElement?.id)) === "error-summary", "the keyboard is taken to the mistake");
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
+  await eventually(async () => (await page.evaluate(() => document.activeElement?.id)) === "school-name", "the mistake's link leads to its field");
   await checkAccessibility(page, "adding a school, with a mistake");
 
   // Add the school: its invite, shown once.
   await page.getByLabel("The school's name, as its partners know it").fill(SCHOOL);
   const [inviteResponse] = await Promise.all([
-    page.waitForResponse((r) => r.url().endsWith("/admin/schools") && r.request().method() === "POST"),
+    page.waitForResponse((r) => r.url().includes("/admin/invites/") && r.request().method() === "GET"),
     page.getByRole("button", { name: "Add the school" }).click(),
   ]);
   await page.getByRole("heading", { name: `The invite for ${SCHOOL}` }).waitFor();
@@ -122,6 +126,15 @@ async function run(browser) {
   await page.getByText("has a new token: the old one no longer works").waitFor();
   const renewed = await page.getByLabel("Invite", { exact: true }).inputValue();
   check(renewed !== invite && renewed.includes("token=pp_"), "a different invite: " + renewed);
+  // Reloading the page (or coming back to it) shows it no more, and makes
+  // no other token: the invite just given out still works.
+  await page.reload();
+  await page.getByRole("heading", { name: "This invite has been shown already" }).waitFor();
+  check(!(await page.content()).includes(renewed.split("token=")[1]), "the token is not shown again");
+  await checkAccessibility(page, "an invite asked for again");
+  const again = `${root}/bank-road-again`;
+  cli(again, ["join", renewed]);
+  cli(again, ["sync", "--timeout", "60"]);
   await page.goto(relay + "/admin");
   await eventually(async () => {
     await page.reload();

@@ -1,12 +1,13 @@
 // The relay's admin pages against other sites and other computers: a
 // page of another origin cannot change anything, even by posting a form
-// from the relay's own computer; from another computer (through a proxy
-// that says so) the pages ask for the admin password first.
-// node admin_guard.mjs RELAY_HTTP PASSWORD
+// from the relay's own computer; at the relay's public address (as
+// another computer reaches it, directly or through a proxy) the pages ask
+// for the admin password first.
+// node admin_guard.mjs ADMIN_HTTP PUBLIC_HTTP PASSWORD
 import { createServer } from "node:http";
 import { check, checkAccessibility, newPage, scenario } from "./lib.mjs";
 
-const [relay, password] = process.argv.slice(2);
+const [relay, publicAddress, password] = process.argv.slice(2);
 
 await scenario("admin guard", async (browser) => {
   // Another site, on another port of this computer: it posts a form to
@@ -31,9 +32,9 @@ await scenario("admin guard", async (browser) => {
     evil.close();
   }
 
-  // From another computer, through a proxy that says so.
-  const remote = await newPage(browser, { extraHTTPHeaders: { "X-Forwarded-For": "203.0.113.7" } });
-  await remote.goto(relay + "/admin");
+  // At the public address.
+  const remote = await newPage(browser);
+  await remote.goto(publicAddress + "/admin");
   await remote.getByRole("heading", { name: "Log in to the relay's admin pages" }).waitFor();
   check(!(await remote.content()).includes("Your relay"), "nothing shows before logging in");
   await checkAccessibility(remote, "the admin login page");
@@ -47,6 +48,6 @@ await scenario("admin guard", async (browser) => {
   await checkAccessibility(remote, "the relay's page, logged in");
   await remote.getByRole("button", { name: "Log out" }).click();
   await remote.getByRole("heading", { name: "Log in to the relay's admin pages" }).waitFor();
-  await remote.goto(relay + "/admin");
+  await remote.goto(publicAddress + "/admin");
   await remote.getByRole("heading", { name: "Log in to the relay's admin pages" }).waitFor();
 });

@@ -68,6 +68,8 @@ await scenario("local authority", async (browser) => {
   check(row("Tenterden Rural Alliance")[3].startsWith("1 school"), "member schools: " + row("Tenterden Rural Alliance")[3]);
   await checkAccessibility(page, "the overview");
   await page.screenshot({ path: `${shots}/la-overview.png`, fullPage: true });
+  await page.evaluate(() => window.dispatchEvent(new Event("beforeprint")));
+  check((await page.locator("table.overview details[open]").count()) === 6, "printed, every member school is listed");
 
   // Filters: report missing; a district; a status; sorting.
   await page.getByLabel("Only those whose report is missing").check();

@@ -44,12 +44,16 @@ async function until(what, check, limitMs = 300_000) {
   }
 }
 
-function repo({ url, dir }) {
-  return new Repo({
+/** A repo; with a URL, once it has its server as a peer (over a slow
+ *  line, a `find` asked before that finds nothing). */
+async function repo({ url, dir }) {
+  const r = new Repo({
     network: url ? [new WebSocketClientAdapter(url, 500)] : [],
     storage: dir ? new NodeFSStorageAdapter(dir) : undefined,
     sharePolicy: async () => true,
   })
+  if (url) await until("the server as a peer", () => r.peers.length > 0)
+  return r
 }
 
 /** Paths of every action of the plan: ["areas", a, "actions", b]. */
@@ -87,14 +91,14 @@ function serverStorageId(r) {
 
 async function offline([url, docUrl, dir, k]) {
   // Fetch the plan and keep it (and the sync state) in storage.
-  let r = repo({ url, dir })
+  let r = await repo({ url, dir })
   let handle = await r.find(docUrl)
   await until("the plan", () => handle.doc()?.areas)
   await until("the server's storage id", () => serverStorageId(r))
   await sleep(1000)
   await r.shutdown()
   // Offline: edits into storage only.
-  r = repo({ dir })
+  r = await repo({ dir })
   handle = await r.find(docUrl)
   const paths = actionPaths(handle.doc())
   for (let i = 0; i < Number(k); i++) edit(handle, paths, i)
@@ -105,7 +109,7 @@ async function offline([url, docUrl, dir, k]) {
   await new Promise(res => lines.once("line", res))
   // Back online.
   const start = Date.now()
-  r = repo({ url, dir })
+  r = await repo({ url, dir })
   handle = await r.find(docUrl)
   const heads = JSON.stringify(handle.heads())
   await until("the server to hold every edit", () => {
@@ -121,8 +125,8 @@ async function offline([url, docUrl, dir, k]) {
 }
 
 async function pair([urlA, urlB, docUrl, n, gapMs]) {
-  const a = repo({ url: urlA })
-  const b = repo({ url: urlB })
+  const a = await repo({ url: urlA })
+  const b = await repo({ url: urlB })
   const ha = await a.find(docUrl)
   const hb = await b.find(docUrl)
   await until("both hold the plan", () => ha.doc()?.areas && hb.doc()?.areas)

@@ -139,3 +139,39 @@ impl Drop for ReferenceServer {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `node live-edit.mjs` (N official clients editing one plan at
+/// once, each at the matching URL of `urls`) and returns its JSON report,
+/// or what went wrong. Bounded by `limit`.
+pub fn live_edit(urls: &[String], args: &[&str], limit: Duration) -> Result<Value, String> {
+    ensure_installed();
+    let mut node = Command::new("node");
+    node.arg(js_dir().join("live-edit.mjs"))
+        .arg(urls.join(","))
+        .args(args)
+        .arg("--timeout-ms")
+        .arg(
+            limit
+                .saturating_sub(Duration::from_secs(5))
+                .as_millis()
+                .to_string(),
+        )
+        .current_dir(js_dir());
+    let output = run_bounded(node, limit);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let value: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .ok_or_else(|| {
+            format!(
+                "live-edit.mjs printed no JSON result; stderr: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+    if output.status.success() {
+        Ok(value)
+    } else {
+        Err(format!("live-edit.mjs failed: {value}"))
+    }
+}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod app;
+pub mod attack;
 pub mod floor;
 pub mod js;
 pub mod shaper;
@@ -24,6 +25,11 @@ pub fn relay_binary() -> PathBuf {
 
 pub fn client_binary() -> PathBuf {
     built_binary("e2e-partnerplan")
+}
+
+/// `partnerplan-load`, the load generator (tests/src/bin/load.rs).
+pub fn load_binary() -> PathBuf {
+    built_binary("partnerplan-load")
 }
 
 /// This crate's binaries sit in the target directory, one level above the
@@ -102,6 +108,9 @@ pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
 pub struct RelayProcess {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The admin pages' own listener (on a random port of 127.0.0.1,
+    /// unless `extra` names one).
+    pub admin: SocketAddr,
     /// Serving wss://.
     pub secure: bool,
     pub data: PathBuf,
@@ -131,9 +140,11 @@ impl RelayProcess {
             .arg(listen.to_string())
             .arg("--data")
             .arg(data)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped());
+            .args(extra);
+        if !extra.contains(&"--admin-listen") {
+            command.args(["--admin-listen", "127.0.0.1:0"]);
+        }
+        command.stdin(Stdio::null()).stdout(Stdio::piped());
         match log {
             Some(log) => command
                 .env("PARTNERPLAN_LOG", "trace")
@@ -160,13 +171,28 @@ impl RelayProcess {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("the relay's first line names its address: {line}"));
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the relay says where its admin pages are");
+        let admin = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix("/admin"))
+            .and_then(|admin| admin.parse().ok())
+            .unwrap_or_else(|| panic!("the relay's second line names its admin pages: {line}"));
         RelayProcess {
             child: Some(child),
             addr,
+            admin,
             secure,
             data: data.to_path_buf(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// The relay's process id, to watch its memory.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the relay is running").id()
     }
 
     pub fn url(&self) -> String {
@@ -395,6 +421,28 @@ impl School {
 
     pub fn sync(&self) {
         self.ok(&["sync", "--timeout", "60"]);
+    }
+
+    /// A new action plan with one review recorded (11 July 2017, by the
+    /// HTs), not yet signed: the plan's URL and the review's id.
+    pub fn plan_with_review(&self) -> (String, String) {
+        let plan = self
+            .ok(&["new", "action-plan", "--title", "Plan"])
+            .trim()
+            .to_string();
+        let review = self
+            .ok(&[
+                "review",
+                "record",
+                &plan,
+                "--date",
+                "11 July 2017",
+                "--by",
+                "the HTs",
+            ])
+            .trim()
+            .to_string();
+        (plan, review)
     }
 
     /// The document as this school holds it (`show --json`).

@@ -154,6 +154,45 @@ fn a_restore_from_an_older_backup_loses_nothing_the_schools_still_hold() {
 }
 
 #[test]
+fn after_a_restore_partners_send_back_the_changes_of_a_school_that_never_returns() {
+    let root = tempfile::tempdir().unwrap();
+    let mut relay = RelayProcess::start(&root.path().join("relay"), &[]);
+    let a = School::init(root.path(), "School A", &relay);
+    let b = School::init(root.path(), "School B", &relay);
+    let plan = a.create("Plan");
+    a.sync();
+    b.ok(&["open", &plan]);
+    b.sync();
+    let backup = root.path().join("older.sqlite");
+    relay.admin_ok(&["backup", "--to", backup.to_str().unwrap()]);
+
+    // After the backup School A edits, School B receives it and edits on
+    // top of it; then School A's computer is lost for good.
+    a.ok(&["set", &plan, "lead", "Mrs Okafor"]);
+    a.sync();
+    b.sync();
+    b.ok(&["edit", &plan, "title", "--append", " 2027"]);
+    b.sync();
+    drop(a);
+
+    relay.stop();
+    relay.admin_ok(&["restore", backup.to_str().unwrap()]);
+    relay.start_again();
+
+    // School B sends back School A's change with its own: the relay takes
+    // both (School A has not connected since the restore), and a school
+    // joining now receives everything from the relay alone.
+    let synced = b.ok(&["sync", "--timeout", "60"]);
+    assert!(synced.contains("In sync"), "{synced}");
+    let c = School::init(root.path(), "School C", &relay);
+    c.ok(&["open", &plan]);
+    c.sync();
+    let doc = c.show(&plan);
+    assert_eq!(doc["title"], json!("Plan 2027"));
+    assert_eq!(doc["lead"], json!("Mrs Okafor"));
+}
+
+#[test]
 fn restore_refuses_while_the_relay_runs_and_backup_refuses_to_overwrite() {
     let root = tempfile::tempdir().unwrap();
     let mut relay = RelayProcess::start(&root.path().join("relay"), &[]);
@@ -181,8 +220,15 @@ fn restore_refuses_while_the_relay_runs_and_backup_refuses_to_overwrite() {
     let second = partnerplan_tests::run_bounded(
         {
             let mut c = std::process::Command::new(partnerplan_tests::relay_binary());
-            c.args(["serve", "--listen", "127.0.0.1:0", "--data"])
-                .arg(&relay.data);
+            c.args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
+            .arg(&relay.data);
             c
         },
         Duration::from_secs(30),
@@ -403,10 +449,11 @@ fn a_backup_during_a_live_load_of_nine_schools_then_a_restore_loses_nothing() {
         }
         converged(&all)
     });
-    drop(watchers);
 
     // Nothing is lost at the relay either: a school joining now receives
-    // every document and every edit from the relay alone.
+    // every document and every edit from the relay alone. (The schools
+    // held everything all along, so the wait above ends at once; they
+    // keep running meanwhile, sending the relay what it lost.)
     let late = School::init(root.path(), "School 10", &relay);
     let mut with_late = all.clone();
     with_late.push(&late);
@@ -418,4 +465,5 @@ fn a_backup_during_a_live_load_of_nine_schools_then_a_restore_loses_nothing() {
             converged(&with_late)
         },
     );
+    drop(watchers);
 }

@@ -199,7 +199,8 @@ fn the_health_check_answers_while_the_database_works() {
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(
-        response.contains("can read and write its database"),
+        response.contains("can read and write its database")
+            && response.contains("documents: 0 in memory, 0 at rest"),
         "{response}"
     );
 }
@@ -213,7 +214,14 @@ fn a_relay_refuses_a_damaged_database_and_leaves_it_alone() {
     std::fs::write(data.join("relay.sqlite"), &junk).unwrap();
     let mut command = Command::new(relay_binary());
     command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
         .arg(&data);
     let output = run_bounded(command, Duration::from_secs(30));
     assert!(!output.status.success());

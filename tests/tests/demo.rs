@@ -50,31 +50,47 @@ fn host_of(url: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn the_demo_runs_two_schools_apps_with_the_seed_plan_and_stops_them_all() {
+/// A demo started with its output read: the demo, its lines still to
+/// come, both apps' addresses and the relay's host.
+struct Started {
+    demo: DemoProcess,
+    lines: mpsc::Receiver<String>,
+    apps: Vec<String>,
+    relay: String,
+}
+
+fn start_demo() -> Started {
     let child = Command::new(client_binary())
         .args(["demo", "--no-browser"])
         .env("PARTNERPLAN_RELAY_PROGRAM", relay_binary())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("the demo starts");
     let mut demo = DemoProcess(child);
     let stdout = demo.0.stdout.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let stderr = demo.0.stderr.take().expect("piped");
+    let (tx, lines) = mpsc::channel();
+    for stream in [
+        Box::new(stdout) as Box<dyn std::io::Read + Send>,
+        Box::new(stderr),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                eprintln!("demo: {line}");
+                let _ = tx.send(line);
+            }
+        });
+    }
 
     // The relay's address, then the line with both apps' addresses.
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut relay = None;
     let apps: Vec<String> = loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
+        let line = lines
             .recv_timeout(left)
             .expect("the demo prints both apps' addresses within two minutes");
         let urls: Vec<String> = line
@@ -91,6 +107,22 @@ fn the_demo_runs_two_schools_apps_with_the_seed_plan_and_stops_them_all() {
     };
     assert_eq!(apps.len(), 2, "{apps:?}");
     let relay = relay.expect("the demo says where its relay runs");
+    Started {
+        demo,
+        lines,
+        apps,
+        relay,
+    }
+}
+
+#[test]
+fn the_demo_runs_two_schools_apps_with_the_seed_plan_and_stops_them_all() {
+    let Started {
+        mut demo,
+        lines: _lines,
+        apps,
+        relay,
+    } = start_demo();
 
     for app in &apps {
         let host = host_of(app);
@@ -156,6 +188,80 @@ fn the_demo_runs_two_schools_apps_with_the_seed_plan_and_stops_them_all() {
     assert!(
         status.success(),
         "the demo ends cleanly when stopped: {status}"
+    );
+    for host in apps.iter().map(|a| host_of(a)).chain([relay]) {
+        wait_until(
+            Duration::from_secs(10),
+            &format!("nothing answers at {host} once the demo stopped"),
+            || TcpStream::connect(&host).is_err(),
+        );
+    }
+}
+
+/// The process ids of `parent`'s children running `program`.
+fn children_running(parent: u32, program: &std::path::Path) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // "pid (comm) state ppid …": the comm may hold spaces, so read
+        // after its closing parenthesis.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let first = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        if ppid == Some(parent) && first == program.as_os_str().as_encoded_bytes() {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn when_its_relay_dies_the_demo_says_so_and_stops_everything() {
+    let Started {
+        mut demo,
+        lines,
+        apps,
+        relay,
+    } = start_demo();
+    let relays = children_running(demo.0.id(), &relay_binary());
+    assert_eq!(relays.len(), 1, "the demo runs one relay: {relays:?}");
+    // SAFETY: kill(2) with the pid of the relay the demo started.
+    unsafe {
+        libc::kill(relays[0] as libc::pid_t, libc::SIGKILL);
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = demo.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo notices within 30 s that its relay died"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "the demo ends with an error: {status}");
+    let mut said = Vec::new();
+    let until = Instant::now() + Duration::from_secs(5);
+    while let Ok(line) = lines.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        said.push(line);
+    }
+    assert!(
+        said.iter()
+            .any(|l| l.contains("The demo's relay stopped by itself")
+                && l.contains("Run `partnerplan demo` again")),
+        "the demo says what stopped and what to do: {said:?}"
     );
     for host in apps.iter().map(|a| host_of(a)).chain([relay]) {
         wait_until(

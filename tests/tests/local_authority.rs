@@ -196,4 +196,16 @@ fn the_local_authority_reads_every_partnership_it_views() {
         &partnership_urls[5],
     ]);
     assert!(refused.contains("can read"), "{refused}");
+
+    // The local authority's own documents (its figures, its comments)
+    // reach a partnership's school once the lead school adds it as a
+    // viewer of the local authority's partnership, with its one token.
+    assert_eq!(relay.invite(LA, PARTNERSHIPS[5].1, "viewer"), None);
+    let raid = &schools[5];
+    raid.sync();
+    let list = raid.ok(&["list", "--json"]);
+    assert!(
+        list.contains("Key stage outcomes 2014, schools in and not in a collaboration"),
+        "{list}"
+    );
 }

@@ -3,36 +3,72 @@
 //! read by a Prometheus text-format parser under load, and its logs.
 
 use std::collections::HashMap;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use partnerplan_tests::app::{raw_http, scenario, screenshots_dir};
+use partnerplan_tests::app::{scenario, screenshots_dir};
 use partnerplan_tests::{RelayProcess, School, client_binary, js, relay_binary, wait_until};
 use serde_json::Value;
 
 const PASSWORD: &str = "the hall is booked for Tuesday";
 
-fn get(relay: &RelayProcess, path: &str, extra: &str) -> (u16, String) {
-    raw_http(
-        &relay.addr.to_string(),
+/// One HTTP request to `addr`, naming it as the host: the status, the
+/// response's headers and its body.
+fn exchange(addr: SocketAddr, request: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).expect("the relay accepts connections");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (status, head.to_string(), body.to_string())
+}
+
+fn get_from(addr: SocketAddr, path: &str, extra: &str) -> (u16, String) {
+    let (status, _, body) = exchange(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"),
+    );
+    (status, body)
+}
+
+fn post_to(addr: SocketAddr, path: &str, extra: &str, body: &str) -> (u16, String, String) {
+    exchange(
+        addr,
         &format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\n{extra}Connection: close\r\n\r\n",
-            relay.addr
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         ),
     )
 }
 
+/// A request to the admin pages' own listener, from this computer.
+fn get(relay: &RelayProcess, path: &str, extra: &str) -> (u16, String) {
+    get_from(relay.admin, path, extra)
+}
+
 fn post(relay: &RelayProcess, path: &str, extra: &str, body: &str) -> (u16, String) {
-    raw_http(
-        &relay.addr.to_string(),
-        &format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            relay.addr,
-            body.len()
-        ),
-    )
+    let (status, _, body) = post_to(relay.admin, path, extra, body);
+    (status, body)
+}
+
+/// The secret token in a page's forms.
+fn form_token(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page carries its token")
+        .to_string()
 }
 
 fn set_password(relay: &RelayProcess, password: &str) {
@@ -74,7 +110,7 @@ fn the_admin_pages_add_a_school_show_its_invite_once_renew_it_and_remove_it() {
     scenario(
         "admin.mjs",
         &[
-            &format!("http://{}", relay.addr),
+            &format!("http://{}", relay.admin),
             client_binary().to_str().unwrap(),
             root.path().to_str().unwrap(),
             shots.to_str().unwrap(),
@@ -123,12 +159,7 @@ fn another_site_cannot_act_and_another_computer_needs_the_password() {
     let relay = RelayProcess::start(&root.path().join("relay"), &[]);
     let (status, page) = get(&relay, "/admin", "");
     assert_eq!(status, 200, "{page}");
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the page carries its token")
-        .to_string();
+    let csrf = form_token(&page);
     let create = |extra: &str, token: &str| {
         post(
             &relay,
@@ -143,7 +174,7 @@ fn another_site_cannot_act_and_another_computer_needs_the_password() {
     let (status, _) = create("Sec-Fetch-Site: cross-site\r\n", &csrf);
     assert_eq!(status, 403);
     // The relay's own origin without the page's token.
-    let own = format!("Origin: http://{}\r\n", relay.addr);
+    let own = format!("Origin: http://{}\r\n", relay.admin);
     let (status, body) = create(&own, "guessed");
     assert_eq!(status, 403, "{body}");
     assert!(partnerships(&relay).is_empty(), "nothing was made");
@@ -153,47 +184,62 @@ fn another_site_cannot_act_and_another_computer_needs_the_password() {
     assert_eq!(partnerships(&relay), ["Hijacked"]);
 
     // A page of another site whose name resolves to 127.0.0.1.
-    let (status, _) = raw_http(
-        &relay.addr.to_string(),
+    let (status, _, _) = exchange(
+        relay.admin,
         &format!(
             "GET /admin HTTP/1.1\r\nHost: evil.example:{}\r\nConnection: close\r\n\r\n",
-            relay.addr.port()
+            relay.admin.port()
         ),
     );
     assert_eq!(status, 403);
-    // Another computer (through a proxy on the relay's own), no password set.
-    let remote = "X-Forwarded-For: 203.0.113.7\r\n";
-    let (status, body) = get(&relay, "/admin", remote);
+    // A proxy pointed at the admin listener, that says whom it forwards.
+    let (status, _) = get(&relay, "/admin", "X-Forwarded-For: 203.0.113.7\r\n");
     assert_eq!(status, 403);
+
+    // The public listener, as another computer reaches it through a
+    // reverse proxy on the relay's computer that passes neither the
+    // original host nor X-Forwarded-For (nginx's default): the request is
+    // from 127.0.0.1 and names 127.0.0.1, and is still refused.
+    let (status, body) = get_from(relay.addr, "/admin", "");
+    assert_eq!(status, 403, "{body}");
     assert!(body.contains("admin-password"), "says what to do: {body}");
-    let (status, _) = get(&relay, "/metrics", remote);
+    assert!(
+        body.contains(&format!("http://{}/admin", relay.admin)),
+        "says where the pages open without a password: {body}"
+    );
+    let (status, _) = get_from(relay.addr, "/metrics", "");
     assert_eq!(status, 403);
+    assert_eq!(get_from(relay.addr, "/admin/login", "").0, 403);
 
     // With a password: the login page, and metrics for the password only.
     set_password(&relay, PASSWORD);
-    let (status, _) = get(&relay, "/admin", remote);
+    let (status, _) = get_from(relay.addr, "/admin", "");
     assert_eq!(status, 303, "sent to the login page");
-    let (status, _) = get(&relay, "/metrics", remote);
+    let (status, _) = get_from(relay.addr, "/metrics", "");
     assert_eq!(status, 401);
-    let (status, _) = get(
-        &relay,
+    let (status, _) = get_from(
+        relay.addr,
         "/metrics",
-        &format!("{remote}Authorization: Bearer not the password\r\n"),
+        "Authorization: Bearer not the password\r\n",
     );
     assert_eq!(status, 401);
-    let (status, body) = get(
-        &relay,
+    let (status, body) = get_from(
+        relay.addr,
         "/metrics",
-        &format!("{remote}Authorization: Bearer {PASSWORD}\r\n"),
+        &format!("Authorization: Bearer {PASSWORD}\r\n"),
     );
     assert_eq!(status, 200);
     assert!(body.contains("partnerplan_relay_connections"));
-    // The relay's own computer still goes straight in.
+    // The relay's own computer still goes straight in, at the admin listener.
     assert_eq!(get(&relay, "/admin", "").0, 200);
 
     scenario(
         "admin_guard.mjs",
-        &[&format!("http://{}", relay.addr), PASSWORD],
+        &[
+            &format!("http://{}", relay.admin),
+            &format!("http://{}", relay.addr),
+            PASSWORD,
+        ],
     );
     assert_eq!(
         partnerships(&relay),
@@ -202,12 +248,105 @@ fn another_site_cannot_act_and_another_computer_needs_the_password() {
     );
 }
 
+/// Logs in at the public listener; the session cookie.
+fn log_in(relay: &RelayProcess, password: &str) -> Option<String> {
+    let (_, page) = get_from(relay.addr, "/admin/login", "");
+    let (status, head, _) = post_to(
+        relay.addr,
+        "/admin/login",
+        "",
+        &format!(
+            "csrf={}&password={}",
+            form_token(&page),
+            password.replace(' ', "+")
+        ),
+    );
+    assert!(matches!(status, 303 | 401 | 429), "{status}: {head}");
+    head.lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .filter(|c| c.starts_with("pp_admin=") && c.len() > "pp_admin=".len())
+        .map(str::to_string)
+}
+
+#[test]
+fn a_changed_password_ends_every_login_and_the_login_page_gives_no_change_token() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(&root.path().join("relay"), &[]);
+    set_password(&relay, PASSWORD);
+    let cookie = log_in(&relay, PASSWORD).expect("logged in");
+    let with = format!("Cookie: {cookie}\r\n");
+    let (status, page) = get_from(relay.addr, "/admin", &with);
+    assert_eq!(status, 200, "{page}");
+
+    // The login page is shown to anyone who reaches the relay: its token
+    // does not make changes.
+    let (_, login_page) = get_from(relay.addr, "/admin/login", "");
+    let login_token = form_token(&login_page);
+    assert_ne!(login_token, form_token(&page));
+    let (status, _, body) = post_to(
+        relay.addr,
+        "/admin/partnerships",
+        &with,
+        &format!("csrf={login_token}&name=From+the+login+page"),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(partnerships(&relay).is_empty());
+
+    // A new password, because the old one was seen: the old login ends.
+    set_password(&relay, "a new password nobody has seen");
+    let (status, _) = get_from(relay.addr, "/admin", &with);
+    assert_eq!(status, 303, "sent to log in again");
+    assert!(log_in(&relay, PASSWORD).is_none(), "the old password fails");
+    let cookie = log_in(&relay, "a new password nobody has seen").expect("logged in");
+    let with = format!("Cookie: {cookie}\r\n");
+    assert_eq!(get_from(relay.addr, "/admin", &with).0, 200);
+    // No password at all: nobody from elsewhere, logged in or not.
+    let out = relay.admin(&["admin-password", "--remove"]);
+    assert!(out.status.success());
+    assert_eq!(get_from(relay.addr, "/admin", &with).0, 403);
+    set_password(&relay, "a new password nobody has seen");
+    assert_eq!(
+        get_from(relay.addr, "/admin", &with).0,
+        303,
+        "a login from before the removal stays ended"
+    );
+}
+
+#[test]
+fn wrong_passwords_for_metrics_count_against_the_same_limit_as_logins() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(&root.path().join("relay"), &[]);
+    set_password(&relay, PASSWORD);
+    let bearer = |password: &str| {
+        get_from(
+            relay.addr,
+            "/metrics",
+            &format!("Authorization: Bearer {password}\r\n"),
+        )
+        .0
+    };
+    assert_eq!(bearer(PASSWORD), 200);
+    let mut statuses = Vec::new();
+    for n in 0..12 {
+        statuses.push(bearer(&format!("guess number {n}")));
+    }
+    assert_eq!(&statuses[..10], &[401; 10], "{statuses:?}");
+    assert_eq!(&statuses[10..], &[429; 2], "{statuses:?}");
+    // Not even the right password is checked for now, at /metrics or at
+    // the login page; the relay's own computer is not locked out.
+    assert_eq!(bearer(PASSWORD), 429);
+    assert!(log_in(&relay, PASSWORD).is_none());
+    assert_eq!(get(&relay, "/metrics", "").0, 200);
+}
+
 /// Every metric the issue names, by its name in the exposition.
-const METRICS: [&str; 14] = [
+const METRICS: [&str; 15] = [
     "partnerplan_relay_connections",
     "partnerplan_relay_connections_opened_total",
     "partnerplan_relay_schools_connected",
     "partnerplan_relay_documents_loaded",
+    "partnerplan_relay_documents_resting",
     "partnerplan_relay_documents_stored",
     "partnerplan_relay_received_bytes_total",
     "partnerplan_relay_sent_bytes_total",
@@ -450,5 +589,27 @@ fn install_service_shows_the_unit_it_would_install() {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../deploy/partnerplan-relay.service")
             .exists()
+    );
+}
+
+#[test]
+fn the_admin_pages_never_listen_beyond_this_computer() {
+    let root = tempfile::tempdir().unwrap();
+    let out = partnerplan_tests::run_bounded(
+        {
+            let mut c = Command::new(relay_binary());
+            c.arg("--data")
+                .arg(root.path().join("relay"))
+                .args(["serve", "--listen", "127.0.0.1:0"])
+                .args(["--admin-listen", "0.0.0.0:0"]);
+            c
+        },
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("must be a loopback address") && said.contains("admin-password"),
+        "{said}"
     );
 }

@@ -202,22 +202,7 @@ fn signatures_are_checked_at_every_school_and_none_verifies_as_another_schools()
 fn the_command_line_signs_only_for_its_own_school_once_and_at_the_time_it_signs() {
     let root = tempfile::tempdir().unwrap();
     let a = School::offline(root.path(), BANK_ROAD);
-    let plan = a
-        .ok(&["new", "action-plan", "--title", "Plan"])
-        .trim()
-        .to_string();
-    let review_id = a
-        .ok(&[
-            "review",
-            "record",
-            &plan,
-            "--date",
-            "11 July 2017",
-            "--by",
-            "the HTs",
-        ])
-        .trim()
-        .to_string();
+    let (plan, review_id) = a.plan_with_review();
     let before = a.ok(&["history", &plan, "--json"]);
 
     // Another school's name, in either command.
@@ -338,22 +323,7 @@ fn a_withdrawn_review_shows_who_and_when_at_every_school_and_stays_in_history() 
     let relay = RelayProcess::start(&root.path().join("relay"), &[]);
     let a = School::init(root.path(), BANK_ROAD, &relay);
     let b = School::init(root.path(), WILLIAM_LILLEY, &relay);
-    let plan = a
-        .ok(&["new", "action-plan", "--title", "Plan"])
-        .trim()
-        .to_string();
-    let mistake = a
-        .ok(&[
-            "review",
-            "record",
-            &plan,
-            "--date",
-            "11 July 2017",
-            "--by",
-            "the HTs",
-        ])
-        .trim()
-        .to_string();
+    let (plan, mistake) = a.plan_with_review();
     sync_all(&[&a, &b]);
     let out = b.ok(&[
         "--as",

@@ -10,22 +10,7 @@ fn a_viewers_command_line_refuses_every_edit_and_writes_nothing() {
     let root = tempfile::tempdir().unwrap();
     let relay = RelayProcess::start(&root.path().join("relay"), &[]);
     let lead = School::init(root.path(), "Bank Road Infant and Nursery School", &relay);
-    let plan = lead
-        .ok(&["new", "action-plan", "--title", "Plan"])
-        .trim()
-        .to_string();
-    let review = lead
-        .ok(&[
-            "review",
-            "record",
-            &plan,
-            "--date",
-            "11 July 2017",
-            "--by",
-            "the HTs",
-        ])
-        .trim()
-        .to_string();
+    let (plan, review) = lead.plan_with_review();
     let notes = lead.create("Notes");
     lead.sync();
     let invite = relay

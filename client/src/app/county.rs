@@ -27,13 +27,12 @@ use super::web::{Refusal, Shared, chrome, failure, who};
 use crate::error::ClientError;
 use crate::sync::KnownPartnership;
 
-/// The kinds the local authority's pages read; others are not read.
-const READ: [Kind; 4] = [
-    Kind::Partnership,
-    Kind::ActionPlan,
-    Kind::ProgressReport,
-    Kind::Outcomes,
-];
+/// What each page reads of each partnership: the overview its
+/// partnership document, plans and reports; the county table no plan;
+/// the funding no report. Other kinds are not read beyond their kind.
+const OVERVIEW: &[Kind] = &[Kind::Partnership, Kind::ActionPlan, Kind::ProgressReport];
+const COUNTY: &[Kind] = &[Kind::Partnership, Kind::ProgressReport];
+const FUNDING: &[Kind] = &[Kind::Partnership, Kind::ActionPlan];
 
 /// The partnerships this school views, and the documents of each it
 /// holds, read once for a page.
@@ -41,22 +40,24 @@ pub struct Gathered {
     views: Vec<(DocumentId, DocView)>,
     /// Each viewed partnership's name and the indexes of its documents.
     partnerships: Vec<(String, Vec<usize>)>,
+    /// Each viewed partnership's id, by name (names are unique on a
+    /// relay), for the link to comment to it.
+    ids: Vec<(String, String)>,
 }
 
 impl Gathered {
-    pub fn read(library: &Library) -> Result<Gathered, ClientError> {
-        Self::read_these(library, viewed(&library.partnerships()))
-    }
-
-    fn read_these(
-        library: &Library,
-        partnerships: Vec<KnownPartnership>,
-    ) -> Result<Gathered, ClientError> {
+    /// The documents of `kinds` of every partnership the school views.
+    pub fn read(library: &Library, kinds: &[Kind]) -> Result<Gathered, ClientError> {
+        let partnerships = viewed(&library.partnerships());
         let ids: Vec<DocumentId> = partnerships
             .iter()
             .flat_map(|p| p.document_ids().collect::<Vec<_>>())
             .collect();
-        let views = library.read_kinds(&ids, &READ)?;
+        let views = library.read_kinds(&ids, kinds)?;
+        let partnership_ids = partnerships
+            .iter()
+            .map(|p| (p.name.clone(), p.id.clone()))
+            .collect();
         let partnerships = partnerships
             .iter()
             .map(|p| {
@@ -73,6 +74,7 @@ impl Gathered {
         Ok(Gathered {
             views,
             partnerships,
+            ids: partnership_ids,
         })
     }
 
@@ -138,7 +140,7 @@ fn terms(partnerships: &[Partnership<'_>]) -> Vec<When> {
 }
 
 /// The links every local authority page carries.
-fn la_nav(here: &str) -> Markup {
+pub(super) fn la_nav(here: &str) -> Markup {
     let link = |href: &str, text: &str| {
         html! {
             @if href == here { a href=(href) aria-current="page" { (text) } }
@@ -171,8 +173,12 @@ fn page(state: &Shared, title: &str, here: &str, body: Markup) -> Response {
 }
 
 /// Runs `f` on the gathered documents on this worker thread.
-fn gathered<T>(state: &Shared, f: impl FnOnce(&Gathered) -> T) -> Result<T, Refusal> {
-    tokio::task::block_in_place(|| Gathered::read(&state.library))
+fn gathered<T>(
+    state: &Shared,
+    kinds: &[Kind],
+    f: impl FnOnce(&Gathered) -> T,
+) -> Result<T, Refusal> {
+    tokio::task::block_in_place(|| Gathered::read(&state.library, kinds))
         .map(|g| f(&g))
         .map_err(|e| Refusal(Box::new(failure(&e.to_string()))))
 }
@@ -271,7 +277,7 @@ pub fn overview_page(state: &Shared, query: &OverviewQuery) -> Response {
             .map(|t| t.as_str()),
     );
     let today = today();
-    let body = gathered(state, |g| {
+    let body = gathered(state, OVERVIEW, |g| {
         let partnerships = g.partnerships();
         let rows: Vec<(Summary, Links)> = partnerships
             .iter()
@@ -290,6 +296,8 @@ pub fn overview_page(state: &Shared, query: &OverviewQuery) -> Response {
 
 /// Where a summary's names and dates lead.
 struct Links {
+    /// The partnership's id on the relay, to comment to it.
+    id: Option<String>,
     partnership: Option<DocumentId>,
     plan: Option<DocumentId>,
     latest_report: Option<DocumentId>,
@@ -298,6 +306,11 @@ struct Links {
 impl Links {
     fn of(g: &Gathered, p: &Partnership<'_>) -> Links {
         Links {
+            id: g
+                .ids
+                .iter()
+                .find(|(name, _)| *name == p.name)
+                .map(|(_, id)| id.clone()),
             partnership: p.partnership_document().and_then(|d| g.id_of(d)),
             plan: p.plan().and_then(|d| g.id_of(d)),
             latest_report: p.report(None).and_then(|(d, _)| g.id_of(d)),
@@ -372,6 +385,7 @@ fn overview_body(
                     th scope="col" { "Last signed review" }
                     th scope="col" { "Latest progress report" }
                     th scope="col" { "Report for " (term) }
+                    th scope="col" { "Comments" }
                 } }
                 tbody {
                     @for s in shown {
@@ -411,6 +425,11 @@ fn overview_body(
                             td {
                                 @if s.report_in { span class="chip report-in" { "In" } }
                                 @else { span class="chip report-missing" { "Missing" } }
+                            }
+                            td {
+                                @if let Some(id) = links.and_then(|l| l.id.as_ref()) {
+                                    a href={"/partnerships/" (id) "/comment"} { "Write a comment" span class="visually-hidden" { " to " (s.name) } }
+                                }
                             }
                         }
                     }
@@ -481,7 +500,7 @@ fn county_rows(
     state: &Shared,
     query: &CountyQuery,
 ) -> Result<(Vec<CountyRow>, Vec<When>), Refusal> {
-    gathered(state, |g| {
+    gathered(state, COUNTY, |g| {
         let partnerships = g.partnerships();
         (
             county::county_rows(&partnerships, query.question(), query.term().as_ref()),
@@ -661,7 +680,7 @@ pub async fn outcomes_markdown(State(state): State<Shared>) -> Response {
 fn funding_of(state: &Shared) -> Result<Funding, Refusal> {
     let today = today();
     let term = term_or_now(None);
-    gathered(state, |g| {
+    gathered(state, FUNDING, |g| {
         let summaries: Vec<Summary> = g
             .partnerships()
             .iter()

@@ -12,8 +12,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use automerge::{ActorId, AutoCommit, ChangeHash, ReadDoc};
+use partnerplan_model::history::{Authors, RelayNames};
 use partnerplan_model::signing::{KnownKeys, Signer};
-use partnerplan_model::{Author, doc, read, records};
+use partnerplan_model::{Author, doc, read};
 use partnerplan_model::{DocView, Kind, ModelError};
 use partnerplan_sync::store::{Held, Write};
 use partnerplan_sync::{DocumentId, Store, StoreError};
@@ -48,6 +49,12 @@ struct Inner {
     held: HashMap<DocumentId, Entry>,
     held_bytes: usize,
     clock: u64,
+    /// Each document's count of changes the relay has not acknowledged,
+    /// with what it was counted from (the document's newest chunk and a
+    /// digest of its sync state with the relay): the indicator asks every
+    /// second, and a document neither changed nor synced since is not
+    /// read again. One entry (some 60 bytes) per document on disk.
+    unconfirmed: HashMap<DocumentId, (i64, u64, usize)>,
 }
 
 struct Entry {
@@ -64,6 +71,12 @@ pub enum EditError {
         "your school can read this partnership's documents but not change them, so nothing was changed. Ask your lead school if your school should be a member."
     )]
     ReadOnly,
+    /// Another school's document shared with the partnership to read
+    /// (the local authority's comments).
+    #[error(
+        "this is the local authority's document, shared with your partnership to read: your school can read it but not change it, so nothing was changed."
+    )]
+    Shared,
     #[error(
         "this computer holds no such document, so nothing was changed. It may not have arrived from your partners yet: go back to the list of documents."
     )]
@@ -72,6 +85,17 @@ pub enum EditError {
     Model(#[from] ModelError),
     #[error("{0}")]
     Store(#[from] StoreError),
+}
+
+impl EditError {
+    /// The sentence for the app's pages (the model's own, without
+    /// commands to type).
+    pub fn for_page(&self) -> String {
+        match self {
+            EditError::Model(error) => error.for_page(),
+            other => other.to_string(),
+        }
+    }
 }
 
 impl Library {
@@ -84,6 +108,7 @@ impl Library {
                 held: HashMap::new(),
                 held_bytes: 0,
                 clock: 0,
+                unconfirmed: HashMap::new(),
             }),
             changed,
         })
@@ -177,6 +202,7 @@ impl Library {
     pub fn list(&self) -> Result<Vec<Summary>, ClientError> {
         let mut inner = self.lock();
         let ids = inner.store.document_ids()?;
+        let names = inner.store.actor_names()?;
         let mut out = Vec::new();
         for id in ids {
             let summary = inner.with(&id, |doc| {
@@ -188,7 +214,7 @@ impl Library {
                     id,
                     kind,
                     title,
-                    last_change: last_change(doc),
+                    last_change: last_change(doc, &names),
                 }
             })?;
             if let Some(summary) = summary {
@@ -211,6 +237,16 @@ impl Library {
             Some((Ok(view), heads)) => Ok(Some((view, heads))),
             Some((Err(error), _)) => Err(ClientError::Other(error.to_string())),
         }
+    }
+
+    /// The schools the relay named for actors, for history.
+    pub fn actor_names(&self) -> Result<RelayNames, StoreError> {
+        self.lock().store.actor_names()
+    }
+
+    /// A document's title, as people name it (empty if it has none).
+    pub fn title(&self, id: &DocumentId) -> Result<Option<String>, ClientError> {
+        Ok(self.lock().with(id, |doc| title_of(doc))?)
     }
 
     /// Runs `f` on the held document (for history and other reads).
@@ -254,6 +290,26 @@ impl Library {
         Ok(result)
     }
 
+    /// The comments this school wrote to a partnership it views (by id):
+    /// its own document of them, if it made one here.
+    pub fn comments_to(&self, partnership: &str) -> Result<Option<DocumentId>, ClientError> {
+        crate::comments::document_for(&self.lock().store, partnership)
+    }
+
+    /// Writes one comment to a partnership this school views
+    /// (`crate::comments::write`), and says the document changed.
+    pub fn comment(
+        &self,
+        partnership: &KnownPartnership,
+        base: &ActorId,
+        who: &Author,
+        values: &[(String, String)],
+    ) -> Result<DocumentId, ClientError> {
+        let id = crate::comments::write(&mut self.lock().store, base, partnership, who, values)?;
+        let _ = self.changed.send(id);
+        Ok(id)
+    }
+
     /// Makes a new document with `create`, saved before this returns.
     pub fn create(
         &self,
@@ -278,21 +334,31 @@ impl Library {
     /// `relay_storage`) has not yet confirmed, over every document.
     pub fn unconfirmed(&self, relay_storage: Option<&str>) -> Result<usize, ClientError> {
         let mut inner = self.lock();
-        let ids = inner.store.document_ids()?;
+        let seqs = inner.store.last_seq_by_document()?;
+        let states = match relay_storage {
+            Some(storage) => inner.store.sync_states_with(storage)?,
+            None => HashMap::new(),
+        };
+        inner.unconfirmed.retain(|id, _| seqs.contains_key(id));
         let mut total = 0;
-        for id in ids {
-            let shared = match relay_storage {
-                Some(storage) => inner
-                    .store
-                    .sync_state(&id, storage)?
-                    .and_then(|bytes| automerge::sync::State::decode(&bytes).ok())
-                    .map(|state| state.shared_heads)
-                    .unwrap_or_default(),
-                None => Vec::new(),
-            };
-            total += inner
+        for (id, seq) in seqs {
+            let state = states.get(&id).map(Vec::as_slice).unwrap_or_default();
+            let digest = digest(state);
+            if let Some(&(counted_seq, counted_digest, count)) = inner.unconfirmed.get(&id)
+                && counted_seq == seq
+                && counted_digest == digest
+            {
+                total += count;
+                continue;
+            }
+            let shared = automerge::sync::State::decode(state)
+                .map(|state| state.shared_heads)
+                .unwrap_or_default();
+            let count = inner
                 .with(&id, |doc| doc.get_changes(&shared).len())?
                 .unwrap_or(0);
+            inner.unconfirmed.insert(id, (seq, digest, count));
+            total += count;
         }
         Ok(total)
     }
@@ -312,8 +378,12 @@ impl Library {
     /// new document, by its role at home; of `id`, by its role where the
     /// relay lists it (`school::may_edit`).
     fn writable(&self, id: Option<&DocumentId>) -> Result<(), EditError> {
-        if !crate::school::may_edit(&self.lock().store, id)? {
-            return Err(EditError::ReadOnly);
+        let inner = self.lock();
+        if !crate::school::may_edit(&inner.store, id)? {
+            return Err(match id {
+                Some(id) if crate::school::shared_with_us(&inner.store, id)? => EditError::Shared,
+                _ => EditError::ReadOnly,
+            });
         }
         Ok(())
     }
@@ -379,6 +449,14 @@ impl Inner {
     }
 }
 
+/// A digest of a sync state, to tell whether it changed.
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
+}
+
 fn title_of(doc: &AutoCommit) -> String {
     match doc.get(automerge::ROOT, "title") {
         Ok(Some((automerge::Value::Object(automerge::ObjType::Text), text))) => {
@@ -393,21 +471,86 @@ fn title_of(doc: &AutoCommit) -> String {
 }
 
 /// The newest of the document's latest changes: who made it, and when.
-fn last_change(doc: &mut AutoCommit) -> Option<(String, i64)> {
+fn last_change(doc: &mut AutoCommit, relay_names: &RelayNames) -> Option<(String, i64)> {
     let heads = doc.get_heads();
-    let actors = records::actors(doc);
+    let authors = Authors::of(doc, relay_names);
     heads
         .iter()
         .filter_map(|h| doc.get_change_by_hash(h))
         .max_by_key(|c| c.timestamp())
         .map(|change| {
-            let who = actors
-                .get(&change.actor_id().to_hex_string())
-                .map(|e| match &e.person {
-                    Some(p) => format!("{p} ({})", e.school),
-                    None => e.school.clone(),
-                })
-                .unwrap_or_else(|| "another school".to_string());
+            let who = match authors.of_actor(&change.actor_id().to_hex_string()) {
+                (Some(person), Some(school)) => format!("{person} ({school})"),
+                (None, Some(school)) => school,
+                _ => "another school".to_string(),
+            };
             (who, change.timestamp())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+    use partnerplan_sync::store::Write;
+
+    fn edit(library: &Library, id: &DocumentId, value: &str) {
+        let actor = automerge::ActorId::from(&[7u8; 16][..]);
+        library
+            .lock()
+            .store
+            .change(id, &actor, None, |doc| {
+                doc.put(automerge::ROOT, "title", value).unwrap();
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+    }
+
+    /// Tells the library the relay has everything up to `heads`.
+    fn relay_has(library: &Library, id: &DocumentId, heads: Vec<automerge::ChangeHash>) {
+        let mut state = automerge::sync::State::new();
+        state.shared_heads = heads;
+        library
+            .lock()
+            .store
+            .write(&[Write::SyncState {
+                document_id: *id,
+                storage_id: "relay".into(),
+                state: state.encode(),
+            }])
+            .unwrap();
+    }
+
+    fn heads(library: &Library, id: &DocumentId) -> Vec<automerge::ChangeHash> {
+        library
+            .lock()
+            .with(id, |doc| doc.get_heads())
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_count_of_unshared_changes_follows_edits_and_the_relays_acknowledgements() {
+        let dir = tempfile::tempdir().unwrap();
+        let library = Library::open(dir.path()).unwrap();
+        let (a, b) = (DocumentId::random(), DocumentId::random());
+        assert_eq!(library.unconfirmed(Some("relay")).unwrap(), 0);
+        edit(&library, &a, "one");
+        edit(&library, &a, "two");
+        edit(&library, &b, "three");
+        assert_eq!(library.unconfirmed(Some("relay")).unwrap(), 3);
+        assert_eq!(library.unconfirmed(None).unwrap(), 3, "no relay yet");
+        // Asked again with nothing changed: the same answer (from memory).
+        assert_eq!(library.unconfirmed(Some("relay")).unwrap(), 3);
+
+        relay_has(&library, &a, heads(&library, &a));
+        assert_eq!(library.unconfirmed(Some("relay")).unwrap(), 1, "only b's");
+        edit(&library, &a, "four");
+        assert_eq!(library.unconfirmed(Some("relay")).unwrap(), 2);
+        relay_has(&library, &b, heads(&library, &b));
+        relay_has(&library, &a, heads(&library, &a));
+        assert_eq!(library.unconfirmed(Some("relay")).unwrap(), 0);
+        // Another relay (a restored or new one) has acknowledged nothing.
+        assert_eq!(library.unconfirmed(Some("another relay")).unwrap(), 4);
+    }
 }

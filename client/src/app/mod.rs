@@ -9,6 +9,7 @@
 //!   views.
 //! - [`sync_state`]: what the sync indicator says.
 
+pub mod comments;
 pub mod county;
 pub mod library;
 pub mod pages;
@@ -23,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use partnerplan_sync::engine::{EngineSender, Input};
-use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, watch};
 
@@ -162,19 +162,17 @@ async fn serve(options: AppOptions) -> Result<(), ClientError> {
     library.set_meta("app.url", &url)?;
 
     let hosts = vec![format!("{addr}"), format!("localhost:{}", addr.port())];
-    let csrf: String = {
-        let bytes: [u8; 24] = rand::rng().random();
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    };
     let joined = Arc::new(Notify::new());
     let (sync_tx, sync_rx) = watch::channel(SyncState::default());
     let state = Arc::new(web::AppState {
         library: library.clone(),
-        csrf,
+        csrf: partnerplan_web::guard::new_secret(),
+        login_csrf: partnerplan_web::guard::new_secret(),
         hosts,
         sync: sync_rx,
         password,
         sessions: password::Sessions::default(),
+        passwords: password::PasswordGate::default(),
         signed_views: versions::SignedViews::default(),
         person: std::sync::RwLock::new(library.meta("person")?),
         dir: options.dir.clone(),
@@ -355,6 +353,29 @@ async fn pass_edits_to_sync(library: Arc<Library>, engine: watch::Receiver<Optio
     }
 }
 
+/// The titles of the documents whose changes the relay refused, from what
+/// the sync recorded (`[{"url", "reason"}]`).
+fn refused_titles(library: &Library, recorded: Option<&str>) -> Vec<String> {
+    let Some(list) = recorded.and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+    else {
+        return Vec::new();
+    };
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry["url"].as_str())
+        .filter_map(|url| partnerplan_sync::DocumentId::parse_url_or_id(url).ok())
+        .map(|id| {
+            library
+                .title(&id)
+                .ok()
+                .flatten()
+                .filter(|t| !t.trim().is_empty())
+                .unwrap_or_else(|| "a document without a title".into())
+        })
+        .collect()
+}
+
 /// Keeps the sync indicator's state current.
 async fn watch_sync_state(
     library: Arc<Library>,
@@ -377,12 +398,14 @@ async fn watch_sync_state(
         })
         .await
         .unwrap_or(0);
+        let refused = refused_titles(&library, meta(StatusKey::Refused).as_deref());
         let next = SyncState {
             joined: library.meta("relay_url").ok().flatten().is_some(),
             connected: meta(StatusKey::Connected).as_deref() == Some("yes"),
             unconfirmed,
             last_success: meta(StatusKey::LastSuccess).and_then(|v| v.parse().ok()),
             last_error: meta(StatusKey::LastError),
+            refused,
             receiving: meta(StatusKey::Receiving)
                 .as_deref()
                 .and_then(crate::status::Receiving::from_meta),

@@ -10,7 +10,7 @@ use partnerplan_model::schema::{Field, FieldType, Table};
 use partnerplan_model::signing::{KnownKeys, Verification, verify};
 use partnerplan_model::values::{SIGNATORY_ROLE, STATUS};
 use partnerplan_model::when::when_text;
-use partnerplan_model::{DocView, FieldView, KINDS, Kind, RowView, TableView};
+use partnerplan_model::{DocView, FieldView, Kind, PARTNERSHIP_KINDS, RowView, TableView};
 
 use std::collections::{HashMap, HashSet};
 
@@ -123,6 +123,8 @@ pub struct Home<'a> {
     pub partnership: Option<&'a str>,
     pub schools: &'a [String],
     pub documents: &'a [Summary],
+    /// The local authority's comments to the partnership, read only.
+    pub comments: &'a [(String, DocView)],
     pub conflicts: usize,
     pub can_edit: bool,
 }
@@ -138,6 +140,7 @@ pub fn home(chrome: &Chrome<'_>, home: &Home<'_>) -> Markup {
         @if home.conflicts > 0 {
             p class="notice" { strong { (plural(home.conflicts, "field waits", "fields wait")) } " for someone to choose between values two schools gave at once. Open the document to choose." }
         }
+        (super::comments::for_schools(&home.comments.iter().map(|(id, view)| (id.as_str(), view)).collect::<Vec<_>>()))
         h2 { "Documents" }
         @if home.documents.is_empty() {
             p class="no-documents" { "No documents yet. They arrive by themselves when your partners share them." }
@@ -161,7 +164,7 @@ pub fn home(chrome: &Chrome<'_>, home: &Home<'_>) -> Markup {
                 input type="hidden" name="csrf" value=(chrome.csrf);
                 label for="new-kind" { "Kind of document" }
                 select id="new-kind" name="kind" {
-                    @for k in KINDS { option value=(k.key()) selected[k == Kind::ActionPlan] { (k.label()) } }
+                    @for k in PARTNERSHIP_KINDS { option value=(k.key()) selected[k == Kind::ActionPlan] { (k.label()) } }
                 }
                 label for="new-title" { "Title" }
                 input id="new-title" name="title" type="text" required;
@@ -236,7 +239,9 @@ pub fn document_body(page: &DocPage<'_>) -> Markup {
             @if conflicts > 0 {
                 p class="notice" role="note" { strong { (plural(conflicts, "field holds", "fields hold")) } " values two schools gave at once: each is shown where it is, with who gave it. Choose the one to keep." }
             }
-            @if !page.editable {
+            @if !page.editable && view.kind == Kind::Comments {
+                p class="notice" { "These are the local authority's comments to your partnership. You can read them; only the local authority changes them." }
+            } @else if !page.editable {
                 p class="notice" { "You can read this document. Changes are made by the partnership's member schools." }
             }
             (contents(&ctx, view))

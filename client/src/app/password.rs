@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-pub use partnerplan_web::password::{Sessions, hash, verify};
+pub use partnerplan_web::password::{PasswordCheck, PasswordGate, Sessions, hash};
 
 /// The `meta` key holding the hash.
 pub const META_PASSWORD: &str = "app.password";

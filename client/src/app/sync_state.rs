@@ -14,7 +14,12 @@ pub struct SyncState {
     pub last_success: Option<i64>,
     /// What the last failure said, for the indicator's tooltip.
     pub last_error: Option<String>,
-    /// While the partnership's documents are still arriving.
+    /// The titles of documents whose changes the relay refused: they
+    /// are not shared, and will not be by syncing again.
+    pub refused: Vec<String>,
+    /// While the partnership's documents are still arriving: how many
+    /// documents and bytes of those the relay listed ("12 of 40
+    /// documents, 1.2 of 5.0 MB").
     pub receiving: Option<Receiving>,
 }
 
@@ -36,8 +41,18 @@ impl SyncState {
                 None,
             );
         }
-        let receiving = self.receiving.filter(|r| !r.complete());
-        if let Some(receiving) = receiving {
+        if !self.refused.is_empty() {
+            let titles: Vec<String> = self.refused.iter().map(|t| format!("“{t}”")).collect();
+            return (
+                "refused",
+                format!(
+                    "Not shared: the relay refused this school's changes to {}, so they stay on this computer. Ask your lead school for help",
+                    titles.join(", ")
+                ),
+                None,
+            );
+        }
+        if let Some(receiving) = self.receiving.filter(|r| !r.complete()) {
             return if self.connected {
                 (
                     "sharing",
@@ -105,6 +120,7 @@ mod tests {
             unconfirmed: 3,
             last_success: None,
             last_error: None,
+            refused: Vec::new(),
             receiving: None,
         };
         assert_eq!(
@@ -134,6 +150,12 @@ mod tests {
             state.describe().1,
             "Receiving 12 of 40 documents, 1.2 of 5.0 MB"
         );
+        state.connected = false;
+        assert_eq!(
+            state.describe().1,
+            "Offline: 12 of 40 documents, 1.2 of 5.0 MB received so far; the rest follow when the line is back"
+        );
+        state.connected = true;
         state.receiving = state.receiving.map(|r| Receiving {
             documents_done: 40,
             bytes_done: r.bytes,
@@ -141,5 +163,14 @@ mod tests {
         });
         assert_eq!(state.describe().0, "shared");
         assert!(!state.today(now - 2 * 86_400));
+        // Changes the relay refused are never "shared" nor "sharing".
+        state.unconfirmed = 2;
+        state.refused = vec!["Action plan".into()];
+        let (class, text, _) = state.describe();
+        assert_eq!(class, "refused");
+        assert_eq!(
+            text,
+            "Not shared: the relay refused this school's changes to “Action plan”, so they stay on this computer. Ask your lead school for help"
+        );
     }
 }

@@ -36,17 +36,22 @@ use tokio::sync::{mpsc, watch};
 use super::library::{EditError, Library};
 use super::pages::{self, Chrome, DocPage, Home, JoinForm};
 use super::sync_state::SyncState;
-use super::{Joining, county, password, versions};
+use super::{Joining, comments, county, password, versions};
 
 pub struct AppState {
     pub library: Arc<Library>,
     pub csrf: String,
+    /// The login form's own token: the login page is shown to anyone who
+    /// reaches the app, so it must not carry [`AppState::csrf`].
+    pub login_csrf: String,
     /// `Host` values this app answers to.
     pub hosts: Vec<String>,
     pub sync: watch::Receiver<SyncState>,
     /// The password's hash, when the app is served beyond this computer.
     pub password: Option<String>,
     pub sessions: password::Sessions,
+    /// Where the login page's passwords are checked, a few a minute.
+    pub passwords: password::PasswordGate,
     pub signed_views: versions::SignedViews,
     pub person: std::sync::RwLock<Option<String>>,
     /// The school's data folder (its signing key is there).
@@ -61,6 +66,10 @@ pub fn router(state: Shared) -> Router {
         .route("/", get(home))
         .route("/documents", get(documents))
         .route("/partnerships", get(county::overview))
+        .route(
+            "/partnerships/{id}/comment",
+            get(comments::form).post(comments::write),
+        )
         .route("/county", get(county::county_table))
         .route("/county.csv", get(county::county_csv))
         .route("/county.md", get(county::county_markdown))
@@ -188,7 +197,7 @@ fn logged_in(state: &AppState, headers: &HeaderMap) -> bool {
 }
 
 async fn login_form(State(state): State<Shared>) -> Response {
-    Html(pages::login(&state.csrf, None).into_string()).into_response()
+    Html(pages::login(&state.login_csrf, None).into_string()).into_response()
 }
 
 #[derive(Deserialize)]
@@ -198,21 +207,33 @@ struct LoginInput {
 }
 
 async fn login(State(state): State<Shared>, Form(input): Form<LoginInput>) -> Response {
-    if !constant_time_eq(&input.csrf, &state.csrf) {
+    if !constant_time_eq(&input.csrf, &state.login_csrf) {
         return refused_token();
     }
     let Some(stored) = state.password.clone() else {
         return Redirect::to("/").into_response();
     };
-    let password = input.password;
-    let right = tokio::task::spawn_blocking(move || password::verify(&password, &stored))
-        .await
-        .unwrap_or(false);
-    if !right {
-        tracing::warn!("a wrong password was given at the login page");
+    let error = match state.passwords.check(input.password, stored).await {
+        password::PasswordCheck::Right => None,
+        password::PasswordCheck::Wrong => {
+            tracing::warn!("a wrong password was given at the login page");
+            Some((
+                StatusCode::UNAUTHORIZED,
+                "That is not the app's password. Try again, or ask whoever set it up at your school.",
+            ))
+        }
+        password::PasswordCheck::TooMany => {
+            tracing::warn!("refused a login: too many wrong passwords in the last minute");
+            Some((
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many wrong passwords were tried in the last minute. Wait a minute, then try again.",
+            ))
+        }
+    };
+    if let Some((status, sentence)) = error {
         return (
-            StatusCode::UNAUTHORIZED,
-            Html(pages::login(&state.csrf, Some("That is not the app's password. Try again, or ask whoever set it up at your school.")).into_string()),
+            status,
+            Html(pages::login(&state.login_csrf, Some(sentence)).into_string()),
         )
             .into_response();
     }
@@ -281,7 +302,17 @@ pub(super) fn who(state: &AppState) -> Result<Who, Refusal> {
     })
 }
 
-fn author(who: &Who) -> Author {
+impl Who {
+    pub(super) fn person(&self) -> Option<&str> {
+        self.person.as_deref()
+    }
+
+    pub(super) fn actor(&self) -> &ActorId {
+        &self.actor
+    }
+}
+
+pub(super) fn author(who: &Who) -> Author {
     Author {
         school: who.school.clone(),
         person: who.person.clone(),
@@ -326,9 +357,21 @@ async fn documents(State(state): State<Shared>) -> Response {
     let mut conflicts = 0;
     let mut partnership = None;
     let mut schools = Vec::new();
-    for d in &documents {
+    // A school that views several partnerships (a local authority) holds
+    // all their documents, and chooses no partnership's values: its list
+    // is not read document by document.
+    let several = county::overview_is_home(&state.library);
+    // The local authority's comments to the partnership: documents the
+    // relay lists as one school's alone (never judged by their contents).
+    let listed = state.library.partnerships();
+    let mut comments: Vec<(String, DocView)> = Vec::new();
+    for d in documents.iter().filter(|_| !several) {
         if let Ok(Some((view, _))) = state.library.read(&d.id) {
             conflicts += view.conflicts().len();
+            if view.kind == Kind::Comments && listed.iter().any(|p| p.is_shared(&d.id)) {
+                comments.push((d.id.to_string(), view));
+                continue;
+            }
             if view.kind == Kind::Partnership && partnership.is_none() {
                 partnership = Some(view.title.clone());
                 schools = view
@@ -341,8 +384,7 @@ async fn documents(State(state): State<Shared>) -> Response {
         }
     }
     let partnership = partnership.or_else(|| state.library.meta("partnership_name").ok().flatten());
-    // A school that views several partnerships holds all their documents.
-    let (partnership, schools) = if county::overview_is_home(&state.library) {
+    let (partnership, schools) = if several {
         (
             Some("Every document on this computer".to_string()),
             Vec::new(),
@@ -358,6 +400,7 @@ async fn documents(State(state): State<Shared>) -> Response {
                 partnership: partnership.as_deref(),
                 schools: &schools,
                 documents: &documents,
+                comments: &comments,
                 conflicts,
                 can_edit: who.can_edit,
             },
@@ -634,7 +677,7 @@ async fn signed(
         return not_found();
     };
     render_version(&state, &id, |doc, now| {
-        versions::as_signed(doc, now, &review).map_err(|e| sentence(&e.to_string()))
+        versions::as_signed(doc, now, &review).map_err(|e| sentence(&e.for_page()))
     })
 }
 
@@ -672,7 +715,7 @@ async fn as_of(
         match versions::as_of(doc, end_of_day) {
             Some(heads) => partnerplan_model::read::read_at(doc, &heads)
                 .map(|view| (view, format!("as it stood at the end of {human}")))
-                .map_err(|e| sentence(&e.to_string())),
+                .map_err(|e| sentence(&e.for_page())),
             None => Err(format!(
                 "The document did not exist yet at the end of {human}."
             )),
@@ -691,10 +734,11 @@ async fn history(State(state): State<Shared>, Path(id): Path<String>) -> Respons
     let Ok(Some((view, _))) = state.library.read(&id) else {
         return not_found();
     };
+    let names = state.library.actor_names().unwrap_or_default();
     let entries = state
         .library
         .with_doc(&id, |d| {
-            partnerplan_model::history::history(d.document(), &[])
+            partnerplan_model::history::history(d.document(), &[], &names)
         })
         .ok()
         .flatten()
@@ -835,7 +879,7 @@ fn edit<T: serde::Serialize>(
         }))
         .into_response(),
         Err(EditError::ReadOnly) => viewer_refusal(),
-        Err(error) => refusal(&sentence(&error.to_string())),
+        Err(error) => refusal(&sentence(&error.for_page())),
     }
 }
 

@@ -113,6 +113,24 @@ pub enum ModelCommand {
         #[arg(long)]
         partnership: Option<String>,
     },
+    /// Write a comment to a partnership your school views (a local
+    /// authority's): it goes into your own comments document for that
+    /// partnership, which only its schools read and nobody else changes.
+    Comment {
+        /// The partnership, by its name on the relay.
+        partnership: String,
+        /// The comment.
+        text: String,
+        /// The officer writing it (by default the person named with --as).
+        #[arg(long)]
+        officer: Option<String>,
+        /// Its date (by default today): a date such as 14 March 2025.
+        #[arg(long)]
+        date: Option<String>,
+        /// The plan or report it concerns (by default the partnership as a whole).
+        #[arg(long)]
+        concerning: Option<String>,
+    },
     /// Export a document as markdown, html (print-ready), csv, or json (the import format; action plans).
     Export {
         url: String,

@@ -424,3 +424,37 @@ pub(super) fn withdraw_review(
     );
     Ok(())
 }
+
+/// `comment`: one comment to a partnership this school views, in its own
+/// comments document for it (`crate::comments::write`).
+pub(super) fn comment(
+    school: &mut School,
+    who: &Author,
+    partnership: &str,
+    given: [(&str, Option<String>); 4],
+) -> Result<(), ClientError> {
+    let partnership = crate::comments::viewed(&school.store, partnership)?;
+    let mut values = Vec::new();
+    for (key, value) in given {
+        let value = match (key, value.map(|v| v.trim().to_string())) {
+            (_, Some(v)) if !v.is_empty() => v,
+            ("date", _) => partnerplan_model::when::date_from_unix(who.time).to_string(),
+            ("officer", _) => who.person.clone().ok_or_else(|| {
+                ClientError::Other(
+                    "say who is writing the comment: --officer \"Name\" (or --as \"Name\"); nothing was saved.".into(),
+                )
+            })?,
+            ("concerning", _) => crate::comments::THE_PARTNERSHIP.into(),
+            _ => {
+                return Err(ClientError::Other(
+                    "the comment is empty; nothing was saved.".into(),
+                ));
+            }
+        };
+        values.push((key.to_string(), value));
+    }
+    let base = school.actor()?;
+    let id = crate::comments::write(&mut school.store, &base, &partnership, who, &values)?;
+    println!("{}", id.url());
+    Ok(())
+}

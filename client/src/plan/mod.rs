@@ -116,6 +116,23 @@ pub fn run(dir: &Path, person: Option<&str>, command: ModelCommand) -> Result<()
         }
         ModelCommand::History { url, json } => reads::history(school, &url, json),
         ModelCommand::Changes { url, since, json } => reads::changes(school, &url, &since, json),
+        ModelCommand::Comment {
+            partnership,
+            text,
+            officer,
+            date,
+            concerning,
+        } => edits::comment(
+            school,
+            &who,
+            &partnership,
+            [
+                ("date", date),
+                ("officer", officer),
+                ("concerning", concerning),
+                ("text", Some(text)),
+            ],
+        ),
         ModelCommand::Import { file, partnership } => {
             import::import_file(school, &who, &file, partnership.as_deref())
         }

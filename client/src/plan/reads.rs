@@ -163,7 +163,7 @@ pub(super) fn reviews(school: &School, url: &str, json: bool) -> Result<(), Clie
 /// `history`: every change, with its school, person and time.
 pub(super) fn history(school: &School, url: &str, json: bool) -> Result<(), ClientError> {
     let (id, doc) = documents::load(school, url)?;
-    let entries = history::history(&doc, &[]);
+    let entries = history::history(&doc, &[], &school.store.actor_names()?);
     if json {
         print_json(json!({"url": id.url(), "history": entries}));
     } else {
@@ -184,7 +184,7 @@ pub(super) fn changes(
     let (_, found) = records::find(&doc, since)?;
     let (heads, then) = found.signed_view(&doc)?;
     let differences = diff(&then, &now_view);
-    let entries = history::history(&doc, &heads);
+    let entries = history::history(&doc, &heads, &school.store.actor_names()?);
     if json {
         print_json(json!({
             "url": id.url(),

@@ -1,12 +1,20 @@
 //! The relay's admin pages (`/admin`) and `/metrics`, for the office
 //! manager or IT technician who runs the lead school's relay.
 //!
-//! Who may use them ([`access`]): anyone on the relay's own computer
-//! (a loopback address, a loopback host name, no proxy in between);
-//! from anywhere else only after logging in with the admin password
+//! They are served twice ([`Listener`]): on a listener of their own,
+//! bound to a loopback address (`--admin-listen`, 127.0.0.1:7172), and on
+//! the relay's public listener beside the WebSocket. Who may use them
+//! ([`access`]): without a password, only a request to the admin
+//! listener from the relay's own computer (a loopback address, a
+//! loopback host name, no proxy in between); through the public listener
+//! (and anything else) only after logging in with the admin password
 //! (Argon2id hash in `meta`, set by `partnerplan-relay admin-password`),
-//! and nobody at all while no password is set. `/metrics` takes the same
-//! password as HTTP Basic or Bearer credentials, for Prometheus.
+//! and nobody at all while no password is set. A reverse proxy on the
+//! relay's computer forwards to the public listener, so however it is
+//! configured it can never make a remote request look local. `/metrics`
+//! takes the same password as HTTP Basic or Bearer credentials, for
+//! Prometheus; wrong passwords there count against the same limit as the
+//! login page's.
 //!
 //! Every change is a form post that must come from the relay's own
 //! origin (`Origin`, `Sec-Fetch-Site`) and carry the page's secret token,
@@ -17,7 +25,7 @@
 pub mod pages;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,11 +38,13 @@ use axum::routing::{get, post};
 use maud::Markup;
 use partnerplan_sync::clock::unix_seconds;
 use partnerplan_web::guard::{constant_time_eq, new_secret, same_origin};
-use partnerplan_web::password::{Sessions, verify};
+use partnerplan_web::password::{PasswordCheck, PasswordGate, Sessions};
+
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::directory::{Directory, DirectoryError, Role};
+use crate::gate::Peer;
 use crate::metrics;
 
 /// The `meta` key holding the admin password's Argon2id hash.
@@ -48,10 +58,23 @@ const DOCUMENTS_SHOWN: usize = 200;
 /// 2 MB, the oldest forgotten first.
 const TITLES_KEPT: usize = 4096;
 const TITLE_CHARS: usize = 120;
-/// Wrong passwords allowed a minute before logins pause.
-const WRONG_PASSWORDS_PER_MINUTE: usize = 10;
 /// Notices waiting to be shown after a change (a sentence each).
 const NOTICES_KEPT: usize = 64;
+/// Invites made and waiting for the page the browser is sent to next
+/// (a few KB each), and how long one waits before it is forgotten.
+const INVITES_WAITING: usize = 16;
+const INVITE_WAITS: Duration = Duration::from_secs(60);
+
+/// Which of the relay's listeners a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The admin pages' own, on a loopback address: the only one where
+    /// the relay's own computer goes without a password.
+    Admin,
+    /// The relay's public one, where schools connect (and where a reverse
+    /// proxy on the relay's computer forwards to): always the password.
+    Public,
+}
 
 /// A document's title as last read: its URL, the version it was read at
 /// (last change, size), and the title, if it has one.
@@ -59,26 +82,46 @@ type Title = (String, (i64, u64), Option<String>);
 
 /// The admin side's state, held in the relay's [`AppState`].
 pub struct Admin {
+    /// The token every form of the pages behind the guard carries.
     csrf: String,
+    /// The login form's own token: the login page is shown to anyone who
+    /// reaches the public listener, so it must not carry [`Admin::csrf`].
+    login_csrf: String,
     sessions: Sessions,
+    /// The password hash the open sessions were started under: when the
+    /// password is changed or removed, every session ends.
+    sessions_hash: Mutex<Option<String>>,
+    /// Where the login page's and `/metrics`' passwords are checked.
+    passwords: PasswordGate,
+    /// Where the admin listener is, for the sentence that refuses the
+    /// public one.
+    local_address: String,
     /// A connection of its own on relay.sqlite, as the command line has.
     directory: Arc<Mutex<Directory>>,
     titles: Mutex<VecDeque<Title>>,
-    wrong_passwords: Mutex<VecDeque<Instant>>,
     notices: Mutex<VecDeque<(String, String)>>,
+    /// Invite pages made by a change and not yet shown: the change
+    /// answers with a redirect to `/admin/invites/{id}`, which shows the
+    /// page once and forgets it, so reloading it (or going back to it)
+    /// never makes another token.
+    invites: Mutex<VecDeque<(String, Instant, String)>>,
     /// Served over TLS: cookies are `Secure`.
     secure: bool,
 }
 
 impl Admin {
-    pub fn new(directory: Directory, secure: bool) -> Admin {
+    pub fn new(directory: Directory, secure: bool, local_address: String) -> Admin {
         Admin {
             csrf: new_secret(),
+            login_csrf: new_secret(),
             sessions: Sessions::default(),
+            sessions_hash: Mutex::new(None),
+            passwords: PasswordGate::default(),
+            local_address,
             directory: Arc::new(Mutex::new(directory)),
             titles: Mutex::new(VecDeque::new()),
-            wrong_passwords: Mutex::new(VecDeque::new()),
             notices: Mutex::new(VecDeque::new()),
+            invites: Mutex::new(VecDeque::new()),
             secure,
         }
     }
@@ -120,6 +163,27 @@ impl Admin {
         id
     }
 
+    /// Keeps an invite's page for the one request that shows it; its id.
+    fn keep_invite(&self, page: String) -> String {
+        let id = new_secret();
+        let mut invites = lock(&self.invites);
+        invites.retain(|(_, made, _)| made.elapsed() < INVITE_WAITS);
+        if invites.len() >= INVITES_WAITING {
+            invites.pop_front();
+        }
+        invites.push_back((id.clone(), Instant::now(), page));
+        id
+    }
+
+    fn take_invite(&self, id: &str) -> Option<String> {
+        let mut invites = lock(&self.invites);
+        invites.retain(|(_, made, _)| made.elapsed() < INVITE_WAITS);
+        let i = invites
+            .iter()
+            .position(|(known, _, _)| constant_time_eq(known, id))?;
+        invites.remove(i).map(|(_, _, page)| page)
+    }
+
     fn take_notice(&self, id: Option<&str>) -> Option<String> {
         let id = id?;
         let mut notices = lock(&self.notices);
@@ -127,24 +191,24 @@ impl Admin {
         notices.remove(i).map(|(_, text)| text)
     }
 
-    /// Whether another wrong password may be tried now.
-    fn may_try_password(&self) -> bool {
-        let mut wrong = lock(&self.wrong_passwords);
-        while wrong
-            .front()
-            .is_some_and(|t| t.elapsed() > Duration::from_secs(60))
+    /// Whether `session` is a login made under the current password
+    /// (`hash`). A changed or removed password ends every session.
+    fn logged_in(&self, session: Option<&str>, hash: Option<&str>) -> bool {
         {
-            wrong.pop_front();
+            let mut under = lock(&self.sessions_hash);
+            if under.as_deref() != hash {
+                if under.is_some() {
+                    self.sessions.end_all();
+                }
+                *under = hash.map(str::to_string);
+            }
         }
-        wrong.len() < WRONG_PASSWORDS_PER_MINUTE
+        hash.is_some() && session.is_some_and(|s| self.sessions.valid(s))
     }
 
-    fn wrong_password(&self) {
-        let mut wrong = lock(&self.wrong_passwords);
-        if wrong.len() >= WRONG_PASSWORDS_PER_MINUTE {
-            wrong.pop_front();
-        }
-        wrong.push_back(Instant::now());
+    /// Checks a password against the admin password's hash.
+    async fn check_password(&self, given: String, hash: String) -> PasswordCheck {
+        self.passwords.check(given, hash).await
     }
 }
 
@@ -163,13 +227,28 @@ pub enum Access {
     Refused,
 }
 
-/// Decides [`Access`] from the connection's address, the `Host` it
-/// named, whether a proxy forwarded it, and whether a password is set.
-/// A loopback address alone is not enough: a proxy on the relay's own
-/// computer (or a page of another site whose name resolves to 127.0.0.1)
-/// also arrives from loopback, but names another host.
-pub fn access(peer: IpAddr, host: &str, forwarded: bool, password_set: bool) -> Access {
-    if peer.is_loopback() && !forwarded && is_loopback_host(host) {
+/// Decides [`Access`] from the listener a request came in on, the
+/// connection's address (if known), the `Host` it named, whether a proxy
+/// forwarded it, and whether a password is set. Only the admin listener
+/// can be local: a reverse proxy on the relay's computer forwards to the
+/// public one, and one that passes neither the original host nor
+/// `X-Forwarded-For` (nginx's default) would otherwise make every remote
+/// request look local. On the admin listener a loopback address alone is
+/// not enough either: a page of another site whose name resolves to
+/// 127.0.0.1 (DNS rebinding) also arrives from loopback, but names
+/// another host.
+pub fn access(
+    listener: Listener,
+    peer: Option<IpAddr>,
+    host: &str,
+    forwarded: bool,
+    password_set: bool,
+) -> Access {
+    if listener == Listener::Admin
+        && peer.is_some_and(|ip| ip.is_loopback())
+        && !forwarded
+        && is_loopback_host(host)
+    {
         Access::Local
     } else if password_set {
         Access::Password
@@ -194,25 +273,38 @@ fn is_loopback_host(host: &str) -> bool {
 #[derive(Debug, Clone)]
 enum Who {
     Local,
-    LoggedIn(IpAddr),
+    LoggedIn(From),
     /// At the login page, not logged in yet.
-    Visitor(IpAddr),
+    Visitor(From),
+}
+
+/// Where a request came from, as far as the relay can tell.
+#[derive(Debug, Clone, Copy)]
+struct From(Option<IpAddr>);
+
+impl std::fmt::Display for From {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => write!(f, "{ip}"),
+            None => write!(f, "an address the relay does not know"),
+        }
+    }
 }
 
 impl std::fmt::Display for Who {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Who::Local => write!(f, "someone on the relay's own computer"),
-            Who::LoggedIn(ip) => write!(f, "the admin, logged in from {ip}"),
-            Who::Visitor(ip) => write!(f, "someone at {ip}, not logged in"),
+            Who::LoggedIn(from) => write!(f, "the admin, logged in from {from}"),
+            Who::Visitor(from) => write!(f, "someone at {from}"),
         }
     }
 }
 
 type Shared = Arc<AppState>;
 
-/// `/admin/…` and `/metrics`, behind [`guard`].
-pub fn router(state: Shared) -> Router<Shared> {
+/// `/admin/…` and `/metrics` as served on `listener`, behind [`guard`].
+pub fn router(state: Shared, listener: Listener) -> Router<Shared> {
     Router::new()
         .route("/admin", get(overview))
         .route("/admin/", get(|| async { Redirect::to("/admin") }))
@@ -222,6 +314,7 @@ pub fn router(state: Shared) -> Router<Shared> {
         .route("/admin/partnerships/{id}", get(partnership))
         .route("/admin/schools", post(add_school))
         .route("/admin/schools/token", post(rotate_token))
+        .route("/admin/invites/{id}", get(show_invite))
         .route("/admin/schools/role", post(change_role))
         .route(
             "/admin/schools/remove",
@@ -231,20 +324,25 @@ pub fn router(state: Shared) -> Router<Shared> {
         .route("/admin/assets/admin.js", get(js))
         .route("/admin/assets/icon.svg", get(icon))
         .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(state, guard))
+        .route_layer(middleware::from_fn_with_state((state, listener), guard))
 }
 
 fn header_text(headers: &HeaderMap, name: impl axum::http::header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The address a request comes from, as far as the relay can tell: the
-/// first `X-Forwarded-For` hop if a proxy names one, else the connection's.
-fn client_ip(peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+/// The address a request comes from, as far as the relay can tell, for
+/// the log. `X-Forwarded-For` is believed only from a proxy on the relay's
+/// own computer, and only its last hop (the one that proxy added): the
+/// hops before it are whatever the client sent.
+fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+    if !peer.is_some_and(|ip| ip.is_loopback()) {
+        return peer;
+    }
     header_text(headers, "x-forwarded-for")
-        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.rsplit(',').next())
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(peer)
+        .or(peer)
 }
 
 fn forwarded(headers: &HeaderMap) -> bool {
@@ -303,12 +401,15 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 /// Every admin request: who may come in, and that a change comes from
 /// the relay's own pages.
 async fn guard(
-    State(state): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State((state, listener)): State<(Shared, Listener)>,
     mut request: Request,
     next: Next,
 ) -> Response {
     let admin = &state.admin;
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<Peer>>()
+        .map(|ConnectInfo(Peer(addr))| addr.ip());
     let headers = request.headers();
     let host = header_text(headers, header::HOST).unwrap_or("").to_string();
     let path = request.uri().path().to_string();
@@ -320,7 +421,7 @@ async fn guard(
             &host,
         )
     {
-        tracing::warn!(from = %client_ip(peer.ip(), headers), %path, "refused an admin change sent from another web page");
+        tracing::warn!(from = %From(client_ip(peer, headers)), %path, "refused an admin change sent from another web page");
         return page(
             StatusCode::FORBIDDEN,
             pages::refusal(
@@ -330,46 +431,62 @@ async fn guard(
         );
     }
     let hash = admin.password_hash().await;
-    let ip = client_ip(peer.ip(), headers);
-    let who = match access(peer.ip(), &host, forwarded(headers), hash.is_some()) {
+    let from = From(client_ip(peer, headers));
+    let logged_in = admin.logged_in(session(headers), hash.as_deref());
+    let who = match access(listener, peer, &host, forwarded(headers), hash.is_some()) {
         Access::Local => Who::Local,
         Access::Refused => {
-            tracing::warn!(from = %ip, %path, "refused an admin request not from the relay's own computer (its address, host name or a proxy say so): no admin password is set");
+            tracing::warn!(%from, %path, ?listener, "refused an admin request: it did not come to the admin listener from the relay's own computer (its listener, address, host name or a proxy say so), and no admin password is set");
+            let text = match listener {
+                Listener::Public => format!(
+                    "The relay's admin pages open without a password only on the computer the relay runs on, at {}. To use them from another computer, set an admin password on the relay's computer with `partnerplan-relay admin-password`, then log in here.",
+                    admin.local_address
+                ),
+                Listener::Admin => "The relay's admin pages open only on the computer the relay runs on. To use them from another computer, set an admin password on the relay's computer with `partnerplan-relay admin-password`, then log in.".to_string(),
+            };
             return page(
                 StatusCode::FORBIDDEN,
-                pages::refusal(
-                    "Only on the relay's own computer",
-                    "The relay's admin pages open only on the computer the relay runs on. To use them from another computer, set an admin password on the relay's computer with `partnerplan-relay admin-password`, then log in.",
-                ),
+                pages::refusal("Only on the relay's own computer", &text),
             );
         }
         Access::Password => {
             let hash = hash.unwrap_or_default();
-            let logged_in = session(headers).is_some_and(|s| admin.sessions.valid(s));
             if logged_in {
-                Who::LoggedIn(ip)
+                Who::LoggedIn(from)
             } else if path == "/metrics" {
-                let given = credentials(headers);
-                let right = match given {
-                    Some(given) => tokio::task::spawn_blocking(move || verify(&given, &hash))
-                        .await
-                        .unwrap_or(false),
-                    None => false,
+                let check = match credentials(headers) {
+                    Some(given) => admin.check_password(given, hash).await,
+                    None => PasswordCheck::Wrong,
                 };
-                if !right {
-                    return (
-                        StatusCode::UNAUTHORIZED,
-                        [(
-                            header::WWW_AUTHENTICATE,
-                            "Basic realm=\"partnerplan relay\"",
-                        )],
-                        "The relay's metrics need the admin password (HTTP Basic or Bearer).\n",
-                    )
-                        .into_response();
+                match check {
+                    PasswordCheck::Right => {}
+                    PasswordCheck::Wrong => {
+                        if header_text(headers, header::AUTHORIZATION).is_some() {
+                            tracing::warn!(%from, "a wrong admin password was given for /metrics");
+                        }
+                        return (
+                            StatusCode::UNAUTHORIZED,
+                            [(
+                                header::WWW_AUTHENTICATE,
+                                "Basic realm=\"partnerplan relay\"",
+                            )],
+                            "The relay's metrics need the admin password (HTTP Basic or Bearer).\n",
+                        )
+                            .into_response();
+                    }
+                    PasswordCheck::TooMany => {
+                        tracing::warn!(%from, "refused /metrics: too many wrong admin passwords in the last minute");
+                        return (
+                            StatusCode::TOO_MANY_REQUESTS,
+                            [(header::RETRY_AFTER, "60")],
+                            "Too many wrong admin passwords were tried in the last minute. Wait a minute, then try again.\n",
+                        )
+                            .into_response();
+                    }
                 }
-                Who::LoggedIn(ip)
+                Who::LoggedIn(from)
             } else if path == "/admin/login" || path.starts_with("/admin/assets/") {
-                Who::Visitor(ip)
+                Who::Visitor(from)
             } else if changes {
                 return page(
                     StatusCode::UNAUTHORIZED,
@@ -406,7 +523,11 @@ fn page(status: StatusCode, markup: Markup) -> Response {
 
 /// A form's token must be the page's: the refusal if it is not.
 fn token_refused(state: &AppState, sent: &str) -> Option<Response> {
-    if constant_time_eq(sent, &state.admin.csrf) {
+    wrong_token(&state.admin.csrf, sent)
+}
+
+fn wrong_token(expected: &str, sent: &str) -> Option<Response> {
+    if constant_time_eq(sent, expected) {
         None
     } else {
         Some(page(
@@ -635,7 +756,7 @@ async fn login_form(
     if matches!(who, Who::Local) || state.admin.password_hash().await.is_none() {
         return Redirect::to("/admin").into_response();
     }
-    page(StatusCode::OK, pages::login(&state.admin.csrf, None))
+    page(StatusCode::OK, pages::login(&state.admin.login_csrf, None))
 }
 
 async fn login(
@@ -643,39 +764,39 @@ async fn login(
     axum::Extension(who): axum::Extension<Who>,
     Form(input): Form<LoginInput>,
 ) -> Response {
-    if let Some(refused) = token_refused(&state, &input.csrf) {
+    let admin = &state.admin;
+    if let Some(refused) = wrong_token(&admin.login_csrf, &input.csrf) {
         return refused;
     }
-    let Some(hash) = state.admin.password_hash().await else {
+    let Some(hash) = admin.password_hash().await else {
         return Redirect::to("/admin").into_response();
     };
-    let admin = &state.admin;
-    if !admin.may_try_password() {
-        tracing::warn!(who = %who, "refused a login: too many wrong passwords in the last minute");
-        return page(
-            StatusCode::TOO_MANY_REQUESTS,
-            pages::login(
-                &admin.csrf,
-                Some(
-                    "Too many wrong passwords were tried in the last minute. Wait a minute, then try again.",
+    match admin.check_password(input.password, hash).await {
+        PasswordCheck::Right => {}
+        PasswordCheck::TooMany => {
+            tracing::warn!(who = %who, "refused a login: too many wrong passwords in the last minute");
+            return page(
+                StatusCode::TOO_MANY_REQUESTS,
+                pages::login(
+                    &admin.login_csrf,
+                    Some(
+                        "Too many wrong passwords were tried in the last minute. Wait a minute, then try again.",
+                    ),
                 ),
-            ),
-        );
-    }
-    let password = input.password;
-    let right = tokio::task::spawn_blocking(move || verify(&password, &hash))
-        .await
-        .unwrap_or(false);
-    if !right {
-        admin.wrong_password();
-        tracing::warn!(who = %who, "a wrong admin password was given");
-        return page(
-            StatusCode::UNAUTHORIZED,
-            pages::login(
-                &admin.csrf,
-                Some("That is not the admin password. Try again, or ask whoever runs the relay."),
-            ),
-        );
+            );
+        }
+        PasswordCheck::Wrong => {
+            tracing::warn!(who = %who, "a wrong admin password was given");
+            return page(
+                StatusCode::UNAUTHORIZED,
+                pages::login(
+                    &admin.login_csrf,
+                    Some(
+                        "That is not the admin password. Try again, or ask whoever runs the relay.",
+                    ),
+                ),
+            );
+        }
     }
     let session = admin.sessions.start();
     tracing::info!(who = %who, "logged in to the admin pages");
@@ -848,6 +969,9 @@ async fn add_school(
     }
 }
 
+/// Answers a change that made an invite: the page is kept for the next
+/// request only, and the browser is sent there, so the page in its
+/// history is a GET that shows the invite once and never makes another.
 fn invite_page(
     state: &AppState,
     who: &Who,
@@ -856,16 +980,22 @@ fn invite_page(
     what: &str,
 ) -> Response {
     let line = invite.line();
-    page(
-        StatusCode::OK,
-        pages::invite(
-            invite,
-            &line,
-            partnership,
-            what,
-            logged_in(who).then_some(state.admin.csrf.as_str()),
-        ),
-    )
+    let markup = pages::invite(
+        invite,
+        &line,
+        partnership,
+        what,
+        logged_in(who).then_some(state.admin.csrf.as_str()),
+    );
+    let id = state.admin.keep_invite(markup.into_string());
+    Redirect::to(&format!("/admin/invites/{id}")).into_response()
+}
+
+async fn show_invite(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    match state.admin.take_invite(&id) {
+        Some(page) => (StatusCode::OK, Html(page)).into_response(),
+        None => page(StatusCode::GONE, pages::invite_gone()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -1087,11 +1217,11 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
 /// `GET /metrics`: the counters, and what is read from the engine and the
 /// database now.
 async fn metrics(State(state): State<Shared>) -> Response {
-    let loaded = state
+    let (loaded, resting) = state
         .engine
-        .query(|repo, _| repo.loaded_documents())
+        .query(|repo, _| (repo.loaded_documents(), repo.resting_documents()))
         .await
-        .unwrap_or(0);
+        .unwrap_or((0, 0));
     let storage = state.admin.directory(|d| d.storage()).await;
     let (documents, bytes, last_backup) = match &storage {
         Ok(s) => (
@@ -1108,6 +1238,7 @@ async fn metrics(State(state): State<Shared>) -> Response {
     let snapshot = metrics::State {
         schools_connected: state.activity.schools_connected(),
         documents_loaded: loaded,
+        documents_resting: resting,
         documents_stored: documents,
         storage_bytes: bytes,
         last_backup_age: last_backup.map(|at| now - at),
@@ -1128,37 +1259,85 @@ mod tests {
 
     #[test]
     fn only_the_relays_own_computer_goes_without_a_password() {
-        let local: IpAddr = "127.0.0.1".parse().unwrap();
-        let remote: IpAddr = "203.0.113.9".parse().unwrap();
-        assert_eq!(access(local, "127.0.0.1:7171", false, false), Access::Local);
-        assert_eq!(access(local, "localhost:7171", false, true), Access::Local);
+        use Listener::{Admin, Public};
+        let local = Some("127.0.0.1".parse().unwrap());
+        let remote = Some("203.0.113.9".parse().unwrap());
         assert_eq!(
-            access("::1".parse().unwrap(), "[::1]:7171", false, false),
+            access(Admin, local, "127.0.0.1:7172", false, false),
+            Access::Local
+        );
+        assert_eq!(
+            access(Admin, local, "localhost:7172", false, true),
+            Access::Local
+        );
+        assert_eq!(
+            access(
+                Admin,
+                Some("::1".parse().unwrap()),
+                "[::1]:7172",
+                false,
+                false
+            ),
             Access::Local
         );
         // Another computer: the password, or nothing.
         assert_eq!(
-            access(remote, "relay.example", false, false),
+            access(Public, remote, "relay.example", false, false),
             Access::Refused
         );
         assert_eq!(
-            access(remote, "relay.example", false, true),
+            access(Public, remote, "relay.example", false, true),
             Access::Password
         );
-        // A proxy on the relay's computer, or a page of another site whose
-        // name resolves to 127.0.0.1: not the relay's own computer.
+        // The public listener is never local, whatever the request says: a
+        // proxy on the relay's computer that passes neither the original
+        // host nor X-Forwarded-For looks exactly like this.
         assert_eq!(
-            access(local, "127.0.0.1:7171", true, false),
+            access(Public, local, "127.0.0.1:7171", false, false),
             Access::Refused
         );
         assert_eq!(
-            access(local, "evil.example:7171", false, false),
-            Access::Refused
-        );
-        assert_eq!(
-            access(local, "relay.example", false, true),
+            access(Public, local, "127.0.0.1:7171", false, true),
             Access::Password
         );
+        // On the admin listener: a proxy, or a page of another site whose
+        // name resolves to 127.0.0.1, is not the relay's own computer;
+        // nor is a connection whose address is not known.
+        assert_eq!(
+            access(Admin, local, "127.0.0.1:7172", true, false),
+            Access::Refused
+        );
+        assert_eq!(
+            access(Admin, local, "evil.example:7172", false, false),
+            Access::Refused
+        );
+        assert_eq!(
+            access(Admin, local, "relay.example", false, true),
+            Access::Password
+        );
+        assert_eq!(
+            access(Admin, None, "127.0.0.1:7172", false, false),
+            Access::Refused
+        );
+    }
+
+    #[test]
+    fn the_log_believes_only_the_hop_a_proxy_on_this_computer_added() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("10.9.9.9, 203.0.113.7"),
+        );
+        let local = Some("127.0.0.1".parse().unwrap());
+        let remote: Option<IpAddr> = Some("198.51.100.4".parse().unwrap());
+        // Through a proxy here: the hop it added, not the one the client wrote.
+        assert_eq!(
+            client_ip(local, &headers),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        // Straight from another computer: its own address, whatever it says.
+        assert_eq!(client_ip(remote, &headers), remote);
+        assert_eq!(client_ip(local, &HeaderMap::new()), local);
     }
 
     #[test]

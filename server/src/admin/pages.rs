@@ -208,7 +208,7 @@ pub fn overview(o: &Overview<'_>) -> Markup {
         form method="post" action="/admin/partnerships" class="stack" {
             input type="hidden" name="csrf" value=(o.csrf);
             label for="partnership-name" { "Name of a new partnership" }
-            input id="partnership-name" name="name" type="text" required autocomplete="off";
+            input id="partnership-name" name="name" type="text" required autocomplete="off" maxlength=(crate::directory::NAME_CHARS);
             button type="submit" { "Create the partnership" }
         }
 
@@ -310,7 +310,7 @@ pub fn partnership(p: &PartnershipPage<'_>) -> Markup {
             input type="hidden" name="csrf" value=(p.csrf);
             input type="hidden" name="partnership" value=(p.partnership.id);
             label for="school-name" { "The school's name, as its partners know it" }
-            input id="school-name" name="name" type="text" required autocomplete="off";
+            input id="school-name" name="name" type="text" required autocomplete="off" maxlength=(crate::directory::NAME_CHARS);
             fieldset {
                 legend { "What the school may do" }
                 div class="radio" {
@@ -376,6 +376,17 @@ pub fn invite(
         }
     };
     layout(&format!("Invite for {}", invite.school), csrf, body)
+}
+
+/// An invite's page asked for again: it was shown once and not kept.
+pub fn invite_gone() -> Markup {
+    let body = html! {
+        p class="back" { a href="/admin" { "Back to your relay" } }
+        h1 { "This invite has been shown already" }
+        p { "An invite is shown only once, and the relay does not keep it, so it cannot be shown again. The school can still use it." }
+        p { "If the school did not get it, give the school a new invite from its partnership's page (" strong { "New invite" } "): the one shown before then stops working." }
+    };
+    layout("Invite shown already", None, body)
 }
 
 fn qr_svg(text: &str) -> Option<String> {

@@ -153,7 +153,7 @@ pub fn resolve(
         return Err(ModelError::BadValue {
             what: field.label.to_string(),
             reason: format!(
-                "there is no conflict to resolve here; it holds “{}”. Use `partnerplan put` to change it",
+                "there is no conflict to resolve here any more; it holds “{}”",
                 field.text
             ),
         });
@@ -247,7 +247,9 @@ pub fn edit_prose(
     if !field.ty.is_prose() {
         return Err(ModelError::BadValue {
             what: field.label.into(),
-            reason: "it is a single value, not text to type into; give it a value with `partnerplan put`".into(),
+            reason:
+                "it is a single value, not text to type into; give it a whole new value instead"
+                    .into(),
         });
     }
     let text = ensure_text(doc, &obj, field.key)?;
@@ -457,7 +459,7 @@ pub(crate) fn put_value(
                 [(Value::Object(ObjType::Map), id)] => id.clone(),
                 [_, _, ..] if sub.is_some() => {
                     return Err(bad(
-                        "schools gave two different responsibilities here at once; choose one with `partnerplan resolve`, or give the whole as person; role; school"
+                        "schools gave two different responsibilities here at once; choose one of them, or give the whole as person; role; school"
                             .into(),
                     ));
                 }

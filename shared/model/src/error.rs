@@ -94,6 +94,35 @@ pub enum ModelError {
     Automerge(String),
 }
 
+impl ModelError {
+    /// The sentence for someone working in the app, where there are no
+    /// commands to type: the same fact, with what to do on the page. The
+    /// `Display` sentence is the command line's.
+    pub fn for_page(&self) -> String {
+        match self {
+            ModelError::NotModel => {
+                "this document is not one of the partnership documents, so the app cannot change it.".into()
+            }
+            ModelError::NoSuchRow { .. } => {
+                "that row is no longer in this document: a partner may have removed it. Reload the page to see the document as it is now.".into()
+            }
+            ModelError::RowRemoved { row, label, by, .. } => format!(
+                "the {row} “{label}” was removed by {by}. Reload the page and choose “Bring it back” beside it, then change it."
+            ),
+            ModelError::NoSuchReview { .. } => {
+                "that review is no longer in this document. Reload the page to see its reviews as they are now.".into()
+            }
+            ModelError::NotYourSchool { yours, named } => format!(
+                "{yours} can sign only for itself, not for {named}: each school signs from its own computer."
+            ),
+            ModelError::UnreadableVersion { date, detail } => format!(
+                "the version signed at the review of {date} cannot be read: {detail}. The review's record of it is damaged; the document as it is now and its history can still be read."
+            ),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl From<automerge::AutomergeError> for ModelError {
     fn from(error: automerge::AutomergeError) -> Self {
         ModelError::Automerge(error.to_string())
@@ -103,5 +132,46 @@ impl From<automerge::AutomergeError> for ModelError {
 impl From<autosurgeon::ReconcileError> for ModelError {
     fn from(error: autosurgeon::ReconcileError) -> Self {
         ModelError::Automerge(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_apps_sentences_name_no_commands() {
+        let every = [
+            ModelError::NotModel,
+            ModelError::NoSuchRow { id: "ab12".into() },
+            ModelError::RowRemoved {
+                row: "action",
+                label: "Phonics training".into(),
+                by: "Valley Infants".into(),
+                id: "ab12".into(),
+            },
+            ModelError::NoSuchReview { id: "cd34".into() },
+            ModelError::NotYourSchool {
+                yours: "Hilltop Primary".into(),
+                named: "Valley Infants".into(),
+            },
+            ModelError::UnreadableVersion {
+                date: "11 July 2017".into(),
+                detail: "a change is missing".into(),
+            },
+        ];
+        for error in every {
+            let cli = error.to_string();
+            let page = error.for_page();
+            assert!(cli.contains("`partnerplan"), "the command line's: {cli}");
+            assert!(
+                !page.contains('`') && !page.contains("partnerplan "),
+                "{page}"
+            );
+            assert!(
+                !page.contains("ab12") && !page.contains("cd34"),
+                "no ids: {page}"
+            );
+        }
     }
 }

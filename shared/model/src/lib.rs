@@ -1,7 +1,7 @@
 //! The partnership documents as a typed model, and the one place that
 //! maps them to Automerge.
 //!
-//! Each of the nine documents (`Kind`) is one Automerge document whose
+//! Each of the nine documents, and the local authority's comments (`Kind`), is one Automerge document whose
 //! root holds `kind`, `schemaVersion`, `title` (text), `actors` (which
 //! school and person each Automerge actor is), `reviews`, and the fields
 //! and tables `schema` lists for its kind. How they merge:
@@ -78,7 +78,7 @@ pub use edit::ProseEdit;
 pub use error::ModelError;
 pub use records::{Review, Signature};
 pub use rows::Placement;
-pub use schema::{KINDS, Kind, SCHEMA_VERSION};
+pub use schema::{KINDS, Kind, PARTNERSHIP_KINDS, SCHEMA_VERSION};
 pub use values::Status;
 pub use view::{Candidate, Conflict, DocView, FieldView, RowView, TableView};
 pub use when::When;

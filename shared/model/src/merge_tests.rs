@@ -933,7 +933,11 @@ fn two_schools_converting_one_version_1_responsibility_at_once_is_a_conflict() {
         &bank_road(),
     )
     .unwrap_err();
-    assert!(error.to_string().contains("partnerplan resolve"), "{error}");
+    assert!(
+        error.to_string().contains("two different responsibilities")
+            && error.to_string().contains("choose one"),
+        "{error}"
+    );
     edit::resolve(
         &mut a,
         Some(action),

@@ -588,7 +588,11 @@ mod tests {
         assert_eq!(then.field("period").unwrap().text, "");
         assert_eq!(view.field("period").unwrap().text, "2017-18");
         // Since the version reviewed: recording the review, then the edit.
-        assert_eq!(history(&stored, &heads).len(), 2);
-        assert_eq!(history(&stored, &[]), history(doc.document(), &[]));
+        let names = Default::default();
+        assert_eq!(history(&stored, &heads, &names).len(), 2);
+        assert_eq!(
+            history(&stored, &[], &names),
+            history(doc.document(), &[], &names)
+        );
     }
 }

@@ -134,11 +134,59 @@ pub struct SignatureInput {
     pub date: Option<String>,
 }
 
+/// Which school and person each actor says it is, by actor id in hex.
+///
+/// Only what an actor wrote about itself counts: an entry (or a field of
+/// one) written under another actor is someone else's claim, and is
+/// passed over. The relay takes a change only from the school its actor
+/// belongs to, so an actor's own entry is its own school's word. (The
+/// school's *name* in it is still that school's word about itself; the
+/// relay's names, where the client has them, come first in history.)
 pub fn actors(doc: &impl Readable) -> BTreeMap<String, ActorEntry> {
-    autosurgeon::hydrate_prop::<_, Option<BTreeMap<String, ActorEntry>>, _, _>(doc, &ROOT, "actors")
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+    let mut entries = BTreeMap::new();
+    let maps = automerge::ReadDoc::get_all(doc, ROOT, "actors").unwrap_or_default();
+    for (value, map) in maps {
+        if !matches!(value, Value::Object(ObjType::Map)) {
+            continue;
+        }
+        for item in automerge::ReadDoc::map_range(doc, &map, ..) {
+            if entries.contains_key(item.key.as_ref()) {
+                continue;
+            }
+            let Ok(actor) = automerge::ActorId::from_str(&item.key) else {
+                continue;
+            };
+            if let Some(entry) = own_entry(doc, &map, &item.key, &actor) {
+                entries.insert(item.key.into_owned(), entry);
+            }
+        }
+    }
+    entries
+}
+
+/// The entry `actor` wrote about itself under `key`, if it wrote one.
+fn own_entry(
+    doc: &impl Readable,
+    map: &ObjId,
+    key: &str,
+    actor: &automerge::ActorId,
+) -> Option<ActorEntry> {
+    let by_actor = |id: &ObjId| matches!(id, ObjId::Id(_, by, _) if by == actor);
+    let (_, entry) = automerge::ReadDoc::get_all(doc, map, key)
+        .ok()?
+        .into_iter()
+        .find(|(value, id)| matches!(value, Value::Object(ObjType::Map)) && by_actor(id))?;
+    let text = |field: &str| -> Option<String> {
+        automerge::ReadDoc::get_all(doc, &entry, field)
+            .ok()?
+            .into_iter()
+            .filter(|(_, id)| by_actor(id))
+            .find_map(|(value, _)| value.into_string().ok())
+    };
+    Some(ActorEntry {
+        school: text("school")?,
+        person: text("person"),
+    })
 }
 
 pub fn reviews(doc: &impl Readable) -> Vec<Review> {

@@ -1,8 +1,9 @@
 //! What each of the nine partnership documents holds, field by field and
 //! table by table (DOMAIN.md lists the minimum; the seeds show real
-//! content). One declarative description per kind drives creating,
-//! editing, validating, reading, rendering and diffing, so the nine kinds
-//! behave alike and a new field is one line here.
+//! content), and the local authority's comments to a partnership. One
+//! declarative description per kind drives creating, editing, validating,
+//! reading, rendering and diffing, so the kinds behave alike and a new
+//! field is one line here.
 
 use crate::values::{Choices, IN_PARTNERSHIP, KEY_STAGE, PARTNERSHIP_KIND, PHASE, STATUS};
 
@@ -24,7 +25,8 @@ pub const SCHEMA_VERSION: i64 = 2;
 /// gives them ("person; role; school").
 pub const RESPONSIBILITY_PARTS: [&str; 3] = ["person", "role", "school"];
 
-/// The nine documents a partnership writes.
+/// The nine documents a partnership writes, and the one a local
+/// authority writes to a partnership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     Partnership,
@@ -36,9 +38,13 @@ pub enum Kind {
     ActionPlan,
     ProgressReport,
     Outcomes,
+    /// The local authority's dated comments to one partnership, written
+    /// by the local authority alone and read by that partnership.
+    Comments,
 }
 
-pub const KINDS: [Kind; 9] = [
+/// The kinds a partnership's schools start themselves.
+pub const PARTNERSHIP_KINDS: [Kind; 9] = [
     Kind::Partnership,
     Kind::Principles,
     Kind::Memorandum,
@@ -48,6 +54,19 @@ pub const KINDS: [Kind; 9] = [
     Kind::ActionPlan,
     Kind::ProgressReport,
     Kind::Outcomes,
+];
+
+pub const KINDS: [Kind; 10] = [
+    Kind::Partnership,
+    Kind::Principles,
+    Kind::Memorandum,
+    Kind::AimsAudit,
+    Kind::PartnershipAudit,
+    Kind::AuditAnalysis,
+    Kind::ActionPlan,
+    Kind::ProgressReport,
+    Kind::Outcomes,
+    Kind::Comments,
 ];
 
 pub static KIND_CHOICES: Choices = Choices {
@@ -65,6 +84,10 @@ pub static KIND_CHOICES: Choices = Choices {
             &["report", "progress report", "progress report to the la"],
         ),
         ("outcomes", &[]),
+        (
+            "comments",
+            &["local authority comments", "la comments", "comment"],
+        ),
     ],
 };
 
@@ -81,6 +104,7 @@ impl Kind {
             Kind::ActionPlan => "action-plan",
             Kind::ProgressReport => "progress-report",
             Kind::Outcomes => "outcomes",
+            Kind::Comments => "comments",
         }
     }
 
@@ -95,6 +119,7 @@ impl Kind {
             Kind::ActionPlan => "Partnership action plan",
             Kind::ProgressReport => "Progress report to the local authority",
             Kind::Outcomes => "Outcomes",
+            Kind::Comments => "Local authority comments",
         }
     }
 
@@ -203,7 +228,7 @@ use FieldType::*;
 
 const TEXT_ROW: &[Field] = &[field("text", "Text", Prose)];
 
-pub static SCHEMAS: [DocSchema; 9] = [
+pub static SCHEMAS: [DocSchema; 10] = [
     DocSchema {
         kind: Kind::Partnership,
         fields: &[
@@ -455,6 +480,25 @@ pub static SCHEMAS: [DocSchema; 9] = [
                 field("pupils", "Pupils", Integer),
                 field("measure", "Measure", Line),
                 field("percent", "%", Percent),
+            ],
+            tables: &[],
+        }],
+    },
+    DocSchema {
+        kind: Kind::Comments,
+        fields: &[
+            field("localAuthority", "Local authority", Line),
+            field("partnership", "To the partnership", Line),
+        ],
+        tables: &[Table {
+            key: "comments",
+            label: "Comments",
+            row: "comment",
+            fields: &[
+                field("date", "Date", When),
+                field("officer", "Officer", Line),
+                field("concerning", "Concerning", Line),
+                field("text", "Comment", Prose),
             ],
             tables: &[],
         }],

@@ -393,7 +393,7 @@ fn a_withdrawn_review_stays_with_who_and_when_and_cannot_be_signed() {
     );
     let view = crate::read::read(&a).unwrap();
     assert!(render::markdown(&view).contains("(withdrawn)"));
-    let withdrawal = history(a.document(), &[])
+    let withdrawal = history(a.document(), &[], &Default::default())
         .into_iter()
         .find(|e| e.message.as_deref() == Some("withdrew the review of 11 July 2017"))
         .expect("the withdrawal is in the history");

@@ -10,11 +10,19 @@
 //! - A connection is bound, when it opens, to the school whose token it
 //!   presented ([`Register::authenticate`]), and to a *home* partnership
 //!   for the documents it creates: the invite's `partnership`, or the
-//!   school's only partnership it is a member of.
+//!   school's only partnership it is a member of. Before a new document's
+//!   first changes the client may name another of its partnerships
+//!   (`partnerplan-claim`, [`AccessPolicy::intend`]): where the school is
+//!   a member the document is that partnership's as usual; where it only
+//!   views (a local authority), the document is shared with that
+//!   partnership to read and written by this school alone (its
+//!   *writer*): the local authority's comments.
 //! - A document belongs to the partnership of the school that sent its
 //!   first changes, for good. Members read and write it, viewers read it,
 //!   anyone else is told it does not exist (the same answer as for a
-//!   document that really does not exist, so ids cannot be probed).
+//!   document that really does not exist, so ids cannot be probed). A
+//!   document with a writer is written by that school only (while it is
+//!   still in the partnership) and read by the partnership's schools.
 //! - A client that asks is listed the documents of its school's
 //!   partnerships, from the owners recorded here (never from what
 //!   partnership documents say), with each partnership's name and the
@@ -22,17 +30,29 @@
 //! - When the register changes (a school removed, a token rotated), the
 //!   connections that lost rights are cut at once with a sentence saying
 //!   why; they reconnect with whatever rights they still have.
+//! - Every Automerge actor belongs to one school: the first school that
+//!   sends a change made under it. A connection may send only changes
+//!   made under its own school's actors, so no school can write in
+//!   another's name (see [`PartnershipPolicy`]'s `authors`). After a
+//!   restore from a backup, a school's changes to a document are taken
+//!   from its partners too until it has sent that document all it holds
+//!   itself: the relay lost them, and its partners hold them.
+//! - Which school speaks as which peer id, and which actor is whose, are
+//!   kept across restarts ([`AccessRecord`], written by the engine with
+//!   the changes they go with, read back as [`Kept`]).
 //! - A school's public signing keys arrive in its clients' `join`, on a
 //!   connection its token authenticated, so no school can register a key
 //!   for another; each key belongs to one school, for good. Listings
 //!   carry every school of each partnership with its keys, which is how
 //!   partners check who signed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use automerge::ActorId;
+
 use crate::document_id::DocumentId;
-use crate::message::{ListedPartnership, ListedSchool, PublicKey};
+use crate::message::{ListedPartnership, ListedSchool, NamedActor, PublicKey};
 use crate::repo::{AccessPolicy, ConnId, Permission};
 
 pub type PartnershipId = String;
@@ -112,7 +132,63 @@ impl Grant {
 pub struct Owner {
     pub partnership: PartnershipId,
     pub claimed_by: SchoolId,
+    /// The one school that writes it, when it is a viewer's own shared
+    /// with the partnership (a local authority's comments); `None`: the
+    /// partnership's members write it.
+    pub writer: Option<SchoolId>,
 }
+
+/// The most new documents one connection may have named a partnership
+/// for ([`AccessPolicy::intend`]) and not yet sent; past it a claim is
+/// refused with a sentence (the client sends its claims again next time).
+pub const MAX_INTENTS_PER_CONNECTION: usize = 1024;
+
+/// What the policy keeps across restarts, for the engine to write in the
+/// same transaction as the changes it goes with
+/// ([`Effect::PersistAccess`](crate::repo::Effect::PersistAccess)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessRecord {
+    /// An Automerge actor belongs to this school from now on: it was the
+    /// first to send a change made under it.
+    ActorBound { actor: Vec<u8>, school: SchoolId },
+    /// A school spoke as this peer id at this time (ms since 1970).
+    PeerSeen {
+        peer_id: String,
+        school: SchoolId,
+        at_ms: u64,
+    },
+}
+
+/// What the policy kept before the relay last stopped, as read from its
+/// database at start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kept {
+    /// Each actor's school.
+    pub actors: Vec<(Vec<u8>, SchoolId)>,
+    /// Peer ids with their school and when it last used them (ms since 1970).
+    pub peers: Vec<(String, SchoolId, u64)>,
+    /// Schools whose changes a restore from a backup lost, each with when
+    /// the relay stops taking those changes from their partners (ms since
+    /// 1970).
+    pub restored: Vec<(SchoolId, u64)>,
+    /// The restore could not carry over the actor bindings of the database
+    /// it replaced: an actor not bound may be a partner's from after the
+    /// backup.
+    pub bindings_incomplete: bool,
+}
+
+/// How long after a restore the relay takes a school's lost changes from
+/// its partners (for each document, until the school has sent it all it
+/// holds itself): long enough for every school to come back.
+pub const RESTORE_WAITS_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+
+/// The longest Automerge actor id taken (ours are 16 bytes, as are the
+/// JavaScript clients').
+pub const MAX_ACTOR_BYTES: usize = 64;
+/// How many bytes of actor ids one school may have bound to it: 16,384
+/// of the usual 16 bytes. Our client uses one actor per person; the
+/// JavaScript client one per document each session.
+pub const ACTOR_BYTES_PER_SCHOOL: usize = 256 * 1024;
 
 /// A school's public signing key, new to the register, for the driver to
 /// keep.
@@ -196,6 +272,12 @@ pub struct PartnershipPolicy {
     owners: HashMap<DocumentId, PartnershipId>,
     /// The same owners by partnership, for listings.
     documents: HashMap<PartnershipId, BTreeSet<DocumentId>>,
+    /// Documents one school writes alone: a viewer's own, shared with the
+    /// partnership that owns them (loaded at start-up, claims added).
+    writers: HashMap<DocumentId, SchoolId>,
+    /// The partnership each connection named for documents it has not
+    /// sent yet (at most [`MAX_INTENTS_PER_CONNECTION`] a connection).
+    intents: HashMap<ConnId, HashMap<DocumentId, PartnershipId>>,
     grants: HashMap<ConnId, Grant>,
     max_connections_per_school: usize,
     /// Which school speaks as which peer id, so one school cannot pass
@@ -203,11 +285,53 @@ pub struct PartnershipPolicy {
     /// one closed (the id stays the school's for a while after).
     peers: HashMap<String, PeerClaim>,
     peer_of: HashMap<ConnId, String>,
+    /// What each school may send a day, and what it has left.
+    allowance: Option<DailyAllowance>,
+    left: HashMap<SchoolId, Left>,
     /// Each school's public signing keys, oldest first, and whose each
     /// key is.
     signing_keys: HashMap<SchoolId, Vec<PublicKey>>,
     key_owners: HashMap<PublicKey, SchoolId>,
+    /// Each Automerge actor's school, and each school's actors (their
+    /// bytes bounded by [`ACTOR_BYTES_PER_SCHOOL`]).
+    actors: HashMap<ActorId, SchoolId>,
+    by_school: HashMap<SchoolId, SchoolActors>,
+    /// Schools a restore from a backup lost changes of, with when the
+    /// relay stops taking them from partners; the documents each has since
+    /// sent all it holds (from then on its changes to them come only from
+    /// it; kept in memory, so after a restart the relay waits again, which
+    /// only takes more); and whether the restore lost actor bindings.
+    restored: HashMap<SchoolId, u64>,
+    caught_up: HashSet<(SchoolId, DocumentId)>,
+    bindings_incomplete: bool,
+    /// What to keep, waiting for the core to take it.
+    records: Vec<AccessRecord>,
 }
+
+#[derive(Default)]
+struct SchoolActors {
+    bytes: usize,
+    actors: HashSet<ActorId>,
+}
+
+/// What one school may send the relay in a day, over all its connections:
+/// operations (automerge's work) and bytes (the disk). It refills
+/// continuously, so a school that used it all may send a little again
+/// after an hour. Kept in memory: a restart refills it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyAllowance {
+    pub ops: u64,
+    pub bytes: u64,
+}
+
+/// What a school has left of its allowance, as of `at_ms`.
+struct Left {
+    ops: f64,
+    bytes: f64,
+    at_ms: u64,
+}
+
+const DAY_MS: f64 = 24.0 * 60.0 * 60.0 * 1000.0;
 
 struct PeerClaim {
     school: SchoolId,
@@ -218,6 +342,9 @@ struct PeerClaim {
 /// How long a peer id stays its school's after its last connection
 /// closes: long enough for a dropped client to come back under it.
 pub const PEER_ID_KEPT_MS: u64 = 24 * 60 * 60 * 1000;
+/// Peer ids longer than this are not kept across restarts (ours are 23
+/// bytes, the JavaScript client's 36).
+const MAX_KEPT_PEER_ID_BYTES: usize = 256;
 /// The most peer ids remembered; the oldest unused go first past this.
 const MAX_PEER_IDS: usize = 100_000;
 
@@ -240,13 +367,98 @@ impl PartnershipPolicy {
             register,
             owners,
             documents,
+            writers: HashMap::new(),
+            intents: HashMap::new(),
             grants: HashMap::new(),
             max_connections_per_school,
             peers: HashMap::new(),
             peer_of: HashMap::new(),
+            allowance: None,
+            left: HashMap::new(),
+            actors: HashMap::new(),
+            by_school: HashMap::new(),
+            restored: HashMap::new(),
+            caught_up: HashSet::new(),
+            bindings_incomplete: false,
+            records: Vec::new(),
             signing_keys: HashMap::new(),
             key_owners: HashMap::new(),
         }
+    }
+
+    /// The policy with what it kept before the relay last stopped: actor
+    /// bindings, peer-id claims, and the schools a restore still waits for.
+    pub fn with_kept(mut self, kept: Kept) -> PartnershipPolicy {
+        for (actor, school) in kept.actors {
+            self.add_actor(ActorId::from(actor), school);
+        }
+        for (peer_id, school, last_seen_ms) in kept.peers.into_iter().take(MAX_PEER_IDS) {
+            self.peers.insert(
+                peer_id,
+                PeerClaim {
+                    school,
+                    open: 0,
+                    last_seen_ms,
+                },
+            );
+        }
+        self.restored = kept
+            .restored
+            .into_iter()
+            .filter(|(school, _)| self.register.schools.contains_key(school))
+            .collect();
+        self.bindings_incomplete = kept.bindings_incomplete;
+        self
+    }
+
+    /// Whether `school`'s changes to `document_id` that the relay lacks
+    /// may come from its partners: a restore lost them, and the school
+    /// has not sent that document all it holds since.
+    fn lost_by_restore(&self, school: &SchoolId, document_id: &DocumentId, now_ms: u64) -> bool {
+        self.restored
+            .get(school)
+            .is_some_and(|until| *until > now_ms)
+            && !self.caught_up.contains(&(school.clone(), *document_id))
+    }
+
+    /// The school an Automerge actor belongs to, if it is bound.
+    pub fn actor_school(&self, actor: &ActorId) -> Option<&SchoolId> {
+        self.actors.get(actor)
+    }
+
+    /// The schools that share a partnership with `conn`'s school (itself
+    /// included), by id, with their names: whose actors it may know.
+    fn partners(&self, conn: ConnId) -> HashMap<&str, &str> {
+        let Some(school) = self.grants.get(&conn).and_then(|g| self.current(g)) else {
+            return HashMap::new();
+        };
+        self.register
+            .schools
+            .iter()
+            .filter(|(_, other)| {
+                other
+                    .memberships
+                    .keys()
+                    .any(|p| school.memberships.contains_key(p))
+            })
+            .map(|(id, other)| (id.as_str(), other.name.as_str()))
+            .collect()
+    }
+
+    fn add_actor(&mut self, actor: ActorId, school: SchoolId) {
+        let own = self.by_school.entry(school.clone()).or_default();
+        if own.actors.insert(actor.clone()) {
+            own.bytes += actor.to_bytes().len();
+        }
+        self.actors.insert(actor, school);
+    }
+
+    fn bind(&mut self, actor: &ActorId, school: &SchoolId) {
+        self.add_actor(actor.clone(), school.clone());
+        self.records.push(AccessRecord::ActorBound {
+            actor: actor.to_bytes().to_vec(),
+            school: school.clone(),
+        });
     }
 
     /// The schools' signing keys kept in the register (read from the
@@ -279,9 +491,36 @@ impl PartnershipPolicy {
         schools
     }
 
+    /// Limits what each school may send a day.
+    pub fn with_daily_allowance(mut self, allowance: DailyAllowance) -> PartnershipPolicy {
+        self.allowance = Some(allowance);
+        self
+    }
+
     /// The partnership a document belongs to, if anyone's.
     pub fn owner(&self, document_id: &DocumentId) -> Option<&PartnershipId> {
         self.owners.get(document_id)
+    }
+
+    /// The documents one school writes alone (read from the database at
+    /// start-up): each viewer's own, shared with the partnership that
+    /// owns it.
+    pub fn with_writers(
+        mut self,
+        writers: impl IntoIterator<Item = (DocumentId, SchoolId)>,
+    ) -> PartnershipPolicy {
+        self.writers.extend(writers);
+        self
+    }
+
+    /// The one school that writes `document_id`, if it is a viewer's own.
+    pub fn writer(&self, document_id: &DocumentId) -> Option<&SchoolId> {
+        self.writers.get(document_id)
+    }
+
+    /// The partnership `conn` named for `document_id`, not yet claimed.
+    fn intent(&self, conn: ConnId, document_id: &DocumentId) -> Option<&PartnershipId> {
+        self.intents.get(&conn)?.get(document_id)
     }
 
     fn current(&self, grant: &Grant) -> Option<&School> {
@@ -328,16 +567,27 @@ impl AccessPolicy for PartnershipPolicy {
             return Permission::None;
         };
         match self.owners.get(document_id) {
-            Some(partnership) => match school.memberships.get(partnership) {
-                Some(Role::Member) => Permission::ReadWrite,
-                Some(Role::Viewer) => Permission::Read,
-                None => Permission::None,
+            Some(partnership) => match (
+                self.writers.get(document_id),
+                school.memberships.get(partnership),
+            ) {
+                (_, None) => Permission::None,
+                (Some(writer), Some(_)) if *writer == grant.school_id => Permission::ReadWrite,
+                (Some(_), Some(_)) => Permission::Read,
+                (None, Some(Role::Member)) => Permission::ReadWrite,
+                (None, Some(Role::Viewer)) => Permission::Read,
             },
-            None => match &grant.home {
-                Some(home) if school.memberships.get(home) == Some(&Role::Member) => {
+            None => match self.intent(conn, document_id) {
+                Some(partnership) if school.memberships.contains_key(partnership) => {
                     Permission::Create
                 }
-                _ => Permission::None,
+                Some(_) => Permission::None,
+                None => match &grant.home {
+                    Some(home) if school.memberships.get(home) == Some(&Role::Member) => {
+                        Permission::Create
+                    }
+                    _ => Permission::None,
+                },
             },
         }
     }
@@ -354,29 +604,95 @@ impl AccessPolicy for PartnershipPolicy {
                 ))
             };
         }
-        let home = grant.home.clone().ok_or_else(|| {
-            format!(
-                "document {document_id} is new, and {} belongs to several partnerships: connect with the invite address of the partnership it belongs to (it names one), then sync again",
-                grant.school_name
-            )
-        })?;
-        self.owners.insert(*document_id, home.clone());
+        let (partnership, writer) = match self.intent(conn, document_id) {
+            Some(partnership) => {
+                let role = self
+                    .current(grant)
+                    .and_then(|school| school.memberships.get(partnership))
+                    .ok_or_else(|| {
+                        format!(
+                            "document {document_id} is for a partnership {} is no longer in; ask your lead school",
+                            grant.school_name
+                        )
+                    })?;
+                // A viewer writes nothing of the partnership's: what it
+                // shares stays its own.
+                let writer = (*role == Role::Viewer).then(|| grant.school_id.clone());
+                (partnership.clone(), writer)
+            }
+            None => {
+                let home = grant.home.clone().ok_or_else(|| {
+                    format!(
+                        "document {document_id} is new, and {} belongs to several partnerships: connect with the invite address of the partnership it belongs to (it names one), then sync again",
+                        grant.school_name
+                    )
+                })?;
+                (home, None)
+            }
+        };
+        let claimed_by = grant.school_id.clone();
+        if let Some(intents) = self.intents.get_mut(&conn) {
+            intents.remove(document_id);
+        }
+        self.owners.insert(*document_id, partnership.clone());
         self.documents
-            .entry(home.clone())
+            .entry(partnership.clone())
             .or_default()
             .insert(*document_id);
+        if let Some(writer) = &writer {
+            self.writers.insert(*document_id, writer.clone());
+        }
         Ok(Some(Owner {
-            partnership: home,
-            claimed_by: grant.school_id.clone(),
+            partnership,
+            claimed_by,
+            writer,
         }))
     }
 
     fn unclaim(&mut self, document_id: &DocumentId) {
+        self.writers.remove(document_id);
         if let Some(partnership) = self.owners.remove(document_id)
             && let Some(documents) = self.documents.get_mut(&partnership)
         {
             documents.remove(document_id);
         }
+    }
+
+    /// A client named the partnership a document it is about to send for
+    /// the first time is for. Kept for this connection until its first
+    /// changes claim it; a document someone already owns ignores it (what
+    /// the connection may do with it is decided as for any other).
+    fn intend(
+        &mut self,
+        conn: ConnId,
+        document_id: &DocumentId,
+        partnership: &str,
+    ) -> Result<(), String> {
+        let grant = self.grants.get(&conn).ok_or("the connection has closed")?;
+        if self.owners.contains_key(document_id) {
+            return Ok(());
+        }
+        let Some(school) = self.current(grant) else {
+            return Err(TOKEN_NOT_VALID.into());
+        };
+        if !school.memberships.contains_key(partnership) {
+            return Err(format!(
+                "document {document_id} was made for a partnership {} is not in on this relay, so it was not shared; ask your lead school",
+                grant.school_name
+            ));
+        }
+        let intents = self.intents.entry(conn).or_default();
+        if intents.len() >= MAX_INTENTS_PER_CONNECTION && !intents.contains_key(document_id) {
+            return Err(format!(
+                "document {document_id} was not shared: this connection has named a partnership for {MAX_INTENTS_PER_CONNECTION} new documents it has not sent yet, the most allowed. It is sent after them, next time"
+            ));
+        }
+        intents.insert(*document_id, partnership.to_string());
+        Ok(())
+    }
+
+    fn shared(&self, document_id: &DocumentId) -> bool {
+        self.writers.contains_key(document_id)
     }
 
     fn admit(&mut self, conn: ConnId, peer_id: &str, now_ms: u64) -> Result<(), String> {
@@ -397,7 +713,7 @@ impl AccessPolicy for PartnershipPolicy {
                 ));
             }
             Some(claim) => {
-                claim.school = school;
+                claim.school = school.clone();
                 claim.open += 1;
                 claim.last_seen_ms = now_ms;
             }
@@ -408,7 +724,7 @@ impl AccessPolicy for PartnershipPolicy {
                 self.peers.insert(
                     peer_id.to_string(),
                     PeerClaim {
-                        school,
+                        school: school.clone(),
                         open: 1,
                         last_seen_ms: now_ms,
                     },
@@ -416,21 +732,187 @@ impl AccessPolicy for PartnershipPolicy {
             }
         }
         self.peer_of.insert(conn, peer_id.to_string());
+        if peer_id.len() <= MAX_KEPT_PEER_ID_BYTES {
+            self.records.push(AccessRecord::PeerSeen {
+                peer_id: peer_id.to_string(),
+                school,
+                at_ms: now_ms,
+            });
+        }
+        Ok(())
+    }
+
+    fn charge(&mut self, conn: ConnId, ops: u64, bytes: u64, now_ms: u64) -> Result<(), String> {
+        let Some(allowance) = self.allowance else {
+            return Ok(());
+        };
+        let grant = self.grants.get(&conn).ok_or("the connection has closed")?;
+        let left = self.left.entry(grant.school_id.clone()).or_insert(Left {
+            ops: allowance.ops as f64,
+            bytes: allowance.bytes as f64,
+            at_ms: now_ms,
+        });
+        let day = now_ms.saturating_sub(left.at_ms) as f64 / DAY_MS;
+        left.ops = (left.ops + day * allowance.ops as f64).min(allowance.ops as f64);
+        left.bytes = (left.bytes + day * allowance.bytes as f64).min(allowance.bytes as f64);
+        left.at_ms = now_ms;
+        if ops as f64 > left.ops || bytes as f64 > left.bytes {
+            return Err(format!(
+                "{} has sent this relay all it takes from one school in a day ({} operations and {} MB), so these changes were not saved; they stay on your computer and go once the allowance refills over the next hours. If your school needs more, ask the relay's operator",
+                grant.school_name,
+                allowance.ops,
+                allowance.bytes / (1024 * 1024)
+            ));
+        }
+        left.ops -= ops as f64;
+        left.bytes -= bytes as f64;
         Ok(())
     }
 
     fn disconnected(&mut self, conn: ConnId, now_ms: u64) {
         self.grants.remove(&conn);
+        self.intents.remove(&conn);
         if let Some(peer_id) = self.peer_of.remove(&conn)
             && let Some(claim) = self.peers.get_mut(&peer_id)
         {
             claim.open = claim.open.saturating_sub(1);
             claim.last_seen_ms = now_ms;
+            if peer_id.len() > MAX_KEPT_PEER_ID_BYTES {
+                return;
+            }
+            self.records.push(AccessRecord::PeerSeen {
+                peer_id,
+                school: claim.school.clone(),
+                at_ms: now_ms,
+            });
+        }
+    }
+
+    fn checks_authors(&self) -> bool {
+        true
+    }
+
+    /// A school sends only changes made under its own actors; an actor
+    /// no school has used yet becomes the sender's. The exceptions come
+    /// from a restore: the relay lost what schools sent after the backup,
+    /// and a partner that holds those changes sends them back. So a
+    /// school's changes to a document are taken from its partners until
+    /// it has sent that document all it holds (then the relay holds every
+    /// change of its a partner can have), for at most
+    /// [`RESTORE_WAITS_MS`]; and if the restore lost the actor bindings,
+    /// a new actor is taken without being bound meanwhile (it may be a
+    /// partner's, from after the backup).
+    fn authors(
+        &mut self,
+        conn: ConnId,
+        document_id: &DocumentId,
+        actors: &[ActorId],
+        now_ms: u64,
+    ) -> Result<(), String> {
+        let grant = self.grants.get(&conn).ok_or("the connection has closed")?;
+        let school = grant.school_id.clone();
+        let school_name = grant.school_name.clone();
+        let refused = |why: String| {
+            format!(
+                "the changes sent for document {document_id} were not accepted: {why}. Nothing of them was saved or passed on, and the document stops syncing on this connection"
+            )
+        };
+        let mut new: Vec<&ActorId> = Vec::new();
+        for actor in actors {
+            match self.actors.get(actor) {
+                Some(owner)
+                    if *owner == school || self.lost_by_restore(owner, document_id, now_ms) => {}
+                Some(_) => {
+                    return Err(refused(
+                        "they are made under an Automerge actor id that belongs to another school, and a school may send only changes it made itself (was this computer's partnerplan folder copied from another school's? Ask your lead school for help)".into(),
+                    ));
+                }
+                None if actor.to_bytes().len() > MAX_ACTOR_BYTES => {
+                    return Err(refused(format!(
+                        "their Automerge actor id is {} bytes long, and this relay takes at most {MAX_ACTOR_BYTES}",
+                        actor.to_bytes().len()
+                    )));
+                }
+                None if self.bindings_incomplete
+                    && self.restored.values().any(|until| *until > now_ms) => {}
+                None => new.push(actor),
+            }
+        }
+        let (used, count) = self
+            .by_school
+            .get(&school)
+            .map_or((0, 0), |own| (own.bytes, own.actors.len()));
+        let adding: usize = new.iter().map(|a| a.to_bytes().len()).sum();
+        if used + adding > ACTOR_BYTES_PER_SCHOOL {
+            return Err(refused(format!(
+                "{school_name} has already sent changes under {count} different Automerge actor ids, the most this relay keeps for one school. The partnerplan app and command line use one per person; set any other program to keep its actor id rather than make a new one each time"
+            )));
+        }
+        for actor in new {
+            self.bind(actor, &school);
+        }
+        Ok(())
+    }
+
+    /// Proportional to the partners' actors, not to every actor bound.
+    fn named_actors(&self, conn: ConnId) -> Vec<NamedActor> {
+        let mut named: Vec<NamedActor> = self
+            .partners(conn)
+            .into_iter()
+            .filter_map(|(school, name)| Some((self.by_school.get(school)?, name)))
+            .flat_map(|(own, name)| {
+                own.actors.iter().map(move |actor| NamedActor {
+                    actor: actor.to_bytes().to_vec(),
+                    school: name.to_string(),
+                })
+            })
+            .collect();
+        named.sort_by(|a, b| a.actor.cmp(&b.actor));
+        named
+    }
+
+    fn actor_name(&self, conn: ConnId, actor: &[u8]) -> Option<String> {
+        let school = self.actors.get(&ActorId::from(actor))?;
+        self.partners(conn)
+            .get(school.as_str())
+            .map(|name| name.to_string())
+    }
+
+    fn caught_up(&mut self, conn: ConnId, document_id: &DocumentId) {
+        if let Some(grant) = self.grants.get(&conn)
+            && self.restored.contains_key(&grant.school_id)
+        {
+            self.caught_up
+                .insert((grant.school_id.clone(), *document_id));
+        }
+    }
+
+    fn take_records(&mut self) -> Vec<AccessRecord> {
+        std::mem::take(&mut self.records)
+    }
+
+    fn forget(&mut self, records: &[AccessRecord]) {
+        for record in records {
+            if let AccessRecord::ActorBound { actor, school } = record {
+                let actor = ActorId::from(actor.as_slice());
+                if self.actors.get(&actor) == Some(school) {
+                    self.actors.remove(&actor);
+                    if let Some(own) = self.by_school.get_mut(school)
+                        && own.actors.remove(&actor)
+                    {
+                        own.bytes = own.bytes.saturating_sub(actor.to_bytes().len());
+                    }
+                }
+            }
         }
     }
 
     fn register_changed(&mut self, register: Arc<Register>) -> Vec<(ConnId, String)> {
         self.register = register;
+        // A school removed from the relay will not send its changes again.
+        let schools = &self.register.schools;
+        self.restored
+            .retain(|school, _| schools.contains_key(school));
         let register = &self.register;
         let mut cut: Vec<(ConnId, String)> = self
             .grants
@@ -486,6 +968,7 @@ impl AccessPolicy for PartnershipPolicy {
                 home: grant.home.as_ref() == Some(id),
                 documents: Vec::new(),
                 sizes: Vec::new(),
+                shared: Vec::new(),
                 schools: self.schools_of(id),
             })
             .collect();
@@ -525,5 +1008,187 @@ impl AccessPolicy for PartnershipPolicy {
             .get(partnership)
             .map(|documents| documents.iter().copied().collect())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// School 1 is a member of A, school 2 of B; the local authority (9)
+    /// is a member of its own partnership and views A and B.
+    fn county() -> Register {
+        let mut register = Register::default();
+        for (id, name) in [("la", "County"), ("a", "Cluster A"), ("b", "Cluster B")] {
+            register.partnerships.insert(id.into(), name.into());
+        }
+        for (n, memberships) in [
+            (1, vec![("a", Role::Member)]),
+            (2, vec![("b", Role::Member)]),
+            (
+                9,
+                vec![
+                    ("la", Role::Member),
+                    ("a", Role::Viewer),
+                    ("b", Role::Viewer),
+                ],
+            ),
+        ] {
+            register.schools.insert(
+                format!("school-{n}"),
+                School {
+                    name: format!("School {n}"),
+                    credential: [n; 32],
+                    memberships: memberships
+                        .into_iter()
+                        .map(|(p, r)| (p.to_string(), r))
+                        .collect(),
+                },
+            );
+        }
+        register
+    }
+
+    /// The policy with schools 1, 2 and 9 connected as connections 1, 2, 9.
+    fn connected(register: Register) -> PartnershipPolicy {
+        let register = Arc::new(register);
+        let mut policy = PartnershipPolicy::new(register.clone(), HashMap::new(), 4);
+        for n in [1u8, 2, 9] {
+            let grant = register.authenticate(&[n; 32], None).unwrap();
+            policy.connected(n as ConnId, Some(grant)).unwrap();
+        }
+        policy
+    }
+
+    const LA: ConnId = 9;
+
+    #[test]
+    fn the_local_authority_writes_its_comment_and_only_that_partnership_reads_it() {
+        let mut policy = connected(county());
+        let comment = DocumentId::random();
+        policy.intend(LA, &comment, "a").unwrap();
+        assert_eq!(policy.permission(LA, &comment), Permission::Create);
+        let owner = policy.claim(LA, &comment).unwrap().unwrap();
+        assert_eq!(
+            owner,
+            Owner {
+                partnership: "a".into(),
+                claimed_by: "school-9".into(),
+                writer: Some("school-9".into()),
+            }
+        );
+        assert_eq!(policy.permission(LA, &comment), Permission::ReadWrite);
+        assert_eq!(
+            policy.permission(1, &comment),
+            Permission::Read,
+            "A's school reads it and may not change it"
+        );
+        assert_eq!(
+            policy.permission(2, &comment),
+            Permission::None,
+            "B's school is told it does not exist"
+        );
+        assert_eq!(policy.documents_of("a"), vec![comment]);
+        assert!(policy.documents_of("b").is_empty() && policy.documents_of("la").is_empty());
+        assert!(policy.shared(&comment));
+    }
+
+    #[test]
+    fn the_local_authority_still_only_reads_the_partnerships_own_documents() {
+        let mut policy = connected(county());
+        let plan = DocumentId::random();
+        assert_eq!(policy.permission(1, &plan), Permission::Create);
+        let owner = policy.claim(1, &plan).unwrap().unwrap();
+        assert_eq!(owner.writer, None);
+        assert!(!policy.shared(&plan));
+        // Naming A for a document A already owns changes nothing.
+        policy.intend(LA, &plan, "a").unwrap();
+        assert_eq!(policy.permission(LA, &plan), Permission::Read);
+        assert_eq!(policy.permission(1, &plan), Permission::ReadWrite);
+        assert_eq!(policy.permission(2, &plan), Permission::None);
+        // Nor can it claim a new document in A without naming it: its
+        // documents otherwise belong to its own partnership.
+        let own = DocumentId::random();
+        assert_eq!(policy.permission(LA, &own), Permission::Create);
+        assert_eq!(policy.claim(LA, &own).unwrap().unwrap().partnership, "la");
+        assert_eq!(policy.permission(1, &own), Permission::None);
+    }
+
+    #[test]
+    fn a_school_cannot_name_a_partnership_it_is_not_in() {
+        let mut policy = connected(county());
+        let document = DocumentId::random();
+        let refused = policy.intend(2, &document, "a").unwrap_err();
+        assert!(refused.contains("not in"), "{refused}");
+        assert_eq!(policy.intent(2, &document), None);
+        assert!(policy.intend(2, &document, "nowhere").is_err());
+    }
+
+    #[test]
+    fn a_member_of_several_partnerships_names_the_one_a_document_is_for() {
+        let mut register = county();
+        let school = register.schools.get_mut("school-1").unwrap();
+        school.memberships.insert("b".into(), Role::Member);
+        let mut policy = connected(register);
+        let document = DocumentId::random();
+        assert_eq!(
+            policy.permission(1, &document),
+            Permission::None,
+            "two homes: nowhere to create without a claim"
+        );
+        policy.intend(1, &document, "b").unwrap();
+        let owner = policy.claim(1, &document).unwrap().unwrap();
+        assert_eq!((owner.partnership.as_str(), owner.writer), ("b", None));
+        assert_eq!(policy.permission(2, &document), Permission::ReadWrite);
+    }
+
+    #[test]
+    fn claims_last_for_their_connection_and_are_bounded() {
+        let mut policy = connected(county());
+        let document = DocumentId::random();
+        policy.intend(LA, &document, "b").unwrap();
+        policy.disconnected(LA, 0);
+        let grant = county().authenticate(&[9; 32], None).unwrap();
+        policy.connected(LA, Some(grant)).unwrap();
+        assert_eq!(policy.intent(LA, &document), None);
+        for _ in 0..MAX_INTENTS_PER_CONNECTION {
+            policy.intend(LA, &DocumentId::random(), "b").unwrap();
+        }
+        let refused = policy.intend(LA, &document, "b").unwrap_err();
+        assert!(refused.contains("the most allowed"), "{refused}");
+    }
+
+    #[test]
+    fn a_writer_taken_out_of_the_partnership_writes_no_more_and_restarts_keep_writers() {
+        let mut policy = connected(county());
+        let comment = DocumentId::random();
+        policy.intend(LA, &comment, "a").unwrap();
+        let owner = policy.claim(LA, &comment).unwrap().unwrap();
+
+        // After a restart, from what the relay's file keeps.
+        let register = Arc::new(county());
+        let mut restarted = PartnershipPolicy::new(
+            register.clone(),
+            HashMap::from([(comment, owner.partnership.clone())]),
+            4,
+        )
+        .with_writers([(comment, owner.writer.clone().unwrap())]);
+        for n in [1u8, 9] {
+            let grant = register.authenticate(&[n; 32], None).unwrap();
+            restarted.connected(n as ConnId, Some(grant)).unwrap();
+        }
+        assert_eq!(restarted.permission(LA, &comment), Permission::ReadWrite);
+        assert_eq!(restarted.permission(1, &comment), Permission::Read);
+
+        let mut without = county();
+        let la = without.schools.get_mut("school-9").unwrap();
+        la.memberships.remove("a");
+        let cut = restarted.register_changed(Arc::new(without));
+        assert_eq!(
+            cut.len(),
+            1,
+            "the local authority's connection is cut: {cut:?}"
+        );
+        assert_eq!(restarted.permission(1, &comment), Permission::Read);
     }
 }

@@ -23,7 +23,7 @@ impl DocumentId {
         DocumentId(*uuid::Uuid::new_v4().as_bytes())
     }
 
-    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
         DocumentId(bytes)
     }
 

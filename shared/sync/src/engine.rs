@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::access::{Grant, Register};
 use crate::document_id::DocumentId;
-use crate::repo::{ConnId, Effect, Event, Repo};
-use crate::store::{Store, StoreError, Write};
+use crate::repo::{ConnId, Effect, Event, Repo, Work, Worked};
+use crate::store::{Store, StoreError, ToCompact, Write};
 
 /// The most frames queued for one connection before it counts as too slow
 /// and is closed.
@@ -49,9 +49,27 @@ pub enum Input {
     Frame {
         conn: ConnId,
         bytes: Vec<u8>,
+        /// Its place in the input's byte limit, given back once the frame
+        /// is handled (see [`InputLimit`]).
+        reserved: Option<Reserved>,
     },
     Closed {
         conn: ConnId,
+    },
+    /// The connection's writer has written this many bytes of the frames
+    /// the engine queued for it (see `RepoConfig::outbox_bytes`).
+    Written {
+        conn: ConnId,
+        bytes: usize,
+    },
+    /// Heavy work the engine handed its worker thread is done.
+    Worked(Worked),
+    /// A snapshot made on the worker thread to replace a document's
+    /// chunks up to `upto_seq` (`None`: they could not be read).
+    Compacted {
+        document_id: DocumentId,
+        upto_seq: i64,
+        snapshot: Option<Vec<u8>>,
     },
     Track(DocumentId),
     /// Another part of this process (the app) just stored local changes:
@@ -73,6 +91,12 @@ pub enum Input {
     #[cfg(test)]
     LimitPages(i64),
     Shutdown,
+}
+
+/// What the engine's worker thread does.
+enum Job {
+    Work(Work),
+    Compact(ToCompact),
 }
 
 /// What the engine tells one connection's writer.
@@ -123,6 +147,11 @@ pub struct EngineConfig {
     /// connections that lost rights) and publish it here, for the HTTP
     /// side to authenticate by. Holds the register the core started with.
     pub register: Option<tokio::sync::watch::Sender<Arc<Register>>>,
+    /// Called on the engine thread after documents left memory, to hand
+    /// what they used back to the system: the relay's allocator keeps
+    /// freed memory for the thread that freed it otherwise, and an idle
+    /// relay's engine thread may not allocate again for a long while.
+    pub release_memory: Option<fn()>,
 }
 
 /// The relay and the client both run the engine; what it tells people
@@ -155,6 +184,77 @@ impl Side {
             Side::School => {
                 "this computer could not save the changes it received just now (is its disk full?); nothing is lost, and they are fetched again on the next sync"
             }
+        }
+    }
+}
+
+/// Bounds, in bytes, the frames waiting in the engine's input: the
+/// network side reserves room for each frame before handing it over and
+/// the engine gives it back once the frame is handled, so while the engine
+/// is busy, connections stop reading (their peers' sends wait in TCP)
+/// instead of its queue growing. Each connection may have `per_connection`
+/// bytes waiting, all together `total`; a frame larger than either takes
+/// all of it. Counted in KiB.
+#[derive(Clone)]
+pub struct InputLimit {
+    total: Arc<tokio::sync::Semaphore>,
+    total_kib: u32,
+    per_connection_kib: u32,
+}
+
+/// One connection's share of an [`InputLimit`].
+pub struct ConnectionInput {
+    own: Arc<tokio::sync::Semaphore>,
+    limit: InputLimit,
+}
+
+/// Room reserved for one frame; given back when dropped.
+pub struct Reserved {
+    _own: tokio::sync::OwnedSemaphorePermit,
+    _total: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl InputLimit {
+    pub fn new(total_bytes: usize, per_connection_bytes: usize) -> InputLimit {
+        let kib = |bytes: usize| u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let total_kib = kib(total_bytes).min(tokio::sync::Semaphore::MAX_PERMITS as u32);
+        InputLimit {
+            total: Arc::new(tokio::sync::Semaphore::new(total_kib as usize)),
+            total_kib,
+            per_connection_kib: kib(per_connection_bytes).min(total_kib),
+        }
+    }
+
+    pub fn connection(&self) -> ConnectionInput {
+        ConnectionInput {
+            own: Arc::new(tokio::sync::Semaphore::new(
+                self.per_connection_kib as usize,
+            )),
+            limit: self.clone(),
+        }
+    }
+}
+
+impl ConnectionInput {
+    /// Waits until a frame of `len` bytes may join the engine's input.
+    pub async fn reserve(&self, len: usize) -> Reserved {
+        let kib = u32::try_from(len.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let own = self
+            .own
+            .clone()
+            .acquire_many_owned(kib.min(self.limit.per_connection_kib))
+            .await
+            .expect("the semaphore is never closed");
+        let total = self
+            .limit
+            .total
+            .clone()
+            .acquire_many_owned(kib.min(self.limit.total_kib))
+            .await
+            .expect("the semaphore is never closed");
+        Reserved {
+            _own: own,
+            _total: total,
         }
     }
 }
@@ -220,6 +320,27 @@ impl EngineSender {
     }
 }
 
+/// The worker's niceness: on a two-core school computer a heavy job
+/// keeps one core busy, and the engine, which answers every school, must
+/// get the other whenever it has something to do.
+const WORKER_NICENESS: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to
+/// [`WORKER_NICENESS`]. On Linux niceness belongs to each thread, so the
+/// engine and the network threads keep theirs; elsewhere, and where the
+/// system refuses, the worker runs at the usual priority.
+fn yield_to_the_engine() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority take and return plain integers and
+    // touch no memory of ours.
+    unsafe {
+        let thread = libc::gettid() as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, thread, WORKER_NICENESS) != 0 {
+            tracing::debug!("the worker thread keeps the usual priority");
+        }
+    }
+}
+
 impl Engine {
     pub fn spawn(
         repo: Repo,
@@ -227,7 +348,32 @@ impl Engine {
         config: EngineConfig,
         notify: Box<dyn FnMut(Notice) + Send>,
     ) -> Engine {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::channel::<(Instant, Input)>();
+        // Heavy automerge work (applying a large message to one document)
+        // runs here, so the engine keeps serving every other document.
+        let (work_tx, work_rx) = mpsc::channel::<Job>();
+        let worked = tx.clone();
+        std::thread::Builder::new()
+            .name("partnerplan-worker".into())
+            .spawn(move || {
+                yield_to_the_engine();
+                for job in work_rx {
+                    let done = match job {
+                        Job::Work(work) => Input::Worked(work.run()),
+                        Job::Compact(compact) => Input::Compacted {
+                            document_id: compact.document_id,
+                            upto_seq: compact.upto_seq,
+                            snapshot: std::panic::catch_unwind(|| compact.snapshot())
+                                .ok()
+                                .flatten(),
+                        },
+                    };
+                    if worked.send((Instant::now(), done)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("the worker thread could not start");
         let thread = std::thread::Builder::new()
             .name("partnerplan-engine".into())
             .spawn(move || {
@@ -236,10 +382,12 @@ impl Engine {
                     store,
                     config,
                     notify,
+                    work: work_tx,
+                    compacting: HashSet::new(),
                     outboxes: HashMap::new(),
-                    started: Instant::now(),
                     last_tick: Instant::now(),
                     last_register_check: Instant::now(),
+                    clock: (crate::clock::unix_millis(), Instant::now()),
                     own_seqs: HashSet::new(),
                     seen_chunk_seq: None,
                     seen_tracked_seq: 0,
@@ -282,10 +430,17 @@ struct Worker {
     store: Store,
     config: EngineConfig,
     notify: Box<dyn FnMut(Notice) + Send>,
+    /// The worker thread's queue (see `Effect::Work`).
+    work: mpsc::Sender<Job>,
+    /// Documents whose snapshot the worker is making.
+    compacting: HashSet<DocumentId>,
     outboxes: HashMap<ConnId, tokio::sync::mpsc::Sender<Outgoing>>,
-    started: Instant,
     last_tick: Instant,
     last_register_check: Instant,
+    /// The wall-clock time (ms since 1970) when the engine started, and
+    /// that instant: the core's clock counts on from it, so it never goes
+    /// back when the wall clock does (held messages would wait for it).
+    clock: (u64, Instant),
     /// Chunks this engine wrote, so the store watcher skips them.
     own_seqs: HashSet<i64>,
     seen_chunk_seq: Option<i64>,
@@ -302,6 +457,10 @@ impl Worker {
             // the relay as the connection opens) misses nothing.
             self.seen_chunk_seq = self.store.last_chunk_seq().ok();
         }
+        // The core knows the time before the first connection opens.
+        let now_ms = self.now_ms();
+        let effects = self.repo.handle(Event::Tick { now_ms }).into();
+        let _ = self.carry_out(effects, Vec::new(), HashSet::new());
         loop {
             let mut inputs: Vec<Input> = self.pending.drain(..).collect();
             let mut arrived = Vec::new();
@@ -312,10 +471,14 @@ impl Worker {
                 inputs.push(input);
             };
             if inputs.is_empty() {
-                let wait = match self.config.register {
+                let mut wait = match self.config.register {
                     Some(_) => self.config.tick.min(REGISTER_POLL),
                     None => self.config.tick,
                 };
+                // Messages the core holds back for a while go out on time.
+                if let Some(at) = self.repo.next_wakeup() {
+                    wait = wait.min(Duration::from_millis(at.saturating_sub(self.now_ms())));
+                }
                 match rx.recv_timeout(wait) {
                     Ok(input) => take(input, &mut inputs),
                     Err(RecvTimeoutError::Timeout) => {}
@@ -345,6 +508,7 @@ impl Worker {
         let mut queries = Vec::new();
         let mut meta = Vec::new();
         let mut waiting = Vec::new();
+        let mut senders = HashSet::new();
         let mut keep_running = true;
         // The register is looked at before this turn's connections open,
         // so they are judged by the latest.
@@ -356,10 +520,17 @@ impl Worker {
             self.watch_register(&mut effects);
         }
         let poked = inputs.iter().any(|input| matches!(input, Input::Poke));
+        let now_ms = self.now_ms();
+        effects.extend(self.repo.handle(Event::Time { now_ms }));
         if self.last_tick.elapsed() >= self.config.tick {
             self.last_tick = Instant::now();
-            let now_ms = self.started.elapsed().as_millis() as u64;
+            let loaded = self.repo.loaded_documents();
             effects.extend(self.repo.handle(Event::Tick { now_ms }));
+            if let Some(release) = self.config.release_memory
+                && self.repo.loaded_documents() < loaded
+            {
+                release();
+            }
             if self.config.watch_store {
                 self.watch_store(&mut effects);
             }
@@ -386,10 +557,36 @@ impl Worker {
                     // what changed is published.
                     let _ = done.send(());
                 }
-                Input::Frame { conn, bytes } => effects.extend(self.handle_frame(conn, bytes)),
+                Input::Frame {
+                    conn,
+                    bytes,
+                    reserved,
+                } => {
+                    senders.insert(conn);
+                    effects.extend(self.handle_frame(conn, bytes));
+                    drop(reserved);
+                }
                 Input::Closed { conn } => {
                     self.outboxes.remove(&conn);
                     effects.extend(self.repo.handle(Event::Disconnected { conn }));
+                }
+                Input::Written { conn, bytes } => {
+                    effects.extend(self.repo.handle(Event::Written { conn, bytes }))
+                }
+                Input::Worked(worked) => effects.extend(self.repo.handle(Event::Worked(worked))),
+                Input::Compacted {
+                    document_id,
+                    upto_seq,
+                    snapshot,
+                } => {
+                    self.compacting.remove(&document_id);
+                    if let Some(data) = snapshot {
+                        meta.push(Write::Compacted {
+                            document_id,
+                            upto_seq,
+                            data,
+                        });
+                    }
                 }
                 Input::Track(document_id) => {
                     effects.extend(self.repo.handle(Event::Track { document_id }))
@@ -409,7 +606,7 @@ impl Worker {
                 Input::Shutdown => keep_running = false,
             }
         }
-        let saved = self.carry_out(effects, meta);
+        let saved = self.carry_out(effects, meta, senders);
         for done in waiting {
             let _ = done.send(saved.clone());
         }
@@ -417,6 +614,14 @@ impl Worker {
             query(&self.repo, &self.store);
         }
         keep_running
+    }
+
+    /// The core's clock: the wall-clock time in ms since 1970, so what the
+    /// policy keeps across restarts compares with the time after one,
+    /// counted on from the engine's start with a monotonic clock.
+    fn now_ms(&self) -> u64 {
+        let (origin_ms, origin) = self.clock;
+        origin_ms + origin.elapsed().as_millis() as u64
     }
 
     /// Runs one frame through the core. A frame that makes the core panic
@@ -447,11 +652,14 @@ impl Worker {
     }
 
     /// Carries out the effects, committing their writes (and `writes`) in
-    /// one transaction before any frame goes out. Returns how the commit went.
+    /// one transaction before any frame goes out. Returns how the commit
+    /// went. `senders`: the connections whose frames made this turn's
+    /// writes.
     fn carry_out(
         &mut self,
         mut effects: VecDeque<Effect>,
         mut writes: Vec<Write>,
+        senders: HashSet<ConnId>,
     ) -> Result<(), StoreError> {
         let mut sends: Vec<(ConnId, Outgoing)> = Vec::new();
         while let Some(effect) = effects.pop_front() {
@@ -494,6 +702,12 @@ impl Worker {
                     (self.notify)(Notice::Core(effect));
                 }
                 Effect::PersistTracked { document_id } => writes.push(Write::Track { document_id }),
+                Effect::Work(work) => {
+                    // The worker runs as long as the engine does.
+                    let _ = self.work.send(Job::Work(work));
+                }
+                Effect::PersistAccess { record } => writes.push(Write::Access(record)),
+                Effect::ActorsNamed { actors } => writes.push(Write::ActorNames(actors)),
                 Effect::PeerJoined { .. }
                 | Effect::RemoteError { .. }
                 | Effect::Unavailable { .. }
@@ -512,9 +726,11 @@ impl Worker {
         }
         if let Err(error) = self.write(&writes) {
             // Nothing of this turn was saved, so nothing may be confirmed:
-            // drop its frames and close the connections involved, which
+            // drop its frames and close the connections involved (whose
+            // frames made the writes, or that were to hear of them), which
             // keep their changes and send them again.
-            let conns: HashSet<ConnId> = sends.iter().map(|(conn, _)| *conn).collect();
+            let mut conns = senders;
+            conns.extend(sends.iter().map(|(conn, _)| *conn));
             for conn in conns {
                 if let Some(outbox) = self.outboxes.remove(&conn) {
                     let _ =
@@ -562,6 +778,9 @@ impl Worker {
                 if self.config.watch_store {
                     self.own_seqs.extend(seqs);
                 }
+                if self.store.compacts_later() {
+                    self.compact(&documents);
+                }
                 if !documents.is_empty() {
                     (self.notify)(Notice::Saved {
                         documents: documents.into_iter().collect(),
@@ -578,8 +797,13 @@ impl Worker {
                         Write::Chunk { document_id, .. }
                         | Write::SyncState { document_id, .. }
                         | Write::Owner { document_id, .. }
-                        | Write::Track { document_id } => Some(*document_id),
-                        Write::Meta { .. } | Write::SigningKey { .. } => None,
+                        | Write::Track { document_id }
+                        | Write::Claim { document_id, .. } => Some(*document_id),
+                        Write::Meta { .. }
+                        | Write::Access(_)
+                        | Write::ActorNames(_)
+                        | Write::SigningKey { .. }
+                        | Write::Compacted { .. } => None,
                     })
                     .collect();
                 document_ids.sort();
@@ -591,11 +815,37 @@ impl Worker {
                         _ => None,
                     })
                     .collect();
+                let forgotten = writes
+                    .iter()
+                    .filter_map(|w| match w {
+                        Write::Access(record) => Some(record.clone()),
+                        _ => None,
+                    })
+                    .collect();
                 let _ = self.repo.handle(Event::WriteFailed {
                     document_ids,
                     unowned,
+                    forgotten,
                 });
                 Err(error)
+            }
+        }
+    }
+
+    /// Hands the worker the documents that have gathered many chunks, to
+    /// make each one snapshot off this thread.
+    fn compact(&mut self, documents: &HashSet<DocumentId>) {
+        for document_id in documents {
+            if self.compacting.contains(document_id) {
+                continue;
+            }
+            match self.store.to_compact(document_id) {
+                Ok(Some(job)) => {
+                    self.compacting.insert(*document_id);
+                    let _ = self.work.send(Job::Compact(job));
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "could not read chunks to compact"),
             }
         }
     }
@@ -659,8 +909,26 @@ impl Worker {
     fn watch_tracked(&mut self, effects: &mut VecDeque<Effect>) {
         match self.store.tracked_after(self.seen_tracked_seq) {
             Ok(tracked) => {
+                // A document made for another partnership is tracked in
+                // the same transaction as its claim is kept.
+                let mut claims: HashMap<DocumentId, String> = if tracked.is_empty() {
+                    HashMap::new()
+                } else {
+                    match self.store.claims() {
+                        Ok(claims) => claims.into_iter().collect(),
+                        Err(error) => {
+                            return (self.notify)(Notice::StorageFailed(error.to_string()));
+                        }
+                    }
+                };
                 for (seq, document_id) in tracked {
                     self.seen_tracked_seq = seq;
+                    if let Some(partnership) = claims.remove(&document_id) {
+                        effects.extend(self.repo.handle(Event::Claim {
+                            document_id,
+                            partnership,
+                        }));
+                    }
                     effects.extend(self.repo.handle(Event::Track { document_id }));
                 }
             }
@@ -728,6 +996,7 @@ mod tests {
                     self.engine.send(Input::Frame {
                         conn: self.conn,
                         bytes,
+                        reserved: None,
                     });
                 }
             }
@@ -825,6 +1094,7 @@ mod tests {
                 watch_store: false,
                 side: Side::Relay,
                 register: None,
+                release_memory: None,
             },
             Box::new(move |notice| {
                 let _ = notices_tx.send(notice);
@@ -864,6 +1134,132 @@ mod tests {
         assert_eq!(heads, Some(doc.get_heads()));
     }
 
+    /// While the engine is busy, what waits for it is bounded in bytes:
+    /// each connection's share, and everyone's together, and the room
+    /// comes back as the engine handles the frames.
+    #[test]
+    fn frames_waiting_for_a_busy_engine_are_bounded_in_bytes() {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        fn ready<F: Future>(future: &mut std::pin::Pin<Box<F>>) -> Option<F::Output> {
+            match future
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+            {
+                Poll::Ready(output) => Some(output),
+                Poll::Pending => None,
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::spawn(
+            Repo::new(RepoConfig::new("relay", None), Box::new(AllowAll)),
+            Store::open(dir.path().join("relay.sqlite")).unwrap(),
+            EngineConfig {
+                tick: Duration::from_millis(50),
+                watch_store: false,
+                side: Side::Relay,
+                register: None,
+                release_memory: None,
+            },
+            Box::new(|_| {}),
+        );
+        let sender = engine.sender();
+        // The engine is busy for a while.
+        sender.send(Input::Query(Box::new(|_, _| {
+            std::thread::sleep(Duration::from_millis(800))
+        })));
+        let limit = InputLimit::new(64 * 1024, 16 * 1024);
+        let frame = vec![0u8; 4 * 1024];
+        let send = |conn, reserved| {
+            sender.send(Input::Frame {
+                conn,
+                bytes: frame.clone(),
+                reserved: Some(reserved),
+            })
+        };
+        let first = limit.connection();
+        for _ in 0..4 {
+            let reserved = ready(&mut Box::pin(first.reserve(frame.len()))).expect("room");
+            send(1, reserved);
+        }
+        let mut fifth = Box::pin(first.reserve(frame.len()));
+        assert!(
+            ready(&mut fifth).is_none(),
+            "one connection's share is full"
+        );
+        for conn in 2..=4 {
+            let other = limit.connection();
+            let reserved = ready(&mut Box::pin(other.reserve(16 * 1024))).expect("room");
+            send(conn, reserved);
+        }
+        let last = limit.connection();
+        let mut waiting = Box::pin(last.reserve(1));
+        assert!(ready(&mut waiting).is_none(), "everyone's share is full");
+        // Once the engine has handled them, there is room again.
+        let start = Instant::now();
+        while ready(&mut waiting).is_none() || ready(&mut fifth).is_none() {
+            assert!(start.elapsed() < Duration::from_secs(10), "room came back");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The worker runs heavy jobs at a lower priority than the engine and
+    /// the network threads, which keep the usual one.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_worker_gives_way_to_the_engine() {
+        /// (thread name, niceness) of each of this process's threads.
+        fn threads() -> Vec<(String, i64)> {
+            let mut out = Vec::new();
+            for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+                let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                    continue;
+                };
+                // pid (comm) state ppid ...: the niceness is the 19th field,
+                // the 17th after the name's closing parenthesis.
+                let (name, rest) = stat.split_once(" (").unwrap().1.rsplit_once(") ").unwrap();
+                let nice = rest.split(' ').nth(16).unwrap().parse().unwrap();
+                out.push((name.to_string(), nice));
+            }
+            out
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::spawn(
+            Repo::new(RepoConfig::new("relay", None), Box::new(AllowAll)),
+            Store::open(dir.path().join("relay.sqlite")).unwrap(),
+            EngineConfig {
+                tick: Duration::from_millis(50),
+                watch_store: false,
+                side: Side::Relay,
+                register: None,
+                release_memory: None,
+            },
+            Box::new(|_| {}),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Thread names are cut to 15 bytes. The worker lowers its own
+        // priority as it starts: wait for that, up to the deadline.
+        let worker_niceness = loop {
+            let found = threads()
+                .into_iter()
+                .find(|(name, _)| name == "partnerplan-wor");
+            match found {
+                Some((_, nice)) if nice != 0 || Instant::now() > deadline => break nice,
+                _ => {
+                    assert!(Instant::now() < deadline, "no worker thread started");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        };
+        assert_eq!(worker_niceness, i64::from(WORKER_NICENESS));
+        let engine_thread = threads()
+            .into_iter()
+            .find(|(name, _)| name == "partnerplan-eng")
+            .expect("the engine thread runs");
+        assert_eq!(engine_thread.1, 0, "the engine keeps the usual priority");
+        drop(engine);
+    }
+
     #[test]
     fn a_full_disk_confirms_nothing_and_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -881,6 +1277,7 @@ mod tests {
                 watch_store: false,
                 side: Side::Relay,
                 register: None,
+                release_memory: None,
             },
             Box::new(move |notice| {
                 let _ = notices_tx.send(notice);

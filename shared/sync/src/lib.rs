@@ -5,14 +5,18 @@
 //! `partnerplan-model`).
 
 pub mod access;
+pub mod authors;
+pub mod chunk_size;
 pub mod clock;
 pub mod compact;
 pub mod document_id;
 pub mod engine;
 pub mod invite;
 pub mod message;
+mod pacing;
 pub mod peer_text;
 pub mod repo;
+mod resting;
 pub mod store;
 
 pub use document_id::DocumentId;

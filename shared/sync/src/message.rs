@@ -22,6 +22,16 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 /// A peer's id on the wire. automerge-repo peers pick these at random.
 pub type PeerId = String;
 
+/// The longest id a message may carry (`senderId`, `targetId`,
+/// `sessionId`, `storageId`, `documentId`, a protocol version), in bytes.
+/// Real peers send a few dozen; a peer's ids are kept while it is
+/// connected (and peer ids for a day after), so a longer one is refused
+/// rather than stored.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// The most protocol versions a `join` may offer; there is one today.
+pub const MAX_PROTOCOL_VERSIONS: usize = 16;
+
 /// What a peer says about itself in `join` and `peer`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerMetadata {
@@ -75,6 +85,30 @@ pub const LISTING_TYPE: &str = "partnerplan-documents";
 /// listing is split over several messages (1,000 ids are some 30 KB).
 pub const MAX_LISTED_PER_MESSAGE: usize = 1000;
 
+/// partnerplan's own message type naming the schools of Automerge actors
+/// ([`Message::Actors`]), sent only to a client that asked for listings.
+pub const ACTORS_TYPE: &str = "partnerplan-actors";
+
+/// The wire name of [`Message::Claim`]. Only our client sends it, and
+/// only to our relay, before the first sync of a document it made for a
+/// partnership other than its home one.
+pub const CLAIM_TYPE: &str = "partnerplan-claim";
+
+/// The longest partnership id a [`Message::Claim`] may name (ours are 32
+/// hex digits; names are at most a few dozen characters).
+pub const MAX_CLAIMED_PARTNERSHIP_BYTES: usize = 256;
+
+/// The most actors one [`Message::Actors`] names (1,000 are some 40 KB).
+pub const MAX_ACTORS_PER_MESSAGE: usize = 1000;
+
+/// An Automerge actor and the school the relay bound it to (the school's
+/// name in the relay's register).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedActor {
+    pub actor: Vec<u8>,
+    pub school: String,
+}
+
 /// One partnership in a [`Message::Listing`]: its name, the school's role
 /// in it, and (some of) its documents.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +123,10 @@ pub struct ListedPartnership {
     /// school joining knows how much is coming ("1.2 of 5 MB"); empty
     /// when not said.
     pub sizes: Vec<u64>,
+    /// Those of `documents` that one school alone writes: a viewer's own
+    /// (a local authority's comments), shared with this partnership to
+    /// read. Its members may not change them.
+    pub shared: Vec<DocumentId>,
     /// The partnership's schools, each with the public keys its
     /// signatures are checked against.
     pub schools: Vec<ListedSchool>,
@@ -123,6 +161,10 @@ pub enum Message {
         sender_id: Option<PeerId>,
         target_id: Option<PeerId>,
         message: String,
+        /// Ours: the document this error stopped syncing on the
+        /// connection (its changes were refused), as `documentId`. Peers
+        /// that do not know it read only the sentence.
+        document_id: Option<DocumentId>,
     },
     /// A sync message from a peer that does not have the document yet.
     Request(SyncFrame),
@@ -162,6 +204,26 @@ pub enum Message {
         target_id: PeerId,
         partnerships: Vec<ListedPartnership>,
         more: bool,
+    },
+    /// partnerplan's own (`partnerplan-actors`): which school each of
+    /// these Automerge actors belongs to, as the relay bound them, for the
+    /// actors of the schools that share a partnership with the
+    /// connection's school: all of them after the listing, then each as
+    /// it is bound. History names schools by it, not by what documents say.
+    Actors {
+        sender_id: PeerId,
+        target_id: PeerId,
+        actors: Vec<NamedActor>,
+    },
+    /// partnerplan's own (`partnerplan-claim`), from a client to its
+    /// relay: the document it is about to send for the first time is
+    /// for this partnership (by id), not for the connection's home one.
+    /// The relay's policy judges it; a document already owned ignores it.
+    Claim {
+        sender_id: PeerId,
+        target_id: PeerId,
+        document_id: DocumentId,
+        partnership: String,
     },
 }
 
@@ -211,6 +273,16 @@ pub enum DecodeError {
     },
     #[error("the document id is not valid: {0}")]
     DocumentId(#[from] crate::document_id::DocumentIdError),
+    #[error(
+        "the “{field}” field is {size} bytes long, over the limit of {limit} bytes for an id; pick a short random id"
+    )]
+    IdTooLong {
+        field: &'static str,
+        size: usize,
+        limit: usize,
+    },
+    #[error("the “{field}” field lists more than {limit} entries")]
+    TooMany { field: &'static str, limit: usize },
 }
 
 impl From<minicbor::decode::Error> for DecodeError {
@@ -234,6 +306,8 @@ impl Message {
             Message::Ephemeral { .. } => "ephemeral",
             Message::Gossip { kind, .. } => kind,
             Message::Listing { .. } => LISTING_TYPE,
+            Message::Actors { .. } => ACTORS_TYPE,
+            Message::Claim { .. } => CLAIM_TYPE,
         }
     }
 
@@ -246,7 +320,9 @@ impl Message {
             | Message::DocUnavailable { sender_id, .. }
             | Message::Ephemeral { sender_id, .. }
             | Message::Gossip { sender_id, .. }
-            | Message::Listing { sender_id, .. } => Some(sender_id),
+            | Message::Listing { sender_id, .. }
+            | Message::Actors { sender_id, .. }
+            | Message::Claim { sender_id, .. } => Some(sender_id),
             Message::Request(frame) | Message::Sync(frame) => Some(&frame.sender_id),
             Message::Error { sender_id, .. } => sender_id.as_deref(),
             // Only the connection says who sent it.
@@ -297,6 +373,11 @@ impl Message {
                 sender_id: fields.sender_id.clone(),
                 target_id: fields.target_id.clone(),
                 message: fields.message.clone().unwrap_or_default(),
+                // A document id that cannot be read names no document.
+                document_id: fields
+                    .document_id
+                    .as_deref()
+                    .and_then(|text| DocumentId::parse_url_or_id(text).ok()),
             },
             "request" | "sync" => {
                 let kind_name = if kind == "request" { "request" } else { "sync" };
@@ -340,6 +421,27 @@ impl Message {
                 partnerships: fields.partnerships.clone(),
                 more: fields.more.unwrap_or(false),
             },
+            ACTORS_TYPE => Message::Actors {
+                sender_id: fields.required(ACTORS_TYPE, "senderId", &fields.sender_id)?,
+                target_id: fields.required(ACTORS_TYPE, "targetId", &fields.target_id)?,
+                actors: fields.actors.clone(),
+            },
+            CLAIM_TYPE => {
+                let partnership: String =
+                    fields.required(CLAIM_TYPE, "partnership", &fields.partnership)?;
+                if partnership.len() > MAX_CLAIMED_PARTNERSHIP_BYTES {
+                    return Err(DecodeError::WrongType {
+                        field: "partnership".into(),
+                        expected: "a partnership id of at most 256 bytes",
+                    });
+                }
+                Message::Claim {
+                    sender_id: fields.required(CLAIM_TYPE, "senderId", &fields.sender_id)?,
+                    target_id: fields.required(CLAIM_TYPE, "targetId", &fields.target_id)?,
+                    document_id: fields.document_id(CLAIM_TYPE)?,
+                    partnership,
+                }
+            }
             _ => return Err(DecodeError::UnknownType(shorten(&kind))),
         };
         Ok(message)
@@ -393,8 +495,12 @@ impl Message {
                 sender_id,
                 target_id,
                 message,
+                document_id,
             } => {
-                let len = 2 + sender_id.is_some() as u64 + target_id.is_some() as u64;
+                let len = 2
+                    + sender_id.is_some() as u64
+                    + target_id.is_some() as u64
+                    + document_id.is_some() as u64;
                 e.map(len)?.str("type")?.str("error")?;
                 if let Some(sender_id) = sender_id {
                     e.str("senderId")?.str(sender_id)?;
@@ -403,6 +509,9 @@ impl Message {
                     e.str("targetId")?.str(target_id)?;
                 }
                 e.str("message")?.str(message)?;
+                if let Some(document_id) = document_id {
+                    e.str("documentId")?.str(&document_id.to_string())?;
+                }
             }
             Message::Request(frame) | Message::Sync(frame) => {
                 e.map(5)?.str("type")?.str(self.kind())?;
@@ -462,7 +571,10 @@ impl Message {
                 e.str("targetId")?.str(target_id)?;
                 e.str("partnerships")?.array(partnerships.len() as u64)?;
                 for partnership in partnerships {
-                    e.map(6 + !partnership.sizes.is_empty() as u64)?;
+                    e.map(
+                        6 + !partnership.sizes.is_empty() as u64
+                            + !partnership.shared.is_empty() as u64,
+                    )?;
                     e.str("id")?.str(&partnership.id)?;
                     e.str("name")?.str(&partnership.name)?;
                     e.str("role")?.str(partnership.role.as_str())?;
@@ -478,6 +590,12 @@ impl Message {
                             e.u64(*size)?;
                         }
                     }
+                    if !partnership.shared.is_empty() {
+                        e.str("shared")?.array(partnership.shared.len() as u64)?;
+                        for document_id in &partnership.shared {
+                            e.str(&document_id.to_string())?;
+                        }
+                    }
                     e.str("schools")?.array(partnership.schools.len() as u64)?;
                     for school in &partnership.schools {
                         e.map(2)?.str("name")?.str(&school.name)?;
@@ -488,6 +606,33 @@ impl Message {
                     }
                 }
                 e.str("more")?.bool(*more)?;
+            }
+            Message::Actors {
+                sender_id,
+                target_id,
+                actors,
+            } => {
+                e.map(4)?.str("type")?.str(ACTORS_TYPE)?;
+                e.str("senderId")?.str(sender_id)?;
+                e.str("targetId")?.str(target_id)?;
+                e.str("actors")?.array(actors.len() as u64)?;
+                for named in actors {
+                    e.map(2)?;
+                    e.str("actor")?.bytes(&named.actor)?;
+                    e.str("school")?.str(&named.school)?;
+                }
+            }
+            Message::Claim {
+                sender_id,
+                target_id,
+                document_id,
+                partnership,
+            } => {
+                e.map(5)?.str("type")?.str(CLAIM_TYPE)?;
+                e.str("senderId")?.str(sender_id)?;
+                e.str("targetId")?.str(target_id)?;
+                e.str("documentId")?.str(&document_id.to_string())?;
+                e.str("partnership")?.str(partnership)?;
             }
         }
         Ok(())
@@ -545,6 +690,8 @@ struct Fields {
     document_bytes: Option<Vec<u8>>,
     request: Option<bool>,
     body: Option<Vec<u8>>,
+    actors: Vec<NamedActor>,
+    partnership: Option<String>,
 }
 
 impl Fields {
@@ -557,16 +704,16 @@ impl Fields {
         let mut fields = Fields::default();
         for_each_entry(&mut d, |d, key| {
             match key {
-                "type" => fields.kind = opt_string(d, "type")?,
-                "senderId" => fields.sender_id = opt_string(d, "senderId")?,
-                "targetId" => fields.target_id = opt_string(d, "targetId")?,
-                "documentId" => fields.document_id = opt_string(d, "documentId")?,
+                "type" => fields.kind = opt_id(d, "type")?,
+                "senderId" => fields.sender_id = opt_id(d, "senderId")?,
+                "targetId" => fields.target_id = opt_id(d, "targetId")?,
+                "documentId" => fields.document_id = opt_id(d, "documentId")?,
                 "data" => fields.data = opt_bytes(d, "data")?,
                 "message" => fields.message = opt_string(d, "message")?,
-                "sessionId" => fields.session_id = opt_string(d, "sessionId")?,
+                "sessionId" => fields.session_id = opt_id(d, "sessionId")?,
                 "count" => fields.count = opt_count(d, "count")?,
                 "selectedProtocolVersion" => {
-                    fields.selected_protocol_version = opt_string(d, "selectedProtocolVersion")?
+                    fields.selected_protocol_version = opt_id(d, "selectedProtocolVersion")?
                 }
                 "supportedProtocolVersions" => fields.supported_protocol_versions = string_list(d)?,
                 "peerMetadata" => fields.metadata = metadata(d)?,
@@ -575,6 +722,8 @@ impl Fields {
                 "d" => fields.document_bytes = opt_bytes(d, "d")?,
                 "r" => fields.request = opt_bool(d)?,
                 "m" => fields.body = opt_bytes(d, "m")?,
+                "actors" => fields.actors = actor_list(d)?,
+                "partnership" => fields.partnership = opt_string(d, "partnership")?,
                 _ => d.skip()?,
             }
             Ok(())
@@ -692,6 +841,29 @@ fn opt_string(d: &mut Decoder<'_>, field: &str) -> Result<Option<String>, Decode
     }
 }
 
+/// Text that names something (an id, a version): at most
+/// [`MAX_ID_BYTES`], checked before it is copied.
+fn opt_id(d: &mut Decoder<'_>, field: &'static str) -> Result<Option<String>, DecodeError> {
+    skip_tags(d)?;
+    let too_long = |size| DecodeError::IdTooLong {
+        field,
+        size,
+        limit: MAX_ID_BYTES,
+    };
+    if d.datatype()? == Type::String {
+        let text = d.str()?;
+        if text.len() > MAX_ID_BYTES {
+            return Err(too_long(text.len()));
+        }
+        return Ok(Some(text.to_owned()));
+    }
+    let text = opt_string(d, field)?;
+    match text {
+        Some(text) if text.len() > MAX_ID_BYTES => Err(too_long(text.len())),
+        text => Ok(text),
+    }
+}
+
 fn opt_bytes(d: &mut Decoder<'_>, field: &str) -> Result<Option<Vec<u8>>, DecodeError> {
     // cbor-x may wrap a Uint8Array in a typed-array tag (64).
     skip_tags(d)?;
@@ -765,19 +937,27 @@ fn string_list(d: &mut Decoder<'_>) -> Result<Vec<String>, DecodeError> {
         });
     }
     let mut list = Vec::new();
+    let mut push = |d: &mut Decoder<'_>| {
+        if let Some(s) = opt_id(d, "supportedProtocolVersions")? {
+            if list.len() == MAX_PROTOCOL_VERSIONS {
+                return Err(DecodeError::TooMany {
+                    field: "supportedProtocolVersions",
+                    limit: MAX_PROTOCOL_VERSIONS,
+                });
+            }
+            list.push(s);
+        }
+        Ok(())
+    };
     match d.array()? {
         Some(len) => {
             for _ in 0..len {
-                if let Some(s) = opt_string(d, "supportedProtocolVersions")? {
-                    list.push(s);
-                }
+                push(d)?;
             }
         }
         None => {
             while d.datatype()? != Type::Break {
-                if let Some(s) = opt_string(d, "supportedProtocolVersions")? {
-                    list.push(s);
-                }
+                push(d)?;
             }
             d.skip()?;
         }
@@ -797,7 +977,7 @@ fn metadata(d: &mut Decoder<'_>) -> Result<PeerMetadata, DecodeError> {
     }
     for_each_entry(d, |d, key| {
         match key {
-            "storageId" => metadata.storage_id = opt_string(d, "storageId")?,
+            "storageId" => metadata.storage_id = opt_id(d, "storageId")?,
             "isEphemeral" => metadata.is_ephemeral = opt_bool(d)?.unwrap_or(false),
             "partnerplanListing" => metadata.listing = opt_bool(d)?.unwrap_or(false),
             "partnerplanCompact" => {
@@ -865,6 +1045,7 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
         let (mut id, mut name, mut role, mut home) = (None, None, None, false);
         let mut documents = Vec::new();
         let mut sizes = Vec::new();
+        let mut shared = Vec::new();
         let mut schools = Vec::new();
         for_each_entry(d, |d, key| {
             match key {
@@ -880,6 +1061,12 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
                 })?,
                 "sizes" => for_each_item(d, "sizes", |d| {
                     sizes.push(opt_count(d, "sizes")?.unwrap_or(0));
+                    Ok(())
+                })?,
+                "shared" => for_each_item(d, "shared", |d| {
+                    if let Some(text) = opt_string(d, "shared")? {
+                        shared.push(DocumentId::parse_url_or_id(&text)?);
+                    }
                     Ok(())
                 })?,
                 "schools" => schools = school_list(d)?,
@@ -906,8 +1093,37 @@ fn partnership_list(d: &mut Decoder<'_>) -> Result<Vec<ListedPartnership>, Decod
             home,
             documents,
             sizes,
+            shared,
             schools,
         });
+        Ok(())
+    })?;
+    Ok(list)
+}
+
+fn actor_list(d: &mut Decoder<'_>) -> Result<Vec<NamedActor>, DecodeError> {
+    let mut list = Vec::new();
+    for_each_item(d, "actors", |d| {
+        skip_tags(d)?;
+        if !matches!(d.datatype()?, Type::Map | Type::MapIndef) {
+            return Err(DecodeError::WrongType {
+                field: "actors".into(),
+                expected: "a list of maps",
+            });
+        }
+        let (mut actor, mut school) = (None, None);
+        for_each_entry(d, |d, key| {
+            match key {
+                "actor" => actor = opt_bytes(d, "actor")?,
+                "school" => school = opt_string(d, "school")?,
+                _ => d.skip()?,
+            }
+            Ok(())
+        })?;
+        // An entry missing either names nothing.
+        if let (Some(actor), Some(school)) = (actor, school) {
+            list.push(NamedActor { actor, school });
+        }
         Ok(())
     })?;
     Ok(list)
@@ -988,6 +1204,13 @@ mod tests {
                 sender_id: Some("r".into()),
                 target_id: None,
                 message: "no".into(),
+                document_id: None,
+            },
+            Message::Error {
+                sender_id: Some("r".into()),
+                target_id: Some("a".into()),
+                message: "not yours".into(),
+                document_id: Some(doc),
             },
             Message::Request(SyncFrame {
                 sender_id: "a".into(),
@@ -1038,6 +1261,7 @@ mod tests {
                         home: true,
                         documents: vec![doc, DocumentId::random()],
                         sizes: vec![1_200_000, 7],
+                        shared: vec![doc],
                         schools: vec![
                             ListedSchool {
                                 name: "Hilltop Primary".into(),
@@ -1056,10 +1280,31 @@ mod tests {
                         home: false,
                         documents: vec![],
                         sizes: vec![],
+                        shared: vec![],
                         schools: vec![],
                     },
                 ],
                 more: true,
+            },
+            Message::Actors {
+                sender_id: "r".into(),
+                target_id: "a".into(),
+                actors: vec![
+                    NamedActor {
+                        actor: vec![0xab; 16],
+                        school: "Hilltop Primary".into(),
+                    },
+                    NamedActor {
+                        actor: b"person".to_vec(),
+                        school: "Valley Infants".into(),
+                    },
+                ],
+            },
+            Message::Claim {
+                sender_id: "a".into(),
+                target_id: "r".into(),
+                document_id: doc,
+                partnership: "p2".into(),
             },
         ]
     }
@@ -1227,6 +1472,59 @@ mod tests {
         .encode();
         assert!(compact.len() - 40 <= 40, "{} bytes", compact.len());
         assert!(standard.len() > compact.len() + 60);
+    }
+
+    /// Ids are kept while a peer is connected: a long one is refused
+    /// before it is copied, whichever field carries it.
+    #[test]
+    fn ids_longer_than_the_limit_are_refused_with_their_field_named() {
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        let doc = DocumentId::random();
+        let ephemeral = |sender: &str, session: &str| Message::Ephemeral {
+            sender_id: sender.into(),
+            target_id: "r".into(),
+            document_id: doc,
+            session_id: session.into(),
+            count: 1,
+            data: vec![],
+        };
+        let join = |sender: &str, storage: &str, versions: Vec<String>| Message::Join {
+            sender_id: sender.into(),
+            supported_protocol_versions: versions,
+            metadata: PeerMetadata {
+                storage_id: Some(storage.into()),
+                ..PeerMetadata::default()
+            },
+        };
+        let cases = [
+            (ephemeral("a", &long), "sessionId"),
+            (ephemeral(&long, "s"), "senderId"),
+            (join("a", &long, vec!["1".into()]), "storageId"),
+            (join(&long, "s", vec!["1".into()]), "senderId"),
+            (
+                join("a", "s", vec![long.clone()]),
+                "supportedProtocolVersions",
+            ),
+        ];
+        for (message, field) in cases {
+            let error = Message::decode(&message.encode(), DEFAULT_MAX_FRAME_BYTES).unwrap_err();
+            assert_eq!(
+                error,
+                DecodeError::IdTooLong {
+                    field,
+                    size: MAX_ID_BYTES + 1,
+                    limit: MAX_ID_BYTES
+                }
+            );
+        }
+        let many = join("a", "s", vec!["1".into(); MAX_PROTOCOL_VERSIONS + 1]);
+        let error = Message::decode(&many.encode(), DEFAULT_MAX_FRAME_BYTES).unwrap_err();
+        assert!(error.to_string().contains("more than 16"), "{error}");
+        let fits = ephemeral(&"x".repeat(MAX_ID_BYTES), &"y".repeat(MAX_ID_BYTES));
+        assert_eq!(
+            Message::decode(&fits.encode(), DEFAULT_MAX_FRAME_BYTES).unwrap(),
+            fits
+        );
     }
 
     #[test]

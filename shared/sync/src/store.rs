@@ -18,19 +18,28 @@ use automerge::{AutoCommit, Automerge, ChangeHash};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use crate::access::{
-    Credential, Owner, PartnershipId, Register, Role, School, SchoolId, SchoolKey,
+    AccessRecord, Credential, Kept, Owner, PEER_ID_KEPT_MS, PartnershipId, Register, Role, School,
+    SchoolId, SchoolKey,
 };
 use crate::document_id::DocumentId;
-use crate::message::PublicKey;
+use crate::message::{NamedActor, PublicKey};
 
 /// Marks a SQLite file as ours (`PRAGMA application_id`): "PPLN".
 const APPLICATION_ID: i32 = 0x5050_4C4E;
 /// 1: documents, sync states, tracked documents, meta. 2: the relay's
 /// register (partnerships, schools, memberships, document owners) joins
 /// them, so one file, one check and one version cover both. 3: when each
-/// document last changed (`document_changes`), for the relay's admin pages,
-/// and the schools' public signing keys (`signing_keys`).
+/// document last changed (`document_changes`, for the relay's admin
+/// pages), the schools' public signing keys (`signing_keys`), what the
+/// relay's access policy keeps across restarts (each actor's school,
+/// peer-id claims, the schools a restore waits for), and on a client the
+/// schools the relay named for actors.
 const SCHEMA_VERSION: i32 = 3;
+
+/// `meta` key a restore sets to [`BINDINGS_INCOMPLETE`] when it could not
+/// carry over the actor bindings of the database it replaced.
+pub const RESTORE_BINDINGS: &str = "restore.bindings";
+pub const BINDINGS_INCOMPLETE: &str = "incomplete";
 
 /// A document with more chunks than this is compacted into one snapshot.
 pub const COMPACT_AFTER_CHUNKS: i64 = 64;
@@ -92,9 +101,28 @@ pub enum Write {
         key: String,
         value: String,
     },
+    /// One snapshot in place of the document's chunks up to `upto_seq`
+    /// (those after stay; automerge loads chunks in any order).
+    Compacted {
+        document_id: DocumentId,
+        upto_seq: i64,
+        data: Vec<u8>,
+    },
+    /// What the relay's access policy keeps across restarts.
+    Access(AccessRecord),
+    /// Which school each of these actors belongs to, as the relay named
+    /// them (the client keeps them for history).
+    ActorNames(Vec<NamedActor>),
     /// A school's public signing key; one kept is never replaced.
     SigningKey {
         key: SchoolKey,
+    },
+    /// On a client: a document made here for a partnership (by id) other
+    /// than the home one, which the sync names to the relay before its
+    /// first changes. One kept is never replaced.
+    Claim {
+        document_id: DocumentId,
+        partnership: String,
     },
 }
 
@@ -110,6 +138,9 @@ pub struct StoredChunk {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Leave compacting to the caller (`to_compact`, `Write::Compacted`)
+    /// rather than doing it inside each write.
+    compact_later: bool,
 }
 
 impl Store {
@@ -139,7 +170,11 @@ impl Store {
         .map_err(|e| classify(&path, e))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(|e| classify(&path, e))?;
-        let mut store = Store { conn, path };
+        let mut store = Store {
+            conn,
+            path,
+            compact_later: false,
+        };
         store.check_and_migrate(existed)?;
         Ok(store)
     }
@@ -259,9 +294,10 @@ impl Store {
                 )
                 .map_err(err)?;
         }
-        if version < 3 {
+        if version < 3 || !has_tables(&self.conn, VERSION_3_TABLES).map_err(err)? {
             // Each step of version 3 is idempotent (IF NOT EXISTS), so the
-            // tables several changes add meet in one step.
+            // tables several changes add meet in one step; it runs again
+            // on a version 3 file that lacks one (made while they met).
             self.conn
                 .execute_batch(&format!(
                     "BEGIN IMMEDIATE;
@@ -269,10 +305,37 @@ impl Store {
                          document_id TEXT PRIMARY KEY,
                          changed_at INTEGER NOT NULL
                      );
+                     CREATE TABLE IF NOT EXISTS actor_schools (
+                         actor BLOB PRIMARY KEY,
+                         school_id TEXT NOT NULL,
+                         bound_at INTEGER NOT NULL
+                     );
+                     CREATE TABLE IF NOT EXISTS peer_claims (
+                         peer_id TEXT PRIMARY KEY,
+                         school_id TEXT NOT NULL,
+                         last_seen_ms INTEGER NOT NULL
+                     );
+                     CREATE INDEX IF NOT EXISTS peer_claims_by_age ON peer_claims (last_seen_ms);
+                     CREATE TABLE IF NOT EXISTS restore_waits_for (
+                         school_id TEXT PRIMARY KEY,
+                         until_ms INTEGER NOT NULL
+                     );
+                     CREATE TABLE IF NOT EXISTS actor_names (
+                         actor BLOB PRIMARY KEY,
+                         school TEXT NOT NULL
+                     );
                      CREATE TABLE IF NOT EXISTS signing_keys (
                          public_key BLOB PRIMARY KEY,
                          school_id TEXT NOT NULL,
                          registered_at INTEGER NOT NULL
+                     );
+                     CREATE TABLE IF NOT EXISTS document_writers (
+                         document_id TEXT PRIMARY KEY,
+                         school_id TEXT NOT NULL
+                     );
+                     CREATE TABLE IF NOT EXISTS claims (
+                         document_id TEXT PRIMARY KEY,
+                         partnership_id TEXT NOT NULL
                      );
                      PRAGMA user_version = {SCHEMA_VERSION};
                      COMMIT;"
@@ -317,6 +380,100 @@ impl Store {
             }
         }
         Ok(owners)
+    }
+
+    /// The documents one school writes alone (a viewer's own, shared with
+    /// the partnership that owns it), with that school.
+    pub fn writers(&self) -> Result<Vec<(DocumentId, SchoolId)>, StoreError> {
+        self.id_pairs("SELECT document_id, school_id FROM document_writers")
+    }
+
+    /// On a client: the documents made here for a partnership other than
+    /// the home one, with that partnership's id.
+    pub fn claims(&self) -> Result<Vec<(DocumentId, String)>, StoreError> {
+        self.id_pairs("SELECT document_id, partnership_id FROM claims")
+    }
+
+    /// Rows of (document id, text), skipping ids that do not parse.
+    fn id_pairs(&self, sql: &str) -> Result<Vec<(DocumentId, String)>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self.conn.prepare_cached(sql).map_err(err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, value) = row.map_err(err)?;
+            if let Ok(id) = id.parse() {
+                out.push((id, value));
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the relay's access policy kept before it last stopped: each
+    /// actor's school, peer-id claims, and the schools a restore waits for.
+    pub fn kept_access(&self) -> Result<Kept, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut kept = Kept::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT actor, school_id FROM actor_schools")
+            .map_err(err)?;
+        for row in stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?
+        {
+            kept.actors.push(row.map_err(err)?);
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT peer_id, school_id, last_seen_ms FROM peer_claims ORDER BY last_seen_ms DESC",
+            )
+            .map_err(err)?;
+        for row in stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?)))
+            .map_err(err)?
+        {
+            let (peer_id, school, at): (String, String, i64) = row.map_err(err)?;
+            kept.peers.push((peer_id, school, at.max(0) as u64));
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT school_id, until_ms FROM restore_waits_for")
+            .map_err(err)?;
+        for row in stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?)))
+            .map_err(err)?
+        {
+            let (school, until): (String, i64) = row.map_err(err)?;
+            kept.restored.push((school, until.max(0) as u64));
+        }
+        kept.bindings_incomplete =
+            self.meta(RESTORE_BINDINGS)?.as_deref() == Some(BINDINGS_INCOMPLETE);
+        Ok(kept)
+    }
+
+    /// The school of each Automerge actor the relay named (a client's
+    /// store), keyed by the actor id in hex: what history names schools by.
+    pub fn actor_names(&self) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT actor, school FROM actor_names")
+            .map_err(err)?;
+        let mut names = std::collections::BTreeMap::new();
+        for row in stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(err)?
+        {
+            let (actor, school) = row.map_err(err)?;
+            names.insert(automerge::ActorId::from(actor).to_hex_string(), school);
+        }
+        Ok(names)
     }
 
     /// Every school's public signing keys, oldest first.
@@ -490,6 +647,40 @@ impl Store {
                         ])
                     })
                     .map_err(err)?;
+                    if let Some(writer) = &owner.writer {
+                        tx.prepare_cached(
+                            "INSERT OR IGNORE INTO document_writers (document_id, school_id) VALUES (?1, ?2)",
+                        )
+                        .and_then(|mut s| s.execute(params![document_id.to_string(), writer]))
+                        .map_err(err)?;
+                    }
+                }
+                Write::Claim {
+                    document_id,
+                    partnership,
+                } => {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO claims (document_id, partnership_id) VALUES (?1, ?2)",
+                    )
+                    .and_then(|mut s| s.execute(params![document_id.to_string(), partnership]))
+                    .map_err(err)?;
+                }
+                Write::Compacted {
+                    document_id,
+                    upto_seq,
+                    data,
+                } => {
+                    let key = document_id.to_string();
+                    tx.execute(
+                        "DELETE FROM chunks WHERE document_id = ?1 AND seq <= ?2",
+                        params![key, upto_seq],
+                    )
+                    .map_err(err)?;
+                    tx.execute(
+                        "INSERT INTO chunks (document_id, data) VALUES (?1, ?2)",
+                        params![key, data],
+                    )
+                    .map_err(err)?;
                 }
                 Write::SigningKey { key } => {
                     tx.prepare_cached(
@@ -507,6 +698,17 @@ impl Store {
                     .and_then(|mut s| s.execute(params![key, value]))
                     .map_err(err)?;
                 }
+                Write::Access(record) => write_access(&tx, record).map_err(err)?,
+                Write::ActorNames(actors) => {
+                    for named in actors {
+                        tx.prepare_cached(
+                            "INSERT INTO actor_names (actor, school) VALUES (?1, ?2)
+                             ON CONFLICT (actor) DO UPDATE SET school = excluded.school",
+                        )
+                        .and_then(|mut s| s.execute(params![named.actor, named.school]))
+                        .map_err(err)?;
+                    }
+                }
             }
         }
         touched.sort();
@@ -521,10 +723,58 @@ impl Store {
             )
             .and_then(|mut s| s.execute(params![document_id.to_string(), now]))
             .map_err(err)?;
-            compact_if_needed(&tx, &document_id).map_err(err)?;
+            if !self.compact_later {
+                compact_if_needed(&tx, &document_id).map_err(err)?;
+            }
         }
         tx.commit().map_err(err)?;
         Ok(seqs)
+    }
+
+    /// From now on writes do not compact documents inside their
+    /// transaction: the caller asks [`Store::to_compact`] after writing,
+    /// makes the snapshot where it stalls nothing, and writes it back as
+    /// [`Write::Compacted`]. (The relay's engine: loading and saving a
+    /// large document took it over a second.)
+    pub fn compact_later(&mut self) {
+        self.compact_later = true;
+    }
+
+    /// Whether [`Store::compact_later`] was asked for.
+    pub fn compacts_later(&self) -> bool {
+        self.compact_later
+    }
+
+    /// The document's chunks, if it has more than [`COMPACT_AFTER_CHUNKS`].
+    pub fn to_compact(&self, document_id: &DocumentId) -> Result<Option<ToCompact>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let key = document_id.to_string();
+        let count: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM chunks WHERE document_id = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if count <= COMPACT_AFTER_CHUNKS {
+            return Ok(None);
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, data FROM chunks WHERE document_id = ?1 ORDER BY seq")
+            .map_err(err)?;
+        let rows: Vec<(i64, Vec<u8>)> = stmt
+            .query_map(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        let upto_seq = rows.last().map(|(seq, _)| *seq).unwrap_or(0);
+        Ok(Some(ToCompact {
+            document_id: *document_id,
+            upto_seq,
+            chunks: rows.into_iter().map(|(_, data)| data).collect(),
+        }))
     }
 
     /// Makes a local edit: loads the document's latest state, lets `edit`
@@ -693,6 +943,52 @@ impl Store {
         Ok(sizes)
     }
 
+    /// Each document's newest chunk seq: a document whose seq has not
+    /// moved has not changed.
+    pub fn last_seq_by_document(&self) -> Result<HashMap<DocumentId, i64>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT document_id, max(seq) FROM chunks GROUP BY document_id")
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(err)?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (id, seq) = row.map_err(err)?;
+            if let Ok(id) = id.parse() {
+                out.insert(id, seq);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every document's sync state with one peer (by its storage id).
+    pub fn sync_states_with(
+        &self,
+        storage_id: &str,
+    ) -> Result<HashMap<DocumentId, Vec<u8>>, StoreError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT document_id, state FROM sync_states WHERE peer_storage_id = ?1")
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![storage_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(err)?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (id, state) = row.map_err(err)?;
+            if let Ok(id) = id.parse() {
+                out.insert(id, state);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every document that has at least one chunk.
     pub fn document_ids(&self) -> Result<Vec<DocumentId>, StoreError> {
         let err = |e| classify(&self.path, e);
@@ -785,6 +1081,62 @@ pub fn check_copy(path: &Path) -> Result<CopySummary, StoreError> {
 
 use crate::clock::unix_seconds;
 
+/// Keeps one of the access policy's records. An actor's first school
+/// stays its school; a peer id's claim moves with its last use, and
+/// claims unused for longer than they are kept go.
+fn write_access(tx: &rusqlite::Transaction<'_>, record: &AccessRecord) -> rusqlite::Result<()> {
+    match record {
+        AccessRecord::ActorBound { actor, school } => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO actor_schools (actor, school_id, bound_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![actor, school, unix_seconds()])?;
+        }
+        AccessRecord::PeerSeen {
+            peer_id,
+            school,
+            at_ms,
+        } => {
+            let at = i64::try_from(*at_ms).unwrap_or(i64::MAX);
+            tx.prepare_cached(
+                "INSERT INTO peer_claims (peer_id, school_id, last_seen_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (peer_id) DO UPDATE SET school_id = excluded.school_id,
+                     last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)",
+            )?
+            .execute(params![peer_id, school, at])?;
+            let expired = at.saturating_sub(PEER_ID_KEPT_MS as i64);
+            tx.prepare_cached("DELETE FROM peer_claims WHERE last_seen_ms < ?1")?
+                .execute(params![expired])?;
+        }
+    }
+    Ok(())
+}
+
+/// The tables the version 3 step makes.
+const VERSION_3_TABLES: &[&str] = &[
+    "document_changes",
+    "actor_schools",
+    "peer_claims",
+    "restore_waits_for",
+    "actor_names",
+    "signing_keys",
+    "document_writers",
+    "claims",
+];
+
+/// Whether the database holds every one of these tables.
+fn has_tables(conn: &Connection, tables: &[&str]) -> rusqlite::Result<bool> {
+    let mut stmt = conn
+        .prepare_cached("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1")?;
+    for table in tables {
+        let found: i64 = stmt.query_row([table], |r| r.get(0))?;
+        if found == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 fn register_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT version FROM directory_version WHERE id = 1",
@@ -844,11 +1196,27 @@ pub fn read_register(conn: &Connection) -> rusqlite::Result<Register> {
 
 /// Builds a document from its chunks.
 pub fn assemble(chunks: &[Vec<u8>]) -> Result<Automerge, String> {
-    let mut doc = Automerge::new();
-    for chunk in chunks {
-        doc.load_incremental(chunk).map_err(|e| e.to_string())?;
+    match crate::repo::assemble(chunks) {
+        (doc, None) => Ok(doc),
+        (_, Some(reason)) => Err(reason),
     }
-    Ok(doc)
+}
+
+/// A document's chunks up to `upto_seq`, to be replaced by one snapshot
+/// made elsewhere (see [`Store::compact_later`]).
+pub struct ToCompact {
+    pub document_id: DocumentId,
+    pub upto_seq: i64,
+    pub chunks: Vec<Vec<u8>>,
+}
+
+impl ToCompact {
+    /// The snapshot that replaces the chunks: heavy (the whole document
+    /// is loaded and saved), so run where it stalls nothing. `None` if
+    /// the chunks cannot be read; they are then left alone.
+    pub fn snapshot(&self) -> Option<Vec<u8>> {
+        assemble(&self.chunks).ok().map(|doc| doc.save())
+    }
 }
 
 /// A document kept in memory by a long-running process (the app), and
@@ -867,6 +1235,19 @@ pub struct Changes<'a> {
 }
 
 impl Changes<'_> {
+    /// Keeps, in this transaction, that `document_id` (made here) is for
+    /// `partnership` (by id) rather than the home one: the sync names it
+    /// to the relay before its first changes ([`Write::Claim`]).
+    pub fn claim(&mut self, document_id: &DocumentId, partnership: &str) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT OR IGNORE INTO claims (document_id, partnership_id) VALUES (?1, ?2)",
+                params![document_id.to_string(), partnership],
+            )
+            .map(|_| ())
+            .map_err(|e| classify(self.path, e))
+    }
+
     /// One edit, as [`Store::change`] describes, inside this transaction.
     pub fn change<T, E: From<StoreError>>(
         &mut self,
@@ -1147,11 +1528,55 @@ mod tests {
                     owner: Owner {
                         partnership: partnership.into(),
                         claimed_by: school.into(),
+                        writer: Some(school.into()),
                     },
                 }])
                 .unwrap();
         }
         assert_eq!(store.owners().unwrap()[&id], "north");
+        assert_eq!(
+            store.writers().unwrap(),
+            vec![(id, "a".to_string())],
+            "the first writer stays its writer"
+        );
+    }
+
+    #[test]
+    fn a_claim_is_kept_with_its_document_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("school.sqlite");
+        let mut store = Store::open(&path).unwrap();
+        let id = DocumentId::random();
+        store
+            .write(&[
+                Write::Track { document_id: id },
+                Write::Claim {
+                    document_id: id,
+                    partnership: "north".into(),
+                },
+                Write::Claim {
+                    document_id: id,
+                    partnership: "south".into(),
+                },
+            ])
+            .unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.claims().unwrap(), vec![(id, "north".to_string())]);
+        assert_eq!(store.tracked_after(0).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_version_3_file_missing_a_version_3_table_gets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.sqlite");
+        Store::open(&path)
+            .unwrap()
+            .into_connection()
+            .execute_batch("DROP TABLE actor_schools; DROP TABLE peer_claims;")
+            .unwrap();
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.kept_access().unwrap(), Kept::default());
     }
 
     #[test]
@@ -1395,5 +1820,60 @@ mod tests {
             .unwrap();
         assert!(store.load_document(&one).unwrap().is_some());
         assert!(store.load_document(&two).unwrap().is_some());
+    }
+}
+
+#[cfg(test)]
+mod compact_later_tests {
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ROOT};
+
+    use super::*;
+
+    /// The relay's way: writes leave compacting to the caller, which makes
+    /// the snapshot elsewhere and writes it back; chunks written meanwhile
+    /// stay, and the document reads the same.
+    #[test]
+    fn a_snapshot_made_elsewhere_replaces_the_chunks_it_covers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path().join("relay.sqlite")).unwrap();
+        store.compact_later();
+        let id = DocumentId::random();
+        let mut doc = AutoCommit::new();
+        let write = |doc: &mut AutoCommit, store: &mut Store, i: i64| {
+            let before = doc.get_heads();
+            doc.put(ROOT, "count", i).unwrap();
+            let data = doc.save_after(&before);
+            store
+                .write(&[Write::Chunk {
+                    document_id: id,
+                    data,
+                }])
+                .unwrap();
+        };
+        for i in 0..=COMPACT_AFTER_CHUNKS {
+            write(&mut doc, &mut store, i);
+        }
+        let job = store.to_compact(&id).unwrap().expect("past the threshold");
+        assert_eq!(
+            job.chunks.len() as i64,
+            COMPACT_AFTER_CHUNKS + 1,
+            "not compacted inline"
+        );
+        let snapshot = job.snapshot().unwrap();
+        // Written while the snapshot was being made.
+        write(&mut doc, &mut store, 1000);
+        store
+            .write(&[Write::Compacted {
+                document_id: id,
+                upto_seq: job.upto_seq,
+                data: snapshot,
+            }])
+            .unwrap();
+        let (chunks, _) = store.load(&id).unwrap();
+        assert_eq!(chunks.len(), 2, "the snapshot and the later chunk");
+        let stored = store.load_document(&id).unwrap().unwrap();
+        assert_eq!(stored.get_heads(), doc.get_heads());
+        assert!(store.to_compact(&id).unwrap().is_none());
     }
 }

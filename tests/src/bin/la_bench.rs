@@ -190,6 +190,7 @@ fn main() {
         ("/county?term=Spring+2013", "the county table"),
         ("/outcomes", "the outcomes"),
         ("/funding", "the funding"),
+        ("/documents", "every document (a list)"),
     ] {
         let (first, size, body) = app.get(path);
         assert!(
@@ -354,22 +355,33 @@ struct Relay {
 impl Relay {
     fn start(program: &Path, data: &Path) -> Relay {
         let mut child = Command::new(program)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
             .arg(data)
             .env("PARTNERPLAN_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
             .expect("the relay starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("ws://"))
-            .expect("the relay says where it listens")
-            .to_string();
+        // Read all it says, so it never writes into a closed pipe.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.split_whitespace().find(|w| w.starts_with("ws://")) {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the relay says where it listens");
         Relay { child, url }
     }
 }

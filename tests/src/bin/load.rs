@@ -72,7 +72,9 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     rows: usize,
     /// Distinct plans to build; every document is a fork of one of them
-    /// with its own title.
+    /// with its own title. With `--tokens`, at least one per school (a
+    /// relay takes a change only from the school that first sent its
+    /// Automerge actor, so each school seeds from templates of its own).
     #[arg(long, default_value_t = 32)]
     templates: usize,
     /// Documents each client seeds or fetches at once.
@@ -101,9 +103,15 @@ struct Args {
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     json: bool,
-    /// The server's process id: report its VmHWM and VmRSS at the end.
+    /// The server's process id: report its VmHWM and VmRSS at the end
+    /// (and around --idle-secs).
     #[arg(long)]
     pid: Option<u32>,
+    /// After fetching, every client stays connected and does nothing for
+    /// this long before the edit phase (the edits then wake documents a
+    /// relay let go of): the server's memory is read before and after.
+    #[arg(long, default_value_t = 0)]
+    idle_secs: u64,
     /// The longest any one phase may take.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
@@ -274,6 +282,10 @@ struct Local {
 
 struct Client {
     idx: usize,
+    /// Which of the schools (tokens) it connects as, and how many there
+    /// are: it seeds only from its own school's templates.
+    school: usize,
+    schools: usize,
     peer_id: String,
     server_id: String,
     shared: Arc<Shared>,
@@ -378,7 +390,11 @@ impl Client {
                 let mut count = 0;
                 for (idx, info) in self.shared.docs.iter().enumerate() {
                     if info.subscribers[0] == self.idx {
-                        let doc = personalise(&templates[idx % templates.len()], idx);
+                        // Templates school, school + schools, ... are
+                        // this school's (their changes share its actors).
+                        let own = (templates.len() / self.schools).max(1);
+                        let template = self.school + (idx % own) * self.schools;
+                        let doc = personalise(&templates[template % templates.len()], idx);
                         if count % 10 == 0 {
                             bytes += doc.save().len();
                             measured += 1;
@@ -956,6 +972,7 @@ async fn run(args: Args) -> Result<Value, String> {
         }
         None => Vec::new(),
     };
+    let schools = tokens.len().max(1);
     let run_id = random_hex(4);
     let connect_started = Instant::now();
     let mut handshakes = Vec::new();
@@ -983,6 +1000,8 @@ async fn run(args: Args) -> Result<Value, String> {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let client = Client {
             idx: c,
+            school: c % schools,
+            schools,
             peer_id,
             server_id,
             shared: shared.clone(),
@@ -1026,7 +1045,8 @@ async fn run(args: Args) -> Result<Value, String> {
         // slow (one operation per character), so plans are forks of a few
         // distinct templates, each with its own title in one more change.
         let started = Instant::now();
-        let count = args.templates.clamp(1, documents.max(1));
+        // A whole number of templates per school, one at least.
+        let count = args.templates.clamp(1, documents.max(1)).div_ceil(schools) * schools;
         let rows = args.rows.max(1);
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut builders = Vec::new();
@@ -1124,6 +1144,21 @@ async fn run(args: Args) -> Result<Value, String> {
             "secs": secs,
             "fetches_per_sec": fetched as f64 / secs.max(1e-9),
         });
+
+        if ok && args.idle_secs > 0 {
+            if let Some(pid) = args.pid {
+                report["server_memory_before_idle"] = server_memory(pid);
+            }
+            eprintln!(
+                "{tag}idle: every client stays connected for {}s",
+                args.idle_secs
+            );
+            tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+            if let Some(pid) = args.pid {
+                report["server_memory_after_idle"] = server_memory(pid);
+            }
+            report["idle_secs"] = json!(args.idle_secs);
+        }
 
         if ok {
             // Clients that share no edited document make no edits.
@@ -1333,11 +1368,17 @@ fn print_text(report: &Value) {
             );
         }
     }
-    if let Some(m) = report.get("server_memory") {
-        println!(
-            "  server memory    VmHWM {} kB, VmRSS {} kB (pid {})",
-            m["vm_hwm_kb"], m["vm_rss_kb"], m["pid"]
-        );
+    for (key, what) in [
+        ("server_memory_before_idle", "before idle"),
+        ("server_memory_after_idle", "after idle"),
+        ("server_memory", "at the end"),
+    ] {
+        if let Some(m) = report.get(key) {
+            println!(
+                "  server memory    VmHWM {} kB, VmRSS {} kB {what} (pid {})",
+                m["vm_hwm_kb"], m["vm_rss_kb"], m["pid"]
+            );
+        }
     }
     let errors = report["errors"].as_array().cloned().unwrap_or_default();
     for error in &errors {

@@ -442,5 +442,9 @@
   fitAll();
   window.addEventListener("resize", fitAll);
   window.addEventListener("beforeprint", fitAll);
+  // A printed overview lists every partnership's schools.
+  window.addEventListener("beforeprint", () => {
+    for (const d of document.querySelectorAll("table.overview details")) d.open = true;
+  });
   listen();
 })();

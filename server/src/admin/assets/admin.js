@@ -1,5 +1,8 @@
 // The relay's admin pages work without this script; it only adds the
-// "Copy the invite" button's copying.
+// "Copy the invite" button's copying, and takes the keyboard (and a
+// screen reader) to a form's mistakes when a page comes back with them.
+document.getElementById("error-summary")?.focus();
+
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("button[data-copy]");
   if (!button) return;
