@@ -48,7 +48,10 @@ async function until(what, check, limitMs = 300_000) {
  *  line, a `find` asked before that finds nothing). */
 async function repo({ url, dir }) {
   const r = new Repo({
-    network: url ? [new WebSocketClientAdapter(url, 500)] : [],
+    // The adapter replaces a socket that has not opened within its retry
+    // interval: over a 300 ms line the upgrade alone takes 600 ms, so a
+    // short interval never connects. 5 s is the adapter's own default.
+    network: url ? [new WebSocketClientAdapter(url, 5000)] : [],
     storage: dir ? new NodeFSStorageAdapter(dir) : undefined,
     sharePolicy: async () => true,
   })
