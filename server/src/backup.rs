@@ -130,11 +130,19 @@ impl BackupDone {
     /// "The backup is in …, 1.2 MB, holding 14 documents."
     pub fn sentence(&self) -> String {
         format!(
-            "The backup is in {} ({}, {} documents); it passed its check.",
+            "The backup is in {} ({}, {}); it passed its check.",
             self.path.display(),
             human_size(self.bytes),
-            self.documents
+            self.documents_held()
         )
+    }
+
+    /// "1 document", "14 documents".
+    pub fn documents_held(&self) -> String {
+        match self.documents {
+            1 => "1 document".to_string(),
+            n => format!("{n} documents"),
+        }
     }
 }
 
@@ -420,6 +428,9 @@ fn carry_identities(conn: &Connection, aside: &Path) -> bool {
     let _ = conn.execute_batch("DETACH DATABASE replaced;");
     carried.is_ok()
 }
+
+/// How many scheduled backups are kept unless `--backup-keep` says.
+pub const DEFAULT_KEEP: usize = 14;
 
 /// Scheduled backups: every `every`, into `dir`, keeping the newest `keep`.
 #[derive(Debug, Clone)]

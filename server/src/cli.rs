@@ -116,7 +116,7 @@ enum Command {
         #[arg(long, value_parser = crate::backup::parse_duration)]
         backup_every: Option<std::time::Duration>,
         /// How many scheduled backups to keep; older ones are removed.
-        #[arg(long, default_value_t = 14, requires = "backup_every")]
+        #[arg(long, default_value_t = crate::backup::DEFAULT_KEEP, requires = "backup_every")]
         backup_keep: usize,
         /// The folder for scheduled backups (default: backups in the data
         /// directory). A folder on another disk survives that disk failing.

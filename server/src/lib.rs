@@ -536,19 +536,7 @@ async fn run_backups(
         match done {
             Ok(Ok(done)) => {
                 tracing::info!(file = %done.path.display(), bytes = done.bytes, "scheduled backup made");
-                let now = partnerplan_sync::clock::unix_seconds();
-                let recorded = engine
-                    .set_meta(vec![
-                        (backup::META_LAST.into(), backup::iso_time(now)),
-                        (
-                            backup::META_LAST_FILE.into(),
-                            done.path.display().to_string(),
-                        ),
-                    ])
-                    .await;
-                if let Some(Err(error)) = recorded {
-                    tracing::warn!(%error, "could not record the backup's time");
-                }
+                record_backup(&engine, &done).await;
             }
             Ok(Err(error)) => {
                 tracing::error!(%error, "the scheduled backup failed");
@@ -569,6 +557,24 @@ async fn run_backups(
         if next < now {
             next = now + schedule.every;
         }
+    }
+}
+
+/// Keeps when a backup was made, and where, in `meta` through the engine
+/// (for `/health`, the admin pages and `/metrics`).
+pub(crate) async fn record_backup(engine: &EngineSender, done: &backup::BackupDone) {
+    let now = partnerplan_sync::clock::unix_seconds();
+    let recorded = engine
+        .set_meta(vec![
+            (backup::META_LAST.into(), backup::iso_time(now)),
+            (
+                backup::META_LAST_FILE.into(),
+                done.path.display().to_string(),
+            ),
+        ])
+        .await;
+    if let Some(Err(error)) = recorded {
+        tracing::warn!(%error, "could not record the backup's time");
     }
 }
 

@@ -30,6 +30,14 @@ async function run(browser) {
   await page.getByText("Working: the relay can read and write it.").waitFor();
   await checkAccessibility(page, "the relay's page, empty");
 
+  // A backup at a click, before anything else: it lands in the relay's
+  // backups folder (the test looks), and the page gives its time.
+  await page.getByText("None yet.").waitFor();
+  await page.getByRole("button", { name: "Back up now" }).click();
+  await page.getByRole("status").getByText(/^A backup was made and checked: 0 documents, .* in the folder .*backups\.$/).waitFor();
+  check(!(await page.getByText("None yet.").isVisible()), "the page gives the backup's time, not 'None yet'");
+  await checkAccessibility(page, "after a backup");
+
   // A partnership, from the keyboard.
   await page.getByLabel("Name of a new partnership").fill(PARTNERSHIP);
   await page.keyboard.press("Enter");

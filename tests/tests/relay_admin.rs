@@ -117,6 +117,16 @@ fn the_admin_pages_add_a_school_show_its_invite_once_renew_it_and_remove_it() {
         ],
     );
 
+    // The page's backup is a checked copy in the relay's backups folder.
+    let backups: Vec<_> = std::fs::read_dir(root.path().join("relay").join("backups"))
+        .expect("the page's backup made the folder")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    assert!(
+        backups.len() == 1 && backups[0].starts_with("relay-") && backups[0].ends_with(".sqlite"),
+        "{backups:?}"
+    );
+
     // What the pages did is what the command line sees.
     let schools: Value =
         serde_json::from_str(&relay.admin_ok(&["school", "list", "--json"])).unwrap();
@@ -141,6 +151,7 @@ fn the_admin_pages_add_a_school_show_its_invite_once_renew_it_and_remove_it() {
         "rotate token",
         "change role",
         "remove school",
+        "back up now",
     ] {
         assert!(
             text.lines().any(|l| l.contains("admin action")
@@ -178,6 +189,20 @@ fn another_site_cannot_act_and_another_computer_needs_the_password() {
     let (status, body) = create(&own, "guessed");
     assert_eq!(status, 403, "{body}");
     assert!(partnerships(&relay).is_empty(), "nothing was made");
+    // Nor a backup, which writes a file.
+    let (status, _) = post(&relay, "/admin/backup", &own, "csrf=guessed");
+    assert_eq!(status, 403);
+    let (status, _) = post(
+        &relay,
+        "/admin/backup",
+        "Origin: http://evil.example\r\n",
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(status, 403);
+    assert!(
+        !root.path().join("relay").join("backups").exists(),
+        "no backup was made"
+    );
     // With both, it works.
     let (status, _) = create(&own, &csrf);
     assert_eq!(status, 303);

@@ -314,6 +314,7 @@ pub fn router(state: Shared, listener: Listener) -> Router<Shared> {
         .route("/admin/partnerships/{id}", get(partnership))
         .route("/admin/schools", post(add_school))
         .route("/admin/schools/token", post(rotate_token))
+        .route("/admin/backup", post(backup_now))
         .route("/admin/invites/{id}", get(show_invite))
         .route("/admin/schools/role", post(change_role))
         .route(
@@ -1035,6 +1036,56 @@ async fn rotate_token(
         }
         Err(error) => back_with(&state, &input.partnership, &error.to_string()),
     }
+}
+
+/// "Back up now": a backup into the scheduled backups' folder (the data
+/// folder's `backups` without a schedule), made and checked as the
+/// scheduled ones are, then the overview saying where it went.
+async fn backup_now(
+    State(state): State<Shared>,
+    axum::Extension(who): axum::Extension<Who>,
+    Form(input): Form<TokenOnly>,
+) -> Response {
+    if let Some(refused) = token_refused(&state, &input.csrf) {
+        return refused;
+    }
+    let data = state.config.data_dir.clone();
+    let schedule = state
+        .config
+        .backups
+        .clone()
+        .unwrap_or_else(|| crate::backup::Schedule {
+            every: std::time::Duration::from_secs(24 * 3600),
+            keep: crate::backup::DEFAULT_KEEP,
+            dir: data.join("backups"),
+        });
+    let made =
+        tokio::task::spawn_blocking(move || crate::backup::scheduled(&data, &schedule)).await;
+    let text = match made {
+        Ok(Ok(done)) => {
+            tracing::info!(who = %who, action = "back up now", bytes = done.bytes, "admin action");
+            crate::record_backup(&state.engine, &done).await;
+            format!(
+                "A backup was made and checked: {}, {}, in the folder {}.",
+                done.documents_held(),
+                crate::backup::human_size(done.bytes),
+                done.path
+                    .parent()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            )
+        }
+        Ok(Err(error)) => {
+            tracing::error!(who = %who, %error, "an admin's backup failed");
+            format!("No backup was made: {error}")
+        }
+        Err(error) => {
+            tracing::error!(%error, "an admin's backup stopped");
+            "No backup was made: the backup stopped part-way. Try again; if it fails again, look at the relay's log.".to_string()
+        }
+    };
+    let notice = state.admin.notice(text);
+    Redirect::to(&format!("/admin?notice={notice}")).into_response()
 }
 
 /// Back to a partnership's page, saying what happened.

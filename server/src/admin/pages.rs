@@ -168,12 +168,16 @@ pub fn overview(o: &Overview<'_>) -> Markup {
             dd {
                 @match o.backup_at {
                     Some(at) => (when(at, now)),
-                    None => { "None yet. Make one with " code { "partnerplan-relay backup --to FILE" } ", or start the relay with " code { "--backup-every 24h" } "." },
+                    None => { "None yet." },
                 }
                 @if let (Some(failed), Some(text)) = (o.failure_at, o.storage.last_backup_failure.as_deref()) {
                     @if o.backup_at.is_none_or(|at| failed > at) {
                         p class="bad" { "The last scheduled backup failed " (ago(failed, now)) ": " (text.split_once(' ').map(|(_, why)| why).unwrap_or(text)) }
                     }
+                }
+                form method="post" action="/admin/backup" {
+                    input type="hidden" name="csrf" value=(o.csrf);
+                    button type="submit" { "Back up now" }
                 }
             }
         }
