@@ -147,6 +147,7 @@ fn every_type() -> Vec<Message> {
                 role: partnerplan_sync::access::Role::Member,
                 home: true,
                 documents: vec![id],
+                sizes: Vec::new(),
                 shared: Vec::new(),
                 schools: Vec::new(),
             }],
