@@ -134,29 +134,17 @@ async fn push_with(
     doc: &mut Automerge,
     state: &mut sync::State,
 ) {
-    let deadline = Instant::now() + STEP;
     let heads = doc.get_heads();
-    loop {
-        if let Some(message) = doc.generate_sync_message(state) {
-            socket
-                .send(sync_frame(sender, document_id, message, false))
-                .await
-                .expect("the relay takes the message");
-        }
-        if state.their_heads.as_ref() == Some(&heads) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the relay took the document");
-        match next_message(socket).await {
-            Some(Message::Sync(frame)) if frame.document_id == document_id => {
-                let message = sync::Message::decode(&frame.data).unwrap();
-                doc.receive_sync_message(state, message).unwrap();
-            }
-            Some(Message::Error { message, .. }) => panic!("the relay refused: {message}"),
-            Some(_) => {}
-            None => panic!("the relay closed the connection"),
-        }
-    }
+    exchange_until(
+        socket,
+        sender,
+        document_id,
+        doc,
+        state,
+        "the relay took the document",
+        |_, state| state.their_heads.as_ref() == Some(&heads),
+    )
+    .await;
 }
 
 /// Syncs `doc` from the relay until it holds `heads` (the relay sends
@@ -169,6 +157,36 @@ pub async fn pull(
     state: &mut sync::State,
     heads: &[automerge::ChangeHash],
 ) {
+    let mut wanted = heads.to_vec();
+    wanted.sort();
+    exchange_until(
+        socket,
+        sender,
+        document_id,
+        doc,
+        state,
+        "the document arrived in time",
+        |doc, _| {
+            let mut ours = doc.get_heads();
+            ours.sort();
+            ours == wanted
+        },
+    )
+    .await;
+}
+
+/// Runs the sync exchange for one document with the relay until `done`
+/// holds, panicking with `what` if it does not within [`STEP`], or if the
+/// relay refuses or closes.
+async fn exchange_until(
+    socket: &mut Socket,
+    sender: &str,
+    document_id: DocumentId,
+    doc: &mut Automerge,
+    state: &mut sync::State,
+    what: &str,
+    done: impl Fn(&Automerge, &sync::State) -> bool,
+) {
     let deadline = Instant::now() + STEP;
     loop {
         if let Some(message) = doc.generate_sync_message(state) {
@@ -177,14 +195,10 @@ pub async fn pull(
                 .await
                 .expect("the relay takes the message");
         }
-        let mut ours = doc.get_heads();
-        let mut wanted = heads.to_vec();
-        ours.sort();
-        wanted.sort();
-        if ours == wanted {
+        if done(doc, state) {
             return;
         }
-        assert!(Instant::now() < deadline, "the document arrived in time");
+        assert!(Instant::now() < deadline, "{what}");
         match next_message(socket).await {
             Some(Message::Sync(frame)) if frame.document_id == document_id => {
                 let message = sync::Message::decode(&frame.data).unwrap();

@@ -423,6 +423,35 @@ impl School {
         self.ok(&["sync", "--timeout", "60"]);
     }
 
+    /// The document as this school stores it, read from its database
+    /// (`None` if it has not arrived).
+    pub fn stored(&self, url: &str) -> Option<automerge::Automerge> {
+        let store = partnerplan_sync::Store::open(self.dir.join("school.sqlite"))
+            .expect("the school's database opens");
+        let id = partnerplan_sync::DocumentId::parse_url_or_id(url).expect("a document URL");
+        store
+            .load_document(&id)
+            .expect("the school's database reads")
+    }
+
+    /// The ids of an action plan's action rows, as `view --json` gives them.
+    pub fn action_ids(&self, url: &str) -> Vec<String> {
+        let plan: Value = serde_json::from_str(&self.ok(&["view", url, "--json"]))
+            .expect("view --json prints JSON");
+        plan["areas"]
+            .as_array()
+            .expect("a plan has areas")
+            .iter()
+            .flat_map(|area| area["actions"].as_array().cloned().unwrap_or_default())
+            .map(|action| {
+                action["id"]
+                    .as_str()
+                    .expect("an action has an id")
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// A new action plan with one review recorded (11 July 2017, by the
     /// HTs), not yet signed: the plan's URL and the review's id.
     pub fn plan_with_review(&self) -> (String, String) {

@@ -6,8 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use automerge::{Automerge, ChangeHash};
-use partnerplan_sync::{DocumentId, Store};
+use automerge::ChangeHash;
 use partnerplan_tests::floor::Floor;
 use partnerplan_tests::shaper::{LinkShape, Shaper};
 use partnerplan_tests::{RelayProcess, School, TEST_PARTNERSHIP, wait_until};
@@ -37,28 +36,6 @@ fn import_plan(school: &School) -> String {
         .find_map(|l| l.strip_prefix("Action plan:"))
         .map(|u| u.trim().to_string())
         .expect("import prints the plan's URL")
-}
-
-/// The plan's action rows, by id.
-fn actions(school: &School, url: &str) -> Vec<String> {
-    let plan: Value = serde_json::from_str(&school.ok(&["view", url, "--json"])).unwrap();
-    plan["areas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|area| area["actions"].as_array().cloned().unwrap_or_default())
-        .map(|action| action["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// The document as `school` stores it (no sync running).
-fn stored(school: &School, url: &str) -> Automerge {
-    let store = Store::open(school.dir.join("school.sqlite")).unwrap();
-    let id = DocumentId::parse_url_or_id(url).unwrap();
-    store
-        .load_document(&id)
-        .unwrap()
-        .expect("the school holds it")
 }
 
 /// `k` edits as a person makes them at the command line: a status change,
@@ -103,9 +80,12 @@ fn fifty_offline_edits_cost_at_most_a_third_more_than_their_floor() {
     school.sync();
     let idle = line.bytes() - before;
 
-    let heads: Vec<ChangeHash> = stored(&school, &url).get_heads();
-    edit_offline(&school, &url, &actions(&school, &url), 50);
-    let floor = Floor::since(&stored(&school, &url), &heads);
+    let heads: Vec<ChangeHash> = school
+        .stored(&url)
+        .expect("the school holds it")
+        .get_heads();
+    edit_offline(&school, &url, &school.action_ids(&url), 50);
+    let floor = Floor::since(&school.stored(&url).expect("the school holds it"), &heads);
     assert_eq!(floor.changes, 50);
 
     let before = line.bytes();
@@ -126,8 +106,11 @@ fn fifty_offline_edits_cost_at_most_a_third_more_than_their_floor() {
     other.ok(&["open", &url]);
     other.sync();
     assert_eq!(
-        stored(&other, &url).get_heads(),
-        stored(&school, &url).get_heads()
+        other.stored(&url).expect("the school holds it").get_heads(),
+        school
+            .stored(&url)
+            .expect("the school holds it")
+            .get_heads()
     );
 }
 
@@ -146,7 +129,7 @@ fn a_lone_live_edit_costs_each_receiving_school_at_most_twice_its_size() {
         .map(|(i, line)| school_behind(root.path(), &relay, line, &format!("School {i}")))
         .collect();
     let url = import_plan(&schools[0]);
-    let row = actions(&schools[0], &url)[0].clone();
+    let row = schools[0].action_ids(&url)[0].clone();
     schools[0].sync();
     let _watching: Vec<_> = schools.iter().map(School::watch).collect();
     let status_at = |school: &School| -> Value {
@@ -161,7 +144,10 @@ fn a_lone_live_edit_costs_each_receiving_school_at_most_twice_its_size() {
     // Let the first syncs settle.
     std::thread::sleep(Duration::from_secs(2));
 
-    let heads = stored(&schools[0], &url).get_heads();
+    let heads = schools[0]
+        .stored(&url)
+        .expect("the school holds it")
+        .get_heads();
     let before: Vec<u64> = lines.iter().map(Shaper::bytes).collect();
     schools[0].ok(&["put", &url, "status", "green", "--row", &row]);
     wait_until(
@@ -171,7 +157,10 @@ fn a_lone_live_edit_costs_each_receiving_school_at_most_twice_its_size() {
     );
     // The acknowledgements follow the change.
     std::thread::sleep(Duration::from_secs(1));
-    let change = Floor::since(&stored(&schools[0], &url), &heads);
+    let change = Floor::since(
+        &schools[0].stored(&url).expect("the school holds it"),
+        &heads,
+    );
     assert_eq!(change.changes, 1);
     for (i, line) in lines.iter().enumerate().skip(1) {
         let cost = line.bytes() - before[i];

@@ -8,13 +8,10 @@
 //! about 12 KB, so it runs in well under a minute.
 
 use std::io::Read;
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use automerge::Automerge;
-use partnerplan_sync::{DocumentId, Store};
 use partnerplan_tests::shaper::{LinkShape, Shaper};
 use partnerplan_tests::{RelayProcess, School, TEST_PARTNERSHIP};
 use rand::Rng;
@@ -23,12 +20,6 @@ use serde_json::Value;
 const DOCUMENTS: usize = 40;
 /// Characters of random text per document: about 12 KB stored.
 const TEXT_CHARS: usize = 15_000;
-
-fn stored(dir: &Path, url: &str) -> Option<Automerge> {
-    let store = Store::open(dir.join("school.sqlite")).unwrap();
-    let id = DocumentId::parse_url_or_id(url).unwrap();
-    store.load_document(&id).unwrap()
-}
 
 #[test]
 fn a_large_first_sync_cut_three_times_finishes_without_starting_over() {
@@ -109,8 +100,8 @@ fn a_large_first_sync_cut_three_times_finishes_without_starting_over() {
 
     // Every document arrived whole.
     for url in &urls {
-        let theirs = stored(&lead.dir, url).unwrap();
-        let ours = stored(&school.dir, url).expect("every document arrived");
+        let theirs = lead.stored(url).unwrap();
+        let ours = school.stored(url).expect("every document arrived");
         assert_eq!(ours.get_heads(), theirs.get_heads());
     }
 

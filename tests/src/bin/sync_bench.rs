@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use automerge::{ActorId, Automerge, ChangeHash};
+use automerge::{ActorId, ChangeHash};
 use clap::Parser;
 use partnerplan_client::sync::{Link, SyncOptions};
 use partnerplan_model::{Author, edit};
@@ -190,23 +190,6 @@ fn lead_with_plan(root: &Path, server: &Server) -> (School, String) {
     (school, url)
 }
 
-fn stored(school: &School, url: &str) -> Automerge {
-    let store = Store::open(school.dir.join("school.sqlite")).unwrap();
-    let id = DocumentId::parse_url_or_id(url).unwrap();
-    store.load_document(&id).unwrap().unwrap()
-}
-
-fn actions(school: &School, url: &str) -> Vec<String> {
-    let plan: Value = serde_json::from_str(&school.ok(&["view", url, "--json"])).unwrap();
-    plan["areas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|area| area["actions"].as_array().cloned().unwrap_or_default())
-        .map(|action| action["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn timed(f: impl FnOnce()) -> f64 {
     let start = Instant::now();
     f();
@@ -242,8 +225,8 @@ fn offline_ours(root: &Path, server: &Server, url: &str, args: &Args) -> Value {
     let before = line.bytes();
     let idle_ms = timed(|| school.sync());
     let idle = line.bytes() - before;
-    let heads = stored(&school, url).get_heads();
-    let rows = actions(&school, url);
+    let heads = school.stored(url).expect("the school holds it").get_heads();
+    let rows = school.action_ids(url);
     let statuses = ["amber", "green", "done", "red"];
     for i in 0..args.k {
         let row = &rows[i % rows.len()];
@@ -254,7 +237,7 @@ fn offline_ours(root: &Path, server: &Server, url: &str, args: &Args) -> Value {
             school.ok(&["type", url, "notes", "--row", row, "--append", &text]);
         }
     }
-    let floor = Floor::since(&stored(&school, url), &heads);
+    let floor = Floor::since(&school.stored(url).expect("the school holds it"), &heads);
     let before = line.bytes();
     let ms = timed(|| school.sync());
     let bytes = line.bytes() - before;
@@ -275,36 +258,53 @@ fn offline_js(root: &Path, server: &Server, lead: &School, url: &str, args: &Arg
     let line = line(server.addr(), args, 2);
     let heads = {
         lead.sync();
-        stored(lead, url).get_heads()
+        lead.stored(url).expect("the school holds it").get_heads()
     };
     let storage = root.join("js-storage");
-    let mut node = Command::new("node")
-        .arg(js_dir().join("bench.mjs"))
-        .args(["offline", &server.js_url("JS School", &line), url])
-        .arg(&storage)
-        .arg(args.k.to_string())
-        .current_dir(js_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(node.stdout.take().unwrap()).lines();
-    let ready: Value = serde_json::from_str(&out.next().unwrap().unwrap()).unwrap();
-    assert_eq!(ready["ready"], json!(true), "{ready}");
+    let (mut node, mut out) = js_bench(&[
+        "offline",
+        &server.js_url("JS School", &line),
+        url,
+        storage.to_str().unwrap(),
+        &args.k.to_string(),
+    ]);
     let before = line.bytes();
     writeln!(node.stdin.take().unwrap(), "go").unwrap();
     let synced: Value = serde_json::from_str(&out.next().unwrap().unwrap()).unwrap();
     let _ = node.wait();
     let bytes = line.bytes() - before;
     lead.sync();
-    let floor = Floor::since(&stored(lead, url), &heads);
+    let floor = Floor::since(&lead.stored(url).expect("the school holds it"), &heads);
     json!({
         "client": "js", "server": server.name(), "k": args.k,
         "reconnect_bytes": bytes, "converged_ms": synced["ms"],
         "floor": floor.smallest(), "changes": floor.changes,
         "ratio_to_floor": bytes as f64 / floor.smallest() as f64,
     })
+}
+
+/// Starts `node bench.mjs ARGS` and waits for it to say it is ready;
+/// it then waits for "go" on its standard input, and prints one JSON
+/// line of results on its standard output.
+fn js_bench(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
+    let mut node = Command::new("node")
+        .arg(js_dir().join("bench.mjs"))
+        .args(args)
+        .current_dir(js_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node starts bench.mjs");
+    let mut out = BufReader::new(node.stdout.take().unwrap()).lines();
+    let ready: Value = serde_json::from_str(&out.next().unwrap().unwrap()).unwrap();
+    assert_eq!(ready["ready"], json!(true), "{ready}");
+    (node, out)
 }
 
 // -------------------------------------------------------------- shaped
@@ -317,25 +317,14 @@ fn shaped(root: &Path, args: &Args) -> Value {
         let (_lead, url) = lead_with_plan(&dir, &server);
         let (a, b) = (line(server.addr(), args, 3), line(server.addr(), args, 4));
         let (url_a, url_b) = (server.js_url("JS A", &a), server.js_url("JS B", &b));
-        let mut node = Command::new("node")
-            .arg(js_dir().join("bench.mjs"))
-            .args([
-                "pair",
-                &url_a,
-                &url_b,
-                &url,
-                &args.edits.to_string(),
-                "3000",
-            ])
-            .current_dir(js_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(node.stdout.take().unwrap()).lines();
-        let ready: Value = serde_json::from_str(&out.next().unwrap().unwrap()).unwrap();
-        assert_eq!(ready["ready"], json!(true), "{ready}");
+        let (mut node, mut out) = js_bench(&[
+            "pair",
+            &url_a,
+            &url_b,
+            &url,
+            &args.edits.to_string(),
+            "3000",
+        ]);
         let settle = (a.bytes(), b.bytes());
         writeln!(node.stdin.take().unwrap(), "go").unwrap();
         let result: Value = serde_json::from_str(&out.next().unwrap().unwrap()).unwrap();
@@ -367,7 +356,7 @@ fn shaped_ours(root: &Path, args: &Args) -> Value {
     let (line_a, line_b) = (line(server.addr(), args, 5), line(server.addr(), args, 6));
     let a = server.school(root, "School A", &line_a);
     let b = server.school(root, "School B", &line_b);
-    let rows = actions(&lead, &url);
+    let rows = lead.action_ids(&url);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let arrived: Arc<Mutex<Vec<Instant>>> = Arc::default();
