@@ -3007,6 +3007,28 @@ fn without_changes(message: &sync::Message) -> sync::Message {
 fn check_sync_shape(data: &[u8]) -> Result<(), String> {
     let shape = crate::chunk_size::sync_shape(data, MAX_SYNC_HASHES.max(MAX_SYNC_CHUNKS))
         .map_err(|e| e.to_string())?;
+    check_shape(shape)
+}
+
+/// The same limits on a compact message once read (its reading is
+/// bounded by the bytes present and its inflated size).
+fn check_decoded_shape(message: &sync::Message) -> Result<(), String> {
+    let len = |n: usize| n as u64;
+    check_shape(crate::chunk_size::SyncShape {
+        heads: len(message.heads.len()),
+        need: len(message.need.len()),
+        have: len(message.have.len()),
+        last_sync: len(message
+            .have
+            .iter()
+            .map(|h| h.last_sync.len())
+            .max()
+            .unwrap_or(0)),
+        changes: len(message.changes.len()),
+    })
+}
+
+fn check_shape(shape: crate::chunk_size::SyncShape) -> Result<(), String> {
     if shape.have > MAX_SYNC_HAVES {
         return Err(format!(
             "it lists {} summaries (“have”), where a peer sends at most {MAX_SYNC_HAVES}",
@@ -3029,31 +3051,6 @@ fn check_sync_shape(data: &[u8]) -> Result<(), String> {
             "it carries {} changes, more than the {MAX_SYNC_CHUNKS} this relay takes in one message",
             shape.changes
         ));
-    }
-    Ok(())
-}
-
-/// The limits [`check_sync_shape`] puts on a standard sync message's
-/// encoding, on a compact one once read (its reading is bounded by the
-/// bytes present and its inflated size).
-fn check_decoded_shape(message: &sync::Message) -> Result<(), String> {
-    if message.have.len() > MAX_SYNC_HAVES as usize {
-        return Err(format!(
-            "it lists {} summaries (“have”), where a peer sends at most {MAX_SYNC_HAVES}",
-            message.have.len()
-        ));
-    }
-    let last_sync = message.have.iter().map(|h| h.last_sync.len()).max();
-    for (name, len) in [
-        ("heads", message.heads.len()),
-        ("need", message.need.len()),
-        ("lastSync", last_sync.unwrap_or(0)),
-    ] {
-        if len > MAX_SYNC_HASHES as usize {
-            return Err(format!(
-                "it lists {len} hashes in “{name}”, where a peer sends at most {MAX_SYNC_HASHES}"
-            ));
-        }
     }
     Ok(())
 }
