@@ -111,6 +111,12 @@ enum Command {
         /// database (s, m, h or d).
         #[arg(long, default_value = "1m", value_parser = crate::backup::parse_duration)]
         idle_unload: std::time::Duration,
+        /// How much memory, in megabytes, documents being worked on may
+        /// take: past it, those untouched for a few seconds leave memory
+        /// before --idle-unload is up, so a burst of schools syncing
+        /// thousands of documents cannot run the relay out of memory.
+        #[arg(long, default_value_t = 32)]
+        document_memory_mb: u64,
         /// Back the database up this often while serving: 30m, 6h, 24h
         /// (s, m, h or d). Each backup is a dated file in --backup-dir.
         #[arg(long, value_parser = crate::backup::parse_duration)]
@@ -290,6 +296,7 @@ pub fn main() -> ExitCode {
             max_waiting_connections,
             keepalive_secs,
             idle_unload,
+            document_memory_mb,
             backup_every,
             backup_keep,
             backup_dir,
@@ -301,6 +308,7 @@ pub fn main() -> ExitCode {
             config.max_messages_per_second = max_messages_per_second.max(1);
             config.keepalive = std::time::Duration::from_secs(keepalive_secs.max(1));
             config.idle_unload = idle_unload;
+            config.document_memory = document_memory_mb.max(1).saturating_mul(1024 * 1024);
             config.public_url = public_url;
             config.min_free_disk_bytes = min_free_disk_mb.saturating_mul(1024 * 1024);
             config.handshake_timeout =

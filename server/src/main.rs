@@ -7,5 +7,6 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    partnerplan_relay::configure_allocator();
     partnerplan_relay::cli::main()
 }

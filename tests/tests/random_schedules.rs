@@ -536,6 +536,9 @@ impl Net {
         // Low, so that loading a plan and a first sync of one go to the
         // worker, whose results come back between other frames.
         config.heavy_ops = 40;
+        // Nothing fits: a document untouched for five seconds rests at
+        // the next tick, not only after the idle minute.
+        config.document_memory = 1;
         let relay = Relay::start(&data, &config, 0);
         let schools = tokens
             .iter()

@@ -262,7 +262,29 @@ pub struct RepoConfig {
     /// thread, rather than here: applying costs some 6 µs an operation,
     /// and meanwhile every other document waits. `None` applies all here.
     pub heavy_ops: Option<u64>,
+    /// How much memory the documents held in memory may take, estimated
+    /// from what each takes on disk ([`memory_estimate`]). Over it, the
+    /// documents untouched longest that may rest go to rest before
+    /// `idle_unload_ms` is up, once untouched for [`MIN_IDLE_TO_REST_MS`]:
+    /// a burst of schools syncing thousands of documents then costs this,
+    /// not every document they touched. Documents that may not rest yet
+    /// (being edited, owed changes, waiting for a parent) stay, so the
+    /// bound can be passed for a while. `None`: only idle time counts.
+    pub document_memory: Option<u64>,
 }
+
+/// A document's in-memory size for [`RepoConfig::document_memory`]:
+/// automerge holds a document in 10.5 to 12.6 times what its chunks take
+/// in storage (measured on plans of 2 to 26 KB, BENCHMARKS.md), plus the
+/// core's own maps for it.
+fn memory_estimate(stored_bytes: u64) -> u64 {
+    stored_bytes.saturating_mul(12).saturating_add(4096)
+}
+
+/// How long a document stays untouched before it may rest early to keep
+/// within [`RepoConfig::document_memory`]: long enough that one being
+/// edited or synced stays, short next to the idle minute.
+pub const MIN_IDLE_TO_REST_MS: u64 = 5_000;
 
 /// The relay's limits on what peers send, measured from the changes'
 /// encoding before automerge sees them (see `chunk_size`). Automerge's
@@ -302,6 +324,7 @@ impl RepoConfig {
             outbox_bytes: None,
             quotas: None,
             heavy_ops: None,
+            document_memory: None,
         }
     }
 
@@ -2583,35 +2606,52 @@ impl Repo {
         let idle = self.config.idle_unload_ms;
         let mut drop = Vec::new();
         let mut rest = Vec::new();
+        // In memory, and what may rest early if that is over the bound:
+        // (last active, estimate, id).
+        let mut in_memory = 0u64;
+        let mut may_rest = Vec::new();
         for (document_id, slot) in &self.documents {
             // Loading, away being worked on, or resting already.
             let Slot::Ready(document) = slot else {
                 continue;
             };
-            if self.tracked.contains(document_id)
-                || now_ms.saturating_sub(document.last_active_ms) < idle
-            {
+            if self.tracked.contains(document_id) {
                 continue;
             }
+            let untouched = now_ms.saturating_sub(document.last_active_ms);
+            let estimate = memory_estimate(document.stored_bytes);
             // A document nobody has (requests for unknown ids) is kept
             // only a while for its requesters, so made-up ids cannot fill
             // memory.
             if document.peers.is_empty() || document.doc.get_heads().is_empty() {
-                drop.push(*document_id);
-            } else if !waits_for_dependencies(&document.doc)
-                && !document.peers.iter().any(|(conn, peer)| {
-                    // A refusal's words stay where `Repo::refusal` reads them;
-                    // a peer owed changes, or held back while its outbox
-                    // drains, gets them before the document rests.
-                    peer.pace.owed()
-                        || peer.refused.is_some()
-                        || self
-                            .connections
-                            .get(conn)
-                            .is_some_and(|c| c.deferred.contains(document_id))
-                })
-            {
+                if untouched >= idle {
+                    drop.push(*document_id);
+                } else {
+                    in_memory += estimate;
+                }
+            } else if untouched >= idle && self.may_rest(document_id, document) {
                 rest.push(*document_id);
+            } else {
+                in_memory += estimate;
+                if self.config.document_memory.is_some()
+                    && untouched >= MIN_IDLE_TO_REST_MS
+                    && self.may_rest(document_id, document)
+                {
+                    may_rest.push((document.last_active_ms, estimate, *document_id));
+                }
+            }
+        }
+        if let Some(bound) = self.config.document_memory
+            && in_memory > bound
+        {
+            // The longest untouched first.
+            may_rest.sort_unstable();
+            for (_, estimate, document_id) in may_rest {
+                if in_memory <= bound {
+                    break;
+                }
+                in_memory -= estimate;
+                rest.push(document_id);
             }
         }
         for document_id in drop {
@@ -2620,6 +2660,22 @@ impl Repo {
         for document_id in rest {
             self.rest(document_id);
         }
+    }
+
+    /// Whether a document with subscribers may go to rest now: not while
+    /// changes in it wait for a parent (held only in memory), a peer is
+    /// owed changes or held back while its outbox drains (it gets them
+    /// first), or a refusal's words stay where `Repo::refusal` reads them.
+    fn may_rest(&self, document_id: &DocumentId, document: &Document) -> bool {
+        !waits_for_dependencies(&document.doc)
+            && !document.peers.iter().any(|(conn, peer)| {
+                peer.pace.owed()
+                    || peer.refused.is_some()
+                    || self
+                        .connections
+                        .get(conn)
+                        .is_some_and(|c| c.deferred.contains(document_id))
+            })
     }
 
     /// Takes an idle document out of memory, keeping where each of its

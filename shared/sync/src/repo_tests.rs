@@ -925,6 +925,56 @@ fn an_idle_document_leaves_memory_while_its_subscribers_stay_and_comes_back_in_o
 }
 
 #[test]
+fn over_its_memory_bound_the_relay_rests_the_documents_untouched_longest_first() {
+    let mut net = Net::new(2);
+    net.connect(1);
+    net.connect(2);
+    let mut ids = Vec::new();
+    for title in ["Plan A", "Plan B", "Plan C"] {
+        let id = new_doc_with_title(&mut net, 1, title);
+        net.track(2, id);
+        ids.push(id);
+        net.tick(1_000);
+    }
+    let [a, b, c] = [ids[0], ids[1], ids[2]];
+    let estimate = |net: &Net, id: DocumentId| {
+        memory_estimate(net.stores[0][&id].iter().map(|c| c.len() as u64).sum())
+    };
+    let is_resting = |net: &Net, id: DocumentId| {
+        matches!(net.nodes[0].documents.get(&id), Some(Slot::Resting(_)))
+    };
+    // Room for two of the three.
+    let bound = estimate(&net, a) + estimate(&net, b) + estimate(&net, c) / 2;
+    net.nodes[0].config.document_memory = Some(bound);
+
+    // Plan C, touched last, has been untouched for 4.5 s, under the
+    // minimum: only the oldest goes, and that is enough.
+    net.tick(3_500);
+    assert_eq!(net.nodes[0].resting_documents(), 1);
+    assert!(is_resting(&net, a), "the one untouched longest rests");
+    assert!(!is_resting(&net, b) && !is_resting(&net, c));
+
+    // Nothing fits now, but a document touched under 5 s ago stays.
+    net.nodes[0].config.document_memory = Some(1);
+    net.tick(100);
+    assert!(is_resting(&net, b));
+    assert!(!is_resting(&net, c), "touched 4.6 s ago");
+    net.tick(500);
+    assert!(is_resting(&net, c));
+    assert_eq!(net.nodes[0].loaded_documents(), 0);
+
+    // A rested plan comes back with its next edit, in one exchange.
+    let before = net.log.len();
+    net.edit(1, a, |doc| {
+        doc.put(ROOT, "status", "amber").unwrap();
+    });
+    assert_eq!(net.syncs(1, 0, before), vec![1]);
+    assert_eq!(net.syncs(0, 2, before), vec![1]);
+    assert_eq!(status_of(&net.stored(2, a)).as_deref(), Some("amber"));
+    assert!(!is_resting(&net, a));
+}
+
+#[test]
 fn a_subscriber_that_reconnects_while_its_document_rests_resumes_from_kept_state() {
     let mut net = Net::new(2);
     net.connect(1);
