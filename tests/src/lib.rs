@@ -57,6 +57,22 @@ fn built_binary(name: &str) -> PathBuf {
 
 /// Polls `check` every 50 ms until it holds, failing the test with `what`
 /// after `limit`.
+/// A memory figure of a running process from `/proc/PID/status`
+/// (`VmHWM:` is its peak resident set, `VmRSS:` what it holds now), in
+/// MiB to a tenth; `None` once it has gone.
+pub fn process_mib(pid: u32, field: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some((kib / 1024.0 * 10.0).round() / 10.0)
+}
+
 pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use partnerplan_tests::js::js_dir;
+use partnerplan_tests::process_mib;
 use partnerplan_tests::shaper::{LinkShape, Shaper};
 use serde_json::{Value, json};
 
@@ -345,20 +346,10 @@ fn clock_ticks() -> u64 {
 
 /// Peak and current resident memory, in MiB.
 fn memory_mib(pid: u32) -> Value {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .map(|kb| (kb / 1024.0 * 10.0).round() / 10.0)
-    };
-    json!({ "peak_rss_mib": field("VmHWM:"), "rss_mib": field("VmRSS:") })
+    json!({
+        "peak_rss_mib": process_mib(pid, "VmHWM:"),
+        "rss_mib": process_mib(pid, "VmRSS:"),
+    })
 }
 
 /// Runs a program to completion (bounded), returning the last JSON line it

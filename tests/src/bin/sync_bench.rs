@@ -36,7 +36,7 @@ use partnerplan_sync::{DocumentId, Store};
 use partnerplan_tests::floor::Floor;
 use partnerplan_tests::js::{ReferenceServer, js_dir};
 use partnerplan_tests::shaper::{LinkShape, Shaper};
-use partnerplan_tests::{RelayProcess, School, TEST_PARTNERSHIP};
+use partnerplan_tests::{RelayProcess, School, TEST_PARTNERSHIP, process_mib};
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -113,6 +113,15 @@ impl Server {
             Server::Ours(relay) => relay.addr,
             Server::Reference(server) => server.addr,
         }
+    }
+
+    /// The server's peak resident memory so far, in MiB.
+    fn peak_rss_mib(&self) -> Option<f64> {
+        let pid = match self {
+            Server::Ours(relay) => relay.pid(),
+            Server::Reference(server) => server.pid(),
+        };
+        process_mib(pid, "VmHWM:")
     }
 
     fn name(&self) -> &'static str {
@@ -206,6 +215,11 @@ fn offline(root: &Path, args: &Args) -> Value {
         let (lead, url) = lead_with_plan(&dir, &server);
         rows.push(offline_ours(&dir, &server, &url, args));
         rows.push(offline_js(&dir, &server, &lead, &url, args));
+        // Over both clients' runs.
+        let peak = server.peak_rss_mib();
+        for row in rows.iter_mut().rev().take(2) {
+            row["server_peak_rss_mib"] = json!(peak);
+        }
     }
     for row in &rows {
         eprintln!("offline: {row}");
@@ -338,6 +352,7 @@ fn shaped(root: &Path, args: &Args) -> Value {
             "clients": "js", "server": server.name(),
             "latency_ms": summary(&mut latencies),
             "bytes_per_edit": [per_edit(a.bytes() - settle.0), per_edit(b.bytes() - settle.1)],
+            "server_peak_rss_mib": server.peak_rss_mib(),
         }));
     }
     for row in &rows {
@@ -438,6 +453,7 @@ fn shaped_ours(root: &Path, args: &Args) -> Value {
         "latency_ms": summary(&mut latencies),
         "bytes_per_edit": [per_edit(line_a.bytes() - start_a), per_edit(line_b.bytes() - start_b)],
         "change_bytes": change_bytes as f64 / args.edits as f64,
+        "server_peak_rss_mib": server.peak_rss_mib(),
     });
     let _ = stop_tx.send(true);
     runtime.shutdown_timeout(Duration::from_secs(10));
