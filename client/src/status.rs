@@ -128,6 +128,11 @@ pub struct Refused {
     pub url: String,
     /// The relay's words.
     pub reason: String,
+    /// The refusal passes (the relay was busy, or the school's daily
+    /// allowance ran out): the running sync sends the changes again by
+    /// itself once the relay's wait is over.
+    #[serde(default)]
+    pub passes: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -272,10 +277,17 @@ pub fn describe(status: &Status) -> String {
         }
     }
     for refused in &status.refused {
-        lines.push(format!(
-            "The relay refused this school's changes to {}, so they are not shared, and syncing again will not share them. It said: {}.",
-            refused.url, refused.reason
-        ));
+        lines.push(if refused.passes {
+            format!(
+                "The relay could not take this school's changes to {} for now; the running sync sends them again by itself. It said: {}.",
+                refused.url, refused.reason
+            )
+        } else {
+            format!(
+                "The relay refused this school's changes to {}, so they are not shared, and syncing again will not share them. It said: {}.",
+                refused.url, refused.reason
+            )
+        });
     }
     match status.last_success {
         Some(when) => lines.push(format!(

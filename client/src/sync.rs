@@ -503,7 +503,7 @@ where
     let mut warnings: Vec<String> = Vec::new();
     let mut check = tokio::time::interval(Duration::from_millis(100));
     let mut read_only_since: Option<Instant> = None;
-    let mut recorded_refusals: Vec<(DocumentId, String)> = Vec::new();
+    let mut recorded_refusals: Vec<Refusal> = Vec::new();
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut last_heard = Instant::now();
@@ -680,8 +680,12 @@ where
             }
             _ = &mut until, if deadline.is_some() => {
                 // Changes the relay refused would not be sent next time.
-                let refused = match survey(sender, conn).await {
-                    Some((announcing, progress)) => in_sync(announcing, &progress).1,
+                let refused: Vec<(DocumentId, String)> = match survey(sender, conn).await {
+                    Some((announcing, progress)) => in_sync(announcing, &progress)
+                        .1
+                        .into_iter()
+                        .map(|(id, reason, _)| (id, reason))
+                        .collect(),
                     None => Vec::new(),
                 };
                 if let Some(error) = refusal(&refused) {
@@ -809,8 +813,13 @@ async fn record_partnerships(
 }
 
 /// A document's progress with the relay, and the relay's words if it
-/// refused this school's changes to it.
-type Progress = (DocumentId, SyncProgress, Option<String>);
+/// refused this school's changes to it, with whether that refusal passes
+/// (the changes then go again by themselves).
+type Progress = (DocumentId, SyncProgress, Option<(String, bool)>);
+
+/// A document whose changes the relay refused: its words, and whether
+/// the refusal passes.
+type Refusal = (DocumentId, String, bool);
 
 /// Where every tracked document stands with the relay, and whether any
 /// waits to start syncing.
@@ -821,7 +830,9 @@ async fn survey(sender: &EngineSender, conn: u64) -> Option<(bool, Vec<Progress>
             let progress = tracked
                 .into_iter()
                 .map(|(_, id)| {
-                    let refusal = repo.refusal(&id, conn).map(str::to_string);
+                    let refusal = repo
+                        .refusal(&id, conn)
+                        .map(|reason| (reason.to_string(), repo.refusal_passes(&id, conn)));
                     (id, repo.progress(&id, conn), refusal)
                 })
                 .collect::<Vec<_>>();
@@ -868,13 +879,13 @@ async fn tell_receiving(sender: &EngineSender, arrivals: &mut Arrivals, options:
 /// the relay does not have it either, or refused this school's changes
 /// to it), and none waits to start syncing; and, either way, the
 /// documents whose changes the relay refused, with its reasons.
-fn in_sync(
-    announcing: bool,
-    progress: &[Progress],
-) -> (Option<SyncReport>, Vec<(DocumentId, String)>) {
-    let refused: Vec<(DocumentId, String)> = progress
+fn in_sync(announcing: bool, progress: &[Progress]) -> (Option<SyncReport>, Vec<Refusal>) {
+    let refused: Vec<Refusal> = progress
         .iter()
-        .filter_map(|(id, _, refusal)| Some((*id, refusal.clone()?)))
+        .filter_map(|(id, _, refusal)| {
+            let (reason, passes) = refusal.clone()?;
+            Some((*id, reason, passes))
+        })
         .collect();
     let mut unavailable = Vec::new();
     let mut read_only = Vec::new();
@@ -892,21 +903,26 @@ fn in_sync(
         unavailable,
         read_only,
         warnings: Vec::new(),
-        refused: refused.clone(),
+        refused: refused
+            .iter()
+            .map(|(id, reason, _)| (*id, reason.clone()))
+            .collect(),
     });
     (report, refused)
 }
 
 /// Keeps the documents whose changes the relay refused in `meta`, for
 /// `status` and the app.
-async fn record_refusals(sender: &EngineSender, refused: &[(DocumentId, String)]) {
+async fn record_refusals(sender: &EngineSender, refused: &[Refusal]) {
     let value = if refused.is_empty() {
         String::new()
     } else {
         serde_json::Value::Array(
             refused
                 .iter()
-                .map(|(id, reason)| serde_json::json!({ "url": id.url(), "reason": reason }))
+                .map(|(id, reason, passes)| {
+                    serde_json::json!({ "url": id.url(), "reason": reason, "passes": passes })
+                })
                 .collect(),
         )
         .to_string()

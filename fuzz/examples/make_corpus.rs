@@ -125,6 +125,7 @@ fn every_type() -> Vec<Message> {
             target_id: None,
             message: "the message could not be read".into(),
             document_id: Some(id),
+            retry_after_ms: Some(15_000),
         },
         Message::Request(sync_frame.clone()),
         Message::Sync(sync_frame),

@@ -248,6 +248,7 @@ fn error_frame(state: &AppState, reason: &str) -> WsMessage {
             target_id: None,
             message: reason.to_string(),
             document_id: None,
+            retry_after_ms: None,
         }
         .encode()
         .into(),

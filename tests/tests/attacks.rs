@@ -765,9 +765,13 @@ async fn heavy_changes_within_the_limits_stall_no_other_school() {
                 Some(partnerplan_sync::Message::Sync(frame)) if frame.document_id == id => break,
                 // The worker's queue is bounded too: past it, a heavy
                 // message is refused for now, saying so.
-                Some(partnerplan_sync::Message::Error { message, .. })
-                    if message.contains("the relay is busy with other large changes") =>
-                {
+                Some(partnerplan_sync::Message::Error {
+                    message,
+                    retry_after_ms,
+                    ..
+                }) if message.contains("the relay is busy with other large changes") => {
+                    // A refusal that passes: the client sends it again.
+                    assert_eq!(retry_after_ms, Some(partnerplan_sync::repo::BUSY_RETRY_MS));
                     busy += 1;
                 }
                 Some(partnerplan_sync::Message::Error { message, .. }) => {
@@ -848,15 +852,21 @@ async fn a_document_and_a_school_are_held_to_their_byte_allowances() {
                 let answer = sync::Message::decode(&frame.data).unwrap();
                 doc.receive_sync_message(&mut state, answer).unwrap();
             }
-            Some(partnerplan_sync::Message::Error { message, .. }) => break message,
+            Some(partnerplan_sync::Message::Error {
+                message,
+                retry_after_ms,
+                ..
+            }) => break (message, retry_after_ms),
             other => panic!("expected an answer, got {other:?}"),
         }
     };
+    let (refused, retry) = refused;
     assert!(
         refused.contains("would take more than 2 MB, this relay's limit for one document")
             && refused.contains("Start a new document"),
         "{refused}"
     );
+    assert_eq!(retry, None, "a document over its limit stays over it");
     // A second document takes the school past its 3 MB a day.
     let second = DocumentId::random();
     let mut other = automerge::Automerge::new();
@@ -876,12 +886,24 @@ async fn a_document_and_a_school_are_held_to_their_byte_allowances() {
                 let answer = sync::Message::decode(&frame.data).unwrap();
                 other.receive_sync_message(&mut state, answer).unwrap();
             }
-            Some(partnerplan_sync::Message::Error { message, .. }) => break message,
+            Some(partnerplan_sync::Message::Error {
+                message,
+                retry_after_ms,
+                ..
+            }) => break (message, retry_after_ms),
             other => panic!("expected an answer, got {other:?}"),
         }
     };
+    let (refused, retry) = refused;
     assert!(
         refused.contains("Hilltop has sent this relay all it takes from one school in a day"),
         "{refused}"
+    );
+    // The allowance refills through the day: the school's client is told
+    // when to send again (a fraction of a day, some minutes at least).
+    let retry = retry.expect("a school over its daily allowance may send again later");
+    assert!(
+        (60_000..=24 * 60 * 60 * 1000).contains(&retry),
+        "{retry} ms"
     );
 }

@@ -354,26 +354,27 @@ async fn pass_edits_to_sync(library: Arc<Library>, engine: watch::Receiver<Optio
 }
 
 /// The titles of the documents whose changes the relay refused, from what
-/// the sync recorded (`[{"url", "reason"}]`).
-fn refused_titles(library: &Library, recorded: Option<&str>) -> Vec<String> {
-    let Some(list) = recorded.and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
-    else {
-        return Vec::new();
+/// the sync recorded (`[{"url", "reason", "passes"}]`): those refused for
+/// good, then those whose refusal passes.
+fn refused_titles(library: &Library, recorded: Option<&str>) -> (Vec<String>, Vec<String>) {
+    let list: Vec<crate::status::Refused> = recorded
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    let titles = |passes: bool| -> Vec<String> {
+        list.iter()
+            .filter(|refused| refused.passes == passes)
+            .filter_map(|refused| partnerplan_sync::DocumentId::parse_url_or_id(&refused.url).ok())
+            .map(|id| {
+                library
+                    .title(&id)
+                    .ok()
+                    .flatten()
+                    .filter(|t| !t.trim().is_empty())
+                    .unwrap_or_else(|| "a document without a title".into())
+            })
+            .collect()
     };
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|entry| entry["url"].as_str())
-        .filter_map(|url| partnerplan_sync::DocumentId::parse_url_or_id(url).ok())
-        .map(|id| {
-            library
-                .title(&id)
-                .ok()
-                .flatten()
-                .filter(|t| !t.trim().is_empty())
-                .unwrap_or_else(|| "a document without a title".into())
-        })
-        .collect()
+    (titles(false), titles(true))
 }
 
 /// Keeps the sync indicator's state current.
@@ -398,7 +399,7 @@ async fn watch_sync_state(
         })
         .await
         .unwrap_or(0);
-        let refused = refused_titles(&library, meta(StatusKey::Refused).as_deref());
+        let (refused, held) = refused_titles(&library, meta(StatusKey::Refused).as_deref());
         let next = SyncState {
             joined: library.meta("relay_url").ok().flatten().is_some(),
             connected: meta(StatusKey::Connected).as_deref() == Some("yes"),
@@ -406,6 +407,7 @@ async fn watch_sync_state(
             last_success: meta(StatusKey::LastSuccess).and_then(|v| v.parse().ok()),
             last_error: meta(StatusKey::LastError),
             refused,
+            held,
             receiving: meta(StatusKey::Receiving)
                 .as_deref()
                 .and_then(crate::status::Receiving::from_meta),

@@ -17,6 +17,10 @@ pub struct SyncState {
     /// The titles of documents whose changes the relay refused: they
     /// are not shared, and will not be by syncing again.
     pub refused: Vec<String>,
+    /// The titles of documents whose changes the relay could not take
+    /// for now (it was busy, or the school's daily allowance ran out):
+    /// they go again by themselves.
+    pub held: Vec<String>,
     /// While the partnership's documents are still arriving: how many
     /// documents and bytes of those the relay listed ("12 of 40
     /// documents, 1.2 of 5.0 MB").
@@ -47,6 +51,17 @@ impl SyncState {
                 "refused",
                 format!(
                     "Not shared: the relay refused this school's changes to {}, so they stay on this computer. Ask your lead school for help",
+                    titles.join(", ")
+                ),
+                None,
+            );
+        }
+        if !self.held.is_empty() {
+            let titles: Vec<String> = self.held.iter().map(|t| format!("“{t}”")).collect();
+            return (
+                "offline",
+                format!(
+                    "Waiting: the relay cannot take this school's changes to {} just now, so they stay on this computer and are sent again by themselves",
                     titles.join(", ")
                 ),
                 None,
@@ -121,6 +136,7 @@ mod tests {
             last_success: None,
             last_error: None,
             refused: Vec::new(),
+            held: Vec::new(),
             receiving: None,
         };
         assert_eq!(
@@ -165,6 +181,15 @@ mod tests {
         assert!(!state.today(now - 2 * 86_400));
         // Changes the relay refused are never "shared" nor "sharing".
         state.unconfirmed = 2;
+        state.held = vec!["Action plan".into()];
+        assert_eq!(
+            state.describe(),
+            (
+                "offline",
+                "Waiting: the relay cannot take this school's changes to “Action plan” just now, so they stay on this computer and are sent again by themselves".into(),
+                None
+            )
+        );
         state.refused = vec!["Action plan".into()];
         let (class, text, _) = state.describe();
         assert_eq!(class, "refused");

@@ -53,7 +53,7 @@ use automerge::ActorId;
 
 use crate::document_id::DocumentId;
 use crate::message::{ListedPartnership, ListedSchool, NamedActor, PublicKey};
-use crate::repo::{AccessPolicy, ConnId, Permission};
+use crate::repo::{AccessPolicy, ConnId, Permission, Refusal};
 
 pub type PartnershipId = String;
 pub type SchoolId = String;
@@ -332,6 +332,8 @@ struct Left {
 }
 
 const DAY_MS: f64 = 24.0 * 60.0 * 60.0 * 1000.0;
+/// A school over its allowance tries again after at least this long.
+const MIN_REFILL_WAIT_MS: u64 = 60_000;
 
 struct PeerClaim {
     school: SchoolId,
@@ -742,11 +744,14 @@ impl AccessPolicy for PartnershipPolicy {
         Ok(())
     }
 
-    fn charge(&mut self, conn: ConnId, ops: u64, bytes: u64, now_ms: u64) -> Result<(), String> {
+    fn charge(&mut self, conn: ConnId, ops: u64, bytes: u64, now_ms: u64) -> Result<(), Refusal> {
         let Some(allowance) = self.allowance else {
             return Ok(());
         };
-        let grant = self.grants.get(&conn).ok_or("the connection has closed")?;
+        let grant = self
+            .grants
+            .get(&conn)
+            .ok_or_else(|| Refusal::from("the connection has closed".to_string()))?;
         let left = self.left.entry(grant.school_id.clone()).or_insert(Left {
             ops: allowance.ops as f64,
             bytes: allowance.bytes as f64,
@@ -757,12 +762,23 @@ impl AccessPolicy for PartnershipPolicy {
         left.bytes = (left.bytes + day * allowance.bytes as f64).min(allowance.bytes as f64);
         left.at_ms = now_ms;
         if ops as f64 > left.ops || bytes as f64 > left.bytes {
-            return Err(format!(
+            // Changes over a whole day's allowance never fit; others do
+            // once enough has refilled.
+            let fits = ops <= allowance.ops && bytes <= allowance.bytes;
+            let days = ((ops as f64 - left.ops) / allowance.ops.max(1) as f64)
+                .max((bytes as f64 - left.bytes) / allowance.bytes.max(1) as f64);
+            let retry_after_ms =
+                fits.then(|| ((days * DAY_MS).ceil() as u64).max(MIN_REFILL_WAIT_MS));
+            let reason = format!(
                 "{} has sent this relay all it takes from one school in a day ({} operations and {} MB), so these changes were not saved; they stay on your computer and go once the allowance refills over the next hours. If your school needs more, ask the relay's operator",
                 grant.school_name,
                 allowance.ops,
                 allowance.bytes / (1024 * 1024)
-            ));
+            );
+            return Err(Refusal {
+                reason,
+                retry_after_ms,
+            });
         }
         left.ops -= ops as f64;
         left.bytes -= bytes as f64;
@@ -1061,6 +1077,36 @@ mod tests {
     }
 
     const LA: ConnId = 9;
+
+    #[test]
+    fn a_school_over_its_daily_allowance_is_told_when_it_refills() {
+        let mut policy = connected(county()).with_daily_allowance(DailyAllowance {
+            ops: 1_000,
+            bytes: 1_000_000,
+        });
+        let start = 1_000_000;
+        policy.charge(1, 900, 1_000, start).unwrap();
+        // 200 more need 100 refilled: a tenth of a day.
+        let refusal = policy.charge(1, 200, 1_000, start).unwrap_err();
+        assert!(
+            refusal
+                .reason
+                .contains("School 1 has sent this relay all it takes")
+        );
+        let tenth = (DAY_MS / 10.0) as u64;
+        let wait = refusal.retry_after_ms.expect("the allowance refills");
+        assert!(wait.abs_diff(tenth) <= 1_000, "{wait} ms");
+        // Not yet; then, after that wait, they are taken.
+        assert!(policy.charge(1, 200, 1_000, start + wait / 2).is_err());
+        policy.charge(1, 200, 1_000, start + wait + 1).unwrap();
+        // Another school's allowance is its own.
+        policy.charge(2, 1_000, 1_000, start).unwrap();
+        // More than a whole day's allowance never fits: not worth a retry.
+        let too_big = policy
+            .charge(2, 1_001, 0, start + 2 * DAY_MS as u64)
+            .unwrap_err();
+        assert_eq!(too_big.retry_after_ms, None);
+    }
 
     #[test]
     fn the_local_authority_writes_its_comment_and_only_that_partnership_reads_it() {

@@ -165,6 +165,11 @@ pub enum Message {
         /// connection (its changes were refused), as `documentId`. Peers
         /// that do not know it read only the sentence.
         document_id: Option<DocumentId>,
+        /// Ours, with `document_id`: the refusal passes (the relay was
+        /// busy, or the school's daily allowance ran out), and the
+        /// document's changes may be sent again on the same connection
+        /// after this many ms, as `retryAfterMs`.
+        retry_after_ms: Option<u64>,
     },
     /// A sync message from a peer that does not have the document yet.
     Request(SyncFrame),
@@ -378,6 +383,7 @@ impl Message {
                     .document_id
                     .as_deref()
                     .and_then(|text| DocumentId::parse_url_or_id(text).ok()),
+                retry_after_ms: fields.retry_after_ms,
             },
             "request" | "sync" => {
                 let kind_name = if kind == "request" { "request" } else { "sync" };
@@ -496,11 +502,13 @@ impl Message {
                 target_id,
                 message,
                 document_id,
+                retry_after_ms,
             } => {
                 let len = 2
                     + sender_id.is_some() as u64
                     + target_id.is_some() as u64
-                    + document_id.is_some() as u64;
+                    + document_id.is_some() as u64
+                    + retry_after_ms.is_some() as u64;
                 e.map(len)?.str("type")?.str("error")?;
                 if let Some(sender_id) = sender_id {
                     e.str("senderId")?.str(sender_id)?;
@@ -511,6 +519,9 @@ impl Message {
                 e.str("message")?.str(message)?;
                 if let Some(document_id) = document_id {
                     e.str("documentId")?.str(&document_id.to_string())?;
+                }
+                if let Some(ms) = retry_after_ms {
+                    e.str("retryAfterMs")?.u64(*ms)?;
                 }
             }
             Message::Request(frame) | Message::Sync(frame) => {
@@ -681,6 +692,7 @@ struct Fields {
     message: Option<String>,
     session_id: Option<String>,
     count: Option<u64>,
+    retry_after_ms: Option<u64>,
     supported_protocol_versions: Vec<String>,
     selected_protocol_version: Option<String>,
     metadata: PeerMetadata,
@@ -712,6 +724,7 @@ impl Fields {
                 "message" => fields.message = opt_string(d, "message")?,
                 "sessionId" => fields.session_id = opt_id(d, "sessionId")?,
                 "count" => fields.count = opt_count(d, "count")?,
+                "retryAfterMs" => fields.retry_after_ms = opt_count(d, "retryAfterMs")?,
                 "selectedProtocolVersion" => {
                     fields.selected_protocol_version = opt_id(d, "selectedProtocolVersion")?
                 }
@@ -1205,12 +1218,21 @@ mod tests {
                 target_id: None,
                 message: "no".into(),
                 document_id: None,
+                retry_after_ms: None,
             },
             Message::Error {
                 sender_id: Some("r".into()),
                 target_id: Some("a".into()),
                 message: "not yours".into(),
                 document_id: Some(doc),
+                retry_after_ms: None,
+            },
+            Message::Error {
+                sender_id: Some("r".into()),
+                target_id: Some("a".into()),
+                message: "busy".into(),
+                document_id: Some(doc),
+                retry_after_ms: Some(30_000),
             },
             Message::Request(SyncFrame {
                 sender_id: "a".into(),

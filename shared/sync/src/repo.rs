@@ -90,14 +90,15 @@ pub trait AccessPolicy: Send {
 
     /// `conn` sends changes holding `ops` operations and `bytes` bytes:
     /// take them from its school's allowance. `Err` refuses them, saying
-    /// why in a sentence for the peer.
+    /// why in a sentence for the peer, and when they may come again if
+    /// the refusal passes.
     fn charge(
         &mut self,
         _conn: ConnId,
         _ops: u64,
         _bytes: u64,
         _now_ms: u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         Ok(())
     }
 
@@ -285,6 +286,33 @@ fn memory_estimate(stored_bytes: u64) -> u64 {
 /// within [`RepoConfig::document_memory`]: long enough that one being
 /// edited or synced stays, short next to the idle minute.
 pub const MIN_IDLE_TO_REST_MS: u64 = 5_000;
+
+/// Changes refused, with a sentence for the peer. `retry_after_ms` when
+/// the refusal passes (the relay was busy, an allowance refills): the
+/// peer may send that document's changes again on the same connection
+/// after that long, and our client does so by itself. `None`: not on this
+/// connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: String,
+    pub retry_after_ms: Option<u64>,
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Refusal {
+        Refusal {
+            reason,
+            retry_after_ms: None,
+        }
+    }
+}
+
+/// The longest a refusal that passes may ask a client to wait.
+const MAX_RETRY_AFTER_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// How long a peer whose changes found the relay busy waits before
+/// sending them again: a heavy document takes about a second.
+pub const BUSY_RETRY_MS: u64 = 15_000;
 
 /// The relay's limits on what peers send, measured from the changes'
 /// encoding before automerge sees them (see `chunk_size`). Automerge's
@@ -575,8 +603,9 @@ struct Connection {
     /// Documents whose sync messages wait for the connection to catch up.
     deferred: HashSet<DocumentId>,
     /// Documents whose changes from this peer were refused: what it sends
-    /// for them is ignored until it reconnects.
-    stopped: HashSet<DocumentId>,
+    /// for them is ignored until it reconnects, or until the time given
+    /// for a refusal that passes.
+    stopped: HashMap<DocumentId, Option<u64>>,
     /// Both sides offered the compact sync format: sync messages go as
     /// [`Message::Compact`].
     compact: bool,
@@ -591,8 +620,12 @@ struct PeerDoc {
     /// Whether this read-only peer was told its changes are not kept.
     told_read_only: bool,
     pace: Pace,
-    /// The peer refused our changes, saying this: nothing more is sent.
+    /// The peer refused our changes, saying this: nothing more is sent
+    /// (until `retry_at_ms`, when the refusal passes).
     refused: Option<String>,
+    /// When a refusal that passes ends: the document's sync with this
+    /// peer starts again from the beginning.
+    retry_at_ms: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -1118,6 +1151,19 @@ impl Repo {
         }
     }
 
+    /// Whether the peer's refusal of our changes to `document_id` passes:
+    /// they go again by themselves, on the same connection, once the time
+    /// it gave is up ([`Refusal::retry_after_ms`]).
+    pub fn refusal_passes(&self, document_id: &DocumentId, conn: ConnId) -> bool {
+        match self.documents.get(document_id) {
+            Some(Slot::Ready(document)) => document
+                .peers
+                .get(&conn)
+                .is_some_and(|peer| peer.refused.is_some() && peer.retry_at_ms.is_some()),
+            _ => false,
+        }
+    }
+
     /// Where `document_id` stands with the peer on `conn`.
     pub fn progress(&self, document_id: &DocumentId, conn: ConnId) -> SyncProgress {
         let Some(Slot::Ready(document)) = self.documents.get(document_id) else {
@@ -1184,7 +1230,7 @@ impl Repo {
                 listed: HashSet::new(),
                 unsent: 0,
                 deferred: HashSet::new(),
-                stopped: HashSet::new(),
+                stopped: HashMap::new(),
                 compact: false,
             },
         );
@@ -1597,12 +1643,14 @@ impl Repo {
                 let Some(document_id) = message.document_id() else {
                     return;
                 };
-                if self
-                    .connections
-                    .get(&conn)
-                    .is_some_and(|c| c.stopped.contains(&document_id))
+                if let Some(connection) = self.connections.get_mut(&conn)
+                    && let Some(&until) = connection.stopped.get(&document_id)
                 {
-                    return; // refused already, and told why
+                    if until.is_none_or(|until| self.now_ms < until) {
+                        return; // refused already, and told why
+                    }
+                    // The refusal has passed: the document syncs afresh.
+                    connection.stopped.remove(&document_id);
                 }
                 // Read and checked before anything else, so what a message
                 // may cost does not depend on the document.
@@ -1643,6 +1691,7 @@ impl Repo {
                             &format!(
                                 "the changes sent for document {document_id} were not saved: {reason}; they stay on your computer"
                             ),
+                            None,
                         );
                     }
                 };
@@ -1680,12 +1729,13 @@ impl Repo {
             Message::Error {
                 message,
                 document_id,
+                retry_after_ms,
                 ..
             } => {
                 // Long enough for a relay's sentence, still bounded.
                 let message = crate::peer_text::peer_text(&message, MAX_ERROR_CHARS);
                 if let Some(document_id) = document_id {
-                    self.on_refused(conn, document_id, &message);
+                    self.on_refused(conn, document_id, &message, retry_after_ms);
                 }
                 self.effects.push(Effect::RemoteError { conn, message })
             }
@@ -1712,7 +1762,7 @@ impl Repo {
                 }
                 if let Err(reason) = self.policy.intend(conn, &document_id, &partnership) {
                     tracing::warn!(conn, document = %document_id, "claim refused: {reason}");
-                    self.stop_document(conn, document_id, &reason);
+                    self.stop_document(conn, document_id, &reason, None);
                 }
             }
         }
@@ -1916,6 +1966,7 @@ impl Repo {
                         remote_unavailable: bits.has(Bits::REMOTE_UNAVAILABLE),
                         told_read_only: bits.has(Bits::TOLD_READ_ONLY),
                         refused: None,
+                        retry_at_ms: None,
                     };
                     (conn, peer)
                 })
@@ -2014,7 +2065,12 @@ impl Repo {
                         authors: None,
                     };
                     let Some(document) = self.set_aside(document_id) else {
-                        return self.stop_document(conn, document_id, &too_busy(document_id));
+                        return self.stop_document(
+                            conn,
+                            document_id,
+                            &too_busy(document_id),
+                            Some(BUSY_RETRY_MS),
+                        );
                     };
                     self.effects.push(Effect::Work(Work(Box::new(WorkItem {
                         document_id,
@@ -2041,14 +2097,14 @@ impl Repo {
                 });
             if let Err(reason) = verdict {
                 tracing::warn!(conn, document = %document_id, "changes refused: {reason}");
-                return self.stop_document(conn, document_id, &reason);
+                return self.stop_document(conn, document_id, &reason, None);
             }
         }
         // Charged only for changes it may send.
-        if writes && let Err(reason) = self.admit_changes(conn, document_id, carried) {
+        if writes && let Err(refusal) = self.admit_changes(conn, document_id, carried) {
             let records = self.policy.take_records();
             self.policy.forget(&records);
-            return self.stop_document(conn, document_id, &reason);
+            return self.stop_document(conn, document_id, &refusal.reason, refusal.retry_after_ms);
         }
         let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
             return;
@@ -2088,7 +2144,12 @@ impl Repo {
         if heavy {
             let Some(document) = self.set_aside(document_id) else {
                 self.policy.forget(&applying.records);
-                return self.stop_document(conn, document_id, &too_busy(document_id));
+                return self.stop_document(
+                    conn,
+                    document_id,
+                    &too_busy(document_id),
+                    Some(BUSY_RETRY_MS),
+                );
             };
             self.effects.push(Effect::Work(Work(Box::new(WorkItem {
                 document_id,
@@ -2270,6 +2331,7 @@ impl Repo {
                     "the changes sent for document {document_id} were refused ({}), so it stops syncing on this connection; nothing else is affected. If this school's data was restored from a backup or copied to another computer, ask for help before editing it further",
                     shorten(&error)
                 ),
+                None,
             );
         }
         let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) else {
@@ -2601,6 +2663,7 @@ impl Repo {
     fn on_tick(&mut self, now_ms: u64) {
         // A tick is a time too: what waits on it goes out.
         self.on_time(now_ms);
+        self.retry_refused();
         self.announce_budget = ANNOUNCE_PER_TICK;
         self.start_announcements();
         let idle = self.config.idle_unload_ms;
@@ -2778,7 +2841,7 @@ impl Repo {
         conn: ConnId,
         document_id: DocumentId,
         carried: Carried,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         let (ops, bytes) = match self.documents.get(&document_id) {
             Some(Slot::Ready(document)) => (document.size.ops, document.stored_bytes),
             _ => (0, 0),
@@ -2790,13 +2853,15 @@ impl Repo {
                 return Err(format!(
                     "document {document_id} would hold more than {} operations, this relay's limit for one document, {kept}",
                     quotas.document_ops
-                ));
+                )
+                .into());
             }
             if bytes_after > quotas.document_bytes {
                 return Err(format!(
                     "document {document_id} would take more than {} MB, this relay's limit for one document, {kept}",
                     quotas.document_bytes / (1024 * 1024)
-                ));
+                )
+                .into());
             }
         }
         self.policy
@@ -2924,10 +2989,6 @@ impl Repo {
 
     /// Tells the peer something it should know, keeping the connection.
     fn warn(&mut self, conn: ConnId, reason: &str) {
-        self.send_error(conn, reason, None);
-    }
-
-    fn send_error(&mut self, conn: ConnId, reason: &str, document_id: Option<DocumentId>) {
         let target_id = self.peer_id(conn);
         self.send(
             conn,
@@ -2935,7 +2996,8 @@ impl Repo {
                 sender_id: Some(self.config.peer_id.clone()),
                 target_id,
                 message: reason.to_string(),
-                document_id,
+                document_id: None,
+                retry_after_ms: None,
             },
         );
     }
@@ -2943,8 +3005,15 @@ impl Repo {
     /// Stops syncing `document_id` with `conn`, whose changes to it were
     /// refused, and tells the peer why, naming the document (so a client
     /// of ours knows which one stopped; others read the sentence). What
-    /// it sends for that document is ignored until it reconnects.
-    fn stop_document(&mut self, conn: ConnId, document_id: DocumentId, reason: &str) {
+    /// it sends for that document is ignored until it reconnects, or
+    /// until `retry_after_ms` have passed for a refusal that passes.
+    fn stop_document(
+        &mut self,
+        conn: ConnId,
+        document_id: DocumentId,
+        reason: &str,
+        retry_after_ms: Option<u64>,
+    ) {
         let initiated = self.connections.get(&conn).is_some_and(|c| c.initiate);
         if let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) {
             if initiated {
@@ -2962,14 +3031,32 @@ impl Repo {
             if connection.stopped.len() >= MAX_EPHEMERAL_SESSIONS {
                 connection.stopped.clear();
             }
-            connection.stopped.insert(document_id);
+            let until = retry_after_ms.map(|ms| self.now_ms.saturating_add(ms));
+            connection.stopped.insert(document_id, until);
         }
-        self.send_error(conn, reason, Some(document_id));
+        let target_id = self.peer_id(conn);
+        self.send(
+            conn,
+            &Message::Error {
+                sender_id: Some(self.config.peer_id.clone()),
+                target_id,
+                message: reason.to_string(),
+                document_id: Some(document_id),
+                retry_after_ms,
+            },
+        );
     }
 
     /// The peer refused our changes to a document and stopped syncing it
-    /// with us: keep its words, and send it nothing more of it.
-    fn on_refused(&mut self, conn: ConnId, document_id: DocumentId, reason: &str) {
+    /// with us: keep its words, and send it nothing more of it, or
+    /// nothing until `retry_after_ms` have passed if the refusal passes.
+    fn on_refused(
+        &mut self,
+        conn: ConnId,
+        document_id: DocumentId,
+        reason: &str,
+        retry_after_ms: Option<u64>,
+    ) {
         let initiated = self.connections.get(&conn).is_some_and(|c| c.initiate);
         if !initiated {
             return; // only a relay stops documents
@@ -2978,6 +3065,36 @@ impl Repo {
             && let Some(peer) = document.peers.get_mut(&conn)
         {
             peer.refused = Some(reason.to_string());
+            // Bounded, whatever the peer says: a day at most.
+            peer.retry_at_ms = retry_after_ms.map(|ms| {
+                self.now_ms
+                    .saturating_add(ms.clamp(1_000, MAX_RETRY_AFTER_MS))
+            });
+        }
+    }
+
+    /// Documents whose refusal has passed sync again with that peer from
+    /// the beginning: the refused changes were counted as sent, and the
+    /// peer forgot where this connection stood.
+    fn retry_refused(&mut self) {
+        let now_ms = self.now_ms;
+        let mut due = Vec::new();
+        for (document_id, slot) in &mut self.documents {
+            let Slot::Ready(document) = slot else {
+                continue;
+            };
+            for (conn, peer) in &mut document.peers {
+                if peer.retry_at_ms.is_some_and(|at| at <= now_ms) {
+                    peer.refused = None;
+                    peer.retry_at_ms = None;
+                    peer.sync = sync::State::new();
+                    peer.pace = Pace::default();
+                    due.push((*document_id, *conn));
+                }
+            }
+        }
+        for (document_id, conn) in due {
+            self.sync_peers_of(document_id, Some(conn));
         }
     }
 
@@ -3036,6 +3153,7 @@ fn new_peer_doc(stored: &HashMap<String, Vec<u8>>, storage_id: Option<&str>) -> 
         told_read_only: false,
         pace: Pace::default(),
         refused: None,
+        retry_at_ms: None,
     }
 }
 

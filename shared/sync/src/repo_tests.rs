@@ -974,6 +974,76 @@ fn over_its_memory_bound_the_relay_rests_the_documents_untouched_longest_first()
     assert!(!is_resting(&net, a));
 }
 
+/// A relay policy that refuses changes while the test says so, as one
+/// over a school's daily allowance does.
+struct Charges(std::sync::Arc<std::sync::Mutex<Option<Refusal>>>);
+
+impl AccessPolicy for Charges {
+    fn permission(&self, _: ConnId, _: &DocumentId) -> Permission {
+        Permission::ReadWrite
+    }
+
+    fn charge(&mut self, _: ConnId, _: u64, _: u64, _: u64) -> Result<(), Refusal> {
+        match self.0.lock().unwrap().clone() {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
+        }
+    }
+}
+
+#[test]
+fn changes_refused_for_a_reason_that_passes_go_again_on_the_same_connection() {
+    let refusing = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let mut net = Net::with_relay_policy(2, Box::new(Charges(refusing.clone())));
+    net.connect(1);
+    net.connect(2);
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    net.track(2, id);
+
+    // Over the allowance until it refills in 30 s.
+    *refusing.lock().unwrap() = Some(Refusal {
+        reason: "School 1 has sent all it may today".into(),
+        retry_after_ms: Some(30_000),
+    });
+    net.edit(1, id, |doc| {
+        doc.put(ROOT, "status", "amber").unwrap();
+    });
+    assert_eq!(net.nodes[1].progress(&id, 0), SyncProgress::Refused);
+    assert!(net.nodes[1].refusal_passes(&id, 0));
+    assert_eq!(
+        net.nodes[1].refusal(&id, 0),
+        Some("School 1 has sent all it may today")
+    );
+    *refusing.lock().unwrap() = None;
+    net.tick(29_000);
+    assert_eq!(status_of(&net.stored(2, id)), None, "not before its time");
+    assert_eq!(net.nodes[1].progress(&id, 0), SyncProgress::Refused);
+
+    // Once it has passed, the change goes, without reconnecting.
+    net.tick(2_000);
+    assert_eq!(status_of(&net.stored(2, id)).as_deref(), Some("amber"));
+    assert_eq!(status_of(&net.stored(0, id)).as_deref(), Some("amber"));
+    assert_eq!(net.nodes[1].progress(&id, 0), SyncProgress::InSync);
+    assert_eq!(net.nodes[1].refusal(&id, 0), None);
+
+    // A refusal that does not pass holds until the school reconnects.
+    *refusing.lock().unwrap() = Some(Refusal {
+        reason: "document over this relay's limit".into(),
+        retry_after_ms: None,
+    });
+    net.edit(1, id, |doc| {
+        doc.put(ROOT, "status", "green").unwrap();
+    });
+    assert!(!net.nodes[1].refusal_passes(&id, 0));
+    *refusing.lock().unwrap() = None;
+    net.tick(25 * 60 * 60 * 1000);
+    assert_eq!(net.nodes[1].progress(&id, 0), SyncProgress::Refused);
+    assert_eq!(status_of(&net.stored(2, id)).as_deref(), Some("amber"));
+    net.disconnect(1);
+    net.connect(1);
+    assert_eq!(status_of(&net.stored(2, id)).as_deref(), Some("green"));
+}
+
 #[test]
 fn a_subscriber_that_reconnects_while_its_document_rests_resumes_from_kept_state() {
     let mut net = Net::new(2);
