@@ -754,6 +754,51 @@ fn ephemeral_messages_reach_other_subscribers_once_and_are_never_stored() {
     assert_eq!(net.stores[0], stored_before);
 }
 
+/// Two schools that ask for the same made-up id (nobody has it, so no
+/// partnership owns it) share nothing through it, not even presence:
+/// the relay keeps no requesters of an id nobody has.
+#[test]
+fn presence_for_a_document_nobody_has_goes_nowhere() {
+    let mut net = Net::new(2);
+    net.connect(1);
+    net.connect(2);
+    let id = DocumentId::random();
+    // Each asks for it, as a JS client's `find` does.
+    let mut empty = automerge::Automerge::new();
+    let ask = {
+        use automerge::sync::SyncDoc;
+        empty
+            .generate_sync_message(&mut automerge::sync::State::new())
+            .unwrap()
+            .encode()
+    };
+    for school in [1, 2] {
+        let frame = SyncFrame {
+            sender_id: format!("school-{school}"),
+            target_id: "relay".into(),
+            document_id: id,
+            data: ask.clone(),
+        };
+        net.send_raw(school, Message::Request(frame).encode());
+    }
+    let before = net.log.len();
+    let presence = Message::Ephemeral {
+        sender_id: "school-1".into(),
+        target_id: "relay".into(),
+        document_id: id,
+        session_id: "cursor".into(),
+        count: 1,
+        data: b"a note for whoever else asks".to_vec(),
+    };
+    net.send_raw(1, presence.encode());
+    let forwarded = net.log[before..].iter().any(|(node, effect)| {
+        *node == 0
+            && matches!(effect, Effect::Send { bytes, .. }
+                if matches!(Message::decode(bytes, usize::MAX), Ok(Message::Ephemeral { .. })))
+    });
+    assert!(!forwarded, "nothing went to school 2");
+}
+
 #[test]
 fn idle_documents_are_unloaded_and_load_again_when_asked() {
     let mut net = Net::new(2);
