@@ -3,7 +3,7 @@
 //! and editing a document; a viewer reading and trying to write; a school
 //! asking for, and writing to, another partnership's document; a school
 //! writing under a partner's actor; the register changing mid-sync;
-//! presence; garbage). Each exchange is run through the harness here, and
+//! presence; garbage; our own client's compact frames). Each exchange is run through the harness here, and
 //! what it must reach is checked (a seed that creates nothing would teach
 //! the fuzzer nothing). `cargo run --example make_corpus` in fuzz/; the
 //! fuzzer grows the corpus from these.
@@ -15,7 +15,8 @@ use partnerplan_fuzz::{
     NORTH_ACTOR, NORTH_DOC, PEERS, Relay, SOUTH_DOC, Seen, Session, Step, join, kept_documents,
     write,
 };
-use partnerplan_sync::message::{ListedPartnership, PROTOCOL_VERSION, SyncFrame};
+use partnerplan_sync::compact;
+use partnerplan_sync::message::{CompactFrame, ListedPartnership, PROTOCOL_VERSION, SyncFrame};
 use partnerplan_sync::{DocumentId, Message, PeerMetadata};
 
 const RELAY: &str = "partnerplan-relay";
@@ -42,6 +43,27 @@ fn whole(doc: &AutoCommit) -> Automerge {
 /// (the relay's core answers the same way). A client with nothing asks
 /// with `request`.
 fn exchange(slot: usize, id: DocumentId, client: &AutoCommit, relay: &Automerge) -> Vec<Vec<u8>> {
+    exchange_as(slot, id, client, relay, false)
+}
+
+/// The same exchange in the compact form our own clients use
+/// (`Message::Compact`), for a slot whose `join` offered it.
+fn exchange_compact(
+    slot: usize,
+    id: DocumentId,
+    client: &AutoCommit,
+    relay: &Automerge,
+) -> Vec<Vec<u8>> {
+    exchange_as(slot, id, client, relay, true)
+}
+
+fn exchange_as(
+    slot: usize,
+    id: DocumentId,
+    client: &AutoCommit,
+    relay: &Automerge,
+    compact: bool,
+) -> Vec<Vec<u8>> {
     let mut client = whole(client);
     let mut relay = relay.clone();
     let (mut ours, mut theirs) = (sync::State::new(), sync::State::new());
@@ -54,17 +76,29 @@ fn exchange(slot: usize, id: DocumentId, client: &AutoCommit, relay: &Automerge)
         relay
             .receive_sync_message(&mut theirs, message.clone())
             .unwrap();
-        let frame = SyncFrame {
-            sender_id: PEERS[slot].into(),
-            target_id: RELAY.into(),
-            document_id: id,
-            data: message.encode(),
-        };
-        frames.push(if empty && frames.is_empty() {
-            Message::Request(frame).encode()
+        let request = empty && frames.is_empty();
+        if compact {
+            frames.push(
+                Message::Compact(CompactFrame {
+                    document_id: id,
+                    request,
+                    data: compact::encode(&client, message),
+                })
+                .encode(),
+            );
         } else {
-            Message::Sync(frame).encode()
-        });
+            let frame = SyncFrame {
+                sender_id: PEERS[slot].into(),
+                target_id: RELAY.into(),
+                document_id: id,
+                data: message.encode(),
+            };
+            frames.push(if request {
+                Message::Request(frame).encode()
+            } else {
+                Message::Sync(frame).encode()
+            });
+        }
         if let Some(reply) = relay.generate_sync_message(&mut theirs) {
             client.receive_sync_message(&mut ours, reply).unwrap();
         }
@@ -160,6 +194,16 @@ fn every_type() -> Vec<Message> {
             document_id: id,
             partnership: "p1".into(),
         },
+        Message::Compact(CompactFrame {
+            document_id: id,
+            request: true,
+            data: compact::encode(
+                &Automerge::new(),
+                Automerge::new()
+                    .generate_sync_message(&mut sync::State::new())
+                    .unwrap(),
+            ),
+        }),
     ]
 }
 
@@ -223,6 +267,19 @@ fn main() {
         SOUTH_DOC,
         &edited(&south, 0xb6, "status", "green"),
         &whole(&south),
+    );
+    let south_writes_own_compact = exchange_compact(
+        SOUTH,
+        SOUTH_DOC,
+        &edited(&south, 0xb6, "status", "done"),
+        &whole(&south),
+    );
+    let south_asks_north_compact = exchange_compact(SOUTH, NORTH_DOC, &AutoCommit::new(), &nothing);
+    let south_creates_compact = exchange_compact(
+        SOUTH,
+        DocumentId::from_bytes([0x77; 16]),
+        &plan,
+        &nothing,
     );
     let both_reads_south = exchange(BOTH, SOUTH_DOC, &AutoCommit::new(), &whole(&south));
     let both_writes_south = exchange(
@@ -420,6 +477,17 @@ fn main() {
             ]
             .concat(),
             |s| s.claimed == 1 && s.persisted == 1,
+        ),
+        (
+            "compact-south-writes-its-own-and-asks-for-north",
+            [
+                frames(SOUTH, &south_asks_north_compact),
+                frames(SOUTH, &south_writes_own_compact),
+                frames(SOUTH, &south_creates_compact),
+                vec![Step::Tick],
+            ]
+            .concat(),
+            |s| s.persisted >= 2 && s.claimed == 1 && s.worked >= 1,
         ),
         (
             "slow-reader",

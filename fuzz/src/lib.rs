@@ -10,7 +10,7 @@
 //! |------|--------------|--------|--------|--------------------|
 //! | 0    | North Member | member |        | yes                |
 //! | 1    | North Viewer | viewer |        | no                 |
-//! | 2    | South Member |        | member | yes                |
+//! | 2    | South Member |        | member | yes (offers compact sync) |
 //! | 3    | Both Ways    | member (home) | viewer | no          |
 //!
 //! A register change (the lead school at the admin pages) makes Both Ways
@@ -33,7 +33,8 @@ use partnerplan_sync::access::{
     AccessRecord, DailyAllowance, Grant, Owner, PartnershipId, Register, Role, SchoolId,
 };
 use partnerplan_sync::authors::new_authors;
-use partnerplan_sync::message::PROTOCOL_VERSION;
+use partnerplan_sync::compact;
+use partnerplan_sync::message::{COMPACT_VERSION, PROTOCOL_VERSION};
 use partnerplan_sync::repo::{Quotas, Work};
 use partnerplan_sync::store::Write;
 use partnerplan_sync::{ConnId, DocumentId, Effect, Event, Message, PeerMetadata, Repo, Store};
@@ -319,6 +320,9 @@ pub fn join(slot: usize) -> Message {
             storage_id: Some(format!("{}-storage", PEERS[slot])),
             is_ephemeral: false,
             listing: true,
+            // South Member is one of our own clients, which sync in the
+            // compact form; the others speak the standard protocol.
+            compact: if slot == 2 { COMPACT_VERSION } else { 0 },
             ..PeerMetadata::default()
         },
     }
@@ -769,7 +773,9 @@ impl<'a> Session<'a> {
     /// What a slot's connection is sent: only what its school may see.
     fn check_send(&mut self, slot: usize, message: &Message) {
         let register = &self.relay.registers[self.register];
-        if !matches!(message, Message::Ephemeral { .. }) {
+        // Presence goes on in its sender's name; a compact frame names no
+        // sender (its connection says who sent it).
+        if !matches!(message, Message::Ephemeral { .. } | Message::Compact(_)) {
             assert_eq!(
                 message.sender_id(),
                 Some(self.relay_peer.as_str()),
@@ -781,16 +787,28 @@ impl<'a> Session<'a> {
                 .get(document_id)
                 .is_some_and(|(owner, _)| self.role(slot, owner).is_none())
         };
+        let sync = match message {
+            Message::Sync(frame) | Message::Request(frame) => Some((
+                frame.document_id,
+                automerge::sync::Message::decode(&frame.data)
+                    .expect("the relay's sync messages can be read"),
+            )),
+            Message::Compact(frame) => Some((
+                frame.document_id,
+                compact::decode(&frame.data, usize::MAX)
+                    .expect("the relay's compact sync messages can be read"),
+            )),
+            _ => None,
+        };
         match message {
-            Message::Sync(frame) | Message::Request(frame) => {
-                let sync = automerge::sync::Message::decode(&frame.data)
-                    .expect("the relay's sync messages can be read");
+            Message::Sync(_) | Message::Request(_) | Message::Compact(_) => {
+                let (document_id, sync) = sync.expect("a sync message was read");
                 // The changes it carries, read by the parsers the relay
                 // uses on what it receives (an empty document's chunk
                 // carries none).
                 let carried = new_authors(&Automerge::new(), sync.changes.iter())
                     .unwrap_or_else(|e| panic!("the relay sent changes that cannot be read: {e}"));
-                if hidden(&frame.document_id) {
+                if hidden(&document_id) {
                     assert!(
                         sync.heads.is_empty() && carried.is_empty(),
                         "{} was sent a document of a partnership it is not in",

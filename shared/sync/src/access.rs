@@ -296,6 +296,11 @@ pub struct PartnershipPolicy {
     /// bytes bounded by [`ACTOR_BYTES_PER_SCHOOL`]).
     actors: HashMap<ActorId, SchoolId>,
     by_school: HashMap<SchoolId, SchoolActors>,
+    /// Actors bound by changes not yet applied and kept (a heavy message
+    /// on the worker thread): they count already, so no other school can
+    /// take them meanwhile, but are named to partners only once kept
+    /// (`kept`), and never if the changes fail (`forget`).
+    unconfirmed: HashSet<ActorId>,
     /// Schools a restore from a backup lost changes of, with when the
     /// relay stops taking them from partners; the documents each has since
     /// sent all it holds (from then on its changes to them come only from
@@ -379,6 +384,7 @@ impl PartnershipPolicy {
             left: HashMap::new(),
             actors: HashMap::new(),
             by_school: HashMap::new(),
+            unconfirmed: HashSet::new(),
             restored: HashMap::new(),
             caught_up: HashSet::new(),
             bindings_incomplete: false,
@@ -457,6 +463,7 @@ impl PartnershipPolicy {
 
     fn bind(&mut self, actor: &ActorId, school: &SchoolId) {
         self.add_actor(actor.clone(), school.clone());
+        self.unconfirmed.insert(actor.clone());
         self.records.push(AccessRecord::ActorBound {
             actor: actor.to_bytes().to_vec(),
             school: school.clone(),
@@ -872,23 +879,39 @@ impl AccessPolicy for PartnershipPolicy {
 
     /// Proportional to the partners' actors, not to every actor bound.
     fn named_actors(&self, conn: ConnId) -> Vec<NamedActor> {
+        let unconfirmed = &self.unconfirmed;
         let mut named: Vec<NamedActor> = self
             .partners(conn)
             .into_iter()
             .filter_map(|(school, name)| Some((self.by_school.get(school)?, name)))
             .flat_map(|(own, name)| {
-                own.actors.iter().map(move |actor| NamedActor {
-                    actor: actor.to_bytes().to_vec(),
-                    school: name.to_string(),
-                })
+                own.actors
+                    .iter()
+                    .filter(|actor| !unconfirmed.contains(*actor))
+                    .map(move |actor| NamedActor {
+                        actor: actor.to_bytes().to_vec(),
+                        school: name.to_string(),
+                    })
             })
             .collect();
         named.sort_by(|a, b| a.actor.cmp(&b.actor));
         named
     }
 
+    fn kept(&mut self, records: &[AccessRecord]) {
+        for record in records {
+            if let AccessRecord::ActorBound { actor, .. } = record {
+                self.unconfirmed.remove(&ActorId::from(actor.as_slice()));
+            }
+        }
+    }
+
     fn actor_name(&self, conn: ConnId, actor: &[u8]) -> Option<String> {
-        let school = self.actors.get(&ActorId::from(actor))?;
+        let actor = ActorId::from(actor);
+        if self.unconfirmed.contains(&actor) {
+            return None;
+        }
+        let school = self.actors.get(&actor)?;
         self.partners(conn)
             .get(school.as_str())
             .map(|name| name.to_string())
@@ -911,6 +934,7 @@ impl AccessPolicy for PartnershipPolicy {
         for record in records {
             if let AccessRecord::ActorBound { actor, school } = record {
                 let actor = ActorId::from(actor.as_slice());
+                self.unconfirmed.remove(&actor);
                 if self.actors.get(&actor) == Some(school) {
                     self.actors.remove(&actor);
                     if let Some(own) = self.by_school.get_mut(school)

@@ -143,6 +143,10 @@ pub trait AccessPolicy: Send {
     /// again when next needed.
     fn forget(&mut self, _records: &[AccessRecord]) {}
 
+    /// These records go to storage with the changes they came with: what
+    /// they bound may now be named to partners.
+    fn kept(&mut self, _records: &[AccessRecord]) {}
+
     /// Every Automerge actor whose school `conn` may know (one sharing a
     /// partnership with its own), with that school's name, for a client
     /// that asked for listings. A policy that binds no actors names none.
@@ -3102,6 +3106,7 @@ impl Repo {
     /// bound by them) is kept in the same write, and the school named to
     /// those who will see them.
     fn keep_applied(&mut self, records: Vec<AccessRecord>) {
+        self.policy.kept(&records);
         self.announce_bindings(&records);
         self.effects.extend(
             records
@@ -3112,7 +3117,9 @@ impl Repo {
 
     /// Hands the driver what the policy decided to keep.
     fn keep_records(&mut self) {
-        for record in self.policy.take_records() {
+        let records = self.policy.take_records();
+        self.policy.kept(&records);
+        for record in records {
             self.effects.push(Effect::PersistAccess { record });
         }
     }

@@ -764,7 +764,7 @@ fn presence_for_a_document_nobody_has_goes_nowhere() {
     net.connect(2);
     let id = DocumentId::random();
     // Each asks for it, as a JS client's `find` does.
-    let mut empty = automerge::Automerge::new();
+    let empty = automerge::Automerge::new();
     let ask = {
         use automerge::sync::SyncDoc;
         empty
@@ -2710,6 +2710,54 @@ mod relay_policy {
         assert_eq!(
             net.named[2].get(&hilltop).map(String::as_str),
             Some("School 1")
+        );
+    }
+
+    /// An actor bound by heavy changes still being applied on the worker
+    /// is not named to a school that joins meanwhile: the binding is kept
+    /// only with the changes, and is forgotten if they fail. Found by the
+    /// `relay_core` fuzz target.
+    #[test]
+    fn an_actor_is_named_only_once_the_changes_that_bound_it_are_kept() {
+        let register = Arc::new(register(
+            1,
+            &[
+                (1, &[("north", Role::Member)]),
+                (2, &[("north", Role::Member)]),
+            ],
+        ));
+        let mut net = Net::with_relay_policy(2, Box::new(AllowAll));
+        let mut config = RepoConfig::new("relay", Some("relay-storage".into()));
+        config.heavy_ops = Some(100);
+        let policy = PartnershipPolicy::new(register.clone(), HashMap::new(), 2);
+        net.nodes[0] = Repo::new(config, Box::new(policy));
+        for client in [1, 2] {
+            let grant = register.authenticate(&credential(client), None).unwrap();
+            net.grants.insert(client, grant);
+            asks_for_listing(&mut net, client);
+        }
+        net.connect(1);
+        net.held_work = Some(Vec::new());
+        let plan = new_doc_with_title(&mut net, 1, &"typed ".repeat(200));
+        net.finish_work();
+        assert_eq!(
+            work_on(&net, plan),
+            vec!["Work(authors", "Work(apply"],
+            "its authors were read, and it is being applied"
+        );
+        let hilltop = actor("actor-1");
+        net.connect(2);
+        assert_eq!(
+            net.named[2].get(&hilltop),
+            None,
+            "named before its changes were kept"
+        );
+        net.finish_work();
+        net.held_work = None;
+        assert_eq!(
+            net.named[2].get(&hilltop).map(String::as_str),
+            Some("School 1"),
+            "named once they were"
         );
     }
 
