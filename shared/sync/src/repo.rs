@@ -2993,6 +2993,18 @@ impl Repo {
 
     /// Tells the peer something it should know, keeping the connection.
     fn warn(&mut self, conn: ConnId, reason: &str) {
+        self.send_error(conn, reason, None, None);
+    }
+
+    /// An `error` to the peer; naming a document says which one stopped,
+    /// and a wait says when it may be sent again.
+    fn send_error(
+        &mut self,
+        conn: ConnId,
+        reason: &str,
+        document_id: Option<DocumentId>,
+        retry_after_ms: Option<u64>,
+    ) {
         let target_id = self.peer_id(conn);
         self.send(
             conn,
@@ -3000,8 +3012,8 @@ impl Repo {
                 sender_id: Some(self.config.peer_id.clone()),
                 target_id,
                 message: reason.to_string(),
-                document_id: None,
-                retry_after_ms: None,
+                document_id,
+                retry_after_ms,
             },
         );
     }
@@ -3038,17 +3050,7 @@ impl Repo {
             let until = retry_after_ms.map(|ms| self.now_ms.saturating_add(ms));
             connection.stopped.insert(document_id, until);
         }
-        let target_id = self.peer_id(conn);
-        self.send(
-            conn,
-            &Message::Error {
-                sender_id: Some(self.config.peer_id.clone()),
-                target_id,
-                message: reason.to_string(),
-                document_id: Some(document_id),
-                retry_after_ms,
-            },
-        );
+        self.send_error(conn, reason, Some(document_id), retry_after_ms);
     }
 
     /// The peer refused our changes to a document and stopped syncing it
