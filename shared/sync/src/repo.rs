@@ -313,6 +313,8 @@ impl From<String> for Refusal {
 
 /// The longest a refusal that passes may ask a client to wait.
 const MAX_RETRY_AFTER_MS: u64 = 24 * 60 * 60 * 1000;
+/// The shortest: the relay's own waits are 15 s and a minute.
+const MIN_RETRY_AFTER_MS: u64 = 10_000;
 
 /// How long a peer whose changes found the relay busy waits before
 /// sending them again: a heavy document takes about a second.
@@ -1653,8 +1655,11 @@ impl Repo {
                     if until.is_none_or(|until| self.now_ms < until) {
                         return; // refused already, and told why
                     }
-                    // The refusal has passed: the document syncs afresh.
+                    // The refusal has passed: the document syncs afresh,
+                    // answered as if never asked about (a new document's
+                    // first message gets its answer again).
                     connection.stopped.remove(&document_id);
+                    connection.absent.remove(&document_id);
                 }
                 // Read and checked before anything else, so what a message
                 // may cost does not depend on the document.
@@ -2022,6 +2027,11 @@ impl Repo {
         let Some(connection) = self.connections.get(&conn) else {
             return; // it went away while the document loaded
         };
+        // Stopped while this waited for the document (loading, or away on
+        // the worker): what was sent before the refusal goes with it.
+        if connection.stopped.contains_key(&document_id) {
+            return;
+        }
         let answering = !connection.initiate;
         let permission = self.policy.permission(conn, &document_id);
         let storage_id = self.peer_storage_id(conn);
@@ -2225,7 +2235,11 @@ impl Repo {
             Done::Authored { document, incoming } => (Some(document), Returned::Authored(incoming)),
         };
         let Some(Slot::Busy { queue, departed }) = self.documents.remove(&document_id) else {
-            // Forgotten meanwhile (its writes failed): it loads again.
+            // Forgotten meanwhile (its writes failed): it loads again, and
+            // what the policy bound for these changes, never kept, goes.
+            if let Returned::Applied(_, applying) = &returned {
+                self.policy.forget(&applying.records);
+            }
             return;
         };
         match (document, returned) {
@@ -2673,10 +2687,11 @@ impl Repo {
         let idle = self.config.idle_unload_ms;
         let mut drop = Vec::new();
         let mut rest = Vec::new();
-        // In memory, and what may rest early if that is over the bound:
-        // (last active, estimate, id).
+        // In memory, and what may leave early if that is over the bound:
+        // (last active, estimate, id, whether it rests rather than goes).
         let mut in_memory = 0u64;
-        let mut may_rest = Vec::new();
+        let mut may_leave = Vec::new();
+        let early = self.config.document_memory.is_some();
         for (document_id, slot) in &self.documents {
             // Loading, away being worked on, or resting already.
             let Slot::Ready(document) = slot else {
@@ -2690,35 +2705,44 @@ impl Repo {
             // A document nobody has (requests for unknown ids) is kept
             // only a while for its requesters, so made-up ids cannot fill
             // memory.
-            if document.peers.is_empty() || document.doc.get_heads().is_empty() {
+            let nobody_has_it = document.doc.get_heads().is_empty();
+            if document.peers.is_empty() || nobody_has_it {
                 if untouched >= idle {
                     drop.push(*document_id);
                 } else {
                     in_memory += estimate;
+                    // One nobody syncs goes first, as it would at the idle
+                    // time (its peers' sync states were kept as they left);
+                    // one nobody has stays its while for its requesters.
+                    if early && untouched >= MIN_IDLE_TO_REST_MS && !nobody_has_it {
+                        may_leave.push((document.last_active_ms, estimate, *document_id, false));
+                    }
                 }
             } else if untouched >= idle && self.may_rest(document_id, document) {
                 rest.push(*document_id);
             } else {
                 in_memory += estimate;
-                if self.config.document_memory.is_some()
-                    && untouched >= MIN_IDLE_TO_REST_MS
-                    && self.may_rest(document_id, document)
+                if early && untouched >= MIN_IDLE_TO_REST_MS && self.may_rest(document_id, document)
                 {
-                    may_rest.push((document.last_active_ms, estimate, *document_id));
+                    may_leave.push((document.last_active_ms, estimate, *document_id, true));
                 }
             }
         }
         if let Some(bound) = self.config.document_memory
             && in_memory > bound
         {
-            // The longest untouched first.
-            may_rest.sort_unstable();
-            for (_, estimate, document_id) in may_rest {
+            // Those nobody syncs first, then the longest untouched.
+            may_leave.sort_unstable_by_key(|&(last_active, _, _, rests)| (rests, last_active));
+            for (_, estimate, document_id, rests) in may_leave {
                 if in_memory <= bound {
                     break;
                 }
                 in_memory -= estimate;
-                rest.push(document_id);
+                if rests {
+                    rest.push(document_id);
+                } else {
+                    drop.push(document_id);
+                }
             }
         }
         for document_id in drop {
@@ -3033,9 +3057,11 @@ impl Repo {
         let initiated = self.connections.get(&conn).is_some_and(|c| c.initiate);
         if let Some(Slot::Ready(document)) = self.documents.get_mut(&document_id) {
             if initiated {
-                // Our side of the connection keeps saying why it stopped.
+                // Our side of the connection keeps saying why it stopped,
+                // for good: an earlier refusal's wait no longer counts.
                 if let Some(peer) = document.peers.get_mut(&conn) {
                     peer.refused = Some(reason.to_string());
+                    peer.retry_at_ms = None;
                 }
             } else {
                 document.peers.remove(&conn);
@@ -3071,10 +3097,11 @@ impl Repo {
             && let Some(peer) = document.peers.get_mut(&conn)
         {
             peer.refused = Some(reason.to_string());
-            // Bounded, whatever the peer says: a day at most.
+            // Bounded, whatever the peer says: from ten seconds (a relay
+            // cannot make us start over every second) to a day.
             peer.retry_at_ms = retry_after_ms.map(|ms| {
                 self.now_ms
-                    .saturating_add(ms.clamp(1_000, MAX_RETRY_AFTER_MS))
+                    .saturating_add(ms.clamp(MIN_RETRY_AFTER_MS, MAX_RETRY_AFTER_MS))
             });
         }
     }
@@ -3093,7 +3120,10 @@ impl Repo {
                 if peer.retry_at_ms.is_some_and(|at| at <= now_ms) {
                     peer.refused = None;
                     peer.retry_at_ms = None;
-                    peer.sync = sync::State::new();
+                    // What both last shared stays (what is kept of a sync
+                    // state); what was sent and refused is forgotten, so
+                    // it goes again.
+                    peer.sync = sync::State::decode(&peer.sync.encode()).unwrap_or_default();
                     peer.pace = Pace::default();
                     due.push((*document_id, *conn));
                 }

@@ -1089,6 +1089,57 @@ fn changes_refused_for_a_reason_that_passes_go_again_on_the_same_connection() {
     assert_eq!(status_of(&net.stored(2, id)).as_deref(), Some("green"));
 }
 
+/// A new document whose first changes meet a refusal that passes: when
+/// the wait is over, the relay answers its first message again, and the
+/// document reaches it. (Found in review: the relay had noted the id as
+/// absent for that connection, and stayed silent.)
+#[test]
+fn a_new_document_refused_for_a_while_reaches_the_relay_after_the_wait() {
+    let refusing = std::sync::Arc::new(std::sync::Mutex::new(Some(Refusal {
+        reason: "School 1 has sent all it may today".into(),
+        retry_after_ms: Some(30_000),
+    })));
+    let mut net = Net::with_relay_policy(1, Box::new(Charges(refusing.clone())));
+    net.connect(1);
+    let id = new_doc_with_title(&mut net, 1, "Plan");
+    assert_eq!(net.nodes[1].progress(&id, 0), SyncProgress::Refused);
+    assert!(net.stores[0].get(&id).is_none());
+    *refusing.lock().unwrap() = None;
+    net.tick(31_000);
+    assert_eq!(text_of(&net.stored(0, id), "title"), "Plan");
+    assert_eq!(net.nodes[1].progress(&id, 0), SyncProgress::InSync);
+}
+
+/// Over the bound, a document nobody syncs any more leaves memory before
+/// one whose subscribers are still connected, however recently touched.
+/// (Found in review.)
+#[test]
+fn over_its_memory_bound_the_relay_drops_documents_nobody_syncs_first() {
+    let mut net = Net::new(2);
+    net.connect(1);
+    net.connect(2);
+    let kept = new_doc_with_title(&mut net, 1, "Plan A");
+    net.track(2, kept);
+    net.tick(1_000);
+    let left = new_doc_with_title(&mut net, 2, "Plan B");
+    net.disconnect(2);
+    let estimate = |net: &Net, id: DocumentId| {
+        memory_estimate(net.stores[0][&id].iter().map(|c| c.len() as u64).sum())
+    };
+    // Room for one of the two.
+    let bound = estimate(&net, kept) + estimate(&net, left) / 2;
+    net.nodes[0].config.document_memory = Some(bound);
+    net.tick(6_000);
+    assert!(
+        !net.nodes[0].documents.contains_key(&left),
+        "the one nobody syncs left"
+    );
+    assert!(
+        matches!(net.nodes[0].documents.get(&kept), Some(Slot::Ready(_))),
+        "the one school 1 syncs stays, though touched earlier"
+    );
+}
+
 #[test]
 fn a_subscriber_that_reconnects_while_its_document_rests_resumes_from_kept_state() {
     let mut net = Net::new(2);
@@ -2758,6 +2809,64 @@ mod relay_policy {
             net.named[2].get(&hilltop).map(String::as_str),
             Some("School 1"),
             "named once they were"
+        );
+    }
+
+    /// Heavy changes away on the worker when the turn's writes fail: the
+    /// document leaves memory, and what the policy bound for the changes
+    /// goes with it, so the school's resent changes bind it again, kept
+    /// and named. (Found in review.)
+    #[test]
+    fn a_binding_for_changes_whose_document_was_dropped_meanwhile_is_made_again() {
+        let register = Arc::new(register(
+            1,
+            &[
+                (1, &[("north", Role::Member)]),
+                (2, &[("north", Role::Member)]),
+            ],
+        ));
+        let mut net = Net::with_relay_policy(2, Box::new(AllowAll));
+        let mut config = RepoConfig::new("relay", Some("relay-storage".into()));
+        config.heavy_ops = Some(100);
+        let policy = PartnershipPolicy::new(register.clone(), HashMap::new(), 2);
+        net.nodes[0] = Repo::new(config, Box::new(policy));
+        for client in [1, 2] {
+            let grant = register.authenticate(&credential(client), None).unwrap();
+            net.grants.insert(client, grant);
+            asks_for_listing(&mut net, client);
+        }
+        net.connect(1);
+        net.held_work = Some(Vec::new());
+        let plan = new_doc_with_title(&mut net, 1, &"typed ".repeat(200));
+        net.finish_work();
+        assert_eq!(work_on(&net, plan), vec!["Work(authors", "Work(apply"]);
+        // A write of that turn failed: the document is dropped from memory
+        // while its changes are still being applied.
+        net.queue.push_back((
+            0,
+            Event::WriteFailed {
+                document_ids: vec![plan],
+                unowned: Vec::new(),
+                forgotten: Vec::new(),
+            },
+        ));
+        net.run();
+        net.finish_work();
+        net.held_work = None;
+        net.disconnect(1);
+        net.connect(1);
+        net.track(1, plan);
+        assert!(
+            net.records.iter().any(
+                |r| matches!(r, AccessRecord::ActorBound { school, .. } if school == "school-id-1")
+            ),
+            "bound again and kept: {:?}",
+            net.records
+        );
+        net.connect(2);
+        assert_eq!(
+            net.named[2].get(&actor("actor-1")).map(String::as_str),
+            Some("School 1")
         );
     }
 
