@@ -330,7 +330,16 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                     return Err(refused);
                 }
                 if !watch {
-                    println!("In sync: {} document{} match the relay.", report.documents, if report.documents == 1 { "" } else { "s" });
+                    let plural = if report.documents == 1 { "" } else { "s" };
+                    if report.held.is_empty() {
+                        println!("In sync: {} document{plural} match the relay.", report.documents);
+                    } else {
+                        println!(
+                            "Synced {} document{plural} with the relay, but the relay could not take this school's changes to {} just now: they stay on this computer, and the next sync (or the app, while it runs) sends them.",
+                            report.documents,
+                            report.held.iter().map(|(id, _)| id.url()).collect::<Vec<_>>().join(", ")
+                        );
+                    }
                     for warning in &report.warnings {
                         println!("The relay said: {warning}.");
                     }

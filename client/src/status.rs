@@ -279,7 +279,7 @@ pub fn describe(status: &Status) -> String {
     for refused in &status.refused {
         lines.push(if refused.passes {
             format!(
-                "The relay could not take this school's changes to {} for now; the running sync sends them again by itself. It said: {}.",
+                "The relay could not take this school's changes to {} for now; they stay on this computer, and the app's sync sends them again by itself while it runs (or the next `partnerplan sync` does). It said: {}.",
                 refused.url, refused.reason
             )
         } else {

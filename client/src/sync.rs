@@ -120,6 +120,10 @@ pub struct SyncReport {
     /// Documents whose changes from this school the relay refused, with
     /// its reason: they stay on this computer and are not sent again.
     pub refused: Vec<(DocumentId, String)>,
+    /// Documents whose changes the relay could not take just now (it was
+    /// busy, or the school's daily allowance ran out), with its reason:
+    /// they stay on this computer, and a later sync sends them.
+    pub held: Vec<(DocumentId, String)>,
 }
 
 impl SyncReport {
@@ -445,6 +449,7 @@ pub async fn run_linked(
             read_only: Vec::new(),
             warnings: Vec::new(),
             refused: Vec::new(),
+            held: Vec::new(),
         }),
         Err(error) => Err(error),
     }
@@ -680,10 +685,12 @@ where
             }
             _ = &mut until, if deadline.is_some() => {
                 // Changes the relay refused would not be sent next time.
+                // Only those refused for good: the others go next time.
                 let refused: Vec<(DocumentId, String)> = match survey(sender, conn).await {
                     Some((announcing, progress)) => in_sync(announcing, &progress)
                         .1
                         .into_iter()
+                        .filter(|(_, _, passes)| !passes)
                         .map(|(id, reason, _)| (id, reason))
                         .collect(),
                     None => Vec::new(),
@@ -905,6 +912,12 @@ fn in_sync(announcing: bool, progress: &[Progress]) -> (Option<SyncReport>, Vec<
         warnings: Vec::new(),
         refused: refused
             .iter()
+            .filter(|(_, _, passes)| !passes)
+            .map(|(id, reason, _)| (*id, reason.clone()))
+            .collect(),
+        held: refused
+            .iter()
+            .filter(|(_, _, passes)| *passes)
             .map(|(id, reason, _)| (*id, reason.clone()))
             .collect(),
     });
@@ -985,5 +998,43 @@ fn describe_ws_error(error: &tokio_tungstenite::tungstenite::Error) -> String {
         Error::Http(response) => format!("it answered with HTTP status {}", response.status()),
         Error::Url(url) => format!("the address is not valid: {url}"),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_that_passes_is_held_not_refused() {
+        let (busy, over) = (DocumentId::random(), DocumentId::random());
+        let progress = vec![
+            (
+                busy,
+                SyncProgress::Refused,
+                Some(("the relay is busy".to_string(), true)),
+            ),
+            (
+                over,
+                SyncProgress::Refused,
+                Some(("over this relay's limit".to_string(), false)),
+            ),
+        ];
+        let (report, recorded) = in_sync(false, &progress);
+        let report = report.expect("every document is settled for now");
+        assert_eq!(report.held, vec![(busy, "the relay is busy".to_string())]);
+        assert_eq!(
+            report.refused,
+            vec![(over, "over this relay's limit".to_string())]
+        );
+        assert!(
+            matches!(report.refusal(), Some(ClientError::ChangesRefused { documents, .. }) if documents == over.url()),
+            "only the refusal for good is an error"
+        );
+        assert_eq!(
+            recorded.len(),
+            2,
+            "both are recorded for status and the app"
+        );
     }
 }
