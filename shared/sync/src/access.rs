@@ -776,12 +776,20 @@ impl AccessPolicy for PartnershipPolicy {
                 .max((bytes as f64 - left.bytes) / allowance.bytes.max(1) as f64);
             let retry_after_ms =
                 fits.then(|| ((days * DAY_MS).ceil() as u64).max(MIN_REFILL_WAIT_MS));
-            let reason = format!(
-                "{} has sent this relay all it takes from one school in a day ({} operations and {} MB), so these changes were not saved; they stay on your computer and go once the allowance refills over the next hours. If your school needs more, ask the relay's operator",
-                grant.school_name,
+            let (name, day_ops, day_mb) = (
+                &grant.school_name,
                 allowance.ops,
-                allowance.bytes / (1024 * 1024)
+                allowance.bytes / (1024 * 1024),
             );
+            let reason = if fits {
+                format!(
+                    "{name} has sent this relay all it takes from one school in a day ({day_ops} operations and {day_mb} MB), so these changes were not saved; they stay on your computer and go once the allowance refills over the next hours. If your school needs more, ask the relay's operator"
+                )
+            } else {
+                format!(
+                    "these changes from {name} are more than this relay takes from one school in a whole day ({day_ops} operations and {day_mb} MB), so they were not saved; they stay on your computer. Ask the relay's operator to raise the allowance"
+                )
+            };
             return Err(Refusal {
                 reason,
                 retry_after_ms,
@@ -1130,6 +1138,13 @@ mod tests {
             .charge(2, 1_001, 0, start + 2 * DAY_MS as u64)
             .unwrap_err();
         assert_eq!(too_big.retry_after_ms, None);
+        assert!(
+            too_big
+                .reason
+                .contains("more than this relay takes from one school in a whole day"),
+            "{}",
+            too_big.reason
+        );
     }
 
     #[test]
