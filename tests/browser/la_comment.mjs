@@ -8,6 +8,11 @@ const [laApp, schoolApp] = process.argv.slice(2);
 const comment = "Please share the moderation timetable with the other schools.";
 
 await scenario("local authority comment", async (browser) => {
+  // ACE's school has its documents open while the comment is written.
+  const school = await newPage(browser);
+  await school.goto(schoolApp);
+  await school.getByRole("heading", { level: 1 }).first().waitFor();
+
   const la = await newPage(browser);
   await la.goto(laApp);
   await la.getByRole("heading", { name: "Partnerships you view", level: 1 }).waitFor();
@@ -40,12 +45,13 @@ await scenario("local authority comment", async (browser) => {
   check(list.includes("Maria Lopez") && list.includes(comment), "the new comment is listed: " + list);
   await checkAccessibility(la, "the comment saved");
 
-  // ACE's school: the comments beside its documents, with who and when.
-  const school = await newPage(browser);
-  await eventually(async () => {
-    await school.goto(schoolApp);
-    return (await school.locator("main").innerText()).includes(comment);
-  }, "the comment reaches ACE's school", 60_000);
+  // ACE's school: the comment appears on the open page by itself, beside
+  // its documents, with who and when.
+  await eventually(
+    async () => (await school.locator("main").innerText()).includes(comment),
+    "the comment reaches ACE's open page",
+    60_000,
+  );
   const section = school.getByRole("region", { name: "Comments from the local authority" });
   const text = await section.innerText();
   check(text.includes("Maria Lopez, Kent County Council"), "the officer and the local authority: " + text);
