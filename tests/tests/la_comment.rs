@@ -170,6 +170,29 @@ fn the_local_authority_comments_to_one_partnership_and_writes_nothing_of_its_own
     let la_app = AppProcess::start(&la);
     let school_app = AppProcess::start(&woodchurch);
     scenario("la_comment.mjs", &[&la_app.url, &school_app.url]);
+    // An edit to the comments sent to the school's app anyway (its pages
+    // offer none) is forbidden, saying whose they are.
+    let host = school_app.host();
+    let (_, home) = school_app.raw(&format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    ));
+    let token = home
+        .split("name=\"csrf\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page carries its token")
+        .to_string();
+    let id = comments.trim_start_matches("automerge:");
+    let body = r#"{"key":"title","value":"Ours now","heads":""}"#;
+    let (status, answer) = school_app.raw(&format!(
+        "POST /doc/{id}/field HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nX-CSRF-Token: {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        answer.contains("the local authority's document"),
+        "{answer}"
+    );
     drop(la_app);
     drop(school_app);
     hamstreet.sync();

@@ -530,7 +530,7 @@ async fn new_document(State(state): State<Shared>, Form(input): Form<NewInput>) 
         |d| create::create(d, kind, title, None, &author),
     ) {
         Ok(id) => Redirect::to(&format!("/doc/{id}")).into_response(),
-        Err(EditError::ReadOnly) => viewer_refusal(),
+        Err(error @ EditError::ReadOnly) => forbidden(&error),
         Err(error) => failure(&error.to_string()),
     }
 }
@@ -829,10 +829,12 @@ fn refusal(text: &str) -> Response {
         .into_response()
 }
 
-fn viewer_refusal() -> Response {
+/// An edit this school may not make (it only reads the partnership's
+/// documents, or the document is another's shared to read), saying why.
+fn forbidden(error: &EditError) -> Response {
     (
         StatusCode::FORBIDDEN,
-        Json(json!({"error": sentence(&EditError::ReadOnly.to_string())})),
+        Json(json!({"error": sentence(&error.to_string())})),
     )
         .into_response()
 }
@@ -878,7 +880,7 @@ fn edit<T: serde::Serialize>(
             "heads": hash.map(|h| h.to_string()),
         }))
         .into_response(),
-        Err(EditError::ReadOnly) => viewer_refusal(),
+        Err(error @ (EditError::ReadOnly | EditError::Shared)) => forbidden(&error),
         Err(error) => refusal(&sentence(&error.for_page())),
     }
 }
