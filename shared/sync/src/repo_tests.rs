@@ -969,6 +969,11 @@ fn an_idle_document_leaves_memory_while_its_subscribers_stay_and_comes_back_in_o
     assert_eq!(net.nodes[0].loaded_documents(), 0);
 }
 
+/// What the relay's bound counts for a document, from what it stored.
+fn relay_estimate(net: &Net, id: DocumentId) -> u64 {
+    memory_estimate(net.stores[0][&id].iter().map(|c| c.len() as u64).sum())
+}
+
 #[test]
 fn over_its_memory_bound_the_relay_rests_the_documents_untouched_longest_first() {
     let mut net = Net::new(2);
@@ -982,14 +987,11 @@ fn over_its_memory_bound_the_relay_rests_the_documents_untouched_longest_first()
         net.tick(1_000);
     }
     let [a, b, c] = [ids[0], ids[1], ids[2]];
-    let estimate = |net: &Net, id: DocumentId| {
-        memory_estimate(net.stores[0][&id].iter().map(|c| c.len() as u64).sum())
-    };
     let is_resting = |net: &Net, id: DocumentId| {
         matches!(net.nodes[0].documents.get(&id), Some(Slot::Resting(_)))
     };
     // Room for two of the three.
-    let bound = estimate(&net, a) + estimate(&net, b) + estimate(&net, c) / 2;
+    let bound = relay_estimate(&net, a) + relay_estimate(&net, b) + relay_estimate(&net, c) / 2;
     net.nodes[0].config.document_memory = Some(bound);
 
     // Plan C, touched last, has been untouched for 4.5 s, under the
@@ -1123,11 +1125,8 @@ fn over_its_memory_bound_the_relay_drops_documents_nobody_syncs_first() {
     net.tick(1_000);
     let left = new_doc_with_title(&mut net, 2, "Plan B");
     net.disconnect(2);
-    let estimate = |net: &Net, id: DocumentId| {
-        memory_estimate(net.stores[0][&id].iter().map(|c| c.len() as u64).sum())
-    };
     // Room for one of the two.
-    let bound = estimate(&net, kept) + estimate(&net, left) / 2;
+    let bound = relay_estimate(&net, kept) + relay_estimate(&net, left) / 2;
     net.nodes[0].config.document_memory = Some(bound);
     net.tick(6_000);
     assert!(
@@ -2764,12 +2763,11 @@ mod relay_policy {
         );
     }
 
-    /// An actor bound by heavy changes still being applied on the worker
-    /// is not named to a school that joins meanwhile: the binding is kept
-    /// only with the changes, and is forgotten if they fail. Found by the
-    /// `relay_core` fuzz target.
-    #[test]
-    fn an_actor_is_named_only_once_the_changes_that_bound_it_are_kept() {
+    /// Schools 1 and 2 of North, both asking for listings; school 1,
+    /// alone connected, makes a plan whose first changes are heavy: their
+    /// authors have been read on the worker, and applying them is held
+    /// there (`Net::held_work`).
+    fn heavy_first_changes_being_applied() -> (Net, DocumentId) {
         let register = Arc::new(register(
             1,
             &[
@@ -2791,6 +2789,16 @@ mod relay_policy {
         net.held_work = Some(Vec::new());
         let plan = new_doc_with_title(&mut net, 1, &"typed ".repeat(200));
         net.finish_work();
+        (net, plan)
+    }
+
+    /// An actor bound by heavy changes still being applied on the worker
+    /// is not named to a school that joins meanwhile: the binding is kept
+    /// only with the changes, and is forgotten if they fail. Found by the
+    /// `relay_core` fuzz target.
+    #[test]
+    fn an_actor_is_named_only_once_the_changes_that_bound_it_are_kept() {
+        let (mut net, plan) = heavy_first_changes_being_applied();
         assert_eq!(
             work_on(&net, plan),
             vec!["Work(authors", "Work(apply"],
@@ -2818,27 +2826,7 @@ mod relay_policy {
     /// and named. (Found in review.)
     #[test]
     fn a_binding_for_changes_whose_document_was_dropped_meanwhile_is_made_again() {
-        let register = Arc::new(register(
-            1,
-            &[
-                (1, &[("north", Role::Member)]),
-                (2, &[("north", Role::Member)]),
-            ],
-        ));
-        let mut net = Net::with_relay_policy(2, Box::new(AllowAll));
-        let mut config = RepoConfig::new("relay", Some("relay-storage".into()));
-        config.heavy_ops = Some(100);
-        let policy = PartnershipPolicy::new(register.clone(), HashMap::new(), 2);
-        net.nodes[0] = Repo::new(config, Box::new(policy));
-        for client in [1, 2] {
-            let grant = register.authenticate(&credential(client), None).unwrap();
-            net.grants.insert(client, grant);
-            asks_for_listing(&mut net, client);
-        }
-        net.connect(1);
-        net.held_work = Some(Vec::new());
-        let plan = new_doc_with_title(&mut net, 1, &"typed ".repeat(200));
-        net.finish_work();
+        let (mut net, plan) = heavy_first_changes_being_applied();
         assert_eq!(work_on(&net, plan), vec!["Work(authors", "Work(apply"]);
         // A write of that turn failed: the document is dropped from memory
         // while its changes are still being applied.
