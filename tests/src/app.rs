@@ -61,6 +61,22 @@ impl AppProcess {
         raw_http(&self.host(), request)
     }
 
+    /// The home page and the per-process token every change must carry,
+    /// read from it as the page's script does.
+    pub fn home_and_token(&self) -> (String, String) {
+        let host = self.host();
+        let (_, home) = self.raw(&format!(
+            "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        ));
+        let token = home
+            .split("name=\"csrf\" content=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("the page carries its token")
+            .to_string();
+        (home, token)
+    }
+
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

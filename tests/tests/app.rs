@@ -367,16 +367,7 @@ fn served_with_a_password_the_app_opens_only_to_it() {
 
 /// The page's token and the plan's address, read from the app's pages.
 fn token_and_plan(app: &AppProcess) -> (String, String) {
-    let host = app.host();
-    let (_, body) = app.raw(&format!(
-        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    ));
-    let token = body
-        .split("name=\"csrf\" content=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
+    let (body, token) = app.home_and_token();
     // The plan's link, by its name (the list's order follows the clock).
     let plan = body
         .split("href=\"/doc/")

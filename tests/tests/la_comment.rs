@@ -173,15 +173,7 @@ fn the_local_authority_comments_to_one_partnership_and_writes_nothing_of_its_own
     // An edit to the comments sent to the school's app anyway (its pages
     // offer none) is forbidden, saying whose they are.
     let host = school_app.host();
-    let (_, home) = school_app.raw(&format!(
-        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    ));
-    let token = home
-        .split("name=\"csrf\" content=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the page carries its token")
-        .to_string();
+    let (_, token) = school_app.home_and_token();
     let id = comments.trim_start_matches("automerge:");
     let body = r#"{"key":"title","value":"Ours now","heads":""}"#;
     let (status, answer) = school_app.raw(&format!(
