@@ -1252,11 +1252,20 @@ mod tests {
             }
         };
         assert_eq!(worker_niceness, i64::from(WORKER_NICENESS));
-        let engine_thread = threads()
-            .into_iter()
-            .find(|(name, _)| name == "partnerplan-eng")
-            .expect("the engine thread runs");
-        assert_eq!(engine_thread.1, 0, "the engine keeps the usual priority");
+        // A new thread takes its name as it starts: wait for that too.
+        let engine_niceness = loop {
+            let found = threads()
+                .into_iter()
+                .find(|(name, _)| name == "partnerplan-eng");
+            match found {
+                Some((_, nice)) => break nice,
+                None => {
+                    assert!(Instant::now() < deadline, "no engine thread started");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        };
+        assert_eq!(engine_niceness, 0, "the engine keeps the usual priority");
         drop(engine);
     }
 
