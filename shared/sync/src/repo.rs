@@ -985,6 +985,9 @@ pub struct Repo {
     stored_sizes: HashMap<DocumentId, u64>,
     /// What resting documents being loaded again kept of their peers.
     waking: HashMap<DocumentId, Resting>,
+    /// The earliest time a peer's refusal that passes ends, if any: the
+    /// ticks before it look at no document for retries.
+    next_retry_ms: Option<u64>,
     /// When peers held back by pacing are due a message anyway: (time,
     /// document, connection), earliest first; stale entries are skipped.
     wakeups: BinaryHeap<Reverse<(u64, DocumentId, ConnId)>>,
@@ -1007,6 +1010,7 @@ impl Repo {
             announce_budget: ANNOUNCE_PER_TICK,
             stored_sizes: HashMap::new(),
             waking: HashMap::new(),
+            next_retry_ms: None,
             wakeups: BinaryHeap::new(),
             now_ms: 0,
             effects: Vec::new(),
@@ -2718,13 +2722,17 @@ impl Repo {
                         may_leave.push((document.last_active_ms, estimate, *document_id, false));
                     }
                 }
-            } else if untouched >= idle && self.may_rest(document_id, document) {
-                rest.push(*document_id);
             } else {
-                in_memory += estimate;
-                if early && untouched >= MIN_IDLE_TO_REST_MS && self.may_rest(document_id, document)
-                {
-                    may_leave.push((document.last_active_ms, estimate, *document_id, true));
+                let due = untouched >= idle;
+                let early_due = early && untouched >= MIN_IDLE_TO_REST_MS;
+                let may_rest = (due || early_due) && self.may_rest(document_id, document);
+                if due && may_rest {
+                    rest.push(*document_id);
+                } else {
+                    in_memory += estimate;
+                    if early_due && may_rest {
+                        may_leave.push((document.last_active_ms, estimate, *document_id, true));
+                    }
                 }
             }
         }
@@ -3103,6 +3111,9 @@ impl Repo {
                 self.now_ms
                     .saturating_add(ms.clamp(MIN_RETRY_AFTER_MS, MAX_RETRY_AFTER_MS))
             });
+            if let Some(at) = peer.retry_at_ms {
+                self.next_retry_ms = Some(self.next_retry_ms.map_or(at, |next| next.min(at)));
+            }
         }
     }
 
@@ -3111,12 +3122,19 @@ impl Repo {
     /// peer forgot where this connection stood.
     fn retry_refused(&mut self) {
         let now_ms = self.now_ms;
+        if self.next_retry_ms.is_none_or(|next| now_ms < next) {
+            return;
+        }
         let mut due = Vec::new();
+        let mut next = None;
         for (document_id, slot) in &mut self.documents {
             let Slot::Ready(document) = slot else {
                 continue;
             };
             for (conn, peer) in &mut document.peers {
+                if let Some(at) = peer.retry_at_ms.filter(|&at| at > now_ms) {
+                    next = Some(next.map_or(at, |next: u64| next.min(at)));
+                }
                 if peer.retry_at_ms.is_some_and(|at| at <= now_ms) {
                     peer.refused = None;
                     peer.retry_at_ms = None;
@@ -3129,6 +3147,7 @@ impl Repo {
                 }
             }
         }
+        self.next_retry_ms = next;
         for (document_id, conn) in due {
             self.sync_peers_of(document_id, Some(conn));
         }
