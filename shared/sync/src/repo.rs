@@ -268,9 +268,10 @@ pub struct RepoConfig {
     /// and meanwhile every other document waits. `None` applies all here.
     pub heavy_ops: Option<u64>,
     /// How much memory the documents held in memory may take, estimated
-    /// from what each takes on disk ([`memory_estimate`]). Over it, the
-    /// documents untouched longest that may rest go to rest before
-    /// `idle_unload_ms` is up, once untouched for [`MIN_IDLE_TO_REST_MS`]:
+    /// from what each takes on disk ([`memory_estimate`]). Over it,
+    /// documents untouched for [`MIN_IDLE_TO_REST_MS`] leave before
+    /// `idle_unload_ms` is up: first those no connected peer syncs, then
+    /// the longest untouched that may rest:
     /// a burst of schools syncing thousands of documents then costs this,
     /// not every document they touched. Documents that may not rest yet
     /// (being edited, owed changes, waiting for a parent) stay, so the
